@@ -1,0 +1,176 @@
+/*
+ * sluice/http.h: HTTP/1.x heads, parsed with llhttp under limits, and
+ * rewritten for the next hop.
+ *
+ * One parser reads one message: first its head, then (for plain HTTP
+ * proxying) the extent of its body, which the shell forwards as raw bytes.
+ * The caller keeps the head in one contiguous buffer that grows as bytes
+ * arrive and passes the whole buffer on every call (same base, longer len);
+ * spans in the result are offsets into that buffer, so they stay valid
+ * wherever the caller keeps it.
+ *
+ * Requests a backend could read differently from us are refused before a
+ * byte is forwarded: Content-Length with Transfer-Encoding, duplicate or
+ * invalid Content-Length, bad chunk sizes, obs-fold (llhttp 8.1 accepts it,
+ * so the parser checks itself), NUL or bare CR in the head.
+ */
+#ifndef SLUICE_HTTP_H
+#define SLUICE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <llhttp.h>
+
+#include "sluice/common.h"
+
+#define SL_HTTP_MAX_HEADERS 256   /* hard ceiling of limits.headers */
+
+typedef struct sl_http_span {
+    uint32_t off;    /* offset from the head buffer's base */
+    uint32_t len;
+} sl_http_span_t;
+
+typedef struct sl_http_header {
+    sl_http_span_t name;
+    sl_http_span_t value;   /* leading and trailing whitespace trimmed */
+} sl_http_header_t;
+
+typedef enum sl_http_type {
+    SL_HTTP_REQUEST = 0,
+    SL_HTTP_RESPONSE = 1,
+} sl_http_type_t;
+
+typedef struct sl_http_head {
+    uint8_t method;                 /* llhttp_method_t, requests */
+    uint8_t http_major;
+    uint8_t http_minor;
+    uint16_t status;                /* responses */
+    sl_http_span_t method_text;     /* requests */
+    sl_http_span_t url;             /* requests */
+    sl_http_span_t reason;          /* responses */
+    uint32_t head_len;              /* bytes of the head, final CRLF included */
+    int64_t content_length;         /* -1 when absent */
+    bool chunked;                   /* Transfer-Encoding ends in chunked */
+    bool keep_alive;                /* per version and Connection */
+    bool upgrade;                   /* Connection: upgrade with an Upgrade header */
+    uint32_t n_headers;
+    sl_http_header_t headers[SL_HTTP_MAX_HEADERS];
+} sl_http_head_t;
+
+typedef enum sl_http_phase {
+    SL_HTTP_PHASE_HEAD = 0,
+    SL_HTTP_PHASE_BODY,
+    SL_HTTP_PHASE_DONE,
+} sl_http_phase_t;
+
+typedef struct sl_http_parser {
+    /* Settings, before sl_http_parser_init(). 0 means the default (16KiB, 100, 8KiB). */
+    uint32_t max_head;
+    uint32_t max_headers;
+    uint32_t max_request_line;
+
+    /* Results. */
+    sl_http_head_t head;
+    sl_http_phase_t phase;
+    int error_status;               /* 400, 414, 431 (requests) or 502 (responses) */
+    const char *error_reason;       /* short text for logs */
+
+    /* Private. */
+    llhttp_t ll;
+    sl_http_type_t type;
+    const char *base;
+    size_t fed;                     /* bytes of the head buffer already given to llhttp */
+    uint8_t span_state;
+    uint32_t n_content_length;
+    bool saw_transfer_encoding;
+    bool body_until_eof;
+    bool no_body;
+} sl_http_parser_t;
+
+/*
+ * Start reading one message of the given type. For a response, pass the
+ * request's method (a response to HEAD has no body) and whether the request
+ * was an upgrade; otherwise pass 0 / false.
+ */
+void sl_http_parser_init(sl_http_parser_t *p, sl_http_type_t type,
+                         uint8_t request_method);
+
+/*
+ * Parse the head. `buf` is the whole head buffer so far (same base each call).
+ * Returns the head length (> 0) when the head is complete (the bytes after it
+ * are body, pipelined data or WebSocket frames, not consumed); SL_NEED_MORE;
+ * or SL_EINVAL with p->error_status and p->error_reason set.
+ */
+int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len);
+
+/*
+ * After a complete head: how many of these body bytes belong to this message.
+ * Returns that count (<= len) and sets *done when the message ended within
+ * them; SL_EINVAL on a malformed body (bad chunk size). A message with no
+ * body is done at once (call with len 0).
+ */
+ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done);
+
+/* True when the body is delimited by the connection closing (responses only). */
+bool sl_http_body_until_eof(const sl_http_parser_t *p);
+
+/* Header look-up, case-insensitive. Returns the first match or NULL. */
+const sl_http_header_t *sl_http_find(const sl_http_head_t *h, const char *base,
+                                     const char *name);
+
+/* True when a comma-separated header value holds `token` (case-insensitive). */
+bool sl_http_has_token(const char *value, size_t len, const char *token);
+
+/* How the request is to be forwarded. */
+typedef struct sl_http_forward {
+    const char *client_ip;          /* the peer (or PROXY protocol) address, as text */
+    bool client_trusted;            /* the peer is a trusted proxy: append to its XFF */
+    bool tls;                       /* client came over TLS: proto https / wss */
+    bool websocket;                 /* keep Upgrade: websocket and Connection: Upgrade */
+} sl_http_forward_t;
+
+/*
+ * Write the request head for the backend: hop-by-hop headers dropped
+ * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade unless
+ * websocket, and every header named in Connection), Transfer-Encoding kept
+ * because the body is forwarded as it came, X-Forwarded-For, -Proto and
+ * Forwarded added. Returns the length, or SL_EFULL when `cap` is too small.
+ */
+ssize_t sl_http_write_request(const sl_http_head_t *h, const char *base,
+                              const sl_http_forward_t *fw, char *out, size_t cap);
+
+/*
+ * Write the response head for the client: hop-by-hop headers dropped (kept
+ * for a 101), and `Connection: close` when the client connection will not be
+ * kept alive. Returns the length, or SL_EFULL.
+ */
+ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
+                               bool keep_alive, char *out, size_t cap);
+
+/*
+ * A complete response the gateway makes itself (errors, admission rejects):
+ * status line, Content-Type text/plain, Content-Length, the extra header lines
+ * (each ending in CRLF, may be NULL), Connection: close when `close`, and a
+ * short body naming the status. Returns the length, or SL_EFULL.
+ */
+ssize_t sl_http_write_simple(char *out, size_t cap, int status,
+                             const char *extra_headers, bool close);
+
+/* The reason phrase for a status ("Service Unavailable"). */
+const char *sl_http_status_text(int status);
+
+/*
+ * The client address to key per-client limits on: when the peer is a trusted
+ * proxy, the rightmost X-Forwarded-For entry that is not itself trusted.
+ * `is_trusted` decides trust for one textual address. Writes a NUL-terminated
+ * address into out (at most 46 bytes with the NUL) and returns 0, or returns
+ * SL_ENOENT when the header gives nothing usable (keep the peer address).
+ */
+int sl_http_real_client(const sl_http_head_t *h, const char *base,
+                        bool (*is_trusted)(const char *ip, void *arg), void *arg,
+                        char out[46]);
+
+#endif
