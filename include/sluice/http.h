@@ -88,12 +88,16 @@ typedef struct sl_http_parser {
     bool saw_transfer_encoding;
     bool body_until_eof;
     bool no_body;
+    uint8_t scan_state;             /* raw byte checks llhttp does not make */
+    uint8_t request_method;         /* responses: the method of the request answered */
 } sl_http_parser_t;
 
 /*
  * Start reading one message of the given type. For a response, pass the
- * request's method (a response to HEAD has no body) and whether the request
- * was an upgrade; otherwise pass 0 / false.
+ * request's method (llhttp_method_t: a response to HEAD has no body);
+ * for a request the method argument is ignored (pass 0). Keeps the three
+ * settings above (max_head, max_headers, max_request_line) and resets the
+ * rest, so a parser can be re-initialised for the next pipelined message.
  */
 void sl_http_parser_init(sl_http_parser_t *p, sl_http_type_t type,
                          uint8_t request_method);

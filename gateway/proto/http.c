@@ -1,0 +1,851 @@
+/*
+ * http.c: HTTP/1.x message heads read with llhttp under limits, the extent
+ * of a body, and the heads rewritten for the next hop.
+ *
+ * Why llhttp plus our own checks: llhttp is a well-tested state machine for
+ * the grammar, but a gateway must also refuse what a backend could read
+ * differently from us (request smuggling). llhttp 8.1 in its default mode
+ * accepts obs-fold and whitespace before the colon, and only notices a
+ * non-chunked final Transfer-Encoding once the body starts. So every head
+ * byte also goes through a small raw scanner (NUL, bare CR, bare LF, obs-fold,
+ * whitespace before the colon), and the header list is checked as a whole at
+ * headers-complete (Content-Length and Transfer-Encoding, duplicate Host).
+ *
+ * Why the scanner runs first: the scanner stops at the first bad byte and
+ * also finds the end of the head, and llhttp is then fed exactly up to that
+ * point. llhttp therefore never sees a byte past the head (it cannot consume
+ * body bytes or frames), and every result depends only on the bytes, never on
+ * how they were split across calls: the tests check that for every split.
+ *
+ * Why offsets: the caller keeps the head in one growing buffer and passes all
+ * of it each call; callbacks convert llhttp's pointers to offsets from that
+ * call's base, and a span cut by a call boundary is extended, not restarted
+ * (span_state remembers which span is open).
+ */
+#include <arpa/inet.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sluice/http.h"
+
+enum {
+    DEFAULT_MAX_HEAD = 16 * 1024,
+    DEFAULT_MAX_HEADERS = 100,
+    DEFAULT_MAX_REQUEST_LINE = 8 * 1024,
+};
+
+enum { SPAN_NONE, SPAN_METHOD, SPAN_URL, SPAN_STATUS, SPAN_FIELD, SPAN_VALUE };
+
+/* Raw scanner states (p->scan_state). */
+enum { SC_PRE, SC_START, SC_LINE0, SC_NAME, SC_VALUE, SC_END_CR, SC_DONE };
+
+static sl_http_parser_t *owner(llhttp_t *ll)
+{
+    return ll->data;
+}
+
+/* Record a refusal; returns -1 so a callback can hand it straight to llhttp. */
+static int fail(sl_http_parser_t *p, int request_status, const char *reason)
+{
+    if (p->error_status == 0) {
+        p->error_status = p->type == SL_HTTP_REQUEST ? request_status : 502;
+        p->error_reason = reason;
+    }
+    return -1;
+}
+
+static void span_add(sl_http_parser_t *p, sl_http_span_t *s, uint8_t kind,
+                     const char *at, size_t n)
+{
+    if (p->span_state != kind) {
+        s->off = (uint32_t)(at - p->base);
+        p->span_state = kind;
+    }
+    s->len = (uint32_t)(at + n - p->base) - s->off;
+}
+
+static bool head_phase(const sl_http_parser_t *p)
+{
+    return p->phase == SL_HTTP_PHASE_HEAD;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t n)
+{
+    sl_http_parser_t *p = owner(ll);
+    if (head_phase(p))
+        span_add(p, &p->head.method_text, SPAN_METHOD, at, n);
+    return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t n)
+{
+    sl_http_parser_t *p = owner(ll);
+    if (!head_phase(p))
+        return 0;
+    span_add(p, &p->head.url, SPAN_URL, at, n);
+    if (p->head.url.len > p->max_request_line)
+        return fail(p, 414, "request target too long");
+    return 0;
+}
+
+static int on_status(llhttp_t *ll, const char *at, size_t n)
+{
+    sl_http_parser_t *p = owner(ll);
+    if (head_phase(p))
+        span_add(p, &p->head.reason, SPAN_STATUS, at, n);
+    return 0;
+}
+
+static int on_span_complete(llhttp_t *ll)
+{
+    owner(ll)->span_state = SPAN_NONE;
+    return 0;
+}
+
+static int on_field(llhttp_t *ll, const char *at, size_t n)
+{
+    sl_http_parser_t *p = owner(ll);
+    if (!head_phase(p))
+        return 0;   /* chunked trailers: forwarded raw, not modelled */
+    if (p->span_state != SPAN_FIELD) {
+        if (p->head.n_headers >= p->max_headers)
+            return fail(p, 431, "too many header fields");
+        p->head.n_headers++;
+    }
+    span_add(p, &p->head.headers[p->head.n_headers - 1].name, SPAN_FIELD, at, n);
+    return 0;
+}
+
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int on_field_complete(llhttp_t *ll)
+{
+    sl_http_parser_t *p = owner(ll);
+    p->span_state = SPAN_NONE;
+    if (!head_phase(p) || p->head.n_headers == 0)
+        return 0;
+    sl_http_header_t *h = &p->head.headers[p->head.n_headers - 1];
+    if (h->name.len == 0)
+        return fail(p, 400, "empty header name");
+    for (uint32_t i = 0; i < h->name.len; i++)
+        if (!is_tchar((unsigned char)p->base[h->name.off + i]))
+            return fail(p, 400, "invalid header name");
+    h->value.off = h->name.off + h->name.len;
+    h->value.len = 0;
+    return 0;
+}
+
+static int on_value(llhttp_t *ll, const char *at, size_t n)
+{
+    sl_http_parser_t *p = owner(ll);
+    if (head_phase(p) && p->head.n_headers > 0)
+        span_add(p, &p->head.headers[p->head.n_headers - 1].value, SPAN_VALUE, at, n);
+    return 0;
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int on_value_complete(llhttp_t *ll)
+{
+    sl_http_parser_t *p = owner(ll);
+    p->span_state = SPAN_NONE;
+    if (!head_phase(p) || p->head.n_headers == 0)
+        return 0;
+    sl_http_span_t *v = &p->head.headers[p->head.n_headers - 1].value;
+    while (v->len > 0 && is_ows(p->base[v->off])) {
+        v->off++;
+        v->len--;
+    }
+    while (v->len > 0 && is_ows(p->base[v->off + v->len - 1]))
+        v->len--;
+    return 0;
+}
+
+static bool name_is(const sl_http_parser_t *p, const sl_http_header_t *h, const char *name)
+{
+    return h->name.len == strlen(name) && strncasecmp(p->base + h->name.off, name, h->name.len) == 0;
+}
+
+/*
+ * Walk a comma-separated list: returns false at the end, else the next
+ * element, OWS-trimmed, in *tok / *tlen (may be empty for "a,,b").
+ */
+static bool next_element(const char *v, size_t len, size_t *pos, const char **tok, size_t *tlen)
+{
+    if (*pos > len)
+        return false;
+    size_t s = *pos, e = s;
+    while (e < len && v[e] != ',')
+        e++;
+    *pos = e + 1;
+    while (s < e && is_ows(v[s]))
+        s++;
+    while (e > s && is_ows(v[e - 1]))
+        e--;
+    *tok = v + s;
+    *tlen = e - s;
+    return true;
+}
+
+bool sl_http_has_token(const char *value, size_t len, const char *token)
+{
+    size_t pos = 0, tlen, want = strlen(token);
+    const char *tok;
+    while (next_element(value, len, &pos, &tok, &tlen))
+        if (tlen == want && strncasecmp(tok, token, want) == 0)
+            return true;
+    return false;
+}
+
+/* 1*DIGIT without overflow; the value is already trimmed. */
+static int64_t parse_length(const char *s, size_t n)
+{
+    if (n == 0 || n > 18)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/*
+ * Transfer-Encoding across all its header lines: is the final coding chunked,
+ * and is chunked anywhere but last (never valid)?
+ */
+static int transfer_coding(const sl_http_parser_t *p, bool *chunked)
+{
+    bool last_chunked = false, misplaced = false;
+    for (uint32_t i = 0; i < p->head.n_headers; i++) {
+        const sl_http_header_t *h = &p->head.headers[i];
+        if (!name_is(p, h, "transfer-encoding"))
+            continue;
+        size_t pos = 0, tlen;
+        const char *tok;
+        while (next_element(p->base + h->value.off, h->value.len, &pos, &tok, &tlen)) {
+            if (tlen == 0)
+                continue;
+            if (last_chunked)
+                misplaced = true;
+            last_chunked = tlen == 7 && strncasecmp(tok, "chunked", 7) == 0;
+        }
+    }
+    *chunked = last_chunked;
+    return misplaced ? -1 : 0;
+}
+
+/* The framing headers, checked as a whole once the head is complete. */
+static int check_framing(sl_http_parser_t *p)
+{
+    sl_http_head_t *hd = &p->head;
+    uint32_t n_te = 0, n_host = 0;
+    for (uint32_t i = 0; i < hd->n_headers; i++) {
+        const sl_http_header_t *h = &hd->headers[i];
+        if (name_is(p, h, "content-length")) {
+            if (++p->n_content_length > 1)
+                return fail(p, 400, "duplicate Content-Length");
+            hd->content_length = parse_length(p->base + h->value.off, h->value.len);
+            if (hd->content_length < 0)
+                return fail(p, 400, "invalid Content-Length");
+        } else if (name_is(p, h, "transfer-encoding")) {
+            n_te++;
+        } else if (name_is(p, h, "host")) {
+            n_host++;
+        }
+    }
+    p->saw_transfer_encoding = n_te > 0;
+    if (n_te > 0 && p->n_content_length > 0)
+        return fail(p, 400, "Content-Length with Transfer-Encoding");
+    if (n_host > 1)
+        return fail(p, 400, "duplicate Host");
+    if (transfer_coding(p, &hd->chunked) < 0)
+        return fail(p, 400, "chunked is not the final transfer coding");
+    if (p->type == SL_HTTP_REQUEST && n_te > 0 && !hd->chunked)
+        return fail(p, 400, "final transfer coding is not chunked");
+    return 0;
+}
+
+static bool connection_has(const sl_http_parser_t *p, const char *token)
+{
+    for (uint32_t i = 0; i < p->head.n_headers; i++) {
+        const sl_http_header_t *h = &p->head.headers[i];
+        if (name_is(p, h, "connection") &&
+            sl_http_has_token(p->base + h->value.off, h->value.len, token))
+            return true;
+    }
+    return false;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    sl_http_parser_t *p = owner(ll);
+    sl_http_head_t *hd = &p->head;
+    hd->method = ll->method;
+    hd->http_major = ll->http_major;
+    hd->http_minor = ll->http_minor;
+    hd->status = ll->status_code;
+    if (check_framing(p) < 0)
+        return -1;
+
+    bool has_upgrade = false;
+    for (uint32_t i = 0; i < hd->n_headers && !has_upgrade; i++)
+        has_upgrade = name_is(p, &hd->headers[i], "upgrade");
+    hd->upgrade = has_upgrade && connection_has(p, "upgrade");
+
+    if (p->type == SL_HTTP_RESPONSE) {
+        int s = hd->status;
+        p->no_body = p->request_method == HTTP_HEAD || (s >= 100 && s < 200) ||
+                     s == 204 || s == 304;
+        p->body_until_eof = !p->no_body && !hd->chunked && hd->content_length < 0;
+    }
+    if (hd->http_major > 1 || (hd->http_major == 1 && hd->http_minor >= 1))
+        hd->keep_alive = !connection_has(p, "close");
+    else
+        hd->keep_alive = connection_has(p, "keep-alive");
+    if (p->body_until_eof)
+        hd->keep_alive = false;
+    return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_status = on_status,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_headers_complete = on_headers_complete,
+    .on_message_complete = on_message_complete,
+    .on_method_complete = on_span_complete,
+    .on_url_complete = on_span_complete,
+    .on_status_complete = on_span_complete,
+    .on_header_field_complete = on_field_complete,
+    .on_header_value_complete = on_value_complete,
+};
+
+void sl_http_parser_init(sl_http_parser_t *p, sl_http_type_t type, uint8_t request_method)
+{
+    uint32_t max_head = p->max_head ? p->max_head : DEFAULT_MAX_HEAD;
+    uint32_t max_headers = p->max_headers ? p->max_headers : DEFAULT_MAX_HEADERS;
+    uint32_t max_line = p->max_request_line ? p->max_request_line : DEFAULT_MAX_REQUEST_LINE;
+    memset(p, 0, sizeof *p);
+    p->max_head = max_head;
+    p->max_headers = SL_MIN(max_headers, (uint32_t)SL_HTTP_MAX_HEADERS);
+    p->max_request_line = max_line;
+    p->head.content_length = -1;
+    p->type = type;
+    p->request_method = request_method;
+    llhttp_init(&p->ll, type == SL_HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    p->ll.data = p;
+}
+
+/*
+ * The raw checks over head bytes [from, to). Returns the offset just after
+ * the LF that ends the head, 0 when the head goes on past `to`, or -1 with
+ * the first bad byte's offset in *bad and the reason in *why (not yet
+ * recorded: an error llhttp finds before that byte wins). `buf` is the whole
+ * head buffer, so the byte before `from` is there to look back at.
+ */
+static long scan(sl_http_parser_t *p, const char *buf, size_t from, size_t to,
+                 size_t *bad, const char **why)
+{
+    for (size_t i = from; i < to; i++) {
+        char c = buf[i];
+        char prev = i > 0 ? buf[i - 1] : 0;
+        *bad = i;
+        if (c == '\0')
+            return *why = "NUL in head", -1;
+        if (prev == '\r' && c != '\n')
+            return *why = "bare CR in head", -1;
+        if (c == '\n' && prev != '\r')
+            return *why = "bare LF in head", -1;
+        switch (p->scan_state) {
+        case SC_PRE:        /* empty lines before the start line are skipped */
+            if (c != '\r' && c != '\n')
+                p->scan_state = SC_START;
+            break;
+        case SC_START:
+            if (c == '\n')
+                p->scan_state = SC_LINE0;
+            break;
+        case SC_LINE0:
+            if (is_ows(c))
+                return *why = "obs-fold (header line starting with whitespace)", -1;
+            p->scan_state = c == '\r' ? SC_END_CR : c == ':' ? SC_VALUE : SC_NAME;
+            break;
+        case SC_NAME:
+            if (is_ows(c))
+                return *why = "whitespace in header name or before colon", -1;
+            if (c == ':')
+                p->scan_state = SC_VALUE;
+            else if (c == '\n')
+                p->scan_state = SC_LINE0;
+            break;
+        case SC_VALUE:
+            if (c == '\n')
+                p->scan_state = SC_LINE0;
+            break;
+        default:            /* SC_END_CR: only '\n' gets here, bare CR is refused above */
+            p->scan_state = SC_DONE;
+            return (long)(i + 1);
+        }
+    }
+    return 0;
+}
+
+static int llhttp_failed(sl_http_parser_t *p, llhttp_errno_t e)
+{
+    if (p->error_status == 0) {
+        const char *r = llhttp_get_error_reason(&p->ll);
+        fail(p, 400, r ? r : llhttp_errno_name(e));
+    }
+    return SL_EINVAL;
+}
+
+static int refuse(sl_http_parser_t *p, int request_status, const char *reason)
+{
+    fail(p, request_status, reason);
+    return SL_EINVAL;
+}
+
+/* llhttp paused at headers complete: the head ends at `at`. */
+static int head_done(sl_http_parser_t *p, size_t at)
+{
+    p->fed = at;
+    p->head.head_len = (uint32_t)at;
+    p->phase = SL_HTTP_PHASE_BODY;
+    llhttp_resume(&p->ll);
+    return (int)at;
+}
+
+int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
+{
+    if (p->error_status != 0)
+        return SL_EINVAL;
+    if (p->phase != SL_HTTP_PHASE_HEAD)
+        return (int)p->head.head_len;
+    if (len < p->fed)
+        return SL_ESTATE;   /* the caller's buffer shrank: misuse */
+    size_t end = SL_MIN(len, (size_t)p->max_head), bad = 0;
+    const char *why = NULL;
+    long head_end = scan(p, buf, p->fed, end, &bad, &why);
+    size_t feed_to = head_end > 0 ? (size_t)head_end : head_end < 0 ? bad : end;
+
+    p->base = buf;
+    p->ll.data = p;
+    llhttp_errno_t e = HPE_OK;
+    if (feed_to > p->fed)
+        e = llhttp_execute(&p->ll, buf + p->fed, feed_to - p->fed);
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
+        if (head_end <= 0 || at != (size_t)head_end)
+            return refuse(p, 400, "malformed head");
+        return head_done(p, at);
+    }
+    if (e != HPE_OK)
+        return llhttp_failed(p, e);
+    if (head_end < 0)
+        return refuse(p, 400, why);
+    if (head_end > 0)       /* the head ended but llhttp did not see it end */
+        return refuse(p, 400, "malformed head");
+    p->fed = feed_to;
+    if (len > p->max_head)
+        return refuse(p, 431, "head too large");
+    return SL_NEED_MORE;
+}
+
+ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done)
+{
+    *done = false;
+    if (p->error_status != 0)
+        return SL_EINVAL;
+    if (p->phase == SL_HTTP_PHASE_DONE) {
+        *done = true;
+        return 0;
+    }
+    if (p->phase != SL_HTTP_PHASE_BODY)
+        return SL_ESTATE;
+    if (p->no_body || (!p->head.chunked && !p->body_until_eof && p->head.content_length <= 0)) {
+        p->phase = SL_HTTP_PHASE_DONE;
+        *done = true;
+        return 0;
+    }
+    if (p->body_until_eof || len == 0)
+        return (ssize_t)len;
+    p->base = buf;
+    p->ll.data = p;
+    llhttp_errno_t e = llhttp_execute(&p->ll, buf, len);
+    if (e == HPE_OK)
+        return (ssize_t)len;
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        p->phase = SL_HTTP_PHASE_DONE;
+        *done = true;
+        return llhttp_get_error_pos(&p->ll) - buf;
+    }
+    return llhttp_failed(p, e);
+}
+
+bool sl_http_body_until_eof(const sl_http_parser_t *p)
+{
+    return p->body_until_eof;
+}
+
+static bool span_is(const char *base, sl_http_span_t s, const char *name)
+{
+    return s.len == strlen(name) && strncasecmp(base + s.off, name, s.len) == 0;
+}
+
+const sl_http_header_t *sl_http_find(const sl_http_head_t *h, const char *base, const char *name)
+{
+    for (uint32_t i = 0; i < h->n_headers; i++)
+        if (span_is(base, h->headers[i].name, name))
+            return &h->headers[i];
+    return NULL;
+}
+
+/* ---- writing heads ------------------------------------------------------- */
+
+/* An output buffer that remembers overflow, so writers check once at the end. */
+typedef struct out {
+    char *p;
+    size_t cap, len;
+    bool full;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->full || n > o->cap - o->len) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(out_t *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_uint(out_t *o, unsigned long v)
+{
+    char tmp[24];
+    size_t n = sizeof tmp;
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    put(o, tmp + n, sizeof tmp - n);
+}
+
+static void put_span(out_t *o, const char *base, sl_http_span_t s)
+{
+    put(o, base + s.off, s.len);
+}
+
+static void put_header(out_t *o, const char *base, const sl_http_header_t *h)
+{
+    put_span(o, base, h->name);
+    put(o, ": ", 2);
+    put_span(o, base, h->value);
+    put(o, "\r\n", 2);
+}
+
+static ssize_t finish(out_t *o)
+{
+    return o->full ? SL_EFULL : (ssize_t)o->len;
+}
+
+/* Hop-by-hop by definition (RFC 9110 7.6.1), plus the legacy Proxy-Connection. */
+static bool is_hop_by_hop(const char *base, sl_http_span_t name)
+{
+    static const char *const hop[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(hop); i++)
+        if (span_is(base, name, hop[i]))
+            return true;
+    return false;
+}
+
+/*
+ * True when a Connection header names this header. Framing and routing
+ * headers are never dropped that way: "Connection: Content-Length" would
+ * otherwise make the backend read the raw body we forward as a new request.
+ */
+static bool named_by_connection(const sl_http_head_t *h, const char *base, sl_http_span_t name)
+{
+    static const char *const keep[] = { "host", "content-length", "transfer-encoding" };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(keep); i++)
+        if (span_is(base, name, keep[i]))
+            return false;
+    char tmp[128];
+    if (name.len >= sizeof tmp)
+        return false;
+    memcpy(tmp, base + name.off, name.len);
+    tmp[name.len] = '\0';
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *c = &h->headers[i];
+        if (span_is(base, c->name, "connection") &&
+            sl_http_has_token(base + c->value.off, c->value.len, tmp))
+            return true;
+    }
+    return false;
+}
+
+/* Every value of a repeated header, joined with ", "; returns how many. */
+static int put_joined(out_t *o, const sl_http_head_t *h, const char *base, const char *name)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *x = &h->headers[i];
+        if (!span_is(base, x->name, name) || x->value.len == 0)
+            continue;
+        if (n++ > 0)
+            put(o, ", ", 2);
+        put_span(o, base, x->value);
+    }
+    return n;
+}
+
+static bool has_nonempty(const sl_http_head_t *h, const char *base, const char *name)
+{
+    for (uint32_t i = 0; i < h->n_headers; i++)
+        if (span_is(base, h->headers[i].name, name) && h->headers[i].value.len > 0)
+            return true;
+    return false;
+}
+
+/* RFC 7239 node: IPv6 quoted and bracketed, "unknown" when there is none. */
+static void put_forwarded_node(out_t *o, const char *ip)
+{
+    if (ip == NULL || *ip == '\0') {
+        puts_(o, "unknown");
+    } else if (strchr(ip, ':') != NULL) {
+        puts_(o, "\"[");
+        puts_(o, ip);
+        puts_(o, "]\"");
+    } else {
+        puts_(o, ip);
+    }
+}
+
+static void put_forwarding(out_t *o, const sl_http_head_t *h, const char *base,
+                           const sl_http_forward_t *fw)
+{
+    const char *ip = fw->client_ip && *fw->client_ip ? fw->client_ip : NULL;
+    const char *proto = fw->tls ? "https" : "http";
+    bool xff_in = fw->client_trusted && has_nonempty(h, base, "x-forwarded-for");
+    if (ip != NULL || xff_in) {
+        puts_(o, "X-Forwarded-For: ");
+        if (xff_in)
+            put_joined(o, h, base, "x-forwarded-for");
+        if (xff_in && ip != NULL)
+            puts_(o, ", ");
+        if (ip != NULL)
+            puts_(o, ip);
+        puts_(o, "\r\n");
+    }
+    puts_(o, "X-Forwarded-Proto: ");
+    puts_(o, proto);
+    puts_(o, "\r\nForwarded: ");
+    if (fw->client_trusted && put_joined(o, h, base, "forwarded") > 0)
+        puts_(o, ", ");
+    puts_(o, "for=");
+    put_forwarded_node(o, ip);
+    puts_(o, ";proto=");
+    puts_(o, proto);
+    puts_(o, "\r\n");
+}
+
+ssize_t sl_http_write_request(const sl_http_head_t *h, const char *base,
+                              const sl_http_forward_t *fw, char *out, size_t cap)
+{
+    out_t o = { .p = out, .cap = cap };
+    put_span(&o, base, h->method_text);
+    put(&o, " ", 1);
+    put_span(&o, base, h->url);
+    puts_(&o, " HTTP/");
+    put_uint(&o, h->http_major);
+    put(&o, ".", 1);
+    put_uint(&o, h->http_minor);
+    puts_(&o, "\r\n");
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *x = &h->headers[i];
+        if (is_hop_by_hop(base, x->name) || named_by_connection(h, base, x->name) ||
+            span_is(base, x->name, "x-forwarded-for") ||
+            span_is(base, x->name, "x-forwarded-proto") || span_is(base, x->name, "forwarded"))
+            continue;
+        put_header(&o, base, x);
+    }
+    if (fw->websocket)
+        puts_(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    put_forwarding(&o, h, base, fw);
+    puts_(&o, "\r\n");
+    return finish(&o);
+}
+
+ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
+                               bool keep_alive, char *out, size_t cap)
+{
+    out_t o = { .p = out, .cap = cap };
+    bool switching = h->status == 101;
+    puts_(&o, "HTTP/1.1 ");
+    put_uint(&o, h->status);
+    put(&o, " ", 1);
+    if (h->reason.len > 0)
+        put_span(&o, base, h->reason);
+    else
+        puts_(&o, sl_http_status_text(h->status));
+    puts_(&o, "\r\n");
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *x = &h->headers[i];
+        bool keep_upgrade = switching && span_is(base, x->name, "upgrade");
+        if (!keep_upgrade && (is_hop_by_hop(base, x->name) || named_by_connection(h, base, x->name)))
+            continue;
+        put_header(&o, base, x);
+    }
+    if (switching)
+        puts_(&o, "Connection: Upgrade\r\n");
+    else if (!keep_alive)
+        puts_(&o, "Connection: close\r\n");
+    puts_(&o, "\r\n");
+    return finish(&o);
+}
+
+const char *sl_http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+ssize_t sl_http_write_simple(char *out, size_t cap, int status,
+                             const char *extra_headers, bool close)
+{
+    out_t o = { .p = out, .cap = cap };
+    const char *text = sl_http_status_text(status);
+    unsigned long body_len = 3 + 1 + strlen(text) + 1;   /* "503 Service Unavailable\n" */
+    if (status < 100 || status > 999)
+        return SL_EINVAL;
+    puts_(&o, "HTTP/1.1 ");
+    put_uint(&o, (unsigned long)status);
+    put(&o, " ", 1);
+    puts_(&o, text);
+    puts_(&o, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    put_uint(&o, body_len);
+    puts_(&o, "\r\n");
+    if (extra_headers != NULL)
+        puts_(&o, extra_headers);
+    if (close)
+        puts_(&o, "Connection: close\r\n");
+    puts_(&o, "\r\n");
+    put_uint(&o, (unsigned long)status);
+    put(&o, " ", 1);
+    puts_(&o, text);
+    put(&o, "\n", 1);
+    return finish(&o);
+}
+
+/* One X-Forwarded-For entry as a canonical address text; false if it is none. */
+static bool canonical_ip(const char *s, size_t n, char out[46])
+{
+    char tmp[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (n == 0 || n >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    if (inet_pton(AF_INET, tmp, addr) == 1)
+        return inet_ntop(AF_INET, addr, out, 46) != NULL;
+    if (inet_pton(AF_INET6, tmp, addr) == 1)
+        return inet_ntop(AF_INET6, addr, out, 46) != NULL;
+    return false;
+}
+
+/*
+ * Entries are read right to left across all X-Forwarded-For lines (the
+ * rightmost was written by the proxy nearest to us). The first one that is
+ * not trusted is the client; a malformed entry ends the walk, since nothing
+ * left of it can be believed. When every entry is trusted, the leftmost is
+ * the client.
+ */
+int sl_http_real_client(const sl_http_head_t *h, const char *base,
+                        bool (*is_trusted)(const char *ip, void *arg), void *arg,
+                        char out[46])
+{
+    bool found = false;
+    for (uint32_t i = h->n_headers; i-- > 0;) {
+        const sl_http_header_t *x = &h->headers[i];
+        if (!span_is(base, x->name, "x-forwarded-for"))
+            continue;
+        const char *v = base + x->value.off;
+        size_t end = x->value.len;
+        for (;;) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            size_t s = start, e = end;
+            while (s < e && is_ows(v[s]))
+                s++;
+            while (e > s && is_ows(v[e - 1]))
+                e--;
+            if (e > s) {
+                char ip[46];
+                if (!canonical_ip(v + s, e - s, ip))
+                    return found ? 0 : SL_ENOENT;
+                memcpy(out, ip, sizeof ip);
+                found = true;
+                if (is_trusted == NULL || !is_trusted(ip, arg))
+                    return 0;
+            }
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+    return found ? 0 : SL_ENOENT;
+}
