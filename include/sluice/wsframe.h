@@ -103,6 +103,7 @@ typedef struct sl_ws_parser {
     uint64_t message_len;
     uint8_t message_opcode;
     bool message_is_text;
+    bool message_validate;         /* text, validate_utf8 set, and no RSV bit on its first frame */
     uint64_t frame_start;
     uint32_t utf8_state;
     uint8_t ctl[125];
@@ -117,7 +118,11 @@ typedef struct sl_ws_parser {
  * SL_WS_EV_NONE when everything was consumed without an event.
  * On a protocol violation returns SL_EINVAL and sets ev->type NONE; then
  * sl_ws_parser_error() gives the close code (1002, 1007 or 1009) and reason.
- * Errors are sticky: every later call returns SL_EINVAL.
+ * Errors are sticky: every later call returns SL_EINVAL. A failing call
+ * consumes nothing (pos does not move).
+ * A text message is validated only when validate_utf8 is set and its first
+ * frame has no RSV bit (an extension's payload is not plain text). A close
+ * frame's code and reason are always checked (1002 / 1007).
  */
 ssize_t sl_ws_parse(sl_ws_parser_t *p, const uint8_t *buf, size_t len, sl_ws_event_t *ev);
 
@@ -150,11 +155,14 @@ bool sl_ws_close_code_valid(uint16_t code);
 size_t sl_ws_write_header(uint8_t out[SL_WS_MAX_HEADER], bool fin, uint8_t opcode,
                           const uint8_t *mask, uint64_t payload_len);
 
-/* A close frame with `code` and `reason` (truncated to fit 123 bytes at a UTF-8 boundary). */
+/* A close frame with `code` and `reason` (truncated to fit 123 bytes at a UTF-8 boundary).
+   `reason` may be NULL; code 0 writes a close frame with no payload (no status). The
+   reason is written as given: pass UTF-8. */
 size_t sl_ws_write_close(uint8_t out[SL_WS_MAX_CONTROL_FRAME], uint16_t code,
                          const char *reason, const uint8_t *mask);
 
-/* A ping or pong with up to 125 payload bytes. */
+/* A ping or pong (or any control opcode) with up to 125 payload bytes. Returns 0,
+   writing nothing, when len > 125 or the opcode is not a control opcode. */
 size_t sl_ws_write_control(uint8_t out[SL_WS_MAX_CONTROL_FRAME], uint8_t opcode,
                            const uint8_t *payload, size_t len, const uint8_t *mask);
 
