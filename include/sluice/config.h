@@ -180,6 +180,10 @@ typedef struct sl_cfg_service {
     sl_cfg_admission_t admission;
     sl_cfg_drain_t drain;
     sl_cfg_pos_t pos;
+    /* The names as written (n_pools of them, and the active one; default: the
+     * first listed): pools[] and active are resolved from these at load. */
+    char **pool_names;
+    char *active_name;
 } sl_cfg_service_t;
 
 typedef struct sl_cfg_limits {
@@ -293,13 +297,29 @@ int sl_parse_duration(const char *s, sl_msec_t *out);
 int sl_parse_size(const char *s, uint64_t *out);
 int sl_parse_rate(const char *s, double *out);
 
-/* Split "IP:port", "[IPv6]:port" or "host:port". Fills host (malloc'd) and port. */
+/*
+ * Split "IP:port", "[IPv6]:port" or "host:port" (not resolved; port 0 is
+ * accepted here and refused by the config rules). Fills host (malloc'd, the
+ * caller frees it) and port. SL_ENOMEM when the copy cannot be made.
+ */
 int sl_parse_hostport(const char *s, char **host, uint16_t *port);
 
-/* Parse "10.0.0.0/8", "::1/128" or a bare address. */
+/* Parse "10.0.0.0/8", "::1/128" or a bare address (a full-length prefix).
+ * A prefix with host bits set ("10.0.0.1/8") is refused as a likely typo. */
 int sl_parse_cidr(const char *s, sl_cfg_cidr_t *out);
 
-/* Print a one-screen summary (listeners, pools, routes, limits) for --check. */
+/*
+ * Whether `addr` (network byte order; 4 bytes for AF_INET, 16 for AF_INET6)
+ * is inside the prefix. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, as a
+ * dual-stack socket reports IPv4 peers) matches IPv4 prefixes. A family
+ * other than the prefix's never matches.
+ */
+bool sl_cidr_contains(const sl_cfg_cidr_t *c, int family, const uint8_t *addr);
+
+/*
+ * Print a one-screen summary (listeners, pools, routes, limits) for --check.
+ * Always NUL-terminates buf (when len > 0); cuts the text if it does not fit.
+ */
 void sl_config_summary(const sl_config_t *cfg, char *buf, size_t len);
 
 #endif

@@ -1,0 +1,346 @@
+/*
+ * gateway/config/units.c: the value notations of the config file and the
+ * admin API (durations, sizes, rates, addresses, prefixes).
+ *
+ * Numbers are parsed by hand rather than with strtod/strtoull: those accept
+ * leading spaces, signs, hex, exponents and "inf", none of which belongs in
+ * "30s", and they depend on the locale. A value is digits, an optional
+ * fraction of up to six digits, and a unit; the result must be a whole
+ * number of the stored unit ("1.5s" is 1500 ms, "1.5ms" is refused), so the
+ * value the user reads is exactly the value the gateway uses.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+typedef struct dec {
+    uint64_t ip;       /* integer part */
+    uint64_t frac;     /* fraction digits as an integer */
+    uint64_t scale;    /* 10^(number of fraction digits) */
+} dec_t;
+
+/* Digits with an optional ".digits"; returns the rest, or NULL. */
+static const char *parse_dec(const char *s, dec_t *d)
+{
+    d->ip = 0;
+    d->frac = 0;
+    d->scale = 1;
+    if (!isdigit((unsigned char)*s))
+        return NULL;
+    for (; isdigit((unsigned char)*s); s++) {
+        uint64_t v = (uint64_t)(*s - '0');
+        if (d->ip > (UINT64_MAX - v) / 10)
+            return NULL;
+        d->ip = d->ip * 10 + v;
+    }
+    if (*s != '.')
+        return s;
+    s++;
+    if (!isdigit((unsigned char)*s))
+        return NULL;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (d->scale == 1000000)
+            return NULL;
+        d->frac = d->frac * 10 + (uint64_t)(*s - '0');
+        d->scale *= 10;
+    }
+    return s;
+}
+
+/* d * mult as a whole number; false on overflow or a fractional result. */
+static bool scale_whole(const dec_t *d, uint64_t mult, uint64_t *out)
+{
+    /* frac < 10^6 and mult <= 2^40, so frac * mult cannot overflow. */
+    uint64_t f = d->frac * mult;
+    if (f % d->scale != 0)
+        return false;
+    f /= d->scale;
+    if (d->ip > (UINT64_MAX - f) / mult)
+        return false;
+    *out = d->ip * mult + f;
+    return true;
+}
+
+typedef struct unit {
+    const char *name;
+    uint64_t mult;
+} unit_t;
+
+static bool find_unit(const unit_t *u, size_t n, const char *s, uint64_t *mult)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(u[i].name, s) == 0) {
+            *mult = u[i].mult;
+            return true;
+        }
+    }
+    return false;
+}
+
+int sl_parse_duration(const char *s, sl_msec_t *out)
+{
+    static const unit_t units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+    };
+    dec_t d;
+    uint64_t mult, v;
+    if (s == NULL)
+        return SL_EINVAL;
+    const char *rest = parse_dec(s, &d);
+    if (rest == NULL)
+        return SL_EINVAL;
+    if (*rest == '\0') {
+        /* Only zero may go without a unit: "30" could mean anything. */
+        if (d.ip != 0 || d.frac != 0)
+            return SL_EINVAL;
+        *out = 0;
+        return SL_OK;
+    }
+    if (!find_unit(units, SL_ARRAY_SIZE(units), rest, &mult) || !scale_whole(&d, mult, &v) ||
+        v == SL_MSEC_NEVER)
+        return SL_EINVAL;
+    *out = v;
+    return SL_OK;
+}
+
+int sl_parse_size(const char *s, uint64_t *out)
+{
+    static const unit_t units[] = {
+        {"", 1}, {"B", 1},
+        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+        {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
+    };
+    dec_t d;
+    uint64_t mult, v;
+    if (s == NULL)
+        return SL_EINVAL;
+    const char *rest = parse_dec(s, &d);
+    if (rest == NULL || !find_unit(units, SL_ARRAY_SIZE(units), rest, &mult) ||
+        !scale_whole(&d, mult, &v))
+        return SL_EINVAL;
+    *out = v;
+    return SL_OK;
+}
+
+int sl_parse_rate(const char *s, double *out)
+{
+    static const unit_t units[] = {
+        {"s", 1}, {"sec", 1}, {"m", 60}, {"min", 60}, {"h", 3600},
+    };
+    dec_t d;
+    uint64_t secs;
+    if (s == NULL)
+        return SL_EINVAL;
+    const char *rest = parse_dec(s, &d);
+    if (rest == NULL || *rest != '/' || !find_unit(units, SL_ARRAY_SIZE(units), rest + 1, &secs))
+        return SL_EINVAL;
+    if (d.ip > 1000000000000ull) /* 10^12 per unit: far beyond any real rate */
+        return SL_EINVAL;
+    *out = ((double)d.ip + (double)d.frac / (double)d.scale) / (double)secs;
+    return SL_OK;
+}
+
+/* A DNS name or an IPv4 literal (letters, digits, '-', '.', '_'). */
+static bool hostname_ok(const char *h, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    bool dotted_digits = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (!isalnum(ch) && ch != '-' && ch != '.' && ch != '_')
+            return false;
+        if (!isdigit(ch) && ch != '.')
+            dotted_digits = false;
+    }
+    if (h[0] == '.' || h[0] == '-' || h[n - 1] == '-' || strstr(h, "..") != NULL)
+        return false;
+    if (dotted_digits) {
+        /* Looks like an IPv4 address: then it must be one. */
+        unsigned char a[4];
+        return inet_pton(AF_INET, h, a) == 1;
+    }
+    return true;
+}
+
+static bool parse_port(const char *p, uint16_t *port)
+{
+    unsigned v = 0;
+    size_t n = 0;
+    for (; isdigit((unsigned char)p[n]); n++) {
+        if (n == 5)
+            return false;
+        v = v * 10 + (unsigned)(p[n] - '0');
+    }
+    if (n == 0 || p[n] != '\0' || v > 65535)
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+int sl_parse_hostport(const char *s, char **host, uint16_t *port)
+{
+    char buf[256];
+    const char *colon;
+    uint16_t p;
+    if (s == NULL || strlen(s) >= sizeof buf)
+        return SL_EINVAL;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        unsigned char a6[16];
+        if (close == NULL || close[1] != ':')
+            return SL_EINVAL;
+        size_t n = (size_t)(close - s - 1);
+        memcpy(buf, s + 1, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET6, buf, a6) != 1)
+            return SL_EINVAL;
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return SL_EINVAL;
+        size_t n = (size_t)(colon - s);
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        if (!hostname_ok(buf, n))
+            return SL_EINVAL;   /* also refuses a bare IPv6 address: brackets needed */
+    }
+    if (!parse_port(colon + 1, &p))
+        return SL_EINVAL;
+    char *h = strdup(buf);
+    if (h == NULL)
+        return SL_ENOMEM;
+    *host = h;
+    *port = p;
+    return SL_OK;
+}
+
+int sl_parse_cidr(const char *s, sl_cfg_cidr_t *out)
+{
+    char buf[64];
+    sl_cfg_cidr_t c = {0};
+    if (s == NULL || strlen(s) >= sizeof buf)
+        return SL_EINVAL;
+    strcpy(buf, s);
+    char *slash = strchr(buf, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    if (inet_pton(AF_INET, buf, c.addr) == 1)
+        c.family = AF_INET;
+    else if (inet_pton(AF_INET6, buf, c.addr) == 1)
+        c.family = AF_INET6;
+    else
+        return SL_EINVAL;
+    unsigned max = c.family == AF_INET ? 32 : 128, bits = max;
+    if (slash != NULL) {
+        const char *p = slash + 1;
+        size_t n = 0;
+        bits = 0;
+        for (; isdigit((unsigned char)p[n]) && n < 3; n++)
+            bits = bits * 10 + (unsigned)(p[n] - '0');
+        if (n == 0 || p[n] != '\0' || bits > max)
+            return SL_EINVAL;
+    }
+    c.prefix = (uint8_t)bits;
+    /* Host bits set ("10.0.0.1/8") is almost always a typo for something else. */
+    for (unsigned i = bits; i < max; i++) {
+        if (c.addr[i / 8] & (0x80u >> (i % 8)))
+            return SL_EINVAL;
+    }
+    *out = c;
+    return SL_OK;
+}
+
+bool sl_cidr_contains(const sl_cfg_cidr_t *c, int family, const uint8_t *addr)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (c == NULL || addr == NULL)
+        return false;
+    if (c->family == AF_INET && family == AF_INET6 && memcmp(addr, mapped, 12) == 0) {
+        family = AF_INET;   /* a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d */
+        addr += 12;
+    }
+    if (family != c->family)
+        return false;
+    unsigned full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(addr, c->addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (addr[full] & mask) == (c->addr[full] & mask);
+}
+
+void sl__fmt_duration(char *buf, size_t len, sl_msec_t ms)
+{
+    if (ms == 0)
+        snprintf(buf, len, "0");
+    else if (ms % 3600000 == 0)
+        snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms % 60000 == 0)
+        snprintf(buf, len, "%llum", (unsigned long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%llums", (unsigned long long)ms);
+}
+
+void sl__fmt_size(char *buf, size_t len, uint64_t b)
+{
+    if (b != 0 && b % (1ull << 30) == 0)
+        snprintf(buf, len, "%lluGiB", (unsigned long long)(b >> 30));
+    else if (b != 0 && b % (1ull << 20) == 0)
+        snprintf(buf, len, "%lluMiB", (unsigned long long)(b >> 20));
+    else if (b != 0 && b % (1ull << 10) == 0)
+        snprintf(buf, len, "%lluKiB", (unsigned long long)(b >> 10));
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)b);
+}
+
+void sl__fmt_rate(char *buf, size_t len, double r)
+{
+    double m = r * 60;
+    if (r == (double)(uint64_t)r)
+        snprintf(buf, len, "%llu/s", (unsigned long long)r);
+    else if (m == (double)(uint64_t)m)
+        snprintf(buf, len, "%llu/m", (unsigned long long)m);
+    else
+        snprintf(buf, len, "%g/s", r);
+}
+
+bool sl__close_code_sendable(unsigned code)
+{
+    /* RFC 6455 7.4: 1004-1006 and 1015 are reserved, never put on the wire. */
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+bool sl__route_host_ok(const char *s)
+{
+    if (strcmp(s, "*") == 0)
+        return true;
+    if (strncmp(s, "*.", 2) == 0)
+        s += 2;
+    size_t n = strlen(s), label = 0;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (isalnum(ch) || (ch == '-' && label > 0)) {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}

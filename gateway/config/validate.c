@@ -1,0 +1,255 @@
+/*
+ * gateway/config/validate.c: the rules that involve more than one key.
+ *
+ * The table walk (load.c) checks each value alone: its type, unit and
+ * bounds. What is left is what only makes sense across keys: names that
+ * must refer to something, addresses that must not repeat, pairs that must
+ * be ordered. Each message points at the value the user should change, via
+ * the positions load.c remembered for every stored field; a value that was
+ * never written (a default) is reported at its parent mapping.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Where field was written, or `fallback` when it holds its default. */
+static sl_cfg_pos_t at(const sl__cfg_ctx_t *c, const void *field, sl_cfg_pos_t fallback)
+{
+    sl_cfg_pos_t p = sl__cfg_where(c, field);
+    if (p.line == 0)
+        p = fallback.line ? fallback : (sl_cfg_pos_t){1, 1};
+    return p;
+}
+
+/* A name from the file, fit for a key path: no control bytes, no quotes. */
+static const char *safe(char *buf, size_t len, const char *s)
+{
+    sl__quote(buf, len, s, strlen(s), 60);
+    buf[strlen(buf) - 1] = '\0';
+    return buf + 1;
+}
+
+static bool same_addr(const sl_cfg_addr_t *a, const sl_cfg_addr_t *b)
+{
+    return a->host != NULL && b->host != NULL && a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* Port 0 and repeats among addrs[0..i-1]; `what` names the kind of address. */
+static void check_addr(sl__cfg_ctx_t *c, const sl_cfg_addr_t *a, const sl_cfg_addr_t *prev,
+                       size_t stride, size_t i, const char *path, const char *what)
+{
+    if (a->host == NULL)
+        return;   /* missing or bad: already reported */
+    sl_cfg_pos_t p = at(c, a, a->pos);
+    if (a->port == 0) {
+        sl__cfg_error(c, p.line, p.col, path, "port 0 is not allowed (expected a port 1..65535)");
+        return;
+    }
+    for (size_t j = 0; j < i; j++) {
+        const sl_cfg_addr_t *b = (const sl_cfg_addr_t *)((const char *)prev + j * stride);
+        if (same_addr(a, b)) {
+            sl__cfg_error(c, p.line, p.col, path, "duplicate %s address %s (first at line %u)",
+                          what, a->text, at(c, b, b->pos).line);
+            return;
+        }
+    }
+}
+
+static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
+{
+    char path[160];
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        sl_cfg_listener_t *l = &cfg->listeners[i];
+        snprintf(path, sizeof path, "listeners[%zu].address", i);
+        l->address.pos = at(c, &l->address, l->pos);
+        check_addr(c, &l->address, &cfg->listeners[0].address, sizeof *l, i, path, "listener");
+    }
+}
+
+static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
+{
+    char path[600], nb[96];
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        sl_cfg_pool_t *p = &cfg->pools[i];
+        if (p->n_backends == 0) {
+            sl_cfg_pos_t pos = at(c, NULL, p->pos);
+            snprintf(path, sizeof path, "pools.%s", safe(nb, sizeof nb, p->name));
+            sl__cfg_error(c, pos.line, pos.col, path,
+                          "pool has no backends (expected at least one in backends)");
+        }
+        for (size_t j = 0; j < p->n_backends; j++) {
+            sl_cfg_backend_t *b = &p->backends[j];
+            snprintf(path, sizeof path, "pools.%s.backends[%zu].address", safe(nb, sizeof nb, p->name), j);
+            b->address.pos = at(c, &b->address, p->pos);
+            check_addr(c, &b->address, &p->backends[0].address, sizeof *b, j, path, "backend");
+        }
+    }
+}
+
+static void pool_suggestion(const sl_config_t *cfg, const char *name, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        if (sl__edit_distance(name, cfg->pools[i].name) <= 2) {
+            char q[96];
+            sl__quote(q, sizeof q, cfg->pools[i].name, strlen(cfg->pools[i].name), 60);
+            snprintf(buf, len, " (did you mean %s?)", q);
+            return;
+        }
+    }
+}
+
+static void resolve_pools(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_service_t *s)
+{
+    char path[600], hint[128], q[96], nb[96];
+    s->pools = calloc(s->n_pools ? s->n_pools : 1, sizeof *s->pools);
+    if (s->pools == NULL)
+        return;
+    for (size_t i = 0; i < s->n_pools; i++) {
+        const char *name = s->pool_names[i];
+        if (name == NULL)
+            continue;
+        sl_cfg_pos_t p = at(c, &s->pool_names[i], s->pos);
+        long idx = sl_config_pool_index(cfg, name);
+        snprintf(path, sizeof path, "services.%s.pools[%zu]", safe(nb, sizeof nb, s->name), i);
+        sl__quote(q, sizeof q, name, strlen(name), 60);
+        if (idx < 0) {
+            pool_suggestion(cfg, name, hint, sizeof hint);
+            sl__cfg_error(c, p.line, p.col, path, "unknown pool %s%s", q, hint);
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (s->pool_names[j] != NULL && strcmp(s->pool_names[j], name) == 0) {
+                sl__cfg_error(c, p.line, p.col, path, "pool %s is listed twice", q);
+                break;
+            }
+        }
+        s->pools[i] = (size_t)idx;
+    }
+}
+
+static void resolve_active(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_service_t *s)
+{
+    char path[600], list[256] = "", q[96], nb[96];
+    size_t o = 0;
+    if (s->active_name == NULL) {
+        if (s->n_pools > 0 && s->pool_names[0] != NULL) {
+            s->active = s->pools[0];
+            s->active_name = strdup(s->pool_names[0]);
+        }
+        return;
+    }
+    for (size_t i = 0; i < s->n_pools; i++) {
+        if (s->pool_names[i] != NULL && strcmp(s->pool_names[i], s->active_name) == 0) {
+            s->active = s->pools[i];
+            return;
+        }
+        if (s->pool_names[i] != NULL && o < sizeof list)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "", s->pool_names[i]);
+    }
+    sl_cfg_pos_t p = at(c, &s->active_name, s->pos);
+    snprintf(path, sizeof path, "services.%s.active", safe(nb, sizeof nb, s->name));
+    sl__quote(q, sizeof q, s->active_name, strlen(s->active_name), 60);
+    sl__cfg_error(c, p.line, p.col, path, "%s is not one of this service's pools (expected one of %s)",
+                  q, list);
+}
+
+static void check_routes(sl__cfg_ctx_t *c, const sl_config_t *cfg, size_t si)
+{
+    const sl_cfg_service_t *s = &cfg->services[si];
+    char path[600], q[96], nb[96], ob[96];
+    const char *sn = safe(nb, sizeof nb, s->name);
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const sl_cfg_route_t *r = &s->routes[i];
+        if (r->host == NULL || r->path_prefix == NULL)
+            continue;
+        sl_cfg_pos_t hp = at(c, &r->host, r->pos), pp = at(c, &r->path_prefix, r->pos);
+        snprintf(path, sizeof path, "services.%s.routes[%zu].host", sn, i);
+        sl__quote(q, sizeof q, r->host, strlen(r->host), 60);
+        if (!sl__route_host_ok(r->host))
+            sl__cfg_error(c, hp.line, hp.col, path,
+                          "bad host (expected \"*\", \"*.example.com\" or a host name, got %s)", q);
+        snprintf(path, sizeof path, "services.%s.routes[%zu].path_prefix", sn, i);
+        sl__quote(q, sizeof q, r->path_prefix, strlen(r->path_prefix), 60);
+        if (r->path_prefix[0] != '/')
+            sl__cfg_error(c, pp.line, pp.col, path, "bad path prefix (expected a path starting "
+                          "with \"/\", got %s)", q);
+        /* The same host and prefix earlier, in this service or another one. */
+        for (size_t sj = 0; sj <= si; sj++) {
+            const sl_cfg_service_t *o = &cfg->services[sj];
+            size_t end = sj == si ? i : o->n_routes;
+            for (size_t j = 0; j < end; j++) {
+                const sl_cfg_route_t *x = &o->routes[j];
+                if (x->host == NULL || x->path_prefix == NULL || strcmp(x->host, r->host) != 0 ||
+                    strcmp(x->path_prefix, r->path_prefix) != 0)
+                    continue;
+                snprintf(path, sizeof path, "services.%s.routes[%zu]", sn, i);
+                sl__cfg_error(c, r->pos.line, r->pos.col, path,
+                              "duplicate route (same host and path_prefix as "
+                              "services.%s.routes[%zu])", safe(ob, sizeof ob, o->name), j);
+                sj = si + 1;
+                break;
+            }
+        }
+    }
+}
+
+static void check_services(sl__cfg_ctx_t *c, sl_config_t *cfg)
+{
+    char path[600], nb[96];
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        sl_cfg_service_t *s = &cfg->services[i];
+        const char *sn = safe(nb, sizeof nb, s->name);
+        resolve_pools(c, cfg, s);
+        resolve_active(c, cfg, s);
+        check_routes(c, cfg, i);
+        const sl_cfg_admission_t *a = &s->admission;
+        if (a->retry_after_min > a->retry_after_max) {
+            sl_cfg_pos_t p = at(c, &a->retry_after_min, s->pos);
+            snprintf(path, sizeof path, "services.%s.admission.retry_after.min", sn);
+            sl__cfg_error(c, p.line, p.col, path, "must not exceed retry_after.max");
+        }
+        sl_cfg_pos_t cp = at(c, &s->drain.close_code, s->pos);
+        snprintf(path, sizeof path, "services.%s.drain.close_code", sn);
+        if (!sl__close_code_sendable(s->drain.close_code))
+            sl__cfg_error(c, cp.line, cp.col, path, "close code %u cannot be sent (expected "
+                          "1000-1003, 1007-1014 or 3000-4999)", s->drain.close_code);
+        if (s->drain.reason != NULL && strlen(s->drain.reason) > 123) {
+            sl_cfg_pos_t rp = at(c, &s->drain.reason, s->pos);
+            snprintf(path, sizeof path, "services.%s.drain.reason", sn);
+            sl__cfg_error(c, rp.line, rp.col, path, "too long (expected at most 123 bytes)");
+        }
+    }
+}
+
+static void check_limits(sl__cfg_ctx_t *c, const sl_config_t *cfg)
+{
+    const sl_cfg_limits_t *l = &cfg->limits;
+    if (l->write_low_water >= l->write_high_water) {
+        char lo[32], hi[32];
+        sl_cfg_pos_t p = at(c, &l->write_low_water, at(c, &l->write_high_water, (sl_cfg_pos_t){0}));
+        sl__fmt_size(lo, sizeof lo, l->write_low_water);
+        sl__fmt_size(hi, sizeof hi, l->write_high_water);
+        sl__cfg_error(c, p.line, p.col, "limits.write_low_water",
+                      "must be less than write_high_water (expected less than %s, got %s)", hi, lo);
+    }
+    if (l->frame_bytes > l->message_bytes) {
+        sl_cfg_pos_t p = at(c, &l->frame_bytes, at(c, &l->message_bytes, (sl_cfg_pos_t){0}));
+        sl__cfg_error(c, p.line, p.col, "limits.frame_bytes", "must not exceed message_bytes");
+    }
+    if (!sl__close_code_sendable(cfg->shutdown.close_code)) {
+        sl_cfg_pos_t p = at(c, &cfg->shutdown.close_code, (sl_cfg_pos_t){0});
+        sl__cfg_error(c, p.line, p.col, "shutdown.close_code", "close code %u cannot be sent "
+                      "(expected 1000-1003, 1007-1014 or 3000-4999)", cfg->shutdown.close_code);
+    }
+}
+
+void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
+{
+    check_listeners(c, cfg);
+    check_pools(c, cfg);
+    check_services(c, cfg);
+    check_limits(c, cfg);
+}
