@@ -125,7 +125,7 @@ static const char *expected_kind(const sl__ckey_t *k)
     case SL__T_ENUM: return "a name";
     case SL__T_ADDR: return "an address like 127.0.0.1:8080";
     case SL__T_CIDR: return "a CIDR";
-    case SL__T_MAP: return "a mapping";
+    case SL__T_MAP: return k->flags & SL__F_OFF ? "off or a mapping" : "a mapping";
     case SL__T_SEQ_MAP: return "a sequence of mappings";
     case SL__T_NAMED_MAP: return "a mapping of names to mappings";
     case SL__T_SEQ_STR: return "a sequence of names";
@@ -542,6 +542,12 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
         sl__cfg_defaults(c, k->sub, slot);
         *(char **)((char *)slot + k->sub->name_off) = copy;
         (*count)++;
+        if (sl__ynode_is_null(val)) {
+            /* `green:` with nothing under it reads as an empty mapping. */
+            sl__ynode_t empty = {.kind = SL__Y_MAP, .line = name->line, .col = name->col};
+            walk_map(c, k->sub, slot, &empty, npath);
+            continue;
+        }
         if (val->kind != SL__Y_MAP) {
             char got[96];
             describe(val, got, sizeof got);

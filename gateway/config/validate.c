@@ -141,6 +141,8 @@ static void resolve_active(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_serv
         }
         return;
     }
+    if (s->n_pools == 0)
+        return;   /* `pools` missing or empty: already reported */
     for (size_t i = 0; i < s->n_pools; i++) {
         if (s->pool_names[i] != NULL && strcmp(s->pool_names[i], s->active_name) == 0) {
             s->active = s->pools[i];
