@@ -90,6 +90,9 @@ typedef struct sl_http_parser {
     bool no_body;
     uint8_t scan_state;             /* raw byte checks llhttp does not make */
     uint8_t request_method;         /* responses: the method of the request answered */
+    uint8_t crlf_pending;           /* chunk data's CRLF bytes not yet checked */
+    uint64_t chunk_left;            /* data bytes left in the current chunk */
+    size_t body_len;                /* length of the body buffer being parsed */
 } sl_http_parser_t;
 
 /*

@@ -1,0 +1,704 @@
+/*
+ * Tests for gateway/proto/http.c. Every parse goes through run_all(), which
+ * feeds the message whole, split at every byte boundary (head and body
+ * separately) and one byte at a time, each from an exact-size heap copy so
+ * ASan sees any overread, and asserts that every feeding gives the same
+ * result. Then: golden tables of refusals, limits, body extents, and the
+ * exact bytes of rewritten heads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/http.h"
+
+typedef struct limits {
+    uint32_t max_head, max_headers, max_request_line;
+} limits_t;
+
+typedef struct result {
+    int rc;                 /* head: length, SL_NEED_MORE or SL_EINVAL */
+    int status;             /* error_status */
+    const char *reason;
+    sl_http_head_t head;
+    ssize_t body;           /* bytes of body consumed, or SL_EINVAL */
+    bool done;
+    bool until_eof;
+} result_t;
+
+enum { WHOLE, SPLIT, BYTES };
+
+/* Feed the body after the head: whole, split at k, or a byte at a time. */
+static void feed_body(sl_http_parser_t *p, const char *b, size_t n, int mode, size_t k,
+                      result_t *r)
+{
+    size_t at = 0;
+    r->body = 0;
+    for (;;) {
+        size_t chunk = n - at;
+        if (mode == SPLIT && at < k)
+            chunk = k - at;
+        else if (mode == BYTES && chunk > 1)
+            chunk = 1;
+        ssize_t c = sl_http_parse_body(p, b + at, chunk, &r->done);
+        if (c < 0) {
+            r->body = c;
+            return;
+        }
+        assert_true((size_t)c <= chunk);
+        at += (size_t)c;
+        r->body = (ssize_t)at;
+        if (r->done || at == n)
+            return;
+        assert_int_equal((size_t)c, chunk);     /* not done: all of it is body */
+    }
+}
+
+static void run(sl_http_type_t type, uint8_t method, const limits_t *lim, const char *in,
+                size_t len, int mode, size_t k, result_t *r)
+{
+    char *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    memcpy(buf, in, len);
+    sl_http_parser_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    if (lim != NULL) {
+        p->max_head = lim->max_head;
+        p->max_headers = lim->max_headers;
+        p->max_request_line = lim->max_request_line;
+    }
+    sl_http_parser_init(p, type, method);
+    memset(r, 0, sizeof *r);
+    if (mode == WHOLE) {
+        r->rc = sl_http_parse_head(p, buf, len);
+    } else if (mode == SPLIT) {
+        r->rc = sl_http_parse_head(p, buf, k);
+        if (r->rc == SL_NEED_MORE)
+            r->rc = sl_http_parse_head(p, buf, len);
+    } else {
+        r->rc = SL_NEED_MORE;
+        for (size_t i = 1; i <= len && r->rc == SL_NEED_MORE; i++)
+            r->rc = sl_http_parse_head(p, buf, i);
+    }
+    r->status = p->error_status;
+    r->reason = p->error_reason;
+    if (r->rc > 0) {
+        assert_int_equal(p->head.head_len, r->rc);
+        r->head = p->head;
+        for (uint32_t i = 0; i < p->head.n_headers; i++) {   /* spans lie inside the head */
+            assert_true(p->head.headers[i].name.off + p->head.headers[i].name.len <= (uint32_t)r->rc);
+            assert_true(p->head.headers[i].value.off + p->head.headers[i].value.len <= (uint32_t)r->rc);
+        }
+        size_t bk = mode == SPLIT ? (k > (size_t)r->rc ? k - (size_t)r->rc : 0) : 0;
+        feed_body(p, buf + r->rc, len - (size_t)r->rc, mode, bk, r);
+        r->until_eof = sl_http_body_until_eof(p);
+        r->status = p->error_status;
+    }
+    free(p);
+    free(buf);
+}
+
+static void same(const result_t *a, const result_t *b, const char *in, int mode, size_t k)
+{
+    if (a->rc != b->rc || a->status != b->status || a->body != b->body || a->done != b->done ||
+        (a->rc > 0 && memcmp(&a->head, &b->head, sizeof a->head) != 0)) {
+        print_error("feed mode %d split %zu differs: rc %d/%d status %d/%d body %zd/%zd\n%s\n",
+                    mode, k, a->rc, b->rc, a->status, b->status, a->body, b->body, in);
+        fail();
+    }
+}
+
+/* Parse every way; assert they agree; return the whole-feed result. */
+static result_t run_all(sl_http_type_t type, uint8_t method, const limits_t *lim,
+                        const char *in, size_t len)
+{
+    result_t whole, other;
+    run(type, method, lim, in, len, WHOLE, 0, &whole);
+    for (size_t k = 0; k <= len; k++) {
+        run(type, method, lim, in, len, SPLIT, k, &other);
+        same(&whole, &other, in, SPLIT, k);
+    }
+    run(type, method, lim, in, len, BYTES, 0, &other);
+    same(&whole, &other, in, BYTES, 0);
+    return whole;
+}
+
+#define REQ(s) run_all(SL_HTTP_REQUEST, 0, NULL, s, sizeof(s) - 1)
+#define RESP(m, s) run_all(SL_HTTP_RESPONSE, m, NULL, s, sizeof(s) - 1)
+
+static void assert_span(const char *base, sl_http_span_t s, const char *want)
+{
+    char got[256];
+    snprintf(got, sizeof got, "%.*s", (int)s.len, base + s.off);
+    assert_string_equal(got, want);
+}
+
+static void test_simple_get(void **state)
+{
+    static const char in[] = "GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\n"
+                             "X-Pad:   a b \t\r\nEmpty:\r\n\r\nLEFTOVER";
+    result_t r = REQ(in);
+    assert_int_equal(r.rc, sizeof(in) - 1 - 8);
+    assert_int_equal(r.head.method, HTTP_GET);
+    assert_span(in, r.head.method_text, "GET");
+    assert_span(in, r.head.url, "/chat?room=1");
+    assert_int_equal(r.head.http_major, 1);
+    assert_int_equal(r.head.http_minor, 1);
+    assert_int_equal(r.head.n_headers, 3);
+    assert_span(in, r.head.headers[0].name, "Host");
+    assert_span(in, r.head.headers[0].value, "example.com");
+    assert_span(in, r.head.headers[1].value, "a b");
+    assert_span(in, r.head.headers[2].name, "Empty");
+    assert_int_equal(r.head.headers[2].value.len, 0);
+    assert_int_equal(r.head.content_length, -1);
+    assert_false(r.head.chunked);
+    assert_true(r.head.keep_alive);
+    assert_false(r.head.upgrade);
+    /* No body: done at once, the pipelined bytes are not consumed. */
+    assert_true(r.done);
+    assert_int_equal(r.body, 0);
+    const sl_http_header_t *h = sl_http_find(&r.head, in, "HOST");
+    assert_non_null(h);
+    assert_ptr_equal(h, &r.head.headers[0]);
+    assert_null(sl_http_find(&r.head, in, "Hos"));
+}
+
+static void test_leading_empty_lines_and_versions(void **state)
+{
+    static const char in[] = "\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    result_t r = REQ(in);
+    assert_int_equal(r.rc, sizeof(in) - 1);
+    assert_int_equal(r.head.http_minor, 0);
+    assert_true(r.head.keep_alive);
+    r = REQ("GET / HTTP/1.0\r\n\r\n");
+    assert_false(r.head.keep_alive);
+    r = REQ("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n");
+    assert_false(r.head.keep_alive);
+}
+
+static void test_websocket_upgrade(void **state)
+{
+    static const char in[] = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                             "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: x\r\n\r\n"
+                             "\x81\x85\x00\x00\x00\x00hello";
+    result_t r = REQ(in);
+    assert_int_equal(r.rc, sizeof(in) - 1 - 11);
+    assert_true(r.head.upgrade);
+    assert_true(r.done);
+    assert_int_equal(r.body, 0);       /* the frames are not the request's */
+    r = REQ("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    assert_false(r.head.upgrade);      /* Upgrade without Connection: upgrade */
+}
+
+static void test_content_length_body(void **state)
+{
+    static const char in[] = "POST /t HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n";
+    result_t r = REQ(in);
+    assert_int_equal(r.head.content_length, 5);
+    assert_int_equal(r.body, 5);
+    assert_true(r.done);
+    r = REQ("POST /t HTTP/1.1\r\nContent-Length: 0\r\n\r\nX");
+    assert_int_equal(r.body, 0);
+    assert_true(r.done);
+    r = REQ("POST /t HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello");
+    assert_int_equal(r.body, 5);       /* all of it, more to come */
+    assert_false(r.done);
+}
+
+static void test_chunked_body(void **state)
+{
+    static const char in[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\n"
+                             "X-Trailer: t\r\n\r\nNEXT";
+    result_t r = REQ(in);
+    assert_true(r.head.chunked);
+    assert_int_equal(r.head.content_length, -1);
+    assert_true(r.done);
+    assert_int_equal(r.body, sizeof(in) - 1 - (size_t)r.rc - 4);
+    r = REQ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    assert_true(r.head.chunked);
+    assert_int_equal(r.body, 5);
+    r = REQ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_true(r.head.chunked);
+}
+
+static void test_bad_chunks(void **state)
+{
+    static const char *const bodies[] = {
+        "zz\r\n", "-1\r\n", "5\r\nhelloXX", "5\r\nhelloX\n0\r\n\r\n", "5\r\nhello\rX",
+        "5\r\nhello\n\r0\r\n\r\n", "ffffffffffffffffff\r\n", "\r\n", "5\nhello\r\n", " 5\r\nhello\r\n",
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(bodies); i++) {
+        char in[256];
+        int n = snprintf(in, sizeof in, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+                         bodies[i]);
+        result_t r = run_all(SL_HTTP_REQUEST, 0, NULL, in, (size_t)n);
+        if (r.body != SL_EINVAL)
+            print_error("body accepted: %s\n", bodies[i]);
+        assert_int_equal(r.body, SL_EINVAL);
+        assert_int_equal(r.status, 400);
+    }
+}
+
+typedef struct refusal {
+    const char *name;
+    const char *in;
+    size_t len;
+    int status;
+} refusal_t;
+
+#define BAD(n, st, s) {n, s, sizeof(s) - 1, st}
+
+static const refusal_t refusals[] = {
+    BAD("CL with TE", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BAD("TE with CL", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+    BAD("duplicate CL equal", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+    BAD("duplicate CL differ", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+    BAD("CL list", 400, "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n"),
+    BAD("CL letters", 400, "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"),
+    BAD("CL negative", 400, "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+    BAD("CL plus", 400, "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"),
+    BAD("CL empty", 400, "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n"),
+    BAD("CL huge", 400, "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+    BAD("TE gzip", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    BAD("TE chunked then gzip", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+    BAD("TE chunked twice", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BAD("TE identity", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n"),
+    BAD("obs-fold SP", 400, "GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"),
+    BAD("obs-fold HT", 400, "GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n"),
+    BAD("first header folded", 400, "GET / HTTP/1.1\r\n Host: a\r\n\r\n"),
+    BAD("NUL in value", 400, "GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n"),
+    BAD("NUL in URL", 400, "GET /a\0b HTTP/1.1\r\n\r\n"),
+    BAD("NUL in name", 400, "GET / HTTP/1.1\r\nX\0A: a\r\n\r\n"),
+    BAD("bare CR in value", 400, "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n"),
+    BAD("bare CR in request line", 400, "GET /\r HTTP/1.1\r\n\r\n"),
+    BAD("bare CR ending a line", 400, "GET / HTTP/1.1\r\nX-A: a\r\r\n\r\n"),
+    BAD("bare LF", 400, "GET / HTTP/1.1\nHost: a\r\n\r\n"),
+    BAD("bare LF end", 400, "GET / HTTP/1.1\r\nHost: a\r\n\n"),
+    BAD("space before colon", 400, "GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+    BAD("tab before colon", 400, "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"),
+    BAD("space in name", 400, "GET / HTTP/1.1\r\nX A: a\r\n\r\n"),
+    BAD("@ in name", 400, "GET / HTTP/1.1\r\nHo@st: a\r\n\r\n"),
+    BAD("paren in name", 400, "GET / HTTP/1.1\r\nX(y): a\r\n\r\n"),
+    BAD("high byte in name", 400, "GET / HTTP/1.1\r\nX\xC3\xA9: a\r\n\r\n"),
+    BAD("empty name", 400, "GET / HTTP/1.1\r\n: a\r\n\r\n"),
+    BAD("no colon", 400, "GET / HTTP/1.1\r\nHost\r\n\r\n"),
+    BAD("duplicate Host", 400, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    BAD("bad method", 400, "G(T / HTTP/1.1\r\n\r\n"),
+    BAD("bad version", 400, "GET / HTTP/1.x\r\n\r\n"),
+    BAD("missing target", 400, "GET  HTTP/1.1\r\n\r\n"),
+    BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
+    BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
+    BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+    BAD("response CL and TE", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BAD("response obs-fold", 502, "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
+};
+
+static void test_refusals(void **state)
+{
+    for (size_t i = 0; i < SL_ARRAY_SIZE(refusals); i++) {
+        const refusal_t *c = &refusals[i];
+        sl_http_type_t t = c->status == 502 ? SL_HTTP_RESPONSE : SL_HTTP_REQUEST;
+        result_t r = run_all(t, HTTP_GET, NULL, c->in, c->len);
+        if (r.rc != SL_EINVAL || r.status != c->status)
+            print_error("case '%s': rc %d status %d\n", c->name, r.rc, r.status);
+        assert_int_equal(r.rc, SL_EINVAL);
+        assert_int_equal(r.status, c->status);
+        assert_non_null(r.reason);
+    }
+}
+
+static void test_error_is_sticky(void **state)
+{
+    static const char bad[] = "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+    sl_http_parser_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    sl_http_parser_init(p, SL_HTTP_REQUEST, 0);
+    assert_int_equal(sl_http_parse_head(p, bad, sizeof bad - 1), SL_EINVAL);
+    assert_int_equal(sl_http_parse_head(p, bad, sizeof bad - 1), SL_EINVAL);
+    bool done;
+    assert_int_equal(sl_http_parse_body(p, "x", 1, &done), SL_EINVAL);
+    /* Re-initialising keeps the limits and starts clean. */
+    p->max_head = 100;
+    sl_http_parser_init(p, SL_HTTP_REQUEST, 0);
+    assert_int_equal(p->max_head, 100);
+    assert_int_equal(p->max_headers, 100);
+    assert_int_equal(p->error_status, 0);
+    assert_int_equal(sl_http_parse_head(p, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    free(p);
+}
+
+/* A head of `n` headers "X-Hnnn: v". */
+static size_t many_headers(char *buf, size_t cap, unsigned n)
+{
+    size_t len = (size_t)snprintf(buf, cap, "GET / HTTP/1.1\r\n");
+    for (unsigned i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "X-H%03u: v\r\n", i);
+    len += (size_t)snprintf(buf + len, cap - len, "\r\n");
+    return len;
+}
+
+static void test_header_count_limit(void **state)
+{
+    static char buf[8192];
+    limits_t lim = {0, 10, 0};
+    size_t n = many_headers(buf, sizeof buf, 10);
+    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, buf, n);
+    assert_int_equal(r.rc, (int)n);
+    assert_int_equal(r.head.n_headers, 10);
+    n = many_headers(buf, sizeof buf, 11);
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, buf, n);
+    assert_int_equal(r.rc, SL_EINVAL);
+    assert_int_equal(r.status, 431);
+    /* The default is 100; the ceiling SL_HTTP_MAX_HEADERS holds whatever is asked. */
+    n = many_headers(buf, sizeof buf, 101);
+    r = run_all(SL_HTTP_REQUEST, 0, NULL, buf, n);
+    assert_int_equal(r.status, 431);
+    lim.max_headers = 100000;
+    static char big[16384];
+    n = many_headers(big, sizeof big, SL_HTTP_MAX_HEADERS + 1);
+    run(SL_HTTP_REQUEST, 0, &lim, big, n, WHOLE, 0, &r);
+    assert_int_equal(r.status, 431);
+}
+
+static void test_head_size_limit(void **state)
+{
+    limits_t lim = {64, 0, 0};
+    static const char fits[] = "GET / HTTP/1.1\r\nX-A: 012345678901234567890123456789012345678\r\n\r\n";
+    assert_int_equal(sizeof fits - 1, 64);
+    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, fits, sizeof fits - 1);
+    assert_int_equal(r.rc, 64);
+    static const char over[] = "GET / HTTP/1.1\r\nX-A: 0123456789012345678901234567890123456789\r\n\r\n";
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, over, sizeof over - 1);
+    assert_int_equal(r.rc, SL_EINVAL);
+    assert_int_equal(r.status, 431);
+
+    /* An endless header value is refused the moment byte max_head + 1 arrives. */
+    char endless[200];
+    memset(endless, 'a', sizeof endless);
+    memcpy(endless, "GET / HTTP/1.1\r\nX-A: ", 21);
+    sl_http_parser_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->max_head = 64;
+    sl_http_parser_init(p, SL_HTTP_REQUEST, 0);
+    for (size_t i = 1; i <= 64; i++)
+        assert_int_equal(sl_http_parse_head(p, endless, i), SL_NEED_MORE);
+    assert_int_equal(sl_http_parse_head(p, endless, 65), SL_EINVAL);
+    assert_int_equal(p->error_status, 431);
+    free(p);
+}
+
+static void test_request_target_limit(void **state)
+{
+    limits_t lim = {0, 0, 16};
+    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /234567890123456 HTTP/1.1\r\n\r\n", 33);
+    assert_int_equal(r.rc, 33);
+    assert_int_equal(r.head.url.len, 16);
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /2345678901234567 HTTP/1.1\r\n\r\n", 34);
+    assert_int_equal(r.rc, SL_EINVAL);
+    assert_int_equal(r.status, 414);
+
+    /* Slowloris: an endless target is refused as soon as it crosses the limit. */
+    char url[4096];
+    memset(url, 'a', sizeof url);
+    memcpy(url, "GET /", 5);
+    sl_http_parser_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->max_request_line = 100;                      /* head limit: the 16KiB default */
+    sl_http_parser_init(p, SL_HTTP_REQUEST, 0);
+    size_t i;
+    int rc = SL_NEED_MORE;
+    for (i = 1; i <= sizeof url && rc == SL_NEED_MORE; i++)
+        rc = sl_http_parse_head(p, url, i);
+    assert_int_equal(rc, SL_EINVAL);
+    assert_int_equal(p->error_status, 414);
+    assert_int_equal(i - 1, 4 + 101);               /* the 101st byte of the target */
+    free(p);
+}
+
+static void test_responses(void **state)
+{
+    result_t r = RESP(HTTP_GET, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1");
+    assert_int_equal(r.head.status, 200);
+    assert_int_equal(r.body, 2);
+    assert_true(r.done);
+    assert_true(r.head.keep_alive);
+    assert_false(r.until_eof);
+
+    r = RESP(HTTP_HEAD, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nNEXT");
+    assert_int_equal(r.body, 0);       /* a response to HEAD has no body */
+    assert_true(r.done);
+    r = RESP(HTTP_GET, "HTTP/1.1 204 No Content\r\n\r\nX");
+    assert_int_equal(r.body, 0);
+    assert_true(r.done);
+    r = RESP(HTTP_GET, "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\nX");
+    assert_int_equal(r.body, 0);
+    assert_true(r.done);
+
+    static const char eof[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this";
+    r = RESP(HTTP_GET, eof);
+    assert_true(r.until_eof);
+    assert_false(r.done);
+    assert_false(r.head.keep_alive);
+    assert_int_equal(r.body, 11);
+    r = RESP(HTTP_GET, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz");
+    assert_true(r.until_eof);          /* a response's non-chunked coding: until close */
+
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi";
+    r = RESP(HTTP_GET, sw);
+    assert_int_equal(r.head.status, 101);
+    assert_true(r.head.upgrade);
+    assert_span(sw, r.head.reason, "Switching Protocols");
+    assert_int_equal(r.rc, sizeof(sw) - 1 - 4);
+    assert_int_equal(r.body, 0);
+
+    r = RESP(HTTP_POST, "HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n");
+    assert_int_equal(r.body, 12);
+    assert_true(r.done);
+}
+
+/* ---- rewriting ------------------------------------------------------------ */
+
+static sl_http_parser_t parser;
+
+static const sl_http_head_t *parse_req(const char *in)
+{
+    sl_http_parser_init(&parser, SL_HTTP_REQUEST, 0);
+    int rc = sl_http_parse_head(&parser, in, strlen(in));
+    assert_true(rc > 0);
+    return &parser.head;
+}
+
+static void expect_request(const char *in, const sl_http_forward_t *fw, const char *want)
+{
+    const sl_http_head_t *h = parse_req(in);
+    char out[2048];
+    ssize_t n = sl_http_write_request(h, in, fw, out, sizeof out);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+    /* Every smaller buffer is refused whole, never written past. */
+    for (size_t cap = 0; cap < (size_t)n; cap++) {
+        char *small = malloc(cap ? cap : 1);
+        assert_non_null(small);
+        assert_int_equal(sl_http_write_request(h, in, fw, small, cap), SL_EFULL);
+        free(small);
+    }
+}
+
+static void test_write_request_plain(void **state)
+{
+    sl_http_forward_t fw = {.client_ip = "203.0.113.7"};
+    expect_request("POST /api?x=1 HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, X-Secret\r\n"
+                   "Keep-Alive: timeout=5\r\nX-Secret: s\r\nProxy-Connection: x\r\nTE: trailers\r\n"
+                   "Trailer: X-T\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n"
+                   "X-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=1.1.1.1\r\n"
+                   "Accept: */*\r\n\r\n",
+                   &fw,
+                   "POST /api?x=1 HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n"
+                   "Accept: */*\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=203.0.113.7;proto=http\r\n\r\n");
+}
+
+static void test_write_request_trusted(void **state)
+{
+    sl_http_forward_t fw = {.client_ip = "10.0.0.2", .client_trusted = true, .tls = true};
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.1, 10.0.0.9\r\n"
+                   "X-Forwarded-For: 10.0.0.8\r\nForwarded: for=198.51.100.1\r\n\r\n",
+                   &fw,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 198.51.100.1, 10.0.0.9, 10.0.0.8, 10.0.0.2\r\n"
+                   "X-Forwarded-Proto: https\r\n"
+                   "Forwarded: for=198.51.100.1, for=10.0.0.2;proto=https\r\n\r\n");
+}
+
+static void test_write_request_websocket_ipv6(void **state)
+{
+    sl_http_forward_t fw = {.client_ip = "2001:db8::1", .websocket = true, .tls = true};
+    expect_request("GET /ws HTTP/1.1\r\nHost: [::1]:8080\r\nUpgrade: WebSocket\r\n"
+                   "Connection: Upgrade, keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   &fw,
+                   "GET /ws HTTP/1.1\r\nHost: [::1]:8080\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "X-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: https\r\n"
+                   "Forwarded: for=\"[2001:db8::1]\";proto=https\r\n\r\n");
+}
+
+static void test_write_request_keeps_framing(void **state)
+{
+    /* "Connection: Content-Length" must not strip the framing headers. */
+    sl_http_forward_t fw = {.client_ip = "192.0.2.1"};
+    expect_request("POST / HTTP/1.0\r\nHost: h\r\nContent-Length: 3\r\n"
+                   "Connection: Content-Length, Host, Transfer-Encoding\r\n\r\n",
+                   &fw,
+                   "POST / HTTP/1.0\r\nHost: h\r\nContent-Length: 3\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+}
+
+static const sl_http_head_t *parse_resp(const char *in, uint8_t method)
+{
+    sl_http_parser_init(&parser, SL_HTTP_RESPONSE, method);
+    int rc = sl_http_parse_head(&parser, in, strlen(in));
+    assert_true(rc > 0);
+    return &parser.head;
+}
+
+static void expect_response(const char *in, bool keep_alive, const char *want)
+{
+    const sl_http_head_t *h = parse_resp(in, HTTP_GET);
+    char out[2048];
+    ssize_t n = sl_http_write_response(h, in, keep_alive, out, sizeof out);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+    assert_int_equal(sl_http_write_response(h, in, keep_alive, out, (size_t)n - 1), SL_EFULL);
+}
+
+static void test_write_response(void **state)
+{
+    static const char in[] = "HTTP/1.0 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop\r\n"
+                             "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nSet-Cookie: a=b\r\n\r\n";
+    expect_response(in, true,
+                    "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\n\r\n");
+    expect_response(in, false,
+                    "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\n"
+                    "Connection: close\r\n\r\n");
+    expect_response("HTTP/1.1 404 \r\nTransfer-Encoding: chunked\r\n\r\n", true,
+                    "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n");
+    expect_response("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+                    false,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                    "Connection: Upgrade\r\n\r\n");
+}
+
+static void test_write_simple(void **state)
+{
+    char out[512];
+    ssize_t n = sl_http_write_simple(out, sizeof out, 503, "Retry-After: 7\r\n", true);
+    static const char want[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 24\r\nRetry-After: 7\r\nConnection: close\r\n\r\n"
+                               "503 Service Unavailable\n";
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, sizeof want - 1);
+    n = sl_http_write_simple(out, sizeof out, 404, NULL, false);
+    static const char want404[] = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+                                  "Content-Length: 14\r\n\r\n404 Not Found\n";
+    assert_int_equal(n, sizeof want404 - 1);
+    assert_memory_equal(out, want404, sizeof want404 - 1);
+    for (size_t cap = 0; cap < sizeof want404 - 1; cap++)
+        assert_int_equal(sl_http_write_simple(out, cap, 404, NULL, false), SL_EFULL);
+}
+
+static void test_status_text(void **state)
+{
+    static const struct { int status; const char *text; } t[] = {
+        {400, "Bad Request"}, {404, "Not Found"}, {408, "Request Timeout"},
+        {413, "Content Too Large"}, {414, "URI Too Long"}, {426, "Upgrade Required"},
+        {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
+        {504, "Gateway Timeout"}, {101, "Switching Protocols"}, {299, "Unknown"},
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++)
+        assert_string_equal(sl_http_status_text(t[i].status), t[i].text);
+}
+
+static void test_has_token(void **state)
+{
+    static const char v[] = "keep-alive ,  Upgrade,,x-y";
+    assert_true(sl_http_has_token(v, sizeof v - 1, "upgrade"));
+    assert_true(sl_http_has_token(v, sizeof v - 1, "KEEP-ALIVE"));
+    assert_true(sl_http_has_token(v, sizeof v - 1, "x-y"));
+    assert_false(sl_http_has_token(v, sizeof v - 1, "x"));
+    assert_false(sl_http_has_token(v, sizeof v - 1, "upgrad"));
+    assert_false(sl_http_has_token("", 0, "close"));
+}
+
+/* ---- the real client behind trusted proxies -------------------------------- */
+
+static bool trusted_10(const char *ip, void *arg)
+{
+    (*(int *)arg)++;
+    return strncmp(ip, "10.", 3) == 0 || strcmp(ip, "::1") == 0;
+}
+
+static void test_real_client(void **state)
+{
+    static const struct { const char *xff; int rc; const char *want; } t[] = {
+        {"198.51.100.1", 0, "198.51.100.1"},
+        {"198.51.100.1, 10.0.0.1", 0, "198.51.100.1"},
+        {"6.6.6.6, 198.51.100.1, 10.0.0.1 , 10.0.0.2", 0, "198.51.100.1"},
+        {" 2001:DB8:0::1 ,::1", 0, "2001:db8::1"},
+        {"10.0.0.3, 10.0.0.1", 0, "10.0.0.3"},         /* all trusted: the leftmost */
+        {"not-an-ip", SL_ENOENT, NULL},
+        {"198.51.100.1, garbage, 10.0.0.1", SL_ENOENT, NULL},  /* cannot see past garbage */
+        {"198.51.100.1, 10.0.0.1, garbage", SL_ENOENT, NULL},
+        {"198.51.100.1:443", SL_ENOENT, NULL},
+        {"", SL_ENOENT, NULL},
+        {"1.2.3.4, , 10.0.0.1", 0, "1.2.3.4"},
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++) {
+        char in[256];
+        snprintf(in, sizeof in, "GET / HTTP/1.1\r\nX-Forwarded-For: %s\r\n\r\n", t[i].xff);
+        const sl_http_head_t *h = parse_req(in);
+        char out[46] = "";
+        int calls = 0;
+        int rc = sl_http_real_client(h, in, trusted_10, &calls, out);
+        if (rc != t[i].rc)
+            print_error("xff '%s': rc %d\n", t[i].xff, rc);
+        assert_int_equal(rc, t[i].rc);
+        if (rc == 0)
+            assert_string_equal(out, t[i].want);
+    }
+    /* Several lines: read right to left across them. */
+    static const char two[] = "GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.5\r\nHost: h\r\n"
+                              "X-Forwarded-For: 10.1.1.1\r\n\r\n";
+    const sl_http_head_t *h = parse_req(two);
+    char out[46];
+    int calls = 0;
+    assert_int_equal(sl_http_real_client(h, two, trusted_10, &calls, out), 0);
+    assert_string_equal(out, "192.0.2.5");
+    assert_int_equal(calls, 2);
+    h = parse_req("GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(sl_http_real_client(h, "GET / HTTP/1.1\r\n\r\n", trusted_10, &calls, out),
+                     SL_ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_leading_empty_lines_and_versions),
+        cmocka_unit_test(test_websocket_upgrade),
+        cmocka_unit_test(test_content_length_body),
+        cmocka_unit_test(test_chunked_body),
+        cmocka_unit_test(test_bad_chunks),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_error_is_sticky),
+        cmocka_unit_test(test_header_count_limit),
+        cmocka_unit_test(test_head_size_limit),
+        cmocka_unit_test(test_request_target_limit),
+        cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_write_request_plain),
+        cmocka_unit_test(test_write_request_trusted),
+        cmocka_unit_test(test_write_request_websocket_ipv6),
+        cmocka_unit_test(test_write_request_keeps_framing),
+        cmocka_unit_test(test_write_response),
+        cmocka_unit_test(test_write_simple),
+        cmocka_unit_test(test_status_text),
+        cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_real_client),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
