@@ -130,7 +130,7 @@ static void resolve_pools(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_servi
     }
 }
 
-static void resolve_active(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_service_t *s)
+static void resolve_active(sl__cfg_ctx_t *c, sl_cfg_service_t *s)
 {
     char path[600], list[256] = "", q[96], nb[96];
     size_t o = 0;
@@ -205,7 +205,7 @@ static void check_services(sl__cfg_ctx_t *c, sl_config_t *cfg)
         sl_cfg_service_t *s = &cfg->services[i];
         const char *sn = safe(nb, sizeof nb, s->name);
         resolve_pools(c, cfg, s);
-        resolve_active(c, cfg, s);
+        resolve_active(c, s);
         check_routes(c, cfg, i);
         const sl_cfg_admission_t *a = &s->admission;
         if (a->retry_after_min > a->retry_after_max) {
