@@ -266,7 +266,10 @@ static sl_msec_t eta_for(const sl_cutover_progress_t *p, const sl_cutover_input_
         return p->ramp_left;
     if (p->pace == 0)
         return SL_MSEC_NEVER;
-    return p->ramp_left + (sl_msec_t)ceil((double)undrained * 1000.0 / p->pace);
+    double ms = ceil((double)undrained * 1000.0 / p->pace);
+    if (ms >= 1e18)   /* a vanishing pace: no meaningful ETA, and no overflow */
+        return SL_MSEC_NEVER;
+    return p->ramp_left + (sl_msec_t)ms;
 }
 
 void sl_cutover_progress(const sl_cutover_t *c, sl_msec_t now, sl_cutover_progress_t *p)

@@ -550,6 +550,10 @@ static void test_eta_decreases(void **state)
     assert_int_equal(drains(&a), 0);
     sl_cutover_progress(&c, 1000, &p);
     assert_int_equal(p.eta, SL_MSEC_NEVER);
+    in.to_rate = 1e-30;   /* vanishing: still no ETA, and no overflow */
+    sl_cutover_step(&c, 2000, &in, &a);
+    sl_cutover_progress(&c, 2000, &p);
+    assert_int_equal(p.eta, SL_MSEC_NEVER);
 }
 
 static void test_errors_and_idle(void **state)
