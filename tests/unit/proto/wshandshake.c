@@ -1,0 +1,307 @@
+/*
+ * Tests for gateway/proto/wshandshake.c: golden tables of request and
+ * response heads (built by hand as spans into literal text, the way http.c
+ * leaves them: names as written, values trimmed) and the status or error each
+ * must produce; the RFC 6455 accept-key example; the key format.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/wsframe.h"
+#include "sluice/wshandshake.h"
+
+#define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+/* Fill h from "Name: value\n" lines of `text`; spans point into text. */
+static void build(sl_http_head_t *h, const char *text)
+{
+    uint32_t at = 0, len = (uint32_t)strlen(text);
+    h->n_headers = 0;
+    while (at < len) {
+        uint32_t eol = at, colon = at;
+        while (eol < len && text[eol] != '\n')
+            eol++;
+        while (colon < eol && text[colon] != ':')
+            colon++;
+        assert_true(colon < eol);
+        uint32_t v = colon + 1, ve = eol;
+        while (v < ve && text[v] == ' ')
+            v++;
+        while (ve > v && text[ve - 1] == ' ')
+            ve--;
+        sl_http_header_t *hd = &h->headers[h->n_headers++];
+        hd->name = (sl_http_span_t){at, colon - at};
+        hd->value = (sl_http_span_t){v, ve - v};
+        at = eol + 1;
+    }
+}
+
+#define GOOD_REQUEST                                                    \
+    "Host: server.example.com\n"                                        \
+    "Upgrade: websocket\n"                                              \
+    "Connection: Upgrade\n"                                             \
+    "Sec-WebSocket-Key: " RFC_KEY "\n"                                  \
+    "Origin: http://example.com\n"                                      \
+    "Sec-WebSocket-Protocol: chat, superchat\n"                         \
+    "Sec-WebSocket-Version: 13\n"
+
+static const struct {
+    const char *name;
+    uint8_t method, major, minor;
+    const char *headers;
+    int status;
+} requests[] = {
+    {"RFC 6455 1.3 example", HTTP_GET, 1, 1, GOOD_REQUEST, 0},
+    {"HTTP/2.0 is later than 1.1", HTTP_GET, 2, 0, GOOD_REQUEST, 0},
+    {"tokens are case-insensitive and may be in lists", HTTP_GET, 1, 1,
+     "host: a\nUPGRADE: foo/2, WebSocket\nconnection: keep-alive, UPGRADE\n"
+     "sec-websocket-key: " RFC_KEY "\nsec-websocket-version: 13\n", 0},
+    {"Connection split over two lines", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: keep-alive\nConnection: upgrade\n"
+     "Sec-WebSocket-Key: " RFC_KEY "\nSec-WebSocket-Version: 13\n", 0},
+    {"POST", HTTP_POST, 1, 1, GOOD_REQUEST, 400},
+    {"HTTP/1.0", HTTP_GET, 1, 0, GOOD_REQUEST, 400},
+    {"HTTP/0.9", HTTP_GET, 0, 9, GOOD_REQUEST, 400},
+    {"no Host", HTTP_GET, 1, 1,
+     "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 13\n", 400},
+    {"two Host lines", HTTP_GET, 1, 1, "Host: b\n" GOOD_REQUEST, 400},
+    {"Upgrade names another protocol", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: h2c\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 13\n", 400},
+    {"websocket only as a substring", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websockets\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 13\n", 400},
+    {"Connection without upgrade", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: keep-alive\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 13\n", 400},
+    {"no Connection", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nSec-WebSocket-Key: " RFC_KEY "\nSec-WebSocket-Version: 13\n",
+     400},
+    {"no key", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Version: 13\n", 400},
+    {"key of 15 bytes", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\n"
+     "Sec-WebSocket-Version: 13\n", 400},
+    {"two keys", HTTP_GET, 1, 1, "Sec-WebSocket-Key: " RFC_KEY "\n" GOOD_REQUEST, 400},
+    {"no version", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY "\n", 426},
+    {"version 8", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 8\n", 426},
+    {"version list", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 13, 8\n", 426},
+    {"version 130", HTTP_GET, 1, 1,
+     "Host: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Key: " RFC_KEY
+     "\nSec-WebSocket-Version: 130\n", 426},
+};
+
+static void test_check_request_table(void **state)
+{
+    (void)state;
+    static sl_http_head_t h;
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        memset(&h, 0, sizeof h);
+        h.method = requests[i].method;
+        h.http_major = requests[i].major;
+        h.http_minor = requests[i].minor;
+        build(&h, requests[i].headers);
+        sl_ws_request_info_t info;
+        const char *why = "unset";
+        int got = sl_ws_check_request(&h, requests[i].headers, &info, &why);
+        if (got != requests[i].status)
+            fail_msg("%s: status %d (%s), expected %d", requests[i].name, got,
+                     why ? why : "-", requests[i].status);
+        if (got == 0) {
+            assert_null(why);
+            assert_int_equal(info.key.len, 24);
+            assert_memory_equal(requests[i].headers + info.key.off, RFC_KEY, 24);
+            assert_false(info.has_extensions);
+        } else {
+            assert_non_null(why);
+        }
+    }
+}
+
+static void test_request_extensions_offered(void **state)
+{
+    (void)state;
+    static sl_http_head_t h;
+    static const char text[] = GOOD_REQUEST
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\n";
+    h.method = HTTP_GET;
+    h.http_major = h.http_minor = 1;
+    build(&h, text);
+    sl_ws_request_info_t info;
+    assert_int_equal(sl_ws_check_request(&h, text, &info, NULL), 0);
+    assert_true(info.has_extensions);
+}
+
+static void test_is_upgrade(void **state)
+{
+    (void)state;
+    static sl_http_head_t h;
+    static const struct {
+        const char *headers;
+        bool upgrade;
+    } rows[] = {
+        {GOOD_REQUEST, true},
+        {"Host: a\nUpgrade: WebSocket\n", true},   /* any method, no Connection: still an attempt */
+        {"Host: a\nUpgrade: h2c, websocket\n", true},
+        {"Host: a\nUpgrade: h2c\n", false},
+        {"Host: a\nConnection: upgrade\n", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        memset(&h, 0, sizeof h);
+        h.method = HTTP_POST;
+        build(&h, rows[i].headers);
+        assert_int_equal(sl_ws_is_upgrade(&h, rows[i].headers), rows[i].upgrade);
+    }
+}
+
+#define GOOD_RESPONSE                                                   \
+    "Upgrade: websocket\n"                                              \
+    "Connection: Upgrade\n"                                             \
+    "Sec-WebSocket-Accept: " RFC_ACCEPT "\n"
+
+static const struct {
+    const char *name;
+    uint16_t status;
+    const char *headers;
+    int result;
+    bool negotiated;
+    uint8_t rsv;
+} responses[] = {
+    {"RFC 6455 1.3 example", 101, GOOD_RESPONSE "Sec-WebSocket-Protocol: chat\n", 0, false, 0},
+    {"tokens in any case", 101,
+     "upgrade: WebSocket\nconnection: UPGRADE\nsec-websocket-accept: " RFC_ACCEPT "\n", 0,
+     false, 0},
+    {"permessage-deflate", 101,
+     GOOD_RESPONSE "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\n",
+     0, true, 0x4},
+    {"permessage-deflate in capitals, no params", 101,
+     GOOD_RESPONSE "Sec-WebSocket-Extensions: PerMessage-Deflate\n", 0, true, 0x4},
+    {"an unknown extension may use every RSV bit", 101,
+     GOOD_RESPONSE "Sec-WebSocket-Extensions: x-webkit-deflate-frame\n", 0, true, 0x7},
+    {"permessage-deflate and another", 101,
+     GOOD_RESPONSE "Sec-WebSocket-Extensions: permessage-deflate, foo; bar=1\n", 0, true, 0x7},
+    {"extensions over two lines", 101,
+     GOOD_RESPONSE "Sec-WebSocket-Extensions: permessage-deflate\n"
+                   "Sec-WebSocket-Extensions: foo\n", 0, true, 0x7},
+    {"empty extensions header", 101, GOOD_RESPONSE "Sec-WebSocket-Extensions: \n", 0, false, 0},
+    {"200 instead of 101", 200, GOOD_RESPONSE, SL_EINVAL, false, 0},
+    {"401", 401, "WWW-Authenticate: Bearer\n", SL_EINVAL, false, 0},
+    {"no Upgrade", 101, "Connection: Upgrade\nSec-WebSocket-Accept: " RFC_ACCEPT "\n",
+     SL_EINVAL, false, 0},
+    {"no Connection upgrade", 101,
+     "Upgrade: websocket\nConnection: keep-alive\nSec-WebSocket-Accept: " RFC_ACCEPT "\n",
+     SL_EINVAL, false, 0},
+    {"no accept", 101, "Upgrade: websocket\nConnection: Upgrade\n", SL_EINVAL, false, 0},
+    {"wrong accept", 101,
+     "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOp=\n",
+     SL_EINVAL, false, 0},
+    {"accept with changed case", 101,
+     "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: S3PPLMBiTxaQ9kYGzzhZRbK+xOo=\n",
+     SL_EINVAL, false, 0},
+    {"accept of the bare key", 101,
+     "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Accept: " RFC_KEY "\n", SL_EINVAL,
+     false, 0},
+    {"two accept lines", 101, GOOD_RESPONSE "Sec-WebSocket-Accept: " RFC_ACCEPT "\n", SL_EINVAL,
+     false, 0},
+};
+
+static void test_check_response_table(void **state)
+{
+    (void)state;
+    static sl_http_head_t h;
+    for (size_t i = 0; i < sizeof responses / sizeof responses[0]; i++) {
+        memset(&h, 0, sizeof h);
+        h.status = responses[i].status;
+        h.http_major = h.http_minor = 1;
+        build(&h, responses[i].headers);
+        sl_ws_response_info_t info;
+        const char *why = "unset";
+        int got = sl_ws_check_response(&h, responses[i].headers, RFC_KEY, strlen(RFC_KEY),
+                                       &info, &why);
+        if (got != responses[i].result)
+            fail_msg("%s: %d (%s), expected %d", responses[i].name, got, why ? why : "-",
+                     responses[i].result);
+        if (got == 0) {
+            assert_null(why);
+            if (info.extension_negotiated != responses[i].negotiated ||
+                info.allowed_rsv != responses[i].rsv)
+                fail_msg("%s: negotiated %d rsv %#x", responses[i].name,
+                         info.extension_negotiated, info.allowed_rsv);
+        } else {
+            assert_non_null(why);
+        }
+    }
+}
+
+static void test_accept_key(void **state)
+{
+    (void)state;
+    char out[29];
+    memset(out, 'x', sizeof out);
+    sl_ws_accept_key(RFC_KEY, strlen(RFC_KEY), out);
+    assert_string_equal(out, RFC_ACCEPT);
+
+    /* Only the key's bytes count, not what follows them. */
+    sl_ws_accept_key(RFC_KEY "trailing", strlen(RFC_KEY), out);
+    assert_string_equal(out, RFC_ACCEPT);
+
+    /* Keys at and past the length hashed on the stack (values from Python's hashlib). */
+    char long_key[300];
+    memset(long_key, 'k', sizeof long_key);
+    sl_ws_accept_key(long_key, 128, out);
+    assert_string_equal(out, "LcijRWdSv8weHsk1E7Dug2wMBbg=");
+    sl_ws_accept_key(long_key, 129, out);
+    assert_string_equal(out, "GwNZsIvApWzhz529DTMMTypVTu4=");
+    sl_ws_accept_key(long_key, 300, out);
+    assert_string_equal(out, "0epks0nN8rNytIigCrEHZPQGWfI=");
+}
+
+static void test_key_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        bool valid;
+    } rows[] = {
+        {RFC_KEY, true},
+        {"AAAAAAAAAAAAAAAAAAAAAA==", true},
+        {"+/+/+/+/+/+/+/+/+/+/+w==", true},
+        {"dGhlIHNhbXBsZSBub25jZQ=", false},     /* 23 */
+        {"dGhlIHNhbXBsZSBub25jZQ===", false},   /* 25 */
+        {"dGhlIHNhbXBsZSBub25jZQAA", false},    /* no padding: 18 bytes */
+        {"dGhlIHNhbXBsZSBub25jZ===", false},    /* 15 bytes */
+        {"dGhlIHNhbXBsZSBub25j-Q==", false},    /* base64url, not base64 */
+        {"dGhlIHNhbXBsZSBub25j Q==", false},
+        {"dGhlIHNhbXBsZSBub25jZQ=A", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (sl_ws_key_valid(rows[i].key, strlen(rows[i].key)) != rows[i].valid)
+            fail_msg("key \"%s\": expected %d", rows[i].key, rows[i].valid);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_request_table),
+        cmocka_unit_test(test_request_extensions_offered),
+        cmocka_unit_test(test_is_upgrade),
+        cmocka_unit_test(test_check_response_table),
+        cmocka_unit_test(test_accept_key),
+        cmocka_unit_test(test_key_valid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
