@@ -29,6 +29,8 @@
 #define BE_LOW_WATER (256 * 1024)         /* resume reading below this */
 #define BE_MAX_HELD_RBUFS 32              /* read buffers one connection may pin */
 #define BE_SEND_CHUNK (64 * 1024)         /* --send: payload bytes per message */
+#define BE_SEND_INFLIGHT 16               /* --send: writes queued at once */
+#define BE_COPY_MAX 256                   /* echo payloads this small are copied */
 #define BE_CLOSE_GRACE_MS 5000            /* wait for the peer's close reply */
 #define BE_TICK_MS 100                    /* file flushes and close deadlines */
 #define BE_LOG_LINE_MAX (64 * 1024)       /* --log-messages: longest line kept */

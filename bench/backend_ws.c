@@ -56,6 +56,10 @@ static void out_copy(ws_out_t *o, const void *p, size_t len)
 
 static void out_rbuf(ws_out_t *o, be_rbuf_t *rb, const uint8_t *p, size_t len)
 {
+    if (len <= BE_COPY_MAX) {
+        out_copy(o, p, len);   /* small echoes do not pin the read buffer */
+        return;
+    }
     be_wbatch_t *w = out_batch(o);
     if (w && !be_wb_add_rbuf(w, rb, p, len)) {
         out_flush(o);
@@ -146,7 +150,11 @@ void be_ws_writable(be_conn_t *c)
         for (size_t i = 0; i < sizeof(send_pattern); i++)
             send_pattern[i] = (uint8_t)i;
     }
-    while (c->send_left > 0 && c->tcp.write_queue_size < BE_HIGH_WATER) {
+    /* Bounded twice: bytes the kernel has not taken, and writes in flight
+       (a fast reader takes everything at once; the pump then continues from
+       the write callbacks instead of queueing the whole --send in one go). */
+    while (c->send_left > 0 && c->tcp.write_queue_size < BE_HIGH_WATER &&
+           c->pending_writes < BE_SEND_INFLIGHT) {
         size_t n = (size_t)SL_MIN(c->send_left, (uint64_t)BE_SEND_CHUNK);
         be_wbatch_t *w = be_wb_new(c, 0);
         if (!w) {

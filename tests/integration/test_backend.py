@@ -67,14 +67,16 @@ class Backend:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=T)
+            rc = self.proc.wait(timeout=T)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=T)
             raise AssertionError("backend did not exit within %ds" % T)
         finally:
+            self.err = self.proc.stderr.read() if not self.proc.stderr.closed else ""
             self.proc.stdout.close()
             self.proc.stderr.close()
+        return rc
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def backend():
     yield start
     for b in started:
         rc = b.stop()
-        assert rc == 0, "backend exit status %r: %s" % (rc, b.proc.stderr)
+        assert rc == 0, "backend exit status %r: %s" % (rc, b.err)
 
 
 def run(coro):
@@ -335,13 +337,14 @@ def test_client_that_never_reads_is_not_buffered(backend):
     b = backend()
     s = raw_ws(b)
     s.setblocking(False)
-    frame = client_frame(2, b"\xab" * 65536)
+    frames = client_frame(2, b"\xab" * 65536) * 16
     sent = 0
     deadline = time.monotonic() + 2.0
     try:
         while time.monotonic() < deadline and sent < (256 << 20):
+            off = sent % len(frames)   # partial sends resume mid-frame
             try:
-                sent += s.send(frame)
+                sent += s.send(frames[off:])
             except BlockingIOError:
                 time.sleep(0.01)
         # The backend stopped reading once its queue to us passed 1 MiB.
