@@ -1,1 +1,180 @@
-int main(void) { return 0; }
+/*
+ * main.c: the command line, and the process from start to exit.
+ *
+ * Exit codes: 0 clean exit (or a valid config with --check), 2 a bad config
+ * or bad usage, 1 a failure at run time (a port in use, no memory).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "net/control.h"
+#include "net/gateway.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice -c FILE            run the gateway\n"
+            "       sluice --check -c FILE    validate FILE, print a summary, and exit\n"
+            "       sluice --version | --help\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE   the YAML configuration (see config/sluice.yaml)\n"
+            "      --check         validate only: exit 0 when valid, 2 with every error\n"
+            "  -V, --version       print the version\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "signals: SIGTERM/SIGINT drain connections (close 1001) and exit;\n"
+            "         a second one closes everything at once; SIGHUP reloads the config.\n"
+            "exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.\n");
+}
+
+static void print_diag(const sl_diag_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        fprintf(stderr, "%s\n", d->lines[i]);
+}
+
+/* A process with thousands of sockets needs its descriptor limit raised to the hard cap. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int run(const char *path, sl_runtime_t *rt)
+{
+    sl_gateway_t gw;
+    memset(&gw, 0, sizeof gw);
+    gw.loop = uv_default_loop();
+    gw.config_path = (char *)path;
+    gw.rt = rt;
+    uv_mutex_init(&gw.rt_lock);
+    const sl_config_t *cfg = rt->cfg;
+    gw.n_workers = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
+    if (gw.n_workers == 0)
+        gw.n_workers = 1;
+    gw.workers = calloc(gw.n_workers, sizeof *gw.workers);
+    if (gw.workers == NULL)
+        return EXIT_RUNTIME;
+
+    char err[512];
+    if (sl_listeners_open(&gw, cfg, err, sizeof err) != 0) {
+        sl_log_error("%s", err);
+        return EXIT_RUNTIME;
+    }
+    sl_control_start(&gw);
+    for (size_t i = 0; i < gw.n_workers; i++) {
+        gw.workers[i].gw = &gw;
+        gw.workers[i].id = (int)i;
+        int rc = sl_worker_start(&gw.workers[i]);
+        if (rc != 0) {
+            sl_log_error("worker %zu: cannot start: %s", i, uv_strerror(rc));
+            return EXIT_RUNTIME;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        sl_log_info("listening on %s", cfg->listeners[i].address.text);
+    sl_log_info("sluice %s started: %zu workers, %zu services, %zu pools", SLUICE_VERSION,
+                gw.n_workers, cfg->n_services, cfg->n_pools);
+
+    uv_run(gw.loop, UV_RUN_DEFAULT);
+
+    for (size_t i = 0; i < gw.n_workers; i++)
+        uv_thread_join(&gw.workers[i].thread);
+    for (size_t i = 0; i < gw.n_workers; i++)
+        sl_worker_destroy(&gw.workers[i]);
+    free(gw.workers);
+    free(gw.listen_fds);
+    if (uv_loop_close(gw.loop) != 0)
+        sl_log_warn("control loop closed with handles open");
+    sl_runtime_unref(gw.rt);
+    uv_mutex_destroy(&gw.rt_lock);
+    sl_log_info("sluice stopped");
+    return gw.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool check = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = true;
+            break;
+        case 'V':
+            printf("sluice %s\n", SLUICE_VERSION);
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+    if (path == NULL) {
+        fprintf(stderr, "sluice: no config file given (use -c FILE)\n");
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+
+    sl_config_t *cfg = NULL;
+    sl_diag_t diag = {0};
+    if (sl_config_load(path, &cfg, &diag) != 0) {
+        print_diag(&diag);
+        fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
+        sl_diag_free(&diag);
+        return EXIT_CONFIG;
+    }
+    sl_runtime_t *rt = sl_runtime_new(cfg, NULL, &diag);
+    if (rt == NULL) {
+        print_diag(&diag);
+        sl_diag_free(&diag);
+        sl_config_free(cfg);
+        return EXIT_CONFIG;
+    }
+    sl_diag_free(&diag);
+
+    if (check) {
+        static char summary[16384];
+        sl_config_summary(rt->cfg, summary, sizeof summary);
+        fputs(summary, stdout);
+        printf("%s: ok\n", path);
+        sl_runtime_unref(rt);
+        return EXIT_OK;
+    }
+
+    sl_log_setup(rt->cfg->log.level, rt->cfg->log.format);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    return run(path, rt);
+}

@@ -149,7 +149,8 @@ static void resolve_active(sl__cfg_ctx_t *c, sl_cfg_service_t *s)
             return;
         }
         if (s->pool_names[i] != NULL && o < sizeof list)
-            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "", s->pool_names[i]);
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? ", " : "",
+                                  safe(nb, sizeof nb, s->pool_names[i]));
     }
     sl_cfg_pos_t p = at(c, &s->active_name, s->pos);
     snprintf(path, sizeof path, "services.%s.active", safe(nb, sizeof nb, s->name));

@@ -15,7 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { MUTATIONS_PER_FILE = 2000, MAX_INPUT = 1 << 20 };
+enum { MUTATIONS_PER_FILE = 2000, MAX_INPUT_BYTES = 1 << 20 };
 
 static void run(const uint8_t *data, size_t size)
 {
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     sl_rng_t rng = {.state = 0x5eed};
     size_t files = 0;
     struct dirent *de;
-    static uint8_t data[MAX_INPUT];
+    static uint8_t data[MAX_INPUT_BYTES];
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;

@@ -1,0 +1,166 @@
+/*
+ * control.c: the control thread — the main thread's loop. It owns the
+ * current runtime, the signals, and shutdown; as admission, health and the
+ * admin API land, they live here too, single-threaded, so the policy code
+ * needs no locks.
+ *
+ * Shutdown is a paced drain: on SIGTERM the control thread tells every
+ * worker to stop accepting (listeners closed, idle and plain HTTP
+ * connections closed as their exchanges end), then hands out drain credit at
+ * shutdown.drain_rate, split over the workers, until every session is gone or
+ * shutdown.timeout passes and the rest are closed.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "control.h"
+
+#define SHUTDOWN_TICK_MS 20
+
+sl_runtime_t *sl_gateway_runtime(sl_gateway_t *gw)
+{
+    uv_mutex_lock(&gw->rt_lock);
+    sl_runtime_t *rt = sl_runtime_ref(gw->rt);
+    uv_mutex_unlock(&gw->rt_lock);
+    return rt;
+}
+
+static void post_all(sl_gateway_t *gw, sl_wmsg_type_t type)
+{
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        sl_wmsg_t *m = calloc(1, sizeof *m);
+        if (m == NULL)
+            continue;
+        m->type = type;
+        sl_worker_post(&gw->workers[i], m);
+    }
+}
+
+static size_t open_sessions(sl_gateway_t *gw)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < gw->n_workers; i++)
+        n += atomic_load_explicit(&gw->workers[i].open_sessions, memory_order_relaxed);
+    return n;
+}
+
+static void finish(sl_gateway_t *gw)
+{
+    uv_timer_stop(&gw->shutdown_timer);
+    post_all(gw, SL_WMSG_EXIT);
+    uv_close((uv_handle_t *)&gw->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&gw->sig_term, NULL);
+    uv_close((uv_handle_t *)&gw->sig_int, NULL);
+    uv_close((uv_handle_t *)&gw->sig_hup, NULL);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    sl_gateway_t *gw = t->data;
+    sl_msec_t now = uv_now(gw->loop);
+    size_t left = open_sessions(gw);
+    if (left == 0) {
+        sl_log_info("shutdown: all connections closed");
+        finish(gw);
+        return;
+    }
+    if (now >= gw->shutdown_deadline) {
+        if (!gw->force_sent) {
+            sl_log_warn("shutdown: timeout with %zu connections open; closing them", left);
+            post_all(gw, SL_WMSG_FORCE_CLOSE);
+            gw->force_sent = true;
+            gw->shutdown_deadline = now + 1000;
+            return;
+        }
+        finish(gw);
+        return;
+    }
+    /* Hand out drain credit at the configured pace, split over the workers. */
+    const sl_cfg_shutdown_t *sd = &gw->rt->cfg->shutdown;
+    gw->shutdown_credit += sd->drain_rate * (double)(now - gw->shutdown_last) / 1000.0;
+    gw->shutdown_last = now;
+    uint32_t whole = (uint32_t)gw->shutdown_credit;
+    if (whole == 0)
+        return;
+    gw->shutdown_credit -= whole;
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        uint32_t share = whole / (uint32_t)gw->n_workers +
+                         (i < whole % gw->n_workers ? 1u : 0u);
+        if (share == 0)
+            continue;
+        sl_wmsg_t *m = calloc(1, sizeof *m);
+        if (m == NULL)
+            continue;
+        m->type = SL_WMSG_DRAIN;
+        m->pool = -1;
+        m->count = share;
+        m->close_code = sd->close_code;
+        snprintf(m->reason, sizeof m->reason, "gateway shutting down");
+        sl_worker_post(&gw->workers[i], m);
+    }
+}
+
+void sl_control_shutdown(sl_gateway_t *gw)
+{
+    if (atomic_exchange(&gw->draining, 1))
+        return;
+    const sl_cfg_shutdown_t *sd = &gw->rt->cfg->shutdown;
+    sl_log_info("shutdown: draining %zu connections at %.0f/s (timeout %llu ms)",
+                open_sessions(gw), sd->drain_rate, (unsigned long long)sd->timeout);
+    post_all(gw, SL_WMSG_STOP_ACCEPT);
+    sl_msec_t now = uv_now(gw->loop);
+    gw->shutdown_deadline = now + sd->timeout;
+    gw->shutdown_last = now;
+    gw->shutdown_credit = 1;
+    uv_timer_start(&gw->shutdown_timer, on_shutdown_tick, SHUTDOWN_TICK_MS, SHUTDOWN_TICK_MS);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    sl_gateway_t *gw = sig->data;
+    if (signum == SIGHUP) {
+        sl_control_reload(gw);
+        return;
+    }
+    if (atomic_load(&gw->draining)) {
+        sl_log_warn("second signal: closing everything now");
+        gw->shutdown_deadline = 0;
+        return;
+    }
+    sl_control_shutdown(gw);
+}
+
+int sl_control_reload(sl_gateway_t *gw)
+{
+    /* Until live reload lands: validate the file and say what would happen. */
+    sl_config_t *cfg = NULL;
+    sl_diag_t diag = {0};
+    if (sl_config_load(gw->config_path, &cfg, &diag) != 0) {
+        for (size_t i = 0; i < diag.n; i++)
+            sl_log_error("reload refused: %s", diag.lines[i]);
+        sl_diag_free(&diag);
+        return SL_EINVAL;
+    }
+    sl_diag_free(&diag);
+    sl_config_free(cfg);
+    sl_log_warn("reload: %s is valid, but live reload is not implemented yet; "
+                "restart to apply it", gw->config_path);
+    return 0;
+}
+
+int sl_control_start(sl_gateway_t *gw)
+{
+    uv_timer_init(gw->loop, &gw->shutdown_timer);
+    gw->shutdown_timer.data = gw;
+    uv_signal_t *sigs[] = {&gw->sig_term, &gw->sig_int, &gw->sig_hup};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(gw->loop, sigs[i]);
+        sigs[i]->data = gw;
+        uv_signal_start(sigs[i], on_signal, nums[i]);
+    }
+    gw->started = uv_now(gw->loop);
+    return 0;
+}

@@ -1,0 +1,18 @@
+/*
+ * control.h: the control thread's entry points (see control.c).
+ */
+#ifndef SLUICE_NET_CONTROL_H
+#define SLUICE_NET_CONTROL_H
+
+#include "gateway.h"
+
+/* Install signal handlers and timers on gw->loop. */
+int sl_control_start(sl_gateway_t *gw);
+
+/* Begin a graceful shutdown: stop accepting, drain paced, exit. Idempotent. */
+void sl_control_shutdown(sl_gateway_t *gw);
+
+/* Reload the config file (SIGHUP). Returns 0 or SL_EINVAL with errors logged. */
+int sl_control_reload(sl_gateway_t *gw);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * gateway.h: the process — one control thread and N workers.
+ *
+ * The control thread (the main thread's loop) owns policy state: the current
+ * runtime, signals, shutdown, and (as they land) admission, health and the
+ * admin API. Workers each run a uv loop in their own thread with their own
+ * SO_REUSEPORT listening sockets and own their connections outright.
+ *
+ * The two talk through mutex-guarded message queues woken by uv_async_t
+ * (Debian's libuv is not built for ThreadSanitizer, so we rely on a mutex it
+ * can see rather than on libuv's internal atomics). Read-mostly state — the
+ * runtime — is published as an immutable, reference-counted snapshot swapped
+ * under a mutex; a session keeps the snapshot it started with.
+ */
+#ifndef SLUICE_NET_GATEWAY_H
+#define SLUICE_NET_GATEWAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "sluice/common.h"
+#include "bufpool.h"
+#include "counters.h"
+#include "runtime.h"
+
+typedef struct sl_gateway sl_gateway_t;
+typedef struct sl_worker sl_worker_t;
+typedef struct sl_session sl_session_t;
+typedef struct sl_upstream sl_upstream_t;
+
+/* Messages from the control thread to a worker. */
+typedef enum sl_wmsg_type {
+    SL_WMSG_RUNTIME,        /* a new runtime was published: pick it up for new sessions */
+    SL_WMSG_DRAIN,          /* drain up to `count` WebSockets (of `pool`, or any when -1) */
+    SL_WMSG_STOP_ACCEPT,    /* close the listeners (shutdown begins) */
+    SL_WMSG_FORCE_CLOSE,    /* close everything now (shutdown timeout) */
+    SL_WMSG_EXIT,           /* stop the loop once every handle is closed */
+} sl_wmsg_type_t;
+
+typedef struct sl_wmsg {
+    struct sl_wmsg *next;
+    sl_wmsg_type_t type;
+    long pool;
+    uint32_t count;
+    uint16_t close_code;
+    char reason[64];
+} sl_wmsg_t;
+
+/* One listening socket of a worker: we poll the fd ourselves so accepting can pause. */
+typedef struct sl_listener {
+    sl_worker_t *worker;
+    const sl_cfg_listener_t *cfg;
+    uv_os_sock_t fd;
+    uv_poll_t poll;
+    bool polling;
+    bool closed;
+} sl_listener_t;
+
+struct sl_worker {
+    sl_gateway_t *gw;
+    int id;
+    uv_thread_t thread;
+    uv_loop_t loop;
+
+    uv_async_t wake;                    /* control -> worker */
+    uv_mutex_t inbox_lock;
+    sl_wmsg_t *inbox_head, *inbox_tail;
+
+    sl_listener_t *listeners;
+    size_t n_listeners;
+    uv_timer_t accept_timer;            /* resumes accepting after a pause */
+    bool accept_paused;
+    bool stopping;                      /* no new connections; draining */
+
+    sl_runtime_t *rt;                   /* this worker's reference to the current runtime */
+    sl_bufpool_t bufs;
+    struct sl_wreq *free_wreqs;         /* recycled write requests */
+    sl_rng_t rng;
+
+    /* Sessions: an array for O(1) random choice when draining. */
+    sl_session_t **sessions;
+    size_t n_sessions;
+    size_t cap_sessions;
+    _Atomic size_t open_sessions;       /* read by the control thread */
+
+    sl_upstream_t *idle_upstreams;      /* kept-alive HTTP backend connections */
+    size_t n_idle_upstreams;
+
+    sl_counters_t counters;
+};
+
+struct sl_gateway {
+    uv_loop_t *loop;                    /* the control loop (main thread) */
+    char *config_path;
+    uv_mutex_t rt_lock;
+    sl_runtime_t *rt;                   /* current; guarded by rt_lock */
+    sl_worker_t *workers;
+    size_t n_workers;
+    uv_os_sock_t *listen_fds;           /* n_workers x n_listeners, created up front */
+    size_t n_listen_fds;
+    _Atomic uint32_t clients;           /* client connections open, all workers */
+    _Atomic int draining;               /* shutdown began: /readyz fails */
+    sl_msec_t started;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t shutdown_timer;          /* paces the shutdown drain, enforces its timeout */
+    sl_msec_t shutdown_deadline;
+    double shutdown_credit;             /* drain tokens not yet spent */
+    sl_msec_t shutdown_last;
+    bool force_sent;
+    int exit_code;
+};
+
+/* The current runtime, with a reference the caller must drop. */
+sl_runtime_t *sl_gateway_runtime(sl_gateway_t *gw);
+
+/* Queue a message for a worker (takes ownership of msg) and wake it. */
+void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg);
+
+/* Start the worker's thread: listeners, loop. */
+int sl_worker_start(sl_worker_t *w);
+/* Free what the worker kept, after its thread has ended. */
+void sl_worker_destroy(sl_worker_t *w);
+
+/* Register and unregister a session in the worker's array. */
+int sl_worker_add_session(sl_worker_t *w, sl_session_t *s);
+void sl_worker_remove_session(sl_worker_t *w, sl_session_t *s);
+
+/* Create the listening sockets for every worker (SO_REUSEPORT), before threads start. */
+int sl_listeners_open(sl_gateway_t *gw, const sl_config_t *cfg, char *err, size_t errlen);
+
+/* Start polling a worker's listeners; pause and resume accepting. */
+int sl_listeners_start(sl_worker_t *w);
+void sl_listeners_pause(sl_worker_t *w, sl_msec_t retry_after);
+void sl_listeners_close(sl_worker_t *w);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * httpproxy.c: the plain HTTP path — one request/response exchange at a
+ * time on a kept-alive client connection, bodies streamed both ways as raw
+ * bytes (chunked encoding included), backend connections reused.
+ *
+ * The request head is rewritten (hop-by-hop headers out, forwarding headers
+ * in); bodies are not: the HTTP parser only counts which bytes belong to the
+ * message, and those bytes are forwarded as slices of the blocks they were
+ * read into. Pipelined requests wait in the head buffer until the exchange in
+ * flight is complete, because HTTP/1.1 answers in order.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "session.h"
+
+static void exchange_maybe_done(sl_session_t *s);
+
+void sl_http_begin(sl_session_t *s)
+{
+    s->state = SL_SS_HTTP;
+    s->req_done = false;
+    s->resp_done = false;
+    s->resp_started = false;
+    s->keep_alive = s->req->head.keep_alive && !s->draining && !s->w->stopping;
+    sl_count(&s->w->counters, SL_CTR_HTTP_REQUESTS, 1);
+    /* Rewrite the head now, while its spans index the head buffer; then what
+       follows the head (body, pipelined requests) moves to the front. */
+    const sl_http_head_t *h = &s->req->head;
+    size_t cap = h->head_len + 1024;
+    s->fwd = malloc(cap);
+    if (s->fwd == NULL) {
+        sl_session_http_error(s, 500, NULL);
+        return;
+    }
+    sl_http_forward_t fw = {
+        .client_ip = s->client_ip,
+        .client_trusted = s->peer_trusted,
+        .tls = s->tls,
+        .websocket = false,
+    };
+    ssize_t n = sl_http_write_request(h, s->head, &fw, s->fwd, cap);
+    if (n < 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    s->fwd_len = (uint32_t)n;
+    sl_session_head_consume(s, h->head_len);
+    sl_upstream_connect(s);
+}
+
+/* Forward request body bytes from the head buffer; keep what lies beyond. */
+static int forward_buffered_body(sl_session_t *s)
+{
+    if (s->req_done || s->head_len == 0)
+        return 0;
+    bool done = false;
+    ssize_t n = sl_http_parse_body(s->req, s->head, s->head_len, &done);
+    if (n < 0)
+        return SL_EINVAL;
+    if (n > 0 && sl_write_copy(s, false, s->head, (size_t)n) != 0)
+        return SL_EINVAL;
+    sl_session_head_consume(s, (uint32_t)n);
+    s->req_done = done;
+    return 0;
+}
+
+void sl_http_backend_ready(sl_session_t *s)
+{
+    const sl_http_head_t *h = &s->req->head;
+    int rc = sl_write_copy(s, false, s->fwd, s->fwd_len);
+    free(s->fwd);
+    s->fwd = NULL;
+    if (rc != 0) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    /* A body with no bytes (or none at all) is complete now. */
+    bool done = false;
+    if (sl_http_parse_body(s->req, "", 0, &done) < 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    s->req_done = done;
+    if (forward_buffered_body(s) != 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    s->resp = calloc(1, sizeof *s->resp);
+    s->resp_cap = (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
+    if (s->resp_head == NULL)
+        s->resp_head = malloc(s->resp_cap);
+    if (s->resp == NULL || s->resp_head == NULL) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    s->resp->max_head = (uint32_t)s->rt->cfg->limits.head_bytes;
+    s->resp->max_headers = SL_HTTP_MAX_HEADERS;
+    sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, h->method);
+    s->resp_len = 0;
+    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.backend_response;
+    sl_session_arm_timer(s);
+    sl_backend_start_reading(s);
+    if (!s->req_done)
+        sl_client_resume(s, SL_PAUSE_WAITING);
+}
+
+void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
+{
+    if (s->req_done || s->up == NULL || !s->up->connected) {
+        /* Pipelined bytes while an exchange is in flight: keep them for later. */
+        if (s->head == NULL || s->head_len + (b->len - off) > s->head_cap) {
+            sl_session_http_error(s, 400, NULL);
+            return;
+        }
+        memcpy(s->head + s->head_len, b->data + off, b->len - off);
+        s->head_len += b->len - (uint32_t)off;
+        sl_client_pause(s, SL_PAUSE_WAITING);
+        return;
+    }
+    bool done = false;
+    ssize_t n = sl_http_parse_body(s->req, b->data + off, b->len - off, &done);
+    if (n < 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    if (n > 0)
+        sl_write_block(s, false, b, off, (size_t)n);
+    if (done) {
+        s->req_done = true;
+        size_t rest = b->len - off - (size_t)n;
+        if (rest > 0) {
+            memcpy(s->head + s->head_len, b->data + off + n, rest);
+            s->head_len += (uint32_t)rest;
+        }
+        sl_client_pause(s, SL_PAUSE_WAITING);
+        exchange_maybe_done(s);
+    }
+}
+
+static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len, bool copy)
+{
+    bool done = false;
+    ssize_t n = sl_http_parse_body(s->resp, b ? b->data + off : s->resp_head, len, &done);
+    if (n < 0) {
+        sl_session_close(s);
+        return;
+    }
+    if (n > 0) {
+        if (copy)
+            sl_write_copy(s, true, s->resp_head, (size_t)n);
+        else
+            sl_write_block(s, true, b, off, (size_t)n);
+    }
+    if (done) {
+        s->resp_done = true;
+        exchange_maybe_done(s);
+    }
+}
+
+/* The response head is complete in resp_head[0..head_len): send it and its first body bytes. */
+void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
+{
+    sl_http_head_t *h = &s->resp->head;
+    bool interim = h->status >= 100 && h->status < 200 && h->status != 101;
+    if (!interim) {
+        if (!h->keep_alive || sl_http_body_until_eof(s->resp) || s->state != SL_SS_HTTP)
+            s->keep_alive = false;
+    }
+    char *out = malloc(head_len + 256);
+    if (out == NULL) {
+        sl_session_close(s);
+        return;
+    }
+    ssize_t n = sl_http_write_response(h, s->resp_head, s->keep_alive, out, head_len + 256);
+    if (n < 0) {
+        free(out);
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    sl_write_copy(s, true, out, (size_t)n);
+    free(out);
+    s->head_deadline = 0;
+    if (!interim)
+        s->resp_started = true;
+    /* The rest of what was read follows the head. */
+    uint32_t extra = s->resp_len - head_len;
+    memmove(s->resp_head, s->resp_head + head_len, extra);
+    s->resp_len = 0;
+    if (interim) {
+        /* 100 Continue and friends: the real response follows. */
+        sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req ? s->req->head.method : 0);
+        if (extra) {
+            s->resp_len = extra;
+            int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
+            if (rc > 0)
+                sl_http_forward_response(s, (uint32_t)rc);
+            else if (rc != SL_NEED_MORE)
+                sl_session_http_error(s, 502, NULL);
+        }
+        return;
+    }
+    if (s->state != SL_SS_HTTP) {
+        /* A refused upgrade: its body, then close. */
+        s->state = SL_SS_HTTP;
+        s->req_done = true;
+        s->keep_alive = false;
+    }
+    forward_body(s, NULL, 0, extra, true);
+}
+
+void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
+{
+    if (s->resp == NULL)
+        return;
+    if (s->resp->phase == SL_HTTP_PHASE_HEAD) {
+        size_t len = b->len - off;
+        if (s->resp_len + len > s->resp_cap) {
+            sl_session_http_error(s, 502, NULL);
+            return;
+        }
+        memcpy(s->resp_head + s->resp_len, b->data + off, len);
+        s->resp_len += (uint32_t)len;
+        int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
+        if (rc == SL_NEED_MORE)
+            return;
+        if (rc < 0) {
+            sl_session_http_error(s, 502, NULL);
+            return;
+        }
+        sl_http_forward_response(s, (uint32_t)rc);
+        return;
+    }
+    if (s->resp_done) {
+        sl_session_close(s);   /* a backend that talks after its response is broken */
+        return;
+    }
+    forward_body(s, b, off, b->len - off, false);
+}
+
+void sl_http_on_client_eof(sl_session_t *s)
+{
+    if (!s->req_done || s->resp == NULL) {
+        sl_session_close(s);
+        return;
+    }
+    /* Half-closed after a complete request: answer, then close. */
+    s->keep_alive = false;
+}
+
+void sl_http_on_backend_eof(sl_session_t *s)
+{
+    if (s->resp && s->resp->phase == SL_HTTP_PHASE_BODY && sl_http_body_until_eof(s->resp)) {
+        s->resp_done = true;
+        s->keep_alive = false;
+        sl_upstream_release(s, false);
+        exchange_maybe_done(s);
+        return;
+    }
+    if (!s->resp_started) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    sl_session_close(s);   /* cut off mid-body: the client must see it was truncated */
+}
+
+static void exchange_maybe_done(sl_session_t *s)
+{
+    if (!s->req_done || !s->resp_done || s->state != SL_SS_HTTP)
+        return;
+    bool backend_reusable = s->resp && s->resp->head.keep_alive &&
+                            !sl_http_body_until_eof(s->resp);
+    sl_upstream_release(s, backend_reusable);
+    free(s->resp);
+    s->resp = NULL;
+    free(s->resp_head);
+    s->resp_head = NULL;
+    if (!s->keep_alive || s->client_eof) {
+        sl_session_finish(s);
+        return;
+    }
+    /* Ready for the next request on this connection. */
+    s->state = SL_SS_HEAD;
+    s->awaiting_next = true;
+    s->service = -1;
+    s->pool = -1;
+    if (s->head_len == 0) {
+        sl_session_head_free(s);   /* an idle kept-alive connection holds no buffer */
+    } else {
+        memset(s->req, 0, sizeof *s->req);
+        s->req->max_head = (uint32_t)s->rt->cfg->limits.head_bytes;
+        s->req->max_headers = s->rt->cfg->limits.headers;
+        s->req->max_request_line = s->rt->cfg->limits.request_line;
+        sl_http_parser_init(s->req, SL_HTTP_REQUEST, 0);
+    }
+    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.keepalive;
+    sl_session_arm_timer(s);
+    if (s->head_len > 0) {
+        s->awaiting_next = false;
+        s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.head;
+        sl_session_parse_head(s);
+        return;
+    }
+    sl_client_resume(s, SL_PAUSE_WAITING);
+}

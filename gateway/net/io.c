@@ -1,0 +1,281 @@
+/*
+ * io.c: moving bytes for a session — reads into pool blocks, writes of
+ * blocks or gateway-made bytes, and backpressure between the two sides.
+ *
+ * Backpressure, not buffering: after queueing a write to one side we look at
+ * that side's queue; above the high-water mark we stop reading the other
+ * side, and a write completion that brings the queue under the low-water
+ * mark starts it again. Memory per connection is therefore bounded by the
+ * high-water mark plus one read block, whatever the peers do.
+ *
+ * Write requests are recycled through a per-worker free list, so the relay
+ * path allocates nothing per message.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+
+sl_msec_t sl_now(sl_session_t *s)
+{
+    return uv_now(&s->w->loop);
+}
+
+static uv_stream_t *stream_of(sl_session_t *s, bool to_client)
+{
+    return to_client ? (uv_stream_t *)&s->client : (uv_stream_t *)&s->up->tcp;
+}
+
+size_t sl_queued(sl_session_t *s, bool to_client)
+{
+    if (!to_client && (s->up == NULL || !s->up->connected))
+        return 0;
+    return uv_stream_get_write_queue_size(stream_of(s, to_client));
+}
+
+static sl_wreq_t *wreq_get(sl_worker_t *w)
+{
+    sl_wreq_t *r = w->free_wreqs;
+    if (r) {
+        w->free_wreqs = r->next_free;
+    } else {
+        r = malloc(sizeof *r);
+        if (r == NULL)
+            return NULL;
+    }
+    r->next_free = NULL;
+    r->s = NULL;
+    r->up = NULL;
+    r->block = NULL;
+    r->owned = NULL;
+    return r;
+}
+
+static void wreq_put(sl_worker_t *w, sl_wreq_t *r)
+{
+    if (r->block)
+        sl_block_unref(&w->bufs, r->block);
+    free(r->owned);
+    r->block = NULL;
+    r->owned = NULL;
+    r->next_free = w->free_wreqs;
+    w->free_wreqs = r;
+}
+
+/* ---- reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    sl_worker_t *w = h->loop->data;
+    sl_block_t *b = sl_block_get(&w->bufs);
+    if (b == NULL) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = b->data;
+    buf->len = SL_BLOCK_SIZE;
+}
+
+
+static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    sl_session_t *s = sl_container_of((uv_tcp_t *)st, sl_session_t, client);
+    sl_block_t *b = buf->base ? sl_block_of(buf->base) : NULL;
+    if (nread > 0) {
+        b->len = (uint32_t)nread;
+        s->last_rx = s->last_client_rx = sl_now(s);
+        sl_session_client_read(s, b);
+    } else if (nread < 0) {
+        if (b)
+            sl_block_unref(&s->w->bufs, b);
+        b = NULL;
+        sl_session_client_eof(s, (int)nread);
+    }
+    if (b)
+        sl_block_unref(&s->w->bufs, b);
+}
+
+static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    sl_upstream_t *up = sl_container_of((uv_tcp_t *)st, sl_upstream_t, tcp);
+    sl_session_t *s = up->session;
+    sl_block_t *b = buf->base ? sl_block_of(buf->base) : NULL;
+    if (s == NULL) {
+        /* An idle kept-alive connection spoke or closed: it is not reusable. */
+        if (b)
+            sl_block_unref(&up->worker->bufs, b);
+        if (nread != 0) {
+            sl_upstream_drop_idle(up);
+        }
+        return;
+    }
+    if (nread > 0) {
+        b->len = (uint32_t)nread;
+        s->last_rx = sl_now(s);
+        sl_session_backend_read(s, b);
+    } else if (nread < 0) {
+        if (b)
+            sl_block_unref(&s->w->bufs, b);
+        b = NULL;
+        sl_session_backend_eof(s, (int)nread);
+    }
+    if (b)
+        sl_block_unref(&up->worker->bufs, b);
+}
+
+static void update_client_reading(sl_session_t *s)
+{
+    bool want = s->client_paused == 0 && s->state != SL_SS_CLOSING && !s->client_eof;
+    if (want && !s->client_reading) {
+        if (uv_read_start((uv_stream_t *)&s->client, alloc_cb, client_read_cb) == 0)
+            s->client_reading = true;
+    } else if (!want && s->client_reading) {
+        uv_read_stop((uv_stream_t *)&s->client);
+        s->client_reading = false;
+    }
+}
+
+static void update_backend_reading(sl_session_t *s)
+{
+    sl_upstream_t *up = s->up;
+    if (up == NULL || !up->connected || up->closing)
+        return;
+    bool want = s->backend_paused == 0 && s->state != SL_SS_CLOSING;
+    if (want && !up->reading) {
+        if (uv_read_start((uv_stream_t *)&up->tcp, alloc_cb, backend_read_cb) == 0)
+            up->reading = true;
+    } else if (!want && up->reading) {
+        uv_read_stop((uv_stream_t *)&up->tcp);
+        up->reading = false;
+    }
+}
+
+void sl_client_pause(sl_session_t *s, uint8_t why)
+{
+    s->client_paused |= why;
+    update_client_reading(s);
+}
+
+void sl_client_resume(sl_session_t *s, uint8_t why)
+{
+    s->client_paused &= (uint8_t)~why;
+    update_client_reading(s);
+}
+
+void sl_backend_pause(sl_session_t *s, uint8_t why)
+{
+    s->backend_paused |= why;
+    update_backend_reading(s);
+}
+
+void sl_backend_resume(sl_session_t *s, uint8_t why)
+{
+    s->backend_paused &= (uint8_t)~why;
+    update_backend_reading(s);
+}
+
+void sl_backend_start_reading(sl_session_t *s)
+{
+    /* A kept-alive connection was read while idle; take it over. */
+    if (s->up->reading) {
+        uv_read_stop((uv_stream_t *)&s->up->tcp);
+        s->up->reading = false;
+    }
+    update_backend_reading(s);
+}
+
+/* Idle connections in the keep-alive pool are read so a close is noticed. */
+void sl_upstream_watch_idle(sl_upstream_t *up)
+{
+    if (!up->reading &&
+        uv_read_start((uv_stream_t *)&up->tcp, alloc_cb, backend_read_cb) == 0)
+        up->reading = true;
+}
+
+/* ---- writing ---- */
+
+static void write_cb(uv_write_t *req, int status)
+{
+    sl_wreq_t *r = sl_container_of(req, sl_wreq_t, req);
+    sl_worker_t *w = req->handle->loop->data;
+    sl_session_t *s = r->to_client ? r->s : (r->up ? r->up->session : NULL);
+    bool to_client = r->to_client;
+    wreq_put(w, r);
+    if (s == NULL || s->state == SL_SS_CLOSING || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        /* A peer that cannot take writes is gone. */
+        if (to_client) {
+            sl_session_close(s);
+            return;
+        }
+        sl_upstream_release(s, false);
+    }
+    const sl_config_t *cfg = s->rt->cfg;
+    if (sl_queued(s, to_client) <= cfg->limits.write_low_water) {
+        if (to_client && (s->backend_paused & SL_PAUSE_BACKPRESSURE))
+            sl_backend_resume(s, SL_PAUSE_BACKPRESSURE);
+        else if (!to_client && (s->client_paused & SL_PAUSE_BACKPRESSURE))
+            sl_client_resume(s, SL_PAUSE_BACKPRESSURE);
+    }
+    sl_session_write_done(s, to_client);
+}
+
+static int submit(sl_session_t *s, bool to_client, sl_wreq_t *r, uv_buf_t buf)
+{
+    r->to_client = to_client;
+    r->s = s;
+    r->up = to_client ? NULL : s->up;
+    int rc = uv_write(&r->req, stream_of(s, to_client), &buf, 1, write_cb);
+    if (rc < 0) {
+        wreq_put(s->w, r);
+        return rc;
+    }
+    if (sl_queued(s, to_client) > s->rt->cfg->limits.write_high_water) {
+        sl_count(&s->w->counters, SL_CTR_BACKPRESSURE_PAUSES, 1);
+        if (to_client)
+            sl_backend_pause(s, SL_PAUSE_BACKPRESSURE);
+        else
+            sl_client_pause(s, SL_PAUSE_BACKPRESSURE);
+    }
+    return 0;
+}
+
+int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!to_client && (s->up == NULL || !s->up->connected))
+        return UV_ENOTCONN;
+    sl_wreq_t *r = wreq_get(s->w);
+    if (r == NULL)
+        return UV_ENOMEM;
+    sl_block_ref(b);
+    r->block = b;
+    return submit(s, to_client, r, uv_buf_init(b->data + off, (unsigned)len));
+}
+
+int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!to_client && (s->up == NULL || !s->up->connected))
+        return UV_ENOTCONN;
+    sl_wreq_t *r = wreq_get(s->w);
+    if (r == NULL)
+        return UV_ENOMEM;
+    char *base;
+    if (len <= sizeof r->small) {
+        base = (char *)r->small;
+    } else {
+        r->owned = malloc(len);
+        if (r->owned == NULL) {
+            wreq_put(s->w, r);
+            return UV_ENOMEM;
+        }
+        base = r->owned;
+    }
+    memcpy(base, data, len);
+    return submit(s, to_client, r, uv_buf_init(base, (unsigned)len));
+}

@@ -1,0 +1,191 @@
+/*
+ * listener.c: listening sockets, one per listener per worker, and accepting.
+ *
+ * Each worker has its own socket bound with SO_REUSEPORT, so the kernel
+ * spreads new connections over the workers with no shared accept lock.
+ * libuv 1.44 has no flag for SO_REUSEPORT, and its uv_listen offers no way
+ * to pause accepting, so we create the sockets ourselves and watch them with
+ * uv_poll_t: accepting can then stop and resume at will. That is how the
+ * gateway behaves when file descriptors run out or the connection cap is
+ * reached: it stops accepting (new clients wait in the kernel's backlog),
+ * keeps serving the connections it has, and tries again shortly.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sluice/log.h"
+#include "session.h"
+
+/* Accepts per wake-up, so one busy listener cannot starve the loop. */
+#define ACCEPT_BATCH 64
+/* How soon to try again after a pause. */
+#define ACCEPT_RETRY_MS 100
+
+static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    const char *host = l->address.host;
+    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(l->address.port);
+        len = sizeof *a;
+    } else if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(l->address.port);
+        len = sizeof *a;
+    } else {
+        char rerr[256];
+        if (sl_resolve(host, l->address.port, &ss, &len, rerr, sizeof rerr) != 0) {
+            snprintf(err, errlen, "listener %s: %s", l->address.text, rerr);
+            return -1;
+        }
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listener %s: socket: %s", l->address.text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, (int)l->backlog) != 0) {
+        snprintf(err, errlen, "listener %s: %s", l->address.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int sl_listeners_open(sl_gateway_t *gw, const sl_config_t *cfg, char *err, size_t errlen)
+{
+    size_t n = gw->n_workers * cfg->n_listeners;
+    gw->listen_fds = calloc(n ? n : 1, sizeof *gw->listen_fds);
+    if (gw->listen_fds == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        gw->listen_fds[i] = open_one(&cfg->listeners[i % cfg->n_listeners], err, errlen);
+        if (gw->listen_fds[i] < 0) {
+            for (size_t j = 0; j < i; j++)
+                close(gw->listen_fds[j]);
+            return SL_EINVAL;
+        }
+        gw->n_listen_fds = i + 1;
+    }
+    return 0;
+}
+
+static void on_acceptable(uv_poll_t *p, int status, int events);
+
+static void poll_start(sl_listener_t *l)
+{
+    if (!l->polling && !l->closed && uv_poll_start(&l->poll, UV_READABLE, on_acceptable) == 0)
+        l->polling = true;
+}
+
+static void poll_stop(sl_listener_t *l)
+{
+    if (l->polling) {
+        uv_poll_stop(&l->poll);
+        l->polling = false;
+    }
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    sl_worker_t *w = t->data;
+    if (w->stopping)
+        return;
+    w->accept_paused = false;
+    for (size_t i = 0; i < w->n_listeners; i++)
+        poll_start(&w->listeners[i]);
+}
+
+void sl_listeners_pause(sl_worker_t *w, sl_msec_t retry_after)
+{
+    if (!w->accept_paused) {
+        w->accept_paused = true;
+        for (size_t i = 0; i < w->n_listeners; i++)
+            poll_stop(&w->listeners[i]);
+    }
+    uv_timer_start(&w->accept_timer, on_accept_retry, retry_after, 0);
+}
+
+static void on_acceptable(uv_poll_t *p, int status, int events)
+{
+    sl_listener_t *l = p->data;
+    sl_worker_t *w = l->worker;
+    if (status < 0 || w->stopping)
+        return;
+    uint32_t cap = w->rt->cfg->limits.max_connections;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (atomic_load_explicit(&w->gw->clients, memory_order_relaxed) >= cap) {
+            sl_count(&w->counters, SL_CTR_CONN_CAP_PAUSES, 1);
+            sl_listeners_pause(w, ACCEPT_RETRY_MS);
+            return;
+        }
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                sl_count(&w->counters, SL_CTR_CONN_EMFILE_PAUSES, 1);
+                sl_log_warn("worker %d: accept: %s; pausing accepts for %d ms", w->id,
+                            strerror(errno), ACCEPT_RETRY_MS);
+                sl_listeners_pause(w, ACCEPT_RETRY_MS);
+            }
+            return;   /* EAGAIN, or a connection that died in the backlog */
+        }
+        sl_session_accept(w, l->cfg, fd);
+    }
+}
+
+int sl_listeners_start(sl_worker_t *w)
+{
+    const sl_config_t *cfg = w->rt->cfg;
+    w->n_listeners = cfg->n_listeners;
+    w->listeners = calloc(w->n_listeners ? w->n_listeners : 1, sizeof *w->listeners);
+    if (w->listeners == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        sl_listener_t *l = &w->listeners[i];
+        l->worker = w;
+        l->cfg = &cfg->listeners[i];
+        l->fd = w->gw->listen_fds[(size_t)w->id * cfg->n_listeners + i];
+        int rc = uv_poll_init_socket(&w->loop, &l->poll, l->fd);
+        if (rc != 0)
+            return rc;
+        l->poll.data = l;
+        poll_start(l);
+    }
+    return 0;
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    sl_listener_t *l = h->data;
+    close(l->fd);
+}
+
+void sl_listeners_close(sl_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        sl_listener_t *l = &w->listeners[i];
+        if (l->closed)
+            continue;
+        l->closed = true;
+        poll_stop(l);
+        uv_close((uv_handle_t *)&l->poll, on_poll_closed);
+    }
+    uv_timer_stop(&w->accept_timer);
+}

@@ -1,0 +1,78 @@
+/*
+ * runtime.h: one published configuration, ready for the workers.
+ *
+ * A runtime is the config plus what the shell derives from it once: the
+ * router, resolved backend addresses, and the per-backend state the workers
+ * share (open connections, health). It is immutable after publication except
+ * for those atomics, and reference counted: a session holds a reference for
+ * its whole life, so a reload never pulls a pool out from under a connection.
+ *
+ * Backend state is carried from the old runtime into the new one at reload
+ * for backends that stay (same pool, same address), so counts survive.
+ */
+#ifndef SLUICE_NET_RUNTIME_H
+#define SLUICE_NET_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "sluice/config.h"
+#include "sluice/route.h"
+
+/* State shared by all runtimes that contain the same backend. */
+typedef struct sl_backend_state {
+    _Atomic long refs;
+    _Atomic uint32_t active;             /* connections open to it, all workers */
+    _Atomic int up;                      /* 1 when it may take new connections */
+    _Atomic uint32_t consecutive_failures;
+    _Atomic uint64_t connects;
+    _Atomic uint64_t connect_failures;
+    _Atomic uint64_t handshakes;
+} sl_backend_state_t;
+
+typedef struct sl_backend_rt {
+    const sl_cfg_backend_t *cfg;
+    char name[300];                      /* "host:port", for logs and the API */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    sl_backend_state_t *state;
+} sl_backend_rt_t;
+
+typedef struct sl_pool_rt {
+    const sl_cfg_pool_t *cfg;
+    sl_backend_rt_t *backends;
+    size_t n_backends;
+    _Atomic uint64_t rr;                 /* round-robin cursor and tie breaker */
+} sl_pool_rt_t;
+
+typedef struct sl_runtime {
+    _Atomic long refs;
+    sl_config_t *cfg;                    /* owned */
+    sl_router_t *router;                 /* owned */
+    sl_pool_rt_t *pools;                 /* parallel to cfg->pools */
+    uint64_t generation;
+} sl_runtime_t;
+
+/*
+ * Build a runtime from a parsed config, resolving every backend address
+ * (blocking getaddrinfo: call it from the control thread, at start and
+ * reload). `prev` (may be NULL) lends backend state to backends that stay.
+ * On failure returns NULL and writes one line per problem into diag, in the
+ * same FILE:LINE:COL form as the loader. Takes ownership of cfg on success.
+ */
+sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag_t *diag);
+
+static inline sl_runtime_t *sl_runtime_ref(sl_runtime_t *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+    return rt;
+}
+
+void sl_runtime_unref(sl_runtime_t *rt);
+
+/* Resolve "host:port" into a socket address (numeric or via DNS). */
+int sl_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
+               socklen_t *len, char *err, size_t errlen);
+
+#endif

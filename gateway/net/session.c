@@ -1,0 +1,459 @@
+/*
+ * session.c: a client connection from accept to teardown — the PROXY
+ * header, the request head under its limits, routing, and the one way out.
+ *
+ * The head is collected in one contiguous buffer, at most limits.head_bytes
+ * long, that exists only while a head is being read: an established
+ * WebSocket holds no head buffer and no HTTP parser. Bytes that arrive after
+ * the head (a body, pipelined requests, early WebSocket frames) stay in that
+ * buffer and are handed on by the path that takes over.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "sluice/proxyproto.h"
+#include "sluice/route.h"
+#include "sluice/wshandshake.h"
+#include "session.h"
+
+static void on_timer(uv_timer_t *t);
+static void on_handle_closed(uv_handle_t *h);
+
+static void addr_to_text(const struct sockaddr *sa, char out[46])
+{
+    out[0] = '\0';
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, 46);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, 46);
+}
+
+static bool ip_trusted(const sl_config_t *cfg, const char *ip)
+{
+    uint8_t addr[16];
+    int family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(family, ip, addr) != 1)
+        return false;
+    for (size_t i = 0; i < cfg->n_trusted_proxies; i++)
+        if (sl_cidr_contains(&cfg->trusted_proxies[i], family, addr))
+            return true;
+    return false;
+}
+
+static bool ip_trusted_cb(const char *ip, void *arg)
+{
+    return ip_trusted(arg, ip);
+}
+
+void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd)
+{
+    sl_session_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        close(fd);
+        return;
+    }
+    s->w = w;
+    s->rt = sl_runtime_ref(w->rt);
+    s->listener = l;
+    s->service = -1;
+    s->pool = -1;
+    s->index = (size_t)-1;
+    s->started = uv_now(&w->loop);
+    s->state = SL_SS_HEAD;
+    atomic_fetch_add(&w->gw->clients, 1);
+    sl_count(&w->counters, SL_CTR_CONN_ACCEPTED, 1);
+    sl_count(&w->counters, SL_CTR_CONN_OPEN, 1);
+    uv_tcp_init(&w->loop, &s->client);
+    uv_timer_init(&w->loop, &s->timer);
+    s->pending_closes = 2;
+    if (uv_tcp_open(&s->client, fd) != 0) {
+        close(fd);
+        sl_session_close(s);
+        return;
+    }
+    uv_tcp_nodelay(&s->client, 1);
+    if (sl_worker_add_session(w, s) != 0) {
+        sl_session_close(s);
+        return;
+    }
+
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&ss, &len) == 0)
+        addr_to_text((struct sockaddr *)&ss, s->peer_ip);
+    s->state = l->proxy_protocol != SL_PROXY_PROTOCOL_OFF ? SL_SS_PROXY_HEADER : SL_SS_HEAD;
+    s->head_deadline = s->started + s->rt->cfg->timeouts.head;
+    sl_session_arm_timer(s);
+    sl_client_resume(s, 0);
+}
+
+/* ---- the head ---- */
+
+static int head_reserve(sl_session_t *s)
+{
+    if (s->head)
+        return 0;
+    uint32_t limit = (uint32_t)s->rt->cfg->limits.head_bytes;
+    uint32_t cap = limit + SL_BLOCK_SIZE;
+    s->head = malloc(cap);
+    s->req = malloc(sizeof *s->req);
+    if (s->head == NULL || s->req == NULL)
+        return SL_ENOMEM;
+    s->head_cap = cap;
+    s->head_len = 0;
+    memset(s->req, 0, sizeof *s->req);
+    s->req->max_head = limit;
+    s->req->max_headers = s->rt->cfg->limits.headers;
+    s->req->max_request_line = s->rt->cfg->limits.request_line;
+    sl_http_parser_init(s->req, SL_HTTP_REQUEST, 0);
+    return 0;
+}
+
+/* Drop the head buffer's first n bytes (a consumed PROXY header or request). */
+void sl_session_head_consume(sl_session_t *s, uint32_t n)
+{
+    memmove(s->head, s->head + n, s->head_len - n);
+    s->head_len -= n;
+}
+
+void sl_session_head_free(sl_session_t *s)
+{
+    free(s->head);
+    s->head = NULL;
+    s->head_len = s->head_cap = 0;
+    free(s->req);
+    s->req = NULL;
+}
+
+static void route_and_dispatch(sl_session_t *s)
+{
+    const sl_http_head_t *h = &s->req->head;
+    const sl_config_t *cfg = s->rt->cfg;
+    const sl_http_header_t *host = sl_http_find(h, s->head, "host");
+    const char *path = s->head + h->url.off;
+    size_t path_len = h->url.len;
+    /* An absolute-form target routes by its path. */
+    if (path_len > 7 && (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
+        const char *p = memchr(path + 8, '/', path_len - 8);
+        size_t skip = p ? (size_t)(p - path) : path_len;
+        path += skip;
+        path_len -= skip;
+    }
+    sl_route_match_t m;
+    if (sl_router_match(s->rt->router, host ? s->head + host->value.off : "",
+                        host ? host->value.len : 0, path, path_len, &m) != 0) {
+        sl_session_http_error(s, 404, NULL);
+        return;
+    }
+    s->service = m.service;
+    s->pool = (long)cfg->services[m.service].active;
+
+    /* The real client: a trusted proxy's X-Forwarded-For is believed. */
+    memcpy(s->client_ip, s->peer_ip, sizeof s->client_ip);
+    s->peer_trusted = ip_trusted(cfg, s->peer_ip);
+    if (s->peer_trusted) {
+        char real[46];
+        if (sl_http_real_client(h, s->head, ip_trusted_cb, (void *)cfg, real) == 0)
+            memcpy(s->client_ip, real, sizeof real);
+    }
+    sl_session_dispatch(s);
+}
+
+void sl_session_dispatch(sl_session_t *s)
+{
+    if (sl_ws_is_upgrade(&s->req->head, s->head))
+        sl_ws_begin(s);
+    else
+        sl_http_begin(s);
+}
+
+/* Parse what we have of the head; act when it is complete or wrong. */
+void sl_session_parse_head(sl_session_t *s)
+{
+    int rc = sl_http_parse_head(s->req, s->head, s->head_len);
+    if (rc == SL_NEED_MORE) {
+        if (s->head_len > s->req->max_head)
+            sl_session_http_error(s, 431, NULL);
+        return;
+    }
+    if (rc < 0) {
+        sl_log_debug("client %s: bad request head: %s", s->peer_ip,
+                     s->req->error_reason ? s->req->error_reason : "?");
+        sl_session_http_error(s, s->req->error_status ? s->req->error_status : 400, NULL);
+        return;
+    }
+    s->head_deadline = 0;
+    sl_client_pause(s, SL_PAUSE_WAITING);
+    route_and_dispatch(s);
+}
+
+static void on_proxy_header(sl_session_t *s)
+{
+    sl_proxy_header_t ph;
+    int rc = sl_proxy_parse((const uint8_t *)s->head, s->head_len,
+                            s->listener->proxy_protocol, &ph);
+    if (rc == SL_NEED_MORE)
+        return;
+    if (rc < 0) {
+        sl_count(&s->w->counters, SL_CTR_PROXY_HEADER_ERRORS, 1);
+        sl_log_debug("client %s: bad PROXY protocol header", s->peer_ip);
+        sl_session_close(s);
+        return;
+    }
+    if (!ph.local)
+        addr_to_text((struct sockaddr *)&ph.src, s->peer_ip);
+    sl_session_head_consume(s, (uint32_t)rc);
+    s->state = SL_SS_HEAD;
+    if (s->head_len > 0)
+        sl_session_parse_head(s);
+}
+
+void sl_session_client_read(sl_session_t *s, sl_block_t *b)
+{
+    switch (s->state) {
+    case SL_SS_PROXY_HEADER:
+    case SL_SS_HEAD: {
+        if (head_reserve(s) != 0) {
+            sl_session_close(s);
+            return;
+        }
+        if (s->awaiting_next) {
+            s->awaiting_next = false;
+            s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.head;
+            sl_session_arm_timer(s);
+        }
+        /* The buffer holds head_bytes plus one block, and the parser refuses a
+           head longer than head_bytes, so a read always fits. */
+        memcpy(s->head + s->head_len, b->data, b->len);
+        s->head_len += b->len;
+        if (s->state == SL_SS_PROXY_HEADER)
+            on_proxy_header(s);
+        else
+            sl_session_parse_head(s);
+        break;
+    }
+    case SL_SS_WS_RELAY:
+        sl_ws_on_client_data(s, b, 0);
+        break;
+    case SL_SS_HTTP:
+        sl_http_on_client_data(s, b, 0);
+        break;
+    default:
+        /* Lingering, or not reading in the other states: late bytes are dropped. */
+        break;
+    }
+}
+
+void sl_session_client_eof(sl_session_t *s, int status)
+{
+    s->client_eof = true;
+    if (s->client_reading)
+        uv_read_stop((uv_stream_t *)&s->client);
+    s->client_reading = false;
+    switch (s->state) {
+    case SL_SS_WS_RELAY:
+        sl_ws_on_client_eof(s);
+        break;
+    case SL_SS_HTTP:
+        sl_http_on_client_eof(s);
+        break;
+    default:
+        sl_session_close(s);
+        break;
+    }
+}
+
+void sl_session_backend_read(sl_session_t *s, sl_block_t *b)
+{
+    if (s->state == SL_SS_WS_RELAY || s->state == SL_SS_WS_HANDSHAKE)
+        sl_ws_on_backend_data(s, b, 0);
+    else if (s->state == SL_SS_HTTP)
+        sl_http_on_backend_data(s, b, 0);
+}
+
+void sl_session_backend_eof(sl_session_t *s, int status)
+{
+    if (s->up)
+        s->up->reading = false;
+    if (s->state == SL_SS_WS_RELAY || s->state == SL_SS_WS_HANDSHAKE)
+        sl_ws_on_backend_eof(s);
+    else if (s->state == SL_SS_HTTP)
+        sl_http_on_backend_eof(s);
+}
+
+
+void sl_session_backend_ready(sl_session_t *s)
+{
+    if (s->ws_key_len)
+        sl_ws_backend_ready(s);
+    else
+        sl_http_backend_ready(s);
+}
+
+void sl_session_backend_failed(sl_session_t *s, int status)
+{
+    sl_session_http_error(s, status, NULL);
+}
+
+void sl_session_write_done(sl_session_t *s, bool to_client)
+{
+    if (s->state == SL_SS_WS_RELAY) {
+        sl_ws_write_done(s, to_client);
+    }
+}
+
+/* ---- gateway-made answers ---- */
+
+void sl_session_http_error(sl_session_t *s, int status, const char *extra_headers)
+{
+    if (s->resp_started || s->state == SL_SS_CLOSING) {
+        sl_session_close(s);
+        return;
+    }
+    char buf[1024];
+    ssize_t n = sl_http_write_simple(buf, sizeof buf, status, extra_headers, true);
+    if (status >= 500)
+        sl_count(&s->w->counters, SL_CTR_HTTP_ERRORS_5XX, 1);
+    else
+        sl_count(&s->w->counters, SL_CTR_HTTP_ERRORS_4XX, 1);
+    if (n > 0)
+        sl_write_copy(s, true, buf, (size_t)n);
+    s->resp_started = true;
+    s->keep_alive = false;
+    sl_session_finish(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    sl_session_t *s = sl_container_of(req, sl_session_t, shutdown_req);
+    if (status < 0 && s->state != SL_SS_CLOSING)
+        sl_session_close(s);
+}
+
+/* How long a finished connection keeps reading what the client still sends. */
+#define LINGER_MS 2000
+
+void sl_session_finish(sl_session_t *s)
+{
+    if (s->state == SL_SS_LINGER || s->state == SL_SS_CLOSING)
+        return;
+    if (s->up)
+        sl_upstream_release(s, false);
+    s->state = SL_SS_LINGER;
+    s->head_deadline = 0;
+    s->drain_deadline = 0;
+    s->linger_deadline = sl_now(s) + LINGER_MS;
+    if (s->client_eof ||
+        uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown) != 0) {
+        sl_session_close(s);
+        return;
+    }
+    sl_client_resume(s, SL_PAUSE_WAITING | SL_PAUSE_BACKPRESSURE);
+    sl_session_arm_timer(s);
+}
+
+/* ---- timers ---- */
+
+void sl_session_arm_timer(sl_session_t *s)
+{
+    if (s->state == SL_SS_CLOSING)
+        return;
+    sl_msec_t now = sl_now(s);
+    sl_msec_t next = SL_MSEC_NEVER;
+    const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
+    if (s->head_deadline)
+        next = SL_MIN(next, s->head_deadline);
+    if (s->drain_deadline)
+        next = SL_MIN(next, s->drain_deadline);
+    if (s->state == SL_SS_LINGER)
+        next = SL_MIN(next, s->linger_deadline);
+    if (s->state == SL_SS_WS_RELAY) {
+        if (t->idle)
+            next = SL_MIN(next, s->last_rx + t->idle);
+        if (t->ping_interval) {
+            if (s->ping_sent_at)
+                next = SL_MIN(next, s->ping_sent_at + t->ping_timeout);
+            else
+                next = SL_MIN(next, s->last_client_rx + t->ping_interval);
+        }
+    }
+    if (next == SL_MSEC_NEVER) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uv_timer_start(&s->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    sl_session_t *s = sl_container_of(t, sl_session_t, timer);
+    sl_msec_t now = sl_now(s);
+    if (s->state == SL_SS_LINGER) {
+        if (now >= s->linger_deadline) {
+            sl_session_close(s);
+            return;
+        }
+    } else if (s->head_deadline && now >= s->head_deadline) {
+        s->head_deadline = 0;
+        if (s->awaiting_next && s->head_len == 0) {
+            /* A kept-alive connection that sent no further request: just close. */
+            sl_session_close(s);
+        } else if (s->state == SL_SS_HTTP || s->state == SL_SS_WS_HANDSHAKE) {
+            sl_count(&s->w->counters, SL_CTR_BACKEND_RESPONSE_TIMEOUTS, 1);
+            sl_session_http_error(s, 504, NULL);
+        } else {
+            sl_count(&s->w->counters, SL_CTR_HTTP_HEAD_TIMEOUTS, 1);
+            sl_session_http_error(s, 408, NULL);
+        }
+        return;
+    }
+    if (s->state == SL_SS_WS_RELAY) {
+        sl_ws_on_timer(s, now);
+        return;
+    }
+    if (s->drain_deadline && now >= s->drain_deadline) {
+        sl_session_close(s);
+        return;
+    }
+    sl_session_arm_timer(s);
+}
+
+/* ---- teardown ---- */
+
+void sl_session_close(sl_session_t *s)
+{
+    if (s->state == SL_SS_CLOSING)
+        return;
+    s->state = SL_SS_CLOSING;
+    sl_worker_remove_session(s->w, s);
+    if (s->up)
+        sl_upstream_release(s, false);
+    s->client.data = s;
+    s->timer.data = s;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    if (s->client_reading)
+        uv_read_stop((uv_stream_t *)&s->client);
+    uv_close((uv_handle_t *)&s->client, on_handle_closed);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    sl_session_t *s = h->data;
+    if (--s->pending_closes > 0)
+        return;
+    sl_worker_t *w = s->w;
+    if (s->counted_ws)
+        sl_gauge_dec(&w->counters, SL_CTR_WS_OPEN);
+    sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
+    atomic_fetch_sub(&w->gw->clients, 1);
+    sl_session_head_free(s);
+    free(s->resp);
+    free(s->resp_head);
+    free(s->fwd);
+    sl_runtime_unref(s->rt);
+    free(s);
+}

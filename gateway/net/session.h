@@ -1,0 +1,229 @@
+/*
+ * session.h: one client connection and everything it leads to.
+ *
+ * A session embeds its client stream and its timer (callbacks get the session
+ * back with container_of) and borrows a backend connection (sl_upstream_t),
+ * which has its own lifetime so that a kept-alive HTTP backend connection can
+ * outlive the client that opened it.
+ *
+ * Life: PROXY header (if the listener says so) -> request head -> route ->
+ * either the WebSocket path (handshake relayed, then frames relayed) or the
+ * plain HTTP path (request and response streamed, then the next request on
+ * the same connection). sl_session_close() is the one way out: idempotent,
+ * called from every error path; admission slots, counters and the runtime
+ * reference are released in teardown, once.
+ */
+#ifndef SLUICE_NET_SESSION_H
+#define SLUICE_NET_SESSION_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "sluice/http.h"
+#include "sluice/wsframe.h"
+#include "gateway.h"
+
+typedef enum sl_session_state {
+    SL_SS_PROXY_HEADER,      /* reading a PROXY protocol header */
+    SL_SS_HEAD,              /* reading a request head */
+    SL_SS_CONNECTING,        /* connecting to a backend */
+    SL_SS_WS_HANDSHAKE,      /* upgrade forwarded; waiting for the backend's answer */
+    SL_SS_WS_RELAY,          /* frames flow both ways */
+    SL_SS_HTTP,              /* a plain request/response exchange is in flight */
+    SL_SS_LINGER,            /* our last bytes are out; reading and discarding until EOF */
+    SL_SS_CLOSING,
+} sl_session_state_t;
+
+/* A backend connection. */
+struct sl_upstream {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_timer_t timer;
+    sl_worker_t *worker;
+    sl_session_t *session;           /* the owner while attached; NULL when idle */
+    sl_runtime_t *rt;                /* keeps `backend` alive */
+    sl_backend_rt_t *backend;
+    sl_upstream_t *next_idle;
+    sl_msec_t idle_since;
+    uint8_t pending_closes;
+    bool connected;
+    bool closing;
+    bool reading;
+    bool counted_active;             /* holds one of backend->state->active */
+};
+
+/* Why a session's reading is stopped; reading resumes when no reason is left. */
+enum {
+    SL_PAUSE_BACKPRESSURE = 1,       /* the other side's write queue is high */
+    SL_PAUSE_WAITING = 2,            /* the session is not ready for more (e.g. between requests) */
+};
+
+struct sl_session {
+    sl_worker_t *w;
+    sl_runtime_t *rt;                /* the snapshot this session routes by */
+    size_t index;                    /* position in w->sessions */
+    uv_tcp_t client;
+    uv_timer_t timer;
+    sl_upstream_t *up;
+    sl_session_state_t state;
+    uint8_t pending_closes;
+    uint8_t client_paused;           /* SL_PAUSE_* bits */
+    uint8_t backend_paused;
+    bool client_reading;
+    bool client_eof;
+    bool tls;                        /* the client came over TLS */
+
+    /* Who the client is. */
+    const sl_cfg_listener_t *listener;
+    char peer_ip[46];                /* the TCP peer, or the PROXY protocol source */
+    char client_ip[46];              /* the real client (trusted XFF applied) */
+    bool peer_trusted;
+
+    /* Head phase: one contiguous buffer the HTTP parser reads. */
+    char *head;
+    uint32_t head_len;
+    uint32_t head_cap;
+    sl_http_parser_t *req;
+    sl_http_parser_t *resp;          /* backend response (HTTP, or the 101) */
+    char *resp_head;
+    uint32_t resp_len;
+    uint32_t resp_cap;
+
+    /* Routing and the backend. */
+    long service;
+    long pool;
+    uint8_t tries;                   /* connect attempts so far */
+    uint64_t tried_mask;             /* backends already tried (first 64) */
+
+    /* HTTP exchange. */
+    char *fwd;                       /* the rewritten request head, until sent */
+    uint32_t fwd_len;
+    bool req_done;                   /* the whole request body reached the backend */
+    bool resp_done;
+    bool keep_alive;                 /* the client connection stays open after this exchange */
+    bool resp_started;               /* response bytes reached the client: no error page now */
+
+    /* WebSocket. */
+    char ws_key[32];
+    uint8_t ws_key_len;
+    sl_ws_parser_t c2b;              /* frames from the client */
+    sl_ws_parser_t b2c;              /* frames from the backend */
+    sl_msec_t last_client_rx;
+    sl_msec_t last_rx;               /* either side */
+    sl_msec_t ping_sent_at;          /* 0: no ping outstanding */
+    sl_msec_t drain_deadline;        /* 0: not draining */
+    sl_msec_t head_deadline;
+    sl_msec_t linger_deadline;
+    uv_shutdown_t shutdown_req;
+    bool awaiting_next;              /* kept alive, between requests */
+    uint16_t drain_code;
+    char drain_reason[64];
+    bool drain_pending;              /* close the client at the next message boundary */
+    bool ping_pending;               /* ping the client at the next frame boundary */
+    bool close_to_client;            /* we or the backend sent the client a close frame */
+    bool close_from_client;          /* the client sent a close frame */
+    bool close_from_backend;
+    bool close_to_backend;
+    bool draining;
+    bool counted_ws;
+    uint64_t bytes_c2b;
+    uint64_t bytes_b2c;
+    sl_msec_t started;
+};
+
+/* Accept hook: a listener has a new, open client socket. */
+void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd);
+
+/* The one way out. Idempotent. */
+void sl_session_close(sl_session_t *s);
+
+/* Answer the client with a gateway-made response, then close (or keep going if keep_alive). */
+void sl_session_http_error(sl_session_t *s, int status, const char *extra_headers);
+
+/* Send what is queued, half-close, then close once the client is done (lingering close,
+   so a client still sending does not get a reset that destroys our answer). */
+void sl_session_finish(sl_session_t *s);
+/* Drop the first n bytes of the head buffer; free the head buffer and parser. */
+void sl_session_head_consume(sl_session_t *s, uint32_t n);
+void sl_session_head_free(sl_session_t *s);
+/* Parse the head buffer (after bytes were added, or for a pipelined request). */
+void sl_session_parse_head(sl_session_t *s);
+
+/* Begin a drain: close the client at a message boundary with code and reason. */
+void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason);
+
+/* Timer upkeep: re-arm the session's one timer for its nearest deadline. */
+void sl_session_arm_timer(sl_session_t *s);
+
+/* Called once the request head is complete and routed. */
+void sl_session_dispatch(sl_session_t *s);
+
+/* --- the parts, one file each --- */
+
+/* upstream.c: get a connection to a backend of s->pool (kept-alive or new). */
+void sl_upstream_connect(sl_session_t *s);
+/* Give the connection back: to the idle pool when reusable, else close it. */
+void sl_upstream_release(sl_session_t *s, bool reusable);
+/* Close every idle kept-alive connection (shutdown). */
+void sl_upstream_close_idle(sl_worker_t *w);
+
+/* Called by upstream.c when the backend connection is ready (or failed for good). */
+void sl_session_backend_ready(sl_session_t *s);
+void sl_session_backend_failed(sl_session_t *s, int status);
+
+/* wsrelay.c */
+void sl_ws_begin(sl_session_t *s);                    /* send the upgrade to the backend */
+void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off);
+void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off);
+void sl_ws_on_client_eof(sl_session_t *s);
+void sl_ws_on_backend_eof(sl_session_t *s);
+void sl_ws_on_timer(sl_session_t *s, sl_msec_t now);
+
+/* httpproxy.c */
+void sl_http_begin(sl_session_t *s);
+void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off);
+void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off);
+void sl_http_on_client_eof(sl_session_t *s);
+void sl_http_on_backend_eof(sl_session_t *s);
+
+/* Internal hand-offs between the files of this layer. */
+void sl_session_client_read(sl_session_t *s, sl_block_t *b);
+void sl_session_client_eof(sl_session_t *s, int status);
+void sl_session_backend_read(sl_session_t *s, sl_block_t *b);
+void sl_session_backend_eof(sl_session_t *s, int status);
+void sl_session_write_done(sl_session_t *s, bool to_client);
+void sl_ws_backend_ready(sl_session_t *s);
+void sl_ws_write_done(sl_session_t *s, bool to_client);
+void sl_http_backend_ready(sl_session_t *s);
+void sl_http_forward_response(sl_session_t *s, uint32_t head_len);
+void sl_upstream_watch_idle(sl_upstream_t *up);
+void sl_upstream_drop_idle(sl_upstream_t *up);
+
+/* io.c: writes and reads shared by both paths. */
+typedef struct sl_wreq {
+    uv_write_t req;
+    struct sl_wreq *next_free;
+    sl_session_t *s;
+    sl_upstream_t *up;
+    sl_block_t *block;               /* a read block being forwarded, or NULL */
+    char *owned;                     /* a malloc'd buffer to free, or NULL */
+    bool to_client;
+    uint8_t small[SL_WS_MAX_CONTROL_FRAME];   /* gateway-made frames live here */
+} sl_wreq_t;
+
+/* Forward a slice of a read block (takes a reference to it). */
+int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len);
+/* Write bytes the gateway made (copied into the request for small, else duplicated). */
+int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len);
+/* Start or stop reading one side for a reason. */
+void sl_client_pause(sl_session_t *s, uint8_t why);
+void sl_client_resume(sl_session_t *s, uint8_t why);
+void sl_backend_pause(sl_session_t *s, uint8_t why);
+void sl_backend_resume(sl_session_t *s, uint8_t why);
+/* Start reading the backend (after connect). */
+void sl_backend_start_reading(sl_session_t *s);
+/* Bytes queued on a side and not yet written. */
+size_t sl_queued(sl_session_t *s, bool to_client);
+sl_msec_t sl_now(sl_session_t *s);
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * upstream.c: connections to backends — pick, connect with a timeout, retry
+ * another backend on failure, and keep HTTP connections alive for reuse.
+ *
+ * A failed connect counts against the backend (the health machinery reads
+ * consecutive_failures) and the session tries another backend of the same
+ * pool, at most connect_retries more times, before answering 502 (or 503
+ * when no backend of the pool is up at all).
+ *
+ * Kept-alive connections wait in a per-worker list, read while idle so that
+ * a backend closing one is noticed at once, and are reused by the next HTTP
+ * request to the same backend. WebSocket sessions always get a fresh one.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "session.h"
+
+/* The most kept-alive connections a worker holds, and how long one may idle. */
+#define MAX_IDLE_UPSTREAMS 256
+#define IDLE_UPSTREAM_MS 30000
+
+
+static void upstream_closed(uv_handle_t *h)
+{
+    sl_upstream_t *up = h->data;
+    if (--up->pending_closes > 0)
+        return;
+    if (up->counted_active)
+        atomic_fetch_sub(&up->backend->state->active, 1);
+    sl_runtime_unref(up->rt);
+    free(up);
+}
+
+static void upstream_close(sl_upstream_t *up)
+{
+    if (up->closing)
+        return;
+    up->closing = true;
+    up->session = NULL;
+    uv_timer_stop(&up->timer);
+    uv_close((uv_handle_t *)&up->timer, upstream_closed);
+    uv_close((uv_handle_t *)&up->tcp, upstream_closed);
+}
+
+static void unlink_idle(sl_worker_t *w, sl_upstream_t *up)
+{
+    for (sl_upstream_t **p = &w->idle_upstreams; *p; p = &(*p)->next_idle) {
+        if (*p == up) {
+            *p = up->next_idle;
+            up->next_idle = NULL;
+            w->n_idle_upstreams--;
+            return;
+        }
+    }
+}
+
+void sl_upstream_drop_idle(sl_upstream_t *up)
+{
+    unlink_idle(up->worker, up);
+    upstream_close(up);
+}
+
+void sl_upstream_close_idle(sl_worker_t *w)
+{
+    while (w->idle_upstreams)
+        sl_upstream_drop_idle(w->idle_upstreams);
+}
+
+/*
+ * Least connections, weighted: the backend with the smallest active/weight
+ * that is up and not yet tried by this session. Ties rotate, so equal
+ * backends share new connections evenly.
+ */
+static long pick_backend(sl_session_t *s)
+{
+    sl_pool_rt_t *pool = &s->rt->pools[s->pool];
+    size_t n = pool->n_backends;
+    if (n == 0)
+        return -1;
+    size_t start = (size_t)atomic_fetch_add_explicit(&pool->rr, 1, memory_order_relaxed) % n;
+    long best = -1;
+    double best_load = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (start + k) % n;
+        sl_backend_rt_t *b = &pool->backends[i];
+        if (!atomic_load_explicit(&b->state->up, memory_order_relaxed))
+            continue;
+        if (i < 64 && (s->tried_mask & (1ULL << i)))
+            continue;
+        uint32_t weight = b->cfg->weight ? b->cfg->weight : 1;
+        double load = (double)atomic_load_explicit(&b->state->active, memory_order_relaxed) / weight;
+        if (best < 0 || load < best_load) {
+            best = (long)i;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+static bool pool_has_up_backend(sl_session_t *s)
+{
+    sl_pool_rt_t *pool = &s->rt->pools[s->pool];
+    for (size_t i = 0; i < pool->n_backends; i++)
+        if (atomic_load(&pool->backends[i].state->up))
+            return true;
+    return false;
+}
+
+static void try_connect(sl_session_t *s);
+
+static void connect_failed(sl_session_t *s, int status)
+{
+    sl_upstream_t *up = s->up;
+    sl_backend_state_t *st = up->backend->state;
+    atomic_fetch_add(&st->connect_failures, 1);
+    atomic_fetch_add(&st->consecutive_failures, 1);
+    sl_count(&s->w->counters, SL_CTR_BACKEND_CONNECT_FAILURES, 1);
+    sl_log_warn("backend %s: connect failed: %s", up->backend->name, uv_strerror(status));
+    s->up = NULL;
+    upstream_close(up);
+    const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
+    if (s->tries <= pc->connect_retries) {
+        try_connect(s);
+        return;
+    }
+    sl_session_backend_failed(s, 502);
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+    sl_upstream_t *up = sl_container_of(t, sl_upstream_t, timer);
+    sl_session_t *s = up->session;
+    if (s)
+        connect_failed(s, UV_ETIMEDOUT);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    sl_upstream_t *up = sl_container_of(req, sl_upstream_t, connect_req);
+    sl_session_t *s = up->session;
+    if (up->closing || s == NULL)
+        return;   /* timed out or abandoned; the close is under way */
+    uv_timer_stop(&up->timer);
+    if (status < 0) {
+        connect_failed(s, status);
+        return;
+    }
+    up->connected = true;
+    uv_tcp_nodelay(&up->tcp, 1);
+    sl_backend_state_t *st = up->backend->state;
+    atomic_store(&st->consecutive_failures, 0);
+    atomic_fetch_add(&st->connects, 1);
+    sl_session_backend_ready(s);
+}
+
+static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b)
+{
+    for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
+        if (up->backend->state == b->state) {
+            unlink_idle(w, up);
+            return up;
+        }
+    }
+    return NULL;
+}
+
+static void try_connect(sl_session_t *s)
+{
+    long i = pick_backend(s);
+    if (i < 0) {
+        sl_session_backend_failed(s, pool_has_up_backend(s) ? 502 : 503);
+        return;
+    }
+    sl_backend_rt_t *b = &s->rt->pools[s->pool].backends[i];
+    s->tries++;
+    if (i < 64)
+        s->tried_mask |= 1ULL << i;
+
+    if (s->state == SL_SS_HTTP || s->state == SL_SS_CONNECTING) {
+        sl_upstream_t *idle = s->state == SL_SS_HTTP ? take_idle(s->w, b) : NULL;
+        if (idle) {
+            idle->session = s;
+            s->up = idle;
+            uv_timer_stop(&idle->timer);
+            sl_count(&s->w->counters, SL_CTR_BACKEND_REUSED, 1);
+            sl_session_backend_ready(s);
+            return;
+        }
+    }
+
+    sl_upstream_t *up = calloc(1, sizeof *up);
+    if (up == NULL) {
+        sl_session_backend_failed(s, 502);
+        return;
+    }
+    up->worker = s->w;
+    up->session = s;
+    up->rt = sl_runtime_ref(s->rt);
+    up->backend = b;
+    up->tcp.data = up;
+    up->timer.data = up;
+    uv_tcp_init(&s->w->loop, &up->tcp);
+    uv_timer_init(&s->w->loop, &up->timer);
+    up->pending_closes = 2;
+    atomic_fetch_add(&b->state->active, 1);
+    up->counted_active = true;
+    s->up = up;
+    int rc = uv_tcp_connect(&up->connect_req, &up->tcp, (struct sockaddr *)&b->addr, on_connect);
+    if (rc < 0) {
+        connect_failed(s, rc);
+        return;
+    }
+    uv_timer_start(&up->timer, on_connect_timeout, s->rt->cfg->timeouts.connect, 0);
+}
+
+void sl_upstream_connect(sl_session_t *s)
+{
+    s->tries = 0;
+    s->tried_mask = 0;
+    try_connect(s);
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    sl_upstream_t *up = sl_container_of(t, sl_upstream_t, timer);
+    sl_upstream_drop_idle(up);
+}
+
+void sl_upstream_release(sl_session_t *s, bool reusable)
+{
+    sl_upstream_t *up = s->up;
+    if (up == NULL)
+        return;
+    s->up = NULL;
+    sl_worker_t *w = s->w;
+    if (!reusable || !up->connected || up->closing || w->stopping ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0 ||
+        w->n_idle_upstreams >= MAX_IDLE_UPSTREAMS) {
+        upstream_close(up);
+        return;
+    }
+    up->session = NULL;
+    if (up->reading) {
+        uv_read_stop((uv_stream_t *)&up->tcp);
+        up->reading = false;
+    }
+    up->next_idle = w->idle_upstreams;
+    w->idle_upstreams = up;
+    w->n_idle_upstreams++;
+    uv_timer_start(&up->timer, on_idle_timeout, IDLE_UPSTREAM_MS, 0);
+    sl_upstream_watch_idle(up);
+}

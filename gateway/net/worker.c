@@ -1,0 +1,191 @@
+/*
+ * worker.c: one event loop in one thread, owning its connections.
+ *
+ * The control thread speaks to a worker only through its inbox (a mutex-
+ * guarded list) and the uv_async_t that wakes the loop; the worker never
+ * touches another worker's state. Sessions sit in an array so a drain can
+ * pick them in random order in O(1) — a deploy must not always close the
+ * oldest connections first.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "session.h"
+
+int sl_worker_add_session(sl_worker_t *w, sl_session_t *s)
+{
+    if (w->n_sessions == w->cap_sessions) {
+        size_t cap = w->cap_sessions ? w->cap_sessions * 2 : 256;
+        sl_session_t **a = realloc(w->sessions, cap * sizeof *a);
+        if (a == NULL)
+            return SL_ENOMEM;
+        w->sessions = a;
+        w->cap_sessions = cap;
+    }
+    s->index = w->n_sessions;
+    w->sessions[w->n_sessions++] = s;
+    atomic_store_explicit(&w->open_sessions, w->n_sessions, memory_order_relaxed);
+    return 0;
+}
+
+void sl_worker_remove_session(sl_worker_t *w, sl_session_t *s)
+{
+    if (s->index == (size_t)-1)
+        return;
+    sl_session_t *last = w->sessions[--w->n_sessions];
+    w->sessions[s->index] = last;
+    last->index = s->index;
+    s->index = (size_t)-1;
+    atomic_store_explicit(&w->open_sessions, w->n_sessions, memory_order_relaxed);
+}
+
+void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
+{
+    msg->next = NULL;
+    uv_mutex_lock(&w->inbox_lock);
+    if (w->inbox_tail)
+        w->inbox_tail->next = msg;
+    else
+        w->inbox_head = msg;
+    w->inbox_tail = msg;
+    uv_mutex_unlock(&w->inbox_lock);
+    uv_async_send(&w->wake);
+}
+
+/* Drain up to `count` WebSockets of `pool` (any when -1), chosen at random. */
+static void drain_some(sl_worker_t *w, long pool, uint32_t count, uint16_t code,
+                       const char *reason)
+{
+    size_t n = w->n_sessions;
+    if (n == 0)
+        return;
+    size_t start = (size_t)sl_rng_below(&w->rng, n);
+    for (size_t k = 0; k < n && count > 0; k++) {
+        sl_session_t *s = w->sessions[(start + k) % n];
+        if (s->draining || s->state != SL_SS_WS_RELAY)
+            continue;
+        if (pool >= 0 && s->pool != pool)
+            continue;
+        sl_session_drain(s, code, reason);
+        count--;
+    }
+}
+
+/* Shutdown: close idle and plain HTTP connections now; WebSockets are drained, paced. */
+static void stop_accepting(sl_worker_t *w)
+{
+    w->stopping = true;
+    sl_listeners_close(w);
+    sl_upstream_close_idle(w);
+    for (size_t i = 0; i < w->n_sessions;) {
+        sl_session_t *s = w->sessions[i];
+        if (s->state == SL_SS_WS_RELAY) {
+            i++;
+            continue;
+        }
+        size_t before = w->n_sessions;
+        if (s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER)
+            sl_session_close(s);
+        else
+            s->keep_alive = false;
+        if (w->n_sessions == before)
+            i++;
+    }
+}
+
+static void force_close(sl_worker_t *w)
+{
+    while (w->n_sessions > 0)
+        sl_session_close(w->sessions[w->n_sessions - 1]);
+    sl_upstream_close_idle(w);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    sl_worker_t *w = a->data;
+    uv_mutex_lock(&w->inbox_lock);
+    sl_wmsg_t *m = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    uv_mutex_unlock(&w->inbox_lock);
+    while (m) {
+        sl_wmsg_t *next = m->next;
+        switch (m->type) {
+        case SL_WMSG_RUNTIME: {
+            sl_runtime_t *rt = sl_gateway_runtime(w->gw);
+            sl_runtime_unref(w->rt);
+            w->rt = rt;
+            break;
+        }
+        case SL_WMSG_DRAIN:
+            drain_some(w, m->pool, m->count, m->close_code, m->reason);
+            break;
+        case SL_WMSG_STOP_ACCEPT:
+            stop_accepting(w);
+            break;
+        case SL_WMSG_FORCE_CLOSE:
+            force_close(w);
+            break;
+        case SL_WMSG_EXIT:
+            force_close(w);
+            sl_listeners_close(w);
+            uv_close((uv_handle_t *)&w->accept_timer, NULL);
+            uv_close((uv_handle_t *)&w->wake, NULL);
+            break;
+        }
+        free(m);
+        m = next;
+    }
+}
+
+static void worker_main(void *arg)
+{
+    sl_worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* Anything left (should be nothing) is closed so the loop can close. */
+    uv_walk(&w->loop, walk_close, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        sl_log_warn("worker %d: loop closed with handles open", w->id);
+}
+
+int sl_worker_start(sl_worker_t *w)
+{
+    int rc = uv_loop_init(&w->loop);
+    if (rc != 0)
+        return rc;
+    w->loop.data = w;
+    uv_mutex_init(&w->inbox_lock);
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->accept_timer);
+    w->accept_timer.data = w;
+    sl_bufpool_init(&w->bufs, 64);
+    w->rng.state = 0x5eed0000u + (uint64_t)w->id * 7919u + (uint64_t)uv_hrtime();
+    w->rt = sl_gateway_runtime(w->gw);
+    if ((rc = sl_listeners_start(w)) != 0)
+        return rc;
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void sl_worker_destroy(sl_worker_t *w)
+{
+    sl_bufpool_destroy(&w->bufs);
+    while (w->free_wreqs) {
+        struct sl_wreq *r = w->free_wreqs;
+        w->free_wreqs = r->next_free;
+        free(r);
+    }
+    free(w->sessions);
+    w->sessions = NULL;
+    if (w->rt)
+        sl_runtime_unref(w->rt);
+    w->rt = NULL;
+    uv_mutex_destroy(&w->inbox_lock);
+}

@@ -1,0 +1,541 @@
+/*
+ * wsrelay.c: the WebSocket path — the handshake relayed and checked, then
+ * frames relayed both ways, zero-copy, with the gateway's own frames (pings,
+ * closes) injected at frame boundaries.
+ *
+ * Each direction has a frame parser that sees every byte but copies none:
+ * the bytes of a read block are forwarded as slices of that block. Where the
+ * gateway must speak — a ping to an idle client, a close to drain — the block
+ * is cut at a frame (or message) boundary the parser reported, the injected
+ * frame is written between the two slices, and stream order does the rest.
+ *
+ * Closing follows RFC 6455's handshake on both hops, because it is the only
+ * way to know a peer has read everything before it: the session ends when
+ * each side has both sent and received a close frame (or on a timeout), and
+ * the backend connection is closed only after its write queue is empty and
+ * its close arrived, so no message the gateway accepted is lost to a reset.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sluice/log.h"
+#include "sluice/wshandshake.h"
+#include "session.h"
+
+
+/* How long to wait for the backend's close reply once the client is done. */
+#define BACKEND_CLOSE_WAIT_MS 2000
+
+static void ws_maybe_done(sl_session_t *s);
+
+/* ---- handshake ---- */
+
+void sl_ws_begin(sl_session_t *s)
+{
+    sl_ws_request_info_t info;
+    const char *why = NULL;
+    int status = sl_ws_check_request(&s->req->head, s->head, &info, &why);
+    if (status != 0) {
+        sl_log_debug("client %s: bad upgrade: %s", s->peer_ip, why ? why : "?");
+        sl_session_http_error(s, status,
+                              status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return;
+    }
+    if (info.key.len >= sizeof s->ws_key) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    memcpy(s->ws_key, s->head + info.key.off, info.key.len);
+    s->ws_key_len = (uint8_t)info.key.len;
+    s->state = SL_SS_CONNECTING;
+    sl_upstream_connect(s);
+}
+
+void sl_ws_backend_ready(sl_session_t *s)
+{
+    const sl_http_head_t *h = &s->req->head;
+    size_t cap = h->head_len + 1024;
+    char *out = malloc(cap);
+    if (out == NULL) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    sl_http_forward_t fw = {
+        .client_ip = s->client_ip,
+        .client_trusted = s->peer_trusted,
+        .tls = s->tls,
+        .websocket = true,
+    };
+    ssize_t n = sl_http_write_request(h, s->head, &fw, out, cap);
+    if (n < 0 || sl_write_copy(s, false, out, (size_t)n) != 0) {
+        free(out);
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    free(out);
+    s->state = SL_SS_WS_HANDSHAKE;
+    s->resp = calloc(1, sizeof *s->resp);
+    s->resp_cap = (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
+    s->resp_head = malloc(s->resp_cap);
+    if (s->resp == NULL || s->resp_head == NULL) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    s->resp->max_head = (uint32_t)s->rt->cfg->limits.head_bytes;
+    s->resp->max_headers = SL_HTTP_MAX_HEADERS;
+    sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, h->method);
+    s->resp_len = 0;
+    s->drain_deadline = 0;
+    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.backend_response;
+    sl_session_arm_timer(s);
+    sl_backend_start_reading(s);
+}
+
+/* Hand bytes that arrived with a head to the relay, as if just read. */
+static void replay(sl_session_t *s, const char *data, size_t len, bool from_client)
+{
+    while (len > 0 && s->state == SL_SS_WS_RELAY) {
+        sl_block_t *b = sl_block_get(&s->w->bufs);
+        if (b == NULL) {
+            sl_session_close(s);
+            return;
+        }
+        size_t n = SL_MIN(len, (size_t)SL_BLOCK_SIZE);
+        memcpy(b->data, data, n);
+        b->len = (uint32_t)n;
+        if (from_client)
+            sl_ws_on_client_data(s, b, 0);
+        else
+            sl_ws_on_backend_data(s, b, 0);
+        sl_block_unref(&s->w->bufs, b);
+        data += n;
+        len -= n;
+    }
+}
+
+static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint32_t resp_head_len)
+{
+    const sl_config_t *cfg = s->rt->cfg;
+    char out[8192];
+    ssize_t n = sl_http_write_response(&s->resp->head, s->resp_head, true, out, sizeof out);
+    if (n < 0) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    sl_write_copy(s, true, out, (size_t)n);
+    s->resp_started = true;
+
+    memset(&s->c2b, 0, sizeof s->c2b);
+    memset(&s->b2c, 0, sizeof s->b2c);
+    s->c2b.role = SL_WS_FROM_CLIENT;
+    s->b2c.role = SL_WS_FROM_SERVER;
+    s->c2b.allowed_rsv = s->b2c.allowed_rsv = info->extension_negotiated ? info->allowed_rsv : 0;
+    bool utf8 = cfg->limits.validate_utf8 && !info->extension_negotiated;
+    s->c2b.validate_utf8 = s->b2c.validate_utf8 = utf8;
+    s->c2b.max_frame = s->b2c.max_frame = cfg->limits.frame_bytes;
+    s->c2b.max_message = s->b2c.max_message = cfg->limits.message_bytes;
+
+    s->state = SL_SS_WS_RELAY;
+    s->counted_ws = true;
+    sl_count(&s->w->counters, SL_CTR_WS_UPGRADES, 1);
+    sl_count(&s->w->counters, SL_CTR_WS_OPEN, 1);
+    atomic_fetch_add(&s->up->backend->state->handshakes, 1);
+    s->head_deadline = 0;
+    s->last_rx = s->last_client_rx = sl_now(s);
+
+    /* Early bytes: frames the backend sent right behind its 101, and anything
+       the client sent behind its request. Then the parsers' buffers go. */
+    uint32_t client_extra = s->head_len - s->req->head.head_len;
+    uint32_t backend_extra = s->resp_len - resp_head_len;
+    char *head = s->head, *resp_head = s->resp_head;
+    uint32_t client_off = s->req->head.head_len;
+    s->head = NULL;
+    s->resp_head = NULL;
+    sl_session_head_free(s);
+    free(s->resp);
+    s->resp = NULL;
+    replay(s, resp_head + resp_head_len, backend_extra, false);
+    replay(s, head + client_off, client_extra, true);
+    free(head);
+    free(resp_head);
+    if (s->state != SL_SS_WS_RELAY)
+        return;
+    sl_client_resume(s, SL_PAUSE_WAITING);
+    sl_session_arm_timer(s);
+}
+
+static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
+{
+    size_t len = b->len - off;
+    if (s->resp_len + len > s->resp_cap) {
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    memcpy(s->resp_head + s->resp_len, b->data + off, len);
+    s->resp_len += (uint32_t)len;
+    int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
+    if (rc == SL_NEED_MORE)
+        return;
+    if (rc < 0) {
+        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    if (s->resp->head.status != 101) {
+        /* Refusals (401, 403, 503...) reach the client as they are. */
+        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        sl_http_forward_response(s, (uint32_t)rc);
+        return;
+    }
+    sl_ws_response_info_t info;
+    const char *why = NULL;
+    if (sl_ws_check_response(&s->resp->head, s->resp_head, s->ws_key, s->ws_key_len, &info,
+                             &why) != 0) {
+        sl_log_warn("backend %s: bad upgrade response: %s", s->up->backend->name,
+                    why ? why : "?");
+        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    enter_relay(s, &info, (uint32_t)rc);
+}
+
+/* ---- frames the gateway writes ---- */
+
+static void send_close_to_client(sl_session_t *s, uint16_t code, const char *reason)
+{
+    uint8_t frame[SL_WS_MAX_CONTROL_FRAME];
+    size_t n = sl_ws_write_close(frame, code, reason, NULL);
+    sl_write_copy(s, true, frame, n);
+    s->close_to_client = true;
+}
+
+static void send_close_to_backend(sl_session_t *s, uint16_t code, const char *reason)
+{
+    if (s->up == NULL || !s->up->connected)
+        return;
+    uint8_t mask[4];
+    uint64_t r = sl_rng_next(&s->w->rng);
+    memcpy(mask, &r, 4);
+    uint8_t frame[SL_WS_MAX_CONTROL_FRAME];
+    size_t n = sl_ws_write_close(frame, code, reason, mask);
+    sl_write_copy(s, false, frame, n);
+    s->close_to_backend = true;
+}
+
+static void send_ping(sl_session_t *s)
+{
+    uint8_t frame[SL_WS_MAX_CONTROL_FRAME];
+    size_t n = sl_ws_write_control(frame, SL_WS_OP_PING, (const uint8_t *)"sluice", 6, NULL);
+    sl_write_copy(s, true, frame, n);
+    s->ping_pending = false;
+    s->ping_sent_at = sl_now(s);
+    sl_count(&s->w->counters, SL_CTR_WS_PINGS_SENT, 1);
+}
+
+/*
+ * Stop relaying: tell each side why (when its stream is at a frame boundary,
+ * so the frame is valid), then close once the backend has its bytes.
+ */
+static void ws_abort(sl_session_t *s, uint16_t client_code, const char *client_reason,
+                     uint16_t backend_code, const char *backend_reason)
+{
+    if (client_code && !s->close_to_client && sl_ws_at_frame_boundary(&s->b2c))
+        send_close_to_client(s, client_code, client_reason);
+    if (backend_code && !s->close_to_backend && sl_ws_at_frame_boundary(&s->c2b))
+        send_close_to_backend(s, backend_code, backend_reason);
+    s->close_to_client = s->close_from_client = true;
+    s->close_to_backend = s->close_from_backend = true;
+    sl_client_pause(s, SL_PAUSE_WAITING);
+    sl_backend_pause(s, SL_PAUSE_WAITING);
+    ws_maybe_done(s);
+}
+
+/* The session ends when both close handshakes are complete and the backend has every byte. */
+static void ws_maybe_done(sl_session_t *s)
+{
+    if (s->state != SL_SS_WS_RELAY)
+        return;
+    bool client_done = s->close_to_client && s->close_from_client;
+    bool backend_done = s->close_to_backend && s->close_from_backend;
+    if (client_done && !backend_done && s->close_to_backend) {
+        /* Waiting for the backend's close reply, but not forever. */
+        sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
+        if (s->drain_deadline == 0 || s->drain_deadline > limit) {
+            s->drain_deadline = limit;
+            sl_session_arm_timer(s);
+        }
+    }
+    if (!(client_done && backend_done))
+        return;
+    if (sl_queued(s, false) > 0)
+        return;   /* sl_ws_write_done calls again */
+    sl_upstream_release(s, false);
+    sl_session_finish(s);
+}
+
+void sl_ws_write_done(sl_session_t *s, bool to_client)
+{
+    if (!to_client)
+        ws_maybe_done(s);
+}
+
+/* ---- relay ---- */
+
+void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
+{
+    if (s->state == SL_SS_WS_HANDSHAKE || s->state == SL_SS_CONNECTING)
+        return;   /* reading is paused then; nothing arrives */
+    sl_worker_t *w = s->w;
+    const uint8_t *data = (const uint8_t *)b->data;
+    size_t end = b->len, pos = off, fwd = off;
+    bool dropping = s->close_from_client;   /* nothing may follow a close frame */
+    if (dropping)
+        return;
+    /* Parse until the parser has nothing to report: a zero-length frame's
+       FRAME_END comes from a call that consumes nothing. */
+    for (;;) {
+        sl_ws_event_t ev;
+        ssize_t n = sl_ws_parse(&s->c2b, data + pos, end - pos, &ev);
+        if (n < 0) {
+            const char *reason = NULL;
+            int code = sl_ws_parser_error(&s->c2b, &reason);
+            sl_count(&w->counters, SL_CTR_WS_CLIENT_PROTOCOL_ERRORS, 1);
+            sl_log_debug("client %s: protocol error %d: %s", s->client_ip, code,
+                         reason ? reason : "?");
+            /* The bytes of the bad frame never reach the backend. */
+            ws_abort(s, (uint16_t)code, reason, 0, NULL);
+            return;
+        }
+        pos += (size_t)n;
+        if (ev.type == SL_WS_EV_NONE)
+            break;
+        if (ev.type == SL_WS_EV_FRAME_END) {
+            sl_count(&w->counters, SL_CTR_WS_FRAMES_C2B, 1);
+            if (ev.message_end)
+                sl_count(&w->counters, SL_CTR_WS_MESSAGES_C2B, 1);
+            if (ev.header.opcode == SL_WS_OP_CLOSE) {
+                s->close_from_client = true;
+                s->close_to_backend = true;   /* forwarded below, as the client sent it */
+                if (s->draining)
+                    sl_count(&w->counters, SL_CTR_DRAINS_COMPLETED, 1);
+                break;
+            }
+        }
+    }
+    if (pos > fwd) {
+        s->bytes_c2b += pos - fwd;
+        sl_count(&w->counters, SL_CTR_BYTES_C2B, pos - fwd);
+        if (sl_write_block(s, false, b, fwd, pos - fwd) != 0) {
+            ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend lost", 0, NULL);
+            return;
+        }
+    }
+    if (s->ping_sent_at && s->last_client_rx >= s->ping_sent_at)
+        s->ping_sent_at = 0;
+    if (s->close_from_client) {
+        sl_client_pause(s, SL_PAUSE_WAITING);
+        ws_maybe_done(s);
+    }
+}
+
+void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
+{
+    if (s->state == SL_SS_WS_HANDSHAKE) {
+        on_handshake_response(s, b, off);
+        return;
+    }
+    if (s->state != SL_SS_WS_RELAY)
+        return;
+    sl_worker_t *w = s->w;
+    const uint8_t *data = (const uint8_t *)b->data;
+    size_t end = b->len, pos = off, fwd = off;
+    /* After the client was sent a close, backend frames cannot be delivered. */
+    bool dropping = s->close_to_client;
+    for (;;) {
+        sl_ws_event_t ev;
+        ssize_t n = sl_ws_parse(&s->b2c, data + pos, end - pos, &ev);
+        if (n < 0) {
+            const char *reason = NULL;
+            int code = sl_ws_parser_error(&s->b2c, &reason);
+            sl_count(&w->counters, SL_CTR_WS_BACKEND_PROTOCOL_ERRORS, 1);
+            sl_log_warn("backend %s: protocol error %d: %s",
+                        s->up ? s->up->backend->name : "?", code, reason ? reason : "?");
+            /* Forward the whole frames before the bad one, then 1014. */
+            if (!dropping && pos > fwd && !s->b2c.in_frame)
+                sl_write_block(s, true, b, fwd, pos - fwd);
+            ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend protocol error",
+                     (uint16_t)code, reason);
+            return;
+        }
+        pos += (size_t)n;
+        if (ev.type == SL_WS_EV_NONE)
+            break;
+        if (ev.type == SL_WS_EV_HEADER && dropping)
+            sl_count(&w->counters, SL_CTR_DRAIN_UNDELIVERABLE, 1);
+        if (ev.type != SL_WS_EV_FRAME_END)
+            continue;
+        if (ev.header.opcode == SL_WS_OP_CLOSE) {
+            s->close_from_backend = true;
+            if (dropping) {
+                /* Its close reply was counted as undeliverable; it is expected. */
+                continue;
+            }
+            s->close_to_client = true;    /* forwarded below, as the backend sent it */
+            dropping = true;
+            if (pos > fwd) {
+                sl_write_block(s, true, b, fwd, pos - fwd);
+                sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
+            }
+            fwd = pos;
+            continue;
+        }
+        if (dropping)
+            continue;
+        sl_count(&w->counters, SL_CTR_WS_FRAMES_B2C, 1);
+        if (ev.message_end)
+            sl_count(&w->counters, SL_CTR_WS_MESSAGES_B2C, 1);
+        /* A boundary: the place to inject what waits for one. */
+        bool at_message = sl_ws_at_message_boundary(&s->b2c);
+        if ((s->drain_pending && at_message) || s->ping_pending) {
+            sl_write_block(s, true, b, fwd, pos - fwd);
+            sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
+            fwd = pos;
+            if (s->drain_pending && at_message) {
+                s->drain_pending = false;
+                send_close_to_client(s, s->drain_code, s->drain_reason);
+                dropping = true;
+            } else {
+                send_ping(s);
+            }
+        }
+    }
+    if (!dropping && pos > fwd) {
+        s->bytes_b2c += pos - fwd;
+        sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
+        sl_write_block(s, true, b, fwd, pos - fwd);
+    }
+    /* A block that ends at a boundary serves a waiting drain or ping at once. */
+    if (s->drain_pending && sl_ws_at_message_boundary(&s->b2c) && !s->close_to_client) {
+        s->drain_pending = false;
+        send_close_to_client(s, s->drain_code, s->drain_reason);
+    }
+    if (s->ping_pending && sl_ws_at_frame_boundary(&s->b2c) && !s->close_to_client)
+        send_ping(s);
+    ws_maybe_done(s);
+}
+
+void sl_ws_on_client_eof(sl_session_t *s)
+{
+    if (s->state != SL_SS_WS_RELAY) {
+        sl_session_close(s);
+        return;
+    }
+    if (s->close_from_client && s->close_to_client) {
+        /* A clean close: the client hung up after the handshake, as it should. */
+        s->close_from_client = true;
+        ws_maybe_done(s);
+        if (s->state == SL_SS_WS_RELAY && !s->close_from_backend) {
+            s->drain_deadline = SL_MIN(s->drain_deadline ? s->drain_deadline : SL_MSEC_NEVER,
+                                       sl_now(s) + BACKEND_CLOSE_WAIT_MS);
+            sl_session_arm_timer(s);
+        }
+        return;
+    }
+    /* The client vanished: tell the backend it went away. */
+    ws_abort(s, 0, NULL, SL_WS_CLOSE_GOING_AWAY, "client gone");
+}
+
+void sl_ws_on_backend_eof(sl_session_t *s)
+{
+    if (s->state == SL_SS_WS_HANDSHAKE) {
+        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
+    if (s->state != SL_SS_WS_RELAY)
+        return;
+    if (s->close_from_backend) {
+        s->close_to_backend = true;
+        ws_maybe_done(s);
+        return;
+    }
+    if (s->close_to_client && !s->close_from_client) {
+        /* Draining: the client's close reply may still come; it has nowhere to
+           go now, but the client deserves the close handshake. */
+        s->close_from_backend = s->close_to_backend = true;
+        ws_maybe_done(s);
+        return;
+    }
+    sl_count(&s->w->counters, SL_CTR_WS_BACKEND_LOST, 1);
+    sl_upstream_release(s, false);
+    ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend went away", 0, NULL);
+}
+
+/* ---- drain and timers ---- */
+
+void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
+{
+    if (s->draining)
+        return;
+    s->draining = true;
+    sl_count(&s->w->counters, SL_CTR_DRAINS_STARTED, 1);
+    if (s->state != SL_SS_WS_RELAY) {
+        /* Plain HTTP: finish the exchange in flight, then close. */
+        s->keep_alive = false;
+        if (s->state == SL_SS_HEAD && s->awaiting_next)
+            sl_session_close(s);
+        return;
+    }
+    s->drain_code = code;
+    snprintf(s->drain_reason, sizeof s->drain_reason, "%s", reason ? reason : "");
+    s->drain_deadline = sl_now(s) + s->rt->cfg->services[s->service].drain.grace;
+    if (s->close_to_client)
+        return;
+    if (sl_ws_at_message_boundary(&s->b2c))
+        send_close_to_client(s, code, s->drain_reason);
+    else
+        s->drain_pending = true;
+    sl_session_arm_timer(s);
+}
+
+void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
+{
+    const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
+    if (s->drain_deadline && now >= s->drain_deadline) {
+        s->drain_deadline = 0;
+        if (s->draining && !s->close_from_client)
+            sl_count(&s->w->counters, SL_CTR_DRAIN_GRACE_EXPIRED, 1);
+        ws_abort(s, s->drain_code ? s->drain_code : SL_WS_CLOSE_GOING_AWAY, "grace ended",
+                 SL_WS_CLOSE_GOING_AWAY, "gateway closing");
+        if (s->state == SL_SS_WS_RELAY) {
+            /* The backend did not answer in time either: give up on it. */
+            sl_upstream_release(s, false);
+            sl_session_finish(s);
+        }
+        return;
+    }
+    if (t->idle && now >= s->last_rx + t->idle) {
+        sl_count(&s->w->counters, SL_CTR_IDLE_TIMEOUTS, 1);
+        ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "idle timeout", SL_WS_CLOSE_GOING_AWAY,
+                 "idle timeout");
+        return;
+    }
+    if (t->ping_interval && !s->close_to_client) {
+        if (s->ping_sent_at && now >= s->ping_sent_at + t->ping_timeout) {
+            sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
+            ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,
+                     "client gone");
+            return;
+        }
+        if (!s->ping_sent_at && now >= s->last_client_rx + t->ping_interval) {
+            if (sl_ws_at_frame_boundary(&s->b2c))
+                send_ping(s);
+            else
+                s->ping_pending = true;
+        }
+    }
+    sl_session_arm_timer(s);
+}
