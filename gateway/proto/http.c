@@ -37,7 +37,7 @@ enum {
 enum { SPAN_NONE, SPAN_METHOD, SPAN_URL, SPAN_STATUS, SPAN_FIELD, SPAN_VALUE };
 
 /* Raw scanner states (p->scan_state). */
-enum { SC_PRE, SC_START, SC_LINE0, SC_NAME, SC_VALUE, SC_END_CR, SC_DONE };
+enum { SC_PRE, SC_START, SC_TARGET, SC_VERSION, SC_LINE0, SC_NAME, SC_VALUE, SC_END_CR, SC_DONE };
 
 static sl_http_parser_t *owner(llhttp_t *ll)
 {
@@ -83,8 +83,6 @@ static int on_url(llhttp_t *ll, const char *at, size_t n)
     if (!head_phase(p))
         return 0;
     span_add(p, &p->head.url, SPAN_URL, at, n);
-    if (p->head.url.len > p->max_request_line)
-        return fail(p, 414, "request target too long");
     return 0;
 }
 
@@ -108,7 +106,7 @@ static int on_field(llhttp_t *ll, const char *at, size_t n)
     if (!head_phase(p))
         return 0;   /* chunked trailers: forwarded raw, not modelled */
     if (p->span_state != SPAN_FIELD) {
-        if (p->head.n_headers >= p->max_headers)
+        if (p->head.n_headers >= SL_HTTP_MAX_HEADERS)   /* the scanner counts first */
             return fail(p, 431, "too many header fields");
         p->head.n_headers++;
     }
@@ -388,43 +386,82 @@ void sl_http_parser_init(sl_http_parser_t *p, sl_http_type_t type, uint8_t reque
     p->ll.data = p;
 }
 
+/* A refusal found by the scanner, at a byte position, not yet recorded. */
+typedef struct bad {
+    size_t at;
+    int status;
+    const char *why;
+} bad_t;
+
+static long scan_bad(bad_t *b, size_t at, int status, const char *why)
+{
+    b->at = at;
+    b->status = status;
+    b->why = why;
+    return -1;
+}
+
+/* The start line: counts request-target bytes, so 414 comes at the limit. */
+static long scan_start_line(sl_http_parser_t *p, char c, size_t i, bad_t *b)
+{
+    if (c == '\n') {
+        p->scan_state = SC_LINE0;
+    } else if (p->type == SL_HTTP_REQUEST && c == ' ') {
+        if (p->scan_state == SC_START)
+            p->scan_state = SC_TARGET;
+        else if (p->scan_state == SC_TARGET)
+            p->scan_state = SC_VERSION;
+    } else if (p->scan_state == SC_TARGET && c != '\r') {
+        if (++p->scan_target > p->max_request_line)
+            return scan_bad(b, i, 414, "request target too long");
+    }
+    return 0;
+}
+
 /*
  * The raw checks over head bytes [from, to). Returns the offset just after
  * the LF that ends the head, 0 when the head goes on past `to`, or -1 with
- * the first bad byte's offset in *bad and the reason in *why (not yet
- * recorded: an error llhttp finds before that byte wins). `buf` is the whole
- * head buffer, so the byte before `from` is there to look back at.
+ * the first bad byte in *b (not yet recorded: an error llhttp finds before
+ * that byte wins). Limits are counted here too, by byte position, so where a
+ * limit trips never depends on where llhttp happened to flush a span. `buf`
+ * is the whole head buffer, so the byte before `from` is there to look at.
  */
-static long scan(sl_http_parser_t *p, const char *buf, size_t from, size_t to,
-                 size_t *bad, const char **why)
+static long scan(sl_http_parser_t *p, const char *buf, size_t from, size_t to, bad_t *b)
 {
     for (size_t i = from; i < to; i++) {
         char c = buf[i];
         char prev = i > 0 ? buf[i - 1] : 0;
-        *bad = i;
         if (c == '\0')
-            return *why = "NUL in head", -1;
+            return scan_bad(b, i, 400, "NUL in head");
         if (prev == '\r' && c != '\n')
-            return *why = "bare CR in head", -1;
+            return scan_bad(b, i, 400, "bare CR in head");
         if (c == '\n' && prev != '\r')
-            return *why = "bare LF in head", -1;
+            return scan_bad(b, i, 400, "bare LF in head");
         switch (p->scan_state) {
         case SC_PRE:        /* empty lines before the start line are skipped */
             if (c != '\r' && c != '\n')
                 p->scan_state = SC_START;
             break;
         case SC_START:
-            if (c == '\n')
-                p->scan_state = SC_LINE0;
+        case SC_TARGET:
+        case SC_VERSION:
+            if (scan_start_line(p, c, i, b) < 0)
+                return -1;
             break;
         case SC_LINE0:
             if (is_ows(c))
-                return *why = "obs-fold (header line starting with whitespace)", -1;
-            p->scan_state = c == '\r' ? SC_END_CR : c == ':' ? SC_VALUE : SC_NAME;
+                return scan_bad(b, i, 400, "obs-fold (header line starting with whitespace)");
+            if (c == '\r') {
+                p->scan_state = SC_END_CR;
+                break;
+            }
+            if (++p->scan_headers > p->max_headers)
+                return scan_bad(b, i, 431, "too many header fields");
+            p->scan_state = c == ':' ? SC_VALUE : SC_NAME;
             break;
         case SC_NAME:
             if (is_ows(c))
-                return *why = "whitespace in header name or before colon", -1;
+                return scan_bad(b, i, 400, "whitespace in header name or before colon");
             if (c == ':')
                 p->scan_state = SC_VALUE;
             else if (c == '\n')
@@ -475,10 +512,10 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
         return (int)p->head.head_len;
     if (len < p->fed)
         return SL_ESTATE;   /* the caller's buffer shrank: misuse */
-    size_t end = SL_MIN(len, (size_t)p->max_head), bad = 0;
-    const char *why = NULL;
-    long head_end = scan(p, buf, p->fed, end, &bad, &why);
-    size_t feed_to = head_end > 0 ? (size_t)head_end : head_end < 0 ? bad : end;
+    size_t end = SL_MIN(len, (size_t)p->max_head);
+    bad_t bad = {0};
+    long head_end = scan(p, buf, p->fed, end, &bad);
+    size_t feed_to = head_end > 0 ? (size_t)head_end : head_end < 0 ? bad.at : end;
 
     p->base = buf;
     p->ll.data = p;
@@ -494,7 +531,7 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
     if (e != HPE_OK)
         return llhttp_failed(p, e);
     if (head_end < 0)
-        return refuse(p, 400, why);
+        return refuse(p, bad.status, bad.why);
     if (head_end > 0)       /* the head ended but llhttp did not see it end */
         return refuse(p, 400, "malformed head");
     p->fed = feed_to;

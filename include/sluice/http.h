@@ -89,6 +89,8 @@ typedef struct sl_http_parser {
     bool body_until_eof;
     bool no_body;
     uint8_t scan_state;             /* raw byte checks llhttp does not make */
+    uint32_t scan_target;           /* request target bytes seen by the scanner */
+    uint32_t scan_headers;          /* header lines seen by the scanner */
     uint8_t request_method;         /* responses: the method of the request answered */
     uint8_t crlf_pending;           /* chunk data's CRLF bytes not yet checked */
     uint64_t chunk_left;            /* data bytes left in the current chunk */

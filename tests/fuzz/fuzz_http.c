@@ -1,0 +1,122 @@
+/*
+ * fuzz_http.c: libFuzzer target for gateway/proto/http.c.
+ *
+ * Input: byte 0 picks the message type (bit 0), the request method a
+ * response answers (bits 1-2) and the limits (bit 3); byte 1 is the feed
+ * step. The rest is the message. Each input is parsed twice, whole and in
+ * steps, and the two must agree (the parser's results may not depend on how
+ * bytes were split); spans must lie inside the head; the body phase must
+ * never claim more bytes than it was given; a parsed head must rewrite.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/http.h"
+
+#define CHECK(c) do { if (!(c)) abort(); } while (0)
+
+static sl_http_parser_t parsers[2];
+static char out[1 << 17];
+
+static bool trusted(const char *ip, void *arg)
+{
+    return ip[0] == '1' && ip[1] == '0' && ip[2] == '.';
+}
+
+static void check_span(sl_http_span_t s, uint32_t head_len)
+{
+    CHECK(s.off <= head_len && s.len <= head_len - s.off);
+}
+
+static int parse_head(sl_http_parser_t *p, const char *buf, size_t len, size_t step)
+{
+    int rc = SL_NEED_MORE;
+    for (size_t n = SL_MIN(step, len); rc == SL_NEED_MORE; n = SL_MIN(n + step, len)) {
+        rc = sl_http_parse_head(p, buf, n);
+        CHECK(rc == SL_NEED_MORE || rc == SL_EINVAL || (rc > 0 && (size_t)rc <= n));
+        if (n == len)
+            break;
+    }
+    return rc;
+}
+
+static void check_head(const sl_http_parser_t *p, const char *buf, uint32_t head_len)
+{
+    const sl_http_head_t *h = &p->head;
+    CHECK(h->head_len == head_len && h->n_headers <= SL_HTTP_MAX_HEADERS);
+    check_span(h->url, head_len);
+    check_span(h->method_text, head_len);
+    check_span(h->reason, head_len);
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        check_span(h->headers[i].name, head_len);
+        check_span(h->headers[i].value, head_len);
+    }
+    sl_http_forward_t fw = {.client_ip = "2001:db8::1", .client_trusted = true, .websocket = h->upgrade};
+    ssize_t n = p->type == SL_HTTP_REQUEST ? sl_http_write_request(h, buf, &fw, out, sizeof out)
+                                           : sl_http_write_response(h, buf, false, out, sizeof out);
+    CHECK(n > 0 && (size_t)n <= sizeof out);
+    char ip[46];
+    if (sl_http_real_client(h, buf, trusted, NULL, ip) == 0)
+        CHECK(memchr(ip, '\0', sizeof ip) != NULL);
+}
+
+/* Returns bytes of body, or SL_EINVAL; *done as the parser says. */
+static ssize_t parse_body(sl_http_parser_t *p, const char *buf, size_t len, size_t step, bool *done)
+{
+    size_t at = 0;
+    *done = false;
+    do {
+        size_t chunk = SL_MIN(step, len - at);
+        ssize_t c = sl_http_parse_body(p, buf + at, chunk, done);
+        if (c < 0)
+            return c;
+        CHECK((size_t)c <= chunk);
+        CHECK(*done || (size_t)c == chunk);
+        at += (size_t)c;
+    } while (!*done && at < len);
+    return (ssize_t)at;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    static const uint8_t methods[] = {HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_CONNECT};
+    sl_http_type_t type = data[0] & 1 ? SL_HTTP_RESPONSE : SL_HTTP_REQUEST;
+    uint8_t method = methods[(data[0] >> 1) & 3];
+    size_t step = data[1] ? data[1] : 1;
+    const char *buf = (const char *)data + 2;
+    size_t len = size - 2;
+
+    int rc[2];
+    ssize_t body[2];
+    bool done[2];
+    for (int i = 0; i < 2; i++) {
+        sl_http_parser_t *p = &parsers[i];
+        memset(p, 0, sizeof *p);
+        if (data[0] & 8) {
+            p->max_head = 200;
+            p->max_headers = 4;
+            p->max_request_line = 20;
+        }
+        sl_http_parser_init(p, type, method);
+        rc[i] = parse_head(p, buf, len, i == 0 ? len ? len : 1 : step);
+        body[i] = 0;
+        done[i] = false;
+        if (rc[i] > 0) {
+            check_head(p, buf, (uint32_t)rc[i]);
+            body[i] = parse_body(p, buf + rc[i], len - (size_t)rc[i], i == 0 ? len + 1 : step, &done[i]);
+        } else if (rc[i] == SL_EINVAL) {
+            CHECK(p->error_status >= 400 && p->error_reason != NULL);
+        }
+    }
+    CHECK(rc[0] == rc[1] && body[0] == body[1] && done[0] == done[1]);
+    CHECK(parsers[0].error_status == parsers[1].error_status);
+    if (rc[0] > 0)
+        CHECK(memcmp(&parsers[0].head, &parsers[1].head, sizeof parsers[0].head) == 0);
+    return 0;
+}
