@@ -412,6 +412,18 @@ static sl_msec_t rate_retry(sl_admission_t *q, const client_t *c)
 
 /* ---- public API ------------------------------------------------------------ */
 
+const char *sl_admission_reason_name(sl_adm_reason_t reason)
+{
+    static const char *const names[SL_ADM_REASON_COUNT] = {
+        [SL_ADM_NONE] = "none",
+        [SL_ADM_QUEUE_FULL] = "queue_full",
+        [SL_ADM_WAIT_EXPIRED] = "wait_expired",
+        [SL_ADM_CLIENT_CAP] = "client_cap",
+        [SL_ADM_CLIENT_RATE] = "client_rate",
+    };
+    return (unsigned)reason < SL_ADM_REASON_COUNT ? names[reason] : "unknown";
+}
+
 sl_admission_t *sl_admission_new(const sl_admission_params_t *p, uint64_t seed, sl_msec_t now)
 {
     if (sl_admission_params_check(p) != SL_OK)

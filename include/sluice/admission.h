@@ -112,12 +112,16 @@ typedef struct sl_admission_stats {
 
 typedef struct sl_admission sl_admission_t;
 
+/* A stable lower-case name for a reason ("queue_full", ...), e.g. a metrics label. */
+const char *sl_admission_reason_name(sl_adm_reason_t reason);
+
 /* Checks params (bucket bounds, queue bounds, min <= max). 0 or SL_EINVAL. */
 int sl_admission_params_check(const sl_admission_params_t *p);
 
 /*
  * Creates a queue with a full bucket at now; seed drives the Retry-After
- * jitter and the address hash salt. Returns NULL on SL_EINVAL params or
+ * jitter and salts the address hash (in production take it from a random
+ * source, e.g. RAND_bytes, so clients cannot aim at one probe chain). Returns NULL on SL_EINVAL params or
  * allocation failure. The caller owns the queue; free with sl_admission_free().
  */
 sl_admission_t *sl_admission_new(const sl_admission_params_t *p, uint64_t seed, sl_msec_t now);

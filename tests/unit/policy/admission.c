@@ -715,6 +715,11 @@ static void test_stats(void **state)
     assert_true(fabs(st.tokens - 0.5) < 1e-9);
     assert_true(st.rate == 10.0);
     assert_true(sl_admission_wait_le[SL_ADMISSION_WAIT_BUCKETS - 1] == SL_MSEC_NEVER);
+    assert_string_equal(sl_admission_reason_name(SL_ADM_QUEUE_FULL), "queue_full");
+    assert_string_equal(sl_admission_reason_name(SL_ADM_WAIT_EXPIRED), "wait_expired");
+    assert_string_equal(sl_admission_reason_name(SL_ADM_CLIENT_CAP), "client_cap");
+    assert_string_equal(sl_admission_reason_name(SL_ADM_CLIENT_RATE), "client_rate");
+    assert_string_equal(sl_admission_reason_name((sl_adm_reason_t)99), "unknown");
     sl_admission_free(q);
 }
 
