@@ -120,7 +120,11 @@ void be_ws_accept(be_conn_t *c, const char *base, const sl_http_head_t *h,
 
     memset(&c->wp, 0, sizeof(c->wp));
     c->wp.role = SL_WS_FROM_CLIENT;
-    c->wp.validate_utf8 = true;
+    /* Text is not validated: a frame is echoed as it streams in, so its
+       header is out before its last byte is seen, and a 1007 could not be
+       sent without breaking our own output. The echo is byte-exact and the
+       client (or the gateway in front) judges the UTF-8. */
+    c->wp.validate_utf8 = false;
     c->state = BE_WS_OPEN;
     c->is_ws = true;
     be_srv.stats.open++;
@@ -289,23 +293,37 @@ static void on_payload(be_conn_t *c, be_rbuf_t *rb, uint8_t *p0, uint64_t pos0, 
         log_append(c, p, n);
 }
 
+/* The peer broke the protocol: close with the parser's code, or, when one of
+   our echo frames is half written, just close TCP (a close frame now would
+   land inside that frame's payload). */
+static void protocol_error(be_conn_t *c, ws_out_t *o)
+{
+    const char *reason = NULL;
+    int code = sl_ws_parser_error(&c->wp, &reason);
+    if (c->state == BE_WS_OPEN && c->fwd) {
+        out_flush(o);
+        be_conn_close(c);
+        return;
+    }
+    if (c->state == BE_WS_OPEN)
+        send_close(o, (uint16_t)(code ? code : SL_WS_CLOSE_PROTOCOL), reason);
+    out_flush(o);
+    be_conn_close_after_flush(c);
+}
+
 void be_ws_read(be_conn_t *c, be_rbuf_t *rb, size_t off, size_t len)
 {
     ws_out_t o = { .c = c };
     uint8_t *data = rb->data + off;
     size_t done = 0;
-    while (done < len && !c->closed &&
-           (c->state == BE_WS_OPEN || c->state == BE_WS_CLOSE_SENT)) {
+    /* After a HEADER at the end of the input, call once more with no bytes:
+       a zero-length frame's FRAME_END is reported by that call. */
+    while (!c->closed && (c->state == BE_WS_OPEN || c->state == BE_WS_CLOSE_SENT)) {
         uint64_t pos0 = c->wp.pos;
         sl_ws_event_t ev;
         ssize_t r = sl_ws_parse(&c->wp, data + done, len - done, &ev);
         if (r < 0) {
-            const char *reason = NULL;
-            int code = sl_ws_parser_error(&c->wp, &reason);
-            if (c->state == BE_WS_OPEN)
-                send_close(&o, (uint16_t)(code ? code : SL_WS_CLOSE_PROTOCOL), reason);
-            out_flush(&o);
-            be_conn_close_after_flush(c);
+            protocol_error(c, &o);
             break;
         }
         if (c->fwd && r > 0)
@@ -315,8 +333,8 @@ void be_ws_read(be_conn_t *c, be_rbuf_t *rb, size_t off, size_t len)
             on_header(c, &ev, &o);
         else if (ev.type == SL_WS_EV_FRAME_END)
             on_frame_end(c, &ev, &o);
-        if (r == 0 && ev.type == SL_WS_EV_NONE)
-            break;   /* no progress: never spin */
+        if (ev.type == SL_WS_EV_NONE || (done == len && ev.type != SL_WS_EV_HEADER))
+            break;
     }
     out_flush(&o);
     if (o.failed) {

@@ -593,3 +593,70 @@ def test_sigterm_closes_connections_flushes_and_exits_0(tmp_path):
             await asyncio.wait_for(ws.recv(), T)
     run(go())
     assert path.read_text() == "last:1\n"
+
+
+# ---- protocol edges (raw frames) ---------------------------------------------------
+
+def close_code(payload):
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+
+@pytest.mark.parametrize("frame,expect", [
+    (client_frame(9, b"p" * 126), 1002),                  # control frame over 125 bytes
+    (client_frame(8, struct.pack("!H", 1005)), 1002),     # code not allowed on the wire
+    (client_frame(8, struct.pack("!H", 3999) + b"r"), 3999),
+    (client_frame(8, b""), None),                         # empty close, empty answer
+])
+def test_close_answers(backend, frame, expect):
+    b = backend()
+    s = raw_ws(b)
+    try:
+        recv_frame(s)
+        s.sendall(frame)
+        fin, op, payload = recv_frame(s)
+        assert op == 8 and close_code(payload) == expect
+        if expect is None:
+            assert payload == b""
+        assert s.recv(1) == b""
+    finally:
+        s.close()
+
+
+def test_text_echoed_byte_exact_even_when_not_utf8(backend):
+    # A streaming echo cannot refuse a frame it already began to send back:
+    # the bytes return as they came and the client judges them.
+    b = backend()
+    s = raw_ws(b)
+    try:
+        recv_frame(s)
+        s.sendall(client_frame(1, b"\xff\xfe"))
+        assert recv_frame(s) == (True, 1, b"\xff\xfe")
+    finally:
+        s.close()
+
+
+def test_close_after_hello_gives_up_on_silent_client(backend):
+    b = backend("--close-after-hello", "1012")
+    s = raw_ws(b)
+    try:
+        assert recv_frame(s) == (True, 1, b"hello blue")
+        fin, op, payload = recv_frame(s)
+        assert op == 8 and close_code(payload) == 1012
+        t0 = time.monotonic()
+        assert s.recv(1) == b""   # closed after the 5 s grace, without our reply
+        assert 4.0 <= time.monotonic() - t0 <= 7.0
+    finally:
+        s.close()
+
+
+def test_malformed_http_gets_400_and_close(backend):
+    b = backend()
+    s = socket.create_connection((b.host, b.port), timeout=T)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        resp = read_response(s)
+        assert resp.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in resp
+        assert s.recv(1) == b""
+    finally:
+        s.close()
+    assert b.stats()["bad_requests"] == 1
