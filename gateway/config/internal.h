@@ -141,6 +141,24 @@ bool sl__close_code_sendable(unsigned code);
 /* "*", "*.suffix" or a hostname. */
 bool sl__route_host_ok(const char *s);
 
+/* ---- scalars (scalar.c) ------------------------------------------------------- */
+
+/*
+ * Convert scalar text (length n) for key k and store it in `field`. On
+ * failure writes the message, without position and path, into msg and
+ * stores nothing. Strings and addresses replace (and free) what was there.
+ */
+bool sl__cfg_convert(const sl__ckey_t *k, const char *s, size_t n, void *field, char *msg,
+                     size_t mlen);
+
+/* What a key takes, for "expected X" ("a duration like 30s"). */
+const char *sl__cfg_expected(const sl__ckey_t *k);
+
+/* A node for "got Y": a quoted scalar, "null", "a mapping" or "a sequence". */
+void sl__ydescribe(const sl__ynode_t *n, char *buf, size_t len);
+
+void sl__cfg_free_addr(sl_cfg_addr_t *a);
+
 /* ---- the loading context (load.c, validate.c) ------------------------------------ */
 
 /* Where a stored field came from: looked up by validate.c for its messages. */

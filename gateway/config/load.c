@@ -3,8 +3,8 @@
  * tables.
  *
  * One generic walker serves every mapping: it looks each key up in the
- * mapping's table, checks the node kind, converts the scalar with the type's
- * parser, checks the bounds and stores the value at the key's offset. Every
+ * mapping's table, checks the node kind, and hands scalars to scalar.c,
+ * which parses, checks the bounds and stores the value at the key's offset. Every
  * problem becomes one error line with the file, line, column and key path,
  * and the walk goes on, so one run reports everything wrong with a file.
  * Errors are collected with their positions and sorted at the end, so the
@@ -84,278 +84,6 @@ sl_cfg_pos_t sl__cfg_where(const sl__cfg_ctx_t *c, const void *field)
     return (sl_cfg_pos_t){0, 0};
 }
 
-/* ---- describing nodes and types ------------------------------------------------ */
-
-static void describe(const sl__ynode_t *n, char *buf, size_t len)
-{
-    if (sl__ynode_is_null(n))
-        snprintf(buf, len, "null");
-    else if (n->kind == SL__Y_MAP)
-        snprintf(buf, len, "a mapping");
-    else if (n->kind == SL__Y_SEQ)
-        snprintf(buf, len, "a sequence");
-    else
-        sl__quote(buf, len, n->str, n->len, 60);
-}
-
-static void enum_list(const sl__ckey_t *k, bool implemented_only, char *buf, size_t len)
-{
-    size_t o = 0;
-    buf[0] = '\0';
-    for (unsigned i = 0; k->names[i] != NULL && o < len; i++) {
-        if (implemented_only && (k->ni_values & (1u << i)))
-            continue;
-        int w = snprintf(buf + o, len - o, "%s%s", o ? ", " : "", k->names[i]);
-        if (w < 0)
-            break;
-        o += (size_t)w;
-    }
-}
-
-static const char *expected_kind(const sl__ckey_t *k)
-{
-    switch (k->type) {
-    case SL__T_BOOL: return "true or false";
-    case SL__T_UINT: return k->flags & SL__F_AUTO ? "auto or an integer" : "an integer";
-    case SL__T_DURATION: return "a duration like 30s";
-    case SL__T_SIZE: return "a size like 16KiB";
-    case SL__T_RATE: return "a rate like 500/s";
-    case SL__T_NUMBER: return "a number";
-    case SL__T_STRING: return "a string";
-    case SL__T_ENUM: return "a name";
-    case SL__T_ADDR: return "an address like 127.0.0.1:8080";
-    case SL__T_CIDR: return "a CIDR";
-    case SL__T_MAP: return k->flags & SL__F_OFF ? "off or a mapping" : "a mapping";
-    case SL__T_SEQ_MAP: return "a sequence of mappings";
-    case SL__T_NAMED_MAP: return "a mapping of names to mappings";
-    case SL__T_SEQ_STR: return "a sequence of names";
-    case SL__T_SEQ_CIDR: return "a sequence of CIDRs";
-    }
-    return "something else";
-}
-
-static void fmt_bound(const sl__ckey_t *k, double v, char *buf, size_t len)
-{
-    switch (k->type) {
-    case SL__T_DURATION: sl__fmt_duration(buf, len, (sl_msec_t)v); break;
-    case SL__T_SIZE: sl__fmt_size(buf, len, (uint64_t)v); break;
-    case SL__T_RATE: sl__fmt_rate(buf, len, v); break;
-    default: snprintf(buf, len, "%g", v); break;
-    }
-}
-
-/* ---- scalars ---------------------------------------------------------------- */
-
-static void store_uint(void *field, size_t width, uint64_t v)
-{
-    switch (width) {
-    case 1: *(uint8_t *)field = (uint8_t)v; break;
-    case 2: *(uint16_t *)field = (uint16_t)v; break;
-    case 4: *(uint32_t *)field = (uint32_t)v; break;
-    default: *(uint64_t *)field = v; break;
-    }
-}
-
-static bool parse_uint(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (*s == '\0')
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static bool parse_bool(const char *s, bool *out)
-{
-    static const char *const yes[] = {"true", "True", "TRUE", "yes", "on"};
-    static const char *const no[] = {"false", "False", "FALSE", "no", "off"};
-    for (size_t i = 0; i < SL_ARRAY_SIZE(yes); i++) {
-        if (strcmp(s, yes[i]) == 0 || strcmp(s, no[i]) == 0) {
-            *out = strcmp(s, yes[i]) == 0;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* A plain decimal in [0, 1e12): "0.25", "3". */
-static bool parse_number(const char *s, double *out)
-{
-    double r;
-    if (sl_parse_rate(s, &r) == SL_OK)   /* refuse units: "0.5/s" is not a number */
-        return false;
-    char buf[64];
-    if (snprintf(buf, sizeof buf, "%s/s", s) >= (int)sizeof buf)
-        return false;
-    if (sl_parse_rate(buf, &r) != SL_OK)
-        return false;
-    *out = r;
-    return true;
-}
-
-static void free_addr(sl_cfg_addr_t *a)
-{
-    free(a->text);
-    free(a->host);
-    a->text = NULL;
-    a->host = NULL;
-}
-
-/* Range check for numeric types; writes the message on failure. */
-static bool in_bounds(const sl__ckey_t *k, double v, const char *got, char *msg, size_t mlen)
-{
-    if (v >= k->min && v <= k->max)
-        return true;
-    char lo[32], hi[32];
-    fmt_bound(k, k->min, lo, sizeof lo);
-    fmt_bound(k, k->max, hi, sizeof hi);
-    snprintf(msg, mlen, "out of range (expected %s..%s, got %s)", lo, hi, got);
-    return false;
-}
-
-/*
- * Convert scalar text for key k and store it in `field`. On failure writes
- * the message (without position and path) into msg and stores nothing.
- */
-static bool convert(const sl__ckey_t *k, const char *s, size_t n, void *field, char *msg,
-                    size_t mlen)
-{
-    char got[96];
-    sl__quote(got, sizeof got, s, n, 60);
-    switch (k->type) {
-    case SL__T_BOOL: {
-        bool b;
-        if (!parse_bool(s, &b)) {
-            snprintf(msg, mlen, "bad boolean (expected true or false, got %s)", got);
-            return false;
-        }
-        *(bool *)field = b;
-        return true;
-    }
-    case SL__T_UINT: {
-        uint64_t v;
-        if ((k->flags & SL__F_AUTO) && strcmp(s, "auto") == 0) {
-            store_uint(field, k->width, 0);
-            return true;
-        }
-        if (!parse_uint(s, &v)) {
-            snprintf(msg, mlen, "bad number (expected %s, got %s)", expected_kind(k), got);
-            return false;
-        }
-        if (!in_bounds(k, (double)v, s, msg, mlen))
-            return false;
-        store_uint(field, k->width, v);
-        return true;
-    }
-    case SL__T_DURATION: {
-        sl_msec_t v;
-        if (sl_parse_duration(s, &v) != SL_OK) {
-            snprintf(msg, mlen,
-                     "bad duration (expected a number and unit like 250ms, 30s, 5m or 1h, got %s)",
-                     got);
-            return false;
-        }
-        if (!in_bounds(k, (double)v, s, msg, mlen))
-            return false;
-        *(sl_msec_t *)field = v;
-        return true;
-    }
-    case SL__T_SIZE: {
-        uint64_t v;
-        if (sl_parse_size(s, &v) != SL_OK) {
-            snprintf(msg, mlen, "bad size (expected bytes or a unit like 512, 16KiB or 1MiB, got %s)",
-                     got);
-            return false;
-        }
-        if (!in_bounds(k, (double)v, s, msg, mlen))
-            return false;
-        store_uint(field, k->width, v);
-        return true;
-    }
-    case SL__T_RATE:
-    case SL__T_NUMBER: {
-        double v;
-        bool ok = k->type == SL__T_RATE ? sl_parse_rate(s, &v) == SL_OK : parse_number(s, &v);
-        if (!ok) {
-            snprintf(msg, mlen, k->type == SL__T_RATE
-                                    ? "bad rate (expected a number per unit like 500/s, got %s)"
-                                    : "bad number (expected a decimal like 0.25, got %s)",
-                     got);
-            return false;
-        }
-        if (!in_bounds(k, v, s, msg, mlen))
-            return false;
-        *(double *)field = v;
-        return true;
-    }
-    case SL__T_STRING: {
-        char *copy = strdup(s);
-        if (copy == NULL) {
-            snprintf(msg, mlen, "out of memory");
-            return false;
-        }
-        free(*(char **)field);
-        *(char **)field = copy;
-        return true;
-    }
-    case SL__T_ENUM:
-        for (int i = 0; k->names[i] != NULL; i++) {
-            if (strcmp(s, k->names[i]) != 0)
-                continue;
-            if (k->ni_values & (1u << i)) {
-                char list[160];
-                enum_list(k, true, list, sizeof list);
-                snprintf(msg, mlen, "%s is not implemented yet (expected one of %s)", got, list);
-                return false;
-            }
-            *(int *)field = i;
-            return true;
-        }
-        {
-            char list[160];
-            enum_list(k, true, list, sizeof list);
-            snprintf(msg, mlen, "unknown value (expected one of %s, got %s)", list, got);
-        }
-        return false;
-    case SL__T_ADDR:
-    case SL__T_CIDR:
-        break;
-    default:
-        snprintf(msg, mlen, "wrong type (expected %s, got %s)", expected_kind(k), got);
-        return false;
-    }
-    if (k->type == SL__T_CIDR) {
-        sl_cfg_cidr_t c;
-        if (sl_parse_cidr(s, &c) != SL_OK) {
-            snprintf(msg, mlen,
-                     "bad CIDR (expected an address or prefix like 10.0.0.0/8 or ::1/128, got %s)",
-                     got);
-            return false;
-        }
-        *(sl_cfg_cidr_t *)field = c;
-        return true;
-    }
-    sl_cfg_addr_t *a = field;
-    char *host = NULL, *text = NULL;
-    uint16_t port;
-    if (sl_parse_hostport(s, &host, &port) != SL_OK || (text = strdup(s)) == NULL) {
-        free(host);
-        snprintf(msg, mlen, "bad address (expected IP:port, [IPv6]:port or host:port, got %s)",
-                 got);
-        return false;
-    }
-    free_addr(a);
-    a->text = text;
-    a->host = host;
-    a->port = port;
-    return true;
-}
-
 /* ---- defaults and freeing ------------------------------------------------------- */
 
 void sl__cfg_defaults(sl__cfg_ctx_t *c, const sl__ctable_t *t, void *obj)
@@ -366,7 +94,7 @@ void sl__cfg_defaults(sl__cfg_ctx_t *c, const sl__ctable_t *t, void *obj)
         void *field = (char *)obj + k->off;
         if (k->type == SL__T_MAP)
             sl__cfg_defaults(c, k->sub, field);
-        else if (k->def != NULL && !convert(k, k->def, strlen(k->def), field, msg, sizeof msg))
+        else if (k->def != NULL && !sl__cfg_convert(k, k->def, strlen(k->def), field, msg, sizeof msg))
             sl__cfg_error(c, 0, 0, k->name, "bad default in the schema: %s", msg);
     }
 }
@@ -384,7 +112,7 @@ static void free_obj(const sl__ctable_t *t, void *obj)
             free(*(char **)field);
             break;
         case SL__T_ADDR:
-            free_addr(field);
+            sl__cfg_free_addr(field);
             break;
         case SL__T_MAP:
             free_obj(k->sub, field);
@@ -447,8 +175,8 @@ static void wrong_kind(sl__cfg_ctx_t *c, const sl__ckey_t *k, const sl__ynode_t 
                        const char *path)
 {
     char got[96];
-    describe(v, got, sizeof got);
-    sl__cfg_error(c, v->line, v->col, path, "wrong type (expected %s, got %s)", expected_kind(k),
+    sl__ydescribe(v, got, sizeof got);
+    sl__cfg_error(c, v->line, v->col, path, "wrong type (expected %s, got %s)", sl__cfg_expected(k),
                   got);
 }
 
@@ -459,7 +187,7 @@ static void *alloc_items(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const
     if (n == 0) {
         if (k->flags & SL__F_NONEMPTY)
             sl__cfg_error(c, v->line, v->col, path, "must not be empty (expected %s)",
-                          expected_kind(k));
+                          sl__cfg_expected(k));
         return NULL;
     }
     void *items = calloc(n, k->width);
@@ -488,7 +216,7 @@ static void walk_seq(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl_
             sl__cfg_defaults(c, k->sub, slot);
             if (item->kind != SL__Y_MAP) {
                 char got[96];
-                describe(item, got, sizeof got);
+                sl__ydescribe(item, got, sizeof got);
                 sl__cfg_error(c, item->line, item->col, ipath, "wrong type (expected a %s mapping, got %s)",
                               k->sub->what, got);
             } else {
@@ -503,7 +231,7 @@ static void walk_seq(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl_
             wrong_kind(c, &one, item, ipath);
             continue;
         }
-        if (!convert(&one, item->str, item->len, slot, msg, sizeof msg))
+        if (!sl__cfg_convert(&one, item->str, item->len, slot, msg, sizeof msg))
             sl__cfg_error(c, item->line, item->col, ipath, "%s", msg);
         else
             remember(c, slot, item);
@@ -550,7 +278,7 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
         }
         if (val->kind != SL__Y_MAP) {
             char got[96];
-            describe(val, got, sizeof got);
+            sl__ydescribe(val, got, sizeof got);
             sl__cfg_error(c, val->line, val->col, npath, "wrong type (expected a %s mapping, got %s)",
                           k->sub->what, got);
             if (k->sub->pos_off != SIZE_MAX)
@@ -611,7 +339,7 @@ static void set_value(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl
         wrong_kind(c, k, v, path);
         return;
     }
-    if (!convert(k, v->str, v->len, field, msg, sizeof msg)) {
+    if (!sl__cfg_convert(k, v->str, v->len, field, msg, sizeof msg)) {
         sl__cfg_error(c, v->line, v->col, path, "%s", msg);
         return;
     }
@@ -722,7 +450,7 @@ int sl_config_parse(const char *text, size_t len, const char *file, sl_config_t 
         walk_map(&l.ctx, &sl__root_table, cfg, root, "");
     } else if (root != NULL && !sl__ynode_is_null(root)) {
         char got[96];
-        describe(root, got, sizeof got);
+        sl__ydescribe(root, got, sizeof got);
         sl__cfg_error(&l.ctx, root->line, root->col, "",
                       "expected a mapping of settings at the top level, got %s", got);
     } else {

@@ -26,9 +26,10 @@
 #define ARR(T, f, cnt, nm, ty, ...)                                                \
     {.name = nm, .type = ty, .off = offsetof(T, f), .width = ELEM_SIZE(T, f),      \
      .count_off = offsetof(T, cnt), __VA_ARGS__}
-#define TABLE(T, w, posf, namef, k) \
+/* The walker keeps a "seen" array of SL__MAX_KEYS: a bigger table does not compile. */
+#define TABLE(T, w, posf, namef, k)                                                \
     {.what = w, .size = sizeof(T), .pos_off = posf, .name_off = namef, .keys = k, \
-     .n_keys = SL_ARRAY_SIZE(k)}
+     .n_keys = SL_ARRAY_SIZE(k) + 0 * sizeof(char[SL_ARRAY_SIZE(k) <= SL__MAX_KEYS ? 1 : -1])}
 #define NOPOS SIZE_MAX
 
 #define SEC 1000.0
