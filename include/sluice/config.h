@@ -266,22 +266,31 @@ typedef struct sl_diag {
     size_t cap;
 } sl_diag_t;
 
+/* Free every line and reset `d` to empty (reusable). NULL is fine. */
 void sl_diag_free(sl_diag_t *d);
 
 /*
  * Parse YAML text into a config. `file` names the source in errors.
  * Returns 0 and sets *out on success; returns SL_EINVAL with every error in
- * `diag` (and *out NULL) when anything is wrong. Does no I/O.
+ * `diag` (and *out NULL) when anything is wrong (SL_ENOMEM if memory runs
+ * out). `text` need not be NUL-terminated. Lines are appended to `diag`
+ * (start it zeroed; at most ~100 are kept). On success the caller owns *out
+ * (sl_config_free). Does no I/O.
  */
 int sl_config_parse(const char *text, size_t len, const char *file,
                     sl_config_t **out, sl_diag_t *diag);
 
-/* Read a file and parse it; a read failure is reported in `diag` too. */
+/*
+ * Read a file and parse it (the module's only I/O); `path` names the file in
+ * errors. A read failure is one line "PATH: cannot read: <strerror>" in
+ * `diag`, with SL_EINVAL and *out NULL.
+ */
 int sl_config_load(const char *path, sl_config_t **out, sl_diag_t *diag);
 
+/* Free a config and everything in it. NULL is fine. */
 void sl_config_free(sl_config_t *cfg);
 
-/* Look-ups by name; NULL / -1 when absent. */
+/* Look-ups by name; NULL / -1 when absent. Results point into cfg. */
 const sl_cfg_pool_t *sl_config_pool(const sl_config_t *cfg, const char *name);
 long sl_config_pool_index(const sl_config_t *cfg, const char *name);
 const sl_cfg_service_t *sl_config_service(const sl_config_t *cfg, const char *name);
