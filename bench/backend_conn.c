@@ -572,7 +572,7 @@ static void http_head_done(be_conn_t *c, int head_len)
         return;
     }
     h->keep_alive = hd->keep_alive;
-    h->has_body = hd->chunked || hd->content_length > 0;
+    h->has_body = hd->chunked || hd->content_length >= 0;
     h->status = 200;
     const sl_http_header_t *st = sl_http_find(hd, h->head, "X-Backend-Status");
     if (st) {

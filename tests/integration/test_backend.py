@@ -398,6 +398,8 @@ def test_body_length_content_length_and_chunked(backend):
     status, headers, body = b.http("POST", "/token", body=b"z" * 3000)
     assert status == 200 and body == b"hello blue POST /token"
     assert headers["X-Body-Bytes"] == "3000"
+    status, headers, body = b.http("POST", "/empty", body=b"")
+    assert status == 200 and headers["X-Body-Bytes"] == "0"
     # Chunked: the count is of the body bytes as sent (chunk framing included).
     s = socket.create_connection((b.host, b.port), timeout=T)
     try:
@@ -660,3 +662,49 @@ def test_malformed_http_gets_400_and_close(backend):
     finally:
         s.close()
     assert b.stats()["bad_requests"] == 1
+
+
+# ---- scale ---------------------------------------------------------------------------
+
+def test_ten_thousand_connections_small_memory(backend):
+    import resource
+    n = 10000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 200:
+        pytest.skip("RLIMIT_NOFILE hard limit %d is too low" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    b = backend()
+    req = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    async def one(sem):
+        async with sem:
+            r, w = await asyncio.open_connection(b.host, b.port)
+            w.write(req)
+            await r.readuntil(b"\r\n\r\n")
+            assert await r.readexactly(12) == b"\x81\x0ahello blue"
+            return r, w
+
+    async def go():
+        rss0 = rss_kib(b.proc.pid)
+        sem = asyncio.Semaphore(500)
+        conns = await asyncio.gather(*[one(sem) for _ in range(n)])
+        rss1 = rss_kib(b.proc.pid)
+        assert b.stats()["open"] == n
+        for r, w in conns[::100]:
+            w.write(client_frame(1, b"still here"))
+        for r, w in conns[::100]:
+            assert await r.readexactly(12) == b"\x81\x0astill here"
+        for r, w in conns:
+            w.close()
+        return rss1 - rss0
+    try:
+        grown = run(go())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if not os.environ.get("SLUICE_SANITIZED"):
+        assert grown * 1024 / n < 3000, "%.0f bytes per idle connection" % (grown * 1024 / n)
+    deadline = time.monotonic() + T
+    while b.stats()["open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.stats()["open"] == 0
