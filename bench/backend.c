@@ -35,7 +35,8 @@ static const char usage[] =
     "                         port 0 picks a free port (printed on stdout).\n"
     "                         Default 127.0.0.1:9001\n"
     "  --name NAME            name used in the hello message, HTTP bodies and\n"
-    "                         /stats (at most 200 bytes). Default \"backend\"\n"
+    "                         /stats (1..200 printable ASCII characters, no\n"
+    "                         spaces). Default \"backend\"\n"
     "  --capacity RATE        WebSocket handshakes per second it accepts (token\n"
     "                         bucket); beyond it see --overload. 0 = unlimited\n"
     "                         (default)\n"
@@ -137,7 +138,11 @@ static bool apply_option(be_options_t *o, int opt, const char *arg)
         o->listen[o->n_listen++] = arg;
         return true;
     case OPT_NAME:
+        /* It goes into a header line and a JSON string: printable ASCII only. */
         o->name = arg;
+        for (const char *p = arg; *p; p++)
+            if (*p < 0x21 || *p > 0x7e)
+                return false;
         return strlen(arg) > 0 && strlen(arg) <= 200;
     case OPT_CAPACITY:
         return parse_double(arg, &o->capacity) == 0;

@@ -167,7 +167,7 @@ def test_help_documents_every_flag():
 
 @pytest.mark.parametrize("args", [["--capacity", "x"], ["--overload", "maybe"],
                                   ["--close-after-hello", "1005"], ["--listen", "nope"],
-                                  ["--send", "12Q"], ["stray"]])
+                                  ["--send", "12Q"], ["--name", "two words"], ["stray"]])
 def test_bad_arguments_exit_2(args):
     out = subprocess.run([BIN, "--listen", "127.0.0.1:0", *args], capture_output=True,
                          text=True, timeout=T)
