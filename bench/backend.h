@@ -5,7 +5,8 @@
  * small HTTP responder on libuv, with a capacity model (handshakes per second)
  * and exact records of when it accepted each handshake. It is split by
  * concern: backend.c (command line, listeners, signals, the tick),
- * backend_conn.c (connection lifecycle, buffers, writes, HTTP),
+ * backend_conn.c (connection lifecycle, buffers, writes), backend_http.c
+ * (the HTTP responder and the upgrade decision),
  * backend_ws.c (the WebSocket echo) and backend_stats.c (capacity, records,
  * peak windows, files). Names shared between the files start with `be_`.
  */
@@ -235,6 +236,20 @@ void be_rbuf_put(be_rbuf_t *rb);
 
 /* Pause or resume reading for backpressure after queueing writes. */
 void be_conn_flow(be_conn_t *c);
+/* Start or stop reading to match the state and the backpressure. */
+void be_conn_update_reading(be_conn_t *c);
+
+/* Marks in a batch's req.data: a response completes the HTTP request. */
+enum { BE_WB_PLAIN = 0, BE_WB_RESPONSE = 1 };
+
+/* ---- backend_http.c ---- */
+
+/* Bytes for the request being read (head or body); answers when complete. */
+void be_http_feed(be_conn_t *c, const char *data, size_t len);
+/* A response was written: keep alive (next request) or close. */
+void be_http_response_done(be_conn_t *c);
+/* Free the request state (idempotent). */
+void be_http_free(be_conn_t *c);
 
 /* ---- backend_ws.c ---- */
 
