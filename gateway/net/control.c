@@ -16,6 +16,7 @@
 
 #include "sluice/log.h"
 #include "control.h"
+#include "ctl.h"
 
 #define SHUTDOWN_TICK_MS 20
 
@@ -46,9 +47,67 @@ static size_t open_sessions(sl_gateway_t *gw)
     return n;
 }
 
+void sl_control_post(sl_gateway_t *gw, sl_cmsg_t *msg)
+{
+    msg->next = NULL;
+    uv_mutex_lock(&gw->inbox_lock);
+    if (gw->inbox_tail)
+        gw->inbox_tail->next = msg;
+    else
+        gw->inbox_head = msg;
+    gw->inbox_tail = msg;
+    uv_mutex_unlock(&gw->inbox_lock);
+    uv_async_send(&gw->wake);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    sl_gateway_t *gw = a->data;
+    uv_mutex_lock(&gw->inbox_lock);
+    sl_cmsg_t *m = gw->inbox_head;
+    gw->inbox_head = gw->inbox_tail = NULL;
+    uv_mutex_unlock(&gw->inbox_lock);
+    while (m) {
+        sl_cmsg_t *next = m->next;
+        switch (m->type) {
+        case SL_CMSG_CONN_RESULT:
+            if (gw->ctl)
+                sl_ctl_health_conn_result(gw->ctl, m);
+            break;
+        case SL_CMSG_ADMIT:
+            if (gw->ctl) {
+                sl_ctl_admit(gw->ctl, m);
+            } else {
+                sl_wmsg_t *r = calloc(1, sizeof *r);
+                if (r == NULL)
+                    abort();
+                r->type = SL_WMSG_ADMIT_RESULT;
+                r->session = m->session;
+                r->admit_status = SL_ADM_REJECTED;
+                r->http_status = 503;
+                sl_worker_post(&gw->workers[m->worker], r);
+            }
+            break;
+        case SL_CMSG_CANCEL:
+            if (gw->ctl)
+                sl_ctl_admit_cancel(gw->ctl, m);
+            break;
+        }
+        free(m);
+        m = next;
+    }
+}
+
 static void finish(sl_gateway_t *gw)
 {
     uv_timer_stop(&gw->shutdown_timer);
+    if (gw->ctl) {
+        sl_ctl_close(gw->ctl);
+        gw->ctl = NULL;
+    }
+    /* Answer what workers asked on the way out, then stop listening to them. */
+    on_wake(&gw->wake);
+    uv_close((uv_handle_t *)&gw->wake, NULL);
     post_all(gw, SL_WMSG_EXIT);
     uv_close((uv_handle_t *)&gw->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&gw->sig_term, NULL);
@@ -152,6 +211,12 @@ int sl_control_reload(sl_gateway_t *gw)
 
 int sl_control_start(sl_gateway_t *gw)
 {
+    uv_mutex_init(&gw->inbox_lock);
+    uv_async_init(gw->loop, &gw->wake, on_wake);
+    gw->wake.data = gw;
+    gw->ctl = sl_ctl_new(gw, gw->rt);
+    if (gw->ctl == NULL)
+        return SL_ENOMEM;
     uv_timer_init(gw->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_signal_t *sigs[] = {&gw->sig_term, &gw->sig_int, &gw->sig_hup};

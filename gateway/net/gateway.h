@@ -36,6 +36,7 @@ typedef enum sl_wmsg_type {
     SL_WMSG_STOP_ACCEPT,    /* close the listeners (shutdown begins) */
     SL_WMSG_FORCE_CLOSE,    /* close everything now (shutdown timeout) */
     SL_WMSG_EXIT,           /* stop the loop once every handle is closed */
+    SL_WMSG_ADMIT_RESULT,   /* the answer to an SL_CMSG_ADMIT */
 } sl_wmsg_type_t;
 
 typedef struct sl_wmsg {
@@ -45,7 +46,35 @@ typedef struct sl_wmsg {
     uint32_t count;
     uint16_t close_code;
     char reason[64];
+    /* SL_WMSG_ADMIT_RESULT */
+    sl_session_t *session;
+    int admit_status;       /* sl_adm_status_t: ADMITTED or REJECTED (cancelled: REJECTED) */
+    int http_status;        /* 503 or 429 when rejected */
+    sl_msec_t retry_after_ms;
+    sl_msec_t waited_ms;
 } sl_wmsg_t;
+
+/* Messages from a worker to the control thread. */
+typedef enum sl_cmsg_type {
+    SL_CMSG_CONN_RESULT,    /* a real connect to a backend succeeded or failed (passive health) */
+    SL_CMSG_ADMIT,          /* may this session go to a backend? answer: SL_WMSG_ADMIT_RESULT */
+    SL_CMSG_CANCEL,         /* the session asking (id) is gone; an answer still comes */
+} sl_cmsg_type_t;
+
+typedef struct sl_cmsg {
+    struct sl_cmsg *next;
+    sl_cmsg_type_t type;
+    int worker;
+    uint64_t generation;    /* of the runtime the indexes below refer to */
+    long service;
+    long pool;
+    long backend;
+    bool ok;
+    uint64_t id;            /* admission request id, unique per process */
+    sl_session_t *session;  /* opaque to the control thread: returned in the answer */
+    int family;             /* the client's address, for per-client limits */
+    uint8_t addr[16];
+} sl_cmsg_t;
 
 /* One listening socket of a worker: we poll the fd ourselves so accepting can pause. */
 typedef struct sl_listener {
@@ -88,6 +117,9 @@ struct sl_worker {
     size_t n_idle_upstreams;
 
     sl_counters_t counters;
+    struct sl_balancer **balancers;     /* per pool of rt; this worker's own (not thread-safe) */
+    uint64_t next_admit_id;
+    bool control_gone;                  /* the control thread stopped answering (exit) */
 };
 
 struct sl_gateway {
@@ -109,7 +141,14 @@ struct sl_gateway {
     sl_msec_t shutdown_last;
     bool force_sent;
     int exit_code;
+    uv_async_t wake;                    /* worker -> control */
+    uv_mutex_t inbox_lock;
+    sl_cmsg_t *inbox_head, *inbox_tail;
+    struct sl_ctl *ctl;                 /* policy state; control thread only */
 };
+
+/* Queue a message for the control thread (takes ownership) and wake it. */
+void sl_control_post(sl_gateway_t *gw, sl_cmsg_t *msg);
 
 /* The current runtime, with a reference the caller must drop. */
 sl_runtime_t *sl_gateway_runtime(sl_gateway_t *gw);

@@ -47,7 +47,7 @@ void sl_http_begin(sl_session_t *s)
     }
     s->fwd_len = (uint32_t)n;
     sl_session_head_consume(s, h->head_len);
-    sl_upstream_connect(s);
+    sl_session_admit_or_go(s);
 }
 
 /* Forward request body bytes from the head buffer; keep what lies beyond. */

@@ -50,7 +50,7 @@ static void diag_add(sl_diag_t *d, const char *line)
 }
 
 /* The state of the same backend (pool name and address text) in prev, if any. */
-static sl_backend_state_t *carried_state(const sl_runtime_t *prev, const char *pool,
+static sl_backend_shared_t *carried_state(const sl_runtime_t *prev, const char *pool,
                                          const char *addr)
 {
     if (prev == NULL)
@@ -70,7 +70,7 @@ static void free_pools(sl_pool_rt_t *pools, size_t n)
 {
     for (size_t p = 0; p < n; p++) {
         for (size_t b = 0; b < pools[p].n_backends; b++) {
-            sl_backend_state_t *st = pools[p].backends[b].state;
+            sl_backend_shared_t *st = pools[p].backends[b].state;
             if (st && atomic_fetch_sub(&st->refs, 1) == 1)
                 free(st);
         }

@@ -20,8 +20,11 @@
 #include "sluice/config.h"
 #include "sluice/route.h"
 
+/* Backends per pool the shell supports (the balancer's pick uses stack arrays). */
+#define SL_MAX_POOL_BACKENDS 256
+
 /* State shared by all runtimes that contain the same backend. */
-typedef struct sl_backend_state {
+typedef struct sl_backend_shared {
     _Atomic long refs;
     _Atomic uint32_t active;             /* connections open to it, all workers */
     _Atomic int up;                      /* 1 when it may take new connections */
@@ -29,14 +32,14 @@ typedef struct sl_backend_state {
     _Atomic uint64_t connects;
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t handshakes;
-} sl_backend_state_t;
+} sl_backend_shared_t;
 
 typedef struct sl_backend_rt {
     const sl_cfg_backend_t *cfg;
     char name[300];                      /* "host:port", for logs and the API */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    sl_backend_state_t *state;
+    sl_backend_shared_t *state;
 } sl_backend_rt_t;
 
 typedef struct sl_pool_rt {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/admission.h"
 #include "sluice/log.h"
 #include "sluice/proxyproto.h"
 #include "sluice/route.h"
@@ -128,6 +129,70 @@ void sl_session_head_free(sl_session_t *s)
     s->req = NULL;
 }
 
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The value of cookie `name` in the Cookie headers, or NULL. */
+static const char *find_cookie(const sl_http_head_t *h, const char *base, const char *name,
+                               size_t *len)
+{
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *hd = &h->headers[i];
+        if (hd->name.len != 6 || strncasecmp(base + hd->name.off, "cookie", 6) != 0)
+            continue;
+        const char *p = base + hd->value.off, *end = p + hd->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            if (eq == NULL)
+                break;
+            const char *semi = memchr(eq, ';', (size_t)(end - eq));
+            const char *vend = semi ? semi : end;
+            if ((size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
+                *len = (size_t)(vend - eq - 1);
+                return eq + 1;
+            }
+            p = vend;
+        }
+    }
+    return NULL;
+}
+
+/* Sticky balancing: hash the pool's key now, while the head is at hand. */
+static void make_hash_key(sl_session_t *s)
+{
+    const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
+    s->hash_pool = -1;
+    if (pc->balance != SL_BALANCE_HASH)
+        return;
+    const char *v = NULL;
+    size_t len = 0;
+    if (pc->hash_by == SL_HASH_BY_HEADER) {
+        const sl_http_header_t *hd = sl_http_find(&s->req->head, s->head, pc->hash_key);
+        if (hd) {
+            v = s->head + hd->value.off;
+            len = hd->value.len;
+        }
+    } else if (pc->hash_by == SL_HASH_BY_COOKIE) {
+        v = find_cookie(&s->req->head, s->head, pc->hash_key, &len);
+    }
+    if (v == NULL) {   /* no key in the request: the client address stands in */
+        v = s->client_ip;
+        len = strlen(s->client_ip);
+    }
+    s->hash_key = fnv1a(v, len);
+    s->hash_pool = s->pool;
+}
+
 static void route_and_dispatch(sl_session_t *s)
 {
     const sl_http_head_t *h = &s->req->head;
@@ -149,6 +214,7 @@ static void route_and_dispatch(sl_session_t *s)
         return;
     }
     s->service = m.service;
+    s->route = m.route;
     s->pool = (long)cfg->services[m.service].active;
 
     /* The real client: a trusted proxy's X-Forwarded-For is believed. */
@@ -159,6 +225,7 @@ static void route_and_dispatch(sl_session_t *s)
         if (sl_http_real_client(h, s->head, ip_trusted_cb, (void *)cfg, real) == 0)
             memcpy(s->client_ip, real, sizeof real);
     }
+    make_hash_key(s);
     sl_session_dispatch(s);
 }
 
@@ -240,6 +307,17 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
         break;
     case SL_SS_HTTP:
         sl_http_on_client_data(s, b, 0);
+        break;
+    case SL_SS_ADMISSION:
+    case SL_SS_CONNECTING:
+        /* Early bytes (a body, or frames sent before the 101) wait with the head. */
+        if (s->head == NULL || s->head_len + b->len > s->head_cap) {
+            sl_session_close(s);
+            return;
+        }
+        memcpy(s->head + s->head_len, b->data, b->len);
+        s->head_len += b->len;
+        sl_client_pause(s, SL_PAUSE_WAITING);
         break;
     default:
         /* Lingering, or not reading in the other states: late bytes are dropped. */
@@ -429,6 +507,15 @@ void sl_session_close(sl_session_t *s)
         return;
     s->state = SL_SS_CLOSING;
     sl_worker_remove_session(s->w, s);
+    if (s->admit_pending && !s->w->control_gone) {
+        sl_cmsg_t *m = calloc(1, sizeof *m);
+        if (m) {
+            m->type = SL_CMSG_CANCEL;
+            m->worker = s->w->id;
+            m->id = s->admit_id;
+            sl_control_post(s->w->gw, m);
+        }
+    }
     if (s->up)
         sl_upstream_release(s, false);
     s->client.data = s;
@@ -440,11 +527,8 @@ void sl_session_close(sl_session_t *s)
     uv_close((uv_handle_t *)&s->client, on_handle_closed);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void session_free(sl_session_t *s)
 {
-    sl_session_t *s = h->data;
-    if (--s->pending_closes > 0)
-        return;
     sl_worker_t *w = s->w;
     if (s->counted_ws)
         sl_gauge_dec(&w->counters, SL_CTR_WS_OPEN);
@@ -456,4 +540,105 @@ static void on_handle_closed(uv_handle_t *h)
     free(s->fwd);
     sl_runtime_unref(s->rt);
     free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    sl_session_t *s = h->data;
+    if (--s->pending_closes == 0)
+        session_free(s);
+}
+
+/* ---- admission ---- */
+
+void sl_session_go(sl_session_t *s)
+{
+    if (s->ws_key_len) {
+        s->state = SL_SS_CONNECTING;
+        sl_upstream_connect(s);
+    } else {
+        s->state = SL_SS_HTTP;
+        sl_upstream_connect(s);
+    }
+}
+
+void sl_session_admit_or_go(sl_session_t *s)
+{
+    const sl_config_t *cfg = s->rt->cfg;
+    const sl_cfg_service_t *svc = &cfg->services[s->service];
+    bool wanted = s->ws_key_len ? svc->admission.enabled
+                                : svc->admission.enabled && svc->routes[s->route].admission;
+    if (!wanted) {
+        sl_session_go(s);
+        return;
+    }
+    sl_cmsg_t *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        sl_session_http_error(s, 503, NULL);
+        return;
+    }
+    m->type = SL_CMSG_ADMIT;
+    m->worker = s->w->id;
+    m->generation = s->rt->generation;
+    m->service = s->service;
+    m->id = ((uint64_t)s->w->id << 48) | ++s->w->next_admit_id;
+    m->session = s;
+    m->family = strchr(s->client_ip, ':') ? AF_INET6 : AF_INET;
+    inet_pton(m->family, s->client_ip, m->addr);
+    s->admit_id = m->id;
+    s->admit_pending = true;
+    s->pending_closes++;   /* the answer will come, and finds this memory */
+    s->state = SL_SS_ADMISSION;
+    /* Keep reading: a client that gives up while queued leaves the queue at once. */
+    sl_client_resume(s, SL_PAUSE_WAITING);
+    sl_control_post(s->w->gw, m);
+}
+
+static void reject_ws_1013(sl_session_t *s, sl_msec_t retry_after_ms)
+{
+    char accept[29];
+    sl_ws_accept_key(s->ws_key, s->ws_key_len, accept);
+    char out[256 + SL_WS_MAX_CONTROL_FRAME];
+    int n = snprintf(out, 256,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    char reason[48];
+    snprintf(reason, sizeof reason, "retry-after=%.1f", (double)retry_after_ms / 1000.0);
+    size_t f = sl_ws_write_close((uint8_t *)out + n, SL_WS_CLOSE_TRY_AGAIN, reason, NULL);
+    sl_write_copy(s, true, out, (size_t)n + f);
+    s->resp_started = true;
+    sl_count(&s->w->counters, SL_CTR_ADMISSION_REJECTED_1013, 1);
+    sl_session_finish(s);
+}
+
+void sl_session_admit_result(sl_session_t *s, const sl_wmsg_t *m)
+{
+    s->admit_pending = false;
+    if (--s->pending_closes == 0) {
+        session_free(s);
+        return;
+    }
+    if (s->state != SL_SS_ADMISSION)
+        return;   /* closing: the close callbacks free it */
+    s->admit_waited = m->waited_ms;
+    if (m->admit_status == SL_ADM_ADMITTED) {
+        sl_count(&s->w->counters, SL_CTR_ADMISSION_ADMITTED, 1);
+        if (m->pool >= 0)
+            s->pool = m->pool;
+        sl_client_pause(s, SL_PAUSE_WAITING);
+        sl_session_go(s);
+        return;
+    }
+    const sl_cfg_service_t *svc = &s->rt->cfg->services[s->service];
+    if (s->ws_key_len && svc->admission.reject_with == SL_REJECT_WS_1013) {
+        reject_ws_1013(s, m->retry_after_ms);
+        return;
+    }
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "Retry-After: %llu\r\n",
+             (unsigned long long)((m->retry_after_ms + 999) / 1000));
+    sl_count(&s->w->counters, m->http_status == 429 ? SL_CTR_ADMISSION_REJECTED_429
+                                                     : SL_CTR_ADMISSION_REJECTED_503, 1);
+    sl_session_http_error(s, m->http_status ? m->http_status : 503,
+                          m->retry_after_ms ? hdr : NULL);
 }

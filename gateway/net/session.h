@@ -26,6 +26,7 @@
 typedef enum sl_session_state {
     SL_SS_PROXY_HEADER,      /* reading a PROXY protocol header */
     SL_SS_HEAD,              /* reading a request head */
+    SL_SS_ADMISSION,         /* waiting for the control thread's admission answer */
     SL_SS_CONNECTING,        /* connecting to a backend */
     SL_SS_WS_HANDSHAKE,      /* upgrade forwarded; waiting for the backend's answer */
     SL_SS_WS_RELAY,          /* frames flow both ways */
@@ -91,9 +92,15 @@ struct sl_session {
 
     /* Routing and the backend. */
     long service;
+    long route;
     long pool;
     uint8_t tries;                   /* connect attempts so far */
-    uint64_t tried_mask;             /* backends already tried (first 64) */
+    uint16_t tried[12];              /* backends already tried (connect_retries <= 10) */
+    uint64_t hash_key;               /* FNV-1a of the sticky key (hash balancing) */
+    long hash_pool;                  /* the pool whose hash_by made hash_key; -1: none */
+    uint64_t admit_id;
+    bool admit_pending;              /* an answer is on its way: keep the memory */
+    sl_msec_t admit_waited;
 
     /* HTTP exchange. */
     char *fwd;                       /* the rewritten request head, until sent */
@@ -148,6 +155,13 @@ void sl_session_head_consume(sl_session_t *s, uint32_t n);
 void sl_session_head_free(sl_session_t *s);
 /* Parse the head buffer (after bytes were added, or for a pipelined request). */
 void sl_session_parse_head(sl_session_t *s);
+
+/* Ask the control thread for admission (when the route or service wants it), or go on. */
+void sl_session_admit_or_go(sl_session_t *s);
+/* The control thread's answer. */
+void sl_session_admit_result(sl_session_t *s, const sl_wmsg_t *m);
+/* Go on after admission: connect to a backend. */
+void sl_session_go(sl_session_t *s);
 
 /* Begin a drain: close the client at a message boundary with code and reason. */
 void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/balance.h"
 #include "sluice/log.h"
 #include "session.h"
 
@@ -68,35 +69,51 @@ void sl_upstream_close_idle(sl_worker_t *w)
         sl_upstream_drop_idle(w->idle_upstreams);
 }
 
+/* The key a hash balancer sticks on, made when the request was routed. */
+static size_t hash_key(sl_session_t *s, const uint8_t **key)
+{
+    *key = NULL;
+    if (s->hash_pool < 0)
+        return 0;
+    *key = (const uint8_t *)&s->hash_key;
+    return sizeof s->hash_key;
+}
+
 /*
- * Least connections, weighted: the backend with the smallest active/weight
- * that is up and not yet tried by this session. Ties rotate, so equal
- * backends share new connections evenly.
+ * Ask this worker's balancer of the pool for a backend that is up and not
+ * yet tried by this session. Sessions of an older runtime (before a reload)
+ * pick in their own runtime with no balancer state: least connections.
  */
 static long pick_backend(sl_session_t *s)
 {
     sl_pool_rt_t *pool = &s->rt->pools[s->pool];
     size_t n = pool->n_backends;
-    if (n == 0)
+    if (n == 0 || n > SL_MAX_POOL_BACKENDS)
         return -1;
-    size_t start = (size_t)atomic_fetch_add_explicit(&pool->rr, 1, memory_order_relaxed) % n;
-    long best = -1;
-    double best_load = 0;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (start + k) % n;
-        sl_backend_rt_t *b = &pool->backends[i];
-        if (!atomic_load_explicit(&b->state->up, memory_order_relaxed))
-            continue;
-        if (i < 64 && (s->tried_mask & (1ULL << i)))
-            continue;
-        uint32_t weight = b->cfg->weight ? b->cfg->weight : 1;
-        double load = (double)atomic_load_explicit(&b->state->active, memory_order_relaxed) / weight;
-        if (best < 0 || load < best_load) {
-            best = (long)i;
-            best_load = load;
-        }
+    sl_backend_state_t states[SL_MAX_POOL_BACKENDS];
+    uint64_t excluded[SL_BALANCER_BITMAP_WORDS(SL_MAX_POOL_BACKENDS)] = {0};
+    for (size_t i = 0; i < n; i++) {
+        states[i].active = atomic_load_explicit(&pool->backends[i].state->active,
+                                                memory_order_relaxed);
+        states[i].up = atomic_load_explicit(&pool->backends[i].state->up, memory_order_relaxed);
     }
-    return best;
+    for (size_t k = 0; k < s->tries && k < SL_ARRAY_SIZE(s->tried); k++)
+        sl_bitmap_set(excluded, s->tried[k]);
+    const uint8_t *key;
+    size_t key_len = hash_key(s, &key);
+    sl_balancer_t *b = s->rt == s->w->rt ? s->w->balancers[s->pool] : NULL;
+    if (s->hash_pool != s->pool)
+        key_len = 0;   /* the key was made for another pool's hash_by */
+    if (b == NULL) {
+        long best = -1;
+        for (size_t i = 0; i < n; i++)
+            if (states[i].up && !sl_bitmap_test(excluded, i) &&
+                (best < 0 || states[i].active < states[best].active))
+                best = (long)i;
+        return best;
+    }
+    int i = sl_balancer_pick(b, states, n, key, key_len, excluded);
+    return i < 0 ? -1 : i;
 }
 
 static bool pool_has_up_backend(sl_session_t *s)
@@ -110,14 +127,32 @@ static bool pool_has_up_backend(sl_session_t *s)
 
 static void try_connect(sl_session_t *s);
 
+/* Tell the control thread how a real connect went, for passive ejection. */
+static void report(sl_session_t *s, sl_upstream_t *up, bool ok)
+{
+    if (s->rt->cfg->pools[s->pool].health.passive_failures == 0)
+        return;
+    sl_cmsg_t *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return;
+    m->type = SL_CMSG_CONN_RESULT;
+    m->worker = s->w->id;
+    m->generation = s->rt->generation;
+    m->pool = s->pool;
+    m->backend = up->backend - s->rt->pools[s->pool].backends;
+    m->ok = ok;
+    sl_control_post(s->w->gw, m);
+}
+
 static void connect_failed(sl_session_t *s, int status)
 {
     sl_upstream_t *up = s->up;
-    sl_backend_state_t *st = up->backend->state;
+    sl_backend_shared_t *st = up->backend->state;
     atomic_fetch_add(&st->connect_failures, 1);
     atomic_fetch_add(&st->consecutive_failures, 1);
     sl_count(&s->w->counters, SL_CTR_BACKEND_CONNECT_FAILURES, 1);
     sl_log_warn("backend %s: connect failed: %s", up->backend->name, uv_strerror(status));
+    report(s, up, false);
     s->up = NULL;
     upstream_close(up);
     const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
@@ -149,9 +184,10 @@ static void on_connect(uv_connect_t *req, int status)
     }
     up->connected = true;
     uv_tcp_nodelay(&up->tcp, 1);
-    sl_backend_state_t *st = up->backend->state;
+    sl_backend_shared_t *st = up->backend->state;
     atomic_store(&st->consecutive_failures, 0);
     atomic_fetch_add(&st->connects, 1);
+    report(s, up, true);
     sl_session_backend_ready(s);
 }
 
@@ -174,9 +210,9 @@ static void try_connect(sl_session_t *s)
         return;
     }
     sl_backend_rt_t *b = &s->rt->pools[s->pool].backends[i];
+    if (s->tries < SL_ARRAY_SIZE(s->tried))
+        s->tried[s->tries] = (uint16_t)i;
     s->tries++;
-    if (i < 64)
-        s->tried_mask |= 1ULL << i;
 
     if (s->state == SL_SS_HTTP || s->state == SL_SS_CONNECTING) {
         sl_upstream_t *idle = s->state == SL_SS_HTTP ? take_idle(s->w, b) : NULL;
@@ -218,7 +254,6 @@ static void try_connect(sl_session_t *s)
 void sl_upstream_connect(sl_session_t *s)
 {
     s->tries = 0;
-    s->tried_mask = 0;
     try_connect(s);
 }
 

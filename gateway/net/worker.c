@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/balance.h"
 #include "sluice/log.h"
 #include "session.h"
 
@@ -101,6 +102,40 @@ static void force_close(sl_worker_t *w)
     sl_upstream_close_idle(w);
 }
 
+/* This worker's balancers for the pools of its runtime (round-robin state is per owner). */
+static void balancers_free(sl_worker_t *w, const sl_runtime_t *rt)
+{
+    if (w->balancers == NULL)
+        return;
+    for (size_t p = 0; p < rt->cfg->n_pools; p++)
+        sl_balancer_free(w->balancers[p]);
+    free(w->balancers);
+    w->balancers = NULL;
+}
+
+static int balancers_build(sl_worker_t *w)
+{
+    const sl_runtime_t *rt = w->rt;
+    w->balancers = calloc(rt->cfg->n_pools ? rt->cfg->n_pools : 1, sizeof *w->balancers);
+    if (w->balancers == NULL)
+        return SL_ENOMEM;
+    for (size_t p = 0; p < rt->cfg->n_pools; p++) {
+        const sl_pool_rt_t *pool = &rt->pools[p];
+        sl_balancer_backend_t *bb = calloc(pool->n_backends ? pool->n_backends : 1, sizeof *bb);
+        if (bb == NULL)
+            return SL_ENOMEM;
+        for (size_t i = 0; i < pool->n_backends; i++) {
+            bb[i].id = pool->backends[i].name;
+            bb[i].weight = pool->backends[i].cfg->weight;
+        }
+        w->balancers[p] = sl_balancer_new(pool->cfg->balance, bb, pool->n_backends);
+        free(bb);
+        if (w->balancers[p] == NULL)
+            return SL_ENOMEM;
+    }
+    return 0;
+}
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -119,8 +154,11 @@ static void on_wake(uv_async_t *a)
         switch (m->type) {
         case SL_WMSG_RUNTIME: {
             sl_runtime_t *rt = sl_gateway_runtime(w->gw);
+            balancers_free(w, w->rt);
             sl_runtime_unref(w->rt);
             w->rt = rt;
+            if (balancers_build(w) != 0)
+                sl_log_error("worker %d: out of memory building balancers", w->id);
             break;
         }
         case SL_WMSG_DRAIN:
@@ -132,7 +170,19 @@ static void on_wake(uv_async_t *a)
         case SL_WMSG_FORCE_CLOSE:
             force_close(w);
             break;
+        case SL_WMSG_ADMIT_RESULT:
+            sl_session_admit_result(m->session, m);
+            break;
         case SL_WMSG_EXIT:
+            /* No answer will come any more: stop holding memory for one. */
+            w->control_gone = true;
+            for (size_t i = 0; i < w->n_sessions; i++) {
+                sl_session_t *s = w->sessions[i];
+                if (s->admit_pending) {
+                    s->admit_pending = false;
+                    s->pending_closes--;
+                }
+            }
             force_close(w);
             sl_listeners_close(w);
             uv_close((uv_handle_t *)&w->accept_timer, NULL);
@@ -169,6 +219,8 @@ int sl_worker_start(sl_worker_t *w)
     sl_bufpool_init(&w->bufs, 64);
     w->rng.state = 0x5eed0000u + (uint64_t)w->id * 7919u + (uint64_t)uv_hrtime();
     w->rt = sl_gateway_runtime(w->gw);
+    if (balancers_build(w) != 0)
+        return UV_ENOMEM;
     if ((rc = sl_listeners_start(w)) != 0)
         return rc;
     return uv_thread_create(&w->thread, worker_main, w);
@@ -184,8 +236,10 @@ void sl_worker_destroy(sl_worker_t *w)
     }
     free(w->sessions);
     w->sessions = NULL;
-    if (w->rt)
+    if (w->rt) {
+        balancers_free(w, w->rt);
         sl_runtime_unref(w->rt);
+    }
     w->rt = NULL;
     uv_mutex_destroy(&w->inbox_lock);
 }

@@ -49,8 +49,7 @@ void sl_ws_begin(sl_session_t *s)
     }
     memcpy(s->ws_key, s->head + info.key.off, info.key.len);
     s->ws_key_len = (uint8_t)info.key.len;
-    s->state = SL_SS_CONNECTING;
-    sl_upstream_connect(s);
+    sl_session_admit_or_go(s);
 }
 
 void sl_ws_backend_ready(sl_session_t *s)
@@ -286,7 +285,7 @@ void sl_ws_write_done(sl_session_t *s, bool to_client)
 
 void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
 {
-    if (s->state == SL_SS_WS_HANDSHAKE || s->state == SL_SS_CONNECTING)
+    if (s->state != SL_SS_WS_RELAY)
         return;   /* reading is paused then; nothing arrives */
     sl_worker_t *w = s->w;
     const uint8_t *data = (const uint8_t *)b->data;

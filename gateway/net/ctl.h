@@ -1,0 +1,86 @@
+/*
+ * ctl.h: the policy state the control thread owns — backend health and
+ * admission queues — built for one runtime.
+ *
+ * Everything here is touched by the control thread only, so the pure policy
+ * modules (health, admission, cutover) run without locks. What workers need
+ * to see is published through the runtime's atomics (a backend's `up` flag).
+ */
+#ifndef SLUICE_NET_CTL_H
+#define SLUICE_NET_CTL_H
+
+#include <uv.h>
+
+#include "sluice/admission.h"
+#include "sluice/health.h"
+#include "gateway.h"
+
+typedef struct sl_ctl sl_ctl_t;
+
+typedef struct sl_ctl_backend {
+    sl_ctl_t *ctl;
+    size_t pool, index;
+    sl_backend_rt_t *rt;
+    sl_health_t health;
+    uv_timer_t timer;                /* the health machine's next tick */
+    struct sl_probe *probe;          /* the active check in flight, if any */
+} sl_ctl_backend_t;
+
+typedef struct sl_ctl_pool {
+    sl_ctl_backend_t *backends;
+    size_t n_backends;
+    sl_admission_t *adm;             /* the pool's own queue, when it has a rate */
+} sl_ctl_pool_t;
+
+typedef struct sl_ctl_service {
+    sl_admission_t *adm;             /* NULL when admission is off */
+} sl_ctl_service_t;
+
+/* One queued admission request. */
+typedef struct sl_waiter {
+    uint64_t id;
+    int worker;
+    sl_session_t *session;
+    sl_admission_t *queue;
+    sl_admission_handle_t handle;
+    long pool;
+    struct sl_waiter *next_in_bucket;
+} sl_waiter_t;
+
+struct sl_ctl {
+    sl_gateway_t *gw;
+    sl_runtime_t *rt;                /* a reference */
+    sl_ctl_pool_t *pools;
+    sl_ctl_service_t *services;
+    uv_timer_t adm_timer;
+    sl_rng_t rng;
+    /* Waiters by id: open hashing, for cancel. */
+    sl_waiter_t **waiters;
+    size_t waiters_cap;
+    size_t n_waiters;
+    size_t pending_closes;
+    bool closing;
+};
+
+/* Build the policy state for rt and start health checks. */
+sl_ctl_t *sl_ctl_new(sl_gateway_t *gw, sl_runtime_t *rt);
+/* Stop checks and timers; the struct is freed once its handles are closed. */
+void sl_ctl_close(sl_ctl_t *ctl);
+/* Called by the last close callback. */
+void sl_ctl_free(sl_ctl_t *ctl);
+
+/* ctl_health.c */
+void sl_ctl_health_start(sl_ctl_t *ctl);
+void sl_ctl_health_conn_result(sl_ctl_t *ctl, const sl_cmsg_t *m);
+void sl_ctl_health_close(sl_ctl_t *ctl);
+
+/* ctl_admit.c */
+int sl_ctl_admit_setup(sl_ctl_t *ctl);
+void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m);
+void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
+void sl_ctl_admit_close(sl_ctl_t *ctl);
+/* The params for a service's queue (and a pool's own, with the pool's rate and burst). */
+void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,
+                                     sl_admission_params_t *out);
+
+#endif

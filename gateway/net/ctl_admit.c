@@ -1,0 +1,260 @@
+/*
+ * ctl_admit.c: admission on the control thread.
+ *
+ * A worker that has a validated upgrade (or a request on a protected route)
+ * asks "may this session go on?" with an SL_CMSG_ADMIT and keeps reading
+ * its other connections; the answer comes back as SL_WMSG_ADMIT_RESULT when
+ * a token is there, or when the client is turned away. Every question gets
+ * exactly one answer, even when the worker cancels (its session went away),
+ * so the worker can keep the session's memory until the answer arrives and
+ * nothing ever points at freed memory across threads.
+ *
+ * Queues: each service with admission has one; a pool with its own rate has
+ * its own, which the service's clients for that pool wait in instead. The
+ * pool is chosen when the client arrives (see pick_pool) and the client waits
+ * for that pool's tokens.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sluice/log.h"
+#include "ctl.h"
+
+void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,
+                                     sl_admission_params_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->bucket.rate = pool && pool->rate > 0 ? pool->rate : a->rate;
+    out->bucket.burst = pool && pool->rate > 0 ? pool->burst : a->burst;
+    out->bucket.slow_start = pool && pool->rate > 0 ? pool->slow_start : a->slow_start;
+    out->bucket.slow_start_floor = a->slow_start_floor;
+    out->queue_length = a->queue_length;
+    out->max_wait = a->queue_max_wait;
+    out->per_client = a->queue_per_client;
+    out->per_client_rate = a->per_client_rate;
+    out->per_client_burst = a->per_client_burst ? a->per_client_burst : 1;
+    out->retry_after_min = a->retry_after_min;
+    out->retry_after_max = a->retry_after_max;
+}
+
+static uint64_t seed(void)
+{
+    uint64_t s = 0;
+    if (RAND_bytes((unsigned char *)&s, sizeof s) != 1)
+        s = uv_hrtime();
+    return s;
+}
+
+int sl_ctl_admit_setup(sl_ctl_t *ctl)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    sl_msec_t now = uv_now(ctl->gw->loop);
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const sl_cfg_service_t *svc = &cfg->services[i];
+        if (!svc->admission.enabled)
+            continue;
+        sl_admission_params_t p;
+        sl_admission_params_from_config(&svc->admission, NULL, &p);
+        ctl->services[i].adm = sl_admission_new(&p, seed(), now);
+        if (ctl->services[i].adm == NULL)
+            return SL_ENOMEM;
+        for (size_t k = 0; k < svc->n_pools; k++) {
+            size_t pi = svc->pools[k];
+            const sl_cfg_pool_t *pool = &cfg->pools[pi];
+            if (pool->rate <= 0 || ctl->pools[pi].adm)
+                continue;
+            sl_admission_params_from_config(&svc->admission, pool, &p);
+            ctl->pools[pi].adm = sl_admission_new(&p, seed(), now);
+            if (ctl->pools[pi].adm == NULL)
+                return SL_ENOMEM;
+        }
+    }
+    ctl->waiters_cap = 16384;   /* buckets; chains stay short at 50,000 waiters */
+    ctl->waiters = calloc(ctl->waiters_cap, sizeof *ctl->waiters);
+    return ctl->waiters ? 0 : SL_ENOMEM;
+}
+
+/* ---- waiters by id ---- */
+
+static size_t slot_of(const sl_ctl_t *ctl, uint64_t id)
+{
+    return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 20) & (ctl->waiters_cap - 1);
+}
+
+static void waiter_put(sl_ctl_t *ctl, sl_waiter_t *w)
+{
+    size_t i = slot_of(ctl, w->id);
+    w->next_in_bucket = ctl->waiters[i];
+    ctl->waiters[i] = w;
+    ctl->n_waiters++;
+}
+
+static sl_waiter_t *waiter_take(sl_ctl_t *ctl, uint64_t id)
+{
+    for (sl_waiter_t **p = &ctl->waiters[slot_of(ctl, id)]; *p; p = &(*p)->next_in_bucket) {
+        if ((*p)->id == id) {
+            sl_waiter_t *w = *p;
+            *p = w->next_in_bucket;
+            ctl->n_waiters--;
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/* ---- answers ---- */
+
+static void answer(sl_ctl_t *ctl, int worker, sl_session_t *s, long pool,
+                   const sl_admission_event_t *ev)
+{
+    sl_wmsg_t *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        abort();   /* an answer must arrive: the session waits for it */
+    m->type = SL_WMSG_ADMIT_RESULT;
+    m->session = s;
+    m->pool = pool;
+    m->admit_status = ev ? (int)ev->status : SL_ADM_REJECTED;
+    m->http_status = ev ? ev->http_status : 503;
+    m->retry_after_ms = ev ? ev->retry_after_ms : 0;
+    m->waited_ms = ev ? ev->waited_ms : 0;
+    sl_worker_post(&ctl->gw->workers[worker], m);
+}
+
+static void arm(sl_ctl_t *ctl);
+
+static void drain_events(sl_ctl_t *ctl, sl_admission_t *q, sl_msec_t now)
+{
+    sl_admission_event_t evs[64];
+    size_t n;
+    while ((n = sl_admission_tick(q, now, evs, SL_ARRAY_SIZE(evs))) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            sl_waiter_t *w = evs[i].user_data;
+            waiter_take(ctl, w->id);
+            answer(ctl, w->worker, w->session, w->pool, &evs[i]);
+            free(w);
+        }
+    }
+}
+
+static void for_each_queue(sl_ctl_t *ctl, void (*fn)(sl_ctl_t *, sl_admission_t *, sl_msec_t),
+                           sl_msec_t now)
+{
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++)
+        if (ctl->services[i].adm)
+            fn(ctl, ctl->services[i].adm, now);
+    for (size_t i = 0; i < ctl->rt->cfg->n_pools; i++)
+        if (ctl->pools[i].adm)
+            fn(ctl, ctl->pools[i].adm, now);
+}
+
+static void on_adm_timer(uv_timer_t *t)
+{
+    sl_ctl_t *ctl = t->data;
+    for_each_queue(ctl, drain_events, uv_now(ctl->gw->loop));
+    arm(ctl);
+}
+
+static void arm(sl_ctl_t *ctl)
+{
+    if (ctl->closing)
+        return;
+    sl_msec_t now = uv_now(ctl->gw->loop);
+    sl_msec_t next = SL_MSEC_NEVER;
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++)
+        if (ctl->services[i].adm)
+            next = SL_MIN(next, sl_admission_next_wakeup(ctl->services[i].adm, now));
+    for (size_t i = 0; i < ctl->rt->cfg->n_pools; i++)
+        if (ctl->pools[i].adm)
+            next = SL_MIN(next, sl_admission_next_wakeup(ctl->pools[i].adm, now));
+    if (next == SL_MSEC_NEVER)
+        uv_timer_stop(&ctl->adm_timer);
+    else
+        uv_timer_start(&ctl->adm_timer, on_adm_timer, next > now ? next - now : 0, 0);
+}
+
+/* The pool a new client of the service goes to. */
+static long pick_pool(sl_ctl_t *ctl, long service)
+{
+    return (long)ctl->rt->cfg->services[service].active;
+}
+
+void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    if (m->generation != ctl->rt->generation || m->service < 0 ||
+        (size_t)m->service >= cfg->n_services || ctl->services[m->service].adm == NULL) {
+        /* Asked under another config, or admission is off now: let it through. */
+        sl_admission_event_t ok = {.status = SL_ADM_ADMITTED};
+        answer(ctl, m->worker, m->session, m->service >= 0 && (size_t)m->service < cfg->n_services
+                                               ? pick_pool(ctl, m->service) : -1, &ok);
+        return;
+    }
+    long pool = pick_pool(ctl, m->service);
+    sl_admission_t *q = ctl->pools[pool].adm ? ctl->pools[pool].adm : ctl->services[m->service].adm;
+    sl_waiter_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        answer(ctl, m->worker, m->session, pool, NULL);
+        return;
+    }
+    w->id = m->id;
+    w->worker = m->worker;
+    w->session = m->session;
+    w->queue = q;
+    w->pool = pool;
+    sl_client_key_t key;
+    memset(&key, 0, sizeof key);
+    key.family = (uint8_t)m->family;
+    memcpy(key.addr, m->addr, sizeof key.addr);
+    sl_admission_event_t ev;
+    sl_msec_t now = uv_now(ctl->gw->loop);
+    if (sl_admission_arrive(q, now, &key, w, &ev) != 0) {
+        free(w);
+        answer(ctl, m->worker, m->session, pool, NULL);
+        return;
+    }
+    if (ev.status == SL_ADM_QUEUED) {
+        w->handle = ev.handle;
+        waiter_put(ctl, w);
+        arm(ctl);
+        return;
+    }
+    answer(ctl, m->worker, m->session, pool, &ev);
+    free(w);
+}
+
+void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m)
+{
+    sl_waiter_t *w = waiter_take(ctl, m->id);
+    if (w == NULL)
+        return;   /* already answered: the answer is on its way */
+    sl_admission_cancel(w->queue, w->handle);
+    answer(ctl, w->worker, w->session, w->pool, NULL);
+    free(w);
+    arm(ctl);
+}
+
+void sl_ctl_admit_close(sl_ctl_t *ctl)
+{
+    /* Everyone still waiting is answered (turned away) before the queues go. */
+    for (size_t i = 0; i < ctl->waiters_cap; i++) {
+        while (ctl->waiters && ctl->waiters[i]) {
+            sl_waiter_t *w = ctl->waiters[i];
+            ctl->waiters[i] = w->next_in_bucket;
+            sl_admission_cancel(w->queue, w->handle);
+            answer(ctl, w->worker, w->session, w->pool, NULL);
+            free(w);
+        }
+    }
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++) {
+        sl_admission_free(ctl->services[i].adm);
+        ctl->services[i].adm = NULL;
+    }
+    for (size_t i = 0; i < ctl->rt->cfg->n_pools; i++) {
+        sl_admission_free(ctl->pools[i].adm);
+        ctl->pools[i].adm = NULL;
+    }
+    free(ctl->waiters);
+    ctl->waiters = NULL;
+}
