@@ -82,13 +82,12 @@ static void enter_close_sent(be_conn_t *c)
     c->deadline = uv_now(be_srv.loop) + BE_CLOSE_GRACE_MS;
 }
 
-void be_ws_accept(be_conn_t *c, const char *base, const sl_http_head_t *h,
-                  const sl_ws_request_info_t *info)
+/* The 101 (first offered subprotocol chosen, if any) and the hello frame. */
+static void put_101_hello(be_wbatch_t *w, const char *base, const sl_http_head_t *h,
+                          const sl_ws_request_info_t *info)
 {
     char accept[29];
     sl_ws_accept_key(base + info->key.off, info->key.len, accept);
-
-    /* Choose the first subprotocol offered, if any. */
     char proto[128] = "";
     const sl_http_header_t *ph = sl_http_find(h, base, "Sec-WebSocket-Protocol");
     if (ph) {
@@ -97,12 +96,6 @@ void be_ws_accept(be_conn_t *c, const char *base, const sl_http_head_t *h,
         while (n < ph->value.len && v[n] != ',' && v[n] != ' ' && n < 100)
             n++;
         snprintf(proto, sizeof(proto), "Sec-WebSocket-Protocol: %.*s\r\n", (int)n, v);
-    }
-
-    be_wbatch_t *w = be_wb_new(c, 1024);
-    if (!w) {
-        be_conn_close(c);
-        return;
     }
     int n = snprintf((char *)w->arena, w->arena_cap,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -117,6 +110,17 @@ void be_ws_accept(be_conn_t *c, const char *base, const sl_http_head_t *h,
     size_t hn = sl_ws_write_header(hdr, true, SL_WS_OP_TEXT, NULL, (uint64_t)hl);
     be_wb_copy(w, hdr, hn);
     be_wb_copy(w, hello, (size_t)hl);
+}
+
+void be_ws_accept(be_conn_t *c, const char *base, const sl_http_head_t *h,
+                  const sl_ws_request_info_t *info)
+{
+    be_wbatch_t *w = be_wb_new(c, 1024);
+    if (!w) {
+        be_conn_close(c);
+        return;
+    }
+    put_101_hello(w, base, h, info);
 
     memset(&c->wp, 0, sizeof(c->wp));
     c->wp.role = SL_WS_FROM_CLIENT;

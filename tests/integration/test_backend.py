@@ -249,6 +249,17 @@ def test_frames_echoed_byte_exact_with_ping_between_fragments(backend):
         s.close()
 
 
+def test_first_subprotocol_chosen(backend):
+    b = backend()
+
+    async def go():
+        async with connect(b.url, subprotocols=["chat.v2", "chat.v1"]) as ws:
+            assert ws.subprotocol == "chat.v2"
+            assert ws.response_headers["X-Backend"] == "blue"
+            assert await ws.recv() == "hello blue"
+    run(go())
+
+
 def test_ping_answered_with_pong(backend):
     b = backend()
 
@@ -390,6 +401,7 @@ def test_healthz_and_hello(backend):
     assert b.http("GET", "/healthz")[0::2] == (200, b"ok")
     status, headers, body = b.http("GET", "/some/path?q=1")
     assert status == 200 and body == b"hello blue GET /some/path?q=1"
+    assert headers["X-Backend"] == "blue"
     assert "X-Body-Bytes" not in headers
 
 
