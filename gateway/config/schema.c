@@ -145,23 +145,23 @@ static const sl__ctable_t health_table =
 
 #define T sl_cfg_pool_t
 static const sl__ckey_t pool_keys[] = {
-    KEY(T, balance, "balance", SL__T_ENUM, .names = balance_names, .ni_values = 1u << 2,
-        .def = "least_conn", .doc = "least_conn or round_robin (hash: not implemented yet)"),
-    KEY(T, hash_by, "hash_by", SL__T_ENUM, .names = hash_by_names, .flags = NI,
+    KEY(T, balance, "balance", SL__T_ENUM, .names = balance_names,
+        .def = "least_conn", .doc = "least_conn, round_robin or hash"),
+    KEY(T, hash_by, "hash_by", SL__T_ENUM, .names = hash_by_names,
         .def = "client_address", .doc = "what balance: hash hashes"),
-    KEY(T, hash_key, "hash_key", SL__T_STRING, .flags = NI | SL__F_NULLABLE,
+    KEY(T, hash_key, "hash_key", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "header or cookie name for hash_by: header / cookie"),
     ARR(T, backends, n_backends, "backends", SL__T_SEQ_MAP, .sub = &backend_table,
         .doc = "the pool's backends"),
-    KEY(T, health, "health", SL__T_MAP, .sub = &health_table, .flags = NI | SL__F_PRESENT,
+    KEY(T, health, "health", SL__T_MAP, .sub = &health_table, .flags = SL__F_PRESENT,
         .present_off = offsetof(T, health.enabled), .doc = "active health checks"),
     KEY(T, connect_retries, "connect_retries", SL__T_UINT, .def = "2", .min = 0, .max = 10,
         .doc = "further backends tried after a connect failure"),
-    KEY(T, rate, "rate", SL__T_RATE, .flags = NI, .def = "0/s", .min = 0, .max = 1e7,
+    KEY(T, rate, "rate", SL__T_RATE, .def = "0/s", .min = 0, .max = 1e7,
         .doc = "admissions per second into this pool; 0: no limit"),
-    KEY(T, burst, "burst", SL__T_UINT, .flags = NI, .def = "100", .min = 1, .max = 10000000,
+    KEY(T, burst, "burst", SL__T_UINT, .def = "100", .min = 1, .max = 10000000,
         .doc = "admissions allowed at once above the rate"),
-    KEY(T, slow_start, "slow_start", SL__T_DURATION, .flags = NI, .def = "0", .min = 0,
+    KEY(T, slow_start, "slow_start", SL__T_DURATION, .def = "0", .min = 0,
         .max = HOUR, .doc = "rate ramp after the pool becomes healthy or a cutover target"),
     KEY(T, tls, "tls", SL__T_BOOL, .flags = NI, .def = "false", .doc = "connect with TLS"),
     KEY(T, tls_verify, "tls_verify", SL__T_BOOL, .flags = NI, .def = "true",
@@ -183,7 +183,7 @@ static const sl__ckey_t route_keys[] = {
         .doc = "\"*\", \"*.example.com\" or a host name"),
     KEY(T, path_prefix, "path_prefix", SL__T_STRING, .def = "/",
         .doc = "request paths starting with this"),
-    KEY(T, admission, "admission", SL__T_BOOL, .flags = NI, .def = "false",
+    KEY(T, admission, "admission", SL__T_BOOL, .def = "false",
         .doc = "plain HTTP requests on this route take an admission token"),
 };
 #undef T
@@ -194,46 +194,46 @@ static const sl__ctable_t route_table =
  * same flat struct, so their keys have offsets in sl_cfg_admission_t. */
 #define T sl_cfg_admission_t
 static const sl__ckey_t queue_keys[] = {
-    KEY(T, queue_length, "length", SL__T_UINT, .flags = NI, .def = "50000", .min = 0,
+    KEY(T, queue_length, "length", SL__T_UINT, .def = "50000", .min = 0,
         .max = 10000000, .doc = "clients waiting at most; 0: no queue"),
-    KEY(T, queue_max_wait, "max_wait", SL__T_DURATION, .flags = NI, .def = "30s", .min = 0,
+    KEY(T, queue_max_wait, "max_wait", SL__T_DURATION, .def = "30s", .min = 0,
         .max = 10 * MIN, .doc = "longest wait before a 503"),
-    KEY(T, queue_per_client, "per_client", SL__T_UINT, .flags = NI, .def = "16", .min = 0,
+    KEY(T, queue_per_client, "per_client", SL__T_UINT, .def = "16", .min = 0,
         .max = 100000, .doc = "entries per client address; 0: no cap"),
 };
 static const sl__ckey_t per_client_keys[] = {
-    KEY(T, per_client_rate, "rate", SL__T_RATE, .flags = NI, .def = "0/s", .min = 0, .max = 1e6,
+    KEY(T, per_client_rate, "rate", SL__T_RATE, .def = "0/s", .min = 0, .max = 1e6,
         .doc = "admissions per second per client address; 0: off"),
-    KEY(T, per_client_burst, "burst", SL__T_UINT, .flags = NI, .def = "10", .min = 1,
+    KEY(T, per_client_burst, "burst", SL__T_UINT, .def = "10", .min = 1,
         .max = 100000, .doc = "admissions at once per client address"),
 };
 static const sl__ckey_t retry_keys[] = {
-    KEY(T, retry_after_min, "min", SL__T_DURATION, .flags = NI, .def = "1s", .min = SEC,
+    KEY(T, retry_after_min, "min", SL__T_DURATION, .def = "1s", .min = SEC,
         .max = HOUR, .doc = "shortest Retry-After given"),
-    KEY(T, retry_after_max, "max", SL__T_DURATION, .flags = NI, .def = "30s", .min = SEC,
+    KEY(T, retry_after_max, "max", SL__T_DURATION, .def = "30s", .min = SEC,
         .max = HOUR, .doc = "longest Retry-After given"),
 };
 static const sl__ctable_t queue_table = TABLE(T, "queue", NOPOS, NOPOS, queue_keys);
 static const sl__ctable_t per_client_table = TABLE(T, "per_client", NOPOS, NOPOS, per_client_keys);
 static const sl__ctable_t retry_table = TABLE(T, "retry_after", NOPOS, NOPOS, retry_keys);
 static const sl__ckey_t admission_keys[] = {
-    KEY(T, enabled, "enabled", SL__T_BOOL, .flags = NI, .def = "true",
+    KEY(T, enabled, "enabled", SL__T_BOOL, .def = "true",
         .doc = "admission control for this service"),
-    KEY(T, rate, "rate", SL__T_RATE, .flags = NI, .def = "2000/s", .min = 0.001, .max = 1e7,
+    KEY(T, rate, "rate", SL__T_RATE, .def = "2000/s", .min = 0.001, .max = 1e7,
         .doc = "new WebSocket connections admitted per second"),
-    KEY(T, burst, "burst", SL__T_UINT, .flags = NI, .def = "200", .min = 1, .max = 10000000,
+    KEY(T, burst, "burst", SL__T_UINT, .def = "200", .min = 1, .max = 10000000,
         .doc = "admissions allowed at once above the rate"),
-    {.name = "queue", .type = SL__T_MAP, .sub = &queue_table, .flags = NI,
+    {.name = "queue", .type = SL__T_MAP, .sub = &queue_table,
      .doc = "the FIFO of clients waiting for a token"},
-    {.name = "per_client", .type = SL__T_MAP, .sub = &per_client_table, .flags = NI,
+    {.name = "per_client", .type = SL__T_MAP, .sub = &per_client_table,
      .doc = "limits per client address"},
-    {.name = "retry_after", .type = SL__T_MAP, .sub = &retry_table, .flags = NI,
+    {.name = "retry_after", .type = SL__T_MAP, .sub = &retry_table,
      .doc = "bounds of the Retry-After given to rejected clients"},
-    KEY(T, reject_with, "reject_with", SL__T_ENUM, .names = reject_names, .flags = NI,
+    KEY(T, reject_with, "reject_with", SL__T_ENUM, .names = reject_names,
         .def = "http", .doc = "http (503 + Retry-After) or ws-1013"),
-    KEY(T, slow_start, "slow_start", SL__T_DURATION, .flags = NI, .def = "10s", .min = 0,
+    KEY(T, slow_start, "slow_start", SL__T_DURATION, .def = "10s", .min = 0,
         .max = HOUR, .doc = "rate ramp after a restart or cutover"),
-    KEY(T, slow_start_floor, "slow_start_floor", SL__T_NUMBER, .flags = NI, .def = "0.1",
+    KEY(T, slow_start_floor, "slow_start_floor", SL__T_NUMBER, .def = "0.1",
         .min = 0, .max = 1, .doc = "fraction of the rate a ramp starts at"),
 };
 #undef T
@@ -242,11 +242,11 @@ static const sl__ctable_t admission_table =
 
 #define T sl_cfg_drain_t
 static const sl__ckey_t drain_keys[] = {
-    KEY(T, rate, "rate", SL__T_RATE, .def = "500/s", .min = 0.001, .max = 1e7,
+    KEY(T, rate, "rate", SL__T_RATE, .flags = NI, .def = "500/s", .min = 0.001, .max = 1e7,
         .doc = "connections closed per second while draining"),
-    KEY(T, close_code, "close_code", SL__T_UINT, .def = "1012", .min = 1000, .max = 4999,
+    KEY(T, close_code, "close_code", SL__T_UINT, .flags = NI, .def = "1012", .min = 1000, .max = 4999,
         .doc = "WebSocket close code sent"),
-    KEY(T, reason, "reason", SL__T_STRING, .def = "service restart",
+    KEY(T, reason, "reason", SL__T_STRING, .flags = NI, .def = "service restart",
         .doc = "close reason sent (at most 123 bytes)"),
     KEY(T, grace, "grace", SL__T_DURATION, .def = "10s", .min = 0, .max = 10 * MIN,
         .doc = "wait for the client's close reply"),
@@ -264,7 +264,7 @@ static const sl__ckey_t service_keys[] = {
     KEY(T, admission, "admission", SL__T_MAP, .sub = &admission_table,
         .flags = SL__F_OFF | SL__F_PRESENT, .present_off = offsetof(T, admission.enabled),
         .doc = "admission control; `admission: off` turns it off"),
-    KEY(T, drain, "drain", SL__T_MAP, .sub = &drain_table, .flags = NI,
+    KEY(T, drain, "drain", SL__T_MAP, .sub = &drain_table,
         .doc = "how connections are closed when a pool is drained"),
 };
 #undef T

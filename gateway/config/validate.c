@@ -79,6 +79,18 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
             sl__cfg_error(c, pos.line, pos.col, path,
                           "pool has no backends (expected at least one in backends)");
         }
+        if (p->n_backends > 256) {
+            sl_cfg_pos_t pos = at(c, NULL, p->pos);
+            snprintf(path, sizeof path, "pools.%s.backends", safe(nb, sizeof nb, p->name));
+            sl__cfg_error(c, pos.line, pos.col, path, "too many backends (expected at most 256)");
+        }
+        if (p->balance == SL_BALANCE_HASH && p->hash_by != SL_HASH_BY_CLIENT_ADDRESS &&
+            (p->hash_key == NULL || p->hash_key[0] == '\0')) {
+            sl_cfg_pos_t pos = at(c, &p->hash_by, p->pos);
+            snprintf(path, sizeof path, "pools.%s.hash_key", safe(nb, sizeof nb, p->name));
+            sl__cfg_error(c, pos.line, pos.col, path,
+                          "hash_by header or cookie needs the header or cookie name in hash_key");
+        }
         for (size_t j = 0; j < p->n_backends; j++) {
             sl_cfg_backend_t *b = &p->backends[j];
             snprintf(path, sizeof path, "pools.%s.backends[%zu].address", safe(nb, sizeof nb, p->name), j);
