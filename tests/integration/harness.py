@@ -176,3 +176,202 @@ def recv_all(sock, timeout=T):
 def status_of(response):
     m = re.match(rb"HTTP/1\.[01] (\d{3})", response)
     return int(m.group(1)) if m else None
+
+
+# ---- added for the proxy core tests: raw WebSocket and helper-server tools ----
+
+import base64
+import hashlib
+import struct
+import sys
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
+
+
+def ws_accept(key):
+    """The Sec-WebSocket-Accept value RFC 6455 derives from a key."""
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def upgrade_request(path="/", host="test.local", key=WS_KEY, version="13", extra="",
+                    method="GET", proto="HTTP/1.1"):
+    """The bytes of a WebSocket upgrade request (extra: header lines with CRLF)."""
+    lines = ["%s %s %s" % (method, path, proto), "Host: %s" % host, "Upgrade: websocket",
+             "Connection: Upgrade"]
+    if key is not None:
+        lines.append("Sec-WebSocket-Key: %s" % key)
+    if version is not None:
+        lines.append("Sec-WebSocket-Version: %s" % version)
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
+
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True, rsv=0, mask_key=b"\x11\x22\x33\x44",
+             length=None):
+    """One frame's bytes. `length` overrides the header's payload length (to
+    send a header alone); rsv is the 3 reserved bits as a number 0..7."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 0xF)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head = struct.pack("!BB", b0, mbit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return head + payload
+    body = bytes(c ^ mask_key[i & 3] for i, c in enumerate(payload)) if len(payload) < 4096 \
+        else _mask_fast(payload, mask_key)
+    return head + mask_key + body
+
+
+def _mask_fast(payload, key):
+    # XOR as big integers over the whole length: exact and fast for 16 MiB.
+    rep = (key * (len(payload) // 4 + 1))[:len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(rep, "big")).to_bytes(len(payload), "big")
+
+
+def close_payload(code, reason=b""):
+    return struct.pack("!H", code) + reason
+
+
+class Frame:
+    def __init__(self, fin, rsv, opcode, masked, payload):
+        self.fin, self.rsv, self.opcode, self.masked, self.payload = fin, rsv, opcode, masked, payload
+
+    @property
+    def close_code(self):
+        assert self.opcode == 8, "not a close frame: opcode %d" % self.opcode
+        return struct.unpack("!H", self.payload[:2])[0] if len(self.payload) >= 2 else None
+
+    def __repr__(self):
+        return "Frame(fin=%s, op=%d, masked=%s, len=%d, %r)" % (
+            self.fin, self.opcode, self.masked, len(self.payload), self.payload[:40])
+
+
+class WsConn:
+    """A raw client WebSocket over a plain socket: the handshake, then frames
+    read and parsed from the raw bytes (nothing is interpreted for us)."""
+
+    def __init__(self, port, host="127.0.0.1", request=None, local_addr=None, timeout=T):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if local_addr:
+            self.sock.bind((local_addr, 0))
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(request or upgrade_request())
+        data = recv_until(self.sock, b"\r\n\r\n", timeout=timeout)
+        end = data.find(b"\r\n\r\n")
+        assert end >= 0, "no response head: %r" % data[:300]
+        self.response = data[:end + 4]
+        self.buf = data[end + 4:]
+        self.status = status_of(self.response)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _need(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("frame not complete in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("connection closed with %d bytes pending" % len(self.buf))
+            self.buf += chunk
+
+    def read_frame(self, timeout=T):
+        """The next frame; EOFError when the peer closes first."""
+        deadline = time.monotonic() + timeout
+        self._need(2, deadline)
+        b0, b1 = self.buf[0], self.buf[1]
+        n, pos = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4, deadline)
+            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10, deadline)
+            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
+        masked = bool(b1 & 0x80)
+        key = b""
+        if masked:
+            self._need(pos + 4, deadline)
+            key, pos = self.buf[pos:pos + 4], pos + 4
+        self._need(pos + n, deadline)
+        payload = self.buf[pos:pos + n]
+        self.buf = self.buf[pos + n:]
+        if masked:
+            payload = _mask_fast(payload, key)
+        return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, masked, payload)
+
+    def read_until_close(self, timeout=T):
+        """Frames until a close frame; returns (frames before, the close frame)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            f = self.read_frame(max(0.01, deadline - time.monotonic()))
+            if f.opcode == 8:
+                return seen, f
+            seen.append(f)
+
+    def read_message(self, timeout=T):
+        """A whole data message (control frames are collected in self.control)."""
+        deadline = time.monotonic() + timeout
+        parts, op = [], None
+        self.control = getattr(self, "control", [])
+        while True:
+            f = self.read_frame(max(0.01, deadline - time.monotonic()))
+            if f.opcode >= 8:
+                self.control.append(f)
+                if f.opcode == 8:
+                    raise AssertionError("close %r while reading a message" % f)
+                continue
+            if op is None:
+                op = f.opcode
+            parts.append(f.payload)
+            if f.fin:
+                return op, b"".join(parts)
+
+    def wait_eof(self, timeout=T):
+        """Read (and discard) until the peer closes; True when it did in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+class PyServer(Proc):
+    """A helper server from tests/integration/servers/, on a free port."""
+
+    def __init__(self, script, *args, port=None, host="127.0.0.1"):
+        self.host = host
+        self.port = port or free_port(host)
+        self.addr = "%s:%d" % (host, self.port)
+        super().__init__([sys.executable, os.path.join(SERVERS, script), "--port",
+                          str(self.port), *args], "py-" + script)
+        # Wait for its "listening" line rather than probing the port, so that
+        # a server which logs connections sees only the test's own.
+        import select
+        deadline = time.monotonic() + T
+        line = ""
+        while "listening" not in line:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise AssertionError("%s did not start: %s" % (script, self.output()))
+            if select.select([self.proc.stdout], [], [], left)[0]:
+                line = self.proc.stdout.readline()

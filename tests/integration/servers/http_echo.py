@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""A header-echo HTTP/1.1 backend for the gateway's integration tests.
+
+Every request is answered with JSON describing what arrived, exactly as it
+arrived: method, target, version, the header fields in order (names as sent),
+the TCP peer (so a test can see which backend connection carried a request),
+the request's index on its connection, and the decoded body length. Keep-alive
+is the default; pipelined requests are answered in order.
+
+Special requests:
+  X-Echo-Status: N      answer with status N (204 and 304: no body, no length)
+  X-Echo-Close: 1       answer with Connection: close and close
+  POST /echo-body       the body of the answer is the request body
+  GET /big?n=N          the answer's body is N bytes: 0, 1, ..., 255, 0, ...
+  HEAD                  the headers a GET would get, no body
+
+--log FILE appends "conn PORT" when a connection is accepted and
+"req PORT METHOD TARGET BODYLEN" per request (flushed at once), so a test can
+assert a request never reached the backend, not even as a connection.
+"""
+import argparse
+import json
+import socket
+import sys
+import threading
+
+PATTERN = bytes(range(256)) * 4096
+
+
+class Conn:
+    def __init__(self, sock, peer, log):
+        self.sock, self.peer, self.log = sock, peer, log
+        self.buf = b""
+
+    def fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def take(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_request(self):
+        while b"\r\n\r\n" not in self.buf:
+            self.fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]]
+        return method, target, version, headers
+
+    def read_body(self, headers):
+        h = {k.lower(): v for k, v in headers}
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self.line().split(b";")[0], 16)
+                if size == 0:
+                    while self.line() != b"":
+                        pass
+                    return body
+                body += self.take(size)
+                assert self.take(2) == b"\r\n"
+        return self.take(int(h.get("content-length", "0")))
+
+
+def respond(c, method, target, version, headers, body, seq):
+    h = {k.lower(): v for k, v in headers}
+    status = int(h.get("x-echo-status", "200"))
+    close = h.get("x-echo-close") == "1" or "close" in h.get("connection", "").lower() \
+        or version == "HTTP/1.0"
+    if target == "/echo-body":
+        out = body
+    elif target.startswith("/big?n="):
+        n = int(target.split("=", 1)[1])
+        out = (PATTERN * (n // len(PATTERN) + 1))[:n]
+    else:
+        out = json.dumps({"method": method, "target": target, "version": version,
+                          "headers": headers, "peer": list(c.peer), "seq": seq,
+                          "body_bytes": len(body)}).encode()
+    lines = ["HTTP/1.1 %d X" % status, "X-Backend: pyecho"]
+    no_body = status in (204, 304) or 100 <= status < 200
+    if not no_body:
+        lines.append("Content-Length: %d" % len(out))
+    if close:
+        lines.append("Connection: close")
+    resp = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if not no_body and method != "HEAD":
+        resp += out
+    c.sock.sendall(resp)
+    return close
+
+
+def serve(sock, peer, log, lock):
+    c = Conn(sock, peer, log)
+    seq = 0
+    if log:
+        with lock, open(log, "a") as f:
+            f.write("conn %d\n" % peer[1])
+    try:
+        while True:
+            method, target, version, headers = c.read_request()
+            body = c.read_body(headers)
+            if log:
+                with lock, open(log, "a") as f:
+                    f.write("req %d %s %s %d\n" % (peer[1], method, target, len(body)))
+            if respond(c, method, target, version, headers, body, seq):
+                break
+            seq += 1
+    except (EOFError, OSError, ValueError, AssertionError):
+        pass
+    finally:
+        sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--log")
+    a = ap.parse_args()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.host, a.port))
+    ls.listen(512)
+    lock = threading.Lock()
+    print("http_echo listening on %s:%d" % (a.host, a.port), flush=True)
+    while True:
+        s, peer = ls.accept()
+        threading.Thread(target=serve, args=(s, peer, a.log, lock), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

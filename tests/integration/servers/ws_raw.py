@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""A raw-socket WebSocket backend that misbehaves on purpose, one way per run:
+
+  --mode bad-accept   answers 101 with a wrong Sec-WebSocket-Accept
+  --mode masked       a correct handshake, then a masked text frame (servers must not mask)
+  --mode opcode3      a correct handshake, then a frame with reserved opcode 3
+  --mode rsv          a correct handshake, then a text frame with RSV1 set (nothing negotiated)
+  --pause S           wait S seconds between the hello and the bad frame (default: none,
+                      so both may arrive in the gateway's first read, behind the 101)
+
+Any mode: a request with X-Backend-Status: N is refused with status N, a
+Content-Length body "N refused by pyraw" and X-Backend: pyraw.
+
+Each connection gets "hello" as a valid text frame first (except bad-accept),
+then the bad frame; the server then reads until the peer closes.
+"""
+import argparse
+import base64
+import hashlib
+import socket
+import threading
+import time
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_value(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def serve(sock, mode, pause):
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        key, status = "", None
+        for line in data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "sec-websocket-key":
+                key = value.strip()
+            if name.strip().lower() == "x-backend-status":
+                status = int(value)
+        if status is not None:
+            body = b"%d refused by pyraw\n" % status
+            sock.sendall(b"HTTP/1.1 %d Refused\r\nX-Backend: pyraw\r\nContent-Length: %d\r\n"
+                         b"Set-Cookie: a=b\r\n\r\n%s" % (status, len(body), body))
+            while sock.recv(65536):
+                pass
+            return
+        acc = accept_value(key)
+        if mode == "bad-accept":
+            acc = accept_value("AAAAAAAAAAAAAAAAAAAAAA==")
+        sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % acc).encode())
+        if mode != "bad-accept":
+            sock.sendall(b"\x81\x05hello")
+        if pause:
+            time.sleep(pause)
+        if mode == "masked":
+            key = b"\x01\x02\x03\x04"
+            sock.sendall(b"\x81\x83" + key + bytes(c ^ key[i % 4] for i, c in enumerate(b"bad")))
+        elif mode == "opcode3":
+            sock.sendall(b"\x83\x03bad")
+        elif mode == "rsv":
+            sock.sendall(b"\xc1\x03bad")
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--mode", required=True,
+                    choices=["bad-accept", "masked", "opcode3", "rsv"])
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds between the hello and the bad frame")
+    a = ap.parse_args()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.host, a.port))
+    ls.listen(64)
+    print("ws_raw listening on %s:%d" % (a.host, a.port), flush=True)
+    while True:
+        s, _ = ls.accept()
+        threading.Thread(target=serve, args=(s, a.mode, a.pause), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

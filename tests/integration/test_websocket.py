@@ -1,0 +1,403 @@
+"""The WebSocket path of the proxy core, against the real sluice binary.
+
+Each test starts (or shares, per module) a real gateway and real backends on
+loopback: the C backend simulator, or a helper from servers/ when the test
+needs a backend that negotiates or misbehaves. Clients are websockets 10.4,
+or raw sockets (harness.WsConn) for what a library would not send; server
+frames are parsed from the raw bytes, so close codes are checked exactly.
+"""
+import asyncio
+import http.client
+import json
+import os
+import signal
+import time
+
+import pytest
+import websockets
+
+import harness as H
+
+
+def backend_stats(b):
+    conn = http.client.HTTPConnection(b.host, b.port, timeout=H.T)
+    try:
+        conn.request("GET", "/stats")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+class Gateway:
+    """A gateway in front of one backend; stopped (and checked alive) at the end."""
+
+    def __init__(self, backend, extra="", service_extra=""):
+        self.backend = backend
+        self.port = H.free_port()
+        self.sluice = H.Sluice(H.config(self.port, {"blue": [backend.addr]}, extra=extra,
+                                        service_extra=service_extra), port=self.port)
+        self.url = self.sluice.url
+
+    def stop(self):
+        alive = self.sluice.alive()
+        rc = self.sluice.stop()
+        self.backend.stop()
+        assert alive, "sluice died during the test:\n" + self.sluice.output()[-3000:]
+        assert rc == 0, "sluice exited %s:\n%s" % (rc, self.sluice.output()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def gw():
+    g = Gateway(H.Backend("blue"))
+    yield g
+    g.stop()
+
+
+def connect(url, **kw):
+    return websockets.connect(url, compression=kw.pop("compression", None), max_size=None,
+                              open_timeout=H.T, close_timeout=H.T, **kw)
+
+
+# ---- hello and echo ----
+
+def test_hello_arrives_first(gw):
+    async def go():
+        async with connect(gw.url) as ws:
+            assert await asyncio.wait_for(ws.recv(), H.T) == "hello blue"
+    H.run(go())
+
+
+def text_of(n):
+    """A text of exactly n UTF-8 bytes, with 2-byte characters in it."""
+    return "\u00e9" * (n // 2) + "a" * (n % 2)
+
+
+SIZES = [0, 125, 126, 65535, 65536]
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_echo_is_byte_exact_at_length_edges(gw, kind):
+    async def go():
+        async with connect(gw.url) as ws:
+            assert await asyncio.wait_for(ws.recv(), H.T) == "hello blue"
+            for n in SIZES:
+                msg = text_of(n) if kind == "text" else os.urandom(n)
+                await ws.send(msg)
+                back = await asyncio.wait_for(ws.recv(), H.T)
+                assert type(back) is type(msg), "size %d: type changed" % n
+                assert back == msg, "size %d: echo differs" % n
+                if kind == "text":
+                    assert len(back.encode()) == n
+    H.run(go())
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_echo_16mib(gw, kind):
+    n = 16 << 20
+    msg = text_of(n) if kind == "text" else os.urandom(n)
+
+    async def go():
+        async with connect(gw.url) as ws:
+            await asyncio.wait_for(ws.recv(), H.T)
+            await ws.send(msg)
+            back = await asyncio.wait_for(ws.recv(), 30)
+            assert type(back) is type(msg)
+            assert len(back) == len(msg) and back == msg
+    H.run(go(), timeout=45)
+
+
+def test_fragments_with_interleaved_pings(gw):
+    ws = H.WsConn(gw.port)
+    try:
+        assert ws.status == 101, ws.response
+        op, hello = ws.read_message()
+        assert (op, hello) == (1, b"hello blue")
+        ws.send(H.ws_frame(1, b"Hello, ", fin=False))
+        ws.send(H.ws_frame(9, b"p1"))
+        ws.send(H.ws_frame(0, "w\u00f6r".encode(), fin=False))
+        ws.send(H.ws_frame(9, b"p2"))
+        ws.send(H.ws_frame(0, b"ld", fin=True))
+        frames = [ws.read_frame() for _ in range(5)]
+        assert not any(f.masked for f in frames), frames
+        pongs = [f.payload for f in frames if f.opcode == 10]
+        assert pongs == [b"p1", b"p2"], frames
+        data = [f for f in frames if f.opcode in (0, 1)]
+        assert [f.opcode for f in data] == [1, 0, 0]
+        assert [f.fin for f in data] == [False, False, True]
+        assert b"".join(f.payload for f in data) == "Hello, w\u00f6rld".encode()
+        # The connection still works, and a clean close is answered in kind.
+        ws.send(H.ws_frame(2, b"\x00\x01\x02"))
+        assert ws.read_message() == (2, b"\x00\x01\x02")
+        ws.send(H.ws_frame(8, H.close_payload(1000, b"bye")))
+        _, close = ws.read_until_close()
+        assert close.close_code == 1000
+        assert ws.wait_eof(5)
+    finally:
+        ws.close()
+
+
+# ---- negotiation passed through ----
+
+def test_subprotocol_chosen_by_backend_reaches_client():
+    g = Gateway(H.PyServer("ws_proto.py"))
+    try:
+        async def go():
+            async with connect(g.url, subprotocols=["chat.v1", "chat.v2"]) as ws:
+                assert ws.subprotocol == "chat.v2"
+                assert await asyncio.wait_for(ws.recv(), H.T) == "proto=chat.v2 ext=none"
+                await ws.send("ping me")
+                assert await asyncio.wait_for(ws.recv(), H.T) == "ping me"
+        H.run(go())
+        # And the raw bytes: the 101 carries the backend's choice.
+        req = H.upgrade_request(extra="Sec-WebSocket-Protocol: chat.v1\r\n")
+        raw = H.WsConn(g.port, request=req)
+        try:
+            assert raw.status == 101
+            head = raw.response.decode()
+            assert "\r\nSec-WebSocket-Protocol: chat.v1\r\n" in head, head
+            assert "\r\nSec-WebSocket-Accept: %s\r\n" % H.ws_accept(H.WS_KEY) in head, head
+        finally:
+            raw.close()
+    finally:
+        g.stop()
+
+
+def test_permessage_deflate_negotiated_and_compressed_frames_pass():
+    g = Gateway(H.PyServer("ws_proto.py", "--deflate"))
+    try:
+        async def go():
+            async with connect(g.url, compression="deflate") as ws:
+                assert [e.name for e in ws.extensions] == ["permessage-deflate"]
+                assert await asyncio.wait_for(ws.recv(), H.T) == \
+                    "proto=none ext=permessage-deflate"
+                text = "compress me " * 10000
+                await ws.send(text)
+                assert await asyncio.wait_for(ws.recv(), H.T) == text
+                blob = bytes(range(256)) * 400
+                await ws.send(blob)
+                assert await asyncio.wait_for(ws.recv(), H.T) == blob
+        H.run(go())
+    finally:
+        g.stop()
+
+
+# ---- the backend's answer ----
+
+@pytest.fixture(scope="module")
+def refusing():
+    """A gateway in front of a backend that refuses upgrades with X-Backend-Status."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "masked"))
+    yield g
+    g.stop()
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_non_101_answer_reaches_client_as_is(refusing, status):
+    req = H.upgrade_request(extra="X-Backend-Status: %d\r\n" % status)
+    s = H.raw_connect(refusing.port)
+    try:
+        s.sendall(req)
+        resp = H.recv_all(s, timeout=5)
+    finally:
+        s.close()
+    assert H.status_of(resp) == status, resp
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert b"\r\nX-Backend: pyraw\r\n" in head, head   # the backend's answer, not ours
+    assert b"\r\nSet-Cookie: a=b\r\n" in head, head
+    assert b"Upgrade:" not in head
+    assert body == b"%d refused by pyraw\n" % status, body
+
+
+def test_backend_101_with_wrong_accept_gives_502():
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "bad-accept"))
+    try:
+        s = H.raw_connect(g.port)
+        s.sendall(H.upgrade_request())
+        resp = H.recv_all(s, timeout=5)
+        s.close()
+        assert H.status_of(resp) == 502, resp
+        assert b"Sec-WebSocket-Accept" not in resp
+    finally:
+        g.stop()
+
+
+def test_backend_close_code_reaches_client():
+    g = Gateway(H.Backend("blue", "--close-after-hello", "4001"))
+    try:
+        ws = H.WsConn(g.port)
+        assert ws.status == 101
+        seen, close = ws.read_until_close()
+        assert [f.payload for f in seen] == [b"hello blue"]
+        assert close.close_code == 4001 and not close.masked
+        ws.send(H.ws_frame(8, H.close_payload(4001)))
+        assert ws.wait_eof(5)
+        ws.close()
+
+        async def go():   # the same through the library
+            async with connect(g.url) as c:
+                assert await asyncio.wait_for(c.recv(), H.T) == "hello blue"
+                with pytest.raises(websockets.ConnectionClosed) as e:
+                    await asyncio.wait_for(c.recv(), H.T)
+                assert e.value.rcvd.code == 4001
+        H.run(go())
+    finally:
+        g.stop()
+
+
+@pytest.mark.parametrize("mode,pause", [("masked", "0.3"), ("opcode3", "0.3"), ("rsv", "0.3"),
+                                        ("masked", "0")])
+def test_invalid_backend_frame_gives_client_1014(mode, pause):
+    """pause 0: the hello and the bad frame come right behind the 101, likely in
+    one read; the hello is a whole valid frame and must still be delivered."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", mode, "--pause", pause))
+    try:
+        ws = H.WsConn(g.port)
+        try:
+            assert ws.status == 101, ws.response
+            seen, close = ws.read_until_close()
+            assert [f.payload for f in seen] == [b"hello"]   # the good frame before it arrives
+            assert close.close_code == 1014, close
+            assert b"bad" not in close.payload
+            assert ws.wait_eof(5)
+        finally:
+            ws.close()
+    finally:
+        g.stop()
+
+
+def test_backend_killed_mid_stream_gives_client_1014():
+    g = Gateway(H.Backend("blue"))
+    try:
+        ws = H.WsConn(g.port)
+        assert ws.read_message() == (1, b"hello blue")
+        for i in range(3):
+            ws.send(H.ws_frame(1, b"msg %d" % i))
+            assert ws.read_message() == (1, b"msg %d" % i)
+        g.backend.proc.send_signal(signal.SIGKILL)
+        g.backend.proc.wait(H.T)
+        t0 = time.monotonic()
+        _, close = ws.read_until_close(timeout=5)
+        assert close.close_code == 1014
+        assert time.monotonic() - t0 < 2
+        ws.close()
+    finally:
+        g.stop()
+
+
+# ---- upgrade validation by the gateway ----
+
+@pytest.mark.parametrize("name,req,status", [
+    ("missing key", H.upgrade_request(key=None), 400),
+    ("version 8", H.upgrade_request(version="8"), 426),
+    ("HTTP/1.0", H.upgrade_request(proto="HTTP/1.0"), 400),
+    ("POST", H.upgrade_request(method="POST", extra="Content-Length: 0\r\n"), 400),
+])
+def test_bad_upgrade_refused_by_gateway(gw, name, req, status):
+    before = backend_stats(gw.backend)
+    s = H.raw_connect(gw.port)
+    try:
+        s.sendall(req)
+        resp = H.recv_all(s, timeout=5)
+    finally:
+        s.close()
+    assert H.status_of(resp) == status, resp
+    head = resp.partition(b"\r\n\r\n")[0]
+    if status == 426:
+        assert b"\r\nSec-WebSocket-Version: 13\r\n" in head + b"\r\n", head
+    assert b"X-Backend" not in head    # the gateway answered, not the backend
+    after = backend_stats(gw.backend)
+    assert after["handshakes"] == before["handshakes"]
+    assert after["bad_requests"] == before["bad_requests"]
+
+
+# ---- many at once ----
+
+def test_1000_concurrent_websockets_echo(gw):
+    n = 1000
+    sources = ["127.0.0.%d" % (2 + i % 8) for i in range(n)]
+
+    async def one(i, conns):
+        ws = await connect(gw.url, local_addr=(sources[i], 0))
+        conns.append(ws)
+        assert await asyncio.wait_for(ws.recv(), 30) == "hello blue"
+        return ws
+
+    async def go():
+        conns = []
+        try:
+            for start in range(0, n, 100):
+                await asyncio.gather(*(one(i, conns) for i in range(start, min(n, start + 100))))
+            assert len(conns) == n
+            assert backend_stats(gw.backend)["open"] >= n
+            peers = {ws.local_address[0] for ws in conns}
+            assert peers == set(sources)
+            await asyncio.gather(*(ws.send("client %d says hi" % i) for i, ws in enumerate(conns)))
+            backs = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 30) for ws in conns))
+            assert backs == ["client %d says hi" % i for i in range(n)]
+            blobs = [os.urandom(200 + i) for i in range(n)]
+            await asyncio.gather(*(ws.send(b) for ws, b in zip(conns, blobs)))
+            backs = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 30) for ws in conns))
+            assert backs == blobs
+        finally:
+            await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    H.run(go(), timeout=90)
+
+
+# ---- liveness and idle ----
+
+def test_ping_timeout_closes_silent_client_but_not_a_live_one():
+    g = Gateway(H.Backend("blue"), extra="timeouts: {ping_interval: 1s, ping_timeout: 1s}")
+    try:
+        def silent():
+            ws = H.WsConn(g.port)
+            t0 = time.monotonic()
+            try:
+                assert ws.read_message() == (1, b"hello blue")
+                seen, close = ws.read_until_close(timeout=6)
+                took = time.monotonic() - t0
+                return seen, close, took, ws.wait_eof(5)
+            finally:
+                ws.close()
+
+        async def go():
+            async with connect(g.url, ping_interval=None) as live:
+                assert await asyncio.wait_for(live.recv(), H.T) == "hello blue"
+                seen, close, took, eof = await asyncio.get_running_loop().run_in_executor(
+                    None, silent)
+                assert [f.opcode for f in seen] == [9], seen     # one ping, unanswered
+                assert seen[0].payload and not seen[0].masked
+                assert close.close_code == 1001
+                assert 1.7 <= took <= 3.5, took
+                assert eof
+                # The library answered its pings all along: still open, still echoing.
+                await asyncio.sleep(0.5)
+                assert live.open
+                await live.send("still here")
+                assert await asyncio.wait_for(live.recv(), H.T) == "still here"
+        H.run(go())
+    finally:
+        g.stop()
+
+
+def test_idle_timeout_closes_idle_connection():
+    g = Gateway(H.Backend("blue"), extra="timeouts: {idle: 1s}")
+    try:
+        ws = H.WsConn(g.port)
+        assert ws.read_message() == (1, b"hello blue")
+        t0 = time.monotonic()
+        # Traffic keeps it open past the idle time...
+        for i in range(4):
+            time.sleep(0.4)
+            ws.send(H.ws_frame(1, b"tick %d" % i))
+            assert ws.read_message() == (1, b"tick %d" % i)
+        assert time.monotonic() - t0 > 1.5
+        # ...silence closes it.
+        t1 = time.monotonic()
+        _, close = ws.read_until_close(timeout=5)
+        took = time.monotonic() - t1
+        assert close.close_code == 1001
+        assert 0.7 <= took <= 2.5, took
+        assert ws.wait_eof(5)
+        ws.close()
+    finally:
+        g.stop()
