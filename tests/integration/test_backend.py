@@ -488,8 +488,13 @@ def test_stats_counts_and_peaks(backend):
     assert b.stats()["open"] == 0
 
 
-def test_peak_windows_are_exact(backend):
-    b = backend()
+def window_peak(stamps, w):
+    return max(sum(1 for u in stamps if t - w < u <= t) for t in stamps)
+
+
+def test_peak_windows_are_exact(backend, tmp_path):
+    path = tmp_path / "hs.txt"
+    b = backend("--record", str(path))
 
     async def hello():
         async with connect(b.url) as ws:
@@ -500,12 +505,18 @@ def test_peak_windows_are_exact(backend):
         for _ in range(2):
             await asyncio.gather(*[hello() for _ in range(5)])
             await asyncio.sleep(0.3)
-    t0 = time.monotonic()
     run(go())
     st = b.stats()
-    assert st["handshakes"] == 10
-    assert st["peak_1s"] == 10 or time.monotonic() - t0 > 1.0
-    assert 5 <= st["peak_100ms"] < 10
+    time.sleep(0.3)
+    stamps = [int(x) for x in path.read_text().split()]
+    assert st["handshakes"] == len(stamps) == 10
+    # The peaks use the monotonic clock, the file the wall clock: both in whole
+    # milliseconds, so a window edge may fall one way in one and not the other.
+    for key, w in (("peak_100ms", 100), ("peak_1s", 1000)):
+        assert abs(st[key] - window_peak(stamps, w)) <= 1, (key, st, stamps)
+    assert st["peak_100ms"] < 10
+    if stamps[-1] - stamps[0] < 990:
+        assert st["peak_1s"] == 10
 
 
 def test_capacity_rejects_excess_with_503(backend):
@@ -521,10 +532,12 @@ def test_capacity_rejects_excess_with_503(backend):
             return "503"
     async def storm(n):
         return await asyncio.gather(*[one() for _ in range(n)])
+    t0 = time.monotonic()
     results = run(storm(30))
+    took = time.monotonic() - t0
     ok = results.count("ok")
-    # 5 from the burst plus at most 20/s for the short time the storm takes.
-    assert 5 <= ok <= 12, results
+    # 5 from the burst plus at most 20/s for the time the storm takes.
+    assert 5 <= ok <= 5 + int(20 * took) + 1, (results, took)
     assert results.count("503") == 30 - ok
     st = b.stats()
     assert st["handshakes"] == ok and st["rejected"] == 30 - ok
