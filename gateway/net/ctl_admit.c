@@ -209,7 +209,7 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
     memcpy(key.addr, m->addr, sizeof key.addr);
     sl_admission_event_t ev;
     sl_msec_t now = uv_now(ctl->gw->loop);
-    if (sl_admission_arrive(q, now, &key, w, &ev) != 0) {
+    if (sl_admission_arrive(q, now, &key, w, &ev) < 0) {
         free(w);
         answer(ctl, m->worker, m->session, pool, NULL);
         return;
