@@ -375,3 +375,84 @@ class PyServer(Proc):
                 raise AssertionError("%s did not start: %s" % (script, self.output()))
             if select.select([self.proc.stdout], [], [], left)[0]:
                 line = self.proc.stdout.readline()
+
+
+class Response:
+    """One HTTP response read from raw bytes: status, headers (list of
+    (name, value) as sent), body (de-chunked), raw (every byte of it)."""
+
+    def __init__(self, status, headers, body, raw):
+        self.status, self.headers, self.body, self.raw = status, headers, body, raw
+
+    def header(self, name):
+        vals = [v for k, v in self.headers if k.lower() == name.lower()]
+        return vals[0] if vals else None
+
+    def __repr__(self):
+        return "Response(%s, %r, %r)" % (self.status, self.headers, self.body[:200])
+
+
+class HttpReader:
+    """Reads HTTP/1.1 responses one by one from a socket (keep-alive and
+    pipelining aware: bytes after a response stay for the next)."""
+
+    def __init__(self, sock, timeout=T):
+        self.sock, self.buf, self.timeout = sock, b"", timeout
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("response not complete in time: %r" % self.buf[:300])
+        self.sock.settimeout(left)
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed; pending %r" % self.buf[:300])
+        self.buf += chunk
+
+    def _take_line(self, deadline):
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n, deadline):
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read(self, method="GET", timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\r\n\r\n" not in self.buf:
+            self._fill(deadline)
+        start = self.buf
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]]
+        r = Response(status, headers, b"", b"")
+        te = (r.header("transfer-encoding") or "").lower()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in te:
+            body = b""
+            while True:
+                size = int(self._take_line(deadline).split(b";")[0], 16)
+                if size == 0:
+                    while self._take_line(deadline) != b"":
+                        pass
+                    break
+                body += self._take(size, deadline)
+                assert self._take(2, deadline) == b"\r\n"
+        elif r.header("content-length") is not None:
+            body = self._take(int(r.header("content-length")), deadline)
+        else:
+            while True:
+                try:
+                    self._fill(deadline)
+                except EOFError:
+                    break
+            body, self.buf = self.buf, b""
+        r.body = body
+        r.raw = start[:len(start) - len(self.buf)] if self.buf else start
+        return r
