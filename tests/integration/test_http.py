@@ -1,0 +1,350 @@
+"""The plain HTTP path of the proxy core, against the real binary.
+
+Two backends: the C backend simulator (X-Body-Bytes, HEAD, 100-continue,
+--http-delay) and servers/http_echo.py, which answers with JSON describing
+the request exactly as it arrived (headers in order, the TCP peer that carried
+it, its index on that connection), so header rewriting and backend connection
+reuse are checked from the backend's side. Clients are raw sockets with
+harness.HttpReader, so keep-alive, pipelining and framing are under our control.
+"""
+import json
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+import harness as H
+
+
+class Gw:
+    def __init__(self, backend, extra="", listener_extra="", addr=None):
+        self.backend = backend
+        self.port = H.free_port()
+        addr = addr or backend.addr
+        self.sluice = H.Sluice(H.config(self.port, {"blue": [addr]}, extra=extra,
+                                        listener_extra=listener_extra), port=self.port)
+
+    def conn(self, source=None):
+        s = socket.socket()
+        if source:
+            s.bind((source, 0))
+        s.settimeout(H.T)
+        s.connect(("127.0.0.1", self.port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s, H.HttpReader(s)
+
+    def one(self, data, method="GET", source=None):
+        s, r = self.conn(source)
+        try:
+            s.sendall(data)
+            return r.read(method)
+        finally:
+            s.close()
+
+    def stop(self):
+        alive = self.sluice.alive()
+        rc = self.sluice.stop()
+        if self.backend is not None:
+            self.backend.stop()
+        assert alive, "sluice died:\n" + self.sluice.output()[-3000:]
+        assert rc == 0, self.sluice.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def cgw():
+    g = Gw(H.Backend("blue"))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def egw():
+    g = Gw(H.PyServer("http_echo.py"))
+    yield g
+    g.stop()
+
+
+def req(method="GET", target="/", headers=(), body=b"", host="test.local"):
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host] + list(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def echoed(r):
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+def hdrs(info, name):
+    return [v for k, v in info["headers"] if k.lower() == name.lower()]
+
+
+def chunked(body, size):
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x\r\n%s\r\n" % (len(part), part)
+    return out + b"0\r\n\r\n"
+
+
+# ---- requests and bodies ----
+
+def test_get_reaches_backend(cgw):
+    r = cgw.one(req(target="/some/path?q=1&r=2"))
+    assert r.status == 200
+    assert r.body == b"hello blue GET /some/path?q=1&r=2"
+    assert r.header("X-Backend") == "blue"
+
+
+def test_post_with_content_length(cgw):
+    body = os.urandom(1000)
+    r = cgw.one(req("POST", "/up", ["Content-Length: 1000"], body))
+    assert r.status == 200 and r.header("X-Body-Bytes") == "1000"
+    assert r.body == b"hello blue POST /up"
+
+
+def test_post_chunked(cgw):
+    body = chunked(b"hello world, in pieces" * 50, 7)
+    r = cgw.one(req("POST", "/up", ["Transfer-Encoding: chunked"], body))
+    assert r.status == 200
+    assert r.header("X-Body-Bytes") == str(len(body))   # the framing as sent, untouched
+
+
+def test_post_chunked_decoded_by_backend_is_exact(egw):
+    data = os.urandom(100000)
+    s, rd = egw.conn()
+    try:
+        s.sendall(req("POST", "/echo-body", ["Transfer-Encoding: chunked"],
+                      chunked(data, 4093)))
+        r = rd.read()
+        assert r.status == 200 and r.body == data
+    finally:
+        s.close()
+
+
+def test_8mib_body_both_ways(egw, cgw):
+    data = os.urandom(8 << 20)
+    r = egw.one(req("POST", "/echo-body", ["Content-Length: %d" % len(data)], data))
+    assert r.status == 200
+    assert len(r.body) == len(data) and r.body == data
+    r = egw.one(req(target="/big?n=%d" % (8 << 20)))
+    assert r.status == 200
+    assert r.body == (bytes(range(256)) * 32768)
+    r = cgw.one(req("POST", "/up", ["Transfer-Encoding: chunked"], chunked(data, 1 << 20)))
+    assert r.status == 200
+    assert r.header("X-Body-Bytes") == str(len(chunked(data, 1 << 20)))
+
+
+# ---- connections ----
+
+def test_keep_alive_several_requests_on_one_connection(cgw):
+    s, rd = cgw.conn()
+    try:
+        for i in range(5):
+            s.sendall(req(target="/n%d" % i))
+            r = rd.read()
+            assert r.status == 200 and r.body == b"hello blue GET /n%d" % i
+            assert (r.header("Connection") or "").lower() != "close"
+        s.sendall(req("POST", "/last", ["Content-Length: 3"], b"abc"))
+        r = rd.read()
+        assert r.header("X-Body-Bytes") == "3"
+    finally:
+        s.close()
+
+
+def test_backend_connection_reused(egw):
+    s, rd = egw.conn()
+    try:
+        s.sendall(req(target="/one"))
+        a = echoed(rd.read())
+        s.sendall(req(target="/two"))
+        b = echoed(rd.read())
+    finally:
+        s.close()
+    assert a["peer"] == b["peer"], (a["peer"], b["peer"])
+    assert b["seq"] == a["seq"] + 1
+    # And by the next client connection too: a kept-alive backend connection
+    # outlives the client that opened it.
+    time.sleep(0.1)
+    c = echoed(egw.one(req(target="/three")))
+    assert c["peer"] == a["peer"] and c["seq"] == a["seq"] + 2
+
+
+def test_pipelined_requests_answered_in_order(egw):
+    s, rd = egw.conn()
+    try:
+        s.sendall(req(target="/a") + req("POST", "/b", ["Content-Length: 4"], b"body")
+                  + req(target="/c") + req("HEAD", "/d") + req(target="/e"))
+        got = [rd.read(m) for m in ("GET", "POST", "GET", "HEAD", "GET")]
+        assert [r.status for r in got] == [200] * 5
+        targets = [json.loads(r.body)["target"] for i, r in enumerate(got) if i != 3]
+        assert targets == ["/a", "/b", "/c", "/e"]
+        assert json.loads(got[1].body)["body_bytes"] == 4
+        assert got[3].body == b""
+    finally:
+        s.close()
+
+
+# ---- header rewriting ----
+
+def test_hop_by_hop_dropped_and_forwarding_headers_added(egw):
+    info = echoed(egw.one(req(target="/h", headers=[
+        "Connection: keep-alive, X-Private-Hop",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Trailer: X-Checksum",
+        "Proxy-Connection: keep-alive",
+        "X-Private-Hop: secret",
+        "Upgrade: h2c",
+        "X-End-To-End: kept",
+    ])))
+    names = [k.lower() for k, _ in info["headers"]]
+    for gone in ("keep-alive", "te", "trailer", "proxy-connection", "x-private-hop",
+                 "upgrade"):
+        assert gone not in names, (gone, info["headers"])
+    # Connection may be set by the gateway for its own hop, but carries nothing of the client's.
+    for v in hdrs(info, "Connection"):
+        assert "x-private-hop" not in v.lower() and "upgrade" not in v.lower(), v
+    assert hdrs(info, "X-End-To-End") == ["kept"]
+    assert hdrs(info, "Host") == ["test.local"]
+    assert hdrs(info, "X-Forwarded-For") == ["127.0.0.1"]
+    assert hdrs(info, "X-Forwarded-Proto") == ["http"]
+    fwd = hdrs(info, "Forwarded")
+    assert len(fwd) == 1 and "for=127.0.0.1" in fwd[0] and "proto=http" in fwd[0], fwd
+
+
+@pytest.fixture(scope="module")
+def tgw():
+    g = Gw(H.PyServer("http_echo.py"), extra="trusted_proxies: [127.0.0.2/32]")
+    yield g
+    g.stop()
+
+
+def test_trusted_proxy_xff_is_appended_to(tgw):
+    info = echoed(tgw.one(req(headers=["X-Forwarded-For: 203.0.113.7"]), source="127.0.0.2"))
+    assert hdrs(info, "X-Forwarded-For") == ["203.0.113.7, 127.0.0.2"]
+
+
+def test_untrusted_client_xff_is_replaced(tgw):
+    info = echoed(tgw.one(req(headers=["X-Forwarded-For: 203.0.113.7"]), source="127.0.0.3"))
+    assert hdrs(info, "X-Forwarded-For") == ["127.0.0.3"]
+    fwd = hdrs(info, "Forwarded")
+    assert len(fwd) == 1 and "203.0.113.7" not in fwd[0], fwd
+
+
+# ---- PROXY protocol listeners ----
+
+def proxy_v2(src, dst, sport, dport, version_cmd=0x21):
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return sig + bytes([version_cmd, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_protocol_source_reaches_backend(version):
+    g = Gw(H.PyServer("http_echo.py"), listener_extra="proxy_protocol: %s" % version)
+    try:
+        if version == "v1":
+            pre = b"PROXY TCP4 198.51.100.22 203.0.113.9 35646 80\r\n"
+            src = "198.51.100.22"
+        else:
+            pre = proxy_v2("198.51.100.23", "203.0.113.9", 35647, 80)
+            src = "198.51.100.23"
+        info = echoed(g.one(pre + req(target="/pp")))
+        assert info["target"] == "/pp"
+        assert hdrs(info, "X-Forwarded-For") == [src]
+        # A bad PROXY header: the connection is closed, no answer, nothing forwarded.
+        bad = b"PROXY TCP4 999.1.1.1 203.0.113.9 1 80\r\n" if version == "v1" \
+            else proxy_v2("198.51.100.23", "203.0.113.9", 1, 80, version_cmd=0x31)
+        for data in (bad + req(), req()):
+            s = H.raw_connect(g.port)
+            try:
+                s.sendall(data)
+                assert H.recv_all(s, timeout=3) == b""
+            finally:
+                s.close()
+    finally:
+        g.stop()
+
+
+# ---- errors ----
+
+def test_backend_down_gives_502():
+    g = Gw(None, addr="127.0.0.1:%d" % H.free_port())    # nothing listens there
+    try:
+        t0 = time.monotonic()
+        r = g.one(req())
+        assert r.status == 502, r
+        assert time.monotonic() - t0 < 3
+        s = H.raw_connect(g.port)     # and a WebSocket upgrade too
+        s.sendall(H.upgrade_request())
+        assert H.status_of(H.recv_all(s, timeout=5)) == 502
+        s.close()
+    finally:
+        g.stop()
+
+
+def test_slow_backend_gives_504():
+    g = Gw(H.Backend("blue", "--http-delay", "3000"), extra="timeouts: {backend_response: 1s}")
+    try:
+        t0 = time.monotonic()
+        r = g.one(req())
+        took = time.monotonic() - t0
+        assert r.status == 504, r
+        assert 0.9 <= took <= 2.0, took
+    finally:
+        g.stop()
+
+
+# ---- bodiless responses and 100-continue ----
+
+def test_head_response_has_no_body(cgw):
+    s, rd = cgw.conn()
+    try:
+        s.sendall(req("GET", "/x"))
+        get = rd.read()
+        s.sendall(req("HEAD", "/x"))
+        head = rd.read("HEAD")
+        assert head.status == 200
+        assert get.header("Content-Length") == str(len(b"hello blue GET /x"))
+        # The length a GET would have had (the backend names the method in its body).
+        assert head.header("Content-Length") == str(len(b"hello blue HEAD /x"))
+        assert head.body == b""
+        # Nothing but the next response follows: the connection is in sync.
+        s.sendall(req("GET", "/after"))
+        r = rd.read()
+        assert r.body == b"hello blue GET /after"
+        assert rd.buf == b""
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_status_keeps_connection_in_sync(egw, status):
+    s, rd = egw.conn()
+    try:
+        s.sendall(req(headers=["X-Echo-Status: %d" % status]))
+        r = rd.read()
+        assert r.status == status
+        assert r.body == b""
+        s.sendall(req(target="/next"))
+        r = rd.read()
+        assert echoed(r)["target"] == "/next"
+        assert rd.buf == b""
+    finally:
+        s.close()
+
+
+def test_100_continue(cgw):
+    s, rd = cgw.conn()
+    try:
+        s.sendall(req("POST", "/c", ["Content-Length: 5", "Expect: 100-continue"]))
+        interim = rd.read(timeout=5)
+        assert interim.status == 100
+        s.sendall(b"hello")
+        r = rd.read()
+        assert r.status == 200 and r.header("X-Body-Bytes") == "5"
+        assert r.body == b"hello blue POST /c"
+    finally:
+        s.close()
