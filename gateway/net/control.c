@@ -153,6 +153,7 @@ static void on_shutdown_tick(uv_timer_t *t)
         if (m == NULL)
             continue;
         m->type = SL_WMSG_DRAIN;
+        m->service = -1;
         m->pool = -1;
         m->count = share;
         m->close_code = sd->close_code;

@@ -48,6 +48,7 @@ sl_ctl_t *sl_ctl_new(sl_gateway_t *gw, sl_runtime_t *rt)
     ctl->rng.state = s;
     uv_timer_init(gw->loop, &ctl->adm_timer);
     ctl->adm_timer.data = ctl;
+    sl_ctl_deploy_setup(ctl);
     if (sl_ctl_admit_setup(ctl) != 0)
         goto fail;
     sl_ctl_health_start(ctl);
@@ -64,8 +65,10 @@ void sl_ctl_close(sl_ctl_t *ctl)
         return;
     ctl->closing = true;
     sl_ctl_admit_close(ctl);
-    ctl->pending_closes = 1;
+    ctl->pending_closes = 2;
     uv_close((uv_handle_t *)&ctl->adm_timer, adm_timer_closed);
+    ctl->deploy_timer.data = ctl;
+    uv_close((uv_handle_t *)&ctl->deploy_timer, adm_timer_closed);
     if (ctl->pools)
         sl_ctl_health_close(ctl);
 }

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "sluice/admission.h"
+#include "sluice/cutover.h"
 #include "sluice/health.h"
 #include "gateway.h"
 
@@ -34,7 +35,33 @@ typedef struct sl_ctl_pool {
 
 typedef struct sl_ctl_service {
     sl_admission_t *adm;             /* NULL when admission is off */
+    size_t active;                   /* the pool new connections go to outside a cutover */
+    sl_cutover_t cut;                /* the current or last cutover */
+    bool deploying;
+    uint16_t close_code;
+    char reason[64];
+    size_t drain_rotor;              /* which worker gets the odd drain first */
 } sl_ctl_service_t;
+
+/* What POST /api/v1/services/{service}/deploys asks for. */
+typedef struct sl_deploy_params {
+    char from[64];                   /* "": the active pool */
+    char to[64];
+    sl_msec_t ramp;
+    double drain_rate;               /* per second; 0: only the new pool's admission rate */
+    sl_msec_t drain_window;          /* instead of a rate: spread the drain over this */
+    uint64_t pause_after_failures;   /* new pool handshake failures that pause; 0: off */
+    uint16_t close_code;             /* default 1012 */
+    char reason[64];
+} sl_deploy_params_t;
+
+typedef struct sl_deploy_status {
+    bool in_progress;
+    const char *from, *to, *active;
+    uint16_t close_code;
+    const char *reason;
+    sl_cutover_progress_t progress;
+} sl_deploy_status_t;
 
 /* One queued admission request. */
 typedef struct sl_waiter {
@@ -53,6 +80,7 @@ struct sl_ctl {
     sl_ctl_pool_t *pools;
     sl_ctl_service_t *services;
     uv_timer_t adm_timer;
+    uv_timer_t deploy_timer;
     sl_rng_t rng;
     /* Waiters by id: open hashing, for cancel. */
     sl_waiter_t **waiters;
@@ -79,6 +107,28 @@ int sl_ctl_admit_setup(sl_ctl_t *ctl);
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_close(sl_ctl_t *ctl);
+/* ctl_deploy.c: 0, or SL_EEXIST (one at a time), SL_ENOENT, SL_EINVAL with err filled. */
+void sl_ctl_deploy_setup(sl_ctl_t *ctl);
+int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, char *err,
+                        size_t errlen);
+/* 0, SL_ENOENT (no deploy in progress) or SL_ESTATE (not allowed now). */
+int sl_ctl_deploy_pause(sl_ctl_t *ctl, size_t svc);
+int sl_ctl_deploy_resume(sl_ctl_t *ctl, size_t svc);
+int sl_ctl_deploy_abort(sl_ctl_t *ctl, size_t svc);
+/* 0, or SL_ENOENT when the service never had a deploy. */
+int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out);
+/* The pool a new client of the service goes to now (weights during a cutover). */
+size_t sl_ctl_pick_pool(sl_ctl_t *ctl, size_t svc);
+/* The queue a client of the pool waits in: the pool's own, else the service's; may be NULL. */
+sl_admission_t *sl_ctl_queue_for(sl_ctl_t *ctl, size_t svc, size_t pool);
+
+/* Live limits of a service's queue (pool -1) or a pool's own: 0 or SL_ENOENT. */
+int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
+                         sl_admission_stats_t *st);
+/* Change them without losing or reordering queued clients: 0, SL_ENOENT or SL_EINVAL. */
+int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admission_params_t *p,
+                         char *err, size_t errlen);
+
 /* The params for a service's queue (and a pool's own, with the pool's rate and burst). */
 void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,
                                      sl_admission_params_t *out);

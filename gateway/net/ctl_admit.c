@@ -14,6 +14,7 @@
  * pool is chosen when the client arrives (see pick_pool) and the client waits
  * for that pool's tokens.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,10 +175,9 @@ static void arm(sl_ctl_t *ctl)
         uv_timer_start(&ctl->adm_timer, on_adm_timer, next > now ? next - now : 0, 0);
 }
 
-/* The pool a new client of the service goes to. */
 static long pick_pool(sl_ctl_t *ctl, long service)
 {
-    return (long)ctl->rt->cfg->services[service].active;
+    return (long)sl_ctl_pick_pool(ctl, (size_t)service);
 }
 
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
@@ -192,7 +192,7 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
         return;
     }
     long pool = pick_pool(ctl, m->service);
-    sl_admission_t *q = ctl->pools[pool].adm ? ctl->pools[pool].adm : ctl->services[m->service].adm;
+    sl_admission_t *q = sl_ctl_queue_for(ctl, (size_t)m->service, (size_t)pool);
     sl_waiter_t *w = calloc(1, sizeof *w);
     if (w == NULL) {
         answer(ctl, m->worker, m->session, pool, NULL);
@@ -257,4 +257,54 @@ void sl_ctl_admit_close(sl_ctl_t *ctl)
     }
     free(ctl->waiters);
     ctl->waiters = NULL;
+}
+
+/* ---- live tuning (the admin API) ---- */
+
+static sl_admission_t *queue_of(sl_ctl_t *ctl, size_t svc, long pool)
+{
+    if (svc >= ctl->rt->cfg->n_services)
+        return NULL;
+    if (pool < 0)
+        return ctl->services[svc].adm;
+    if ((size_t)pool >= ctl->rt->cfg->n_pools)
+        return NULL;
+    return ctl->pools[pool].adm;
+}
+
+int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
+                         sl_admission_stats_t *st)
+{
+    sl_admission_t *q = queue_of(ctl, svc, pool);
+    if (q == NULL)
+        return SL_ENOENT;
+    sl_admission_get_params(q, p);
+    sl_admission_stats(q, uv_now(ctl->gw->loop), st);
+    return 0;
+}
+
+int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admission_params_t *p,
+                         char *err, size_t errlen)
+{
+    sl_admission_t *q = queue_of(ctl, svc, pool);
+    if (q == NULL) {
+        snprintf(err, errlen, pool < 0 ? "admission is off for this service"
+                                       : "this pool has no admission rate of its own");
+        return SL_ENOENT;
+    }
+    if (sl_admission_params_check(p) != 0) {
+        snprintf(err, errlen, "invalid limits (rate, burst, queue bounds or retry_after)");
+        return SL_EINVAL;
+    }
+    /* Queued clients keep their places and their order. */
+    if (sl_admission_set_params(q, p, uv_now(ctl->gw->loop)) != 0) {
+        snprintf(err, errlen, "invalid limits");
+        return SL_EINVAL;
+    }
+    sl_log_info("admission %s%s%s: rate %.3g/s burst %u queue %u max_wait %llu ms",
+                ctl->rt->cfg->services[svc].name, pool >= 0 ? " pool " : "",
+                pool >= 0 ? ctl->rt->cfg->pools[pool].name : "", p->bucket.rate,
+                p->bucket.burst, p->queue_length, (unsigned long long)p->max_wait);
+    arm(ctl);
+    return 0;
 }

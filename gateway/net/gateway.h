@@ -42,6 +42,7 @@ typedef enum sl_wmsg_type {
 typedef struct sl_wmsg {
     struct sl_wmsg *next;
     sl_wmsg_type_t type;
+    long service;           /* SL_WMSG_DRAIN: -1 for any */
     long pool;
     uint32_t count;
     uint16_t close_code;

@@ -122,6 +122,15 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
     }
     if (!ok)
         goto fail;
+    rt->services = calloc(cfg->n_services ? cfg->n_services : 1, sizeof *rt->services);
+    rt->ws = calloc(cfg->n_services * cfg->n_pools + 1, sizeof *rt->ws);
+    if (rt->services == NULL || rt->ws == NULL)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        atomic_store(&rt->services[i].active, (long)cfg->services[i].active);
+        atomic_store(&rt->services[i].from, -1L);
+        atomic_store(&rt->services[i].to, -1L);
+    }
     rt->router = sl_router_new(cfg);
     if (rt->router == NULL)
         goto fail;
@@ -134,6 +143,10 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
 fail:
     if (pools)
         free_pools(pools, cfg->n_pools);
+    if (rt) {
+        free(rt->services);
+        free(rt->ws);
+    }
     free(rt);
     return NULL;
 }
@@ -144,6 +157,8 @@ void sl_runtime_unref(sl_runtime_t *rt)
         return;
     sl_router_free(rt->router);
     free_pools(rt->pools, rt->cfg->n_pools);
+    free(rt->services);
+    free(rt->ws);
     sl_config_free(rt->cfg);
     free(rt);
 }

@@ -32,6 +32,7 @@ typedef struct sl_backend_shared {
     _Atomic uint64_t connects;
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t handshakes;
+    _Atomic uint64_t handshake_failures; /* connect failures, refused or botched upgrades */
 } sl_backend_shared_t;
 
 typedef struct sl_backend_rt {
@@ -49,13 +50,39 @@ typedef struct sl_pool_rt {
     _Atomic uint64_t rr;                 /* round-robin cursor and tie breaker */
 } sl_pool_rt_t;
 
+/*
+ * Where a service's new connections go, as the control thread publishes it:
+ * the active pool, or during a cutover the two pools and the share of the
+ * new one (in millionths). Workers read it when admission is off (with
+ * admission on, the control thread picks the pool itself).
+ */
+typedef struct sl_service_rt {
+    _Atomic long active;
+    _Atomic long from;                   /* -1: no cutover */
+    _Atomic long to;
+    _Atomic uint32_t weight_to_ppm;
+} sl_service_rt_t;
+
+/* WebSockets per service and pool, all workers: what a cutover waits to see reach 0. */
+typedef struct sl_ws_count {
+    _Atomic uint32_t open;
+    _Atomic uint32_t draining;           /* told to close, not closed yet */
+} sl_ws_count_t;
+
 typedef struct sl_runtime {
     _Atomic long refs;
     sl_config_t *cfg;                    /* owned */
     sl_router_t *router;                 /* owned */
     sl_pool_rt_t *pools;                 /* parallel to cfg->pools */
+    sl_service_rt_t *services;           /* parallel to cfg->services */
+    sl_ws_count_t *ws;                   /* [service * n_pools + pool] */
     uint64_t generation;
 } sl_runtime_t;
+
+static inline sl_ws_count_t *sl_runtime_ws(sl_runtime_t *rt, long service, long pool)
+{
+    return &rt->ws[(size_t)service * rt->cfg->n_pools + (size_t)pool];
+}
 
 /*
  * Build a runtime from a parsed config, resolving every backend address

@@ -215,7 +215,18 @@ static void route_and_dispatch(sl_session_t *s)
     }
     s->service = m.service;
     s->route = m.route;
-    s->pool = (long)cfg->services[m.service].active;
+    /* Where new connections go now (the control thread publishes it). With
+       admission on, the control thread may pick again when it admits. */
+    sl_service_rt_t *sr = &s->rt->services[m.service];
+    long from = atomic_load_explicit(&sr->from, memory_order_relaxed);
+    if (from >= 0) {
+        uint32_t w = atomic_load_explicit(&sr->weight_to_ppm, memory_order_relaxed);
+        s->pool = sl_rng_below(&s->w->rng, 1000000) < w
+                      ? atomic_load_explicit(&sr->to, memory_order_relaxed)
+                      : from;
+    } else {
+        s->pool = atomic_load_explicit(&sr->active, memory_order_relaxed);
+    }
 
     /* The real client: a trusted proxy's X-Forwarded-For is believed. */
     memcpy(s->client_ip, s->peer_ip, sizeof s->client_ip);
@@ -530,8 +541,13 @@ void sl_session_close(sl_session_t *s)
 static void session_free(sl_session_t *s)
 {
     sl_worker_t *w = s->w;
-    if (s->counted_ws)
+    if (s->counted_ws) {
         sl_gauge_dec(&w->counters, SL_CTR_WS_OPEN);
+        sl_ws_count_t *c = sl_runtime_ws(s->rt, s->service, s->pool);
+        atomic_fetch_sub(&c->open, 1);
+        if (s->draining)
+            atomic_fetch_sub(&c->draining, 1);
+    }
     sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
     atomic_fetch_sub(&w->gw->clients, 1);
     sl_session_head_free(s);

@@ -149,6 +149,7 @@ static void connect_failed(sl_session_t *s, int status)
     sl_upstream_t *up = s->up;
     sl_backend_shared_t *st = up->backend->state;
     atomic_fetch_add(&st->connect_failures, 1);
+    atomic_fetch_add(&st->handshake_failures, 1);
     atomic_fetch_add(&st->consecutive_failures, 1);
     sl_count(&s->w->counters, SL_CTR_BACKEND_CONNECT_FAILURES, 1);
     sl_log_warn("backend %s: connect failed: %s", up->backend->name, uv_strerror(status));

@@ -55,7 +55,7 @@ void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
 }
 
 /* Drain up to `count` WebSockets of `pool` (any when -1), chosen at random. */
-static void drain_some(sl_worker_t *w, long pool, uint32_t count, uint16_t code,
+static void drain_some(sl_worker_t *w, long service, long pool, uint32_t count, uint16_t code,
                        const char *reason)
 {
     size_t n = w->n_sessions;
@@ -67,6 +67,8 @@ static void drain_some(sl_worker_t *w, long pool, uint32_t count, uint16_t code,
         if (s->draining || s->state != SL_SS_WS_RELAY)
             continue;
         if (pool >= 0 && s->pool != pool)
+            continue;
+        if (service >= 0 && s->service != service)
             continue;
         sl_session_drain(s, code, reason);
         count--;
@@ -162,7 +164,7 @@ static void on_wake(uv_async_t *a)
             break;
         }
         case SL_WMSG_DRAIN:
-            drain_some(w, m->pool, m->count, m->close_code, m->reason);
+            drain_some(w, m->service, m->pool, m->count, m->close_code, m->reason);
             break;
         case SL_WMSG_STOP_ACCEPT:
             stop_accepting(w);

@@ -138,6 +138,7 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
 
     s->state = SL_SS_WS_RELAY;
     s->counted_ws = true;
+    atomic_fetch_add(&sl_runtime_ws(s->rt, s->service, s->pool)->open, 1);
     sl_count(&s->w->counters, SL_CTR_WS_UPGRADES, 1);
     sl_count(&s->w->counters, SL_CTR_WS_OPEN, 1);
     atomic_fetch_add(&s->up->backend->state->handshakes, 1);
@@ -165,6 +166,13 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     sl_session_arm_timer(s);
 }
 
+static void handshake_failed(sl_session_t *s)
+{
+    sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+    if (s->up)
+        atomic_fetch_add(&s->up->backend->state->handshake_failures, 1);
+}
+
 static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
 {
     size_t len = b->len - off;
@@ -178,13 +186,13 @@ static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
     if (rc == SL_NEED_MORE)
         return;
     if (rc < 0) {
-        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        handshake_failed(s);
         sl_session_http_error(s, 502, NULL);
         return;
     }
     if (s->resp->head.status != 101) {
         /* Refusals (401, 403, 503...) reach the client as they are. */
-        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        handshake_failed(s);
         sl_http_forward_response(s, (uint32_t)rc);
         return;
     }
@@ -194,7 +202,7 @@ static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
                              &why) != 0) {
         sl_log_warn("backend %s: bad upgrade response: %s", s->up->backend->name,
                     why ? why : "?");
-        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        handshake_failed(s);
         sl_session_http_error(s, 502, NULL);
         return;
     }
@@ -450,7 +458,7 @@ void sl_ws_on_client_eof(sl_session_t *s)
 void sl_ws_on_backend_eof(sl_session_t *s)
 {
     if (s->state == SL_SS_WS_HANDSHAKE) {
-        sl_count(&s->w->counters, SL_CTR_WS_HANDSHAKE_FAILURES, 1);
+        handshake_failed(s);
         sl_session_http_error(s, 502, NULL);
         return;
     }
@@ -481,6 +489,8 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
         return;
     s->draining = true;
     sl_count(&s->w->counters, SL_CTR_DRAINS_STARTED, 1);
+    if (s->counted_ws)
+        atomic_fetch_add(&sl_runtime_ws(s->rt, s->service, s->pool)->draining, 1);
     if (s->state != SL_SS_WS_RELAY) {
         /* Plain HTTP: finish the exchange in flight, then close. */
         s->keep_alive = false;
