@@ -129,7 +129,7 @@ def test_slowloris_gets_408_and_is_closed(gw):
         t.join(2)
         s.close()
     assert H.status_of(resp) == 408, resp
-    assert 0.9 <= took <= 1.5, took
+    assert 0.9 <= took <= 1.6, took   # head timeout 1 s, and ~1.5 s at most
 
 
 # ---- smuggling: refused before the backend sees anything ----

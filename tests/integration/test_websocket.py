@@ -284,6 +284,44 @@ def test_backend_killed_mid_stream_gives_client_1014():
         g.stop()
 
 
+def test_backend_killed_mid_frame_ends_the_client_connection():
+    """Killed while a 64 KiB frame is half relayed, no close frame can be put
+    in the stream; the client must still see the connection end, promptly,
+    and every frame it did get whole must be the backend's bytes."""
+    g = Gateway(H.Backend("blue", "--send", "64M"))
+    try:
+        ws = H.WsConn(g.port)
+        try:
+            assert ws.read_message() == (1, b"hello blue")
+            got = 0
+            while got < (1 << 20):
+                f = ws.read_frame()
+                assert f.opcode == 2 and f.payload == bytes(range(256)) * 256
+                got += len(f.payload)
+            g.backend.proc.send_signal(signal.SIGKILL)
+            g.backend.proc.wait(H.T)
+            t0 = time.monotonic()
+            ended = None
+            while ended is None and time.monotonic() - t0 < 5:
+                try:
+                    f = ws.read_frame(timeout=5)
+                except EOFError:
+                    ended = "eof"
+                    break
+                if f.opcode == 8:
+                    ended = f.close_code
+                else:
+                    assert f.opcode == 2 and f.payload == bytes(range(256)) * 256
+            assert ended in ("eof", 1014), ended
+            assert time.monotonic() - t0 < 3
+            if ended == 1014:
+                assert ws.wait_eof(5)
+        finally:
+            ws.close()
+    finally:
+        g.stop()
+
+
 # ---- upgrade validation by the gateway ----
 
 @pytest.mark.parametrize("name,req,status", [
