@@ -104,7 +104,7 @@ static const sl__ckey_t admin_keys[] = {
         .doc = "where the admin API listens"),
     KEY(T, token_file, "token_file", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "file holding the bearer token; required off loopback"),
-    KEY(T, state_file, "state_file", SL__T_STRING, .flags = SL__F_NULLABLE,
+    KEY(T, state_file, "state_file", SL__T_STRING, .flags = NI | SL__F_NULLABLE,
         .doc = "where runtime changes are kept; null: not kept"),
 };
 #undef T
@@ -359,7 +359,7 @@ static const sl__ckey_t root_keys[] = {
     ARR(T, listeners, n_listeners, "listeners", SL__T_SEQ_MAP, .sub = &listener_table,
         .flags = SL__F_REQUIRED | SL__F_NONEMPTY, .doc = "where clients connect"),
     KEY(T, admin, "admin", SL__T_MAP, .sub = &admin_table,
-        .flags = NI | SL__F_NULLABLE | SL__F_PRESENT, .present_off = offsetof(T, admin.enabled),
+        .flags = SL__F_NULLABLE | SL__F_PRESENT, .present_off = offsetof(T, admin.enabled),
         .doc = "the admin API; null or absent: off"),
     KEY(T, workers, "workers", SL__T_UINT, .flags = SL__F_AUTO, .def = "auto", .min = 1,
         .max = 256, .doc = "worker threads; auto: one per core"),

@@ -1,0 +1,120 @@
+/*
+ * admin.h: the admin API (HTTP/1.1 + JSON on the control loop) and
+ * `sluice ctl`, its command-line client.
+ *
+ * The server runs on the control thread's loop, so a handler may read and
+ * change control-thread state directly (the runtime, policy objects) with
+ * no locks, and must not block: it answers from what is in memory.
+ *
+ * Writing a handler
+ * -----------------
+ * A handler is `void fn(sl_admin_req_t *req, sl_admin_resp_t *resp)`. It
+ * reads the request (path parameters in req->params, in the order of the
+ * {names} in the pattern; the body in req->body) and writes one JSON value
+ * with the writer resp->jw, which is ready on resp->body:
+ *
+ *     static void get_thing(sl_admin_req_t *req, sl_admin_resp_t *resp)
+ *     {
+ *         sl_jw_obj(&resp->jw);
+ *         sl_jw_kstr(&resp->jw, "name", req->params[0]);
+ *         sl_jw_end(&resp->jw);
+ *     }
+ *
+ * resp->status starts at 200; for an error call sl_admin_error(resp, 404,
+ * "no pool \"%s\"", name), which replaces the body with {"error": "..."}.
+ * To read a JSON body, sl_admin_body_json() parses it and answers 400 with
+ * the parser's offset and message when it is not JSON. Then add one line to
+ * the route table in api.c: { "POST", "/api/v1/things/{thing}", post_thing }.
+ * The server does the rest: routing (404, 405 with Allow), the bearer token
+ * (401), body limits (413), Content-Length, keep-alive.
+ */
+#ifndef SLUICE_ADMIN_ADMIN_H
+#define SLUICE_ADMIN_ADMIN_H
+
+#include <stddef.h>
+
+#include "sluice/json.h"
+#include "../net/gateway.h"
+#include "json_out.h"
+
+/* Returned by sl_admin_start when the address cannot be listened on (exit 1). */
+#define SL_ADMIN_ELISTEN (-1001)
+
+#define SL_ADMIN_MAX_PARAMS 4
+#define SL_ADMIN_MAX_BODY (1024 * 1024)
+
+typedef struct sl_admin_req {
+    sl_gateway_t *gw;
+    const char *method;          /* "GET", "PUT", ... */
+    const char *path;            /* without the query, as sent (NUL-terminated) */
+    const char *query;           /* after '?', or "" */
+    const char *params[SL_ADMIN_MAX_PARAMS];   /* {name} segments, percent-decoded */
+    size_t n_params;
+    const char *body;            /* the request body (NUL-terminated), len body_len */
+    size_t body_len;
+    sl_msec_t now;               /* uv_now() of the control loop */
+} sl_admin_req_t;
+
+typedef struct sl_admin_resp {
+    int status;                  /* 200 unless the handler sets it */
+    const char *content_type;    /* NULL: application/json */
+    const char *extra_headers;   /* static text of whole header lines, or NULL */
+    sl_buf_t body;               /* owned by the server */
+    sl_jw_t jw;                  /* a writer on body */
+} sl_admin_resp_t;
+
+typedef void sl_admin_handler_t(sl_admin_req_t *req, sl_admin_resp_t *resp);
+
+enum { SL_ADMIN_PUBLIC = 1 };    /* no bearer token needed (liveness probes) */
+
+typedef struct sl_admin_route {
+    const char *method;
+    const char *pattern;         /* "/api/v1/pools/{pool}": a {name} matches one segment */
+    sl_admin_handler_t *handler;
+    unsigned flags;
+} sl_admin_route_t;
+
+/* The route table (api.c), in match order. */
+extern const sl_admin_route_t sl_admin_routes[];
+extern const size_t sl_admin_n_routes;
+
+/*
+ * Start the admin server when cfg->admin is enabled (otherwise returns 0 and
+ * does nothing): read the token file, bind, listen on gw->loop. Call after
+ * sl_control_start(). Returns 0; SL_EINVAL when sluice must refuse to start
+ * (a non-loopback address without admin.token_file, an unreadable or empty
+ * token file: exit 2); SL_ADMIN_ELISTEN when the address cannot be bound
+ * (exit 1). On error `err` holds one line for the log and nothing is left open.
+ */
+int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen);
+
+/*
+ * Close the listener and every admin connection (their handles close on the
+ * next loop iteration, so the loop can end). Idempotent; call it when the
+ * control loop shuts down, after the drain (so /readyz answers 503 during it).
+ */
+void sl_admin_stop(sl_gateway_t *gw);
+
+/* Replace the response with {"error": "<message>"} and the given status. */
+void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Parse the request body as JSON into doc (the caller frees it with
+ * sl_json_doc_free). Returns 0, or a negative code after answering 400 with
+ * the parser's message and byte offset (an empty body is an error too).
+ */
+int sl_admin_body_json(const sl_admin_req_t *req, sl_admin_resp_t *resp, sl_json_doc_t *doc);
+
+/*
+ * `sluice ctl ...`: the admin API from the command line (see ctl.c for the
+ * commands). argv[0] is "ctl". Prints the response (JSON pretty-printed) and
+ * returns the exit code: 0 on a 2xx answer, 1 otherwise, 2 on usage errors.
+ */
+int sl_ctl_main(int argc, char **argv);
+
+/* Internals shared by the admin modules. */
+void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp);
+void sl__admin_sum_counters(sl_gateway_t *gw, uint64_t out[SL_CTR__COUNT]);
+
+#endif

@@ -1,0 +1,629 @@
+/*
+ * server.c: the admin API's HTTP/1.1 server, on the control thread's loop.
+ *
+ * Why on the control loop: everything the API reads or changes (runtime,
+ * admission, deploys, health) is owned by the control thread, so handlers
+ * run there and touch that state without locks. The cost is that a handler
+ * must never block; all of them answer from memory.
+ *
+ * Why this shape: requests are read with the project's own HTTP parser
+ * (the same limits and smuggling checks as the data path), bodies only with
+ * Content-Length and at most SL_ADMIN_MAX_BODY (413 decided from the head,
+ * before a byte of body is read), one request at a time per connection with
+ * pipelined ones answered in order. Responses are written with one uv_write
+ * each; a client that does not read stops being read from (write queue
+ * bound), and every connection has an idle timer. The bearer token is
+ * compared as SHA-256 digests with CRYPTO_memcmp, so neither its content
+ * nor its length leaks through timing.
+ *
+ * One admin server per process: its state is the static `srv` below.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "sluice/http.h"
+#include "sluice/log.h"
+#include "admin.h"
+
+#define MAX_HEAD (16 * 1024)
+#define MAX_CONNS 64
+#define IDLE_MS 60000
+#define WRITE_QUEUE_MAX (4 * 1024 * 1024)
+#define MAX_TOKEN 4096
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int pending_closes;
+    bool closing;
+    bool close_after_write;    /* Connection: close, or an error that ends it */
+    bool reading;
+    bool continue_sent;
+    bool lingering;            /* answered and shut down: discard input until EOF */
+    uv_shutdown_t shutdown;
+    size_t body_got;           /* body bytes of the current request counted so far */
+    sl_http_parser_t parser;
+    char *buf;                 /* bytes received, not yet consumed */
+    size_t len;
+    size_t cap;
+    struct conn *prev, *next;
+} conn_t;
+
+static struct {
+    sl_gateway_t *gw;
+    uv_tcp_t listener;
+    bool listening;
+    bool have_token;
+    unsigned char token_sha[SHA256_DIGEST_LENGTH];
+    conn_t *conns;
+    size_t n_conns;
+} srv;
+
+static void process(conn_t *c);
+
+/* ---- connection lifetime ------------------------------------------------------ */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->pending_closes > 0)
+        return;
+    free(c->buf);
+    free(c);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv.conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv.n_conns--;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    c->pending_closes = 2;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (status < 0)
+        conn_close(c);
+}
+
+static void start_reading(conn_t *c);
+
+/*
+ * The last response is written: send FIN but keep reading (and discarding)
+ * for a moment, so that a request body we refused to read does not turn the
+ * close into a reset that destroys the response before the client reads it.
+ */
+static void linger(conn_t *c)
+{
+    if (c->lingering || c->closing)
+        return;
+    c->lingering = true;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_idle, 2000, 0);
+    start_reading(c);
+}
+
+/* ---- responses --------------------------------------------------------------- */
+
+typedef struct wreq {
+    uv_write_t req;
+    conn_t *conn;
+    char data[];
+} wreq_t;
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = sl_container_of(req, wreq_t, req);
+    conn_t *c = w->conn;
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->tcp.write_queue_size == 0) {
+        linger(c);
+        return;
+    }
+    if (!c->reading && !c->close_after_write && c->tcp.write_queue_size < WRITE_QUEUE_MAX / 2)
+        process(c);   /* resumes reading once the buffered requests are answered */
+}
+
+static void send_raw(conn_t *c, const char *head, size_t hlen, const char *body, size_t blen)
+{
+    wreq_t *w = malloc(sizeof *w + hlen + blen);
+    if (w == NULL) {
+        conn_close(c);
+        return;
+    }
+    w->conn = c;
+    memcpy(w->data, head, hlen);
+    if (blen)
+        memcpy(w->data + hlen, body, blen);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(hlen + blen));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(w);
+        conn_close(c);
+    }
+}
+
+static void send_response(conn_t *c, sl_admin_resp_t *r)
+{
+    if (r->body.oom) {
+        sl_buf_free(&r->body);
+        sl_admin_error(r, 500, "out of memory");
+    }
+    if (r->content_type == NULL)
+        sl_buf_append(&r->body, "\n", 1);    /* JSON: end with a newline for terminals */
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n%s%s\r\n",
+                     r->status, sl_http_status_text(r->status),
+                     r->content_type ? r->content_type : "application/json",
+                     r->body.len, r->extra_headers ? r->extra_headers : "",
+                     c->close_after_write ? "Connection: close\r\n" : "");
+    send_raw(c, head, (size_t)SL_MIN((size_t)n, sizeof head - 1), r->body.data, r->body.len);
+}
+
+void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    resp->status = status;
+    resp->content_type = NULL;
+    resp->body.len = 0;
+    sl_jw_init(&resp->jw, &resp->body, false);
+    sl_jw_obj(&resp->jw);
+    sl_jw_kstr(&resp->jw, "error", msg);
+    sl_jw_end(&resp->jw);
+}
+
+int sl_admin_body_json(const sl_admin_req_t *req, sl_admin_resp_t *resp, sl_json_doc_t *doc)
+{
+    sl_json_error_t err = {0};
+    int rc = sl_json_parse(doc, req->body, req->body_len, NULL, &err);
+    if (rc != 0)
+        sl_admin_error(resp, 400, "bad JSON at byte %zu: %s", err.offset, err.msg);
+    return rc;
+}
+
+/* An error answered without a handler; closes the connection when asked. */
+static void send_error(conn_t *c, int status, bool close, const char *extra, const char *msg)
+{
+    sl_admin_resp_t r = {0};
+    sl_admin_error(&r, status, "%s", msg);
+    r.extra_headers = extra;
+    if (close)
+        c->close_after_write = true;
+    send_response(c, &r);
+    sl_buf_free(&r.body);
+}
+
+/* ---- routing and authorisation ---------------------------------------------------- */
+
+static int unhex(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0'
+         : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+         : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/*
+ * Match `path` against `pattern` segment by segment; a {name} segment takes
+ * one non-empty path segment, percent-decoded into `scratch` (NUL-separated).
+ */
+static bool match(const char *pattern, const char *path, sl_admin_req_t *req,
+                  char *scratch, size_t cap)
+{
+    size_t used = 0;
+    req->n_params = 0;
+    while (*pattern == '/' && *path == '/') {
+        pattern++;
+        path++;
+        size_t pl = strcspn(pattern, "/"), sl = strcspn(path, "/");
+        if (pl > 2 && pattern[0] == '{' && pattern[pl - 1] == '}') {
+            if (sl == 0 || req->n_params == SL_ADMIN_MAX_PARAMS || used + sl + 1 > cap)
+                return false;
+            char *out = scratch + used;
+            size_t o = 0;
+            for (size_t i = 0; i < sl; i++) {
+                int hi, lo;
+                if (path[i] == '%' && i + 2 < sl && (hi = unhex(path[i + 1])) >= 0 &&
+                    (lo = unhex(path[i + 2])) >= 0 && (hi | lo) != 0) {
+                    out[o++] = (char)(hi * 16 + lo);
+                    i += 2;
+                } else if (path[i] == '%') {
+                    return false;
+                } else {
+                    out[o++] = path[i];
+                }
+            }
+            out[o] = '\0';
+            used += o + 1;
+            req->params[req->n_params++] = out;
+        } else if (pl != sl || memcmp(pattern, path, pl) != 0) {
+            return false;
+        }
+        pattern += pl;
+        path += sl;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static bool authorized(conn_t *c)
+{
+    if (!srv.have_token)
+        return true;
+    const sl_http_head_t *h = &c->parser.head;
+    const sl_http_header_t *a = sl_http_find(h, c->buf, "authorization");
+    if (a == NULL || a->value.len < 7 || strncasecmp(c->buf + a->value.off, "bearer ", 7) != 0)
+        return false;
+    const char *tok = c->buf + a->value.off + 7;
+    size_t len = a->value.len - 7;
+    while (len > 0 && *tok == ' ') {
+        tok++;
+        len--;
+    }
+    unsigned char sha[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, len, sha);
+    return CRYPTO_memcmp(sha, srv.token_sha, sizeof sha) == 0;
+}
+
+/* Route one complete request (head and body in c->buf) and answer it. */
+static void dispatch(conn_t *c, const char *body, size_t body_len)
+{
+    const sl_http_head_t *h = &c->parser.head;
+    char method[16], path[2048], scratch[2048];
+    snprintf(method, sizeof method, "%.*s", (int)h->method_text.len, c->buf + h->method_text.off);
+    if (h->url.len >= sizeof path) {
+        send_error(c, 404, false, NULL, "unknown resource");
+        return;
+    }
+    memcpy(path, c->buf + h->url.off, h->url.len);
+    path[h->url.len] = '\0';
+    char *q = strchr(path, '?');
+    sl_admin_req_t req = {.gw = srv.gw, .method = method, .path = path, .query = "",
+                          .body = body, .body_len = body_len, .now = uv_now(srv.gw->loop)};
+    if (q != NULL) {
+        *q = '\0';
+        req.query = q + 1;
+    }
+    const sl_admin_route_t *found = NULL;
+    bool path_known = false, public_path = false;
+    char allow[128] = "Allow: ";
+    for (size_t i = 0; i < sl_admin_n_routes; i++) {
+        const sl_admin_route_t *rt = &sl_admin_routes[i];
+        if (!match(rt->pattern, path, &req, scratch, sizeof scratch))
+            continue;
+        if (!path_known || strstr(allow, rt->method) == NULL)
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                     path_known ? ", " : "", rt->method);
+        path_known = true;
+        public_path |= (rt->flags & SL_ADMIN_PUBLIC) != 0;
+        if (strcmp(rt->method, method) == 0) {
+            found = rt;
+            break;
+        }
+    }
+    if (!public_path && !authorized(c)) {
+        send_error(c, 401, false, "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
+                   "missing or wrong bearer token");
+        return;
+    }
+    if (found == NULL) {
+        if (!path_known) {
+            send_error(c, 404, false, NULL, "unknown resource");
+            return;
+        }
+        strcat(allow, "\r\n");
+        send_error(c, 405, false, allow, "method not allowed");
+        return;
+    }
+    sl_admin_resp_t resp = {.status = 200};
+    sl_jw_init(&resp.jw, &resp.body, false);
+    found->handler(&req, &resp);
+    send_response(c, &resp);
+    sl_buf_free(&resp.body);
+}
+
+/* ---- reading requests ---------------------------------------------------------- */
+
+static void stop_reading(conn_t *c)
+{
+    if (c->reading)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    /* One control thread: a static buffer, copied out in on_read at once. */
+    static char chunk[64 * 1024];
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(chunk, sizeof chunk);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(conn_t *c)
+{
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+/* Drop the request just answered from the buffer; ready the parser for the next. */
+static void consume(conn_t *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    c->body_got = 0;
+    c->continue_sent = false;
+    sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
+}
+
+/* Is the head complete and is the body whole? Answers errors itself. */
+static bool request_ready(conn_t *c, size_t *head_len)
+{
+    sl_http_parser_t *p = &c->parser;
+    int hl = sl_http_parse_head(p, c->buf, c->len);
+    if (hl == SL_NEED_MORE)
+        return false;
+    if (hl < 0) {
+        send_error(c, p->error_status ? p->error_status : 400, true, NULL,
+                   p->error_reason ? p->error_reason : "bad request");
+        return false;
+    }
+    const sl_http_head_t *h = &p->head;
+    if (h->chunked) {
+        send_error(c, 411, true, NULL, "chunked bodies are not accepted: send Content-Length");
+        return false;
+    }
+    if (h->content_length > SL_ADMIN_MAX_BODY) {
+        send_error(c, 413, true, NULL, "request body too large (limit 1 MiB)");
+        return false;
+    }
+    bool done = false;
+    size_t off = (size_t)hl + c->body_got;
+    ssize_t n = sl_http_parse_body(p, c->buf + off, c->len - off, &done);
+    if (n < 0) {
+        send_error(c, 400, true, NULL, "malformed body");
+        return false;
+    }
+    c->body_got += (size_t)n;
+    if (!done) {
+        const sl_http_header_t *e = sl_http_find(h, c->buf, "expect");
+        if (e != NULL && !c->continue_sent && e->value.len == 12 &&
+            strncasecmp(c->buf + e->value.off, "100-continue", 12) == 0) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            send_raw(c, cont, sizeof cont - 1, NULL, 0);
+            c->continue_sent = true;
+        }
+        return false;
+    }
+    *head_len = (size_t)hl;
+    return true;
+}
+
+/* Answer every complete request in the buffer, in order; then read on. */
+static void process(conn_t *c)
+{
+    while (!c->closing && !c->close_after_write) {
+        if (c->tcp.write_queue_size >= WRITE_QUEUE_MAX) {
+            stop_reading(c);    /* the client is not reading: on_write resumes */
+            return;
+        }
+        size_t hl = 0;
+        if (!request_ready(c, &hl))
+            break;
+        const sl_http_head_t *h = &c->parser.head;
+        if (!h->keep_alive)
+            c->close_after_write = true;
+        /* NUL-terminate the body for handlers, restoring the byte after it. */
+        size_t end = hl + c->body_got;
+        char saved = c->buf[end];
+        c->buf[end] = '\0';
+        dispatch(c, c->buf + hl, c->body_got);
+        c->buf[end] = saved;
+        consume(c, end);
+    }
+    if (c->closing || c->close_after_write)
+        stop_reading(c);
+    else
+        start_reading(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->lingering)
+        return;
+    uv_timer_again(&c->timer);
+    /* The buffer is bounded by one head and one body, and one byte for a NUL. */
+    size_t need = c->len + (size_t)nread + 1;
+    if (need > MAX_HEAD + SL_ADMIN_MAX_BODY + 1) {
+        send_error(c, 413, true, NULL, "request too large");
+        stop_reading(c);
+        return;
+    }
+    if (need > c->cap) {
+        size_t cap = SL_MAX(need, c->cap * 2);
+        char *nb = realloc(c->buf, cap);
+        if (nb == NULL) {
+            conn_close(c);
+            return;
+        }
+        c->buf = nb;
+        c->cap = cap;
+    }
+    memcpy(c->buf + c->len, buf->base, (size_t)nread);
+    c->len += (size_t)nread;
+    process(c);
+}
+
+/* ---- accepting ------------------------------------------------------------------ */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0)
+        return;
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return;
+    uv_tcp_init(srv.gw->loop, &c->tcp);
+    uv_timer_init(srv.gw->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->next = srv.conns;
+    if (srv.conns)
+        srv.conns->prev = c;
+    srv.conns = c;
+    srv.n_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || srv.n_conns > MAX_CONNS) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->parser.max_head = MAX_HEAD;
+    sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
+    uv_timer_start(&c->timer, on_idle, IDLE_MS, IDLE_MS);
+    start_reading(c);
+}
+
+/* ---- start and stop ----------------------------------------------------------------- */
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* Read the token file: its content without trailing CR/LF; never empty. */
+static int read_token(const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "admin.token_file %s: cannot read it: %s", file, strerror(errno));
+        return SL_EINVAL;
+    }
+    char tok[MAX_TOKEN + 2];
+    size_t n = fread(tok, 1, sizeof tok, f);
+    fclose(f);
+    if (n > MAX_TOKEN) {
+        snprintf(err, errlen, "admin.token_file %s: longer than %d bytes", file, MAX_TOKEN);
+        return SL_EINVAL;
+    }
+    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
+        n--;
+    if (n == 0) {
+        snprintf(err, errlen, "admin.token_file %s: the file is empty", file);
+        return SL_EINVAL;
+    }
+    SHA256((const unsigned char *)tok, n, srv.token_sha);
+    OPENSSL_cleanse(tok, sizeof tok);
+    srv.have_token = true;
+    return 0;
+}
+
+int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
+{
+    sl_runtime_t *rt = sl_gateway_runtime(gw);
+    const sl_cfg_admin_t *a = &rt->cfg->admin;
+    int rc = 0;
+    if (!a->enabled || srv.listening)
+        goto out;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char why[256];
+    if (sl_resolve(a->address.host, a->address.port, &ss, &sslen, why, sizeof why) != 0) {
+        snprintf(err, errlen, "admin.address %s: %s", a->address.text, why);
+        rc = SL_EINVAL;
+        goto out;
+    }
+    if (!is_loopback(&ss) && a->token_file == NULL) {
+        snprintf(err, errlen, "admin.address %s is not a loopback address: refusing to "
+                 "expose the admin API without admin.token_file (a bearer token)",
+                 a->address.text);
+        rc = SL_EINVAL;
+        goto out;
+    }
+    srv.have_token = false;
+    if (a->token_file != NULL && (rc = read_token(a->token_file, err, errlen)) != 0)
+        goto out;
+    srv.gw = gw;
+    uv_tcp_init(gw->loop, &srv.listener);
+    int e = uv_tcp_bind(&srv.listener, (const struct sockaddr *)&ss, 0);
+    if (e == 0)
+        e = uv_listen((uv_stream_t *)&srv.listener, 128, on_connection);
+    if (e != 0) {
+        snprintf(err, errlen, "admin.address %s: cannot listen: %s", a->address.text,
+                 uv_strerror(e));
+        uv_close((uv_handle_t *)&srv.listener, NULL);
+        rc = SL_ADMIN_ELISTEN;
+        goto out;
+    }
+    srv.listening = true;
+    sl_log_info("admin API on %s%s", a->address.text,
+                srv.have_token ? " (bearer token required)" : "");
+out:
+    sl_runtime_unref(rt);
+    return rc;
+}
+
+void sl_admin_stop(sl_gateway_t *gw)
+{
+    (void)gw;
+    if (srv.listening) {
+        uv_close((uv_handle_t *)&srv.listener, NULL);
+        srv.listening = false;
+    }
+    while (srv.conns != NULL)
+        conn_close(srv.conns);
+}
