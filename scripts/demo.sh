@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 build=${BUILD_DIR:-build}
 [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
-ninja -C "$build" >/dev/null
+ninja -C "$build" sluice bench/sluice-backend
 
 config=${SLUICE_CONFIG:-config/sluice.yaml}
 "$build/sluice" --check -c "$config"

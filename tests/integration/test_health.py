@@ -1,0 +1,164 @@
+"""Backends and workers: health checks, passive ejection, retries, spread
+over worker loops — with the real binary and real backends.
+"""
+import asyncio
+import re
+import time
+import urllib.request
+
+import websockets
+
+from harness import Backend, Sluice, config, free_port, wait_port
+
+HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
+              passive_failures: 1, passive_eject: 2s }"""
+
+
+def pool_config(port, admin, backends, balance="least_conn"):
+    cfg = config(port, {"app": [b.addr for b in backends]}, workers=2,
+                 service_extra="admission: off",
+                 extra="admin: { address: 127.0.0.1:%d }" % admin)
+    # Health settings go inside the pool.
+    return cfg.replace("  app:\n    backends:", "  app:\n    balance: %s\n%s\n    backends:"
+                       % (balance, HEALTH), 1)
+
+
+def metrics(admin):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=10) as r:
+        return r.read().decode()
+
+
+def samples(text, name):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"%s\{([^}]*)\} ([0-9.e+-]+)$" % name, line)
+        if m:
+            out[tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(1))))] = float(m.group(2))
+    return out
+
+
+async def hello(url):
+    async with websockets.connect(url, compression=None, open_timeout=10) as ws:
+        return await asyncio.wait_for(ws.recv(), 10)
+
+
+async def hellos(url, n):
+    return await asyncio.gather(*[hello(url) for _ in range(n)])
+
+
+def wait_until(pred, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_backend_is_ejected_and_comes_back(tmp_path):
+    a, b = Backend("alpha"), Backend("beta")
+    port, admin = free_port(), free_port()
+    sluice = Sluice(pool_config(port, admin, [a, b]), port)
+    try:
+        names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 20), 30))
+        assert {"hello alpha", "hello beta"} == set(names)
+
+        # Clients connected to alpha when it dies get 1014; others are untouched.
+        async def hold_and_kill():
+            conns = [await websockets.connect(sluice.url, compression=None) for _ in range(10)]
+            greet = [await asyncio.wait_for(c.recv(), 5) for c in conns]
+            a.stop()
+            codes = []
+            for c, g in zip(conns, greet):
+                if g == "hello alpha":
+                    try:
+                        await asyncio.wait_for(c.recv(), 5)
+                    except websockets.ConnectionClosed as e:
+                        codes.append(e.code)
+                else:
+                    await c.send("still here")
+                    assert await asyncio.wait_for(c.recv(), 5) == "still here"
+                await c.close()
+            return greet, codes
+        greet, codes = asyncio.run(asyncio.wait_for(hold_and_kill(), 30))
+        assert codes == [1014] * greet.count("hello alpha")
+
+        # New clients right after the kill: no failure, all on beta (retries,
+        # then the health checks take alpha out).
+        names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
+        assert set(names) == {"hello beta"}
+        assert wait_until(lambda: samples(metrics(admin), "sluice_backend_up").get(
+            (("backend", a.addr), ("pool", "app"))) == 0)
+
+        # Alpha comes back on the same port; after `rise` checks it takes traffic again.
+        a2 = Backend("alpha", port=a.port)
+        try:
+            assert wait_until(lambda: samples(metrics(admin), "sluice_backend_up").get(
+                (("backend", a.addr), ("pool", "app"))) == 1)
+            names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 20), 30))
+            assert "hello alpha" in names
+        finally:
+            a2.stop()
+    finally:
+        assert sluice.stop() == 0
+        b.stop()
+        a.stop()
+
+
+def test_connections_spread_over_both_workers(tmp_path):
+    backend = Backend("blue")
+    port, admin = free_port(), free_port()
+    sluice = Sluice(pool_config(port, admin, [backend]), port)
+    try:
+        async def hold():
+            conns = []
+            for i in range(200):
+                # Different source addresses and ports: SO_REUSEPORT spreads by hash.
+                conns.append(await websockets.connect(
+                    sluice.url, compression=None, local_addr=("127.0.0.%d" % (2 + i % 8), 0)))
+            for c in conns:
+                assert await asyncio.wait_for(c.recv(), 5) == "hello blue"
+            per_worker = samples(metrics(admin), "sluice_worker_connections_open")
+            for c in conns:
+                await c.close()
+            return per_worker
+        per_worker = asyncio.run(asyncio.wait_for(hold(), 60))
+        assert len(per_worker) == 2
+        assert sum(per_worker.values()) == 200
+        assert min(per_worker.values()) >= 40, per_worker
+    finally:
+        assert sluice.stop() == 0
+        backend.stop()
+
+
+def test_round_robin_and_sticky_hash(tmp_path):
+    a, b, c = Backend("a"), Backend("b"), Backend("c")
+    port, admin = free_port(), free_port()
+    cfg = pool_config(port, admin, [a, b, c], balance="round_robin").replace("workers: 2", "workers: 1")
+    sluice = Sluice(cfg, port)
+    try:
+        names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
+        assert sorted(names.count(n) for n in {"hello a", "hello b", "hello c"}) == [10, 10, 10]
+    finally:
+        assert sluice.stop() == 0
+
+    port2 = free_port()
+    cfg = pool_config(port2, free_port(), [a, b, c], balance="hash").replace(
+        "    backends:", "    hash_by: header\n    hash_key: X-User\n    backends:", 1)
+    sluice = Sluice(cfg, port2)
+    try:
+        async def sticky():
+            seen = {}
+            for user in ["u%d" % i for i in range(30)]:
+                for _ in range(3):
+                    async with websockets.connect(sluice.url, compression=None,
+                                                  extra_headers={"X-User": user}) as ws:
+                        seen.setdefault(user, set()).add(await asyncio.wait_for(ws.recv(), 5))
+            return seen
+        seen = asyncio.run(asyncio.wait_for(sticky(), 60))
+        assert all(len(v) == 1 for v in seen.values()), seen
+        assert len({next(iter(v)) for v in seen.values()}) == 3
+    finally:
+        assert sluice.stop() == 0
+        for x in (a, b, c):
+            x.stop()
