@@ -182,6 +182,7 @@ typedef struct lg_conn {
     bool upgraded;                   /* this attempt reached 101 */
     bool writing;                    /* wreq in flight */
     bool close_rcvd, close_sent;
+    bool close_local;                /* we sent the first close frame */
     bool in_data;                    /* inside a data frame's payload */
     bool msg_bad;                    /* the echo being received differs */
     bool first_msg_done;

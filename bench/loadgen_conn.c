@@ -104,7 +104,7 @@ void lg_conn_drop(lg_conn_t *c)
             if (t)
                 t->closes++;
         }
-        lg_ws_ended(c, c->close_rcvd ? c->close_code : (c->close_sent ? -1 : 0));
+        lg_ws_ended(c, c->close_local ? -1 : (c->close_rcvd ? c->close_code : 0));
     }
     c->state = LG_DOWN;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -254,6 +254,7 @@ void lg_send_close(lg_conn_t *c, uint16_t code)
     size_t n = sl_ws_write_close(p, code, NULL, c->mask);
     c->out_len -= SL_WS_MAX_CONTROL_FRAME - n;
     c->close_sent = true;
+    c->close_local = !c->close_rcvd;
     c->state = LG_CLOSING;
     uv_timer_stop(&c->timer);
     uv_timer_start(&c->timer, on_grace, LG_CLOSE_GRACE_MS, 0);
@@ -473,6 +474,7 @@ static void reset_attempt(lg_conn_t *c)
     c->writing = false;
     c->close_rcvd = false;
     c->close_sent = false;
+    c->close_local = false;
     c->in_data = false;
     c->msg_bad = false;
     c->first_msg_done = false;
