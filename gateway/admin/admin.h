@@ -22,8 +22,9 @@
  *
  * resp->status starts at 200; for an error call sl_admin_error(resp, 404,
  * "no pool \"%s\"", name), which replaces the body with {"error": "..."}.
- * To read a JSON body, sl_admin_body_json() parses it and answers 400 with
- * the parser's offset and message when it is not JSON. Then add one line to
+ * A request body is parsed by the server before the handler runs (400 with
+ * the parser's byte offset and message when it is not JSON): the handler
+ * finds it in req->json (NULL when the body was empty). Then add one line to
  * the route table in api.c: { "POST", "/api/v1/things/{thing}", post_thing }.
  * The server does the rest: routing (404, 405 with Allow), the bearer token
  * (401), body limits (413), Content-Length, keep-alive.
@@ -52,6 +53,7 @@ typedef struct sl_admin_req {
     size_t n_params;
     const char *body;            /* the request body (NUL-terminated), len body_len */
     size_t body_len;
+    const sl_json_t *json;       /* the body parsed, or NULL when it is empty */
     sl_msec_t now;               /* uv_now() of the control loop */
 } sl_admin_req_t;
 
@@ -98,13 +100,6 @@ void sl_admin_stop(sl_gateway_t *gw);
 /* Replace the response with {"error": "<message>"} and the given status. */
 void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-
-/*
- * Parse the request body as JSON into doc (the caller frees it with
- * sl_json_doc_free). Returns 0, or a negative code after answering 400 with
- * the parser's message and byte offset (an empty body is an error too).
- */
-int sl_admin_body_json(const sl_admin_req_t *req, sl_admin_resp_t *resp, sl_json_doc_t *doc);
 
 /*
  * `sluice ctl ...`: the admin API from the command line (see ctl.c for the

@@ -212,15 +212,6 @@ void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
     sl_jw_end(&resp->jw);
 }
 
-int sl_admin_body_json(const sl_admin_req_t *req, sl_admin_resp_t *resp, sl_json_doc_t *doc)
-{
-    sl_json_error_t err = {0};
-    int rc = sl_json_parse(doc, req->body, req->body_len, NULL, &err);
-    if (rc != 0)
-        sl_admin_error(resp, 400, "bad JSON at byte %zu: %s", err.offset, err.msg);
-    return rc;
-}
-
 /* An error answered without a handler; closes the connection when asked. */
 static void send_error(conn_t *c, int status, bool close, const char *extra, const char *msg)
 {
@@ -353,9 +344,21 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
         send_error(c, 405, false, allow, "method not allowed");
         return;
     }
+    sl_json_doc_t doc = {0};
+    if (body_len > 0) {
+        sl_json_error_t jerr = {0};
+        if (sl_json_parse(&doc, body, body_len, NULL, &jerr) != 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "bad JSON at byte %zu: %s", jerr.offset, jerr.msg);
+            send_error(c, 400, false, NULL, msg);
+            return;
+        }
+        req.json = doc.root;
+    }
     sl_admin_resp_t resp = {.status = 200};
     sl_jw_init(&resp.jw, &resp.body, false);
     found->handler(&req, &resp);
+    sl_json_doc_free(&doc);
     send_response(c, &resp);
     sl_buf_free(&resp.body);
 }

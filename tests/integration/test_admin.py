@@ -1,0 +1,341 @@
+"""The admin API: probes, Prometheus metrics after real traffic, status JSON,
+the bearer token, JSON errors with their statuses, the refusal to expose the
+API off loopback without a token, and `sluice ctl`.
+
+Every test starts the real binary with an inline config whose admin listener
+is on a loopback port, and talks to it with raw sockets (exact bytes) or
+`sluice ctl`.
+"""
+import json
+import re
+import socket
+import subprocess
+import time
+
+import websockets
+
+from harness import (SLUICE, T, Backend, HttpReader, Sluice, WsConn, config, free_port, run,
+                     wait_port)
+
+NOT_IMPLEMENTED = [
+    ("PUT", "/api/v1/pools/blue/backends", b'{"backends": []}'),
+    ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9001/drain", b""),
+    ("GET", "/api/v1/services/app/admission", b""),
+    ("PUT", "/api/v1/services/app/admission", b'{"rate": "300/s", "burst": 50}'),
+    ("POST", "/api/v1/services/app/deploys", b'{"from": "blue", "to": "green"}'),
+    ("GET", "/api/v1/services/app/deploys/current", b""),
+    ("POST", "/api/v1/services/app/deploys/current/pause", b""),
+    ("POST", "/api/v1/services/app/deploys/current/resume", b""),
+    ("POST", "/api/v1/services/app/deploys/current/abort", b""),
+    ("POST", "/api/v1/reload", b""),
+]
+
+
+class Admin:
+    """A keep-alive HTTP/1.1 connection to the admin listener."""
+
+    def __init__(self, port, token=None):
+        self.port, self.token = port, token
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=T)
+        self.reader = HttpReader(self.sock)
+
+    def request(self, method, path, body=b"", headers="", token=None):
+        token = token if token is not None else self.token
+        head = "%s %s HTTP/1.1\r\nHost: admin\r\n" % (method, path)
+        if token:
+            head += "Authorization: Bearer %s\r\n" % token
+        if body or method in ("PUT", "POST"):
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        self.sock.sendall((head + headers + "\r\n").encode() + body)
+        return self.reader.read(method)
+
+    def json(self, method, path, body=b"", **kw):
+        r = self.request(method, path, body, **kw)
+        assert r.header("content-type") == "application/json", r
+        assert r.body.endswith(b"\n")
+        return r.status, json.loads(r.body)
+
+    def close(self):
+        self.sock.close()
+
+
+def start(tmp_path=None, backends=None, admin_extra="", extra="", wait=True):
+    port, admin_port = free_port(), free_port()
+    admin = "admin: { address: 127.0.0.1:%d%s }" % (admin_port, admin_extra)
+    cfg = config(port, {"blue": backends or ["127.0.0.1:9"]}, workers=1,
+                 service_extra="admission: off", extra=admin + "\n" + extra)
+    s = Sluice(cfg, port if wait else None, wait=wait)
+    if wait:
+        wait_port("127.0.0.1", admin_port, s.proc)
+    s.admin_port = admin_port
+    return s
+
+
+def ctl(*args, admin_port=None, env=None):
+    argv = [SLUICE, "ctl"]
+    if admin_port:
+        argv += ["--admin", "127.0.0.1:%d" % admin_port]
+    p = subprocess.run(argv + list(args), capture_output=True, text=True, timeout=T, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+# ---- probes, routing and errors -------------------------------------------------------------
+
+def test_probes_routing_and_json_errors():
+    s = start()
+    try:
+        a = Admin(s.admin_port)
+        assert a.json("GET", "/healthz") == (200, {"status": "ok"})
+        assert a.json("GET", "/readyz") == (200, {"status": "ready"})
+        assert a.json("GET", "/nope") == (404, {"error": "unknown resource"})
+        assert a.json("GET", "/healthz/") == (404, {"error": "unknown resource"})
+        assert a.json("GET", "/api/v1/pools/red") == (404, {"error": 'no pool "red"'})
+        r = a.request("DELETE", "/healthz")
+        assert r.status == 405 and r.header("allow") == "GET"
+        assert json.loads(r.body) == {"error": "method not allowed"}
+        r = a.request("GET", "/api/v1/services/app/admission/x")
+        assert r.status == 404
+        r = a.request("POST", "/api/v1/services/app/admission")
+        assert r.status == 405 and r.header("allow") == "GET, PUT"
+        for method, path, body in NOT_IMPLEMENTED:
+            assert a.json(method, path, body) == (501, {"error": "not implemented yet"}), path
+        status, err = a.json("POST", "/api/v1/reload", b'{"a": 1,}')
+        assert status == 400
+        assert err == {"error": "bad JSON at byte 8: expected a string key in the object"}
+        # all of the above on one keep-alive connection; now two pipelined in one write
+        a.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert json.loads(a.reader.read().body) == {"status": "ok"}
+        assert json.loads(a.reader.read().body) == {"status": "ready"}
+        a.close()
+    finally:
+        assert s.stop() == 0
+
+
+def test_body_limits_and_bad_requests():
+    s = start()
+    try:
+        a = Admin(s.admin_port)
+        # 413 from the head alone: the 2 MiB body is never sent
+        a.sock.sendall(b"PUT /api/v1/pools/blue/backends HTTP/1.1\r\nHost: a\r\n"
+                       b"Content-Length: 2097152\r\n\r\n" + b"x" * 65536)
+        r = a.reader.read("PUT")
+        assert r.status == 413 and r.header("connection") == "close"
+        assert json.loads(r.body) == {"error": "request body too large (limit 1 MiB)"}
+        a.close()
+        # exactly 1 MiB is accepted (and parsed: a JSON string of that size)
+        a = Admin(s.admin_port)
+        big = b'"' + b"y" * ((1 << 20) - 2) + b'"'
+        assert a.json("POST", "/api/v1/reload", big) == (501, {"error": "not implemented yet"})
+        a.close()
+        a = Admin(s.admin_port)
+        a.sock.sendall(b"POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        r = a.reader.read("POST")
+        assert r.status == 411 and "Content-Length" in json.loads(r.body)["error"]
+        a.close()
+        a = Admin(s.admin_port)
+        a.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+        r = a.reader.read()
+        assert r.status == 400 and "error" in json.loads(r.body)
+        a.close()
+        # Connection: close is honoured
+        a = Admin(s.admin_port)
+        r = a.request("GET", "/healthz", headers="Connection: close\r\n")
+        assert r.status == 200 and r.header("connection") == "close"
+        a.sock.settimeout(T)
+        assert a.sock.recv(100) == b""
+        a.close()
+    finally:
+        assert s.stop() == 0
+
+
+# ---- metrics and status after real traffic ----------------------------------------------------
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
+                    r'(-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+
+
+def parse_prometheus(text):
+    """Check the 0.0.4 text format strictly; return {(name, labels): value}."""
+    assert text.endswith("\n")
+    families, samples, current = {}, {}, None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name not in families, "family %s twice" % name
+            families[name] = None
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            assert name == current and typ in ("counter", "gauge"), line
+            families[name] = typ
+        else:
+            m = SAMPLE.match(line)
+            assert m, "bad sample line %r" % line
+            assert m.group(1) == current, "sample %s outside its family" % line
+            assert m.group(1).startswith("sluice_")
+            key = (m.group(1), m.group(2) or "")
+            assert key not in samples
+            samples[key] = float(m.group(4))
+    assert all(families.values())
+    return samples
+
+
+def test_metrics_and_status_after_a_websocket_session():
+    backend = Backend("blue")
+    s = start(backends=[backend.addr])
+    try:
+        async def session():
+            async with websockets.connect(s.url, compression=None) as ws:
+                assert await ws.recv() == "hello blue"
+                await ws.send("ping me")
+                assert await ws.recv() == "ping me"
+        run(session())
+        time.sleep(0.2)
+        a = Admin(s.admin_port)
+        r = a.request("GET", "/metrics")
+        assert r.status == 200
+        assert r.header("content-type") == "text/plain; version=0.0.4; charset=utf-8"
+        m = parse_prometheus(r.body.decode())
+        assert m[("sluice_ws_upgrades_total", "")] == 1
+        assert m[("sluice_connections_accepted_total", "")] >= 1
+        assert m[("sluice_ws_messages_client_to_backend_total", "")] >= 1
+        assert m[("sluice_workers", "")] == 1
+        assert m[("sluice_uptime_seconds", "")] > 0
+        labels = '{pool="blue",backend="%s"}' % backend.addr
+        assert m[("sluice_pool_backend_connects_total", labels)] == 1
+        assert m[("sluice_pool_backend_handshakes_total", labels)] == 1
+        assert m[("sluice_pool_backend_up", labels)] == 1
+        assert m[("sluice_pool_backend_active_connections", labels)] == 0
+        assert m[("sluice_pool_backend_connect_failures_total", labels)] == 0
+
+        status, st = a.json("GET", "/api/v1/status")
+        assert status == 200
+        assert st["version"] == "0.1.0" and st["workers"] == 1 and st["draining"] is False
+        assert st["uptime_seconds"] > 0
+        assert set(st["connections"]) == {"clients", "sessions", "websockets"}
+        assert st["services"] == [{"name": "app", "pools": ["blue"], "active": "blue",
+                                   "admission": False}]
+        pool = st["pools"][0]
+        assert pool["name"] == "blue" and pool["balance"] == "least_conn"
+        b = pool["backends"][0]
+        assert b["address"] == backend.addr and b["up"] is True and b["active"] == 0
+        assert b["connects"] == 1 and b["handshakes"] == 1 and b["connect_failures"] == 0
+        assert st["counters"]["ws_upgrades_total"] == 1
+        status, pools = a.json("GET", "/api/v1/pools")
+        assert status == 200 and pools["pools"][0]["backends"][0]["address"] == backend.addr
+        assert a.json("GET", "/api/v1/pools/blue")[1]["name"] == "blue"
+        a.close()
+    finally:
+        assert s.stop() == 0
+        backend.stop()
+
+
+def test_readyz_fails_while_draining():
+    backend = Backend("blue")
+    s = start(backends=[backend.addr], extra="shutdown: { timeout: 20s }")
+    try:
+        ws = WsConn(s.port)
+        assert ws.status == 101
+        a = Admin(s.admin_port)
+        assert a.json("GET", "/readyz")[0] == 200
+        s.proc.send_signal(15)
+        frames, close = ws.read_until_close()     # 1001, and we do not answer yet
+        assert close.close_code == 1001
+        assert a.json("GET", "/readyz") == (503, {"status": "draining"})
+        assert a.json("GET", "/healthz") == (200, {"status": "ok"})
+        st = a.json("GET", "/api/v1/status")[1]
+        assert st["draining"] is True
+        m = parse_prometheus(a.request("GET", "/metrics").body.decode())
+        assert m[("sluice_draining", "")] == 1
+        ws.close()
+        assert s.proc.wait(timeout=T) == 0        # the admin listener does not hold the exit
+        a.close()
+    finally:
+        s.stop()
+        backend.stop()
+
+
+# ---- the bearer token ----------------------------------------------------------------------------
+
+def test_bearer_token(tmp_path):
+    tok = tmp_path / "token"
+    tok.write_text("s3cret-token\n")
+    s = start(admin_extra=", token_file: %s" % tok)
+    try:
+        a = Admin(s.admin_port)
+        r = a.request("GET", "/api/v1/status")
+        assert r.status == 401 and r.header("www-authenticate") == 'Bearer realm="sluice"'
+        assert json.loads(r.body) == {"error": "missing or wrong bearer token"}
+        for wrong in ("s3cret", "s3cret-token2", "S3CRET-TOKEN", "s3cret-token\n"[:-1] + "x"):
+            assert a.request("GET", "/api/v1/status", token=wrong).status == 401, wrong
+        assert a.request("GET", "/metrics", headers="Authorization: Basic czNjcmV0\r\n").status == 401
+        # unknown paths and wrong methods do not tell an anonymous client anything
+        assert a.request("GET", "/nope").status == 401
+        assert a.request("DELETE", "/api/v1/status").status == 401
+        assert a.json("GET", "/api/v1/status", token="s3cret-token")[0] == 200
+        assert a.request("GET", "/metrics", token="s3cret-token").status == 200
+        assert a.json("GET", "/nope", token="s3cret-token")[0] == 404
+        # probes stay open for load balancers
+        assert a.json("GET", "/healthz") == (200, {"status": "ok"})
+        assert a.json("GET", "/readyz")[0] == 200
+        a.close()
+        rc, out, err = ctl("--token-file", str(tok), "status", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["version"] == "0.1.0"
+        rc, out, err = ctl("status", admin_port=s.admin_port)
+        assert rc == 1 and "401" in err and "bearer token" in err
+    finally:
+        assert s.stop() == 0
+
+
+def test_refuses_to_start_exposed_without_token(tmp_path):
+    port, admin_port = free_port(), free_port()
+    cfg = config(port, {"blue": ["127.0.0.1:9"]},
+                 extra="admin: { address: 0.0.0.0:%d }" % admin_port)
+    s = Sluice(cfg, wait=False)
+    assert s.proc.wait(timeout=T) == 2
+    assert ("admin.address 0.0.0.0:%d is not a loopback address: refusing to expose the admin "
+            "API without admin.token_file" % admin_port) in s.output()
+    # a token file that cannot be read, or is empty, is refused too
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, why in ((tmp_path / "missing", "cannot read it"), (empty, "the file is empty")):
+        cfg = config(port, {"blue": ["127.0.0.1:9"]},
+                     extra="admin: { address: 0.0.0.0:%d, token_file: %s }" % (admin_port, path))
+        s = Sluice(cfg, wait=False)
+        assert s.proc.wait(timeout=T) == 2
+        assert why in s.output()
+
+
+# ---- sluice ctl ----------------------------------------------------------------------------------
+
+def test_ctl():
+    s = start()
+    try:
+        rc, out, err = ctl("status", admin_port=s.admin_port)
+        assert rc == 0, err
+        st = json.loads(out)
+        assert st["version"] == "0.1.0" and st["pools"][0]["name"] == "blue"
+        assert out.startswith('{\n  "version": "0.1.0",\n')    # pretty-printed
+        rc, out, err = ctl("pools", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["pools"][0]["backends"][0]["address"] == "127.0.0.1:9"
+        rc, out, err = ctl("metrics", admin_port=s.admin_port)
+        assert rc == 0 and "# TYPE sluice_ws_upgrades_total counter" in out
+        rc, out, err = ctl("deploy", "start", "app", "--from", "blue", "--to", "green",
+                           "--ramp", "30s", admin_port=s.admin_port)
+        assert rc == 1 and err.strip() == "sluice ctl: HTTP 501 Not Implemented: not implemented yet"
+        rc, out, err = ctl("admission", "set", "app", "rate=300/s", "burst=50",
+                           admin_port=s.admin_port)
+        assert rc == 1 and "501" in err
+        assert ctl("deploy", "pause", "app", admin_port=s.admin_port)[0] == 1
+        # the environment names the admin address too
+        env = {"SLUICE_ADMIN": "127.0.0.1:%d" % s.admin_port, "PATH": "/usr/bin:/bin"}
+        assert ctl("status", env=env)[0] == 0
+        # usage errors: 2
+        for bad in (["frobnicate"], [], ["deploy", "start", "app", "--from", "blue"],
+                    ["admission", "set", "app", "rate"], ["status", "extra"]):
+            assert ctl(*bad, admin_port=s.admin_port)[0] == 2, bad
+        assert ctl("--bogus", "status")[0] == 2
+    finally:
+        assert s.stop() == 0
+    rc, out, err = ctl("status", admin_port=s.admin_port)      # nobody listening
+    assert rc == 1 and "cannot connect" in err
