@@ -136,6 +136,16 @@ def test_connect_200_from_several_sources(backend, tmp_path):
     assert sum(int(x.split(",")[2]) for x in rows[1:]) == 200
 
 
+def test_connect_at_a_rate(backend):
+    b = backend()
+    r = loadgen(b.url, "-n", "40", "--rate", "40", "--threads", "2", "--duration", "1.5s")
+    assert r["upgrades"] == 40
+    # The 40th open is due at 975 ms: the ramp neither bursts nor lags.
+    assert 900 <= r["all_connected_ms"] <= 1300, r["all_connected_ms"]
+    assert 30 <= r["upgrades_per_s"] <= 50
+    assert b.stats()["peak_100ms"] <= 8
+
+
 def test_connect_failures_by_kind(backend):
     # A source address that is not ours: bind fails, every attempt is a connect failure.
     r = loadgen("ws://127.0.0.1:9/", "-n", "5", "--source", "192.0.2.1", "--duration", "0.3s")
