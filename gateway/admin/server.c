@@ -294,7 +294,63 @@ static bool authorized(conn_t *c)
     return CRYPTO_memcmp(sha, srv.token_sha, sizeof sha) == 0;
 }
 
-/* Route one complete request (head and body in c->buf) and answer it. */
+/* What the route table says about one method and path. */
+typedef struct lookup {
+    const sl_admin_route_t *found;   /* method and path match; params filled */
+    bool path_known;                 /* some route has this path */
+    bool public_path;                /* ... and it needs no token */
+    char allow[128];                 /* "Allow: GET, PUT" for a 405 */
+} lookup_t;
+
+static void find_route(const char *method, const char *path, sl_admin_req_t *req,
+                       char *scratch, size_t cap, lookup_t *lk)
+{
+    memset(lk, 0, sizeof *lk);
+    strcpy(lk->allow, "Allow: ");
+    for (size_t i = 0; i < sl_admin_n_routes; i++) {
+        const sl_admin_route_t *rt = &sl_admin_routes[i];
+        if (!match(rt->pattern, path, req, scratch, cap))
+            continue;
+        size_t n = strlen(lk->allow);
+        if (!lk->path_known || strstr(lk->allow, rt->method) == NULL)
+            snprintf(lk->allow + n, sizeof lk->allow - n, "%s%s", lk->path_known ? ", " : "",
+                     rt->method);
+        lk->path_known = true;
+        lk->public_path |= (rt->flags & SL_ADMIN_PUBLIC) != 0;
+        if (strcmp(rt->method, method) == 0) {
+            lk->found = rt;   /* the last match() was this route's: params are its own */
+            return;
+        }
+    }
+}
+
+/* Parse the body (when there is one), run the handler, send its answer. */
+static void run_handler(conn_t *c, const sl_admin_route_t *route, sl_admin_req_t *req)
+{
+    sl_json_doc_t doc = {0};
+    if (req->body_len > 0) {
+        sl_json_error_t jerr = {0};
+        if (sl_json_parse(&doc, req->body, req->body_len, NULL, &jerr) != 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "bad JSON at byte %zu: %s", jerr.offset, jerr.msg);
+            send_error(c, 400, false, NULL, msg);
+            return;
+        }
+        req->json = doc.root;
+    }
+    sl_admin_resp_t resp = {.status = 200};
+    sl_jw_init(&resp.jw, &resp.body, false);
+    route->handler(req, &resp);
+    sl_json_doc_free(&doc);
+    send_response(c, &resp);
+    sl_buf_free(&resp.body);
+}
+
+/*
+ * Route one complete request (head and body in c->buf) and answer it. The
+ * token is checked before 404 and 405, so an anonymous client learns
+ * nothing about which resources exist.
+ */
 static void dispatch(conn_t *c, const char *body, size_t body_len)
 {
     const sl_http_head_t *h = &c->parser.head;
@@ -306,61 +362,26 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
     }
     memcpy(path, c->buf + h->url.off, h->url.len);
     path[h->url.len] = '\0';
-    char *q = strchr(path, '?');
     sl_admin_req_t req = {.gw = srv.gw, .method = method, .path = path, .query = "",
                           .body = body, .body_len = body_len, .now = uv_now(srv.gw->loop)};
+    char *q = strchr(path, '?');
     if (q != NULL) {
         *q = '\0';
         req.query = q + 1;
     }
-    const sl_admin_route_t *found = NULL;
-    bool path_known = false, public_path = false;
-    char allow[128] = "Allow: ";
-    for (size_t i = 0; i < sl_admin_n_routes; i++) {
-        const sl_admin_route_t *rt = &sl_admin_routes[i];
-        if (!match(rt->pattern, path, &req, scratch, sizeof scratch))
-            continue;
-        if (!path_known || strstr(allow, rt->method) == NULL)
-            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
-                     path_known ? ", " : "", rt->method);
-        path_known = true;
-        public_path |= (rt->flags & SL_ADMIN_PUBLIC) != 0;
-        if (strcmp(rt->method, method) == 0) {
-            found = rt;
-            break;
-        }
-    }
-    if (!public_path && !authorized(c)) {
+    lookup_t lk;
+    find_route(method, path, &req, scratch, sizeof scratch, &lk);
+    if (!lk.public_path && !authorized(c)) {
         send_error(c, 401, false, "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
                    "missing or wrong bearer token");
-        return;
+    } else if (lk.found != NULL) {
+        run_handler(c, lk.found, &req);
+    } else if (!lk.path_known) {
+        send_error(c, 404, false, NULL, "unknown resource");
+    } else {
+        strcat(lk.allow, "\r\n");
+        send_error(c, 405, false, lk.allow, "method not allowed");
     }
-    if (found == NULL) {
-        if (!path_known) {
-            send_error(c, 404, false, NULL, "unknown resource");
-            return;
-        }
-        strcat(allow, "\r\n");
-        send_error(c, 405, false, allow, "method not allowed");
-        return;
-    }
-    sl_json_doc_t doc = {0};
-    if (body_len > 0) {
-        sl_json_error_t jerr = {0};
-        if (sl_json_parse(&doc, body, body_len, NULL, &jerr) != 0) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "bad JSON at byte %zu: %s", jerr.offset, jerr.msg);
-            send_error(c, 400, false, NULL, msg);
-            return;
-        }
-        req.json = doc.root;
-    }
-    sl_admin_resp_t resp = {.status = 200};
-    sl_jw_init(&resp.jw, &resp.body, false);
-    found->handler(&req, &resp);
-    sl_json_doc_free(&doc);
-    send_response(c, &resp);
-    sl_buf_free(&resp.body);
 }
 
 /* ---- reading requests ---------------------------------------------------------- */

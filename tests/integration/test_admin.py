@@ -137,6 +137,15 @@ def test_body_limits_and_bad_requests():
         r = a.reader.read()
         assert r.status == 400 and "error" in json.loads(r.body)
         a.close()
+        # a request trickled in byte by byte, body included, is read whole
+        a = Admin(s.admin_port)
+        req = (b"POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n{\"a\": 1,}")
+        for i in range(len(req)):
+            a.sock.sendall(req[i:i + 1])
+            time.sleep(0.001)
+        r = a.reader.read("POST")
+        assert r.status == 400 and json.loads(r.body)["error"].startswith("bad JSON at byte 8")
+        a.close()
         # Connection: close is honoured
         a = Admin(s.admin_port)
         r = a.request("GET", "/healthz", headers="Connection: close\r\n")
