@@ -6,7 +6,6 @@ parses the gateway's close frame from the raw bytes: the exact code, an
 unmasked frame, a valid UTF-8 reason, then the TCP close. After each case a
 fresh client must still get its echo: one bad client harms nobody else.
 """
-import struct
 import time
 
 import pytest
