@@ -14,7 +14,9 @@
 
 #include "sluice/config.h"
 #include "sluice/log.h"
+#include "admin/admin.h"
 #include "net/control.h"
+#include "net/ctl.h"
 #include "net/gateway.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
@@ -24,6 +26,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sluice -c FILE            run the gateway\n"
             "       sluice --check -c FILE    validate FILE, print a summary, and exit\n"
+            "       sluice ctl COMMAND ...    drive a running sluice through its admin API\n"
+            "                                 (sluice ctl --help)\n"
             "       sluice --version | --help\n"
             "\n"
             "options:\n"
@@ -53,6 +57,33 @@ static void raise_fd_limit(void)
     }
 }
 
+static void close_any(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* A start that fails before the workers run: release everything, so even
+   this path exits with nothing leaked (the sanitizer build checks). */
+static int fail_early(sl_gateway_t *gw, int code)
+{
+    sl_admin_stop(gw);
+    if (gw->ctl) {
+        sl_ctl_close(gw->ctl);
+        gw->ctl = NULL;
+    }
+    uv_walk(gw->loop, close_any, NULL);
+    uv_run(gw->loop, UV_RUN_DEFAULT);
+    uv_loop_close(gw->loop);
+    for (size_t i = 0; i < gw->n_listen_fds; i++)
+        close(gw->listen_fds[i]);
+    free(gw->listen_fds);
+    free(gw->workers);
+    sl_runtime_unref(gw->rt);
+    uv_mutex_destroy(&gw->rt_lock);
+    return code;
+}
+
 static int run(const char *path, sl_runtime_t *rt)
 {
     sl_gateway_t gw;
@@ -67,14 +98,22 @@ static int run(const char *path, sl_runtime_t *rt)
         gw.n_workers = 1;
     gw.workers = calloc(gw.n_workers, sizeof *gw.workers);
     if (gw.workers == NULL)
-        return EXIT_RUNTIME;
+        return fail_early(&gw, EXIT_RUNTIME);
 
     char err[512];
     if (sl_listeners_open(&gw, cfg, err, sizeof err) != 0) {
         sl_log_error("%s", err);
-        return EXIT_RUNTIME;
+        return fail_early(&gw, EXIT_RUNTIME);
     }
-    sl_control_start(&gw);
+    if (sl_control_start(&gw) != 0) {
+        sl_log_error("cannot start the control thread");
+        return fail_early(&gw, EXIT_RUNTIME);
+    }
+    int arc = sl_admin_start(&gw, err, sizeof err);
+    if (arc != 0) {
+        sl_log_error("%s", err);
+        return fail_early(&gw, arc == SL_EINVAL ? EXIT_CONFIG : EXIT_RUNTIME);
+    }
     for (size_t i = 0; i < gw.n_workers; i++) {
         gw.workers[i].gw = &gw;
         gw.workers[i].id = (int)i;
@@ -114,6 +153,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return sl_ctl_main(argc - 1, argv + 1);
     const char *path = NULL;
     bool check = false;
     int c;

@@ -17,6 +17,7 @@
 #include "sluice/log.h"
 #include "control.h"
 #include "ctl.h"
+#include "../admin/admin.h"
 
 #define SHUTDOWN_TICK_MS 20
 
@@ -100,6 +101,7 @@ static void on_wake(uv_async_t *a)
 
 static void finish(sl_gateway_t *gw)
 {
+    sl_admin_stop(gw);
     uv_timer_stop(&gw->shutdown_timer);
     if (gw->ctl) {
         sl_ctl_close(gw->ctl);

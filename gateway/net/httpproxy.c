@@ -35,7 +35,7 @@ void sl_http_begin(sl_session_t *s)
         return;
     }
     sl_http_forward_t fw = {
-        .client_ip = s->client_ip,
+        .client_ip = s->peer_ip,
         .client_trusted = s->peer_trusted,
         .tls = s->tls,
         .websocket = false,
@@ -47,22 +47,29 @@ void sl_http_begin(sl_session_t *s)
     }
     s->fwd_len = (uint32_t)n;
     sl_session_head_consume(s, h->head_len);
+    /* Judge the body bytes that came with the head before any byte goes to a
+       backend: a bad chunk size is refused here, not halfway through. */
+    bool done = false;
+    ssize_t body = sl_http_parse_body(s->req, s->head, s->head_len, &done);
+    if (body < 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
+    s->body_buffered = (uint32_t)body;
+    s->req_done = done;
     sl_session_admit_or_go(s);
 }
 
-/* Forward request body bytes from the head buffer; keep what lies beyond. */
+/* Forward the request body bytes that came with the head (already judged). */
 static int forward_buffered_body(sl_session_t *s)
 {
-    if (s->req_done || s->head_len == 0)
+    uint32_t n = s->body_buffered;
+    s->body_buffered = 0;
+    if (n == 0)
         return 0;
-    bool done = false;
-    ssize_t n = sl_http_parse_body(s->req, s->head, s->head_len, &done);
-    if (n < 0)
+    if (sl_write_copy(s, false, s->head, n) != 0)
         return SL_EINVAL;
-    if (n > 0 && sl_write_copy(s, false, s->head, (size_t)n) != 0)
-        return SL_EINVAL;
-    sl_session_head_consume(s, (uint32_t)n);
-    s->req_done = done;
+    sl_session_head_consume(s, n);
     return 0;
 }
 
@@ -76,15 +83,8 @@ void sl_http_backend_ready(sl_session_t *s)
         sl_session_http_error(s, 502, NULL);
         return;
     }
-    /* A body with no bytes (or none at all) is complete now. */
-    bool done = false;
-    if (sl_http_parse_body(s->req, "", 0, &done) < 0) {
-        sl_session_http_error(s, 400, NULL);
-        return;
-    }
-    s->req_done = done;
     if (forward_buffered_body(s) != 0) {
-        sl_session_http_error(s, 400, NULL);
+        sl_session_http_error(s, 502, NULL);
         return;
     }
     s->resp = calloc(1, sizeof *s->resp);

@@ -105,6 +105,7 @@ struct sl_session {
     /* HTTP exchange. */
     char *fwd;                       /* the rewritten request head, until sent */
     uint32_t fwd_len;
+    uint32_t body_buffered;          /* body bytes at the front of the head buffer, judged */
     bool req_done;                   /* the whole request body reached the backend */
     bool resp_done;
     bool keep_alive;                 /* the client connection stays open after this exchange */

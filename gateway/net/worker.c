@@ -238,6 +238,8 @@ void sl_worker_destroy(sl_worker_t *w)
     }
     free(w->sessions);
     w->sessions = NULL;
+    free(w->listeners);
+    w->listeners = NULL;
     if (w->rt) {
         balancers_free(w, w->rt);
         sl_runtime_unref(w->rt);

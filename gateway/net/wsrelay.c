@@ -62,7 +62,7 @@ void sl_ws_backend_ready(sl_session_t *s)
         return;
     }
     sl_http_forward_t fw = {
-        .client_ip = s->client_ip,
+        .client_ip = s->peer_ip,
         .client_trusted = s->peer_trusted,
         .tls = s->tls,
         .websocket = true,
@@ -246,18 +246,27 @@ static void send_ping(sl_session_t *s)
  * Stop relaying: tell each side why (when its stream is at a frame boundary,
  * so the frame is valid), then close once the backend has its bytes.
  */
-static void ws_abort(sl_session_t *s, uint16_t client_code, const char *client_reason,
-                     uint16_t backend_code, const char *backend_reason)
+static void ws_abort_at(sl_session_t *s, uint16_t client_code, const char *client_reason,
+                        bool client_at_boundary, uint16_t backend_code,
+                        const char *backend_reason, bool backend_at_boundary)
 {
-    if (client_code && !s->close_to_client && sl_ws_at_frame_boundary(&s->b2c))
+    if (client_code && !s->close_to_client && client_at_boundary)
         send_close_to_client(s, client_code, client_reason);
-    if (backend_code && !s->close_to_backend && sl_ws_at_frame_boundary(&s->c2b))
+    if (backend_code && !s->close_to_backend && backend_at_boundary)
         send_close_to_backend(s, backend_code, backend_reason);
     s->close_to_client = s->close_from_client = true;
     s->close_to_backend = s->close_from_backend = true;
     sl_client_pause(s, SL_PAUSE_WAITING);
     sl_backend_pause(s, SL_PAUSE_WAITING);
     ws_maybe_done(s);
+}
+
+/* Abort when both streams are as the parsers see them. */
+static void ws_abort(sl_session_t *s, uint16_t client_code, const char *client_reason,
+                     uint16_t backend_code, const char *backend_reason)
+{
+    ws_abort_at(s, client_code, client_reason, sl_ws_at_frame_boundary(&s->b2c), backend_code,
+                backend_reason, sl_ws_at_frame_boundary(&s->c2b));
 }
 
 /* The session ends when both close handshakes are complete and the backend has every byte. */
@@ -301,6 +310,9 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
     bool dropping = s->close_from_client;   /* nothing may follow a close frame */
     if (dropping)
         return;
+    /* The last frame boundary in this block; -1 while a frame from an earlier
+       block is still open (its first bytes were forwarded already). */
+    long bnd = sl_ws_at_frame_boundary(&s->c2b) ? (long)off : -1;
     /* Parse until the parser has nothing to report: a zero-length frame's
        FRAME_END comes from a call that consumes nothing. */
     for (;;) {
@@ -312,14 +324,19 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
             sl_count(&w->counters, SL_CTR_WS_CLIENT_PROTOCOL_ERRORS, 1);
             sl_log_debug("client %s: protocol error %d: %s", s->client_ip, code,
                          reason ? reason : "?");
-            /* The bytes of the bad frame never reach the backend. */
-            ws_abort(s, (uint16_t)code, reason, 0, NULL);
+            /* The whole frames before the bad one reach the backend, then a
+               close; the bad frame's bytes never do. */
+            if (bnd > (long)fwd && sl_write_block(s, false, b, fwd, (size_t)bnd - fwd) == 0)
+                sl_count(&w->counters, SL_CTR_BYTES_C2B, (size_t)bnd - fwd);
+            ws_abort_at(s, (uint16_t)code, reason, sl_ws_at_frame_boundary(&s->b2c),
+                        SL_WS_CLOSE_GOING_AWAY, "client protocol error", bnd >= 0);
             return;
         }
         pos += (size_t)n;
         if (ev.type == SL_WS_EV_NONE)
             break;
         if (ev.type == SL_WS_EV_FRAME_END) {
+            bnd = (long)pos;
             sl_count(&w->counters, SL_CTR_WS_FRAMES_C2B, 1);
             if (ev.message_end)
                 sl_count(&w->counters, SL_CTR_WS_MESSAGES_C2B, 1);
@@ -361,6 +378,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
     size_t end = b->len, pos = off, fwd = off;
     /* After the client was sent a close, backend frames cannot be delivered. */
     bool dropping = s->close_to_client;
+    long bnd = sl_ws_at_frame_boundary(&s->b2c) ? (long)off : -1;
     for (;;) {
         sl_ws_event_t ev;
         ssize_t n = sl_ws_parse(&s->b2c, data + pos, end - pos, &ev);
@@ -371,10 +389,11 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             sl_log_warn("backend %s: protocol error %d: %s",
                         s->up ? s->up->backend->name : "?", code, reason ? reason : "?");
             /* Forward the whole frames before the bad one, then 1014. */
-            if (!dropping && pos > fwd && !s->b2c.in_frame)
-                sl_write_block(s, true, b, fwd, pos - fwd);
-            ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend protocol error",
-                     (uint16_t)code, reason);
+            if (!dropping && bnd > (long)fwd)
+                sl_write_block(s, true, b, fwd, (size_t)bnd - fwd);
+            ws_abort_at(s, SL_WS_CLOSE_BAD_GATEWAY, "backend protocol error",
+                        !dropping && bnd >= 0, (uint16_t)code, reason,
+                        sl_ws_at_frame_boundary(&s->c2b));
             return;
         }
         pos += (size_t)n;
@@ -384,6 +403,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             sl_count(&w->counters, SL_CTR_DRAIN_UNDELIVERABLE, 1);
         if (ev.type != SL_WS_EV_FRAME_END)
             continue;
+        bnd = (long)pos;
         if (ev.header.opcode == SL_WS_OP_CLOSE) {
             s->close_from_backend = true;
             if (dropping) {
