@@ -114,6 +114,7 @@ void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_buf_printf(b, PREFIX "workers %zu\n", gw->n_workers);
     family(b, "draining", "gauge", "1 while the gateway shuts down (drains)");
     sl_buf_printf(b, PREFIX "draining %d\n", atomic_load(&gw->draining) ? 1 : 0);
+    sl__admin_policy_metrics(gw, b);
     family(b, "build_info", "gauge", "Always 1; the version is a label");
     sl_buf_puts(b, PREFIX "build_info{version=\"" SLUICE_VERSION "\"} 1\n");
 }

@@ -80,6 +80,7 @@ int sl_listeners_open(sl_gateway_t *gw, const sl_config_t *cfg, char *err, size_
         if (gw->listen_fds[i] < 0) {
             for (size_t j = 0; j < i; j++)
                 close(gw->listen_fds[j]);
+            gw->n_listen_fds = 0;
             return SL_EINVAL;
         }
         gw->n_listen_fds = i + 1;

@@ -1,0 +1,473 @@
+/*
+ * api_policy.c: the admin resources that drive policy — admission limits
+ * and deploys per service, reload — and their Prometheus families.
+ *
+ * Handlers run on the control thread, where the policy state lives (ctl),
+ * so they read and change it directly. Values in bodies take the config's
+ * notations ("300/s", "30s") or plain numbers (per second, milliseconds).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/config.h"
+#include "../net/control.h"
+#include "../net/ctl.h"
+#include "admin.h"
+
+/* ---- reading bodies ---- */
+
+static long service_index(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    sl_ctl_t *ctl = req->gw->ctl;
+    if (ctl == NULL) {
+        sl_admin_error(resp, 503, "shutting down");
+        return -1;
+    }
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++)
+        if (strcmp(ctl->rt->cfg->services[i].name, req->params[0]) == 0)
+            return (long)i;
+    sl_admin_error(resp, 404, "no service \"%s\"", req->params[0]);
+    return -1;
+}
+
+/* A rate: "300/s" or a number per second. Returns 1 when present, 0 absent, -1 bad. */
+static int get_rate(const sl_json_t *obj, const char *key, double *out)
+{
+    const sl_json_t *v = sl_json_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (v->type == SL_JSON_NUMBER && v->num >= 0) {
+        *out = v->num;
+        return 1;
+    }
+    return v->type == SL_JSON_STRING && sl_parse_rate(v->str, out) == 0 ? 1 : -1;
+}
+
+/* A duration: "30s" or a number of milliseconds. */
+static int get_duration(const sl_json_t *obj, const char *key, sl_msec_t *out)
+{
+    const sl_json_t *v = sl_json_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (v->type == SL_JSON_NUMBER && v->num >= 0 && v->num < 1e12) {
+        *out = (sl_msec_t)v->num;
+        return 1;
+    }
+    return v->type == SL_JSON_STRING && sl_parse_duration(v->str, out) == 0 ? 1 : -1;
+}
+
+static int get_uint(const sl_json_t *obj, const char *key, uint64_t max, uint64_t *out)
+{
+    const sl_json_t *v = sl_json_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (v->type != SL_JSON_NUMBER || v->num < 0 || v->num > (double)max || floor(v->num) != v->num)
+        return -1;
+    *out = (uint64_t)v->num;
+    return 1;
+}
+
+static int get_str(const sl_json_t *obj, const char *key, char *out, size_t cap)
+{
+    const sl_json_t *v = sl_json_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (v->type != SL_JSON_STRING || v->len >= cap)
+        return -1;
+    memcpy(out, v->str, v->len + 1);
+    return 1;
+}
+
+/* Refuse members the handler does not know: a typo must not be ignored. */
+static bool only_keys(sl_admin_resp_t *resp, const sl_json_t *obj, const char *const *keys)
+{
+    for (const sl_json_t *m = obj ? obj->child : NULL; m; m = m->next) {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known = known || strcmp(m->key, keys[i]) == 0;
+        if (!known) {
+            sl_admin_error(resp, 400, "unknown field \"%s\"", m->key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- admission ---- */
+
+static void write_admission(sl_jw_t *w, const sl_admission_params_t *p,
+                            const sl_admission_stats_t *st)
+{
+    sl_jw_obj(w);
+    sl_jw_knum(w, "rate", p->bucket.rate);
+    sl_jw_kuint(w, "burst", p->bucket.burst);
+    sl_jw_kuint(w, "queue_length", p->queue_length);
+    sl_jw_kuint(w, "max_wait_ms", p->max_wait);
+    sl_jw_kuint(w, "per_client", p->per_client);
+    sl_jw_knum(w, "per_client_rate", p->per_client_rate);
+    sl_jw_kuint(w, "retry_after_min_ms", p->retry_after_min);
+    sl_jw_kuint(w, "retry_after_max_ms", p->retry_after_max);
+    sl_jw_kuint(w, "slow_start_ms", p->bucket.slow_start);
+    sl_jw_key(w, "state");
+    sl_jw_obj(w);
+    sl_jw_knum(w, "tokens", st->tokens);
+    sl_jw_knum(w, "current_rate", st->rate);
+    sl_jw_kuint(w, "queue_depth", st->depth);
+    sl_jw_kuint(w, "queue_depth_peak", st->depth_peak);
+    sl_jw_kuint(w, "admitted", st->admitted);
+    sl_jw_key(w, "rejected");
+    sl_jw_obj(w);
+    for (int r = 1; r < SL_ADM_REASON_COUNT; r++)
+        sl_jw_kuint(w, sl_admission_reason_name((sl_adm_reason_t)r), st->rejected[r]);
+    sl_jw_end(w);
+    sl_jw_end(w);
+    sl_jw_end(w);
+}
+
+void sl__admin_get_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    long svc = service_index(req, resp);
+    if (svc < 0)
+        return;
+    sl_ctl_t *ctl = req->gw->ctl;
+    sl_admission_params_t p;
+    sl_admission_stats_t st;
+    if (sl_ctl_admission_get(ctl, (size_t)svc, -1, &p, &st) != 0) {
+        sl_jw_obj(&resp->jw);
+        sl_jw_kstr(&resp->jw, "service", req->params[0]);
+        sl_jw_kbool(&resp->jw, "enabled", false);
+        sl_jw_end(&resp->jw);
+        return;
+    }
+    sl_jw_t *w = &resp->jw;
+    sl_jw_obj(w);
+    sl_jw_kstr(w, "service", req->params[0]);
+    sl_jw_kbool(w, "enabled", true);
+    sl_jw_key(w, "limits");
+    write_admission(w, &p, &st);
+    sl_jw_key(w, "pools");
+    sl_jw_obj(w);
+    const sl_cfg_service_t *s = &ctl->rt->cfg->services[svc];
+    for (size_t k = 0; k < s->n_pools; k++) {
+        if (sl_ctl_admission_get(ctl, (size_t)svc, (long)s->pools[k], &p, &st) == 0) {
+            sl_jw_key(w, ctl->rt->cfg->pools[s->pools[k]].name);
+            write_admission(w, &p, &st);
+        }
+    }
+    sl_jw_end(w);
+    sl_jw_end(w);
+}
+
+static const char *const admission_keys[] = {
+    "pool", "rate", "burst", "queue_length", "max_wait", "per_client", "per_client_rate",
+    "retry_after_min", "retry_after_max", "slow_start", NULL};
+
+void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    long svc = service_index(req, resp);
+    if (svc < 0)
+        return;
+    const sl_json_t *j = req->json;
+    if (j == NULL || j->type != SL_JSON_OBJECT) {
+        sl_admin_error(resp, 400, "expected a JSON object with the limits to change");
+        return;
+    }
+    if (!only_keys(resp, j, admission_keys))
+        return;
+    sl_ctl_t *ctl = req->gw->ctl;
+    long pool = -1;
+    char pool_name[64];
+    int r = get_str(j, "pool", pool_name, sizeof pool_name);
+    if (r < 0) {
+        sl_admin_error(resp, 400, "pool: expected a pool name");
+        return;
+    }
+    if (r > 0 && (pool = sl_config_pool_index(ctl->rt->cfg, pool_name)) < 0) {
+        sl_admin_error(resp, 404, "no pool \"%s\"", pool_name);
+        return;
+    }
+    sl_admission_params_t p;
+    sl_admission_stats_t st;
+    if (sl_ctl_admission_get(ctl, (size_t)svc, pool, &p, &st) != 0) {
+        sl_admin_error(resp, 409, pool < 0 ? "admission is off for this service"
+                                           : "this pool has no admission rate of its own");
+        return;
+    }
+    uint64_t u;
+    sl_msec_t d;
+    const char *bad = NULL;
+    if ((r = get_rate(j, "rate", &p.bucket.rate)) < 0)
+        bad = "rate: expected a rate like 300/s";
+    if ((r = get_uint(j, "burst", 10000000, &u)) < 0)
+        bad = "burst: expected a whole number";
+    else if (r > 0)
+        p.bucket.burst = (uint32_t)u;
+    if ((r = get_uint(j, "queue_length", 10000000, &u)) < 0)
+        bad = "queue_length: expected a whole number";
+    else if (r > 0)
+        p.queue_length = (uint32_t)u;
+    if ((r = get_duration(j, "max_wait", &d)) < 0)
+        bad = "max_wait: expected a duration like 30s";
+    else if (r > 0)
+        p.max_wait = d;
+    if ((r = get_uint(j, "per_client", 1000000, &u)) < 0)
+        bad = "per_client: expected a whole number";
+    else if (r > 0)
+        p.per_client = (uint32_t)u;
+    if (get_rate(j, "per_client_rate", &p.per_client_rate) < 0)
+        bad = "per_client_rate: expected a rate like 1/s";
+    if (get_duration(j, "retry_after_min", &p.retry_after_min) < 0)
+        bad = "retry_after_min: expected a duration";
+    if (get_duration(j, "retry_after_max", &p.retry_after_max) < 0)
+        bad = "retry_after_max: expected a duration";
+    if (get_duration(j, "slow_start", &p.bucket.slow_start) < 0)
+        bad = "slow_start: expected a duration";
+    if (bad) {
+        sl_admin_error(resp, 400, "%s", bad);
+        return;
+    }
+    char err[160];
+    if (sl_ctl_admission_set(ctl, (size_t)svc, pool, &p, err, sizeof err) != 0) {
+        sl_admin_error(resp, 400, "%s", err);
+        return;
+    }
+    sl__admin_get_admission(req, resp);
+}
+
+/* ---- deploys ---- */
+
+static void write_deploy(sl_jw_t *w, const char *service, const sl_deploy_status_t *d)
+{
+    const sl_cutover_progress_t *p = &d->progress;
+    sl_jw_obj(w);
+    sl_jw_kstr(w, "service", service);
+    sl_jw_kstr(w, "from", d->from);
+    sl_jw_kstr(w, "to", d->to);
+    sl_jw_kstr(w, "active", d->active);
+    sl_jw_kbool(w, "in_progress", d->in_progress);
+    sl_jw_kstr(w, "phase", sl_cutover_phase_name(p->phase));
+    sl_jw_kbool(w, "paused", p->paused);
+    sl_jw_kstr(w, "paused_why", sl_cutover_why_name(p->why_paused));
+    sl_jw_key(w, "weights");
+    sl_jw_obj(w);
+    sl_jw_knum(w, d->from, p->weight_from);
+    sl_jw_knum(w, d->to, p->weight_to);
+    sl_jw_end(w);
+    sl_jw_kuint(w, "drained", p->drained);
+    sl_jw_kuint(w, "remaining", p->remaining);
+    sl_jw_key(w, "pace");
+    if (p->pace < 0)
+        sl_jw_null(w);
+    else
+        sl_jw_num(w, p->pace);
+    sl_jw_kstr(w, "pace_limited_by", sl_cutover_limit_name(p->pace_limit));
+    sl_jw_kuint(w, "ramp_left_ms", p->ramp_left);
+    sl_jw_key(w, "eta_ms");
+    if (p->eta == SL_MSEC_NEVER)
+        sl_jw_null(w);
+    else
+        sl_jw_uint(w, p->eta);
+    sl_jw_kuint(w, "close_code", d->close_code);
+    sl_jw_kstr(w, "reason", d->reason);
+    sl_jw_end(w);
+}
+
+void sl__admin_get_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    long svc = service_index(req, resp);
+    if (svc < 0)
+        return;
+    sl_deploy_status_t d;
+    if (sl_ctl_deploy_status(req->gw->ctl, (size_t)svc, &d) != 0) {
+        sl_admin_error(resp, 404, "service \"%s\" has had no deploy", req->params[0]);
+        return;
+    }
+    write_deploy(&resp->jw, req->params[0], &d);
+}
+
+static const char *const deploy_keys[] = {"from", "to", "ramp", "drain_rate", "drain_window",
+                                          "pause_after_failures", "close_code", "reason", NULL};
+
+void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    long svc = service_index(req, resp);
+    if (svc < 0)
+        return;
+    const sl_json_t *j = req->json;
+    if (j == NULL || j->type != SL_JSON_OBJECT) {
+        sl_admin_error(resp, 400, "expected a JSON object: {\"to\": \"green\", ...}");
+        return;
+    }
+    if (!only_keys(resp, j, deploy_keys))
+        return;
+    const sl_cfg_service_t *s = &req->gw->ctl->rt->cfg->services[svc];
+    sl_deploy_params_t p = {.close_code = 1012};
+    snprintf(p.reason, sizeof p.reason, "%s", "service restart");
+    (void)s;
+    uint64_t u;
+    const char *bad = NULL;
+    if (get_str(j, "to", p.to, sizeof p.to) <= 0)
+        bad = "to: the pool to move to is required";
+    if (get_str(j, "from", p.from, sizeof p.from) < 0)
+        bad = "from: expected a pool name";
+    if (get_duration(j, "ramp", &p.ramp) < 0)
+        bad = "ramp: expected a duration like 30s";
+    if (get_rate(j, "drain_rate", &p.drain_rate) < 0)
+        bad = "drain_rate: expected a rate like 400/s";
+    if (get_duration(j, "drain_window", &p.drain_window) < 0)
+        bad = "drain_window: expected a duration";
+    if (get_uint(j, "pause_after_failures", 1000000000, &p.pause_after_failures) < 0)
+        bad = "pause_after_failures: expected a whole number";
+    int r = get_uint(j, "close_code", 4999, &u);
+    if (r < 0)
+        bad = "close_code: expected a close code like 1012";
+    else if (r > 0)
+        p.close_code = (uint16_t)u;
+    if (get_str(j, "reason", p.reason, sizeof p.reason) < 0)
+        bad = "reason: expected a string of at most 63 bytes";
+    if (bad) {
+        sl_admin_error(resp, 400, "%s", bad);
+        return;
+    }
+    char err[160];
+    int rc = sl_ctl_deploy_start(req->gw->ctl, (size_t)svc, &p, err, sizeof err);
+    if (rc != 0) {
+        sl_admin_error(resp, rc == SL_EEXIST ? 409 : rc == SL_ENOENT ? 404 : 400, "%s", err);
+        return;
+    }
+    resp->status = 201;
+    sl_deploy_status_t d;
+    sl_ctl_deploy_status(req->gw->ctl, (size_t)svc, &d);
+    write_deploy(&resp->jw, req->params[0], &d);
+}
+
+static void deploy_op(sl_admin_req_t *req, sl_admin_resp_t *resp,
+                      int (*op)(sl_ctl_t *, size_t))
+{
+    long svc = service_index(req, resp);
+    if (svc < 0)
+        return;
+    int rc = op(req->gw->ctl, (size_t)svc);
+    if (rc == SL_ENOENT) {
+        sl_admin_error(resp, 409, "no deploy of \"%s\" is in progress", req->params[0]);
+        return;
+    }
+    if (rc != 0) {
+        sl_admin_error(resp, 409, "not possible in the deploy's current state");
+        return;
+    }
+    sl__admin_get_deploy(req, resp);
+}
+
+void sl__admin_post_pause(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    deploy_op(req, resp, sl_ctl_deploy_pause);
+}
+
+void sl__admin_post_resume(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    deploy_op(req, resp, sl_ctl_deploy_resume);
+}
+
+void sl__admin_post_abort(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    deploy_op(req, resp, sl_ctl_deploy_abort);
+}
+
+/* ---- metrics ---- */
+
+static void fam(sl_buf_t *b, const char *name, const char *type, const char *help)
+{
+    sl_buf_printf(b, "# HELP sluice_%s %s\n# TYPE sluice_%s %s\n", name, help, name, type);
+}
+
+void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
+{
+    sl_ctl_t *ctl = gw->ctl;
+    fam(b, "worker_connections_open", "gauge", "Client connections open on each worker");
+    for (size_t i = 0; i < gw->n_workers; i++)
+        sl_buf_printf(b, "sluice_worker_connections_open{worker=\"%zu\"} %zu\n", i,
+                      atomic_load_explicit(&gw->workers[i].open_sessions, memory_order_relaxed));
+    if (ctl == NULL)
+        return;
+    const sl_config_t *cfg = ctl->rt->cfg;
+    static const struct {
+        const char *name, *type, *help;
+    } f[] = {
+        {"admission_queue_depth", "gauge", "Clients waiting for admission"},
+        {"admission_queue_depth_peak", "gauge", "Most clients ever waiting at once"},
+        {"admission_tokens", "gauge", "Tokens in the bucket"},
+        {"admission_rate", "gauge", "Current admission rate per second (slow start included)"},
+        {"admission_admitted_total", "counter", "Clients admitted"},
+        {"admission_rejected_total", "counter", "Clients turned away, by reason"},
+        {"admission_wait_seconds", "histogram", "Time admitted clients waited"},
+    };
+    for (size_t k = 0; k < SL_ARRAY_SIZE(f); k++) {
+        fam(b, f[k].name, f[k].type, f[k].help);
+        for (size_t svc = 0; svc < cfg->n_services; svc++) {
+            for (long pool = -1; pool < (long)cfg->n_pools; pool++) {
+                sl_admission_params_t p;
+                sl_admission_stats_t st;
+                if (sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0)
+                    continue;
+                char lab[200];
+                snprintf(lab, sizeof lab, "service=\"%s\",queue=\"%s\"", cfg->services[svc].name,
+                         pool < 0 ? "service" : cfg->pools[pool].name);
+                switch (k) {
+                case 0: sl_buf_printf(b, "sluice_%s{%s} %u\n", f[k].name, lab, st.depth); break;
+                case 1: sl_buf_printf(b, "sluice_%s{%s} %u\n", f[k].name, lab, st.depth_peak); break;
+                case 2: sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab, st.tokens); break;
+                case 3: sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab, st.rate); break;
+                case 4:
+                    sl_buf_printf(b, "sluice_%s{%s} %llu\n", f[k].name, lab,
+                                  (unsigned long long)st.admitted);
+                    break;
+                case 5:
+                    for (int r = 1; r < SL_ADM_REASON_COUNT; r++)
+                        sl_buf_printf(b, "sluice_%s{%s,reason=\"%s\"} %llu\n", f[k].name, lab,
+                                      sl_admission_reason_name((sl_adm_reason_t)r),
+                                      (unsigned long long)st.rejected[r]);
+                    break;
+                default:
+                    for (int i = 0; i < SL_ADMISSION_WAIT_BUCKETS; i++) {
+                        if (sl_admission_wait_le[i] == SL_MSEC_NEVER)
+                            sl_buf_printf(b, "sluice_%s_bucket{%s,le=\"+Inf\"} %llu\n", f[k].name,
+                                          lab, (unsigned long long)st.wait_le[i]);
+                        else
+                            sl_buf_printf(b, "sluice_%s_bucket{%s,le=\"%g\"} %llu\n", f[k].name,
+                                          lab, (double)sl_admission_wait_le[i] / 1000.0,
+                                          (unsigned long long)st.wait_le[i]);
+                    }
+                    sl_buf_printf(b, "sluice_%s_sum{%s} %.3f\n", f[k].name, lab,
+                                  (double)st.wait_sum_ms / 1000.0);
+                    sl_buf_printf(b, "sluice_%s_count{%s} %llu\n", f[k].name, lab,
+                                  (unsigned long long)st.admitted);
+                    break;
+                }
+            }
+        }
+    }
+    fam(b, "websockets_open", "gauge", "Proxied WebSockets open, by service and pool");
+    for (size_t svc = 0; svc < cfg->n_services; svc++)
+        for (size_t pool = 0; pool < cfg->n_pools; pool++)
+            sl_buf_printf(b, "sluice_websockets_open{service=\"%s\",pool=\"%s\"} %u\n",
+                          cfg->services[svc].name, cfg->pools[pool].name,
+                          atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, (long)pool)->open));
+    fam(b, "deploy_in_progress", "gauge", "1 while a cutover of the service runs");
+    fam(b, "deploy_drained_total", "counter", "Connections asked to drain by the current or last cutover");
+    fam(b, "deploy_remaining", "gauge", "Connections left on the old pool");
+    fam(b, "deploy_weight_to", "gauge", "Share of new connections going to the new pool");
+    for (size_t svc = 0; svc < cfg->n_services; svc++) {
+        sl_deploy_status_t d;
+        if (sl_ctl_deploy_status(ctl, svc, &d) != 0)
+            continue;
+        const char *n = cfg->services[svc].name;
+        sl_buf_printf(b, "sluice_deploy_in_progress{service=\"%s\"} %d\n", n, d.in_progress);
+        sl_buf_printf(b, "sluice_deploy_drained_total{service=\"%s\"} %llu\n", n,
+                      (unsigned long long)d.progress.drained);
+        sl_buf_printf(b, "sluice_deploy_remaining{service=\"%s\"} %llu\n", n,
+                      (unsigned long long)d.progress.remaining);
+        sl_buf_printf(b, "sluice_deploy_weight_to{service=\"%s\"} %.4f\n", n, d.progress.weight_to);
+    }
+}
