@@ -79,6 +79,7 @@ static int fail_early(sl_gateway_t *gw, int code)
         close(gw->listen_fds[i]);
     free(gw->listen_fds);
     free(gw->workers);
+    sl_runtime_unref(gw->boot_rt);
     sl_runtime_unref(gw->rt);
     uv_mutex_destroy(&gw->rt_lock);
     return code;
@@ -91,6 +92,7 @@ static int run(const char *path, sl_runtime_t *rt)
     gw.loop = uv_default_loop();
     gw.config_path = (char *)path;
     gw.rt = rt;
+    gw.boot_rt = sl_runtime_ref(rt);
     uv_mutex_init(&gw.rt_lock);
     const sl_config_t *cfg = rt->cfg;
     gw.n_workers = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
@@ -139,6 +141,7 @@ static int run(const char *path, sl_runtime_t *rt)
     if (uv_loop_close(gw.loop) != 0)
         sl_log_warn("control loop closed with handles open");
     sl_runtime_unref(gw.rt);
+    sl_runtime_unref(gw.boot_rt);
     uv_mutex_destroy(&gw.rt_lock);
     sl_log_info("sluice stopped");
     return gw.exit_code;

@@ -214,6 +214,6 @@ const sl_admin_route_t sl_admin_routes[] = {
     {"POST", "/api/v1/services/{service}/deploys/current/pause", sl__admin_post_pause, 0},
     {"POST", "/api/v1/services/{service}/deploys/current/resume", sl__admin_post_resume, 0},
     {"POST", "/api/v1/services/{service}/deploys/current/abort", sl__admin_post_abort, 0},
-    {"POST", "/api/v1/reload", not_implemented, 0},
+    {"POST", "/api/v1/reload", sl__admin_post_reload, 0},
 };
 const size_t sl_admin_n_routes = SL_ARRAY_SIZE(sl_admin_routes);

@@ -471,3 +471,32 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
         sl_buf_printf(b, "sluice_deploy_weight_to{service=\"%s\"} %.4f\n", n, d.progress.weight_to);
     }
 }
+
+/* ---- reload ---- */
+
+void sl__admin_post_reload(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    sl_diag_t diag = {0};
+    int rc = sl_control_reload(req->gw, &diag);
+    if (rc != 0) {
+        /* The old config keeps running; say every reason. */
+        resp->status = rc == SL_ESTATE ? 409 : 400;
+        sl_jw_obj(&resp->jw);
+        sl_jw_kstr(&resp->jw, "error", "reload refused; the running config is unchanged");
+        sl_jw_key(&resp->jw, "errors");
+        sl_jw_arr(&resp->jw);
+        for (size_t i = 0; i < diag.n; i++)
+            sl_jw_str(&resp->jw, diag.lines[i]);
+        sl_jw_end(&resp->jw);
+        sl_jw_end(&resp->jw);
+        sl_diag_free(&diag);
+        return;
+    }
+    sl_diag_free(&diag);
+    sl_runtime_t *rt = sl_gateway_runtime(req->gw);
+    sl_jw_obj(&resp->jw);
+    sl_jw_kstr(&resp->jw, "status", "reloaded");
+    sl_jw_kuint(&resp->jw, "config_generation", rt->generation);
+    sl_jw_end(&resp->jw);
+    sl_runtime_unref(rt);
+}

@@ -183,7 +183,11 @@ static void on_signal(uv_signal_t *sig, int signum)
 {
     sl_gateway_t *gw = sig->data;
     if (signum == SIGHUP) {
-        sl_control_reload(gw);
+        sl_diag_t diag = {0};
+        if (sl_control_reload(gw, &diag) != 0)
+            for (size_t i = 0; i < diag.n; i++)
+                sl_log_error("reload refused: %s", diag.lines[i]);
+        sl_diag_free(&diag);
         return;
     }
     if (atomic_load(&gw->draining)) {
@@ -192,24 +196,6 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     }
     sl_control_shutdown(gw);
-}
-
-int sl_control_reload(sl_gateway_t *gw)
-{
-    /* Until live reload lands: validate the file and say what would happen. */
-    sl_config_t *cfg = NULL;
-    sl_diag_t diag = {0};
-    if (sl_config_load(gw->config_path, &cfg, &diag) != 0) {
-        for (size_t i = 0; i < diag.n; i++)
-            sl_log_error("reload refused: %s", diag.lines[i]);
-        sl_diag_free(&diag);
-        return SL_EINVAL;
-    }
-    sl_diag_free(&diag);
-    sl_config_free(cfg);
-    sl_log_warn("reload: %s is valid, but live reload is not implemented yet; "
-                "restart to apply it", gw->config_path);
-    return 0;
 }
 
 int sl_control_start(sl_gateway_t *gw)

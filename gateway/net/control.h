@@ -12,7 +12,8 @@ int sl_control_start(sl_gateway_t *gw);
 /* Begin a graceful shutdown: stop accepting, drain paced, exit. Idempotent. */
 void sl_control_shutdown(sl_gateway_t *gw);
 
-/* Reload the config file (SIGHUP). Returns 0 or SL_EINVAL with errors logged. */
-int sl_control_reload(sl_gateway_t *gw);
+/* Reload the config file (SIGHUP, POST /api/v1/reload), in reload.c. Returns 0, or
+   SL_EINVAL / SL_ESTATE / SL_ENOMEM with every reason in diag; the old config keeps running. */
+int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag);
 
 #endif

@@ -38,6 +38,7 @@ typedef struct sl_ctl_service {
     size_t active;                   /* the pool new connections go to outside a cutover */
     sl_cutover_t cut;                /* the current or last cutover */
     bool deploying;
+    bool active_overridden;          /* a cutover (the API) set `active`, not the YAML */
     uint16_t close_code;
     char reason[64];
     size_t drain_rotor;              /* which worker gets the odd drain first */
@@ -70,7 +71,7 @@ typedef struct sl_waiter {
     sl_session_t *session;
     sl_admission_t *queue;
     sl_admission_handle_t handle;
-    long pool;
+    long pool;                       /* in the terms of the session's runtime */
     struct sl_waiter *next_in_bucket;
 } sl_waiter_t;
 
@@ -88,6 +89,8 @@ struct sl_ctl {
     size_t n_waiters;
     size_t pending_closes;
     bool closing;
+    bool admit_on_close;             /* closing for a reload: let waiters through */
+    sl_runtime_t *prev_rt;           /* the runtime before a reload, for old sessions' asks */
 };
 
 /* Build the policy state for rt and start health checks. */
@@ -107,6 +110,11 @@ int sl_ctl_admit_setup(sl_ctl_t *ctl);
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_close(sl_ctl_t *ctl);
+/* Publish where each service's new connections go, for the workers. */
+void sl_ctl_publish_all(sl_ctl_t *ctl);
+/* reload.c: carry health, queues (with their waiters), deploys and API overrides from old. */
+void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old);
+
 /* ctl_deploy.c: 0, or SL_EEXIST (one at a time), SL_ENOENT, SL_EINVAL with err filled. */
 void sl_ctl_deploy_setup(sl_ctl_t *ctl);
 int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, char *err,
@@ -128,6 +136,10 @@ int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_para
 /* Change them without losing or reordering queued clients: 0, SL_ENOENT or SL_EINVAL. */
 int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admission_params_t *p,
                          char *err, size_t errlen);
+
+/* Move the queue in *from_slot (and its waiters) into *to_slot with new limits. */
+void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *from,
+                             sl_admission_t **from_slot);
 
 /* The params for a service's queue (and a pool's own, with the pool's rate and burst). */
 void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,

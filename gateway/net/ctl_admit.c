@@ -180,9 +180,37 @@ static long pick_pool(sl_ctl_t *ctl, long service)
     return (long)sl_ctl_pick_pool(ctl, (size_t)service);
 }
 
+static void admit_in(sl_ctl_t *ctl, const sl_cmsg_t *m, long pool, long answer_pool);
+
+/* An index of `name` among `cfg`'s pools, or -1. */
+static long pool_named(const sl_config_t *cfg, const char *name)
+{
+    return sl_config_pool_index(cfg, name);
+}
+
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
+    const sl_runtime_t *prev = ctl->prev_rt;
+    if (prev && m->generation == prev->generation && m->service >= 0 &&
+        (size_t)m->service < prev->cfg->n_services) {
+        /* A session from before a reload: queue it by its service's name in
+           today's config, and answer with a pool of its own runtime. */
+        const sl_cfg_service_t *old = &prev->cfg->services[m->service];
+        const sl_cfg_service_t *now = sl_config_service(cfg, old->name);
+        sl_cmsg_t t = *m;
+        t.generation = ctl->rt->generation;
+        t.service = now ? (long)(now - cfg->services) : -1;
+        if (t.service >= 0 && ctl->services[t.service].adm) {
+            long pool = pick_pool(ctl, t.service);
+            long theirs = pool_named(prev->cfg, cfg->pools[pool].name);
+            admit_in(ctl, &t, pool, theirs);
+            return;
+        }
+        sl_admission_event_t ok = {.status = SL_ADM_ADMITTED};
+        answer(ctl, m->worker, m->session, -1, &ok);
+        return;
+    }
     if (m->generation != ctl->rt->generation || m->service < 0 ||
         (size_t)m->service >= cfg->n_services || ctl->services[m->service].adm == NULL) {
         /* Asked under another config, or admission is off now: let it through. */
@@ -192,17 +220,23 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
         return;
     }
     long pool = pick_pool(ctl, m->service);
+    admit_in(ctl, m, pool, pool);
+}
+
+/* Queue m for `pool` (today's index); answer with `answer_pool` (the session's terms). */
+static void admit_in(sl_ctl_t *ctl, const sl_cmsg_t *m, long pool, long answer_pool)
+{
     sl_admission_t *q = sl_ctl_queue_for(ctl, (size_t)m->service, (size_t)pool);
     sl_waiter_t *w = calloc(1, sizeof *w);
     if (w == NULL) {
-        answer(ctl, m->worker, m->session, pool, NULL);
+        answer(ctl, m->worker, m->session, answer_pool, NULL);
         return;
     }
     w->id = m->id;
     w->worker = m->worker;
     w->session = m->session;
     w->queue = q;
-    w->pool = pool;
+    w->pool = answer_pool;
     sl_client_key_t key;
     memset(&key, 0, sizeof key);
     key.family = (uint8_t)m->family;
@@ -211,7 +245,7 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
     sl_msec_t now = uv_now(ctl->gw->loop);
     if (sl_admission_arrive(q, now, &key, w, &ev) < 0) {
         free(w);
-        answer(ctl, m->worker, m->session, pool, NULL);
+        answer(ctl, m->worker, m->session, answer_pool, NULL);
         return;
     }
     if (ev.status == SL_ADM_QUEUED) {
@@ -220,7 +254,7 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
         arm(ctl);
         return;
     }
-    answer(ctl, m->worker, m->session, pool, &ev);
+    answer(ctl, m->worker, m->session, answer_pool, &ev);
     free(w);
 }
 
@@ -243,7 +277,8 @@ void sl_ctl_admit_close(sl_ctl_t *ctl)
             sl_waiter_t *w = ctl->waiters[i];
             ctl->waiters[i] = w->next_in_bucket;
             sl_admission_cancel(w->queue, w->handle);
-            answer(ctl, w->worker, w->session, w->pool, NULL);
+            sl_admission_event_t go = {.status = SL_ADM_ADMITTED};
+            answer(ctl, w->worker, w->session, w->pool, ctl->admit_on_close ? &go : NULL);
             free(w);
         }
     }
@@ -307,4 +342,31 @@ int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admissio
                 p->bucket.burst, p->queue_length, (unsigned long long)p->max_wait);
     arm(ctl);
     return 0;
+}
+
+void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *from,
+                             sl_admission_t **from_slot)
+{
+    /* The new config's limits, applied to the old queue: queued clients keep
+       their places and their order, as with a live change. */
+    sl_admission_params_t p;
+    sl_admission_get_params(*to_slot, &p);
+    sl_admission_t *q = *from_slot;
+    *from_slot = NULL;
+    sl_admission_free(*to_slot);
+    *to_slot = q;
+    sl_admission_set_params(q, &p, uv_now(to->gw->loop));
+    for (size_t i = 0; i < from->waiters_cap; i++) {
+        for (sl_waiter_t **pw = &from->waiters[i]; *pw;) {
+            sl_waiter_t *w = *pw;
+            if (w->queue != q) {
+                pw = &w->next_in_bucket;
+                continue;
+            }
+            *pw = w->next_in_bucket;
+            from->n_waiters--;
+            waiter_put(to, w);
+        }
+    }
+    arm(to);
 }

@@ -119,6 +119,7 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
             break;
         case SL_CUTOVER_ACT_DONE:
             cs->active = cs->cut.to;
+            cs->active_overridden = true;
             sl_log_info("deploy %s: done; %s is active", name, ctl->rt->cfg->pools[cs->active].name);
             break;
         }
@@ -258,6 +259,17 @@ size_t sl_ctl_pick_pool(sl_ctl_t *ctl, size_t svc)
     if (!cs->deploying)
         return cs->active;
     return sl_cutover_pick_pool(&cs->cut, uv_now(ctl->gw->loop), &ctl->rng);
+}
+
+void sl_ctl_publish_all(sl_ctl_t *ctl)
+{
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++)
+        publish(ctl, i);
+    bool any = false;
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++)
+        any = any || ctl->services[i].deploying;
+    if (any && !uv_is_active((uv_handle_t *)&ctl->deploy_timer))
+        uv_timer_start(&ctl->deploy_timer, on_deploy_tick, DEPLOY_TICK_MS, DEPLOY_TICK_MS);
 }
 
 void sl_ctl_deploy_setup(sl_ctl_t *ctl)

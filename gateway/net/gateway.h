@@ -128,6 +128,7 @@ struct sl_gateway {
     char *config_path;
     uv_mutex_t rt_lock;
     sl_runtime_t *rt;                   /* current; guarded by rt_lock */
+    sl_runtime_t *boot_rt;              /* the first: listeners point into its config */
     sl_worker_t *workers;
     size_t n_workers;
     uv_os_sock_t *listen_fds;           /* n_workers x n_listeners, created up front */

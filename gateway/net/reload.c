@@ -1,0 +1,192 @@
+/*
+ * reload.c: a new config without dropping a connection (SIGHUP, or
+ * POST /api/v1/reload).
+ *
+ * The new file is parsed and resolved first; anything wrong and the old
+ * config keeps running, with every error reported. Then a new runtime is
+ * published to the workers — new connections use it, existing ones keep the
+ * runtime they started with (it is reference counted) — and a new policy
+ * state is built, carrying over what must not be lost: each backend's health
+ * (matched by pool name and address), each admission queue with its waiting
+ * clients in order (matched by service or pool name; the new limits apply to
+ * them, like a live change), deploys in progress, and what the API changed
+ * (a cutover's new active pool), which stands over the YAML.
+ *
+ * Listeners and the worker count are fixed at start: changing them asks for
+ * a restart, and the reload is refused saying so.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "control.h"
+#include "ctl.h"
+
+static void diag_line(sl_diag_t *d, const char *file, const char *what)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s: %s", file, what);
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        char **l = realloc(d->lines, cap * sizeof *l);
+        if (l == NULL)
+            return;
+        d->lines = l;
+        d->cap = cap;
+    }
+    if ((d->lines[d->n] = strdup(line)) != NULL)
+        d->n++;
+}
+
+/* What cannot change without a restart. */
+static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
+{
+    bool same = a->n_listeners == b->n_listeners && a->workers == b->workers;
+    for (size_t i = 0; same && i < a->n_listeners; i++) {
+        const sl_cfg_listener_t *x = &a->listeners[i], *y = &b->listeners[i];
+        same = strcmp(x->address.text, y->address.text) == 0 &&
+               x->proxy_protocol == y->proxy_protocol && x->backlog == y->backlog &&
+               x->tls.enabled == y->tls.enabled;
+    }
+    bool admin_same = a->admin.enabled == b->admin.enabled &&
+                      (!a->admin.enabled || strcmp(a->admin.address.text, b->admin.address.text) == 0);
+    if (!same)
+        diag_line(d, b->file, "listeners and workers cannot change on reload (address, "
+                              "backlog, proxy_protocol, tls on/off, workers); restart sluice");
+    if (!admin_same)
+        diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
+    return same && admin_same;
+}
+
+static long find_backend(const sl_ctl_t *ctl, size_t *pool_out, const char *pool,
+                         const char *addr)
+{
+    long p = sl_config_pool_index(ctl->rt->cfg, pool);
+    if (p < 0)
+        return -1;
+    const sl_pool_rt_t *pr = &ctl->rt->pools[p];
+    for (size_t i = 0; i < pr->n_backends; i++) {
+        if (strcmp(pr->backends[i].cfg->address.text, addr) == 0) {
+            *pool_out = (size_t)p;
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Index of pool `name` among the service's pools in ctl's config, or -1. */
+static long service_pool(const sl_ctl_t *ctl, size_t svc, const char *name)
+{
+    const sl_cfg_service_t *s = &ctl->rt->cfg->services[svc];
+    for (size_t k = 0; k < s->n_pools; k++)
+        if (strcmp(ctl->rt->cfg->pools[s->pools[k]].name, name) == 0)
+            return (long)s->pools[k];
+    return -1;
+}
+
+void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
+{
+    const sl_config_t *cfg = ctl->rt->cfg, *ocfg = old->rt->cfg;
+    /* Health: a backend that stays keeps its verdict and its rhythm. */
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        for (size_t i = 0; i < ctl->pools[p].n_backends; i++) {
+            sl_ctl_backend_t *b = &ctl->pools[p].backends[i];
+            size_t op;
+            long oi = find_backend(old, &op, cfg->pools[p].name, b->rt->cfg->address.text);
+            if (oi < 0)
+                continue;
+            sl_health_cfg_t keep = b->health.cfg;
+            b->health = old->pools[op].backends[oi].health;
+            b->health.cfg = keep;
+            b->health.check_in_flight = false;
+            atomic_store(&b->rt->state->up, sl_health_usable(&b->health) ? 1 : 0);
+        }
+    }
+    /* Admission queues, with their waiting clients, by name. */
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const sl_cfg_service_t *s = &cfg->services[i];
+        const sl_cfg_service_t *os = sl_config_service(ocfg, s->name);
+        if (os == NULL)
+            continue;
+        size_t oi = (size_t)(os - ocfg->services);
+        if (ctl->services[i].adm && old->services[oi].adm)
+            sl_ctl_admit_take_queue(ctl, &ctl->services[i].adm, old, &old->services[oi].adm);
+        /* The API's word stands over the YAML: a finished cutover's pool stays active. */
+        sl_ctl_service_t *ocs = &old->services[oi];
+        long active = service_pool(ctl, i, ocfg->pools[ocs->active].name);
+        if (ocs->active_overridden && active >= 0) {
+            ctl->services[i].active = (size_t)active;
+            ctl->services[i].active_overridden = true;
+        }
+        if (ocs->deploying) {
+            long from = service_pool(ctl, i, ocfg->pools[ocs->cut.from].name);
+            long to = service_pool(ctl, i, ocfg->pools[ocs->cut.to].name);
+            if (from < 0 || to < 0) {
+                sl_log_warn("reload: deploy of %s stopped: its pools are gone", s->name);
+                continue;
+            }
+            sl_ctl_service_t *cs = &ctl->services[i];
+            cs->cut = ocs->cut;
+            cs->cut.from = (size_t)from;
+            cs->cut.to = (size_t)to;
+            cs->deploying = true;
+            cs->close_code = ocs->close_code;
+            memcpy(cs->reason, ocs->reason, sizeof cs->reason);
+        }
+    }
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        long op = sl_config_pool_index(ocfg, cfg->pools[p].name);
+        if (op >= 0 && ctl->pools[p].adm && old->pools[op].adm)
+            sl_ctl_admit_take_queue(ctl, &ctl->pools[p].adm, old, &old->pools[op].adm);
+    }
+    sl_ctl_publish_all(ctl);
+}
+
+int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
+{
+    sl_config_t *cfg = NULL;
+    if (gw->ctl == NULL || atomic_load(&gw->draining)) {
+        diag_line(diag, gw->config_path, "not reloading while shutting down");
+        return SL_ESTATE;
+    }
+    if (sl_config_load(gw->config_path, &cfg, diag) != 0)
+        return SL_EINVAL;
+    if (!same_fixed_parts(gw->rt->cfg, cfg, diag)) {
+        sl_config_free(cfg);
+        return SL_EINVAL;
+    }
+    sl_runtime_t *rt = sl_runtime_new(cfg, gw->rt, diag);
+    if (rt == NULL) {
+        sl_config_free(cfg);
+        return SL_EINVAL;
+    }
+    sl_ctl_t *ctl = sl_ctl_new(gw, rt);
+    if (ctl == NULL) {
+        sl_runtime_unref(rt);
+        diag_line(diag, gw->config_path, "out of memory");
+        return SL_ENOMEM;
+    }
+    sl_ctl_t *old = gw->ctl;
+    sl_ctl_carry_over(ctl, old);
+    ctl->prev_rt = sl_runtime_ref(old->rt);
+    old->admit_on_close = true;   /* waiters whose queue is gone now: let them through */
+    gw->ctl = ctl;
+    sl_ctl_close(old);
+
+    uv_mutex_lock(&gw->rt_lock);
+    sl_runtime_t *prev = gw->rt;
+    gw->rt = rt;
+    uv_mutex_unlock(&gw->rt_lock);
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        sl_wmsg_t *m = calloc(1, sizeof *m);
+        if (m) {
+            m->type = SL_WMSG_RUNTIME;
+            sl_worker_post(&gw->workers[i], m);
+        }
+    }
+    sl_log_info("reload: %s applied (generation %llu)", gw->config_path,
+                (unsigned long long)rt->generation);
+    sl_runtime_unref(prev);
+    return 0;
+}
