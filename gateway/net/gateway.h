@@ -85,6 +85,7 @@ typedef struct sl_listener {
     uv_poll_t poll;
     bool polling;
     bool closed;
+    bool tls_paused;                    /* the worker's TLS handshake cap is reached */
 } sl_listener_t;
 
 struct sl_worker {
@@ -101,6 +102,7 @@ struct sl_worker {
     size_t n_listeners;
     uv_timer_t accept_timer;            /* resumes accepting after a pause */
     bool accept_paused;
+    uint32_t tls_handshakes;            /* TLS handshakes in progress (tls.c) */
     bool stopping;                      /* no new connections; draining */
 
     sl_runtime_t *rt;                   /* this worker's reference to the current runtime */

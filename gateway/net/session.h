@@ -73,6 +73,7 @@ struct sl_session {
     bool client_reading;
     bool client_eof;
     bool tls;                        /* the client came over TLS */
+    struct sl_tls_conn *tlsc;        /* the client side's TLS state (tls.c), or NULL */
 
     /* Who the client is. */
     const sl_cfg_listener_t *listener;
