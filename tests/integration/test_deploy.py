@@ -1,0 +1,184 @@
+"""Blue-green cutover through the admin API, with the real binary, two real
+backends and the C load generator holding 2,000 clients that each send a
+sequence-numbered message every 100 ms and reconnect at once on a close.
+
+Green admits 300/s and the drain asks for 400/s, so green's rate must set
+the pace; green must never see more than its rate + burst in a second; no
+handshake may fail; every message a client sent before its close frame must
+reach a backend; every client must end on green.
+"""
+import asyncio
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import websockets
+
+from harness import BUILD, Backend, Sluice, config, free_port
+from wsclient import peak_in_window
+
+LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", os.path.join(BUILD, "bench", "sluice-loadgen"))
+GREEN_RATE, GREEN_BURST, DRAIN = 300, 50, 400
+CLIENTS = 2000
+
+
+class Admin:
+    def __init__(self, port):
+        self.base = "http://127.0.0.1:%d" % port
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def metric(self, name, **labels):
+        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        want = ",".join('%s="%s"' % kv for kv in labels.items())
+        for line in text.splitlines():
+            if line.startswith("%s{%s}" % (name, want)) or (not labels and line.startswith(name + " ")):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError("no %s{%s}" % (name, want))
+
+
+def start_gateway(tmp_path, green_rate=GREEN_RATE):
+    blue = Backend("blue", "--log-messages", str(tmp_path / "blue.log"),
+                   "--record", str(tmp_path / "blue.rec"))
+    green = Backend("green", "--log-messages", str(tmp_path / "green.log"),
+                    "--record", str(tmp_path / "green.rec"))
+    port, admin = free_port(), free_port()
+    cfg = config(port, {"blue": [blue.addr], "green": [green.addr]}, workers=2,
+                 service_extra="""admission:
+  rate: 5000/s
+  burst: 5000
+  queue: { length: 50000, max_wait: 60s, per_client: 0 }
+  slow_start: 0
+drain: { grace: 5s }""",
+                 extra="admin: { address: 127.0.0.1:%d }\nlimits: { max_connections: 20000 }" % admin)
+    cfg = cfg.replace("  green:\n    backends:",
+                      "  green:\n    rate: %d/s\n    burst: %d\n    backends:" % (green_rate, GREEN_BURST))
+    return blue, green, Sluice(cfg, port), Admin(admin)
+
+
+def wait_for(pred, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def test_cutover_paced_by_green_loses_nothing(tmp_path):
+    blue, green, sluice, admin = start_gateway(tmp_path)
+    sent_log = tmp_path / "sent.log"
+    lg = subprocess.Popen([LOADGEN, "--url", sluice.url, "--mode", "deploy", "-n", str(CLIENTS),
+                           "--interval", "100ms", "--duration", "45s", "--source",
+                           "127.0.0.2-127.0.0.9", "--sent-log", str(sent_log), "--json"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: admin.metric("sluice_websockets_open", service="app", pool="blue")
+                        == CLIENTS, 30), "clients did not all connect to blue"
+        time.sleep(1)
+        t0 = time.monotonic()
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "0s", "drain_rate": "%d/s" % DRAIN})
+        assert status == 201, body
+        assert body["phase"] in ("drain", "ramp") and body["close_code"] == 1012
+        paces = []
+
+        def done():
+            s, b = admin.call("GET", "/api/v1/services/app/deploys/current")
+            if b["phase"] == "drain" and b["pace"] is not None:
+                paces.append((b["pace"], b["pace_limited_by"]))
+            return b if b["phase"] == "done" else None
+        final = wait_for(done, 40, 0.2)
+        took = time.monotonic() - t0
+        assert final, "cutover did not finish"
+        assert final["active"] == "green" and final["remaining"] == 0
+        # Green's admission rate set the pace, not the drain rate asked for.
+        assert paces and all(p <= GREEN_RATE * 1.001 and why == "new_pool_admission_rate" for p, why in paces), paces[:5]
+        assert took >= (CLIENTS - GREEN_BURST) / GREEN_RATE * 0.85, took
+        out, err = lg.communicate(timeout=60)
+    finally:
+        if lg.poll() is None:
+            lg.kill()
+            lg.wait()
+        sluice_rc = sluice.stop()
+        blue.stop()
+        green.stop()
+    assert sluice_rc == 0
+    summary = json.loads(out)
+    assert summary["failures"]["total"] == 0, summary["failures"]
+    # Green never admitted more than its rate + burst in a second.
+    with open(tmp_path / "green.rec") as f:
+        times = [int(l) for l in f if l.strip()]
+    assert len(times) >= CLIENTS
+    assert peak_in_window(times, 1000) <= (GREEN_RATE + GREEN_BURST) * 1.05
+    # Every message sent before the close frame reached a backend, and every
+    # client's drained generation was closed with 1012 and came back on green.
+    received = set()
+    for name in ("blue.log", "green.log"):
+        received |= set((tmp_path / name).read_text().split())
+    lost, last_backend, moved = [], {}, 0
+    for line in sent_log.read_text().splitlines():
+        gen, last, how, backend = line.split()
+        cid, g = gen.split(".")
+        if how == "1012":
+            moved += 1
+            lost += ["%s:%d" % (gen, s) for s in range(1, int(last) + 1)
+                     if "%s:%d" % (gen, s) not in received]
+        if int(g) >= int(last_backend.get(cid, ("-1", ""))[0]):
+            last_backend[cid] = (g, backend)
+    assert lost == [], "%d messages lost, e.g. %s" % (len(lost), lost[:5])
+    assert moved == CLIENTS
+    assert {b for _, b in last_backend.values()} == {"green"}
+
+
+def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
+    blue, green, sluice, admin = start_gateway(tmp_path)
+    try:
+        async def scenario():
+            conns = [await websockets.connect(sluice.url, compression=None,
+                                              local_addr=("127.0.0.%d" % (2 + i % 8), 0))
+                     for i in range(200)]
+            assert {await asyncio.wait_for(c.recv(), 5) for c in conns} == {"hello blue"}
+            status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                      {"to": "green", "ramp": "0s", "drain_rate": "20/s"})
+            assert status == 201, body
+            # A second deploy of the same service is refused while one runs.
+            assert admin.call("POST", "/api/v1/services/app/deploys", {"to": "green"})[0] == 409
+            async with websockets.connect(sluice.url, compression=None) as ws:
+                assert await asyncio.wait_for(ws.recv(), 5) == "hello green"
+            await asyncio.sleep(2)
+            status, body = admin.call("POST", "/api/v1/services/app/deploys/current/pause")
+            assert status == 200 and body["paused"] and body["paused_why"] == "operator"
+            left = admin.metric("sluice_websockets_open", service="app", pool="blue")
+            await asyncio.sleep(1)
+            assert admin.metric("sluice_websockets_open", service="app", pool="blue") == left
+            assert admin.call("POST", "/api/v1/services/app/deploys/current/resume")[0] == 200
+            await asyncio.sleep(1)
+            status, body = admin.call("POST", "/api/v1/services/app/deploys/current/abort")
+            assert status == 200 and body["phase"] == "aborted", body
+            drained = 200 - admin.metric("sluice_websockets_open", service="app", pool="blue")
+            assert 20 <= drained <= 100, drained
+            await asyncio.sleep(1.5)
+            # Draining stopped: blue keeps the rest.
+            assert 200 - admin.metric("sluice_websockets_open", service="app", pool="blue") == drained
+            async with websockets.connect(sluice.url, compression=None) as ws:
+                assert await asyncio.wait_for(ws.recv(), 5) == "hello blue"
+            for c in conns:
+                await c.close()
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        assert sluice.stop() == 0
+        blue.stop()
+        green.stop()
