@@ -232,6 +232,10 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
         sl_admin_error(resp, 400, "%s", err);
         return;
     }
+    if (pool < 0) {
+        ctl->services[svc].admission_overridden = true;
+        sl_state_save(ctl);
+    }
     sl__admin_get_admission(req, resp);
 }
 

@@ -104,7 +104,7 @@ static const sl__ckey_t admin_keys[] = {
         .doc = "where the admin API listens"),
     KEY(T, token_file, "token_file", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "file holding the bearer token; required off loopback"),
-    KEY(T, state_file, "state_file", SL__T_STRING, .flags = NI | SL__F_NULLABLE,
+    KEY(T, state_file, "state_file", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "where runtime changes are kept; null: not kept"),
 };
 #undef T

@@ -206,6 +206,7 @@ int sl_control_start(sl_gateway_t *gw)
     gw->ctl = sl_ctl_new(gw, gw->rt);
     if (gw->ctl == NULL)
         return SL_ENOMEM;
+    sl_state_apply(gw->ctl);
     uv_timer_init(gw->loop, &gw->shutdown_timer);
     gw->shutdown_timer.data = gw;
     uv_signal_t *sigs[] = {&gw->sig_term, &gw->sig_int, &gw->sig_hup};

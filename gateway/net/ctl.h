@@ -39,6 +39,7 @@ typedef struct sl_ctl_service {
     sl_cutover_t cut;                /* the current or last cutover */
     bool deploying;
     bool active_overridden;          /* a cutover (the API) set `active`, not the YAML */
+    bool admission_overridden;       /* the API set the limits */
     uint16_t close_code;
     char reason[64];
     size_t drain_rotor;              /* which worker gets the odd drain first */
@@ -110,6 +111,10 @@ int sl_ctl_admit_setup(sl_ctl_t *ctl);
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_close(sl_ctl_t *ctl);
+/* state.c: keep what the API changed in admin.state_file, and apply it at start. */
+int sl_state_save(sl_ctl_t *ctl);
+void sl_state_apply(sl_ctl_t *ctl);
+
 /* Publish where each service's new connections go, for the workers. */
 void sl_ctl_publish_all(sl_ctl_t *ctl);
 /* reload.c: carry health, queues (with their waiters), deploys and API overrides from old. */

@@ -120,6 +120,7 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
         case SL_CUTOVER_ACT_DONE:
             cs->active = cs->cut.to;
             cs->active_overridden = true;
+            sl_state_save(ctl);
             sl_log_info("deploy %s: done; %s is active", name, ctl->rt->cfg->pools[cs->active].name);
             break;
         }

@@ -115,6 +115,8 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
         /* The API's word stands over the YAML: a finished cutover's pool stays active. */
         sl_ctl_service_t *ocs = &old->services[oi];
         long active = service_pool(ctl, i, ocfg->pools[ocs->active].name);
+        if (ocs->admission_overridden && ctl->services[i].adm)
+            ctl->services[i].admission_overridden = true;
         if (ocs->active_overridden && active >= 0) {
             ctl->services[i].active = (size_t)active;
             ctl->services[i].active_overridden = true;

@@ -1,0 +1,172 @@
+/*
+ * state.c: what the API changed, kept across restarts.
+ *
+ * A finished cutover makes the new pool active, and PUT .../admission sets
+ * limits; both are decisions an operator made at run time, and a restart
+ * (or a crash) must not quietly undo them — the YAML still names the old
+ * pool. So they are written to admin.state_file (a temporary file renamed
+ * over the old one: a crash leaves the old state or the new, never half) and
+ * applied over the YAML at start. The status resource shows which values
+ * come from the state file rather than the YAML.
+ *
+ * Format (JSON, version 1):
+ *   {"version": 1, "services": {"app": {"active": "green",
+ *     "admission": {"rate": 300, "burst": 50, "queue_length": 50000, ...}}}}
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/json.h"
+#include "sluice/log.h"
+#include "../admin/json_out.h"
+#include "ctl.h"
+
+static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
+{
+    sl_jw_obj(w);
+    sl_jw_knum(w, "rate", p->bucket.rate);
+    sl_jw_kuint(w, "burst", p->bucket.burst);
+    sl_jw_kuint(w, "queue_length", p->queue_length);
+    sl_jw_kuint(w, "max_wait_ms", p->max_wait);
+    sl_jw_kuint(w, "per_client", p->per_client);
+    sl_jw_knum(w, "per_client_rate", p->per_client_rate);
+    sl_jw_kuint(w, "retry_after_min_ms", p->retry_after_min);
+    sl_jw_kuint(w, "retry_after_max_ms", p->retry_after_max);
+    sl_jw_kuint(w, "slow_start_ms", p->bucket.slow_start);
+    sl_jw_end(w);
+}
+
+int sl_state_save(sl_ctl_t *ctl)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    const char *path = cfg->admin.state_file;
+    if (path == NULL)
+        return 0;
+    sl_buf_t buf = {0};
+    sl_jw_t w;
+    sl_jw_init(&w, &buf, true);
+    sl_jw_obj(&w);
+    sl_jw_kuint(&w, "version", 1);
+    sl_jw_key(&w, "services");
+    sl_jw_obj(&w);
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        sl_ctl_service_t *cs = &ctl->services[i];
+        if (!cs->active_overridden && !cs->admission_overridden)
+            continue;
+        sl_jw_key(&w, cfg->services[i].name);
+        sl_jw_obj(&w);
+        if (cs->active_overridden)
+            sl_jw_kstr(&w, "active", cfg->pools[cs->active].name);
+        sl_admission_params_t p;
+        sl_admission_stats_t st;
+        if (cs->admission_overridden && sl_ctl_admission_get(ctl, i, -1, &p, &st) == 0) {
+            sl_jw_key(&w, "admission");
+            write_params(&w, &p);
+        }
+        sl_jw_end(&w);
+    }
+    sl_jw_end(&w);
+    sl_jw_end(&w);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = 0;
+    if (f == NULL || fwrite(buf.data, 1, buf.len, f) != buf.len || fputc('\n', f) == EOF ||
+        fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = -errno;
+    if (f && fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0)
+        sl_log_error("state file %s: cannot write: %s", path, strerror(-rc));
+    sl_buf_free(&buf);
+    return rc;
+}
+
+static double num(const sl_json_t *o, const char *k, double dflt)
+{
+    const sl_json_t *v = sl_json_get(o, k);
+    return v && v->type == SL_JSON_NUMBER ? v->num : dflt;
+}
+
+static void apply_service(sl_ctl_t *ctl, size_t i, const sl_json_t *o, const char *path)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    const sl_cfg_service_t *s = &cfg->services[i];
+    const sl_json_t *active = sl_json_get(o, "active");
+    if (active && active->type == SL_JSON_STRING) {
+        long p = -1;
+        for (size_t k = 0; k < s->n_pools; k++)
+            if (strcmp(cfg->pools[s->pools[k]].name, active->str) == 0)
+                p = (long)s->pools[k];
+        if (p < 0) {
+            sl_log_warn("state file %s: service %s: pool \"%s\" is not one of its pools now; "
+                        "keeping the config's", path, s->name, active->str);
+        } else {
+            ctl->services[i].active = (size_t)p;
+            ctl->services[i].active_overridden = true;
+            sl_log_info("state file: service %s: active pool %s (set through the API)", s->name,
+                        active->str);
+        }
+    }
+    const sl_json_t *a = sl_json_get(o, "admission");
+    sl_admission_params_t p;
+    sl_admission_stats_t st;
+    if (a && a->type == SL_JSON_OBJECT && sl_ctl_admission_get(ctl, i, -1, &p, &st) == 0) {
+        p.bucket.rate = num(a, "rate", p.bucket.rate);
+        p.bucket.burst = (uint32_t)num(a, "burst", p.bucket.burst);
+        p.queue_length = (uint32_t)num(a, "queue_length", p.queue_length);
+        p.max_wait = (sl_msec_t)num(a, "max_wait_ms", (double)p.max_wait);
+        p.per_client = (uint32_t)num(a, "per_client", p.per_client);
+        p.per_client_rate = num(a, "per_client_rate", p.per_client_rate);
+        p.retry_after_min = (sl_msec_t)num(a, "retry_after_min_ms", (double)p.retry_after_min);
+        p.retry_after_max = (sl_msec_t)num(a, "retry_after_max_ms", (double)p.retry_after_max);
+        p.bucket.slow_start = (sl_msec_t)num(a, "slow_start_ms", (double)p.bucket.slow_start);
+        char err[160];
+        if (sl_ctl_admission_set(ctl, i, -1, &p, err, sizeof err) == 0)
+            ctl->services[i].admission_overridden = true;
+        else
+            sl_log_warn("state file %s: service %s: admission not applied: %s", path, s->name, err);
+    }
+}
+
+void sl_state_apply(sl_ctl_t *ctl)
+{
+    const char *path = ctl->rt->cfg->admin.state_file;
+    if (path == NULL)
+        return;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno != ENOENT)
+            sl_log_warn("state file %s: cannot read: %s", path, strerror(errno));
+        return;
+    }
+    char *text = malloc(1 << 20);
+    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    sl_json_doc_t doc = {0};
+    sl_json_error_t err = {0};
+    if (text == NULL || sl_json_parse(&doc, text, n, NULL, &err) != 0) {
+        sl_log_error("state file %s: not valid JSON at byte %zu (%s); ignoring it", path,
+                     err.offset, err.msg ? err.msg : "no memory");
+        free(text);
+        return;
+    }
+    free(text);
+    const sl_json_t *svcs = sl_json_get(doc.root, "services");
+    for (const sl_json_t *m = svcs ? svcs->child : NULL; m; m = m->next) {
+        const sl_cfg_service_t *s = sl_config_service(ctl->rt->cfg, m->key);
+        if (s == NULL) {
+            sl_log_warn("state file %s: no service \"%s\" in the config now", path, m->key);
+            continue;
+        }
+        if (m->type == SL_JSON_OBJECT)
+            apply_service(ctl, (size_t)(s - ctl->rt->cfg->services), m, path);
+    }
+    sl_json_doc_free(&doc);
+    sl_ctl_publish_all(ctl);
+}
