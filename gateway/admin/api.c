@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "../net/ctl.h"
 #include "admin.h"
 
 static const char *balance_name(sl_balance_t b)
@@ -113,7 +114,7 @@ static void write_pools(sl_jw_t *w, const sl_runtime_t *rt)
     sl_jw_end(w);
 }
 
-static void write_services(sl_jw_t *w, const sl_runtime_t *rt)
+static void write_services(sl_jw_t *w, const sl_runtime_t *rt, const sl_gateway_t *gw)
 {
     const sl_config_t *cfg = rt->cfg;
     sl_jw_arr(w);
@@ -131,6 +132,15 @@ static void write_services(sl_jw_t *w, const sl_runtime_t *rt)
             active = (long)s->active;
         sl_jw_kstr(w, "active", cfg->pools[active].name);
         sl_jw_kbool(w, "admission", s->admission.enabled);
+        /* Values the API set, kept in the state file, standing over the YAML. */
+        sl_jw_key(w, "overridden");
+        sl_jw_arr(w);
+        const sl_ctl_t *ctl = gw->ctl;
+        if (ctl && ctl->rt == rt && ctl->services[i].active_overridden)
+            sl_jw_str(w, "active");
+        if (ctl && ctl->rt == rt && ctl->services[i].admission_overridden)
+            sl_jw_str(w, "admission");
+        sl_jw_end(w);
         sl_jw_end(w);
     }
     sl_jw_end(w);
@@ -156,7 +166,7 @@ static void get_status(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_jw_kuint(w, "websockets", ctr[SL_CTR_WS_OPEN]);
     sl_jw_end(w);
     sl_jw_key(w, "services");
-    write_services(w, rt);
+    write_services(w, rt, gw);
     sl_jw_key(w, "pools");
     write_pools(w, rt);
     sl_jw_key(w, "counters");

@@ -305,10 +305,10 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     }
     if (!only_keys(resp, j, deploy_keys))
         return;
+    /* Defaults: the service's drain settings in the config. */
     const sl_cfg_service_t *s = &req->gw->ctl->rt->cfg->services[svc];
-    sl_deploy_params_t p = {.close_code = 1012};
-    snprintf(p.reason, sizeof p.reason, "%s", "service restart");
-    (void)s;
+    sl_deploy_params_t p = {.close_code = s->drain.close_code, .drain_rate = s->drain.rate};
+    snprintf(p.reason, sizeof p.reason, "%s", s->drain.reason ? s->drain.reason : "");
     uint64_t u;
     const char *bad = NULL;
     if (get_str(j, "to", p.to, sizeof p.to) <= 0)

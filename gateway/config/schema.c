@@ -242,11 +242,11 @@ static const sl__ctable_t admission_table =
 
 #define T sl_cfg_drain_t
 static const sl__ckey_t drain_keys[] = {
-    KEY(T, rate, "rate", SL__T_RATE, .flags = NI, .def = "500/s", .min = 0.001, .max = 1e7,
+    KEY(T, rate, "rate", SL__T_RATE, .def = "500/s", .min = 0.001, .max = 1e7,
         .doc = "connections closed per second while draining"),
-    KEY(T, close_code, "close_code", SL__T_UINT, .flags = NI, .def = "1012", .min = 1000, .max = 4999,
+    KEY(T, close_code, "close_code", SL__T_UINT, .def = "1012", .min = 1000, .max = 4999,
         .doc = "WebSocket close code sent"),
-    KEY(T, reason, "reason", SL__T_STRING, .flags = NI, .def = "service restart",
+    KEY(T, reason, "reason", SL__T_STRING, .def = "service restart",
         .doc = "close reason sent (at most 123 bytes)"),
     KEY(T, grace, "grace", SL__T_DURATION, .def = "10s", .min = 0, .max = 10 * MIN,
         .doc = "wait for the client's close reply"),

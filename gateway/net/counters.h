@@ -44,10 +44,10 @@
     X(BACKEND_CONNECT_FAILURES, "backend_connect_failures_total", "Backend connects that failed or timed out", 0) \
     X(BACKEND_RESPONSE_TIMEOUTS, "backend_response_timeouts_total", "Backend responses that timed out (504)", 0) \
     X(BACKEND_REUSED, "backend_connections_reused_total", "HTTP requests sent on a kept-alive backend connection", 0) \
-    X(ADMISSION_ADMITTED, "admission_admitted_total", "Sessions admitted by the admission controller", 0) \
-    X(ADMISSION_REJECTED_503, "admission_rejected_503_total", "Clients turned away with 503 and Retry-After", 0) \
-    X(ADMISSION_REJECTED_429, "admission_rejected_429_total", "Clients turned away with 429 (per-address limits)", 0) \
-    X(ADMISSION_REJECTED_1013, "admission_rejected_1013_total", "WebSocket clients turned away with close 1013", 0) \
+    X(ADMISSION_ADMITTED, "admission_sessions_admitted_total", "Sessions admitted by the admission controller", 0) \
+    X(ADMISSION_REJECTED_503, "admission_sessions_rejected_503_total", "Clients turned away with 503 and Retry-After", 0) \
+    X(ADMISSION_REJECTED_429, "admission_sessions_rejected_429_total", "Clients turned away with 429 (per-address limits)", 0) \
+    X(ADMISSION_REJECTED_1013, "admission_sessions_rejected_1013_total", "WebSocket clients turned away with close 1013", 0) \
     X(BACKPRESSURE_PAUSES, "backpressure_pauses_total", "Times a side stopped reading because the other side's queue was high", 0)
 
 enum sl_counter {

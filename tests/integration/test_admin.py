@@ -20,14 +20,6 @@ from harness import (SLUICE, T, Backend, HttpReader, Sluice, WsConn, config, fre
 NOT_IMPLEMENTED = [
     ("PUT", "/api/v1/pools/blue/backends", b'{"backends": []}'),
     ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9001/drain", b""),
-    ("GET", "/api/v1/services/app/admission", b""),
-    ("PUT", "/api/v1/services/app/admission", b'{"rate": "300/s", "burst": 50}'),
-    ("POST", "/api/v1/services/app/deploys", b'{"from": "blue", "to": "green"}'),
-    ("GET", "/api/v1/services/app/deploys/current", b""),
-    ("POST", "/api/v1/services/app/deploys/current/pause", b""),
-    ("POST", "/api/v1/services/app/deploys/current/resume", b""),
-    ("POST", "/api/v1/services/app/deploys/current/abort", b""),
-    ("POST", "/api/v1/reload", b""),
 ]
 
 
@@ -59,11 +51,12 @@ class Admin:
         self.sock.close()
 
 
-def start(tmp_path=None, backends=None, admin_extra="", extra="", wait=True):
+def start(tmp_path=None, backends=None, admin_extra="", extra="", wait=True,
+          admission="admission: off"):
     port, admin_port = free_port(), free_port()
     admin = "admin: { address: 127.0.0.1:%d%s }" % (admin_port, admin_extra)
-    cfg = config(port, {"blue": backends or ["127.0.0.1:9"]}, workers=1,
-                 service_extra="admission: off", extra=admin + "\n" + extra)
+    cfg = config(port, {"blue": backends or ["127.0.0.1:9"], "green": ["127.0.0.1:9"]}, workers=1,
+                 service_extra=admission, extra=admin + "\n" + extra)
     s = Sluice(cfg, port if wait else None, wait=wait)
     if wait:
         wait_port("127.0.0.1", admin_port, s.proc)
@@ -125,7 +118,8 @@ def test_body_limits_and_bad_requests():
         # exactly 1 MiB is accepted (and parsed: a JSON string of that size)
         a = Admin(s.admin_port)
         big = b'"' + b"y" * ((1 << 20) - 2) + b'"'
-        assert a.json("POST", "/api/v1/reload", big) == (501, {"error": "not implemented yet"})
+        assert a.json("POST", "/api/v1/reload", big) == (200, {"status": "reloaded",
+                                                              "config_generation": 2})
         a.close()
         a = Admin(s.admin_port)
         a.sock.sendall(b"POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -175,12 +169,17 @@ def parse_prometheus(text):
             current = name
         elif line.startswith("# TYPE "):
             _, _, name, typ = line.split(" ")
-            assert name == current and typ in ("counter", "gauge"), line
+            assert name == current and typ in ("counter", "gauge", "histogram"), line
             families[name] = typ
         else:
             m = SAMPLE.match(line)
             assert m, "bad sample line %r" % line
-            assert m.group(1) == current, "sample %s outside its family" % line
+            base = m.group(1)
+            if families.get(current) == "histogram":
+                for suffix in ("_bucket", "_sum", "_count"):
+                    if base == current + suffix:
+                        base = current
+            assert base == current, "sample %s outside its family" % line
             assert m.group(1).startswith("sluice_")
             key = (m.group(1), m.group(2) or "")
             assert key not in samples
@@ -222,8 +221,8 @@ def test_metrics_and_status_after_a_websocket_session():
         assert st["version"] == "0.1.0" and st["workers"] == 1 and st["draining"] is False
         assert st["uptime_seconds"] > 0
         assert set(st["connections"]) == {"clients", "sessions", "websockets"}
-        assert st["services"] == [{"name": "app", "pools": ["blue"], "active": "blue",
-                                   "admission": False}]
+        assert st["services"] == [{"name": "app", "pools": ["blue", "green"], "active": "blue",
+                                   "admission": False, "overridden": []}]
         pool = st["pools"][0]
         assert pool["name"] == "blue" and pool["balance"] == "least_conn"
         b = pool["backends"][0]
@@ -331,11 +330,25 @@ def test_ctl():
         assert rc == 0 and "# TYPE sluice_ws_upgrades_total counter" in out
         rc, out, err = ctl("deploy", "start", "app", "--from", "blue", "--to", "green",
                            "--ramp", "30s", admin_port=s.admin_port)
-        assert rc == 1 and err.strip() == "sluice ctl: HTTP 501 Not Implemented: not implemented yet"
+        assert rc == 0, err
+        d = json.loads(out)
+        assert (d["from"], d["to"], d["phase"], d["in_progress"]) == ("blue", "green", "ramp", True)
+        rc, out, err = ctl("deploy", "start", "app", "--from", "blue", "--to", "green",
+                           admin_port=s.admin_port)
+        assert rc == 1 and "409" in err
+        rc, out, err = ctl("deploy", "pause", "app", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["paused"] is True
+        rc, out, err = ctl("deploy", "resume", "app", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["paused"] is False
+        rc, out, err = ctl("deploy", "status", "app", admin_port=s.admin_port)
+        assert rc == 0 and 0 < json.loads(out)["weights"]["green"] < 1
+        rc, out, err = ctl("deploy", "abort", "app", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["phase"] == "aborted"
+        assert ctl("deploy", "pause", "app", admin_port=s.admin_port)[0] == 1
+        # admission is off in this config: setting it is refused, not ignored
         rc, out, err = ctl("admission", "set", "app", "rate=300/s", "burst=50",
                            admin_port=s.admin_port)
-        assert rc == 1 and "501" in err
-        assert ctl("deploy", "pause", "app", admin_port=s.admin_port)[0] == 1
+        assert rc == 1 and "409" in err and "admission is off" in err
         # the environment names the admin address too
         env = {"SLUICE_ADMIN": "127.0.0.1:%d" % s.admin_port, "PATH": "/usr/bin:/bin"}
         assert ctl("status", env=env)[0] == 0

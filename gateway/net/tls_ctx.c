@@ -1,0 +1,698 @@
+/*
+ * tls_ctx.c: the SSL_CTXs of the TLS listeners, their ticket keys, and
+ * reloading them without dropping a connection.
+ *
+ * One "set" per TLS listener, shared by every worker: SSL_CTX is safe to
+ * share between threads, and sharing it means one session cache and one
+ * ticket keyring, so a client that reconnects to another worker (the kernel
+ * spreads SO_REUSEPORT accepts) still resumes. A reconnect storm is a
+ * handshake storm; resumption is what makes it cheap.
+ *
+ * A set holds one SSL_CTX per distinct certificate name set: SNI picks the
+ * context (servername callback, SSL_set_SSL_CTX). An ECDSA and an RSA
+ * certificate with the same names share one context, and OpenSSL picks
+ * between them by what the client supports.
+ *
+ * Reload builds complete new sets first and swaps them in under the
+ * registry lock only when every listener built: connections keep the set
+ * they started with by reference (and their SSL keeps its SSL_CTX by
+ * OpenSSL's own refcount), so old contexts go away with their last user.
+ *
+ * Ticket keys live in a keyring per listener that outlives sets, so tickets
+ * stay valid across a reload. Keys come from ticket_key_file (80 bytes per
+ * key: 16 name, 32 HMAC-SHA256, 32 AES-256; the first encrypts, all
+ * decrypt) or are made in memory and rotated every ticket_rotate, the
+ * previous key still decrypting for one more period.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "sluice/log.h"
+#include "tls.h"
+
+/* Mozilla "intermediate" (TLS 1.2 part; TLS 1.3 suites are OpenSSL's defaults). */
+#define INTERMEDIATE_CIPHERS                                                       \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                   \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+#define INTERMEDIATE_GROUPS "X25519:prime256v1:secp384r1"
+
+#define TICKET_KEY_LEN 80
+#define MAX_TICKET_KEYS 8
+
+typedef struct ticket_key {
+    uint8_t name[16];
+    uint8_t hmac[32];
+    uint8_t aes[32];
+} ticket_key_t;
+
+typedef struct keyring {
+    pthread_mutex_t lock;
+    ticket_key_t keys[MAX_TICKET_KEYS];  /* [0] encrypts */
+    size_t n;
+    bool from_file;
+    sl_msec_t rotate;
+    sl_msec_t rotated_at;
+} keyring_t;
+
+typedef struct cert_ctx {
+    SSL_CTX *ctx;
+    char **names;                        /* lower case DNS names (SAN, else CN) */
+    size_t n_names;
+    int key_types[2];                    /* EVP_PKEY ids loaded into ctx */
+} cert_ctx_t;
+
+struct sl_tls_set {
+    _Atomic long refs;
+    cert_ctx_t *certs;                   /* [0] is the default */
+    size_t n_certs;
+    keyring_t *keys;
+    sl_msec_t handshake_timeout;
+};
+
+/* The registry: per listener index, the current set and the keyring. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static sl_tls_set_t **reg_sets;
+static keyring_t **reg_keys;
+static size_t reg_n;
+static bool reg_built;
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+static void diag_add(sl_diag_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diag_add(sl_diag_t *d, const char *fmt, ...)
+{
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        char **l = realloc(d->lines, cap * sizeof *l);
+        if (l == NULL)
+            return;
+        d->lines = l;
+        d->cap = cap;
+    }
+    if ((d->lines[d->n] = strdup(line)) != NULL)
+        d->n++;
+}
+
+/* OpenSSL's last error as text, and the queue cleared. */
+static const char *ssl_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e == 0)
+        snprintf(buf, len, "unknown error");
+    else
+        ERR_error_string_n(e, buf, len);
+    ERR_clear_error();
+    return buf;
+}
+
+static sl_msec_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* ---- ticket keys ---- */
+
+static int keyring_fill_random(keyring_t *kr, size_t at)
+{
+    return RAND_bytes((unsigned char *)&kr->keys[at], sizeof kr->keys[at]) == 1 ? 0 : SL_ENOMEM;
+}
+
+/* Read 80-byte keys from `path` into kr. */
+static int keyring_load(keyring_t *kr, const char *path, const char *where, sl_diag_t *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        diag_add(d, "%s: cannot read ticket key file %s: %s", where, path, strerror(errno));
+        return SL_EINVAL;
+    }
+    uint8_t buf[TICKET_KEY_LEN * MAX_TICKET_KEYS + 1];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (n == 0 || n % TICKET_KEY_LEN != 0 || n > TICKET_KEY_LEN * MAX_TICKET_KEYS) {
+        diag_add(d, "%s: ticket key file %s holds %zu bytes (expected 80 per key, 1 to %d keys)",
+                 where, path, n, MAX_TICKET_KEYS);
+        return SL_EINVAL;
+    }
+    pthread_mutex_lock(&kr->lock);
+    memcpy(kr->keys, buf, n);
+    kr->n = n / TICKET_KEY_LEN;
+    kr->from_file = true;
+    pthread_mutex_unlock(&kr->lock);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return 0;
+}
+
+static keyring_t *keyring_new(sl_msec_t rotate)
+{
+    keyring_t *kr = calloc(1, sizeof *kr);
+    if (kr == NULL)
+        return NULL;
+    pthread_mutex_init(&kr->lock, NULL);
+    kr->rotate = rotate;
+    kr->rotated_at = mono_ms();
+    kr->n = 1;
+    if (keyring_fill_random(kr, 0) != 0) {
+        pthread_mutex_destroy(&kr->lock);
+        free(kr);
+        return NULL;
+    }
+    return kr;
+}
+
+static void keyring_free(keyring_t *kr)
+{
+    if (kr == NULL)
+        return;
+    OPENSSL_cleanse(kr->keys, sizeof kr->keys);
+    pthread_mutex_destroy(&kr->lock);
+    free(kr);
+}
+
+/* In-memory keys: a new current key every `rotate`; the previous one still decrypts. */
+static void keyring_maybe_rotate(keyring_t *kr)
+{
+    if (kr->from_file || kr->rotate == 0)
+        return;
+    sl_msec_t now = mono_ms();
+    if (now - kr->rotated_at < kr->rotate)
+        return;
+    kr->keys[1] = kr->keys[0];
+    if (keyring_fill_random(kr, 0) != 0) {
+        kr->keys[0] = kr->keys[1];
+        return;
+    }
+    kr->n = 2;
+    kr->rotated_at = now;
+}
+
+static int set_mac_key(EVP_MAC_CTX *hctx, uint8_t key[32])
+{
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
+}
+
+/* OpenSSL's ticket callback: 1 ok, 2 ok but renew the ticket, 0 unknown key, -1 error. */
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    keyring_t *kr = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    int rc = -1;
+    pthread_mutex_lock(&kr->lock);
+    keyring_maybe_rotate(kr);
+    if (enc) {
+        ticket_key_t *k = &kr->keys[0];
+        memcpy(name, k->name, 16);
+        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) == 1 &&
+            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
+            set_mac_key(hctx, k->hmac) == 0)
+            rc = 1;
+    } else {
+        rc = 0;
+        for (size_t i = 0; i < kr->n; i++) {
+            ticket_key_t *k = &kr->keys[i];
+            if (memcmp(name, k->name, 16) != 0)
+                continue;
+            if (set_mac_key(hctx, k->hmac) != 0 ||
+                EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+                rc = -1;
+            else
+                rc = i == 0 ? 1 : 2;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+/* ---- one certificate context ---- */
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned char *o;
+    if (SSL_select_next_proto(&o, outlen, alpn_http11, sizeof alpn_http11 - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;   /* no ALPN then; HTTP/1.1 is all we speak anyway */
+    *out = o;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static bool name_matches(const char *pattern, const char *host)
+{
+    if (strcmp(pattern, host) == 0)
+        return true;
+    if (pattern[0] != '*' || pattern[1] != '.')
+        return false;
+    const char *dot = strchr(host, '.');   /* a wildcard stands for exactly one label */
+    return dot != NULL && dot != host && strcmp(dot, pattern + 1) == 0;
+}
+
+static int servername_cb(SSL *ssl, int *alert, void *arg)
+{
+    sl_tls_set_t *set = arg;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (sni == NULL || set->n_certs < 2)
+        return SSL_TLSEXT_ERR_OK;
+    char host[256];
+    size_t n = strlen(sni);
+    if (n >= sizeof host)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 0; i <= n; i++)
+        host[i] = (char)tolower((unsigned char)sni[i]);
+    for (int pass = 0; pass < 2; pass++)   /* exact names first, then wildcards */
+        for (size_t c = 0; c < set->n_certs; c++)
+            for (size_t k = 0; k < set->certs[c].n_names; k++) {
+                const char *p = set->certs[c].names[k];
+                if ((pass == 0 && strcmp(p, host) == 0) ||
+                    (pass == 1 && p[0] == '*' && name_matches(p, host))) {
+                    if (SSL_get_SSL_CTX(ssl) != set->certs[c].ctx)
+                        SSL_set_SSL_CTX(ssl, set->certs[c].ctx);
+                    return SSL_TLSEXT_ERR_OK;
+                }
+            }
+    return SSL_TLSEXT_ERR_OK;   /* unknown name: the default certificate */
+}
+
+static int add_name(cert_ctx_t *cc, const char *s, size_t len)
+{
+    char **names = realloc(cc->names, (cc->n_names + 1) * sizeof *names);
+    if (names == NULL)
+        return SL_ENOMEM;
+    cc->names = names;
+    char *n = malloc(len + 1);
+    if (n == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        n[i] = (char)tolower((unsigned char)s[i]);
+    n[len] = '\0';
+    cc->names[cc->n_names++] = n;
+    return 0;
+}
+
+/* The DNS names of x: its subjectAltName DNS entries, else its CN. */
+static int read_names(cert_ctx_t *cc, X509 *x)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int rc = 0;
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && rc == 0; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type == GEN_DNS)
+            rc = add_name(cc, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                          (size_t)ASN1_STRING_length(g->d.dNSName));
+    }
+    GENERAL_NAMES_free(gens);
+    if (rc == 0 && cc->n_names == 0) {
+        X509_NAME *subj = X509_get_subject_name(x);
+        int at = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        if (at >= 0) {
+            ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, at));
+            rc = add_name(cc, (const char *)ASN1_STRING_get0_data(cn),
+                          (size_t)ASN1_STRING_length(cn));
+        }
+    }
+    return rc;
+}
+
+static bool same_names(const cert_ctx_t *a, const cert_ctx_t *b)
+{
+    if (a->n_names != b->n_names)
+        return false;
+    for (size_t i = 0; i < a->n_names; i++)
+        if (strcmp(a->names[i], b->names[i]) != 0)
+            return false;
+    return true;
+}
+
+static void cert_ctx_clear(cert_ctx_t *cc)
+{
+    SSL_CTX_free(cc->ctx);
+    for (size_t i = 0; i < cc->n_names; i++)
+        free(cc->names[i]);
+    free(cc->names);
+    memset(cc, 0, sizeof *cc);
+}
+
+/* A context with the listener's protocol settings, no certificate yet. */
+static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr,
+                        const char *where, sl_diag_t *d)
+{
+    char why[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        diag_add(d, "%s: %s", where, ssl_reason(why, sizeof why));
+        return NULL;
+    }
+    int minv = t->min_version && strcmp(t->min_version, "TLSv1.3") == 0 ? TLS1_3_VERSION
+                                                                          : TLS1_2_VERSION;
+    SSL_CTX_set_min_proto_version(ctx, minv);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_dh_auto(ctx, 1);
+    if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : INTERMEDIATE_CIPHERS) != 1) {
+        diag_add(d, "%s.ciphers: no usable cipher in \"%s\" (%s)", where,
+                 t->ciphers ? t->ciphers : "", ssl_reason(why, sizeof why));
+        goto fail;
+    }
+    if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
+        diag_add(d, "%s.ciphersuites: no usable suite in \"%s\" (%s)", where, t->ciphersuites,
+                 ssl_reason(why, sizeof why));
+        goto fail;
+    }
+    SSL_CTX_set1_groups_list(ctx, INTERMEDIATE_GROUPS);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    /* Resumption: one id context for every context of the listener, so SNI's
+       switch keeps sessions valid; a server cache, and tickets from our keys. */
+    char sid[32];
+    int sl = snprintf(sid, sizeof sid, "sluice-%zu", li);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid, (unsigned)sl);
+    if (t->session_cache > 0) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, t->session_cache);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    long life = (long)(t->ticket_rotate / 1000);
+    SSL_CTX_set_timeout(ctx, life > 0 ? life : 300);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_app_data(ctx, kr);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* Learn the names and key type of a certificate file (before loading it). */
+static int peek_cert(const char *path, cert_ctx_t *names, int *key_type)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    if (bio == NULL)
+        return SL_ENOENT;
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (x == NULL)
+        return SL_EINVAL;
+    int rc = read_names(names, x);
+    EVP_PKEY *pk = X509_get0_pubkey(x);
+    *key_type = pk ? EVP_PKEY_get_base_id(pk) : 0;
+    X509_free(x);
+    return rc;
+}
+
+static bool readable(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+/* Load certificate `ci` into the set: into a context with the same names and
+   another key type (ECDSA beside RSA), else into a new context. */
+static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t li, size_t ci,
+                     const char *lwhere, sl_diag_t *d)
+{
+    const sl_cfg_cert_t *c = &t->certificates[ci];
+    char where[512], why[256];
+    snprintf(where, sizeof where, "%s.certificates[%zu]", lwhere, ci);
+    cert_ctx_t peek = {0};
+    int kt = 0;
+    int rc = peek_cert(c->cert, &peek, &kt);
+    if (rc != 0) {
+        if (rc == SL_ENOENT)
+            diag_add(d, "%s.cert: cannot read certificate file %s: %s", where, c->cert,
+                     strerror(errno));
+        else
+            diag_add(d, "%s.cert: no PEM certificate in %s", where, c->cert);
+        cert_ctx_clear(&peek);
+        ERR_clear_error();
+        return SL_EINVAL;
+    }
+    cert_ctx_t *cc = NULL;
+    for (size_t g = 0; g < set->n_certs && cc == NULL; g++) {
+        cert_ctx_t *o = &set->certs[g];
+        if (same_names(o, &peek) && o->key_types[1] == 0 && o->key_types[0] != kt)
+            cc = o;
+    }
+    if (cc) {
+        cert_ctx_clear(&peek);
+        cc->key_types[1] = kt;
+    } else {
+        cc = &set->certs[set->n_certs];
+        *cc = peek;
+        cc->key_types[0] = kt;
+        cc->ctx = new_ctx(t, li, set->keys, lwhere, d);
+        set->n_certs++;
+        if (cc->ctx == NULL)
+            return SL_EINVAL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(cc->ctx, c->cert) != 1) {
+        diag_add(d, "%s.cert: cannot use certificate %s: %s", where, c->cert,
+                 ssl_reason(why, sizeof why));
+        return SL_EINVAL;
+    }
+    if (!readable(c->key)) {
+        diag_add(d, "%s.key: cannot read key file %s: %s", where, c->key, strerror(errno));
+        return SL_EINVAL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(cc->ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(cc->ctx) != 1) {
+        diag_add(d, "%s.key: key %s does not match certificate %s (%s)", where, c->key, c->cert,
+                 ssl_reason(why, sizeof why));
+        return SL_EINVAL;
+    }
+    return 0;
+}
+
+static void set_free(sl_tls_set_t *set)
+{
+    for (size_t i = 0; i < set->n_certs; i++)
+        cert_ctx_clear(&set->certs[i]);
+    free(set->certs);
+    free(set);
+}
+
+/* A complete set for listener li, or NULL with the reasons in d. */
+static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr, sl_diag_t *d)
+{
+    const sl_cfg_listener_t *l = &cfg->listeners[li];
+    const sl_cfg_listener_tls_t *t = &l->tls;
+    char where[320];
+    snprintf(where, sizeof where, "%s:%u:%u: listeners[%zu].tls", cfg->file ? cfg->file : "config",
+             l->pos.line, l->pos.col, li);
+    sl_tls_set_t *set = calloc(1, sizeof *set);
+    if (set == NULL || (set->certs = calloc(t->n_certificates + 1, sizeof *set->certs)) == NULL) {
+        free(set);
+        diag_add(d, "%s: out of memory", where);
+        return NULL;
+    }
+    atomic_init(&set->refs, 1);
+    set->keys = kr;
+    set->handshake_timeout = t->handshake_timeout;
+    int bad = 0;
+    for (size_t ci = 0; ci < t->n_certificates; ci++)
+        if (load_cert(set, t, li, ci, where, d) != 0)
+            bad++;
+    if (bad || set->n_certs == 0) {
+        set_free(set);
+        return NULL;
+    }
+    SSL_CTX_set_tlsext_servername_callback(set->certs[0].ctx, servername_cb);
+    SSL_CTX_set_tlsext_servername_arg(set->certs[0].ctx, set);
+    return set;
+}
+
+/* ---- the registry ---- */
+
+/* Build a set for every TLS listener (with staging keyrings for key files). */
+static int build_all(const sl_config_t *cfg, keyring_t **live, sl_tls_set_t **sets,
+                     keyring_t **staged, sl_diag_t *d)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const sl_cfg_listener_tls_t *t = &cfg->listeners[i].tls;
+        if (!t->enabled)
+            continue;
+        staged[i] = keyring_new(t->ticket_rotate);
+        if (staged[i] == NULL) {
+            rc = SL_ENOMEM;
+            continue;
+        }
+        char where[320];
+        snprintf(where, sizeof where, "%s:%u:%u: listeners[%zu].tls.ticket_key_file",
+                 cfg->file ? cfg->file : "config", cfg->listeners[i].pos.line,
+                 cfg->listeners[i].pos.col, i);
+        if (t->ticket_key_file && keyring_load(staged[i], t->ticket_key_file, where, d) != 0)
+            rc = SL_EINVAL;
+        sets[i] = build_set(cfg, i, live && live[i] ? live[i] : staged[i], d);
+        if (sets[i] == NULL)
+            rc = SL_EINVAL;
+    }
+    return rc;
+}
+
+static void drop_all(size_t n, sl_tls_set_t **sets, keyring_t **keys)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (sets && sets[i])
+            sl_tls_set_unref(sets[i]);
+        if (keys)
+            keyring_free(keys[i]);
+    }
+    free(sets);
+    free(keys);
+}
+
+int sl_tls_check(const sl_config_t *cfg, sl_diag_t *diag)
+{
+    size_t n = cfg->n_listeners ? cfg->n_listeners : 1;
+    sl_tls_set_t **sets = calloc(n, sizeof *sets);
+    keyring_t **keys = calloc(n, sizeof *keys);
+    if (sets == NULL || keys == NULL) {
+        free(sets);
+        free(keys);
+        return SL_ENOMEM;
+    }
+    int rc = build_all(cfg, NULL, sets, keys, diag);
+    drop_all(n, sets, keys);
+    return rc == 0 ? 0 : SL_EINVAL;
+}
+
+int sl_tls_init(const sl_config_t *cfg, sl_diag_t *diag)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (reg_built) {
+        pthread_mutex_unlock(&reg_lock);
+        return 0;
+    }
+    size_t n = cfg->n_listeners ? cfg->n_listeners : 1;
+    sl_tls_set_t **sets = calloc(n, sizeof *sets);
+    keyring_t **keys = calloc(n, sizeof *keys);
+    int rc = sets && keys ? build_all(cfg, NULL, sets, keys, diag) : SL_ENOMEM;
+    if (rc != 0) {
+        drop_all(n, sets, keys);
+        pthread_mutex_unlock(&reg_lock);
+        return SL_EINVAL;
+    }
+    reg_sets = sets;
+    reg_keys = keys;
+    reg_n = cfg->n_listeners;
+    reg_built = true;
+    pthread_mutex_unlock(&reg_lock);
+    return 0;
+}
+
+int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (!reg_built) {
+        pthread_mutex_unlock(&reg_lock);
+        return 0;   /* nothing started yet: the first worker builds from its config */
+    }
+    size_t n = reg_n ? reg_n : 1;
+    sl_tls_set_t **sets = calloc(n, sizeof *sets);
+    keyring_t **staged = calloc(n, sizeof *staged);
+    int rc = sets && staged ? 0 : SL_ENOMEM;
+    if (rc == 0 && cfg->n_listeners != reg_n) {
+        diag_add(diag, "%s: TLS: the listeners changed (a restart is needed)", cfg->file);
+        rc = SL_EINVAL;
+    }
+    for (size_t i = 0; rc == 0 && i < reg_n; i++)
+        if (cfg->listeners[i].tls.enabled != (reg_sets[i] != NULL)) {
+            diag_add(diag, "%s: listeners[%zu].tls: turning TLS on or off needs a restart",
+                     cfg->file, i);
+            rc = SL_EINVAL;
+        }
+    if (rc == 0)
+        rc = build_all(cfg, reg_keys, sets, staged, diag);
+    if (rc != 0) {
+        drop_all(n, sets, staged);
+        pthread_mutex_unlock(&reg_lock);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i < reg_n; i++) {
+        if (sets[i] == NULL)
+            continue;
+        keyring_t *kr = reg_keys[i];
+        pthread_mutex_lock(&kr->lock);
+        if (cfg->listeners[i].tls.ticket_key_file) {   /* new keys from the file */
+            memcpy(kr->keys, staged[i]->keys, sizeof kr->keys);
+            kr->n = staged[i]->n;
+            kr->from_file = true;
+        } else if (kr->from_file) {                     /* back to keys made in memory */
+            kr->from_file = false;
+            kr->keys[0] = staged[i]->keys[0];
+            kr->n = 1;
+            kr->rotated_at = mono_ms();
+        }
+        kr->rotate = cfg->listeners[i].tls.ticket_rotate;
+        pthread_mutex_unlock(&kr->lock);
+        sl_tls_set_t *old = reg_sets[i];
+        reg_sets[i] = sets[i];
+        sets[i] = old;   /* dropped below: connections hold their own references */
+    }
+    drop_all(n, sets, staged);
+    pthread_mutex_unlock(&reg_lock);
+    sl_log_info("TLS: certificates reloaded");
+    return 0;
+}
+
+void sl_tls_cleanup(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (reg_built)
+        drop_all(reg_n ? reg_n : 1, reg_sets, reg_keys);
+    reg_sets = NULL;
+    reg_keys = NULL;
+    reg_n = 0;
+    reg_built = false;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+sl_tls_set_t *sl_tls_set_get(size_t index)
+{
+    sl_tls_set_t *set = NULL;
+    pthread_mutex_lock(&reg_lock);
+    if (index < reg_n && reg_sets[index]) {
+        set = reg_sets[index];
+        atomic_fetch_add(&set->refs, 1);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return set;
+}
+
+void sl_tls_set_unref(sl_tls_set_t *set)
+{
+    if (set && atomic_fetch_sub(&set->refs, 1) == 1)
+        set_free(set);
+}
+
+struct ssl_ctx_st *sl_tls_set_ctx(const sl_tls_set_t *set)
+{
+    return set->certs[0].ctx;
+}
+
+sl_msec_t sl_tls_set_handshake_timeout(const sl_tls_set_t *set)
+{
+    return set->handshake_timeout;
+}
