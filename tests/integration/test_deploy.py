@@ -26,6 +26,7 @@ CLIENTS = 2000
 
 class Admin:
     def __init__(self, port):
+        self.port = port
         self.base = "http://127.0.0.1:%d" % port
 
     def call(self, method, path, body=None):

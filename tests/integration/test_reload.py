@@ -1,0 +1,134 @@
+"""Live changes, each shown by its effect on traffic: reload (SIGHUP, the
+API, `sluice ctl reload`), admission limits changed through the API, and the
+state file that keeps a finished cutover across a restart.
+"""
+import asyncio
+import json
+import subprocess
+import time
+
+import websockets
+
+from harness import SLUICE, Backend, Sluice, config, free_port, wait_port
+from test_deploy import Admin, wait_for
+
+
+def gateway(tmp_path, admission, extra_admin=""):
+    blue, green = Backend("blue"), Backend("green")
+    port, admin = free_port(), free_port()
+    text = config(port, {"blue": [blue.addr], "green": [green.addr]}, workers=2,
+                  service_extra=admission,
+                  extra="admin: { address: 127.0.0.1:%d%s }" % (admin, extra_admin))
+    return blue, green, Sluice(text, port), Admin(admin), text
+
+
+def ctl(admin, *args):
+    p = subprocess.run([SLUICE, "ctl", "--admin", "127.0.0.1:%d" % admin, *args],
+                       capture_output=True, text=True, timeout=20)
+    return p.returncode, p.stdout, p.stderr
+
+
+async def connect_many(url, n):
+    t0 = time.monotonic()
+    conns = await asyncio.gather(*[websockets.connect(url, compression=None, open_timeout=30)
+                                   for _ in range(n)])
+    took = time.monotonic() - t0
+    for c in conns:
+        await c.close()
+    return took
+
+
+ADMISSION = """admission:
+  rate: %s
+  burst: 1
+  queue: { length: 1000, max_wait: 30s, per_client: 0 }
+  slow_start: 0"""
+
+
+def test_bad_reload_keeps_old_config_and_good_reload_applies_new_limits(tmp_path):
+    blue, green, s, admin, text = gateway(tmp_path, ADMISSION % "4/s")
+    try:
+        async def scenario():
+            held = await websockets.connect(s.url, compression=None)
+            assert await held.recv() == "hello blue"
+            # At 4/s, 8 clients take about 1.75 s.
+            assert await connect_many(s.url, 8) >= 1.4
+            # A broken file is refused with its error lines; nothing changes.
+            with open(s.cfg.name, "w") as f:
+                f.write(text.replace("rate: 4/s", "rate: fast"))
+            status, body = admin.call("POST", "/api/v1/reload")
+            assert status == 400 and body["error"].startswith("reload refused")
+            assert any(":" in e and "admission.rate" in e and "bad rate" in e
+                       for e in body["errors"]), body
+            assert await connect_many(s.url, 8) >= 1.4
+            # A good file with a higher rate applies to new connections...
+            with open(s.cfg.name, "w") as f:
+                f.write(text.replace("rate: 4/s", "rate: 2000/s").replace("burst: 1", "burst: 100"))
+            rc, out, err = ctl(admin.port, "reload")
+            assert rc == 0 and json.loads(out)["status"] == "reloaded", err
+            assert await connect_many(s.url, 8) < 1.0
+            # ...and the connection opened before both reloads is still there.
+            await held.send("still here")
+            assert await asyncio.wait_for(held.recv(), 5) == "still here"
+            # SIGHUP does the same as the API.
+            with open(s.cfg.name, "w") as f:
+                f.write(text)
+            s.proc.send_signal(1)
+            assert wait_for(lambda: "generation 3" in s.output(), 5)
+            assert await connect_many(s.url, 8) >= 1.4
+            await held.close()
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        assert s.stop() == 0
+        blue.stop()
+        green.stop()
+
+
+def test_admission_set_through_the_api_paces_new_clients(tmp_path):
+    blue, green, s, admin, _ = gateway(tmp_path, ADMISSION % "1000/s")
+    try:
+        assert asyncio.run(connect_many(s.url, 8)) < 1.0
+        rc, out, err = ctl(admin.port, "admission", "set", "app", "rate=4/s", "burst=1")
+        assert rc == 0, err
+        assert json.loads(out)["limits"]["rate"] == 4
+        assert asyncio.run(connect_many(s.url, 8)) >= 1.4
+        rc, out, err = ctl(admin.port, "admission", "get", "app")
+        limits = json.loads(out)["limits"]
+        assert limits["rate"] == 4 and limits["state"]["admitted"] >= 16
+        # Unknown fields and bad values are refused, not ignored.
+        assert admin.call("PUT", "/api/v1/services/app/admission", {"rtae": 5})[0] == 400
+        assert admin.call("PUT", "/api/v1/services/app/admission", {"rate": "fast"})[0] == 400
+    finally:
+        assert s.stop() == 0
+        blue.stop()
+        green.stop()
+
+
+def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
+    state = tmp_path / "state.json"
+    blue, green, s, admin, text = gateway(tmp_path, "admission: off",
+                                          extra_admin=", state_file: %s" % state)
+    try:
+        async def hello(url):
+            async with websockets.connect(url, compression=None) as ws:
+                return await asyncio.wait_for(ws.recv(), 5)
+        assert asyncio.run(hello(s.url)) == "hello blue"
+        rc, out, err = ctl(admin.port, "deploy", "start", "app", "--from", "blue", "--to", "green",
+                           "--ramp", "0s")
+        assert rc == 0, err
+        assert wait_for(lambda: admin.call("GET", "/api/v1/services/app/deploys/current")[1]
+                        ["phase"] == "done", 10)
+        assert asyncio.run(hello(s.url)) == "hello green"
+        assert json.loads(state.read_text())["services"]["app"]["active"] == "green"
+        assert s.stop() == 0
+        # The YAML still says blue; the state file wins.
+        s = Sluice(text, s.port)
+        wait_port("127.0.0.1", admin.port, s.proc)
+        assert asyncio.run(hello(s.url)) == "hello green"
+        st = admin.call("GET", "/api/v1/status")[1]
+        assert st["services"][0]["active"] == "green"
+        assert st["services"][0]["overridden"] == ["active"]
+    finally:
+        assert s.stop() == 0
+        blue.stop()
+        green.stop()
