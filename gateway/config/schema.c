@@ -89,7 +89,7 @@ static const sl__ckey_t listener_keys[] = {
         .doc = "listen(2) backlog"),
     KEY(T, proxy_protocol, "proxy_protocol", SL__T_ENUM, .names = proxy_protocol_names,
         .def = "off", .doc = "expect a PROXY protocol header: off, v1, v2 or any"),
-    KEY(T, tls, "tls", SL__T_MAP, .sub = &tls_table, .flags = NI | SL__F_PRESENT,
+    KEY(T, tls, "tls", SL__T_MAP, .sub = &tls_table, .flags = SL__F_PRESENT,
         .present_off = offsetof(T, tls.enabled), .doc = "terminate TLS on this listener"),
 };
 #undef T

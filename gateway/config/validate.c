@@ -57,6 +57,28 @@ static void check_addr(sl__cfg_ctx_t *c, const sl_cfg_addr_t *a, const sl_cfg_ad
     }
 }
 
+/* TLS settings that the table cannot judge alone. The files themselves are
+   read by the shell (sl_tls_check): this layer does no I/O. */
+static void check_listener_tls(sl__cfg_ctx_t *c, const sl_cfg_listener_t *l, size_t i)
+{
+    char path[160];
+    const sl_cfg_listener_tls_t *t = &l->tls;
+    if (!t->enabled)
+        return;
+    if (t->min_version && strcmp(t->min_version, "TLSv1.2") != 0 &&
+        strcmp(t->min_version, "TLSv1.3") != 0) {
+        sl_cfg_pos_t p = at(c, &t->min_version, l->pos);
+        snprintf(path, sizeof path, "listeners[%zu].tls.min_version", i);
+        sl__cfg_error(c, p.line, p.col, path, "expected TLSv1.2 or TLSv1.3");
+    }
+    if (l->proxy_protocol != SL_PROXY_PROTOCOL_OFF) {
+        sl_cfg_pos_t p = at(c, &l->proxy_protocol, l->pos);
+        snprintf(path, sizeof path, "listeners[%zu].proxy_protocol", i);
+        sl__cfg_error(c, p.line, p.col, path,
+                      "PROXY protocol on a TLS listener is not implemented yet");
+    }
+}
+
 static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
     char path[160];
@@ -65,6 +87,7 @@ static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
         snprintf(path, sizeof path, "listeners[%zu].address", i);
         l->address.pos = at(c, &l->address, l->pos);
         check_addr(c, &l->address, &cfg->listeners[0].address, sizeof *l, i, path, "listener");
+        check_listener_tls(c, l, i);
     }
 }
 

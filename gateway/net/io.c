@@ -10,11 +10,17 @@
  *
  * Write requests are recycled through a per-worker free list, so the relay
  * path allocates nothing per message.
+ *
+ * A TLS client (s->tlsc) is the same session with tls.c in between: reads
+ * hand it ciphertext and it hands the session plaintext blocks; writes to the
+ * client are encrypted there and come back here as ciphertext blocks. The
+ * write queue, and so backpressure, counts ciphertext.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "session.h"
+#include "tls.h"
 
 sl_msec_t sl_now(sl_session_t *s)
 {
@@ -82,6 +88,18 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     sl_session_t *s = sl_container_of((uv_tcp_t *)st, sl_session_t, client);
     sl_block_t *b = buf->base ? sl_block_of(buf->base) : NULL;
+    if (s->tlsc && nread != 0) {
+        if (nread > 0) {
+            b->len = (uint32_t)nread;
+            s->last_rx = s->last_client_rx = sl_now(s);
+            sl_tls_on_read(s, b);
+        }
+        if (b)
+            sl_block_unref(&s->w->bufs, b);
+        if (nread < 0)
+            sl_tls_on_eof(s, (int)nread);
+        return;
+    }
     if (nread > 0) {
         b->len = (uint32_t)nread;
         s->last_rx = s->last_client_rx = sl_now(s);
@@ -124,9 +142,19 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         sl_block_unref(&up->worker->bufs, b);
 }
 
+bool sl__client_wants_data(const sl_session_t *s)
+{
+    return s->client_paused == 0 && s->state != SL_SS_CLOSING && !s->client_eof;
+}
+
 static void update_client_reading(sl_session_t *s)
 {
-    bool want = s->client_paused == 0 && s->state != SL_SS_CLOSING && !s->client_eof;
+    bool want = sl__client_wants_data(s);
+    /* TLS bytes already off the socket go first (tls.c kicks); the socket waits. */
+    if (want && s->tlsc && sl_tls_holds_input(s)) {
+        sl_tls_kick(s);
+        want = false;
+    }
     if (want && !s->client_reading) {
         if (uv_read_start((uv_stream_t *)&s->client, alloc_cb, client_read_cb) == 0)
             s->client_reading = true;
@@ -248,6 +276,8 @@ int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
         return 0;
     if (!to_client && (s->up == NULL || !s->up->connected))
         return UV_ENOTCONN;
+    if (to_client && s->tlsc)
+        return sl_tls_write(s, b->data + off, len);
     sl_wreq_t *r = wreq_get(s->w);
     if (r == NULL)
         return UV_ENOMEM;
@@ -256,12 +286,24 @@ int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
     return submit(s, to_client, r, uv_buf_init(b->data + off, (unsigned)len));
 }
 
+int sl__client_write_raw(sl_session_t *s, sl_block_t *b)
+{
+    sl_wreq_t *r = wreq_get(s->w);
+    if (r == NULL)
+        return UV_ENOMEM;
+    sl_block_ref(b);
+    r->block = b;
+    return submit(s, true, r, uv_buf_init(b->data, (unsigned)b->len));
+}
+
 int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
     if (!to_client && (s->up == NULL || !s->up->connected))
         return UV_ENOTCONN;
+    if (to_client && s->tlsc)
+        return sl_tls_write(s, data, len);
     sl_wreq_t *r = wreq_get(s->w);
     if (r == NULL)
         return UV_ENOMEM;

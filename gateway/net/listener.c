@@ -9,6 +9,13 @@
  * gateway behaves when file descriptors run out or the connection cap is
  * reached: it stops accepting (new clients wait in the kernel's backlog),
  * keeps serving the connections it has, and tries again shortly.
+ *
+ * TLS listeners pause the same way when the worker has max_handshakes TLS
+ * handshakes in progress, and resume when enough of them end. We pause
+ * rather than accept-and-close: a closed connection costs an accept and a
+ * reset, and the client retries at once, feeding the storm; a connection
+ * left in the backlog costs nothing and gets its handshake in order. Plain
+ * listeners of the worker keep accepting meanwhile.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +29,7 @@
 
 #include "sluice/log.h"
 #include "session.h"
+#include "tls.h"
 
 /* Accepts per wake-up, so one busy listener cannot starve the loop. */
 #define ACCEPT_BATCH 64
@@ -92,7 +100,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events);
 
 static void poll_start(sl_listener_t *l)
 {
-    if (!l->polling && !l->closed && uv_poll_start(&l->poll, UV_READABLE, on_acceptable) == 0)
+    if (!l->polling && !l->closed && !l->tls_paused && uv_poll_start(&l->poll, UV_READABLE, on_acceptable) == 0)
         l->polling = true;
 }
 
@@ -132,6 +140,13 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         return;
     uint32_t cap = w->rt->cfg->limits.max_connections;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (l->cfg->tls.enabled && w->tls_handshakes >= l->cfg->tls.max_handshakes) {
+            sl_log_debug("worker %d: %u TLS handshakes in progress; pausing %s", w->id,
+                         w->tls_handshakes, l->cfg->address.text);
+            l->tls_paused = true;
+            poll_stop(l);
+            return;
+        }
         if (atomic_load_explicit(&w->gw->clients, memory_order_relaxed) >= cap) {
             sl_count(&w->counters, SL_CTR_CONN_CAP_PAUSES, 1);
             sl_listeners_pause(w, ACCEPT_RETRY_MS);
@@ -151,9 +166,30 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     }
 }
 
+void sl_listeners_tls_resume(sl_worker_t *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        sl_listener_t *l = &w->listeners[i];
+        uint32_t max = l->cfg->tls.max_handshakes;
+        /* A little below the cap, so a busy listener does not flap per handshake. */
+        if (!l->tls_paused || w->tls_handshakes + max / 8 >= max)
+            continue;
+        l->tls_paused = false;
+        if (!w->accept_paused && !w->stopping)
+            poll_start(l);
+    }
+}
+
 int sl_listeners_start(sl_worker_t *w)
 {
     const sl_config_t *cfg = w->rt->cfg;
+    sl_diag_t diag = {0};
+    int trc = sl_tls_init(cfg, &diag);   /* the first worker builds the TLS contexts */
+    for (size_t i = 0; i < diag.n; i++)
+        sl_log_error("%s", diag.lines[i]);
+    sl_diag_free(&diag);
+    if (trc != 0)
+        return UV_EINVAL;
     w->n_listeners = cfg->n_listeners;
     w->listeners = calloc(w->n_listeners ? w->n_listeners : 1, sizeof *w->listeners);
     if (w->listeners == NULL)

@@ -19,6 +19,7 @@
 #include "sluice/route.h"
 #include "sluice/wshandshake.h"
 #include "session.h"
+#include "tls.h"
 
 static void on_timer(uv_timer_t *t);
 static void on_handle_closed(uv_handle_t *h);
@@ -47,6 +48,15 @@ static bool ip_trusted(const sl_config_t *cfg, const char *ip)
 static bool ip_trusted_cb(const char *ip, void *arg)
 {
     return ip_trusted(arg, ip);
+}
+
+/* The position of listener config l among the worker's listeners (TLS contexts are per index). */
+static size_t listener_index(const sl_worker_t *w, const sl_cfg_listener_t *l)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].cfg == l)
+            return i;
+    return (size_t)-1;
 }
 
 void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd)
@@ -85,6 +95,17 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
     int len = sizeof ss;
     if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&ss, &len) == 0)
         addr_to_text((struct sockaddr *)&ss, s->peer_ip);
+    if (l->tls.enabled) {
+        /* The handshake comes first, under its own timer; the head's clock
+           starts when it is done (tls.c). */
+        s->tls = true;
+        if (sl_tls_conn_start(s, listener_index(w, l)) != 0) {
+            sl_session_close(s);
+            return;
+        }
+        sl_client_resume(s, 0);
+        return;
+    }
     s->state = l->proxy_protocol != SL_PROXY_PROTOCOL_OFF ? SL_SS_PROXY_HEADER : SL_SS_HEAD;
     s->head_deadline = s->started + s->rt->cfg->timeouts.head;
     sl_session_arm_timer(s);
@@ -435,6 +456,8 @@ void sl_session_finish(sl_session_t *s)
     s->head_deadline = 0;
     s->drain_deadline = 0;
     s->linger_deadline = sl_now(s) + LINGER_MS;
+    if (s->tlsc && !s->client_eof)
+        sl_tls_close_notify(s);
     if (s->client_eof ||
         uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown) != 0) {
         sl_session_close(s);
@@ -536,6 +559,8 @@ void sl_session_close(sl_session_t *s)
     if (s->client_reading)
         uv_read_stop((uv_stream_t *)&s->client);
     uv_close((uv_handle_t *)&s->client, on_handle_closed);
+    if (s->tlsc)
+        sl_tls_conn_close(s, on_handle_closed);
 }
 
 static void session_free(sl_session_t *s)
@@ -550,6 +575,8 @@ static void session_free(sl_session_t *s)
     }
     sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
     atomic_fetch_sub(&w->gw->clients, 1);
+    if (s->tlsc)
+        sl_tls_conn_free(s);
     sl_session_head_free(s);
     free(s->resp);
     free(s->resp_head);

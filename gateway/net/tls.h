@@ -80,6 +80,8 @@ void sl_tls_on_eof(sl_session_t *s, int status);
 /* Encrypt `len` bytes for the client and queue the ciphertext. 0 or a UV error. */
 int sl_tls_write(sl_session_t *s, const void *data, size_t len);
 
+/* Whether ciphertext or plaintext is held that the session has not seen yet. */
+bool sl_tls_holds_input(const sl_session_t *s);
 /* Reading was resumed: deliver plaintext already decrypted (deferred, never re-entrant). */
 void sl_tls_kick(sl_session_t *s);
 

@@ -25,7 +25,9 @@
  * previous key still decrypting for one more period.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
