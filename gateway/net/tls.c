@@ -45,6 +45,7 @@ struct sl_tls_conn {
     int eof_status;                  /* the socket ended while plaintext was undelivered */
     bool handshaking;                /* counted in w->tls_handshakes */
     bool shutdown_sent;
+    bool failed;                     /* a TLS error: its session must not be resumed */
 };
 
 static BIO_METHOD *bio_method;
@@ -181,6 +182,8 @@ static void pump(sl_session_t *s)
             continue;   /* the block filled up: there may be more */
         if (err == SSL_ERROR_WANT_READ)
             break;
+        if (err != SSL_ERROR_ZERO_RETURN)
+            c->failed = true;
         if (s->state != SL_SS_CLOSING && !s->client_eof) {
             if (err != SSL_ERROR_ZERO_RETURN)
                 sl_log_debug("client %s: TLS error: %s", s->peer_ip,
@@ -353,6 +356,11 @@ void sl_tls_conn_close(sl_session_t *s, void (*cb)(uv_handle_t *))
 void sl_tls_conn_free(sl_session_t *s)
 {
     sl_tls_conn_t *c = s->tlsc;
+    /* OpenSSL drops a session from the cache when its connection was not shut
+       down with close_notify both ways. Clients (and we, on our own closes)
+       often just close: keep the session unless TLS itself failed. */
+    if (c->ssl && !c->handshaking && !c->failed)
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);   /* frees our BIO too */
     if (c->in)
         sl_block_unref(&s->w->bufs, c->in);

@@ -1,0 +1,279 @@
+"""TLS termination (issue 7), against the real sluice binary and the C backend.
+
+Certificates are made in each test module with the openssl command into
+tmp_path: an ECDSA P-256 certificate for a.test (the default), an RSA one for
+b.test (SNI), both self-signed, so each doubles as its own CA for the client.
+WebSockets go through python3-websockets over Python's ssl; resumption and
+old protocol versions are checked with `openssl s_client`, whose own words
+("Reused", the negotiated protocol) are what the assertions read.
+"""
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+import websockets
+
+import harness as H
+
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+
+
+def make_cert(d, name, kind):
+    """Self-signed certificate and key for `name` in directory d."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    if kind == "ec":
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    else:
+        newkey = ["-newkey", "rsa:2048"]
+    subprocess.run([OPENSSL, "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=DNS:" + name],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def tls_config(port, backend, certs, extra_tls=""):
+    lines = ["tls:", "  certificates:"]
+    lines += ["    - { cert: %s, key: %s }" % c for c in certs]
+    lines += ["  handshake_timeout: 1s", "  max_handshakes: 2"]
+    if extra_tls:
+        lines += ["  " + l for l in extra_tls.strip("\n").split("\n")]
+    return H.config(port, {"blue": [backend.addr]}, listener_extra="\n".join(lines))
+
+
+def client_ctx(cafile, **kw):
+    ctx = ssl.create_default_context(cafile=cafile)
+    for k, v in kw.items():
+        setattr(ctx, k, v)
+    return ctx
+
+
+def peer_cn(port, server_name, cafile):
+    """The CN of the certificate the gateway shows for server_name (verified)."""
+    ctx = client_ctx(cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_name) as s:
+            subject = dict(x[0] for x in s.getpeercert()["subject"])
+            return subject["commonName"], s.version(), s.selected_alpn_protocol()
+
+
+def s_client(port, *args, stdin_wait=1.0):
+    """Run openssl s_client; stdin stays open stdin_wait seconds (TLS 1.3 tickets come late)."""
+    p = subprocess.Popen([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    time.sleep(stdin_wait)
+    out, _ = p.communicate(timeout=H.T)
+    return out
+
+
+async def wss_echo(url, ctx, server_hostname="a.test", n=3):
+    async with websockets.connect(url, ssl=ctx, server_hostname=server_hostname,
+                                  open_timeout=H.T) as ws:
+        assert await asyncio.wait_for(ws.recv(), H.T) == "hello blue"
+        for i in range(n):
+            msg = "tls message %d " % i + "x" * (i * 40000)
+            await ws.send(msg)
+            assert await asyncio.wait_for(ws.recv(), H.T) == msg
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    return {"dir": d, "a": make_cert(d, "a.test", "ec"), "b": make_cert(d, "b.test", "rsa")}
+
+
+@pytest.fixture(scope="module")
+def gw(certs):
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [certs["a"], certs["b"]]), port=port)
+    sl.wss = "wss://127.0.0.1:%d/" % port
+    yield sl
+    assert sl.alive(), sl.output()
+    assert sl.stop() == 0, sl.output()
+    backend.stop()
+
+
+def test_wss_echo(gw, certs):
+    H.run(wss_echo(gw.wss, client_ctx(certs["a"][0])))
+
+
+def test_https_request_says_https(gw, certs):
+    ctx = client_ctx(certs["a"][0])
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            resp = H.recv_all(s)
+    assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+    assert b"hello blue" in resp
+
+
+def test_sni_picks_the_certificate(gw, certs):
+    cn, version, alpn = peer_cn(gw.port, "a.test", certs["a"][0])
+    assert (cn, version, alpn) == ("a.test", "TLSv1.3", None)
+    assert peer_cn(gw.port, "b.test", certs["b"][0])[0] == "b.test"
+    # An unknown name gets the default (first) certificate.
+    ctx = client_ctx(certs["a"][0])
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="other.test") as s:
+            assert dict(x[0] for x in s.getpeercert()["subject"])["commonName"] == "a.test"
+
+
+def test_alpn_http11(gw, certs):
+    ctx = client_ctx(certs["a"][0])
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+            assert s.selected_alpn_protocol() == "http/1.1"
+
+
+def test_tls12_works_and_uses_intermediate_ciphers(gw, certs):
+    ctx = client_ctx(certs["b"][0], maximum_version=ssl.TLSVersion.TLSv1_2)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="b.test") as s:
+            assert s.version() == "TLSv1.2"
+            assert s.cipher()[0] in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                                     "ECDHE-RSA-CHACHA20-POLY1305")
+
+
+@pytest.mark.parametrize("flag", ["-tls1_3", "-tls1_2"])
+def test_session_resumes_with_a_ticket(gw, certs, tmp_path, flag):
+    sess = str(tmp_path / "sess.pem")
+    first = s_client(gw.port, flag, "-servername", "a.test", "-sess_out", sess)
+    assert "New, TLSv1." in first, first
+    second = s_client(gw.port, flag, "-servername", "a.test", "-sess_in", sess)
+    assert "Reused, TLSv1." in second, second
+
+
+def test_session_resumes_from_the_cache(gw):
+    # No ticket: the session id, looked up in the server's session cache.
+    out = s_client(gw.port, "-tls1_2", "-no_ticket", "-reconnect", stdin_wait=0.5)
+    lines = [l for l in out.splitlines() if l.startswith(("New,", "Reused,"))]
+    assert len(lines) == 6 and lines[0].startswith("New,"), out
+    assert all(l.startswith("Reused,") for l in lines[1:]), out
+
+
+@pytest.mark.parametrize("flag", ["-tls1", "-tls1_1"])
+def test_old_protocols_refused(gw, flag):
+    out = s_client(gw.port, flag, "-cipher", "DEFAULT@SECLEVEL=0", stdin_wait=0.2)
+    assert "alert protocol version" in out, out
+    assert "Cipher is (NONE)" in out, out
+
+
+def test_garbage_and_stalls_are_cut_off(gw, certs):
+    t0 = time.monotonic()
+    # Plain HTTP on the TLS port: not a TLS record, closed at once.
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        H.recv_all(s)
+    assert time.monotonic() - t0 < 0.9
+    # A stalled handshake (nothing) and a half ClientHello: cut at handshake_timeout (1s).
+    stalled = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
+    half = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
+    half.sendall(bytes.fromhex("16030100c8010000c40303") + b"\0" * 20)
+    t1 = time.monotonic()
+    for s in (stalled, half):
+        assert H.recv_all(s) == b""
+        s.close()
+    waited = time.monotonic() - t1
+    assert 0.8 < waited < 3.0, waited
+    # And the next client is served.
+    H.run(wss_echo(gw.wss, client_ctx(certs["a"][0]), n=1))
+    assert gw.alive()
+
+
+def test_handshake_cap_pauses_accepting(gw, certs):
+    # max_handshakes is 2: two stalled handshakes hold the worker's TLS
+    # listener; a third client waits in the backlog until they time out.
+    stalled = [socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) for _ in range(2)]
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    peer_cn(gw.port, "a.test", certs["a"][0])
+    waited = time.monotonic() - t0
+    for s in stalled:
+        s.close()
+    assert 0.5 < waited < 3.0, waited
+
+
+def test_plain_listener_beside_tls(certs):
+    backend = H.Backend("blue")
+    port, tport = H.free_port(), H.free_port()
+    text = H.config(port, {"blue": [backend.addr]})
+    text = text.replace("workers:", "  - address: 127.0.0.1:%d\n    tls: { certificates: "
+                        "[ { cert: %s, key: %s } ] }\nworkers:" % ((tport,) + certs["a"]), 1)
+    sl = H.Sluice(text, port=port)
+    try:
+        H.wait_port("127.0.0.1", tport)
+
+        async def both():
+            async with websockets.connect(sl.url) as ws:
+                assert await asyncio.wait_for(ws.recv(), H.T) == "hello blue"
+            await wss_echo("wss://127.0.0.1:%d/" % tport, client_ctx(certs["a"][0]), n=1)
+        H.run(both())
+    finally:
+        assert sl.stop() == 0, sl.output()
+        backend.stop()
+
+
+def test_check_names_a_bad_key(certs, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    backend_addr = "127.0.0.1:9"
+    cfg.write_text(H.config(H.free_port(), {"blue": [backend_addr]}, listener_extra=(
+        "tls:\n  certificates:\n"
+        "    - { cert: %s, key: %s }\n"
+        "    - { cert: %s, key: %s }\n") % (certs["a"][0], certs["b"][1],
+                                           str(tmp_path / "missing.pem"), certs["b"][1])))
+    r = subprocess.run([H.SLUICE, "--check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=H.T)
+    assert r.returncode == 2, r
+    err = r.stdout + r.stderr
+    assert "listeners[0].tls.certificates[0].key: key %s does not match certificate %s" % (
+        certs["b"][1], certs["a"][0]) in err, err
+    assert "listeners[0].tls.certificates[1].cert: cannot read certificate file %s" % (
+        tmp_path / "missing.pem") in err, err
+
+
+def test_reload_swaps_the_certificate_keeping_connections(certs, tmp_path):
+    d = str(tmp_path)
+    cert, key = make_cert(d, "a.test", "ec")
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [(cert, key)]), port=port)
+    try:
+        first = open(cert, "rb").read()
+        ctx1 = client_ctx(cert)
+
+        async def scenario():
+            async with websockets.connect("wss://127.0.0.1:%d/" % port, ssl=ctx1,
+                                          server_hostname="a.test") as ws:
+                assert await asyncio.wait_for(ws.recv(), H.T) == "hello blue"
+                # A new certificate and key in the same files, then SIGHUP.
+                os.rename(cert, cert + ".old")
+                make_cert(d, "a.test", "ec")
+                assert open(cert, "rb").read() != first
+                sl.proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + H.T
+                while True:
+                    try:
+                        peer_cn(port, "a.test", cert)   # verifies against the NEW cert only
+                        break
+                    except ssl.SSLError:
+                        assert time.monotonic() < deadline, "certificate not swapped: " + \
+                            sl.output()
+                        await asyncio.sleep(0.1)
+                # The connection made before the reload still works.
+                await ws.send("still here")
+                assert await asyncio.wait_for(ws.recv(), H.T) == "still here"
+        H.run(scenario())
+        assert sl.alive()
+    finally:
+        assert sl.stop() == 0, sl.output()
+        backend.stop()
