@@ -499,6 +499,11 @@ def timeline(path):
     return rows
 
 
+def failures_after(csv, at_s):
+    """Failed attempts in the timeline from the second holding at_s on."""
+    return sum(r[4] for r in timeline(csv) if r[0] >= int(at_s))
+
+
 def row_storm(system, P):
     """Row 6: N connected, backend killed and restarted 1 s later, clients reconnect at once."""
     n, tag = P["n_big"], "6-%s-%d" % (system, P["rep"])
@@ -514,6 +519,7 @@ def row_storm(system, P):
                                     "--duration", "%ds" % P["storm_dur"], "--timeline", tl])
         up = wait_until(lambda: open_on(BLUE) >= n, n / RATE * 2 + 10)
         time.sleep(1.0)
+        pre = stats(BLUE) or {"rejected": None}
         t_kill = time.time()
         stop(b)
         time.sleep(1.0)
@@ -526,8 +532,9 @@ def row_storm(system, P):
         secs = int(time.time() - t0) + 1
         return {"initial_all_connected": up, "recovered": back,
                 "backend_peak_1s": st["peak_1s"], "backend_peak_100ms": st["peak_100ms"],
-                "backend_rejected": st["rejected"],
+                "backend_rejected": st["rejected"], "backend_rejected_initial": pre["rejected"],
                 "client_failures": s["failures"]["total"], "failures_by_kind": s["failures"],
+                "failures_after_kill": failures_after(tl, t_kill - t0),
                 "http_statuses": s["http_statuses"],
                 "recovery_s": (t_back - t_kill) if back else None,
                 "loadgen_recovery_last_ms": s["recovery_last_ms"],
@@ -585,7 +592,7 @@ def row_deploy(system, P):
         moved = wait_until(lambda: open_on(GREEN) >= n, P["deploy_max"])
         t_done = time.time()
         time.sleep(1.5)
-        green = stats(GREEN)
+        green, blue = stats(GREEN), stats(BLUE)
         s = finish_loadgen(lg)
         stop(bb)
         stop(bg)
@@ -594,6 +601,8 @@ def row_deploy(system, P):
         return {"initial_all_connected": up, "all_on_green": moved,
                 "cutover_s": (t_done - t_cut) if moved else None,
                 "failed_handshakes": s["failures"]["total"], "failures_by_kind": s["failures"],
+                "failures_after_cut": failures_after(f["csv"], t_cut - t0),
+                "blue_rejected": blue["rejected"],
                 "http_statuses": s["http_statuses"], "close_codes": s["close_codes"],
                 "closes_without_frame": s["closes_without_frame"],
                 "lost_messages": lost, "lost_not_dropped": lost_nd, "generations": gens,
@@ -628,30 +637,35 @@ def sluice_tls_status():
     return None if rc == 0 else (out.strip().splitlines() or ["exit %d" % rc])[0]
 
 
-def s_time(port, mode, secs):
+def s_time(port, args, secs):
+    """openssl s_time on core 1: (handshakes per real second, connections, reused)."""
     cmd = ["taskset", "-c", LOAD_CORE, "openssl", "s_time", "-connect", "127.0.0.1:%d" % port,
-           mode, "-time", str(secs)]
+           "-time", str(secs)] + args
     note_cmd("8", cmd)
     rc, out = run_quiet(cmd)
     m = re.search(r"(\d+) connections in (\d+) real seconds", out)
     if not m:
-        raise RuntimeError("openssl s_time: no result\n" + out[-500:])
-    return int(m.group(1)), int(m.group(2)), out.count("r")
+        raise RuntimeError("openssl s_time: no result: " + " | ".join(out.splitlines()[:2]))
+    marks = "".join(l for l in out.splitlines() if re.fullmatch(r"[*r]+", l.strip()))
+    return int(m.group(1)) / int(m.group(2)), int(m.group(1)), marks.count("r")
 
 
 def row_tls(system, P):
-    """Row 8: TLS 1.3 handshakes (ECDSA P-256), full (-new) and resumed (-reuse)."""
+    """Row 8: handshakes (ECDSA P-256) full (-new) and resumed (-reuse), TLS 1.3 and 1.2."""
     make_cert()
     b = backend("blue", BLUE, "8")
     px = Proxy(system, "plain", "8", tls=True).start()
     try:
         out = {}
-        for key, mode in (("full", "-new"), ("resumed", "-reuse")):
+        for key, args in (("full13", ["-new", "-tls1_3"]), ("resumed13", ["-reuse", "-tls1_3"]),
+                          ("full12", ["-new", "-tls1_2"]), ("resumed12", ["-reuse", "-tls1_2"])):
             c0 = px.cpu()
-            conns, secs, _ = s_time(px.tls_port, mode, P["tls"])
+            rate, conns, reused = s_time(px.tls_port, args, P["tls"])
             c1 = px.cpu()
-            out[key + "_per_s"] = conns / secs
+            out[key + "_per_s"] = rate
             out[key + "_cpu_us"] = 1e6 * (c1 - c0) / max(conns, 1)
+            if key.startswith("resumed"):
+                out[key + "_reused_pct"] = 100.0 * reused / max(conns, 1)
         return out
     finally:
         px.stop()
@@ -759,18 +773,28 @@ FIGURES = [
     ("5", "5. added latency p50 at 5,000 msg/s", "added_p50_us", " us", "lower"),
     ("5", "5. added latency p99 at 5,000 msg/s", "added_p99_us", " us", "lower"),
     ("6", "6. backend peak 1 s accepts after restart", "backend_peak_1s", "", "lower"),
-    ("6", "6. client failures (attempts)", "client_failures", "", "lower"),
+    ("6", "6. client failures after the kill (attempts)", "failures_after_kill", "", "lower"),
+    ("6", "6. client failures, whole run (attempts)", "client_failures", "", "lower"),
     ("6", "6. time until all are back", "recovery_s", " s", "lower"),
-    ("7", "7. failed handshakes", "failed_handshakes", "", "lower"),
+    ("7", "7. failed handshakes after the cutover started", "failures_after_cut", "", "lower"),
+    ("7", "7. failed handshakes, whole run", "failed_handshakes", "", "lower"),
     ("7", "7. lost messages (of generations closed with a frame)", "lost_not_dropped", "",
      "lower"),
     ("7", "7. lost messages (all, TCP drops included)", "lost_messages", "", "lower"),
     ("7", "7. green peak 1 s accepts", "green_peak_1s", "", "lower"),
     ("7", "7. time until all are on green", "cutover_s", " s", "lower"),
-    ("8", "8. TLS full handshakes per second", "full_per_s", "/s", "higher"),
-    ("8", "8. TLS resumed handshakes per second", "resumed_per_s", "/s", "higher"),
-    ("8", "8. proxy CPU per full handshake", "full_cpu_us", " us", "lower"),
-    ("8", "8. proxy CPU per resumed handshake", "resumed_cpu_us", " us", "lower"),
+    ("8", "8. TLS 1.3 full handshakes per second", "full13_per_s", "/s", "higher"),
+    ("8", "8. TLS 1.3 resumed handshakes per second", "resumed13_per_s", "/s", "higher"),
+    ("8", "8. TLS 1.3 share of -reuse connections resumed", "resumed13_reused_pct", "%",
+     "higher"),
+    ("8", "8. proxy CPU per TLS 1.3 full handshake", "full13_cpu_us", " us", "lower"),
+    ("8", "8. proxy CPU per TLS 1.3 resumed handshake", "resumed13_cpu_us", " us", "lower"),
+    ("8", "8. TLS 1.2 full handshakes per second", "full12_per_s", "/s", "higher"),
+    ("8", "8. TLS 1.2 resumed handshakes per second", "resumed12_per_s", "/s", "higher"),
+    ("8", "8. TLS 1.2 share of -reuse connections resumed", "resumed12_reused_pct", "%",
+     "higher"),
+    ("8", "8. proxy CPU per TLS 1.2 full handshake", "full12_cpu_us", " us", "lower"),
+    ("8", "8. proxy CPU per TLS 1.2 resumed handshake", "resumed12_cpu_us", " us", "lower"),
 ]
 
 
@@ -839,11 +863,12 @@ def details(res):
                       ("4", ("rtt_p50_us", "rtt_p99_us", "mismatches", "proxy_cpu_share")),
                       ("5", ("rtt_p50_us", "rtt_p99_us", "msgs_per_s", "skipped_sends")),
                       ("6", ("recovered", "backend_peak_100ms", "backend_rejected",
+                             "backend_rejected_initial",
                              "failures_by_kind", "http_statuses", "loadgen_recovery_last_ms")),
                       ("7", ("all_on_green", "failures_by_kind", "http_statuses", "close_codes",
                              "closes_without_frame", "generations", "messages_sent",
-                             "green_rejected")),
-                      ("8", ("full_per_s", "resumed_per_s"))):
+                             "green_rejected", "blue_rejected")),
+                      ("8", ("resumed13_reused_pct", "resumed12_reused_pct"))):
         if row not in res:
             continue
         out.append("- row %s:" % row)
