@@ -3,6 +3,7 @@
 # "blue" (127.0.0.1:9001) and "green" (127.0.0.1:9002). Ctrl-C stops everything.
 #
 #   scripts/demo.sh            # then: ws://127.0.0.1:8080/ says "hello blue"
+#   SLUICE_CONFIG=config/sluice-tls.yaml scripts/demo.sh   # and wss://localhost:8443/
 #
 # Environment: BUILD_DIR (default build), SLUICE_CONFIG (default config/sluice.yaml),
 # DEMO_SECONDS (stop by itself after this many seconds; default: run until Ctrl-C).
@@ -15,6 +16,17 @@ build=${BUILD_DIR:-build}
 ninja -C "$build" sluice bench/sluice-backend
 
 config=${SLUICE_CONFIG:-config/sluice.yaml}
+
+# A TLS example needs a certificate: make a self-signed ECDSA P-256 one for
+# localhost into certs/ (git-ignored; no private key is ever committed).
+if grep -q 'certs/ecdsa.pem' "$config" && [ ! -f certs/ecdsa.pem ]; then
+  mkdir -p certs
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout certs/ecdsa.key -out certs/ecdsa.pem -days 30 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+  chmod 600 certs/ecdsa.key
+  echo "made a self-signed certificate: certs/ecdsa.pem (trust it to connect with wss://)"
+fi
 "$build/sluice" --check -c "$config"
 
 pids=()
@@ -38,6 +50,9 @@ Try:
 Ctrl-C stops sluice (it drains its connections with close 1001) and the backends.
 
 MSG
+if grep -q 'certs/ecdsa.pem' "$config"; then
+  echo "TLS on wss://localhost:8443/ :  curl --cacert certs/ecdsa.pem https://localhost:8443/hello"
+fi
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
   sleep "$DEMO_SECONDS"
