@@ -8,6 +8,7 @@ old protocol versions are checked with `openssl s_client`, whose own words
 ("Reused", the negotiated protocol) are what the assertions read.
 """
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -113,6 +114,27 @@ def test_https_request_says_https(gw, certs):
             resp = H.recv_all(s)
     assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
     assert b"hello blue" in resp
+
+
+def test_forwarded_proto_is_https(certs):
+    echo = H.PyServer("http_echo.py")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, echo, [certs["a"]]), port=port)
+    try:
+        ctx = client_ctx(certs["a"][0])
+        with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                s.sendall(b"GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                resp = H.recv_all(s)
+        head, _, body = resp.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), resp[:300]
+        info = json.loads(body)
+        got = {k.lower(): v for k, v in info["headers"]}
+        assert got["x-forwarded-proto"] == "https", info
+        assert "proto=https" in got["forwarded"] and got["x-forwarded-for"] == "127.0.0.1", info
+    finally:
+        assert sl.stop() == 0, sl.output()
+        echo.stop()
 
 
 def test_sni_picks_the_certificate(gw, certs):
