@@ -23,6 +23,14 @@
 
 #define DEPLOY_TICK_MS 20
 
+/*
+ * The drain may use this share of the new pool's admission rate. The rest is
+ * headroom for the clients that arrive anyway (new users, ordinary
+ * reconnects): draining at the full rate would queue them behind the herd,
+ * and leaves no slack for the time between a token and the backend's accept.
+ */
+#define DRAIN_SHARE 0.9
+
 static void publish(sl_ctl_t *ctl, size_t svc)
 {
     sl_ctl_service_t *cs = &ctl->services[svc];
@@ -94,7 +102,8 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
     sl_cutover_input_t in = {
         .from_open = atomic_load(&wc->open),
         .from_draining = atomic_load(&wc->draining),
-        .to_rate = q ? sl_bucket_current_rate(sl_admission_bucket(q), now) : SL_RATE_UNLIMITED,
+        .to_rate = q ? DRAIN_SHARE * sl_bucket_current_rate(sl_admission_bucket(q), now)
+                     : SL_RATE_UNLIMITED,
         .to_healthy = pool_healthy(ctl, cs->cut.to),
         .to_failures = pool_failures(ctl, cs->cut.to),
     };

@@ -224,7 +224,11 @@ void sl_tls_on_read(sl_session_t *s, sl_block_t *b)
     sl_tls_conn_t *c = s->tlsc;
     if (s->state == SL_SS_CLOSING)
         return;
-    /* io.c reads the socket only when we hold no input, so c->in is free. */
+    /* io.c reads the socket only when we hold no input: c->in is spent, if set. */
+    if (c->in) {
+        sl_block_unref(&s->w->bufs, c->in);
+        c->in = NULL;
+    }
     sl_block_ref(b);
     c->in = b;
     c->in_off = 0;

@@ -107,6 +107,8 @@ def test_cutover_paced_by_green_loses_nothing(tmp_path):
         assert final["active"] == "green" and final["remaining"] == 0
         # Green's admission rate set the pace, not the drain rate asked for.
         assert paces and all(p <= GREEN_RATE * 1.001 and why == "new_pool_admission_rate" for p, why in paces), paces[:5]
+        # The drain uses 90% of green's rate, leaving headroom for other arrivals.
+        assert all(p >= GREEN_RATE * 0.89 for p, _ in paces), paces[:5]
         assert took >= (CLIENTS - GREEN_BURST) / GREEN_RATE * 0.85, took
         out, err = lg.communicate(timeout=60)
     finally:

@@ -87,13 +87,13 @@ def test_killed_backend_is_ejected_and_comes_back(tmp_path):
         # then the health checks take alpha out).
         names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
         assert set(names) == {"hello beta"}
-        assert wait_until(lambda: samples(metrics(admin), "sluice_backend_up").get(
+        assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
             (("backend", a.addr), ("pool", "app"))) == 0)
 
         # Alpha comes back on the same port; after `rise` checks it takes traffic again.
         a2 = Backend("alpha", port=a.port)
         try:
-            assert wait_until(lambda: samples(metrics(admin), "sluice_backend_up").get(
+            assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
                 (("backend", a.addr), ("pool", "app"))) == 1)
             names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 20), 30))
             assert "hello alpha" in names

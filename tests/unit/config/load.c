@@ -66,7 +66,11 @@ static void shipped_example(void **state)
     assert_int_equal(app->pools[1], 1);
     assert_int_equal(app->active, 0);
     assert_string_equal(app->active_name, "blue");
-    assert_false(cfg->admin.enabled);
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.address.text, "127.0.0.1:9900");
+    assert_true(cfg->pools[0].health.enabled);
+    assert_true(app->admission.enabled);
+    assert_int_equal(app->drain.close_code, 1012);
     assert_false(cfg->listeners[0].tls.enabled);
     sl_config_free(cfg);
 }
