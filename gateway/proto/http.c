@@ -295,6 +295,11 @@ static int on_headers_complete(llhttp_t *ll)
     hd->status = ll->status_code;
     if (check_framing(p) < 0)
         return -1;
+    /* Our reading of Transfer-Encoding must be llhttp's, which frames the
+       body: where they differ ("chunked," and friends), a peer could read the
+       body a third way, so the message is refused. */
+    if (hd->chunked != ((ll->flags & F_CHUNKED) != 0))
+        return fail(p, 400, "ambiguous Transfer-Encoding");
 
     bool has_upgrade = false;
     for (uint32_t i = 0; i < hd->n_headers && !has_upgrade; i++)
