@@ -225,6 +225,21 @@ def test_handshake_cap_pauses_accepting(gw, certs):
     assert 0.5 < waited < 3.0, waited
 
 
+def test_handshake_storm_all_served(gw, certs):
+    # 150 clients at once against max_handshakes 2: all are served, in turn.
+    ctx = client_ctx(certs["a"][0])
+
+    async def one():
+        async with websockets.connect(gw.wss, ssl=ctx, server_hostname="a.test",
+                                      open_timeout=30) as ws:
+            return await asyncio.wait_for(ws.recv(), 30)
+
+    async def storm():
+        return await asyncio.gather(*[one() for _ in range(150)])
+    assert H.run(storm(), timeout=60) == ["hello blue"] * 150
+    assert gw.alive()
+
+
 def test_plain_listener_beside_tls(certs):
     backend = H.Backend("blue")
     port, tport = H.free_port(), H.free_port()
