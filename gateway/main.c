@@ -17,6 +17,7 @@
 #include "admin/admin.h"
 #include "net/control.h"
 #include "net/ctl.h"
+#include "net/tls.h"
 #include "net/gateway.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
@@ -136,6 +137,7 @@ static int run(const char *path, sl_runtime_t *rt)
         uv_thread_join(&gw.workers[i].thread);
     for (size_t i = 0; i < gw.n_workers; i++)
         sl_worker_destroy(&gw.workers[i]);
+    sl_tls_cleanup();
     free(gw.workers);
     free(gw.listen_fds);
     if (uv_loop_close(gw.loop) != 0)
@@ -207,6 +209,14 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     sl_diag_free(&diag);
+    /* Certificates and keys are files: read and matched here (the loader does no I/O). */
+    if (sl_tls_check(rt->cfg, &diag) != 0) {
+        print_diag(&diag);
+        fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
+        sl_diag_free(&diag);
+        sl_runtime_unref(rt);
+        return EXIT_CONFIG;
+    }
 
     if (check) {
         static char summary[16384];

@@ -123,6 +123,8 @@ struct sl_worker {
     struct sl_balancer **balancers;     /* per pool of rt; this worker's own (not thread-safe) */
     uint64_t next_admit_id;
     bool control_gone;                  /* the control thread stopped answering (exit) */
+    uv_timer_t trim_timer;              /* gives memory of finished handshakes back */
+    size_t transient_freed;             /* head buffers freed since the last trim */
 };
 
 struct sl_gateway {

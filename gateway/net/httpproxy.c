@@ -88,10 +88,7 @@ void sl_http_backend_ready(sl_session_t *s)
         return;
     }
     s->resp = calloc(1, sizeof *s->resp);
-    s->resp_cap = (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
-    if (s->resp_head == NULL)
-        s->resp_head = malloc(s->resp_cap);
-    if (s->resp == NULL || s->resp_head == NULL) {
+    if (s->resp == NULL) {
         sl_session_http_error(s, 502, NULL);
         return;
     }
@@ -110,7 +107,8 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
 {
     if (s->req_done || s->up == NULL || !s->up->connected) {
         /* Pipelined bytes while an exchange is in flight: keep them for later. */
-        if (s->head == NULL || s->head_len + (b->len - off) > s->head_cap) {
+        if (sl_fit(&s->head, &s->head_cap, s->head_len + (b->len - (uint32_t)off),
+                   sl_head_max(s)) != 0) {
             sl_session_http_error(s, 400, NULL);
             return;
         }
@@ -131,6 +129,10 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
         s->req_done = true;
         size_t rest = b->len - off - (size_t)n;
         if (rest > 0) {
+            if (sl_fit(&s->head, &s->head_cap, s->head_len + (uint32_t)rest, sl_head_max(s)) != 0) {
+                sl_session_http_error(s, 400, NULL);
+                return;
+            }
             memcpy(s->head + s->head_len, b->data + off + n, rest);
             s->head_len += (uint32_t)rest;
         }
@@ -216,7 +218,7 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         return;
     if (s->resp->phase == SL_HTTP_PHASE_HEAD) {
         size_t len = b->len - off;
-        if (s->resp_len + len > s->resp_cap) {
+        if (sl_fit(&s->resp_head, &s->resp_cap, s->resp_len + (uint32_t)len, sl_head_max(s)) != 0) {
             sl_session_http_error(s, 502, NULL);
             return;
         }
@@ -276,6 +278,7 @@ static void exchange_maybe_done(sl_session_t *s)
     s->resp = NULL;
     free(s->resp_head);
     s->resp_head = NULL;
+    s->resp_cap = 0;
     if (!s->keep_alive || s->client_eof) {
         sl_session_finish(s);
         return;

@@ -22,6 +22,7 @@
 #include "sluice/log.h"
 #include "control.h"
 #include "ctl.h"
+#include "tls.h"
 
 static void diag_line(sl_diag_t *d, const char *file, const char *what)
 {
@@ -154,7 +155,8 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
     }
     if (sl_config_load(gw->config_path, &cfg, diag) != 0)
         return SL_EINVAL;
-    if (!same_fixed_parts(gw->rt->cfg, cfg, diag)) {
+    /* New certificates too; all or nothing, before anything else is swapped. */
+    if (!same_fixed_parts(gw->rt->cfg, cfg, diag) || sl_tls_reload(cfg, diag) != 0) {
         sl_config_free(cfg);
         return SL_EINVAL;
     }

@@ -114,18 +114,45 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
 
 /* ---- the head ---- */
 
+/*
+ * Head buffers grow with what arrives, up to head_bytes plus one read block
+ * (the parser refuses a head longer than head_bytes, so a read always fits
+ * under that cap). Sized to fit rather than to the limit: a reconnect storm
+ * has thousands of heads in flight at once, each a few hundred bytes, and
+ * memory the allocator hands out in a burst is memory the process keeps.
+ */
+int sl_fit(char **buf, uint32_t *cap, uint32_t need, uint32_t max)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > max)
+        return SL_EFULL;
+    uint32_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    if (n > max)
+        n = max;
+    char *p = realloc(*buf, n);
+    if (p == NULL)
+        return SL_ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+uint32_t sl_head_max(const sl_session_t *s)
+{
+    return (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
+}
+
 static int head_reserve(sl_session_t *s)
 {
-    if (s->head)
+    if (s->req)
         return 0;
     uint32_t limit = (uint32_t)s->rt->cfg->limits.head_bytes;
-    uint32_t cap = limit + SL_BLOCK_SIZE;
-    s->head = malloc(cap);
     s->req = malloc(sizeof *s->req);
-    if (s->head == NULL || s->req == NULL)
+    if (s->req == NULL)
         return SL_ENOMEM;
-    s->head_cap = cap;
-    s->head_len = 0;
     memset(s->req, 0, sizeof *s->req);
     s->req->max_head = limit;
     s->req->max_headers = s->rt->cfg->limits.headers;
@@ -143,6 +170,8 @@ void sl_session_head_consume(sl_session_t *s, uint32_t n)
 
 void sl_session_head_free(sl_session_t *s)
 {
+    if (s->req)
+        s->w->transient_freed += s->head_cap + sizeof *s->req;
     free(s->head);
     s->head = NULL;
     s->head_len = s->head_cap = 0;
@@ -324,8 +353,10 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
             s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.head;
             sl_session_arm_timer(s);
         }
-        /* The buffer holds head_bytes plus one block, and the parser refuses a
-           head longer than head_bytes, so a read always fits. */
+        if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, sl_head_max(s)) != 0) {
+            sl_session_http_error(s, 431, NULL);
+            return;
+        }
         memcpy(s->head + s->head_len, b->data, b->len);
         s->head_len += b->len;
         if (s->state == SL_SS_PROXY_HEADER)
@@ -343,7 +374,7 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
     case SL_SS_ADMISSION:
     case SL_SS_CONNECTING:
         /* Early bytes (a body, or frames sent before the 101) wait with the head. */
-        if (s->head == NULL || s->head_len + b->len > s->head_cap) {
+        if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, sl_head_max(s)) != 0) {
             sl_session_close(s);
             return;
         }

@@ -155,6 +155,10 @@ void sl_session_finish(sl_session_t *s);
 /* Drop the first n bytes of the head buffer; free the head buffer and parser. */
 void sl_session_head_consume(sl_session_t *s, uint32_t n);
 void sl_session_head_free(sl_session_t *s);
+/* Grow *buf (capacity *cap) to hold need bytes, at most max: 0, SL_EFULL or SL_ENOMEM. */
+int sl_fit(char **buf, uint32_t *cap, uint32_t need, uint32_t max);
+/* The most a head (or response head) buffer may hold: head_bytes plus one read block. */
+uint32_t sl_head_max(const sl_session_t *s);
 /* Parse the head buffer (after bytes were added, or for a pipelined request). */
 void sl_session_parse_head(sl_session_t *s);
 

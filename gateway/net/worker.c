@@ -7,6 +7,7 @@
  * pick them in random order in O(1) — a deploy must not always close the
  * oldest connections first.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,25 @@ static int balancers_build(sl_worker_t *w)
     return 0;
 }
 
+/*
+ * A reconnect storm puts thousands of request heads and HTTP parsers in
+ * flight at once; they are freed when the upgrades complete, but the
+ * allocator keeps the pages, and the operator sees the peak as the idle
+ * footprint. After a burst (several MiB of such buffers freed), hand the
+ * free pages back. At most once per check, and only after real churn.
+ */
+#define TRIM_CHECK_MS 1000
+#define TRIM_AFTER_BYTES (1u << 20)
+
+static void on_trim(uv_timer_t *t)
+{
+    sl_worker_t *w = t->data;
+    if (w->transient_freed < TRIM_AFTER_BYTES)
+        return;
+    w->transient_freed = 0;
+    malloc_trim(0);
+}
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -188,6 +208,7 @@ static void on_wake(uv_async_t *a)
             force_close(w);
             sl_listeners_close(w);
             uv_close((uv_handle_t *)&w->accept_timer, NULL);
+            uv_close((uv_handle_t *)&w->trim_timer, NULL);
             uv_close((uv_handle_t *)&w->wake, NULL);
             break;
         }
@@ -218,7 +239,11 @@ int sl_worker_start(sl_worker_t *w)
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
-    sl_bufpool_init(&w->bufs, 64);
+    uv_timer_init(&w->loop, &w->trim_timer);
+    w->trim_timer.data = w;
+    uv_timer_start(&w->trim_timer, on_trim, TRIM_CHECK_MS, TRIM_CHECK_MS);
+    uv_unref((uv_handle_t *)&w->trim_timer);
+    sl_bufpool_init(&w->bufs, 16);   /* 512 KiB of free blocks at most: enough to ride a burst */
     w->rng.state = 0x5eed0000u + (uint64_t)w->id * 7919u + (uint64_t)uv_hrtime();
     w->rt = sl_gateway_runtime(w->gw);
     if (balancers_build(w) != 0)

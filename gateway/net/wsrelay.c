@@ -76,9 +76,7 @@ void sl_ws_backend_ready(sl_session_t *s)
     free(out);
     s->state = SL_SS_WS_HANDSHAKE;
     s->resp = calloc(1, sizeof *s->resp);
-    s->resp_cap = (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
-    s->resp_head = malloc(s->resp_cap);
-    if (s->resp == NULL || s->resp_head == NULL) {
+    if (s->resp == NULL) {
         sl_session_http_error(s, 502, NULL);
         return;
     }
@@ -153,6 +151,7 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     uint32_t client_off = s->req->head.head_len;
     s->head = NULL;
     s->resp_head = NULL;
+    s->resp_cap = 0;
     sl_session_head_free(s);
     free(s->resp);
     s->resp = NULL;
@@ -176,7 +175,7 @@ static void handshake_failed(sl_session_t *s)
 static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
 {
     size_t len = b->len - off;
-    if (s->resp_len + len > s->resp_cap) {
+    if (sl_fit(&s->resp_head, &s->resp_cap, s->resp_len + (uint32_t)len, sl_head_max(s)) != 0) {
         sl_session_http_error(s, 502, NULL);
         return;
     }
