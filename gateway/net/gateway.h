@@ -23,6 +23,7 @@
 #include "bufpool.h"
 #include "counters.h"
 #include "runtime.h"
+#include "slab.h"
 
 typedef struct sl_gateway sl_gateway_t;
 typedef struct sl_worker sl_worker_t;
@@ -107,7 +108,12 @@ struct sl_worker {
 
     sl_runtime_t *rt;                   /* this worker's reference to the current runtime */
     sl_bufpool_t bufs;
+    sl_slab_t session_slab;             /* long-lived objects apart from the heap's churn */
+    sl_slab_t upstream_slab;
     struct sl_wreq *free_wreqs;         /* recycled write requests */
+    size_t n_free_wreqs;
+    char **reasons;                     /* close reasons in use, interned: sessions point here */
+    size_t n_reasons;
     sl_rng_t rng;
 
     /* Sessions: an array for O(1) random choice when draining. */
@@ -166,6 +172,10 @@ void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg);
 int sl_worker_start(sl_worker_t *w);
 /* Free what the worker kept, after its thread has ended. */
 void sl_worker_destroy(sl_worker_t *w);
+
+/* A close reason kept by the worker for its lifetime (a handful exist: one per
+   drain source); sessions point at it instead of carrying a copy. */
+const char *sl_worker_intern(sl_worker_t *w, const char *reason);
 
 /* Register and unregister a session in the worker's array. */
 int sl_worker_add_session(sl_worker_t *w, sl_session_t *s);

@@ -39,11 +39,14 @@ size_t sl_queued(sl_session_t *s, bool to_client)
     return uv_stream_get_write_queue_size(stream_of(s, to_client));
 }
 
+#define MAX_FREE_WREQS 256
+
 static sl_wreq_t *wreq_get(sl_worker_t *w)
 {
     sl_wreq_t *r = w->free_wreqs;
     if (r) {
         w->free_wreqs = r->next_free;
+        w->n_free_wreqs--;
     } else {
         r = malloc(sizeof *r);
         if (r == NULL)
@@ -64,8 +67,14 @@ static void wreq_put(sl_worker_t *w, sl_wreq_t *r)
     free(r->owned);
     r->block = NULL;
     r->owned = NULL;
+    /* Keep enough for a busy loop; a burst's surplus goes back to malloc. */
+    if (w->n_free_wreqs >= MAX_FREE_WREQS) {
+        free(r);
+        return;
+    }
     r->next_free = w->free_wreqs;
     w->free_wreqs = r;
+    w->n_free_wreqs++;
 }
 
 /* ---- reading ---- */

@@ -61,7 +61,7 @@ static size_t listener_index(const sl_worker_t *w, const sl_cfg_listener_t *l)
 
 void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd)
 {
-    sl_session_t *s = calloc(1, sizeof *s);
+    sl_session_t *s = sl_slab_alloc(&w->session_slab);
     if (s == NULL) {
         close(fd);
         return;
@@ -467,9 +467,11 @@ void sl_session_http_error(sl_session_t *s, int status, const char *extra_header
     sl_session_finish(s);
 }
 
+/* Requests for rare moments are allocated then, not carried by every idle session. */
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
-    sl_session_t *s = sl_container_of(req, sl_session_t, shutdown_req);
+    sl_session_t *s = req->data;
+    free(req);
     if (status < 0 && s->state != SL_SS_CLOSING)
         sl_session_close(s);
 }
@@ -489,8 +491,11 @@ void sl_session_finish(sl_session_t *s)
     s->linger_deadline = sl_now(s) + LINGER_MS;
     if (s->tlsc && !s->client_eof)
         sl_tls_close_notify(s);
-    if (s->client_eof ||
-        uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown) != 0) {
+    uv_shutdown_t *req = s->client_eof ? NULL : malloc(sizeof *req);
+    if (req)
+        req->data = s;
+    if (req == NULL || uv_shutdown(req, (uv_stream_t *)&s->client, on_shutdown) != 0) {
+        free(req);
         sl_session_close(s);
         return;
     }
@@ -613,7 +618,7 @@ static void session_free(sl_session_t *s)
     free(s->resp_head);
     free(s->fwd);
     sl_runtime_unref(s->rt);
-    free(s);
+    sl_slab_free(&w->session_slab, s);
 }
 
 static void on_handle_closed(uv_handle_t *h)

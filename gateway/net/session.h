@@ -38,7 +38,6 @@ typedef enum sl_session_state {
 /* A backend connection. */
 struct sl_upstream {
     uv_tcp_t tcp;
-    uv_connect_t connect_req;
     uv_timer_t timer;
     sl_worker_t *worker;
     sl_session_t *session;           /* the owner while attached; NULL when idle */
@@ -123,10 +122,9 @@ struct sl_session {
     sl_msec_t drain_deadline;        /* 0: not draining */
     sl_msec_t head_deadline;
     sl_msec_t linger_deadline;
-    uv_shutdown_t shutdown_req;
     bool awaiting_next;              /* kept alive, between requests */
     uint16_t drain_code;
-    char drain_reason[64];
+    const char *drain_reason;        /* interned by the worker (sl_worker_intern) */
     bool drain_pending;              /* close the client at the next message boundary */
     bool ping_pending;               /* ping the client at the next frame boundary */
     bool close_to_client;            /* we or the backend sent the client a close frame */

@@ -31,7 +31,7 @@ static void upstream_closed(uv_handle_t *h)
     if (up->counted_active)
         atomic_fetch_sub(&up->backend->state->active, 1);
     sl_runtime_unref(up->rt);
-    free(up);
+    sl_slab_free(&up->worker->upstream_slab, up);
 }
 
 static void upstream_close(sl_upstream_t *up)
@@ -174,7 +174,8 @@ static void on_connect_timeout(uv_timer_t *t)
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    sl_upstream_t *up = sl_container_of(req, sl_upstream_t, connect_req);
+    sl_upstream_t *up = req->data;
+    free(req);
     sl_session_t *s = up->session;
     if (up->closing || s == NULL)
         return;   /* timed out or abandoned; the close is under way */
@@ -227,7 +228,7 @@ static void try_connect(sl_session_t *s)
         }
     }
 
-    sl_upstream_t *up = calloc(1, sizeof *up);
+    sl_upstream_t *up = sl_slab_alloc(&s->w->upstream_slab);
     if (up == NULL) {
         sl_session_backend_failed(s, 502);
         return;
@@ -244,8 +245,13 @@ static void try_connect(sl_session_t *s)
     atomic_fetch_add(&b->state->active, 1);
     up->counted_active = true;
     s->up = up;
-    int rc = uv_tcp_connect(&up->connect_req, &up->tcp, (struct sockaddr *)&b->addr, on_connect);
+    uv_connect_t *req = malloc(sizeof *req);
+    int rc = req ? uv_tcp_connect(req, &up->tcp, (struct sockaddr *)&b->addr, on_connect)
+                 : UV_ENOMEM;
+    if (req)
+        req->data = up;
     if (rc < 0) {
+        free(req);
         connect_failed(s, rc);
         return;
     }

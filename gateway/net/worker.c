@@ -42,6 +42,24 @@ void sl_worker_remove_session(sl_worker_t *w, sl_session_t *s)
     atomic_store_explicit(&w->open_sessions, w->n_sessions, memory_order_relaxed);
 }
 
+#define MAX_REASONS 64
+
+const char *sl_worker_intern(sl_worker_t *w, const char *reason)
+{
+    for (size_t i = 0; i < w->n_reasons; i++)
+        if (strcmp(w->reasons[i], reason) == 0)
+            return w->reasons[i];
+    if (w->n_reasons == MAX_REASONS)
+        return "";   /* a pathological number of distinct reasons: send none */
+    if (w->reasons == NULL && (w->reasons = calloc(MAX_REASONS, sizeof *w->reasons)) == NULL)
+        return "";
+    char *copy = strdup(reason);
+    if (copy == NULL)
+        return "";
+    w->reasons[w->n_reasons++] = copy;
+    return copy;
+}
+
 void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
 {
     msg->next = NULL;
@@ -243,6 +261,8 @@ int sl_worker_start(sl_worker_t *w)
     w->trim_timer.data = w;
     uv_timer_start(&w->trim_timer, on_trim, TRIM_CHECK_MS, TRIM_CHECK_MS);
     uv_unref((uv_handle_t *)&w->trim_timer);
+    sl_slab_init(&w->session_slab, sizeof(sl_session_t));
+    sl_slab_init(&w->upstream_slab, sizeof(sl_upstream_t));
     sl_bufpool_init(&w->bufs, 16);   /* 512 KiB of free blocks at most: enough to ride a burst */
     w->rng.state = 0x5eed0000u + (uint64_t)w->id * 7919u + (uint64_t)uv_hrtime();
     w->rt = sl_gateway_runtime(w->gw);
@@ -256,6 +276,8 @@ int sl_worker_start(sl_worker_t *w)
 void sl_worker_destroy(sl_worker_t *w)
 {
     sl_bufpool_destroy(&w->bufs);
+    sl_slab_destroy(&w->session_slab);
+    sl_slab_destroy(&w->upstream_slab);
     while (w->free_wreqs) {
         struct sl_wreq *r = w->free_wreqs;
         w->free_wreqs = r->next_free;
@@ -265,6 +287,10 @@ void sl_worker_destroy(sl_worker_t *w)
     w->sessions = NULL;
     free(w->listeners);
     w->listeners = NULL;
+    for (size_t i = 0; i < w->n_reasons; i++)
+        free(w->reasons[i]);
+    free(w->reasons);
+    w->reasons = NULL;
     if (w->rt) {
         balancers_free(w, w->rt);
         sl_runtime_unref(w->rt);

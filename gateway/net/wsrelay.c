@@ -518,7 +518,7 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
         return;
     }
     s->drain_code = code;
-    snprintf(s->drain_reason, sizeof s->drain_reason, "%s", reason ? reason : "");
+    s->drain_reason = sl_worker_intern(s->w, reason ? reason : "");
     s->drain_deadline = sl_now(s) + s->rt->cfg->services[s->service].drain.grace;
     if (s->close_to_client)
         return;
