@@ -18,6 +18,7 @@
 #include "net/control.h"
 #include "net/ctl.h"
 #include "net/tls.h"
+#include "net/accesslog.h"
 #include "net/gateway.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_CONFIG = 2 };
@@ -80,6 +81,7 @@ static int fail_early(sl_gateway_t *gw, int code)
         close(gw->listen_fds[i]);
     free(gw->listen_fds);
     free(gw->workers);
+    sl_access_log_close();
     sl_runtime_unref(gw->boot_rt);
     sl_runtime_unref(gw->rt);
     uv_mutex_destroy(&gw->rt_lock);
@@ -104,6 +106,10 @@ static int run(const char *path, sl_runtime_t *rt)
         return fail_early(&gw, EXIT_RUNTIME);
 
     char err[512];
+    if (sl_access_log_open(cfg, err, sizeof err) != 0) {
+        sl_log_error("%s", err);
+        return fail_early(&gw, EXIT_RUNTIME);
+    }
     if (sl_listeners_open(&gw, cfg, err, sizeof err) != 0) {
         sl_log_error("%s", err);
         return fail_early(&gw, EXIT_RUNTIME);
@@ -138,6 +144,7 @@ static int run(const char *path, sl_runtime_t *rt)
     for (size_t i = 0; i < gw.n_workers; i++)
         sl_worker_destroy(&gw.workers[i]);
     sl_tls_cleanup();
+    sl_access_log_close();
     free(gw.workers);
     free(gw.listen_fds);
     if (uv_loop_close(gw.loop) != 0)

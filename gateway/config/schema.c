@@ -374,7 +374,7 @@ static const sl__ckey_t root_keys[] = {
     KEY(T, shutdown, "shutdown", SL__T_MAP, .sub = &shutdown_table, .doc = "graceful stop"),
     KEY(T, log, "log", SL__T_MAP, .sub = &log_table, .doc = "the process log"),
     KEY(T, access_log, "access_log", SL__T_MAP, .sub = &access_log_table,
-        .flags = NI | SL__F_NULLABLE | SL__F_PRESENT,
+        .flags = SL__F_NULLABLE | SL__F_PRESENT,
         .present_off = offsetof(T, access_log.enabled), .doc = "one line per request"),
 };
 #undef T

@@ -69,6 +69,7 @@ static int forward_buffered_body(sl_session_t *s)
         return 0;
     if (sl_write_copy(s, false, s->head, n) != 0)
         return SL_EINVAL;
+    s->bytes_c2b += n;
     sl_session_head_consume(s, n);
     return 0;
 }
@@ -123,8 +124,10 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
         sl_session_http_error(s, 400, NULL);
         return;
     }
-    if (n > 0)
+    if (n > 0) {
         sl_write_block(s, false, b, off, (size_t)n);
+        s->bytes_c2b += (uint64_t)n;
+    }
     if (done) {
         s->req_done = true;
         size_t rest = b->len - off - (size_t)n;
@@ -154,6 +157,7 @@ static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len,
             sl_write_copy(s, true, s->resp_head, (size_t)n);
         else
             sl_write_block(s, true, b, off, (size_t)n);
+        s->bytes_b2c += (uint64_t)n;
     }
     if (done) {
         s->resp_done = true;
@@ -184,8 +188,10 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
     sl_write_copy(s, true, out, (size_t)n);
     free(out);
     s->head_deadline = 0;
-    if (!interim)
+    if (!interim) {
         s->resp_started = true;
+        s->log_status = h->status;
+    }
     /* The rest of what was read follows the head. */
     uint32_t extra = s->resp_len - head_len;
     memmove(s->resp_head, s->resp_head + head_len, extra);
@@ -273,6 +279,10 @@ static void exchange_maybe_done(sl_session_t *s)
         return;
     bool backend_reusable = s->resp && s->resp->head.keep_alive &&
                             !sl_http_body_until_eof(s->resp);
+    sl_session_log(s);
+    s->logged = false;
+    s->log_status = 0;
+    s->bytes_c2b = s->bytes_b2c = 0;
     sl_upstream_release(s, backend_reusable);
     free(s->resp);
     s->resp = NULL;

@@ -50,6 +50,12 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
                x->proxy_protocol == y->proxy_protocol && x->backlog == y->backlog &&
                x->tls.enabled == y->tls.enabled;
     }
+    bool log_same = a->access_log.enabled == b->access_log.enabled &&
+                    a->access_log.format == b->access_log.format &&
+                    (a->access_log.path == NULL) == (b->access_log.path == NULL) &&
+                    (a->access_log.path == NULL || strcmp(a->access_log.path, b->access_log.path) == 0);
+    if (!log_same)
+        diag_line(d, b->file, "access_log cannot change on reload; restart sluice");
     bool admin_same = a->admin.enabled == b->admin.enabled &&
                       (!a->admin.enabled || strcmp(a->admin.address.text, b->admin.address.text) == 0);
     if (!same)
@@ -57,7 +63,7 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
                               "backlog, proxy_protocol, tls on/off, workers); restart sluice");
     if (!admin_same)
         diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
-    return same && admin_same;
+    return same && admin_same && log_same;
 }
 
 static long find_backend(const sl_ctl_t *ctl, size_t *pool_out, const char *pool,

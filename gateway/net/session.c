@@ -18,6 +18,7 @@
 #include "sluice/proxyproto.h"
 #include "sluice/route.h"
 #include "sluice/wshandshake.h"
+#include "accesslog.h"
 #include "session.h"
 #include "tls.h"
 
@@ -287,6 +288,13 @@ static void route_and_dispatch(sl_session_t *s)
             memcpy(s->client_ip, real, sizeof real);
     }
     make_hash_key(s);
+    s->exchange_started = sl_now(s);
+    s->log_backend = -1;
+    if (sl_access_log_on()) {
+        s->log_method = h->method;
+        free(s->log_target);
+        s->log_target = strndup(path, path_len);
+    }
     sl_session_dispatch(s);
 }
 
@@ -428,6 +436,8 @@ void sl_session_backend_eof(sl_session_t *s, int status)
 
 void sl_session_backend_ready(sl_session_t *s)
 {
+    if (s->up->rt == s->rt)
+        s->log_backend = (int16_t)(s->up->backend - s->rt->pools[s->pool].backends);
     if (s->ws_key_len)
         sl_ws_backend_ready(s);
     else
@@ -464,7 +474,40 @@ void sl_session_http_error(sl_session_t *s, int status, const char *extra_header
         sl_write_copy(s, true, buf, (size_t)n);
     s->resp_started = true;
     s->keep_alive = false;
+    s->log_status = (uint16_t)status;
+    if (!s->ws_key_len)
+        sl_session_log(s);
     sl_session_finish(s);
+}
+
+void sl_session_log(sl_session_t *s)
+{
+    if (s->logged || !sl_access_log_on() || s->log_status == 0)
+        return;
+    s->logged = true;
+    const sl_config_t *cfg = s->rt->cfg;
+    bool routed = s->service >= 0 && (size_t)s->service < cfg->n_services;
+    bool pooled = s->pool >= 0 && (size_t)s->pool < cfg->n_pools;
+    sl_access_entry_t e = {
+        .kind = s->ws_key_len ? "ws" : "http",
+        .client = s->client_ip[0] ? s->client_ip : s->peer_ip,
+        .service = routed ? cfg->services[s->service].name : NULL,
+        .pool = routed && pooled ? cfg->pools[s->pool].name : NULL,
+        .backend = pooled && s->log_backend >= 0 &&
+                           (size_t)s->log_backend < s->rt->pools[s->pool].n_backends
+                       ? s->rt->pools[s->pool].backends[s->log_backend].name
+                       : NULL,
+        .method = llhttp_method_name((llhttp_method_t)s->log_method),
+        .target = s->log_target,
+        .target_len = s->log_target ? (uint32_t)strlen(s->log_target) : 0,
+        .status = s->log_status,
+        .close_code = s->log_close,
+        .queue_ms = s->admit_waited,
+        .bytes_in = s->bytes_c2b,
+        .bytes_out = s->bytes_b2c,
+        .duration_ms = sl_now(s) - (s->exchange_started ? s->exchange_started : s->started),
+    };
+    sl_access_log(&e);
 }
 
 /* Requests for rare moments are allocated then, not carried by every idle session. */
@@ -611,6 +654,9 @@ static void session_free(sl_session_t *s)
     }
     sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
     atomic_fetch_sub(&w->gw->clients, 1);
+    if (s->ws_key_len)
+        sl_session_log(s);
+    free(s->log_target);
     if (s->tlsc)
         sl_tls_conn_free(s);
     sl_session_head_free(s);
@@ -686,6 +732,8 @@ static void reject_ws_1013(sl_session_t *s, sl_msec_t retry_after_ms)
     size_t f = sl_ws_write_close((uint8_t *)out + n, SL_WS_CLOSE_TRY_AGAIN, reason, NULL);
     sl_write_copy(s, true, out, (size_t)n + f);
     s->resp_started = true;
+    s->log_status = 101;
+    s->log_close = SL_WS_CLOSE_TRY_AGAIN;
     sl_count(&s->w->counters, SL_CTR_ADMISSION_REJECTED_1013, 1);
     sl_session_finish(s);
 }

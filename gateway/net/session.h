@@ -135,6 +135,14 @@ struct sl_session {
     bool counted_ws;
     uint64_t bytes_c2b;
     uint64_t bytes_b2c;
+    /* The access log's view of the exchange. */
+    uint16_t log_status;             /* HTTP status the client got (101: upgraded) */
+    uint16_t log_close;              /* the first close code the client sent or got */
+    bool logged;
+    uint8_t log_method;              /* llhttp method of the request */
+    char *log_target;                /* the request target, kept only when logging */
+    int16_t log_backend;             /* index in the pool of s->rt; -1: none */
+    sl_msec_t exchange_started;
     sl_msec_t started;
 };
 
@@ -166,6 +174,9 @@ void sl_session_admit_or_go(sl_session_t *s);
 void sl_session_admit_result(sl_session_t *s, const sl_wmsg_t *m);
 /* Go on after admission: connect to a backend. */
 void sl_session_go(sl_session_t *s);
+
+/* Write the access log line for this exchange or connection (once). */
+void sl_session_log(sl_session_t *s);
 
 /* Begin a drain: close the client at a message boundary with code and reason. */
 void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason);

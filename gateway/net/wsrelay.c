@@ -135,6 +135,7 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     s->c2b.max_message = s->b2c.max_message = cfg->limits.message_bytes;
 
     s->state = SL_SS_WS_RELAY;
+    s->log_status = 101;
     s->counted_ws = true;
     atomic_fetch_add(&sl_runtime_ws(s->rt, s->service, s->pool)->open, 1);
     sl_count(&s->w->counters, SL_CTR_WS_UPGRADES, 1);
@@ -210,8 +211,16 @@ static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
 
 /* ---- frames the gateway writes ---- */
 
+/* The close code in a close frame's payload, or 1005 (none given). */
+static uint16_t close_code_of(const sl_ws_event_t *ev)
+{
+    return ev->control_len >= 2 ? (uint16_t)(ev->control[0] << 8 | ev->control[1]) : 1005;
+}
+
 static void send_close_to_client(sl_session_t *s, uint16_t code, const char *reason)
 {
+    if (!s->log_close)
+        s->log_close = code;
     uint8_t frame[SL_WS_MAX_CONTROL_FRAME];
     size_t n = sl_ws_write_close(frame, code, reason, NULL);
     sl_write_copy(s, true, frame, n);
@@ -340,6 +349,8 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
             if (ev.message_end)
                 sl_count(&w->counters, SL_CTR_WS_MESSAGES_C2B, 1);
             if (ev.header.opcode == SL_WS_OP_CLOSE) {
+                if (!s->log_close)
+                    s->log_close = close_code_of(&ev);
                 s->close_from_client = true;
                 s->close_to_backend = true;   /* forwarded below, as the client sent it */
                 if (s->draining)
@@ -404,6 +415,8 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             continue;
         bnd = (long)pos;
         if (ev.header.opcode == SL_WS_OP_CLOSE) {
+            if (!dropping && !s->log_close)
+                s->log_close = close_code_of(&ev);
             s->close_from_backend = true;
             if (dropping) {
                 /* Its close reply was counted as undeliverable; it is expected. */

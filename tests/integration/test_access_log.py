@@ -1,0 +1,73 @@
+"""The access log: one line per WebSocket connection or HTTP request, text or
+JSON, with client, route, pool, backend, status or close code, queue wait,
+bytes each way and duration."""
+import asyncio
+import json
+import time
+import urllib.request
+
+import websockets
+
+from harness import Backend, Sluice, config, free_port
+
+
+def test_json_access_log_lines(tmp_path):
+    log = tmp_path / "access.log"
+    backend = Backend("blue")
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]},
+                      extra="access_log: { path: %s, format: json }" % log), port)
+    try:
+        with urllib.request.urlopen(s.base + "/page?x=1", timeout=10) as r:
+            assert r.status == 200
+            body = r.read()
+
+        async def ws():
+            async with websockets.connect(s.url + "chat", compression=None) as c:
+                assert await c.recv() == "hello blue"
+                await c.send("x" * 100)
+                assert await c.recv() == "x" * 100
+        asyncio.run(ws())
+        try:
+            urllib.request.urlopen(s.base.replace("127.0.0.1", "127.0.0.1") + "/a", data=b"",
+                                   timeout=10)
+        except Exception:
+            pass
+        deadline = time.monotonic() + 5
+        lines = []
+        while time.monotonic() < deadline and len(lines) < 3:
+            lines = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+            time.sleep(0.05)
+        http = [l for l in lines if l["kind"] == "http" and l["target"] == "/page?x=1"][0]
+        assert http["method"] == "GET" and http["status"] == 200
+        assert http["service"] == "app" and http["pool"] == "blue" and http["backend"] == backend.addr
+        assert http["client"] == "127.0.0.1" and http["bytes_out"] == len(body)
+        ws_line = [l for l in lines if l["kind"] == "ws"][0]
+        assert ws_line["status"] == 101 and ws_line["close_code"] == 1000
+        assert ws_line["target"] == "/chat" and ws_line["backend"] == backend.addr
+        assert ws_line["bytes_in"] > 100 and ws_line["bytes_out"] > 100
+        assert ws_line["duration_ms"] >= 0 and ws_line["queue_ms"] >= 0
+    finally:
+        assert s.stop() == 0
+        backend.stop()
+
+
+def test_text_access_log_and_gateway_errors(tmp_path):
+    log = tmp_path / "access.log"
+    port = free_port()
+    s = Sluice(config(port, {"blue": ["127.0.0.1:9"]}, service_extra="admission: off",
+                      extra="access_log: { path: %s }" % log), port)
+    try:
+        try:
+            urllib.request.urlopen(s.base + "/down", timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 502
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (log.exists() and log.read_text()):
+            time.sleep(0.05)
+        fields = log.read_text().split("\n")[0].split(" ")
+        # time kind client service pool backend method target status close queue in out ms
+        assert fields[1:4] == ["http", "127.0.0.1", "app"] and fields[4] == "blue"
+        assert fields[6:9] == ["GET", "/down", "502"], fields
+    finally:
+        assert s.stop() == 0
