@@ -208,11 +208,21 @@ int main(int argc, char **argv)
         sl_diag_free(&diag);
         return EXIT_CONFIG;
     }
+    /* What the API changed (backends) stands over the YAML. */
+    sl_state_read_overrides(cfg);
+    if (sl_state_apply_overrides(cfg, &diag) != 0) {
+        print_diag(&diag);
+        sl_diag_free(&diag);
+        sl_config_free(cfg);
+        sl_state_free_overrides();
+        return EXIT_CONFIG;
+    }
     sl_runtime_t *rt = sl_runtime_new(cfg, NULL, &diag);
     if (rt == NULL) {
         print_diag(&diag);
         sl_diag_free(&diag);
         sl_config_free(cfg);
+        sl_state_free_overrides();
         return EXIT_CONFIG;
     }
     sl_diag_free(&diag);
@@ -222,6 +232,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
         sl_diag_free(&diag);
         sl_runtime_unref(rt);
+        sl_state_free_overrides();
         return EXIT_CONFIG;
     }
 
@@ -231,11 +242,14 @@ int main(int argc, char **argv)
         fputs(summary, stdout);
         printf("%s: ok\n", path);
         sl_runtime_unref(rt);
+        sl_state_free_overrides();
         return EXIT_OK;
     }
 
     sl_log_setup(rt->cfg->log.level, rt->cfg->log.format);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    return run(path, rt);
+    int rc = run(path, rt);
+    sl_state_free_overrides();
+    return rc;
 }

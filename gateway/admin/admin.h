@@ -113,7 +113,7 @@ void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp);
 /* api_policy.c: admission, deploys, reload, and their metric families. */
 sl_admin_handler_t sl__admin_get_admission, sl__admin_put_admission, sl__admin_get_deploy,
     sl__admin_post_deploy, sl__admin_post_pause, sl__admin_post_resume, sl__admin_post_abort,
-    sl__admin_post_reload;
+    sl__admin_post_reload, sl__admin_put_backends, sl__admin_post_backend_drain;
 void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b);
 void sl__admin_sum_counters(sl_gateway_t *gw, uint64_t out[SL_CTR__COUNT]);
 

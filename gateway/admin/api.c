@@ -2,10 +2,11 @@
  * api.c: the admin API's resources, and the route table that names them.
  *
  * Why one table: what the API offers is readable in one place, and adding a
- * resource is one line here plus its handler (see admin.h). Resources whose
- * machinery lands later (backend changes, admission, deploys, reload) are
- * routed now to `not_implemented`, which answers 501: a client learns the
- * truth instead of a 200 that changed nothing.
+ * resource is one line here plus its handler (see admin.h). The resources
+ * that drive policy (admission, deploys, reload, backends) are in
+ * api_policy.c. A resource whose machinery is not built yet is routed to a
+ * handler answering 501 "not implemented yet", never to a 200 that changed
+ * nothing (none is left today).
  *
  * Every handler reads the current runtime through sl_gateway_runtime() and
  * drops its reference before returning; counters are summed over workers
@@ -199,14 +200,6 @@ static void get_pool(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_runtime_unref(rt);
 }
 
-/* ---- routed, built later ------------------------------------------------------------------- */
-
-static void not_implemented(sl_admin_req_t *req, sl_admin_resp_t *resp)
-{
-    (void)req;
-    sl_admin_error(resp, 501, "not implemented yet");
-}
-
 /* The API. Match order matters only for identical patterns; see admin.h. */
 const sl_admin_route_t sl_admin_routes[] = {
     {"GET", "/healthz", get_healthz, SL_ADMIN_PUBLIC},
@@ -215,8 +208,8 @@ const sl_admin_route_t sl_admin_routes[] = {
     {"GET", "/api/v1/status", get_status, 0},
     {"GET", "/api/v1/pools", get_pools, 0},
     {"GET", "/api/v1/pools/{pool}", get_pool, 0},
-    {"PUT", "/api/v1/pools/{pool}/backends", not_implemented, 0},
-    {"POST", "/api/v1/pools/{pool}/backends/{addr}/drain", not_implemented, 0},
+    {"PUT", "/api/v1/pools/{pool}/backends", sl__admin_put_backends, 0},
+    {"POST", "/api/v1/pools/{pool}/backends/{addr}/drain", sl__admin_post_backend_drain, 0},
     {"GET", "/api/v1/services/{service}/admission", sl__admin_get_admission, 0},
     {"PUT", "/api/v1/services/{service}/admission", sl__admin_put_admission, 0},
     {"POST", "/api/v1/services/{service}/deploys", sl__admin_post_deploy, 0},

@@ -504,3 +504,140 @@ void sl__admin_post_reload(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_jw_end(&resp->jw);
     sl_runtime_unref(rt);
 }
+
+/* ---- pools: backends set live, one backend drained ---- */
+
+static long backend_index(sl_ctl_t *ctl, size_t pool, const char *addr)
+{
+    const sl_pool_rt_t *p = &ctl->rt->pools[pool];
+    for (size_t i = 0; i < p->n_backends; i++)
+        if (strcmp(p->backends[i].cfg->address.text, addr) == 0)
+            return (long)i;
+    return -1;
+}
+
+void sl__admin_put_backends(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    sl_ctl_t *ctl = req->gw->ctl;
+    if (ctl == NULL) {
+        sl_admin_error(resp, 503, "shutting down");
+        return;
+    }
+    const char *pool = req->params[0];
+    if (sl_config_pool_index(ctl->rt->cfg, pool) < 0) {
+        sl_admin_error(resp, 404, "no pool \"%s\"", pool);
+        return;
+    }
+    const sl_json_t *j = req->json;
+    const sl_json_t *list = j && j->type == SL_JSON_OBJECT ? sl_json_get(j, "backends") : NULL;
+    static const char *const keys[] = {"backends", NULL};
+    if (list == NULL || list->type != SL_JSON_ARRAY) {
+        sl_admin_error(resp, 400, "expected {\"backends\": [{\"address\": \"host:port\", "
+                                  "\"weight\": 1}, ...]}");
+        return;
+    }
+    if (!only_keys(resp, j, keys))
+        return;
+    sl_cfg_backend_spec_t specs[256];
+    size_t n = 0;
+    for (const sl_json_t *b = list->child; b; b = b->next) {
+        static const char *const bkeys[] = {"address", "weight", NULL};
+        if (n == SL_ARRAY_SIZE(specs)) {
+            sl_admin_error(resp, 400, "at most 256 backends per pool");
+            return;
+        }
+        const sl_json_t *a = sl_json_get(b, "address");
+        uint64_t w = 1;
+        if (b->type != SL_JSON_OBJECT || a == NULL || a->type != SL_JSON_STRING ||
+            get_uint(b, "weight", 1000, &w) < 0) {
+            sl_admin_error(resp, 400, "backends[%zu]: expected {\"address\": \"host:port\", "
+                                      "\"weight\": 0..1000}", n);
+            return;
+        }
+        if (!only_keys(resp, b, bkeys))
+            return;
+        specs[n].address = a->str;
+        specs[n].weight = (uint32_t)w;
+        n++;
+    }
+    /* Applied over the YAML by a reload: the same path, the same checks, and
+       connections to backends that stay are not touched. */
+    void *old = sl_state_swap_backends(pool, specs, n);
+    sl_diag_t diag = {0};
+    if (sl_control_reload(req->gw, &diag) != 0) {
+        sl_state_restore_backends(pool, old);
+        resp->status = 400;
+        sl_jw_obj(&resp->jw);
+        sl_jw_kstr(&resp->jw, "error", "backends refused; nothing changed");
+        sl_jw_key(&resp->jw, "errors");
+        sl_jw_arr(&resp->jw);
+        for (size_t i = 0; i < diag.n; i++)
+            sl_jw_str(&resp->jw, diag.lines[i]);
+        sl_jw_end(&resp->jw);
+        sl_jw_end(&resp->jw);
+        sl_diag_free(&diag);
+        return;
+    }
+    sl_diag_free(&diag);
+    sl_state_forget_backends(old);
+    sl_state_save(req->gw->ctl);
+    sl_runtime_t *rt = sl_gateway_runtime(req->gw);
+    long p = sl_config_pool_index(rt->cfg, pool);
+    sl_jw_obj(&resp->jw);
+    sl_jw_kstr(&resp->jw, "pool", pool);
+    sl_jw_key(&resp->jw, "backends");
+    sl_jw_arr(&resp->jw);
+    for (size_t i = 0; p >= 0 && i < rt->pools[p].n_backends; i++) {
+        sl_jw_obj(&resp->jw);
+        sl_jw_kstr(&resp->jw, "address", rt->pools[p].backends[i].cfg->address.text);
+        sl_jw_kuint(&resp->jw, "weight", rt->pools[p].backends[i].cfg->weight);
+        sl_jw_end(&resp->jw);
+    }
+    sl_jw_end(&resp->jw);
+    sl_jw_kuint(&resp->jw, "config_generation", rt->generation);
+    sl_jw_end(&resp->jw);
+    sl_runtime_unref(rt);
+}
+
+void sl__admin_post_backend_drain(sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    sl_ctl_t *ctl = req->gw->ctl;
+    if (ctl == NULL) {
+        sl_admin_error(resp, 503, "shutting down");
+        return;
+    }
+    long pool = sl_config_pool_index(ctl->rt->cfg, req->params[0]);
+    if (pool < 0) {
+        sl_admin_error(resp, 404, "no pool \"%s\"", req->params[0]);
+        return;
+    }
+    long b = backend_index(ctl, (size_t)pool, req->params[1]);
+    if (b < 0) {
+        sl_admin_error(resp, 404, "pool %s has no backend \"%s\"", req->params[0], req->params[1]);
+        return;
+    }
+    bool drain = true;
+    const sl_json_t *d = req->json ? sl_json_get(req->json, "drain") : NULL;
+    static const char *const keys[] = {"drain", NULL};
+    if (req->json && !only_keys(resp, req->json, keys))
+        return;
+    if (d) {
+        if (d->type != SL_JSON_TRUE && d->type != SL_JSON_FALSE) {
+            sl_admin_error(resp, 400, "drain: expected true or false");
+            return;
+        }
+        drain = d->type == SL_JSON_TRUE;
+    }
+    if (sl_ctl_backend_drain(ctl, (size_t)pool, (size_t)b, drain) != 0) {
+        sl_admin_error(resp, 409, "too many backend drains at once");
+        return;
+    }
+    const sl_backend_rt_t *br = &ctl->rt->pools[pool].backends[b];
+    resp->status = drain ? 202 : 200;
+    sl_jw_obj(&resp->jw);
+    sl_jw_kstr(&resp->jw, "pool", req->params[0]);
+    sl_jw_kstr(&resp->jw, "backend", br->name);
+    sl_jw_kbool(&resp->jw, "draining", drain);
+    sl_jw_kuint(&resp->jw, "active", atomic_load(&br->state->active));
+    sl_jw_end(&resp->jw);
+}

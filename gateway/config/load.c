@@ -536,3 +536,58 @@ const sl_cfg_service_t *sl_config_service(const sl_config_t *cfg, const char *na
     }
     return NULL;
 }
+
+/* ---- run-time changes ------------------------------------------------------------ */
+
+int sl_config_set_backends(sl_config_t *cfg, size_t pool, const sl_cfg_backend_spec_t *b,
+                           size_t n, char *err, size_t errlen)
+{
+    if (pool >= cfg->n_pools || n == 0 || n > 256) {
+        snprintf(err, errlen, n == 0 ? "a pool needs at least one backend"
+                                     : "expected 1..256 backends");
+        return SL_EINVAL;
+    }
+    sl_cfg_backend_t *nb = calloc(n, sizeof *nb);
+    if (nb == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char *host = NULL;
+        uint16_t port = 0;
+        if (sl_parse_hostport(b[i].address, &host, &port) != 0 || port == 0 || b[i].weight > 1000) {
+            snprintf(err, errlen, "backends[%zu]: bad address \"%s\" (expected IP:port, "
+                     "[IPv6]:port or host:port, weight 0..1000)", i, b[i].address);
+            for (size_t j = 0; j < i; j++)
+                sl__cfg_free_addr(&nb[j].address);
+            free(host);
+            free(nb);
+            return SL_EINVAL;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(nb[j].address.text, b[i].address) == 0) {
+                snprintf(err, errlen, "backends[%zu]: duplicate address \"%s\"", i, b[i].address);
+                for (size_t k = 0; k < i; k++)
+                    sl__cfg_free_addr(&nb[k].address);
+                free(host);
+                free(nb);
+                return SL_EINVAL;
+            }
+        }
+        nb[i].address.text = strdup(b[i].address);
+        nb[i].address.host = host;
+        nb[i].address.port = port;
+        nb[i].weight = b[i].weight;
+        if (nb[i].address.text == NULL) {
+            for (size_t j = 0; j <= i; j++)
+                sl__cfg_free_addr(&nb[j].address);
+            free(nb);
+            return SL_ENOMEM;
+        }
+    }
+    sl_cfg_pool_t *p = &cfg->pools[pool];
+    for (size_t j = 0; j < p->n_backends; j++)
+        sl__cfg_free_addr(&p->backends[j].address);
+    free(p->backends);
+    p->backends = nb;
+    p->n_backends = n;
+    return 0;
+}

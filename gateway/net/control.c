@@ -146,9 +146,11 @@ static void on_shutdown_tick(uv_timer_t *t)
     if (whole == 0)
         return;
     gw->shutdown_credit -= whole;
-    for (size_t i = 0; i < gw->n_workers; i++) {
+    for (size_t k = 0; k < gw->n_workers; k++) {
+        /* The odd credit goes to each worker in turn, so none is starved at low rates. */
+        size_t i = (gw->shutdown_rotor + k) % gw->n_workers;
         uint32_t share = whole / (uint32_t)gw->n_workers +
-                         (i < whole % gw->n_workers ? 1u : 0u);
+                         (k < whole % gw->n_workers ? 1u : 0u);
         if (share == 0)
             continue;
         sl_wmsg_t *m = calloc(1, sizeof *m);
@@ -162,6 +164,7 @@ static void on_shutdown_tick(uv_timer_t *t)
         snprintf(m->reason, sizeof m->reason, "gateway shutting down");
         sl_worker_post(&gw->workers[i], m);
     }
+    gw->shutdown_rotor = (gw->shutdown_rotor + 1) % gw->n_workers;
 }
 
 void sl_control_shutdown(sl_gateway_t *gw)

@@ -76,13 +76,29 @@ typedef struct sl_waiter {
     struct sl_waiter *next_in_bucket;
 } sl_waiter_t;
 
+/* A backend drained through the API: its WebSockets closed at a pace. */
+typedef struct sl_backend_drain {
+    sl_backend_shared_t *state;
+    size_t pool;
+    double rate;                     /* per second */
+    double credit;
+    sl_msec_t last;
+    uint16_t close_code;
+    const char *reason;              /* the service's drain reason (config-owned) */
+    size_t rotor;                    /* which worker gets the odd drain first */
+    bool active;
+} sl_backend_drain_t;
+
+#define SL_MAX_BACKEND_DRAINS 16
+
 struct sl_ctl {
     sl_gateway_t *gw;
     sl_runtime_t *rt;                /* a reference */
     sl_ctl_pool_t *pools;
     sl_ctl_service_t *services;
     uv_timer_t adm_timer;
-    uv_timer_t deploy_timer;
+    uv_timer_t deploy_timer;         /* also paces backend drains */
+    sl_backend_drain_t drains[SL_MAX_BACKEND_DRAINS];
     sl_rng_t rng;
     /* Waiters by id: open hashing, for cancel. */
     sl_waiter_t **waiters;
@@ -114,6 +130,15 @@ void sl_ctl_admit_close(sl_ctl_t *ctl);
 /* state.c: keep what the API changed in admin.state_file, and apply it at start. */
 int sl_state_save(sl_ctl_t *ctl);
 void sl_state_apply(sl_ctl_t *ctl);
+/* Backends set through the API: read from the state file at start, applied over
+   every loaded config, swapped (and restored when a change is refused). */
+void sl_state_read_overrides(const sl_config_t *cfg);
+int sl_state_apply_overrides(sl_config_t *cfg, sl_diag_t *diag);
+void *sl_state_swap_backends(const char *pool, const sl_cfg_backend_spec_t *b, size_t n);
+void sl_state_restore_backends(const char *pool, void *old);
+void sl_state_forget_backends(void *old);
+bool sl_state_pool_overridden(const char *pool);
+void sl_state_free_overrides(void);
 
 /* Publish where each service's new connections go, for the workers. */
 void sl_ctl_publish_all(sl_ctl_t *ctl);
@@ -130,6 +155,10 @@ int sl_ctl_deploy_resume(sl_ctl_t *ctl, size_t svc);
 int sl_ctl_deploy_abort(sl_ctl_t *ctl, size_t svc);
 /* 0, or SL_ENOENT when the service never had a deploy. */
 int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out);
+/* Drain one backend (no new connections; its WebSockets closed paced), or undo
+   that with drain false: 0, SL_ENOENT (no such backend) or SL_EFULL. */
+int sl_ctl_backend_drain(sl_ctl_t *ctl, size_t pool, size_t backend, bool drain);
+
 /* The pool a new client of the service goes to now (weights during a cutover). */
 size_t sl_ctl_pick_pool(sl_ctl_t *ctl, size_t svc);
 /* The queue a client of the pool waits in: the pool's own, else the service's; may be NULL. */

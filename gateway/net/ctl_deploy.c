@@ -139,11 +139,50 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
     publish(ctl, svc);
 }
 
+/* Hand drain credit for one backend's connections to the workers, split without rounding up. */
+static bool step_backend_drain(sl_ctl_t *ctl, sl_backend_drain_t *d, sl_msec_t now)
+{
+    if (atomic_load(&d->state->active) == 0) {
+        d->active = false;
+        sl_log_info("backend drain: done (no connections left)");
+        return false;
+    }
+    d->credit = SL_MIN(d->credit + d->rate * (double)(now - d->last) / 1000.0, d->rate + 1);
+    d->last = now;
+    uint64_t count = (uint64_t)d->credit;
+    if (count == 0)
+        return true;
+    d->credit -= (double)count;
+    size_t nw = ctl->gw->n_workers;
+    for (size_t k = 0; k < nw; k++) {
+        uint64_t share = count / nw + (k < count % nw ? 1 : 0);
+        if (share == 0)
+            continue;
+        sl_wmsg_t *m = calloc(1, sizeof *m);
+        if (m == NULL)
+            continue;
+        size_t i = (d->rotor + k) % nw;
+        m->type = SL_WMSG_DRAIN;
+        m->service = -1;
+        m->pool = -1;
+        m->backend = d->state;
+        m->count = (uint32_t)share;
+        m->close_code = d->close_code;
+        snprintf(m->reason, sizeof m->reason, "%s", d->reason);
+        sl_worker_post(&ctl->gw->workers[i], m);
+    }
+    d->rotor = (d->rotor + 1) % nw;
+    return true;
+}
+
 static void on_deploy_tick(uv_timer_t *t)
 {
     sl_ctl_t *ctl = t->data;
     sl_msec_t now = uv_now(ctl->gw->loop);
     bool any = false;
+    for (size_t i = 0; i < SL_MAX_BACKEND_DRAINS; i++)
+        if (ctl->drains[i].active)
+            any = step_backend_drain(ctl, &ctl->drains[i], now) || any;
     for (size_t i = 0; i < ctl->rt->cfg->n_services; i++) {
         if (ctl->services[i].deploying) {
             step(ctl, i, now);
@@ -260,6 +299,57 @@ int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out)
     out->in_progress = cs->deploying;
     out->close_code = cs->close_code;
     out->reason = cs->reason;
+    return 0;
+}
+
+int sl_ctl_backend_drain(sl_ctl_t *ctl, size_t pool, size_t backend, bool drain)
+{
+    if (pool >= ctl->rt->cfg->n_pools || backend >= ctl->rt->pools[pool].n_backends)
+        return SL_ENOENT;
+    sl_backend_shared_t *st = ctl->rt->pools[pool].backends[backend].state;
+    const char *name = ctl->rt->pools[pool].backends[backend].name;
+    sl_backend_drain_t *slot = NULL;
+    for (size_t i = 0; i < SL_MAX_BACKEND_DRAINS; i++) {
+        if (ctl->drains[i].active && ctl->drains[i].state == st)
+            slot = &ctl->drains[i];
+        else if (!ctl->drains[i].active && slot == NULL)
+            slot = &ctl->drains[i];
+    }
+    if (!drain) {
+        atomic_store(&st->admin_drain, 0);
+        if (slot && slot->active && slot->state == st)
+            slot->active = false;
+        sl_log_info("backend %s: taking new connections again", name);
+        return 0;
+    }
+    if (slot == NULL)
+        return SL_EFULL;
+    atomic_store(&st->admin_drain, 1);
+    if (slot->active && slot->state == st)
+        return 0;
+    /* Pace and close code: the drain settings of the first service using the pool. */
+    const sl_config_t *cfg = ctl->rt->cfg;
+    const sl_cfg_drain_t *dc = &cfg->services[0].drain;
+    for (size_t s = 0; s < cfg->n_services; s++)
+        for (size_t k = 0; k < cfg->services[s].n_pools; k++)
+            if (cfg->services[s].pools[k] == pool) {
+                dc = &cfg->services[s].drain;
+                s = cfg->n_services - 1;
+                break;
+            }
+    *slot = (sl_backend_drain_t){
+        .state = st,
+        .pool = pool,
+        .rate = dc->rate,
+        .credit = 1,
+        .last = uv_now(ctl->gw->loop),
+        .close_code = dc->close_code,
+        .reason = dc->reason ? dc->reason : "",
+        .active = true,
+    };
+    sl_log_info("backend %s: draining at %.0f/s (close %u)", name, dc->rate, dc->close_code);
+    if (!uv_is_active((uv_handle_t *)&ctl->deploy_timer))
+        uv_timer_start(&ctl->deploy_timer, on_deploy_tick, DEPLOY_TICK_MS, DEPLOY_TICK_MS);
     return 0;
 }
 

@@ -44,6 +44,7 @@ typedef struct sl_wmsg {
     struct sl_wmsg *next;
     sl_wmsg_type_t type;
     long service;           /* SL_WMSG_DRAIN: -1 for any */
+    const sl_backend_shared_t *backend;   /* SL_WMSG_DRAIN: only sessions on it; NULL: any */
     long pool;
     uint32_t count;
     uint16_t close_code;
@@ -150,6 +151,7 @@ struct sl_gateway {
     uv_timer_t shutdown_timer;          /* paces the shutdown drain, enforces its timeout */
     sl_msec_t shutdown_deadline;
     double shutdown_credit;             /* drain tokens not yet spent */
+    size_t shutdown_rotor;
     sl_msec_t shutdown_last;
     bool force_sent;
     int exit_code;

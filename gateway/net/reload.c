@@ -161,6 +161,10 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
     }
     if (sl_config_load(gw->config_path, &cfg, diag) != 0)
         return SL_EINVAL;
+    if (sl_state_apply_overrides(cfg, diag) != 0) {
+        sl_config_free(cfg);
+        return SL_EINVAL;
+    }
     /* New certificates too; all or nothing, before anything else is swapped. */
     if (!same_fixed_parts(gw->rt->cfg, cfg, diag) || sl_tls_reload(cfg, diag) != 0) {
         sl_config_free(cfg);

@@ -33,6 +33,7 @@ typedef struct sl_backend_shared {
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t handshakes;
     _Atomic uint64_t handshake_failures; /* connect failures, refused or botched upgrades */
+    _Atomic int admin_drain;             /* drained through the API: no new connections */
 } sl_backend_shared_t;
 
 typedef struct sl_backend_rt {

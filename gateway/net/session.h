@@ -193,8 +193,9 @@ void sl_session_dispatch(sl_session_t *s);
 void sl_upstream_connect(sl_session_t *s);
 /* Give the connection back: to the idle pool when reusable, else close it. */
 void sl_upstream_release(sl_session_t *s, bool reusable);
-/* Close every idle kept-alive connection (shutdown). */
+/* Close every idle kept-alive connection (shutdown), or those to one backend (its drain). */
 void sl_upstream_close_idle(sl_worker_t *w);
+void sl_upstream_close_idle_to(sl_worker_t *w, const sl_backend_shared_t *backend);
 
 /* Called by upstream.c when the backend connection is ready (or failed for good). */
 void sl_session_backend_ready(sl_session_t *s);

@@ -24,6 +24,9 @@
 #include "../admin/json_out.h"
 #include "ctl.h"
 
+void sl__state_write_pools(sl_jw_t *w);
+static double num(const sl_json_t *o, const char *k, double dflt);
+
 static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
 {
     sl_jw_obj(w);
@@ -69,6 +72,7 @@ int sl_state_save(sl_ctl_t *ctl)
         sl_jw_end(&w);
     }
     sl_jw_end(&w);
+    sl__state_write_pools(&w);
     sl_jw_end(&w);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -169,4 +173,207 @@ void sl_state_apply(sl_ctl_t *ctl)
     }
     sl_json_doc_free(&doc);
     sl_ctl_publish_all(ctl);
+}
+
+/* ---- backends set through the API ---- */
+
+/*
+ * PUT /api/v1/pools/{pool}/backends replaces a pool's backends. The new list
+ * is kept here (control thread only), in the state file, and applied over
+ * the YAML whenever a config is loaded — at start and at every reload — so
+ * the change survives both.
+ */
+typedef struct override {
+    struct override *next;
+    char *pool;
+    size_t n;
+    char **addresses;
+    uint32_t *weights;
+} override_t;
+
+static override_t *overrides;
+
+static void override_free(override_t *o)
+{
+    for (size_t i = 0; i < o->n; i++)
+        free(o->addresses[i]);
+    free(o->addresses);
+    free(o->weights);
+    free(o->pool);
+    free(o);
+}
+
+static override_t *override_new(const char *pool, const sl_cfg_backend_spec_t *b, size_t n)
+{
+    override_t *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return NULL;
+    o->pool = strdup(pool);
+    o->addresses = calloc(n ? n : 1, sizeof *o->addresses);
+    o->weights = calloc(n ? n : 1, sizeof *o->weights);
+    if (o->pool == NULL || o->addresses == NULL || o->weights == NULL) {
+        override_free(o);
+        return NULL;
+    }
+    for (; o->n < n; o->n++) {
+        o->addresses[o->n] = strdup(b[o->n].address);
+        o->weights[o->n] = b[o->n].weight;
+        if (o->addresses[o->n] == NULL) {
+            override_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* Replace the pool's override; the previous one is returned (NULL: none), for undo. */
+void *sl_state_swap_backends(const char *pool, const sl_cfg_backend_spec_t *b, size_t n)
+{
+    override_t *o = b ? override_new(pool, b, n) : NULL;
+    override_t *old = NULL;
+    for (override_t **p = &overrides; *p; p = &(*p)->next) {
+        if (strcmp((*p)->pool, pool) == 0) {
+            old = *p;
+            *p = old->next;
+            old->next = NULL;
+            break;
+        }
+    }
+    if (o) {
+        o->next = overrides;
+        overrides = o;
+    }
+    return old;
+}
+
+/* Put back what sl_state_swap_backends returned (after a refused change). */
+void sl_state_restore_backends(const char *pool, void *old)
+{
+    override_t *cur = sl_state_swap_backends(pool, NULL, 0);
+    if (cur)
+        override_free(cur);
+    if (old) {
+        override_t *o = old;
+        o->next = overrides;
+        overrides = o;
+    }
+}
+
+void sl_state_forget_backends(void *old)
+{
+    if (old)
+        override_free(old);
+}
+
+int sl_state_apply_overrides(sl_config_t *cfg, sl_diag_t *diag)
+{
+    for (override_t *o = overrides; o; o = o->next) {
+        long p = sl_config_pool_index(cfg, o->pool);
+        if (p < 0) {
+            sl_log_warn("state: backends set for pool %s, which the config no longer has", o->pool);
+            continue;
+        }
+        sl_cfg_backend_spec_t specs[256];
+        size_t n = SL_MIN(o->n, SL_ARRAY_SIZE(specs));
+        for (size_t i = 0; i < n; i++) {
+            specs[i].address = o->addresses[i];
+            specs[i].weight = o->weights[i];
+        }
+        char err[256];
+        if (sl_config_set_backends(cfg, (size_t)p, specs, n, err, sizeof err) != 0) {
+            char line[400];
+            snprintf(line, sizeof line, "state: pools.%s.backends: %s", o->pool, err);
+            if (diag->n == diag->cap) {
+                size_t cap = diag->cap ? diag->cap * 2 : 4;
+                char **l = realloc(diag->lines, cap * sizeof *l);
+                if (l == NULL)
+                    return SL_ENOMEM;
+                diag->lines = l;
+                diag->cap = cap;
+            }
+            diag->lines[diag->n++] = strdup(line);
+            return SL_EINVAL;
+        }
+    }
+    return 0;
+}
+
+void sl_state_read_overrides(const sl_config_t *cfg)
+{
+    const char *path = cfg->admin.state_file;
+    if (path == NULL)
+        return;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char *text = malloc(1 << 20);
+    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    sl_json_doc_t doc = {0};
+    if (text == NULL || sl_json_parse(&doc, text, n, NULL, NULL) != 0) {
+        free(text);
+        return;   /* sl_state_apply reports a bad file */
+    }
+    free(text);
+    const sl_json_t *pools = sl_json_get(doc.root, "pools");
+    for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
+        const sl_json_t *list = sl_json_get(m, "backends");
+        if (list == NULL || list->type != SL_JSON_ARRAY)
+            continue;
+        sl_cfg_backend_spec_t specs[256];
+        size_t k = 0;
+        for (const sl_json_t *b = list->child; b && k < SL_ARRAY_SIZE(specs); b = b->next) {
+            const sl_json_t *a = sl_json_get(b, "address");
+            if (a == NULL || a->type != SL_JSON_STRING)
+                continue;
+            specs[k].address = a->str;
+            specs[k].weight = (uint32_t)num(b, "weight", 1);
+            k++;
+        }
+        void *old = sl_state_swap_backends(m->key, specs, k);
+        sl_state_forget_backends(old);
+        sl_log_info("state file: pool %s: %zu backends (set through the API)", m->key, k);
+    }
+    sl_json_doc_free(&doc);
+}
+
+void sl_state_free_overrides(void)
+{
+    while (overrides) {
+        override_t *o = overrides;
+        overrides = o->next;
+        override_free(o);
+    }
+}
+
+/* The pools section of the state file. */
+void sl__state_write_pools(sl_jw_t *w)
+{
+    if (overrides == NULL)
+        return;
+    sl_jw_key(w, "pools");
+    sl_jw_obj(w);
+    for (override_t *o = overrides; o; o = o->next) {
+        sl_jw_key(w, o->pool);
+        sl_jw_obj(w);
+        sl_jw_key(w, "backends");
+        sl_jw_arr(w);
+        for (size_t i = 0; i < o->n; i++) {
+            sl_jw_obj(w);
+            sl_jw_kstr(w, "address", o->addresses[i]);
+            sl_jw_kuint(w, "weight", o->weights[i]);
+            sl_jw_end(w);
+        }
+        sl_jw_end(w);
+        sl_jw_end(w);
+    }
+    sl_jw_end(w);
+}
+
+bool sl_state_pool_overridden(const char *pool)
+{
+    for (override_t *o = overrides; o; o = o->next)
+        if (strcmp(o->pool, pool) == 0)
+            return true;
+    return false;
 }

@@ -63,6 +63,15 @@ void sl_upstream_drop_idle(sl_upstream_t *up)
     upstream_close(up);
 }
 
+void sl_upstream_close_idle_to(sl_worker_t *w, const sl_backend_shared_t *backend)
+{
+    for (sl_upstream_t *up = w->idle_upstreams, *next; up; up = next) {
+        next = up->next_idle;
+        if (up->backend->state == backend)
+            sl_upstream_drop_idle(up);
+    }
+}
+
 void sl_upstream_close_idle(sl_worker_t *w)
 {
     while (w->idle_upstreams)
@@ -95,7 +104,9 @@ static long pick_backend(sl_session_t *s)
     for (size_t i = 0; i < n; i++) {
         states[i].active = atomic_load_explicit(&pool->backends[i].state->active,
                                                 memory_order_relaxed);
-        states[i].up = atomic_load_explicit(&pool->backends[i].state->up, memory_order_relaxed);
+        states[i].up = atomic_load_explicit(&pool->backends[i].state->up, memory_order_relaxed) &&
+                       !atomic_load_explicit(&pool->backends[i].state->admin_drain,
+                                             memory_order_relaxed);
     }
     for (size_t k = 0; k < s->tries && k < SL_ARRAY_SIZE(s->tried); k++)
         sl_bitmap_set(excluded, s->tried[k]);

@@ -74,7 +74,8 @@ void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
 }
 
 /* Drain up to `count` WebSockets of `pool` (any when -1), chosen at random. */
-static void drain_some(sl_worker_t *w, long service, long pool, uint32_t count, uint16_t code,
+static void drain_some(sl_worker_t *w, long service, long pool,
+                       const sl_backend_shared_t *backend, uint32_t count, uint16_t code,
                        const char *reason)
 {
     size_t n = w->n_sessions;
@@ -88,6 +89,8 @@ static void drain_some(sl_worker_t *w, long service, long pool, uint32_t count, 
         if (pool >= 0 && s->pool != pool)
             continue;
         if (service >= 0 && s->service != service)
+            continue;
+        if (backend && (s->up == NULL || s->up->backend->state != backend))
             continue;
         sl_session_drain(s, code, reason);
         count--;
@@ -202,7 +205,9 @@ static void on_wake(uv_async_t *a)
             break;
         }
         case SL_WMSG_DRAIN:
-            drain_some(w, m->service, m->pool, m->count, m->close_code, m->reason);
+            if (m->backend)
+                sl_upstream_close_idle_to(w, m->backend);
+            drain_some(w, m->service, m->pool, m->backend, m->count, m->close_code, m->reason);
             break;
         case SL_WMSG_STOP_ACCEPT:
             stop_accepting(w);

@@ -325,6 +325,21 @@ int sl_parse_cidr(const char *s, sl_cfg_cidr_t *out);
  */
 bool sl_cidr_contains(const sl_cfg_cidr_t *c, int family, const uint8_t *addr);
 
+/* A backend given at run time (the admin API): "host:port" and a weight. */
+typedef struct sl_cfg_backend_spec {
+    const char *address;
+    uint32_t weight;
+} sl_cfg_backend_spec_t;
+
+/*
+ * Replace a pool's backends (PUT /api/v1/pools/{pool}/backends, applied over
+ * the YAML at start and reload). Checks each address and weight and refuses
+ * duplicates; on error leaves the pool as it was and explains in err.
+ * Returns 0, SL_EINVAL or SL_ENOMEM. No I/O: names are resolved by the shell.
+ */
+int sl_config_set_backends(sl_config_t *cfg, size_t pool, const sl_cfg_backend_spec_t *b,
+                           size_t n, char *err, size_t errlen);
+
 /*
  * Print a one-screen summary (listeners, pools, routes, limits) for --check.
  * Always NUL-terminates buf (when len > 0); cuts the text if it does not fit.

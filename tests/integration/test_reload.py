@@ -132,3 +132,68 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
         assert s.stop() == 0
         blue.stop()
         green.stop()
+
+
+def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
+    state = tmp_path / "state.json"
+    b2 = Backend("blue2")
+    blue, green, s, admin, text = gateway(tmp_path, "admission: off\ndrain: { rate: 20/s, grace: 5s }",
+                                          extra_admin=", state_file: %s" % state)
+    try:
+        async def scenario():
+            held = await websockets.connect(s.url, compression=None)
+            assert await held.recv() == "hello blue"
+            # Pool blue becomes [blue, blue2]: the held connection stays, new ones spread.
+            status, body = admin.call("PUT", "/api/v1/pools/blue/backends", {"backends": [
+                {"address": blue.addr}, {"address": b2.addr, "weight": 1}]})
+            assert status == 200 and [b["address"] for b in body["backends"]] == [blue.addr, b2.addr]
+            conns = [await websockets.connect(s.url, compression=None) for _ in range(20)]
+            names = [await asyncio.wait_for(c.recv(), 5) for c in conns]
+            assert {"hello blue", "hello blue2"} == set(names)
+            await held.send("still here")
+            assert await asyncio.wait_for(held.recv(), 5) == "still here"
+            # A bad list is refused and nothing changes.
+            status, body = admin.call("PUT", "/api/v1/pools/blue/backends",
+                                      {"backends": [{"address": "nohost.invalid:1"}]})
+            assert status == 400 and any("cannot resolve" in e for e in body["errors"]), body
+            # Drain blue2: its clients get 1012 at the drain pace; new ones avoid it.
+            t0 = time.monotonic()
+            status, body = admin.call("POST", "/api/v1/pools/blue/backends/%s/drain" % b2.addr)
+            assert status == 202 and body["draining"] is True
+            on_b2 = [c for c, n in zip(conns, names) if n == "hello blue2"]
+            codes = []
+            for c in on_b2:
+                try:
+                    await asyncio.wait_for(c.recv(), 10)
+                except websockets.ConnectionClosed as e:
+                    codes.append(e.code)
+            took = time.monotonic() - t0
+            assert codes == [1012] * len(on_b2)
+            assert took >= (len(on_b2) - 1) / 20 * 0.7, took
+            for c, n in zip(conns, names):
+                if n == "hello blue":
+                    await c.send("ok")
+                    assert await asyncio.wait_for(c.recv(), 5) == "ok"
+            fresh = [await websockets.connect(s.url, compression=None) for _ in range(6)]
+            assert {await asyncio.wait_for(c.recv(), 5) for c in fresh} == {"hello blue"}
+            # Undo: blue2 takes new connections again.
+            status, body = admin.call("POST", "/api/v1/pools/blue/backends/%s/drain" % b2.addr,
+                                      {"drain": False})
+            assert status == 200 and body["draining"] is False
+            more = [await websockets.connect(s.url, compression=None) for _ in range(10)]
+            assert "hello blue2" in {await asyncio.wait_for(c.recv(), 5) for c in more}
+            for c in conns + fresh + more + [held]:
+                await c.close()
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+        # The backends set through the API are kept across a restart.
+        assert [b["address"] for b in json.loads(state.read_text())["pools"]["blue"]["backends"]] \
+            == [blue.addr, b2.addr]
+        assert s.stop() == 0
+        s = Sluice(text, s.port)
+        wait_port("127.0.0.1", admin.port, s.proc)
+        pool = admin.call("GET", "/api/v1/pools/blue")[1]
+        assert [b["address"] for b in pool["backends"]] == [blue.addr, b2.addr]
+    finally:
+        assert s.stop() == 0
+        for b in (blue, green, b2):
+            b.stop()
