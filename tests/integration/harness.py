@@ -114,7 +114,7 @@ def config(port, pools, listen_host="127.0.0.1", extra="", service_extra="", wor
     """A config text: one listener, the given pools ({name: [addr, ...]}), one
     service "app" routing everything to the first pool."""
     hp = "[%s]" % listen_host if ":" in listen_host else listen_host
-    lines = ["listeners:", "  - address: %s:%d" % (hp, port)]
+    lines = ["listeners:", '  - address: "%s:%d"' % (hp, port)]
     if listener_extra:
         lines += ["    " + l for l in listener_extra.strip("\n").split("\n")]
     lines += ["workers: %d" % workers, "pools:"]
@@ -122,7 +122,7 @@ def config(port, pools, listen_host="127.0.0.1", extra="", service_extra="", wor
         lines.append("  %s:" % name)
         lines.append("    backends:")
         for a in addrs:
-            lines.append("      - address: %s" % a)
+            lines.append('      - address: "%s"' % a)
     names = list(pools)
     lines += ["services:", "  app:", "    routes: [ { host: \"*\", path_prefix: / } ]",
               "    pools: [%s]" % ", ".join(names), "    active: %s" % names[0]]

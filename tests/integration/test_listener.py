@@ -1,0 +1,72 @@
+"""Listeners: IPv6, and the global connection cap (accepting pauses, the open
+connections keep being served, accepting resumes)."""
+import asyncio
+import socket
+import time
+import urllib.request
+
+import pytest
+import websockets
+
+from harness import Backend, Sluice, config, free_port, raw_connect, recv_until, status_of
+from test_deploy import Admin
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv6_listener_and_backend():
+    backend = Backend("blue", host="::1")
+    port = free_port("::1")
+    s = Sluice(config(port, {"blue": [backend.addr]}, listen_host="::1"), port, host="::1")
+    try:
+        async def hello():
+            async with websockets.connect(s.url, compression=None) as ws:
+                return await asyncio.wait_for(ws.recv(), 5)
+        assert asyncio.run(hello()) == "hello blue"
+    finally:
+        assert s.stop() == 0
+        backend.stop()
+
+
+def test_connection_cap_pauses_accepting_and_resumes():
+    backend = Backend("blue")
+    port, admin = free_port(), free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
+                      extra="limits: { max_connections: 5 }\nadmin: { address: 127.0.0.1:%d }"
+                      % admin), port)
+    held = []
+    try:
+        time.sleep(0.2)   # the start-up probe's connection is gone
+        for _ in range(5):
+            held.append(raw_connect(port))
+        time.sleep(0.3)
+        # The sixth connects (the kernel's backlog) but is not served while five are open...
+        extra = raw_connect(port)
+        extra.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        extra.settimeout(0.6)
+        with pytest.raises(socket.timeout):
+            extra.recv(100)
+        # ...and the five are still served.
+        held[0].sendall(b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert status_of(recv_until(held[0], b"hello blue")) == 200
+        # One leaves: the sixth is accepted and answered.
+        held.pop(0).close()
+        extra.settimeout(5)
+        assert status_of(recv_until(extra, b"hello blue")) == 200
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
+        pauses = [l for l in text.splitlines() if l.startswith("sluice_accept_pauses_total ")]
+        assert pauses and float(pauses[0].split()[1]) >= 1
+        extra.close()
+    finally:
+        for h in held:
+            h.close()
+        assert s.stop() == 0
+        backend.stop()
