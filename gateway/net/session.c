@@ -446,7 +446,16 @@ void sl_session_backend_ready(sl_session_t *s)
 
 void sl_session_backend_failed(sl_session_t *s, int status)
 {
-    sl_session_http_error(s, status, NULL);
+    if (status != 503) {
+        sl_session_http_error(s, status, NULL);
+        return;
+    }
+    /* No backend of the pool is up (a restart, most often): tell the client
+       when to come back, spread over a few seconds so the herd does not
+       return at once. */
+    char hdr[40];
+    snprintf(hdr, sizeof hdr, "Retry-After: %u\r\n", 1 + (unsigned)sl_rng_below(&s->w->rng, 3));
+    sl_session_http_error(s, 503, hdr);
 }
 
 void sl_session_write_done(sl_session_t *s, bool to_client)
