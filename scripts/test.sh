@@ -31,13 +31,13 @@ for b in $builds; do
   fi
   ninja -C "$dir"
   args=("${suite_args[@]}")
-  tsan=0
+  sanitized=1
+  [ "$b" = normal ] && sanitized=0
   if [ "$b" = tsan ]; then
     args=(--suite integration)
-    tsan=1
   fi
   echo "== $b build: ${args[*]}"
-  SLUICE_TSAN=$tsan \
+  SLUICE_SANITIZED=$sanitized \
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
