@@ -49,6 +49,16 @@ static size_t json_escape(char *out, size_t at, size_t cap, const char *s)
     return at;
 }
 
+void sl_log_timestamp(char out[40])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
 void sl_log(sl_log_level_t level, const char *fmt, ...)
 {
     if ((int)level > atomic_load(&log_level))
@@ -60,13 +70,8 @@ void sl_log(sl_log_level_t level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
 
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char when[40];
-    size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + wl, sizeof when - wl, ".%03ldZ", ts.tv_nsec / 1000000);
+    sl_log_timestamp(when);
 
     char line[2048];
     size_t n;

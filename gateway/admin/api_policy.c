@@ -100,15 +100,7 @@ static void write_admission(sl_jw_t *w, const sl_admission_params_t *p,
                             const sl_admission_stats_t *st)
 {
     sl_jw_obj(w);
-    sl_jw_knum(w, "rate", p->bucket.rate);
-    sl_jw_kuint(w, "burst", p->bucket.burst);
-    sl_jw_kuint(w, "queue_length", p->queue_length);
-    sl_jw_kuint(w, "max_wait_ms", p->max_wait);
-    sl_jw_kuint(w, "per_client", p->per_client);
-    sl_jw_knum(w, "per_client_rate", p->per_client_rate);
-    sl_jw_kuint(w, "retry_after_min_ms", p->retry_after_min);
-    sl_jw_kuint(w, "retry_after_max_ms", p->retry_after_max);
-    sl_jw_kuint(w, "slow_start_ms", p->bucket.slow_start);
+    sl_state_write_limits(w, p);
     sl_jw_key(w, "state");
     sl_jw_obj(w);
     sl_jw_knum(w, "tokens", st->tokens);
@@ -478,22 +470,29 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
 
 /* ---- reload ---- */
 
+/* A refused change: the error, and every reason the loader gave (frees diag). */
+static void write_refusal(sl_admin_resp_t *resp, int status, const char *what, sl_diag_t *diag)
+{
+    resp->status = status;
+    sl_jw_obj(&resp->jw);
+    sl_jw_kstr(&resp->jw, "error", what);
+    sl_jw_key(&resp->jw, "errors");
+    sl_jw_arr(&resp->jw);
+    for (size_t i = 0; i < diag->n; i++)
+        sl_jw_str(&resp->jw, diag->lines[i]);
+    sl_jw_end(&resp->jw);
+    sl_jw_end(&resp->jw);
+    sl_diag_free(diag);
+}
+
 void sl__admin_post_reload(sl_admin_req_t *req, sl_admin_resp_t *resp)
 {
     sl_diag_t diag = {0};
     int rc = sl_control_reload(req->gw, &diag);
     if (rc != 0) {
         /* The old config keeps running; say every reason. */
-        resp->status = rc == SL_ESTATE ? 409 : 400;
-        sl_jw_obj(&resp->jw);
-        sl_jw_kstr(&resp->jw, "error", "reload refused; the running config is unchanged");
-        sl_jw_key(&resp->jw, "errors");
-        sl_jw_arr(&resp->jw);
-        for (size_t i = 0; i < diag.n; i++)
-            sl_jw_str(&resp->jw, diag.lines[i]);
-        sl_jw_end(&resp->jw);
-        sl_jw_end(&resp->jw);
-        sl_diag_free(&diag);
+        write_refusal(resp, rc == SL_ESTATE ? 409 : 400,
+                      "reload refused; the running config is unchanged", &diag);
         return;
     }
     sl_diag_free(&diag);
@@ -566,16 +565,7 @@ void sl__admin_put_backends(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_diag_t diag = {0};
     if (sl_control_reload(req->gw, &diag) != 0) {
         sl_state_restore_backends(pool, old);
-        resp->status = 400;
-        sl_jw_obj(&resp->jw);
-        sl_jw_kstr(&resp->jw, "error", "backends refused; nothing changed");
-        sl_jw_key(&resp->jw, "errors");
-        sl_jw_arr(&resp->jw);
-        for (size_t i = 0; i < diag.n; i++)
-            sl_jw_str(&resp->jw, diag.lines[i]);
-        sl_jw_end(&resp->jw);
-        sl_jw_end(&resp->jw);
-        sl_diag_free(&diag);
+        write_refusal(resp, 400, "backends refused; nothing changed", &diag);
         return;
     }
     sl_diag_free(&diag);

@@ -105,3 +105,8 @@ unsigned sl__edit_distance(const char *a, const char *b)
     }
     return SL_MIN(d[la][lb], 3u);
 }
+
+void sl_diag_add(sl_diag_t *d, const char *line)
+{
+    sl__diag_add(d, "%s", line);
+}

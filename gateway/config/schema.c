@@ -163,12 +163,12 @@ static const sl__ckey_t pool_keys[] = {
         .doc = "admissions allowed at once above the rate"),
     KEY(T, slow_start, "slow_start", SL__T_DURATION, .def = "0", .min = 0,
         .max = HOUR, .doc = "rate ramp after the pool becomes healthy or a cutover target"),
-    KEY(T, tls, "tls", SL__T_BOOL, .flags = NI, .def = "false", .doc = "connect with TLS"),
-    KEY(T, tls_verify, "tls_verify", SL__T_BOOL, .flags = NI, .def = "true",
+    KEY(T, tls, "tls", SL__T_BOOL, .def = "false", .doc = "connect to the backends with TLS"),
+    KEY(T, tls_verify, "tls_verify", SL__T_BOOL, .def = "true",
         .doc = "verify the backend certificate"),
-    KEY(T, tls_ca_file, "tls_ca_file", SL__T_STRING, .flags = NI | SL__F_NULLABLE,
+    KEY(T, tls_ca_file, "tls_ca_file", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "CA bundle; null: the system's"),
-    KEY(T, tls_sni, "tls_sni", SL__T_STRING, .flags = NI | SL__F_NULLABLE,
+    KEY(T, tls_sni, "tls_sni", SL__T_STRING, .flags = SL__F_NULLABLE,
         .doc = "server name sent; null: the backend host"),
 };
 #undef T

@@ -91,6 +91,34 @@ static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
     }
 }
 
+/* Backend TLS keys that the table cannot judge alone; the CA file itself is
+   read by the shell (sl_tls_check). A TLS key on a plain pool would be
+   silently ignored, so it is refused. */
+static void check_pool_tls(sl__cfg_ctx_t *c, const sl_cfg_pool_t *p)
+{
+    static const char *const names[] = {"tls_verify", "tls_ca_file", "tls_sni"};
+    const void *fields[] = {&p->tls_verify, &p->tls_ca_file, &p->tls_sni};
+    char path[600], nb[96];
+    for (size_t k = 0; !p->tls && k < SL_ARRAY_SIZE(fields); k++) {
+        sl_cfg_pos_t pos = sl__cfg_where(c, fields[k]);
+        if (pos.line == 0)
+            continue;
+        snprintf(path, sizeof path, "pools.%s.%s", safe(nb, sizeof nb, p->name), names[k]);
+        sl__cfg_error(c, pos.line, pos.col, path, "only used with tls: true (this pool is plain)");
+    }
+    if (p->tls_sni && (p->tls_sni[0] == '\0' || strlen(p->tls_sni) > 253 ||
+                       strpbrk(p->tls_sni, " \t/:@") != NULL)) {
+        sl_cfg_pos_t pos = at(c, &p->tls_sni, p->pos);
+        snprintf(path, sizeof path, "pools.%s.tls_sni", safe(nb, sizeof nb, p->name));
+        sl__cfg_error(c, pos.line, pos.col, path, "expected a host name (at most 253 bytes)");
+    }
+    if (p->tls_ca_file && p->tls_ca_file[0] == '\0') {
+        sl_cfg_pos_t pos = at(c, &p->tls_ca_file, p->pos);
+        snprintf(path, sizeof path, "pools.%s.tls_ca_file", safe(nb, sizeof nb, p->name));
+        sl__cfg_error(c, pos.line, pos.col, path, "expected a file name, or null for the system's");
+    }
+}
+
 static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
     char path[600], nb[96];
@@ -114,6 +142,7 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
             sl__cfg_error(c, pos.line, pos.col, path,
                           "hash_by header or cookie needs the header or cookie name in hash_key");
         }
+        check_pool_tls(c, p);
         for (size_t j = 0; j < p->n_backends; j++) {
             sl_cfg_backend_t *b = &p->backends[j];
             snprintf(path, sizeof path, "pools.%s.backends[%zu].address", safe(nb, sizeof nb, p->name), j);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/log.h"
 #include "accesslog.h"
 
 static int log_fd = -1;
@@ -99,13 +100,8 @@ void sl_access_log(const sl_access_entry_t *e)
         return;
     char line[2048];
     size_t cap = sizeof line - 2, at = 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char when[40];
-    size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + wl, sizeof when - wl, ".%03ldZ", ts.tv_nsec / 1000000);
+    sl_log_timestamp(when);
     if (log_json)
         line[at++] = '{';
     at = field(line, at, cap, "time", when, strlen(when));

@@ -129,6 +129,9 @@ void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_close(sl_ctl_t *ctl);
 /* state.c: keep what the API changed in admin.state_file, and apply it at start. */
 int sl_state_save(sl_ctl_t *ctl);
+struct sl_jw;
+/* Admission limits as JSON object members (the state file's and the API's names). */
+void sl_state_write_limits(struct sl_jw *w, const sl_admission_params_t *p);
 void sl_state_apply(sl_ctl_t *ctl);
 /* Backends set through the API: read from the state file at start, applied over
    every loaded config, swapped (and restored when a change is refused). */

@@ -223,14 +223,7 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
     if (s->resp == NULL)
         return;
     if (s->resp->phase == SL_HTTP_PHASE_HEAD) {
-        size_t len = b->len - off;
-        if (sl_fit(&s->resp_head, &s->resp_cap, s->resp_len + (uint32_t)len, sl_head_max(s)) != 0) {
-            sl_session_http_error(s, 502, NULL);
-            return;
-        }
-        memcpy(s->resp_head + s->resp_len, b->data + off, len);
-        s->resp_len += (uint32_t)len;
-        int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
+        int rc = sl_session_resp_feed(s, b, off);
         if (rc == SL_NEED_MORE)
             return;
         if (rc < 0) {

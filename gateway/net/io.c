@@ -15,6 +15,12 @@
  * hand it ciphertext and it hands the session plaintext blocks; writes to the
  * client are encrypted there and come back here as ciphertext blocks. The
  * write queue, and so backpressure, counts ciphertext.
+ *
+ * A TLS backend (SL_UP_TLS(up), pools with `tls: true`) is the same again on
+ * the other side: backend reads go to tls.c, which runs the handshake, then
+ * hands the session plaintext blocks; backend writes are encrypted there and
+ * come back as ciphertext blocks (sl__backend_write_raw), which may also be
+ * written while the connection is idle in the keep-alive pool.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +134,19 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     sl_upstream_t *up = sl_container_of((uv_tcp_t *)st, sl_upstream_t, tcp);
     sl_session_t *s = up->session;
     sl_block_t *b = buf->base ? sl_block_of(buf->base) : NULL;
+    if (SL_UP_TLS(up) && nread != 0) {
+        /* tls.c decides: handshake, plaintext for the session, or an idle
+           connection's tickets (fine) and anything else (not reusable). */
+        if (nread > 0) {
+            b->len = (uint32_t)nread;
+            sl_tls_up_on_read(up, b);
+        }
+        if (b)
+            sl_block_unref(&up->worker->bufs, b);
+        if (nread < 0)
+            sl_tls_up_on_eof(up, (int)nread);
+        return;
+    }
     if (s == NULL) {
         /* An idle kept-alive connection spoke or closed: it is not reusable. */
         if (b)
@@ -179,6 +198,11 @@ static void update_backend_reading(sl_session_t *s)
     if (up == NULL || !up->connected || up->closing)
         return;
     bool want = s->backend_paused == 0 && s->state != SL_SS_CLOSING;
+    /* TLS bytes already off the socket go first (tls.c kicks); the socket waits. */
+    if (want && SL_UP_TLS(up) && sl_tls_up_holds_input(up)) {
+        sl_tls_up_kick(up);
+        want = false;
+    }
     if (want && !up->reading) {
         if (uv_read_start((uv_stream_t *)&up->tcp, alloc_cb, backend_read_cb) == 0)
             up->reading = true;
@@ -222,12 +246,17 @@ void sl_backend_start_reading(sl_session_t *s)
     update_backend_reading(s);
 }
 
-/* Idle connections in the keep-alive pool are read so a close is noticed. */
-void sl_upstream_watch_idle(sl_upstream_t *up)
+void sl__upstream_read_start(sl_upstream_t *up)
 {
     if (!up->reading &&
         uv_read_start((uv_stream_t *)&up->tcp, alloc_cb, backend_read_cb) == 0)
         up->reading = true;
+}
+
+/* Idle connections in the keep-alive pool are read so a close is noticed. */
+void sl_upstream_watch_idle(sl_upstream_t *up)
+{
+    sl__upstream_read_start(up);
 }
 
 /* ---- writing ---- */
@@ -236,11 +265,16 @@ static void write_cb(uv_write_t *req, int status)
 {
     sl_wreq_t *r = sl_container_of(req, sl_wreq_t, req);
     sl_worker_t *w = req->handle->loop->data;
-    sl_session_t *s = r->to_client ? r->s : (r->up ? r->up->session : NULL);
+    sl_upstream_t *up = r->up;
+    sl_session_t *s = r->to_client ? r->s : (up ? up->session : NULL);
     bool to_client = r->to_client;
     wreq_put(w, r);
     if (s == NULL || s->state == SL_SS_CLOSING || status == UV_ECANCELED)
         return;
+    if (status < 0 && !to_client && SL_UP_TLS(up) && sl_tls_up_handshaking(up)) {
+        sl_tls_up_on_eof(up, status);   /* a failed handshake: a connect failure */
+        return;
+    }
     if (status < 0) {
         /* A peer that cannot take writes is gone. */
         if (to_client) {
@@ -287,6 +321,8 @@ int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
         return UV_ENOTCONN;
     if (to_client && s->tlsc)
         return sl_tls_write(s, b->data + off, len);
+    if (!to_client && SL_UP_TLS(s->up))
+        return sl_tls_up_write(s->up, b->data + off, len);
     sl_wreq_t *r = wreq_get(s->w);
     if (r == NULL)
         return UV_ENOMEM;
@@ -305,6 +341,25 @@ int sl__client_write_raw(sl_session_t *s, sl_block_t *b)
     return submit(s, true, r, uv_buf_init(b->data, (unsigned)b->len));
 }
 
+int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b)
+{
+    sl_wreq_t *r = wreq_get(up->worker);
+    if (r == NULL)
+        return UV_ENOMEM;
+    sl_block_ref(b);
+    r->block = b;
+    uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
+    if (up->session && up->session->up == up)
+        return submit(up->session, false, r, buf);
+    /* Idle (tickets, alerts): no session to pause, no backpressure. */
+    r->to_client = false;
+    r->up = up;
+    int rc = uv_write(&r->req, (uv_stream_t *)&up->tcp, &buf, 1, write_cb);
+    if (rc < 0)
+        wreq_put(up->worker, r);
+    return rc;
+}
+
 int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
 {
     if (len == 0)
@@ -313,6 +368,8 @@ int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
         return UV_ENOTCONN;
     if (to_client && s->tlsc)
         return sl_tls_write(s, data, len);
+    if (!to_client && SL_UP_TLS(s->up))
+        return sl_tls_up_write(s->up, data, len);
     sl_wreq_t *r = wreq_get(s->w);
     if (r == NULL)
         return UV_ENOMEM;

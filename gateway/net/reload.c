@@ -28,16 +28,7 @@ static void diag_line(sl_diag_t *d, const char *file, const char *what)
 {
     char line[512];
     snprintf(line, sizeof line, "%s: %s", file, what);
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        char **l = realloc(d->lines, cap * sizeof *l);
-        if (l == NULL)
-            return;
-        d->lines = l;
-        d->cap = cap;
-    }
-    if ((d->lines[d->n] = strdup(line)) != NULL)
-        d->n++;
+    sl_diag_add(d, line);
 }
 
 /* What cannot change without a restart. */

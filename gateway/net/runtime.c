@@ -34,21 +34,6 @@ int sl_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
     return 0;
 }
 
-static void diag_add(sl_diag_t *d, const char *line)
-{
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        char **lines = realloc(d->lines, cap * sizeof *lines);
-        if (lines == NULL)
-            return;
-        d->lines = lines;
-        d->cap = cap;
-    }
-    d->lines[d->n] = strdup(line);
-    if (d->lines[d->n])
-        d->n++;
-}
-
 /* The state of the same backend (pool name and address text) in prev, if any. */
 static sl_backend_shared_t *carried_state(const sl_runtime_t *prev, const char *pool,
                                          const char *addr)
@@ -105,7 +90,7 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
                 snprintf(line, sizeof line, "%s:%u:%u: pools.%s.backends[%zu].address: %s",
                          cfg->file ? cfg->file : "config", a->pos.line, a->pos.col, pc->name,
                          b, err);
-                diag_add(diag, line);
+                sl_diag_add(diag, line);
                 ok = false;
             }
             br->state = carried_state(prev, pc->name, a->text);

@@ -146,6 +146,16 @@ uint32_t sl_head_max(const sl_session_t *s)
     return (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
 }
 
+int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off)
+{
+    size_t len = b->len - off;
+    if (sl_fit(&s->resp_head, &s->resp_cap, s->resp_len + (uint32_t)len, sl_head_max(s)) != 0)
+        return SL_EFULL;
+    memcpy(s->resp_head + s->resp_len, b->data + off, len);
+    s->resp_len += (uint32_t)len;
+    return sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
+}
+
 static int head_reserve(sl_session_t *s)
 {
     if (s->req)

@@ -27,9 +27,9 @@
 void sl__state_write_pools(sl_jw_t *w);
 static double num(const sl_json_t *o, const char *k, double dflt);
 
-static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
+/* The limits as object members: the state file and the admin API write the same names. */
+void sl_state_write_limits(sl_jw_t *w, const sl_admission_params_t *p)
 {
-    sl_jw_obj(w);
     sl_jw_knum(w, "rate", p->bucket.rate);
     sl_jw_kuint(w, "burst", p->bucket.burst);
     sl_jw_kuint(w, "queue_length", p->queue_length);
@@ -39,6 +39,12 @@ static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
     sl_jw_kuint(w, "retry_after_min_ms", p->retry_after_min);
     sl_jw_kuint(w, "retry_after_max_ms", p->retry_after_max);
     sl_jw_kuint(w, "slow_start_ms", p->bucket.slow_start);
+}
+
+static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
+{
+    sl_jw_obj(w);
+    sl_state_write_limits(w, p);
     sl_jw_end(w);
 }
 
@@ -283,15 +289,7 @@ int sl_state_apply_overrides(sl_config_t *cfg, sl_diag_t *diag)
         if (sl_config_set_backends(cfg, (size_t)p, specs, n, err, sizeof err) != 0) {
             char line[400];
             snprintf(line, sizeof line, "state: pools.%s.backends: %s", o->pool, err);
-            if (diag->n == diag->cap) {
-                size_t cap = diag->cap ? diag->cap * 2 : 4;
-                char **l = realloc(diag->lines, cap * sizeof *l);
-                if (l == NULL)
-                    return SL_ENOMEM;
-                diag->lines = l;
-                diag->cap = cap;
-            }
-            diag->lines[diag->n++] = strdup(line);
+            sl_diag_add(diag, line);
             return SL_EINVAL;
         }
     }

@@ -23,25 +23,43 @@
  * handshake and closes the connection, which keeps nothing afterwards.
  * Admission, which comes after the request head, therefore only ever sees
  * clients that finished their handshake.
+ *
+ * The second half of the file is the same machinery facing a backend (pools
+ * with `tls: true`), OpenSSL in the client role: both halves share the BIO,
+ * which works on a small tls_io_t. A backend connection's handshake ends in
+ * a callback to upstream.c, which only then tells the session the backend is
+ * ready; its plaintext goes to sl_session_backend_read(); an idle kept-alive
+ * one still reads TLS 1.3 tickets without being thrown away for them.
  */
+#include <arpa/inet.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "sluice/log.h"
 #include "tls.h"
 
-struct sl_tls_conn {
-    SSL *ssl;
-    sl_tls_set_t *set;               /* a reference: the SNI callback's contexts */
-    uv_timer_t timer;                /* the handshake timeout, then kicks */
+/* What our BIO reads from and writes to; one per TLS connection, either side. */
+typedef struct tls_io {
     sl_block_t *in;                  /* ciphertext OpenSSL has not taken yet (a reference) */
     uint32_t in_off;
     sl_block_t *out;                 /* ciphertext being gathered for the socket */
     int out_err;                     /* the first error queueing ciphertext */
+    sl_bufpool_t *bufs;              /* the worker's pool */
+    int (*send)(void *owner, sl_block_t *b);   /* queue a ciphertext block (takes a ref) */
+    void *owner;                     /* the session, or the upstream */
+} tls_io_t;
+
+struct sl_tls_conn {
+    tls_io_t io;
+    SSL *ssl;
+    sl_tls_set_t *set;               /* a reference: the SNI callback's contexts */
+    uv_timer_t timer;                /* the handshake timeout, then kicks */
     int eof_status;                  /* the socket ended while plaintext was undelivered */
     bool handshaking;                /* counted in w->tls_handshakes */
     bool shutdown_sent;
@@ -53,51 +71,53 @@ static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
 /* ---- our BIO: reads from the current block, writes into pool blocks ---- */
 
-static void flush_out(sl_session_t *s)
+static void flush_io(tls_io_t *io)
 {
-    sl_tls_conn_t *c = s->tlsc;
-    sl_block_t *b = c->out;
+    sl_block_t *b = io->out;
     if (b == NULL)
         return;
-    c->out = NULL;
-    int rc = b->len > 0 ? sl__client_write_raw(s, b) : 0;
-    if (rc < 0 && c->out_err == 0)
-        c->out_err = rc;
-    sl_block_unref(&s->w->bufs, b);
+    io->out = NULL;
+    int rc = b->len > 0 ? io->send(io->owner, b) : 0;
+    if (rc < 0 && io->out_err == 0)
+        io->out_err = rc;
+    sl_block_unref(io->bufs, b);
+}
+
+static void flush_out(sl_session_t *s)
+{
+    flush_io(&s->tlsc->io);
 }
 
 static int bio_read(BIO *bio, char *buf, int len)
 {
-    sl_session_t *s = BIO_get_data(bio);
-    sl_tls_conn_t *c = s->tlsc;
+    tls_io_t *io = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
-    if (c->in == NULL || c->in_off >= c->in->len) {
+    if (io->in == NULL || io->in_off >= io->in->len) {
         BIO_set_retry_read(bio);
         return -1;
     }
-    uint32_t n = SL_MIN((uint32_t)len, c->in->len - c->in_off);
-    memcpy(buf, c->in->data + c->in_off, n);
-    c->in_off += n;
+    uint32_t n = SL_MIN((uint32_t)len, io->in->len - io->in_off);
+    memcpy(buf, io->in->data + io->in_off, n);
+    io->in_off += n;
     return (int)n;
 }
 
 static int bio_write(BIO *bio, const char *buf, int len)
 {
-    sl_session_t *s = BIO_get_data(bio);
-    sl_tls_conn_t *c = s->tlsc;
+    tls_io_t *io = BIO_get_data(bio);
     BIO_clear_retry_flags(bio);
     size_t done = 0;
     while (done < (size_t)len) {
-        if (c->out == NULL && (c->out = sl_block_get(&s->w->bufs)) == NULL) {
-            c->out_err = UV_ENOMEM;
+        if (io->out == NULL && (io->out = sl_block_get(io->bufs)) == NULL) {
+            io->out_err = UV_ENOMEM;
             return -1;
         }
-        size_t n = SL_MIN((size_t)len - done, (size_t)(SL_BLOCK_SIZE - c->out->len));
-        memcpy(c->out->data + c->out->len, buf + done, n);
-        c->out->len += (uint32_t)n;
+        size_t n = SL_MIN((size_t)len - done, (size_t)(SL_BLOCK_SIZE - io->out->len));
+        memcpy(io->out->data + io->out->len, buf + done, n);
+        io->out->len += (uint32_t)n;
         done += n;
-        if (c->out->len == SL_BLOCK_SIZE)
-            flush_out(s);
+        if (io->out->len == SL_BLOCK_SIZE)
+            flush_io(io);
     }
     return len;
 }
@@ -126,18 +146,37 @@ static void bio_method_make(void)
 
 /* ---- input ---- */
 
-static void release_input(sl_tls_conn_t *c, sl_bufpool_t *pool)
+static void release_input(tls_io_t *io)
 {
-    if (c->in && c->in_off >= c->in->len) {
-        sl_block_unref(pool, c->in);
-        c->in = NULL;
-        c->in_off = 0;
+    if (io->in && io->in_off >= io->in->len) {
+        sl_block_unref(io->bufs, io->in);
+        io->in = NULL;
+        io->in_off = 0;
     }
+}
+
+/* Take a fresh ciphertext block (a reference); what was held before is spent. */
+static void take_input(tls_io_t *io, sl_block_t *b)
+{
+    if (io->in)
+        sl_block_unref(io->bufs, io->in);
+    sl_block_ref(b);
+    io->in = b;
+    io->in_off = 0;
+}
+
+static void io_clear(tls_io_t *io)
+{
+    if (io->in)
+        sl_block_unref(io->bufs, io->in);
+    if (io->out)
+        sl_block_unref(io->bufs, io->out);
+    io->in = io->out = NULL;
 }
 
 static bool holds_input(const sl_tls_conn_t *c)
 {
-    return (c->in && c->in_off < c->in->len) || SSL_has_pending(c->ssl);
+    return (c->io.in && c->io.in_off < c->io.in->len) || SSL_has_pending(c->ssl);
 }
 
 static void handshake_done(sl_session_t *s)
@@ -154,6 +193,19 @@ static void handshake_done(sl_session_t *s)
     sl_session_arm_timer(s);
 }
 
+/* Decrypt into b until it is full (SSL_ERROR_NONE) or OpenSSL says why not. */
+static int read_plain(SSL *ssl, sl_block_t *b)
+{
+    while (b->len < SL_BLOCK_SIZE) {
+        ERR_clear_error();
+        int n = SSL_read(ssl, b->data + b->len, (int)(SL_BLOCK_SIZE - b->len));
+        if (n <= 0)
+            return SSL_get_error(ssl, n);
+        b->len += (uint32_t)n;
+    }
+    return SSL_ERROR_NONE;
+}
+
 /* Decrypt into pool blocks and hand them to the session while it wants data. */
 static void pump(sl_session_t *s)
 {
@@ -164,16 +216,7 @@ static void pump(sl_session_t *s)
             sl_session_close(s);
             return;
         }
-        int err = SSL_ERROR_NONE;
-        while (b->len < SL_BLOCK_SIZE) {
-            ERR_clear_error();
-            int n = SSL_read(c->ssl, b->data + b->len, (int)(SL_BLOCK_SIZE - b->len));
-            if (n <= 0) {
-                err = SSL_get_error(c->ssl, n);
-                break;
-            }
-            b->len += (uint32_t)n;
-        }
+        int err = read_plain(c->ssl, b);
         flush_out(s);   /* tickets, key updates, alerts */
         if (b->len > 0)
             sl_session_client_read(s, b);
@@ -192,7 +235,7 @@ static void pump(sl_session_t *s)
         }
         break;
     }
-    release_input(c, &s->w->bufs);
+    release_input(&c->io);
 }
 
 static void drive(sl_session_t *s)
@@ -204,8 +247,8 @@ static void drive(sl_session_t *s)
         flush_out(s);
         if (r != 1) {
             int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_READ && c->out_err == 0) {
-                release_input(c, &s->w->bufs);
+            if (e == SSL_ERROR_WANT_READ && c->io.out_err == 0) {
+                release_input(&c->io);
                 return;
             }
             sl_log_debug("client %s: TLS handshake failed: %s", s->peer_ip,
@@ -224,14 +267,8 @@ void sl_tls_on_read(sl_session_t *s, sl_block_t *b)
     sl_tls_conn_t *c = s->tlsc;
     if (s->state == SL_SS_CLOSING)
         return;
-    /* io.c reads the socket only when we hold no input: c->in is spent, if set. */
-    if (c->in) {
-        sl_block_unref(&s->w->bufs, c->in);
-        c->in = NULL;
-    }
-    sl_block_ref(b);
-    c->in = b;
-    c->in_off = 0;
+    /* io.c reads the socket only when we hold no input: c->io.in is spent, if set. */
+    take_input(&c->io, b);
     drive(s);
 }
 
@@ -301,7 +338,7 @@ int sl_tls_write(sl_session_t *s, const void *data, size_t len)
         ERR_clear_error();
         return UV_EPROTO;
     }
-    return c->out_err;
+    return c->io.out_err;
 }
 
 void sl_tls_close_notify(sl_session_t *s)
@@ -318,6 +355,11 @@ void sl_tls_close_notify(sl_session_t *s)
 
 /* ---- life ---- */
 
+static int client_send(void *owner, sl_block_t *b)
+{
+    return sl__client_write_raw(owner, b);
+}
+
 int sl_tls_conn_start(sl_session_t *s, size_t index)
 {
     pthread_once(&bio_once, bio_method_make);
@@ -325,6 +367,9 @@ int sl_tls_conn_start(sl_session_t *s, size_t index)
     if (c == NULL)
         return SL_ENOMEM;
     s->tlsc = c;
+    c->io.bufs = &s->w->bufs;
+    c->io.send = client_send;
+    c->io.owner = s;
     uv_timer_init(&s->w->loop, &c->timer);
     c->timer.data = s;
     s->pending_closes++;
@@ -335,7 +380,7 @@ int sl_tls_conn_start(sl_session_t *s, size_t index)
     BIO *bio = c->ssl ? BIO_new(bio_method) : NULL;
     if (bio == NULL)
         return SL_ENOMEM;
-    BIO_set_data(bio, s);
+    BIO_set_data(bio, &c->io);
     SSL_set_bio(c->ssl, bio, bio);
     SSL_set_accept_state(c->ssl);
     c->handshaking = true;
@@ -366,11 +411,306 @@ void sl_tls_conn_free(sl_session_t *s)
     if (c->ssl && !c->handshaking && !c->failed)
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(c->ssl);   /* frees our BIO too */
-    if (c->in)
-        sl_block_unref(&s->w->bufs, c->in);
-    if (c->out)
-        sl_block_unref(&s->w->bufs, c->out);
+    io_clear(&c->io);
     sl_tls_set_unref(c->set);
     free(c);
     s->tlsc = NULL;
+}
+
+/* ==== the backend side: one upstream connection, OpenSSL as the client ==== */
+
+struct sl_tls_up {
+    tls_io_t io;
+    SSL *ssl;
+    sl_tls_pool_t *pool;             /* a reference: the context and its session cache */
+    void (*done)(sl_upstream_t *up, int status);
+    int eof_status;                  /* the socket ended while plaintext was undelivered */
+    bool handshaking;
+    bool failed;
+    bool eof_delivered;
+};
+
+static int up_send(void *owner, sl_block_t *b)
+{
+    return sl__backend_write_raw(owner, b);
+}
+
+/* The session that takes plaintext now, or NULL (idle, paused, closing). */
+static sl_session_t *up_reader(sl_upstream_t *up)
+{
+    sl_session_t *s = up->session;
+    if (s == NULL || up->closing || s->up != up || s->state == SL_SS_CLOSING ||
+        s->backend_paused != 0)
+        return NULL;
+    return s;
+}
+
+static bool up_holds(const sl_tls_up_t *t)
+{
+    return (t->io.in && t->io.in_off < t->io.in->len) || SSL_has_pending(t->ssl);
+}
+
+static void up_fail(sl_upstream_t *up, sl_tls_up_t *t, int status)
+{
+    char why[256];
+    long v = SSL_get_verify_result(t->ssl);
+    unsigned long e = ERR_peek_last_error();
+    if (v != X509_V_OK)
+        snprintf(why, sizeof why, "certificate refused: %s", X509_verify_cert_error_string(v));
+    else if (e != 0)
+        ERR_error_string_n(e, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "%s", uv_strerror(status));
+    ERR_clear_error();
+    sl_log_warn("backend %s: TLS handshake failed: %s", up->backend->name, why);
+    t->failed = true;
+    t->handshaking = false;
+    sl_tls_pool_forget(t->pool, up->backend->name);
+    t->done(up, status < 0 ? status : UV_EPROTO);
+}
+
+/* One step of the handshake; 1 done, 0 wants more, -1 failed (not yet reported). */
+static int up_step(sl_tls_up_t *t)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    flush_io(&t->io);
+    if (r == 1 && t->io.out_err == 0)
+        return 1;
+    if (r != 1 && SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_READ && t->io.out_err == 0)
+        return 0;
+    return -1;
+}
+
+static void up_handshake(sl_upstream_t *up, sl_tls_up_t *t)
+{
+    int r = up_step(t);
+    release_input(&t->io);
+    if (r < 0) {
+        up_fail(up, t, t->io.out_err ? t->io.out_err : UV_EPROTO);
+        return;
+    }
+    if (r == 0)
+        return;
+    t->handshaking = false;
+    sl_log_debug("backend %s: %s %s%s", up->backend->name, SSL_get_version(t->ssl),
+                 SSL_get_cipher_name(t->ssl), SSL_session_reused(t->ssl) ? " (resumed)" : "");
+    t->done(up, 0);   /* the session starts reading: held bytes come by a kick */
+}
+
+static void up_deliver_eof(sl_upstream_t *up, sl_tls_up_t *t, sl_session_t *s, int status)
+{
+    t->eof_delivered = true;
+    uv_read_stop((uv_stream_t *)&up->tcp);
+    sl_session_backend_eof(s, status);
+}
+
+/* Decrypt into pool blocks and hand them to the session while it wants data. */
+static void up_pump(sl_upstream_t *up, sl_tls_up_t *t)
+{
+    sl_session_t *s;
+    while ((s = up_reader(up)) != NULL && !t->eof_delivered) {
+        sl_block_t *b = sl_block_get(t->io.bufs);
+        if (b == NULL) {
+            sl_session_close(s);
+            return;
+        }
+        int err = read_plain(t->ssl, b);
+        flush_io(&t->io);
+        if (b->len > 0) {
+            s->last_rx = sl_now(s);
+            sl_session_backend_read(s, b);
+        }
+        sl_block_unref(t->io.bufs, b);
+        if (err == SSL_ERROR_NONE)
+            continue;
+        if (err == SSL_ERROR_WANT_READ)
+            break;
+        if (err != SSL_ERROR_ZERO_RETURN) {
+            t->failed = true;
+            sl_log_debug("backend %s: TLS error: %s", up->backend->name,
+                         ERR_reason_error_string(ERR_peek_last_error()));
+        }
+        ERR_clear_error();
+        if (up->session == s && !up->closing && s->state != SL_SS_CLOSING)
+            up_deliver_eof(up, t, s, err == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO);
+        break;
+    }
+    release_input(&t->io);
+}
+
+/* An idle kept-alive connection: tickets are fine, anything else ends it. */
+static void up_idle_read(sl_upstream_t *up, sl_tls_up_t *t)
+{
+    char one[1];
+    ERR_clear_error();
+    int n = SSL_read(t->ssl, one, 1);
+    int err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, n);
+    ERR_clear_error();
+    flush_io(&t->io);
+    release_input(&t->io);
+    if (err != SSL_ERROR_WANT_READ)
+        sl_upstream_drop_idle(up);
+}
+
+void sl_tls_up_on_read(sl_upstream_t *up, sl_block_t *b)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (up->closing || t->failed)
+        return;
+    take_input(&t->io, b);
+    if (t->handshaking)
+        up_handshake(up, t);
+    else if (up->session == NULL)
+        up_idle_read(up, t);
+    else
+        up_pump(up, t);
+}
+
+void sl_tls_up_on_eof(sl_upstream_t *up, int status)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (up->closing)
+        return;
+    if (t->handshaking) {
+        up_fail(up, t, status);
+        return;
+    }
+    sl_session_t *s = up->session;
+    if (s == NULL) {
+        sl_upstream_drop_idle(up);
+        return;
+    }
+    if (up_holds(t) && up_reader(up) == NULL) {
+        t->eof_status = status;   /* delivered after what is still undelivered */
+        return;
+    }
+    up_pump(up, t);
+    if (up->closing || t->eof_delivered)
+        return;
+    if (up->session == NULL)
+        sl_upstream_drop_idle(up);
+    else if (up->session == s && s->state != SL_SS_CLOSING)
+        up_deliver_eof(up, t, s, status);
+}
+
+bool sl_tls_up_handshaking(const sl_upstream_t *up)
+{
+    return SL_UP_TLS(up)->handshaking;
+}
+
+bool sl_tls_up_holds_input(const sl_upstream_t *up)
+{
+    const sl_tls_up_t *t = SL_UP_TLS(up);
+    return !t->handshaking && !t->eof_delivered && (up_holds(t) || t->eof_status != 0);
+}
+
+static void up_on_kick(uv_timer_t *h)
+{
+    sl_upstream_t *up = h->data;
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (up->closing || t == NULL || up->session == NULL)
+        return;
+    sl_session_t *s = up->session;
+    up_pump(up, t);
+    if (up->closing || up->session != s || s->state == SL_SS_CLOSING)
+        return;
+    if (t->eof_status && !up_holds(t) && !t->eof_delivered) {
+        up_deliver_eof(up, t, s, t->eof_status);
+        return;
+    }
+    sl_backend_resume(s, 0);   /* the socket again, if still wanted */
+}
+
+void sl_tls_up_kick(sl_upstream_t *up)
+{
+    if (!up->closing && sl_tls_up_holds_input(up))
+        uv_timer_start(&up->timer, up_on_kick, 0, 0);
+}
+
+int sl_tls_up_write(sl_upstream_t *up, const void *data, size_t len)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (t->handshaking || t->failed || len > INT32_MAX)
+        return UV_ENOTCONN;
+    ERR_clear_error();
+    int r = SSL_write(t->ssl, data, (int)len);
+    flush_io(&t->io);
+    if (r <= 0) {
+        ERR_clear_error();
+        return UV_EPROTO;
+    }
+    return t->io.out_err;
+}
+
+/* SNI and the name (or address) the certificate must carry. */
+static void set_peer_name(SSL *ssl, const char *name, bool verify)
+{
+    unsigned char addr[16];
+    bool ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+    if (!ip)
+        SSL_set_tlsext_host_name(ssl, name);   /* RFC 6066: no SNI for addresses */
+    if (!verify)
+        return;
+    if (ip)
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+    else
+        SSL_set1_host(ssl, name);
+}
+
+int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,
+                    void (*done)(sl_upstream_t *up, int status))
+{
+    pthread_once(&bio_once, bio_method_make);
+    sl_tls_up_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return SL_ENOMEM;
+    up->tcp.data = t;
+    t->done = done;
+    t->io.bufs = &up->worker->bufs;
+    t->io.send = up_send;
+    t->io.owner = up;
+    t->pool = sl_tls_pool_get(pc->name);
+    if (t->pool == NULL || bio_method == NULL)
+        return SL_ENOENT;   /* the pool lost TLS in a reload since this session routed */
+    t->ssl = SSL_new(sl_tls_pool_ctx(t->pool));
+    BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
+    if (bio == NULL)
+        return SL_ENOMEM;
+    BIO_set_data(bio, &t->io);
+    SSL_set_bio(t->ssl, bio, bio);
+    SSL_set_connect_state(t->ssl);
+    SSL_set_verify(t->ssl, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    SSL_set_app_data(t->ssl, up->backend->name);   /* the session cache's key */
+    const char *name = pc->tls_sni ? pc->tls_sni
+                       : up->backend->cfg ? up->backend->cfg->address.host : NULL;
+    if (name && name[0])
+        set_peer_name(t->ssl, name, pc->tls_verify);
+    SSL_SESSION *sess = sl_tls_pool_session(t->pool, up->backend->name);
+    if (sess) {
+        SSL_set_session(t->ssl, sess);
+        SSL_SESSION_free(sess);
+    }
+    t->handshaking = true;
+    if (up_step(t) != 0) {   /* the ClientHello; an answer cannot be here yet */
+        ERR_clear_error();
+        return UV_EPROTO;
+    }
+    return 0;
+}
+
+void sl_tls_up_free(sl_upstream_t *up)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (t == NULL)
+        return;
+    /* Without this, SSL_free marks the session (the one the cache holds)
+       not resumable, as a connection not shut down both ways may be bad. */
+    if (t->ssl && !t->handshaking && !t->failed)
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(t->ssl);   /* frees our BIO too */
+    io_clear(&t->io);
+    sl_tls_pool_unref(t->pool);
+    free(t);
+    up->tcp.data = NULL;
 }

@@ -23,6 +23,14 @@
  * key: 16 name, 32 HMAC-SHA256, 32 AES-256; the first encrypts, all
  * decrypt) or are made in memory and rotated every ticket_rotate, the
  * previous key still decrypting for one more period.
+ *
+ * The backend side has one client context per pool with `tls: true`, built,
+ * checked and swapped with the listener sets (all or nothing). Connections
+ * look their pool's context up by name, so a reload that changes a pool's
+ * CA or verification applies to its next connection. Each context keeps the
+ * last session per backend (an external cache fed by the new-session
+ * callback), so reconnecting to a backend resumes instead of paying for a
+ * full handshake again.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -89,6 +97,8 @@ static sl_tls_set_t **reg_sets;
 static keyring_t **reg_keys;
 static size_t reg_n;
 static bool reg_built;
+static sl_tls_pool_t **reg_pools;        /* [i] for cfg->pools[i], NULL when plain */
+static size_t reg_n_pools;
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
@@ -524,6 +534,209 @@ static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr,
     return set;
 }
 
+/* ---- backend client contexts ---- */
+
+#define MAX_CACHED_SESSIONS 256
+
+typedef struct cached_session {
+    char *backend;                       /* "host:port" as the runtime names it */
+    SSL_SESSION *sess;
+} cached_session_t;
+
+struct sl_tls_pool {
+    _Atomic long refs;
+    char *name;
+    SSL_CTX *ctx;
+    pthread_mutex_t lock;                /* guards cache */
+    cached_session_t *cache;
+    size_t n_cache;
+};
+
+static void pool_free(sl_tls_pool_t *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->n_cache; i++) {
+        free(p->cache[i].backend);
+        SSL_SESSION_free(p->cache[i].sess);
+    }
+    free(p->cache);
+    SSL_CTX_free(p->ctx);
+    pthread_mutex_destroy(&p->lock);
+    free(p->name);
+    free(p);
+}
+
+/* OpenSSL has a new session for a backend (after a handshake, or a TLS 1.3
+   ticket later): keep it as that backend's. 1: we took the reference. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    sl_tls_pool_t *p = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    const char *backend = SSL_get_app_data(ssl);
+    if (p == NULL || backend == NULL)
+        return 0;
+    int kept = 0;
+    pthread_mutex_lock(&p->lock);
+    size_t i = 0;
+    while (i < p->n_cache && strcmp(p->cache[i].backend, backend) != 0)
+        i++;
+    if (i < p->n_cache) {
+        SSL_SESSION_free(p->cache[i].sess);
+        p->cache[i].sess = sess;
+        kept = 1;
+    } else if (p->n_cache < MAX_CACHED_SESSIONS) {
+        cached_session_t *c = realloc(p->cache, (p->n_cache + 1) * sizeof *c);
+        char *name = strdup(backend);
+        if (c)
+            p->cache = c;
+        if (c && name) {
+            p->cache[p->n_cache++] = (cached_session_t){name, sess};
+            kept = 1;
+        } else {
+            free(name);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return kept;
+}
+
+/* A client context for pool `i`, or NULL with the reasons in d. */
+static sl_tls_pool_t *build_pool(const sl_config_t *cfg, size_t i, sl_diag_t *d)
+{
+    const sl_cfg_pool_t *pc = &cfg->pools[i];
+    char where[320], why[256];
+    snprintf(where, sizeof where, "%s:%u:%u: pools.%s", cfg->file ? cfg->file : "config",
+             pc->pos.line, pc->pos.col, pc->name);
+    sl_tls_pool_t *p = calloc(1, sizeof *p);
+    if (p == NULL || (p->name = strdup(pc->name)) == NULL ||
+        (p->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+        diag_add(d, "%s: %s", where, p ? ssl_reason(why, sizeof why) : "out of memory");
+        if (p)
+            free(p->name);
+        free(p);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    pthread_mutex_init(&p->lock, NULL);
+    SSL_CTX *ctx = p->ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_cipher_list(ctx, INTERMEDIATE_CIPHERS);
+    SSL_CTX_set1_groups_list(ctx, INTERMEDIATE_GROUPS);
+    SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1);
+    SSL_CTX_set_verify(ctx, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    int bad = 0;
+    if (pc->tls_ca_file) {
+        if (!readable(pc->tls_ca_file)) {
+            diag_add(d, "%s.tls_ca_file: cannot read CA file %s: %s", where, pc->tls_ca_file,
+                     strerror(errno));
+            bad = 1;
+        } else if (SSL_CTX_load_verify_locations(ctx, pc->tls_ca_file, NULL) != 1) {
+            diag_add(d, "%s.tls_ca_file: no PEM certificate in CA file %s (%s)", where,
+                     pc->tls_ca_file, ssl_reason(why, sizeof why));
+            bad = 1;
+        }
+    } else if (pc->tls_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        diag_add(d, "%s.tls_verify: cannot load the system CA bundle (%s)", where,
+                 ssl_reason(why, sizeof why));
+        bad = 1;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    SSL_CTX_set_app_data(ctx, p);
+    ERR_clear_error();
+    if (bad) {
+        pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Contexts for every pool with tls: true; rc SL_EINVAL when any failed. */
+static int build_pools(const sl_config_t *cfg, sl_tls_pool_t **pools, sl_diag_t *d)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n_pools; i++)
+        if (cfg->pools[i].tls && (pools[i] = build_pool(cfg, i, d)) == NULL)
+            rc = SL_EINVAL;
+    return rc;
+}
+
+static void drop_pools(size_t n, sl_tls_pool_t **pools)
+{
+    for (size_t i = 0; pools && i < n; i++)
+        sl_tls_pool_unref(pools[i]);
+    free(pools);
+}
+
+/* What an operator should hear once per start or reload. */
+static void warn_pools(const sl_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_pools; i++) {
+        const sl_cfg_pool_t *pc = &cfg->pools[i];
+        if (!pc->tls)
+            continue;
+        if (!pc->tls_verify)
+            sl_log_warn("pool %s: TLS to its backends is NOT verified (tls_verify: false): "
+                        "anyone on the path can pose as a backend", pc->name);
+        if (pc->health.enabled)
+            sl_log_warn("pool %s: active health checks speak plain HTTP, not TLS: a backend "
+                        "that only speaks TLS will be marked down", pc->name);
+    }
+}
+
+void sl_tls_pool_unref(sl_tls_pool_t *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1)
+        pool_free(p);
+}
+
+sl_tls_pool_t *sl_tls_pool_get(const char *name)
+{
+    sl_tls_pool_t *p = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < reg_n_pools && p == NULL; i++)
+        if (reg_pools[i] && strcmp(reg_pools[i]->name, name) == 0) {
+            p = reg_pools[i];
+            atomic_fetch_add(&p->refs, 1);
+        }
+    pthread_mutex_unlock(&reg_lock);
+    return p;
+}
+
+struct ssl_ctx_st *sl_tls_pool_ctx(const sl_tls_pool_t *p)
+{
+    return p->ctx;
+}
+
+struct ssl_session_st *sl_tls_pool_session(sl_tls_pool_t *p, const char *backend)
+{
+    SSL_SESSION *sess = NULL;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n_cache; i++)
+        if (strcmp(p->cache[i].backend, backend) == 0) {
+            if (SSL_SESSION_is_resumable(p->cache[i].sess) && SSL_SESSION_up_ref(p->cache[i].sess))
+                sess = p->cache[i].sess;
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+    return sess;
+}
+
+void sl_tls_pool_forget(sl_tls_pool_t *p, const char *backend)
+{
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->n_cache; i++)
+        if (strcmp(p->cache[i].backend, backend) == 0) {
+            free(p->cache[i].backend);
+            SSL_SESSION_free(p->cache[i].sess);
+            p->cache[i] = p->cache[--p->n_cache];
+            break;
+        }
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* ---- the registry ---- */
 
 /* Build a set for every TLS listener (with staging keyrings for key files). */
@@ -570,13 +783,19 @@ int sl_tls_check(const sl_config_t *cfg, sl_diag_t *diag)
     size_t n = cfg->n_listeners ? cfg->n_listeners : 1;
     sl_tls_set_t **sets = calloc(n, sizeof *sets);
     keyring_t **keys = calloc(n, sizeof *keys);
-    if (sets == NULL || keys == NULL) {
+    size_t np = cfg->n_pools ? cfg->n_pools : 1;
+    sl_tls_pool_t **pools = calloc(np, sizeof *pools);
+    if (sets == NULL || keys == NULL || pools == NULL) {
         free(sets);
         free(keys);
+        free(pools);
         return SL_ENOMEM;
     }
     int rc = build_all(cfg, NULL, sets, keys, diag);
+    if (build_pools(cfg, pools, diag) != 0)
+        rc = SL_EINVAL;
     drop_all(n, sets, keys);
+    drop_pools(np, pools);
     return rc == 0 ? 0 : SL_EINVAL;
 }
 
@@ -588,50 +807,49 @@ int sl_tls_init(const sl_config_t *cfg, sl_diag_t *diag)
         return 0;
     }
     size_t n = cfg->n_listeners ? cfg->n_listeners : 1;
+    size_t np = cfg->n_pools ? cfg->n_pools : 1;
     sl_tls_set_t **sets = calloc(n, sizeof *sets);
     keyring_t **keys = calloc(n, sizeof *keys);
-    int rc = sets && keys ? build_all(cfg, NULL, sets, keys, diag) : SL_ENOMEM;
+    sl_tls_pool_t **pools = calloc(np, sizeof *pools);
+    int rc = sets && keys && pools ? build_all(cfg, NULL, sets, keys, diag) : SL_ENOMEM;
+    if (pools && build_pools(cfg, pools, diag) != 0)
+        rc = SL_EINVAL;
     if (rc != 0) {
         drop_all(n, sets, keys);
+        drop_pools(np, pools);
         pthread_mutex_unlock(&reg_lock);
         return SL_EINVAL;
     }
     reg_sets = sets;
     reg_keys = keys;
     reg_n = cfg->n_listeners;
+    reg_pools = pools;
+    reg_n_pools = cfg->n_pools;
     reg_built = true;
     pthread_mutex_unlock(&reg_lock);
+    warn_pools(cfg);
     return 0;
 }
 
-int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
+/* Check that a reload may swap: the same listeners, TLS on the same ones. */
+static int reload_allowed(const sl_config_t *cfg, sl_diag_t *diag)
 {
-    pthread_mutex_lock(&reg_lock);
-    if (!reg_built) {
-        pthread_mutex_unlock(&reg_lock);
-        return 0;   /* nothing started yet: the first worker builds from its config */
-    }
-    size_t n = reg_n ? reg_n : 1;
-    sl_tls_set_t **sets = calloc(n, sizeof *sets);
-    keyring_t **staged = calloc(n, sizeof *staged);
-    int rc = sets && staged ? 0 : SL_ENOMEM;
-    if (rc == 0 && cfg->n_listeners != reg_n) {
+    if (cfg->n_listeners != reg_n) {
         diag_add(diag, "%s: TLS: the listeners changed (a restart is needed)", cfg->file);
-        rc = SL_EINVAL;
+        return SL_EINVAL;
     }
-    for (size_t i = 0; rc == 0 && i < reg_n; i++)
+    for (size_t i = 0; i < reg_n; i++)
         if (cfg->listeners[i].tls.enabled != (reg_sets[i] != NULL)) {
             diag_add(diag, "%s: listeners[%zu].tls: turning TLS on or off needs a restart",
                      cfg->file, i);
-            rc = SL_EINVAL;
+            return SL_EINVAL;
         }
-    if (rc == 0)
-        rc = build_all(cfg, reg_keys, sets, staged, diag);
-    if (rc != 0) {
-        drop_all(n, sets, staged);
-        pthread_mutex_unlock(&reg_lock);
-        return SL_EINVAL;
-    }
+    return 0;
+}
+
+/* Swap the staged keys and sets in; the old sets go back into `sets`. */
+static void swap_sets(const sl_config_t *cfg, sl_tls_set_t **sets, keyring_t **staged)
+{
     for (size_t i = 0; i < reg_n; i++) {
         if (sets[i] == NULL)
             continue;
@@ -651,10 +869,42 @@ int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
         pthread_mutex_unlock(&kr->lock);
         sl_tls_set_t *old = reg_sets[i];
         reg_sets[i] = sets[i];
-        sets[i] = old;   /* dropped below: connections hold their own references */
+        sets[i] = old;   /* dropped by the caller: connections hold their own references */
     }
+}
+
+int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (!reg_built) {
+        pthread_mutex_unlock(&reg_lock);
+        return 0;   /* nothing started yet: the first worker builds from its config */
+    }
+    size_t n = reg_n ? reg_n : 1;
+    size_t np = cfg->n_pools ? cfg->n_pools : 1;
+    sl_tls_set_t **sets = calloc(n, sizeof *sets);
+    keyring_t **staged = calloc(n, sizeof *staged);
+    sl_tls_pool_t **pools = calloc(np, sizeof *pools);
+    int rc = sets && staged && pools ? reload_allowed(cfg, diag) : SL_ENOMEM;
+    if (rc == 0)
+        rc = build_all(cfg, reg_keys, sets, staged, diag);
+    if (rc == 0)
+        rc = build_pools(cfg, pools, diag);
+    if (rc != 0) {
+        drop_all(n, sets, staged);
+        drop_pools(np, pools);
+        pthread_mutex_unlock(&reg_lock);
+        return SL_EINVAL;
+    }
+    swap_sets(cfg, sets, staged);
+    sl_tls_pool_t **old_pools = reg_pools;
+    size_t old_n_pools = reg_n_pools;
+    reg_pools = pools;
+    reg_n_pools = cfg->n_pools;
     drop_all(n, sets, staged);
     pthread_mutex_unlock(&reg_lock);
+    drop_pools(old_n_pools, old_pools);   /* connections hold their own references */
+    warn_pools(cfg);
     sl_log_info("TLS: certificates reloaded");
     return 0;
 }
@@ -662,11 +912,15 @@ int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
 void sl_tls_cleanup(void)
 {
     pthread_mutex_lock(&reg_lock);
-    if (reg_built)
+    if (reg_built) {
         drop_all(reg_n ? reg_n : 1, reg_sets, reg_keys);
+        drop_pools(reg_n_pools, reg_pools);
+    }
     reg_sets = NULL;
     reg_keys = NULL;
     reg_n = 0;
+    reg_pools = NULL;
+    reg_n_pools = 0;
     reg_built = false;
     pthread_mutex_unlock(&reg_lock);
 }

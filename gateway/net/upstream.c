@@ -10,6 +10,13 @@
  * Kept-alive connections wait in a per-worker list, read while idle so that
  * a backend closing one is noticed at once, and are reused by the next HTTP
  * request to the same backend. WebSocket sessions always get a fresh one.
+ *
+ * A pool with `tls: true` adds one step: after the TCP connect, the TLS
+ * handshake (tls.c), still under the connect timeout, and only then is the
+ * backend "connected" and the session told it is ready. A failed handshake or
+ * a certificate that does not verify is a connect failure like a refused
+ * connection: counted, reported for passive ejection, and the next backend is
+ * tried. A kept-alive connection keeps its TLS session with it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,21 +24,33 @@
 #include "sluice/balance.h"
 #include "sluice/log.h"
 #include "session.h"
+#include "tls.h"
 
 /* The most kept-alive connections a worker holds, and how long one may idle. */
 #define MAX_IDLE_UPSTREAMS 256
 #define IDLE_UPSTREAM_MS 30000
 
 
-static void upstream_closed(uv_handle_t *h)
+static void upstream_closed(sl_upstream_t *up)
 {
-    sl_upstream_t *up = h->data;
     if (--up->pending_closes > 0)
         return;
+    sl_tls_up_free(up);
     if (up->counted_active)
         atomic_fetch_sub(&up->backend->state->active, 1);
     sl_runtime_unref(up->rt);
     sl_slab_free(&up->worker->upstream_slab, up);
+}
+
+/* The TCP handle's data is the TLS state (tls.h), so both find up by position. */
+static void tcp_closed(uv_handle_t *h)
+{
+    upstream_closed(sl_container_of((uv_tcp_t *)h, sl_upstream_t, tcp));
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    upstream_closed(sl_container_of((uv_timer_t *)h, sl_upstream_t, timer));
 }
 
 static void upstream_close(sl_upstream_t *up)
@@ -41,8 +60,8 @@ static void upstream_close(sl_upstream_t *up)
     up->closing = true;
     up->session = NULL;
     uv_timer_stop(&up->timer);
-    uv_close((uv_handle_t *)&up->timer, upstream_closed);
-    uv_close((uv_handle_t *)&up->tcp, upstream_closed);
+    uv_close((uv_handle_t *)&up->timer, timer_closed);
+    uv_close((uv_handle_t *)&up->tcp, tcp_closed);
 }
 
 static void unlink_idle(sl_worker_t *w, sl_upstream_t *up)
@@ -163,7 +182,8 @@ static void connect_failed(sl_session_t *s, int status)
     atomic_fetch_add(&st->handshake_failures, 1);
     atomic_fetch_add(&st->consecutive_failures, 1);
     sl_count(&s->w->counters, SL_CTR_BACKEND_CONNECT_FAILURES, 1);
-    sl_log_warn("backend %s: connect failed: %s", up->backend->name, uv_strerror(status));
+    if (SL_UP_TLS(up) == NULL || status == UV_ETIMEDOUT)   /* else tls.c said why */
+        sl_log_warn("backend %s: connect failed: %s", up->backend->name, uv_strerror(status));
     report(s, up, false);
     s->up = NULL;
     upstream_close(up);
@@ -183,20 +203,11 @@ static void on_connect_timeout(uv_timer_t *t)
         connect_failed(s, UV_ETIMEDOUT);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* TCP (and TLS, if the pool wants it) is up: the backend is ready. */
+static void backend_connected(sl_session_t *s, sl_upstream_t *up)
 {
-    sl_upstream_t *up = req->data;
-    free(req);
-    sl_session_t *s = up->session;
-    if (up->closing || s == NULL)
-        return;   /* timed out or abandoned; the close is under way */
     uv_timer_stop(&up->timer);
-    if (status < 0) {
-        connect_failed(s, status);
-        return;
-    }
     up->connected = true;
-    uv_tcp_nodelay(&up->tcp, 1);
     sl_backend_shared_t *st = up->backend->state;
     atomic_store(&st->consecutive_failures, 0);
     atomic_fetch_add(&st->connects, 1);
@@ -204,10 +215,52 @@ static void on_connect(uv_connect_t *req, int status)
     sl_session_backend_ready(s);
 }
 
-static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b)
+/* tls.c: the backend handshake ended (0), or failed (the reason is logged). */
+static void tls_done(sl_upstream_t *up, int status)
+{
+    sl_session_t *s = up->session;
+    if (up->closing || s == NULL)
+        return;
+    if (status < 0)
+        connect_failed(s, status);
+    else
+        backend_connected(s, up);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    sl_upstream_t *up = req->data;
+    free(req);
+    sl_session_t *s = up->session;
+    if (up->closing || s == NULL)
+        return;   /* timed out or abandoned; the close is under way */
+    if (status < 0) {
+        uv_timer_stop(&up->timer);
+        connect_failed(s, status);
+        return;
+    }
+    uv_tcp_nodelay(&up->tcp, 1);
+    const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
+    if (!pc->tls) {
+        backend_connected(s, up);
+        return;
+    }
+    /* The handshake runs under what is left of the connect timeout. */
+    int rc = sl_tls_up_start(up, pc, tls_done);
+    if (rc < 0) {
+        uv_timer_stop(&up->timer);
+        sl_log_warn("backend %s: cannot start TLS: %s", up->backend->name,
+                    rc == SL_ENOENT ? "the pool has no TLS context (reloaded?)" : "error");
+        connect_failed(s, UV_EPROTO);
+        return;
+    }
+    sl__upstream_read_start(up);
+}
+
+static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
 {
     for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
-        if (up->backend->state == b->state) {
+        if (up->backend->state == b->state && (SL_UP_TLS(up) != NULL) == tls) {
             unlink_idle(w, up);
             return up;
         }
@@ -228,7 +281,8 @@ static void try_connect(sl_session_t *s)
     s->tries++;
 
     if (s->state == SL_SS_HTTP || s->state == SL_SS_CONNECTING) {
-        sl_upstream_t *idle = s->state == SL_SS_HTTP ? take_idle(s->w, b) : NULL;
+        bool tls = s->rt->cfg->pools[s->pool].tls;
+        sl_upstream_t *idle = s->state == SL_SS_HTTP ? take_idle(s->w, b, tls) : NULL;
         if (idle) {
             idle->session = s;
             s->up = idle;
@@ -248,10 +302,10 @@ static void try_connect(sl_session_t *s)
     up->session = s;
     up->rt = sl_runtime_ref(s->rt);
     up->backend = b;
-    up->tcp.data = up;
-    up->timer.data = up;
     uv_tcp_init(&s->w->loop, &up->tcp);
     uv_timer_init(&s->w->loop, &up->timer);
+    up->tcp.data = NULL;   /* the TLS state, once there is one (tls.h) */
+    up->timer.data = up;
     up->pending_closes = 2;
     atomic_fetch_add(&b->state->active, 1);
     up->counted_active = true;
@@ -290,6 +344,7 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
     sl_worker_t *w = s->w;
     if (!reusable || !up->connected || up->closing || w->stopping ||
         uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0 ||
+        (SL_UP_TLS(up) && sl_tls_up_holds_input(up)) ||
         w->n_idle_upstreams >= MAX_IDLE_UPSTREAMS) {
         upstream_close(up);
         return;

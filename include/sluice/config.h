@@ -269,6 +269,9 @@ typedef struct sl_diag {
 /* Free every line and reset `d` to empty (reusable). NULL is fine. */
 void sl_diag_free(sl_diag_t *d);
 
+/* Add one complete line (copied) — for the shell's own checks at load and reload. */
+void sl_diag_add(sl_diag_t *d, const char *line);
+
 /*
  * Parse YAML text into a config. `file` names the source in errors.
  * Returns 0 and sets *out on success; returns SL_EINVAL with every error in

@@ -13,6 +13,9 @@
 
 void sl_log_setup(sl_log_level_t level, sl_log_format_t format);
 
+/* Now, as UTC ISO 8601 with milliseconds ("2026-11-27T16:38:22.518Z"). */
+void sl_log_timestamp(char out[40]);
+
 /* Current level; callers may skip building expensive messages. */
 sl_log_level_t sl_log_level(void);
 
