@@ -314,3 +314,182 @@ def test_reload_swaps_the_certificate_keeping_connections(certs, tmp_path):
     finally:
         assert sl.stop() == 0, sl.output()
         backend.stop()
+
+
+# ---- TLS to backends (pools with tls: true) ----
+
+def make_cert_san(d, name, san):
+    """Self-signed ECDSA certificate with the given subjectAltName (e.g. "IP:127.0.0.1")."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + name, "-addext", "subjectAltName=" + san],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def tls_backend(cert_key):
+    return H.PyServer("tls_echo.py", "--cert", cert_key[0], "--key", cert_key[1])
+
+
+def backend_tls_config(port, backend, pool_tls):
+    text = H.config(port, {"blue": [backend.addr]})
+    keys = "".join("    %s\n" % l for l in pool_tls.strip("\n").split("\n"))
+    return text.replace("  blue:\n", "  blue:\n" + keys, 1)
+
+
+def http_get(port, path="/", extra=""):
+    """One request on a fresh plain connection: (status, body)."""
+    with H.raw_connect(port) as s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n" %
+                   (path, extra)).encode())
+        r = H.HttpReader(s).read()
+    return r.status, r.body
+
+
+@pytest.fixture(scope="module")
+def tls_up(tmp_path_factory):
+    """A TLS backend for backend.test, and sluice verifying it with that certificate as CA."""
+    d = str(tmp_path_factory.mktemp("backend-certs"))
+    ck = make_cert(d, "backend.test", "ec")
+    backend = tls_backend(ck)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_ca_file: %s\n"
+                                     "tls_sni: backend.test" % ck[0]), port=port)
+    sl.cert = ck
+    yield sl
+    assert sl.alive(), sl.output()
+    assert sl.stop() == 0, sl.output()
+    backend.stop()
+
+
+def test_backend_tls_websocket_echo(tls_up):
+    async def scenario():
+        async with websockets.connect(tls_up.url, open_timeout=H.T, max_size=None) as ws:
+            for i in range(4):
+                msg = "to a TLS backend %d " % i + "y" * (i * 70000)
+                await ws.send(msg)
+                assert await asyncio.wait_for(ws.recv(), H.T) == msg
+            await ws.send(b"\x00\x01" * 50000)
+            assert await asyncio.wait_for(ws.recv(), H.T) == b"\x00\x01" * 50000
+    H.run(scenario())
+
+
+def test_backend_tls_slow_client_gets_every_byte(tls_up):
+    # The client does not read for a while: sluice stops reading the TLS
+    # backend with decrypted bytes held back, then must deliver them in order.
+    import threading
+    ws = H.WsConn(tls_up.port)
+    assert ws.status == 101, ws.response
+    msgs = [bytes([i]) * (700000 + i * 1000) for i in range(6)]
+    sender = threading.Thread(target=lambda: [ws.send(H.ws_frame(2, m)) for m in msgs])
+    sender.start()
+    time.sleep(1.0)
+    for m in msgs:
+        assert ws.read_message() == (2, m)
+    sender.join(H.T)
+    ws.close()
+
+
+def test_backend_tls_http_keeps_the_tls_connection(tls_up):
+    with H.raw_connect(tls_up.port) as s:
+        rd = H.HttpReader(s)
+        seen = []
+        for _ in range(3):
+            s.sendall(b"GET /k HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = rd.read()
+            assert r.status == 200, r
+            seen.append(json.loads(r.body))
+    assert [x["index"] for x in seen] == [0, 1, 2], seen   # one backend connection
+    assert len({x["peer_port"] for x in seen}) == 1, seen
+    assert seen[0]["sni"] == "backend.test"
+    assert seen[0]["alpn"] == "http/1.1"
+    assert seen[0]["version"] in ("TLSv1.2", "TLSv1.3")
+
+
+def test_backend_tls_session_resumes(tls_up):
+    # The backend closes each connection, so every request needs a new one;
+    # from the second on, sluice offers the backend's last session.
+    seen = []
+    for _ in range(3):
+        status, body = http_get(tls_up.port, "/r", "X-Echo-Close: 1\r\n")
+        assert status == 200, body
+        seen.append(json.loads(body))
+        time.sleep(0.1)
+    assert len({x["peer_port"] for x in seen}) == 3, seen
+    assert seen[-1]["reused"] is True, seen
+
+
+def test_backend_tls_unknown_ca_refused_unless_not_verified(tmp_path):
+    d = str(tmp_path)
+    trusted = make_cert(d, "backend.test", "ec")
+    impostor = make_cert(d, "impostor", "ec")   # signed by nobody sluice trusts
+    backend = tls_backend(impostor)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_ca_file: %s\n"
+                                     "tls_sni: backend.test" % trusted[0]), port=port)
+    try:
+        status, _ = http_get(port)
+        assert status == 502
+        async def upgrade():
+            async with websockets.connect(sl.url, open_timeout=H.T):
+                pass
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+            H.run(upgrade())
+        assert e.value.status_code == 502
+        assert "certificate refused" in sl.output(), sl.output()
+    finally:
+        assert sl.stop() == 0, sl.output()
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_verify: false\n"
+                                     "tls_sni: backend.test"), port=port)
+    try:
+        status, body = http_get(port)
+        assert status == 200, body
+        assert json.loads(body)["sni"] == "backend.test"
+        assert "NOT verified" in sl.output(), sl.output()
+    finally:
+        assert sl.stop() == 0, sl.output()
+        backend.stop()
+
+
+def test_backend_tls_name_must_match(tmp_path):
+    # The CA is right but the certificate is for another name than tls_sni.
+    ck = make_cert(str(tmp_path), "backend.test", "ec")
+    backend = tls_backend(ck)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_ca_file: %s\n"
+                                     "tls_sni: other.test" % ck[0]), port=port)
+    try:
+        assert http_get(port)[0] == 502
+        assert "certificate refused" in sl.output(), sl.output()
+    finally:
+        assert sl.stop() == 0, sl.output()
+        backend.stop()
+
+
+def test_backend_tls_by_address_verifies_the_ip_and_sends_no_sni(tmp_path):
+    ck = make_cert_san(str(tmp_path), "ip-backend", "IP:127.0.0.1")
+    backend = tls_backend(ck)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_ca_file: %s" % ck[0]),
+                  port=port)
+    try:
+        status, body = http_get(port)
+        assert status == 200, body
+        assert json.loads(body)["sni"] is None   # RFC 6066: no SNI for an address
+    finally:
+        assert sl.stop() == 0, sl.output()
+        backend.stop()
+
+
+def test_check_names_a_missing_ca_file(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    missing = str(tmp_path / "no-such-ca.pem")
+    cfg.write_text(backend_tls_config(H.free_port(), type("B", (), {"addr": "127.0.0.1:9"}),
+                                      "tls: true\ntls_ca_file: %s" % missing))
+    r = subprocess.run([H.SLUICE, "--check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=H.T)
+    assert r.returncode == 2, r
+    err = r.stdout + r.stderr
+    assert "pools.blue.tls_ca_file: cannot read CA file %s" % missing in err, err

@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""A TLS backend for the gateway's backend-TLS tests: HTTP/1.1 and WebSocket echo.
+
+Speaks only TLS (Python's ssl module, certificate and key from --cert/--key).
+A plain HTTP request is answered with JSON telling what the TLS layer saw:
+the server name the client sent (SNI, null if none), the ALPN protocol,
+whether the session was resumed, the TLS version, the TCP peer port (so a
+test can tell connections apart), the request's index on its connection and
+the target. Keep-alive is the default; "X-Echo-Close: 1" closes after the
+answer. A WebSocket upgrade is answered with 101 and every text or binary
+message is sent back; a close is answered with a close.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import socket
+import ssl
+import struct
+import sys
+import threading
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class Conn:
+    def __init__(self, sock, peer):
+        self.sock, self.peer = sock, peer
+        self.buf = b""
+
+    def fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def take(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self.fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return method, target, headers
+
+    def tls_facts(self, target, index):
+        return {
+            "sni": getattr(self.sock, "sni_seen", None),
+            "alpn": self.sock.selected_alpn_protocol(),
+            "reused": self.sock.session_reused,
+            "version": self.sock.version(),
+            "peer_port": self.peer[1],
+            "index": index,
+            "target": target,
+        }
+
+    def http(self, method, target, headers, index):
+        n = int(headers.get("content-length", "0"))
+        if n:
+            self.take(n)
+        body = json.dumps(self.tls_facts(target, index)).encode()
+        close = headers.get("x-echo-close") == "1"
+        self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n%s\r\n" %
+                          (len(body), b"Connection: close\r\n" if close else b"") + body)
+        return not close
+
+    def frame(self):
+        b0, b1 = self.take(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self.take(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self.take(8))[0]
+        key = self.take(4) if b1 & 0x80 else b"\0\0\0\0"
+        data = bytearray(self.take(n))
+        for i in range(n):
+            data[i] ^= key[i % 4]
+        return b0 & 0x0F, bytes(data)
+
+    def send_frame(self, opcode, data):
+        n = len(data)
+        if n < 126:
+            hdr = bytes([0x80 | opcode, n])
+        elif n < 65536:
+            hdr = bytes([0x80 | opcode, 126]) + struct.pack("!H", n)
+        else:
+            hdr = bytes([0x80 | opcode, 127]) + struct.pack("!Q", n)
+        self.sock.sendall(hdr + data)
+
+    def websocket(self, headers):
+        accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + GUID)
+                                  .digest())
+        self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        while True:
+            opcode, data = self.frame()
+            if opcode == 8:
+                self.send_frame(8, data[:2])
+                return
+            if opcode == 9:
+                self.send_frame(10, data)
+            elif opcode in (1, 2):
+                self.send_frame(opcode, data)
+
+    def serve(self):
+        index = 0
+        while True:
+            method, target, headers = self.head()
+            if headers.get("upgrade", "").lower() == "websocket":
+                self.websocket(headers)
+                return
+            if not self.http(method, target, headers, index):
+                return
+            index += 1
+
+
+def handle(ctx, raw, peer):
+    try:
+        sock = ctx.wrap_socket(raw, server_side=True)
+    except (OSError, ssl.SSLError):
+        raw.close()
+        return
+    try:
+        Conn(sock, peer).serve()
+    except (EOFError, OSError, ValueError, KeyError):
+        pass
+    finally:
+        sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    args = ap.parse_args()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    def on_sni(sock, name, _ctx):
+        sock.sni_seen = name
+
+    ctx.sni_callback = on_sni
+    srv = socket.create_server(("127.0.0.1", args.port), backlog=128)
+    print("listening", flush=True)
+    while True:
+        raw, peer = srv.accept()
+        threading.Thread(target=handle, args=(ctx, raw, peer), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
