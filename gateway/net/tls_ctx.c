@@ -680,9 +680,6 @@ static void warn_pools(const sl_config_t *cfg)
         if (!pc->tls_verify)
             sl_log_warn("pool %s: TLS to its backends is NOT verified (tls_verify: false): "
                         "anyone on the path can pose as a backend", pc->name);
-        if (pc->health.enabled)
-            sl_log_warn("pool %s: active health checks speak plain HTTP, not TLS: a backend "
-                        "that only speaks TLS will be marked down", pc->name);
     }
 }
 
