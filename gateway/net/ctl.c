@@ -52,6 +52,7 @@ sl_ctl_t *sl_ctl_new(sl_gateway_t *gw, sl_runtime_t *rt)
     if (sl_ctl_admit_setup(ctl) != 0)
         goto fail;
     sl_ctl_health_start(ctl);
+    sl_ctl_update_holds(ctl);
     return ctl;
 fail:
     /* Timers were initialised: close them like a normal teardown. */

@@ -178,6 +178,10 @@ int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admissio
 void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *from,
                              sl_admission_t **from_slot);
 
+/* Hold the queues whose pools have no backend up (clients wait for a restarting
+   backend instead of being sent to a dead one); release them when one is back. */
+void sl_ctl_update_holds(sl_ctl_t *ctl);
+
 /* The params for a service's queue (and a pool's own, with the pool's rate and burst). */
 void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,
                                      sl_admission_params_t *out);

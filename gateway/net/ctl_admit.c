@@ -370,3 +370,40 @@ void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *f
     }
     arm(to);
 }
+
+/* ---- holding queues while the pool behind them is down ---- */
+
+static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
+{
+    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
+        if (sl_health_usable(&ctl->pools[pool].backends[i].health))
+            return true;
+    return false;
+}
+
+static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *what)
+{
+    if (q == NULL || sl_admission_held(q) == hold)
+        return;
+    sl_admission_hold(q, hold);
+    if (hold)
+        sl_log_warn("admission %s: holding the queue: no backend is up", what);
+    else
+        sl_log_info("admission %s: a backend is up again: admitting", what);
+}
+
+void sl_ctl_update_holds(sl_ctl_t *ctl)
+{
+    if (ctl->closing)
+        return;
+    const sl_config_t *cfg = ctl->rt->cfg;
+    for (size_t p = 0; p < cfg->n_pools; p++)
+        set_hold(ctl, ctl->pools[p].adm, !pool_usable(ctl, p), cfg->pools[p].name);
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const sl_ctl_service_t *cs = &ctl->services[i];
+        bool usable = cs->deploying ? pool_usable(ctl, cs->cut.from) || pool_usable(ctl, cs->cut.to)
+                                    : pool_usable(ctl, cs->active);
+        set_hold(ctl, cs->adm, !usable, cfg->services[i].name);
+    }
+    arm(ctl);
+}

@@ -134,9 +134,12 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
             break;
         }
     }
+    bool was = cs->deploying;
     if (phase == SL_CUTOVER_DONE || phase == SL_CUTOVER_ABORTED)
         cs->deploying = false;
     publish(ctl, svc);
+    if (was != cs->deploying)
+        sl_ctl_update_holds(ctl);
 }
 
 /* Hand drain credit for one backend's connections to the workers, split without rounding up. */
@@ -249,6 +252,7 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
                 ctl->rt->cfg->pools[from].name, ctl->rt->cfg->pools[to].name,
                 (unsigned long long)p->ramp, p->drain_rate > 0 ? "paced" : "by admission rate");
     step(ctl, svc, now);
+    sl_ctl_update_holds(ctl);
     if (!uv_is_active((uv_handle_t *)&ctl->deploy_timer))
         uv_timer_start(&ctl->deploy_timer, on_deploy_tick, DEPLOY_TICK_MS, DEPLOY_TICK_MS);
     return 0;

@@ -39,6 +39,7 @@ static void apply_event(sl_ctl_backend_t *b, const sl_health_event_t *ev)
     sl_admission_t *q = b->ctl->pools[b->pool].adm;
     if (usable && q)
         sl_bucket_slow_start(sl_admission_bucket(q), uv_now(b->ctl->gw->loop));
+    sl_ctl_update_holds(b->ctl);
 }
 
 static void schedule(sl_ctl_backend_t *b);

@@ -141,6 +141,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             sl_ctl_admit_take_queue(ctl, &ctl->pools[p].adm, old, &old->pools[op].adm);
     }
     sl_ctl_publish_all(ctl);
+    sl_ctl_update_holds(ctl);
 }
 
 int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)

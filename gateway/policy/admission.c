@@ -71,6 +71,7 @@ typedef struct client {
 
 struct sl_admission {
     sl_admission_params_t p;
+    bool held;                   /* admit nobody (the pool behind is down); expiry goes on */
     sl_bucket_t bucket;
     sl_rng_t rng;
     uint64_t salt;
@@ -492,7 +493,7 @@ int sl_admission_arrive(sl_admission_t *q, sl_msec_t now, const sl_client_key_t 
         }
     }
     int rc;
-    if (q->depth == 0 && sl_bucket_take(&q->bucket, now)) {
+    if (!q->held && q->depth == 0 && sl_bucket_take(&q->bucket, now)) {
         if (ci != NIL)
             q->ct[ci].tokens -= SL_BUCKET_UNIT;
         record_wait(q, 0);
@@ -531,7 +532,7 @@ size_t sl_admission_tick(sl_admission_t *q, sl_msec_t now, sl_admission_event_t 
         waiter_t *w = &q->w[i];
         sl_admission_event_t ev = { .handle = handle_of(q, i), .user_data = w->user_data,
                                     .waited_ms = now - w->arrived };
-        if (sl_bucket_take(&q->bucket, now)) {
+        if (!q->held && sl_bucket_take(&q->bucket, now)) {
             ev.status = SL_ADM_ADMITTED;
             record_wait(q, ev.waited_ms);
             waiter_remove(q, i);
@@ -551,8 +552,20 @@ sl_msec_t sl_admission_next_wakeup(const sl_admission_t *q, sl_msec_t now)
     if (q->head == NIL)
         return SL_MSEC_NEVER;
     now = SL_MAX(now, q->now);
-    sl_msec_t t = SL_MIN(sl_bucket_eta(&q->bucket, now, 1), deadline(q, &q->w[q->head]));
+    sl_msec_t t = deadline(q, &q->w[q->head]);
+    if (!q->held)
+        t = SL_MIN(sl_bucket_eta(&q->bucket, now, 1), t);
     return SL_MAX(t, now);
+}
+
+void sl_admission_hold(sl_admission_t *q, bool held)
+{
+    q->held = held;
+}
+
+bool sl_admission_held(const sl_admission_t *q)
+{
+    return q->held;
 }
 
 int sl_admission_set_params(sl_admission_t *q, const sl_admission_params_t *p, sl_msec_t now)

@@ -172,6 +172,16 @@ sl_msec_t sl_admission_next_wakeup(const sl_admission_t *q, sl_msec_t now);
  * once (a waiter's deadline is its arrival + the current max_wait).
  * Returns 0 or SL_EINVAL (nothing changed).
  */
+/*
+ * Hold the queue: while held, nobody is admitted — arrivals queue even when a
+ * token is there, and tick() only turns away waiters whose wait expired. The
+ * shell holds a queue while the pool behind it has no backend up, so clients
+ * wait for a restarting backend instead of being sent to a dead one. Tokens
+ * keep accruing (up to burst); releasing admits in FIFO order at the rate.
+ */
+void sl_admission_hold(sl_admission_t *q, bool held);
+bool sl_admission_held(const sl_admission_t *q);
+
 int sl_admission_set_params(sl_admission_t *q, const sl_admission_params_t *p, sl_msec_t now);
 
 /* The current params (a copy). */

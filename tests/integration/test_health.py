@@ -162,3 +162,44 @@ def test_round_robin_and_sticky_hash(tmp_path):
         assert sluice.stop() == 0
         for x in (a, b, c):
             x.stop()
+
+
+def test_queue_holds_while_the_pool_is_down(tmp_path):
+    """A restarting backend: clients arriving while it is down wait in the
+    admission queue and get in when it is back, instead of getting an error."""
+    a = Backend("alpha")
+    port, admin = free_port(), free_port()
+    cfg = config(port, {"app": [a.addr]}, workers=2,
+                 service_extra="""admission:
+  rate: 200/s
+  burst: 20
+  queue: { length: 1000, max_wait: 20s, per_client: 0 }
+  slow_start: 0""", extra="admin: { address: 127.0.0.1:%d }" % admin)
+    cfg = cfg.replace("  app:\n    backends:", "  app:\n%s\n    backends:" % HEALTH.replace(
+        "passive_eject: 2s", "passive_eject: 1s"), 1)
+    s = Sluice(cfg, port)
+    a2 = None
+    try:
+        assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
+        a.stop()
+        assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
+            (("backend", a.addr), ("pool", "app"))) == 0)
+
+        async def during_outage():
+            tasks = [asyncio.create_task(hello(s.url)) for _ in range(30)]
+            await asyncio.sleep(1.5)
+            assert not any(t.done() for t in tasks)      # waiting, not failed
+            return tasks
+        async def scenario():
+            nonlocal a2
+            tasks = await during_outage()
+            a2 = Backend("alpha", port=a.port)
+            return await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        names = asyncio.run(asyncio.wait_for(scenario(), 40))
+        assert names == ["hello alpha"] * 30
+        assert "holding the queue" in s.output()
+    finally:
+        assert s.stop() == 0
+        if a2:
+            a2.stop()
+        a.stop()

@@ -379,6 +379,40 @@ static void test_expiry(void **state)
     sl_admission_free(q);
 }
 
+/* A held queue admits nobody — arrivals queue even with tokens there — but still
+   expires waiters; released, it admits in FIFO order at the rate, burst first. */
+static void test_hold(void **state)
+{
+    (void)state;
+    sl_admission_params_t p = params(10, 2, 100, 5000);   /* a token every 100 ms */
+    sl_admission_t *q = mkq(&p, 0);
+    sl_admission_event_t evs[8];
+    sl_admission_hold(q, true);
+    assert_true(sl_admission_held(q));
+    assert_int_equal(arrive(q, 0, 1, 1, NULL), SL_ADM_QUEUED);    /* a token, but held */
+    assert_int_equal(arrive(q, 100, 2, 2, NULL), SL_ADM_QUEUED);
+    assert_int_equal(arrive(q, 2000, 3, 3, NULL), SL_ADM_QUEUED);
+    /* While held, the only wake-up is the head's expiry. */
+    assert_int_equal(sl_admission_next_wakeup(q, 2000), 5000);
+    assert_int_equal(sl_admission_tick(q, 4999, evs, 8), 0);
+    assert_int_equal(sl_admission_tick(q, 5000, evs, 8), 1);
+    assert_int_equal(evs[0].status, SL_ADM_REJECTED);
+    assert_int_equal(evs[0].reason, SL_ADM_WAIT_EXPIRED);
+    assert_int_equal(ID(evs[0]), 1);
+    assert_int_equal(sl_admission_next_wakeup(q, 5000), 5100);
+    /* Released: the burst (2 tokens) goes at once, in order; then the rate. */
+    sl_admission_hold(q, false);
+    assert_int_equal(sl_admission_tick(q, 5050, evs, 8), 2);
+    assert_int_equal(evs[0].status, SL_ADM_ADMITTED);
+    assert_int_equal(ID(evs[0]), 2);
+    assert_int_equal(ID(evs[1]), 3);
+    assert_int_equal(arrive(q, 5050, 4, 4, NULL), SL_ADM_QUEUED);  /* the bucket is empty */
+    assert_int_equal(sl_admission_tick(q, 5149, evs, 8), 0);
+    assert_int_equal(sl_admission_tick(q, 5150, evs, 8), 1);
+    assert_int_equal(ID(evs[0]), 4);
+    sl_admission_free(q);
+}
+
 /* Cancel is O(1), frees the place, the slot is reused, and stale handles are refused. */
 static void test_cancel(void **state)
 {
@@ -732,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_per_client_cap),
         cmocka_unit_test(test_per_client_rate),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_hold),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_retry_after_spread),
         cmocka_unit_test(test_slow_start),
