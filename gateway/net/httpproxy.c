@@ -88,18 +88,10 @@ void sl_http_backend_ready(sl_session_t *s)
         sl_session_http_error(s, 502, NULL);
         return;
     }
-    s->resp = calloc(1, sizeof *s->resp);
-    if (s->resp == NULL) {
+    if (sl_session_resp_begin(s, h->method) != 0) {
         sl_session_http_error(s, 502, NULL);
         return;
     }
-    s->resp->max_head = (uint32_t)s->rt->cfg->limits.head_bytes;
-    s->resp->max_headers = SL_HTTP_MAX_HEADERS;
-    sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, h->method);
-    s->resp_len = 0;
-    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.backend_response;
-    sl_session_arm_timer(s);
-    sl_backend_start_reading(s);
     if (!s->req_done)
         sl_client_resume(s, SL_PAUSE_WAITING);
 }

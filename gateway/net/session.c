@@ -146,6 +146,21 @@ uint32_t sl_head_max(const sl_session_t *s)
     return (uint32_t)s->rt->cfg->limits.head_bytes + SL_BLOCK_SIZE;
 }
 
+int sl_session_resp_begin(sl_session_t *s, uint8_t request_method)
+{
+    s->resp = calloc(1, sizeof *s->resp);
+    if (s->resp == NULL)
+        return SL_ENOMEM;
+    s->resp->max_head = (uint32_t)s->rt->cfg->limits.head_bytes;
+    s->resp->max_headers = SL_HTTP_MAX_HEADERS;
+    sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, request_method);
+    s->resp_len = 0;
+    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.backend_response;
+    sl_session_arm_timer(s);
+    sl_backend_start_reading(s);
+    return 0;
+}
+
 int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off)
 {
     size_t len = b->len - off;

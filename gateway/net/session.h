@@ -165,6 +165,9 @@ void sl_session_head_free(sl_session_t *s);
 int sl_fit(char **buf, uint32_t *cap, uint32_t need, uint32_t max);
 /* The most a head (or response head) buffer may hold: head_bytes plus one read block. */
 uint32_t sl_head_max(const sl_session_t *s);
+/* The request is at the backend: wait for its response head (parser, response
+   timeout, backend reading). 0 or SL_ENOMEM. */
+int sl_session_resp_begin(sl_session_t *s, uint8_t request_method);
 /* Add backend bytes to the response head buffer and parse it: the head length,
    SL_NEED_MORE, or a negative error (too long, or malformed: answer 502). */
 int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off);
