@@ -44,7 +44,7 @@ def metric(text, name, **labels):
 
 def start(tmp_path, queue, max_wait, reject_with="http", retry=("1s", "20s")):
     record = str(tmp_path / "accepts.txt")
-    backend = Backend("blue", "--record", record)
+    backend = Backend("blue", "--record", record, favoured=True)
     port, admin = free_port(), free_port()
     cfg = config(port, {"blue": [backend.addr]}, workers=2,
                  service_extra="""admission:
@@ -55,7 +55,7 @@ def start(tmp_path, queue, max_wait, reject_with="http", retry=("1s", "20s")):
   reject_with: %s
   slow_start: 0""" % (RATE, BURST, queue, max_wait, retry[0], retry[1], reject_with),
                  extra="admin: { address: 127.0.0.1:%d }\nlimits: { max_connections: 20000 }" % admin)
-    sluice = Sluice(cfg, port)
+    sluice = Sluice(cfg, port, favoured=True)
     return backend, sluice, admin, record
 
 

@@ -57,9 +57,9 @@ class Admin:
 
 def start_gateway(tmp_path, green_rate=GREEN_RATE):
     blue = Backend("blue", "--log-messages", str(tmp_path / "blue.log"),
-                   "--record", str(tmp_path / "blue.rec"))
+                   "--record", str(tmp_path / "blue.rec"), favoured=True)
     green = Backend("green", "--log-messages", str(tmp_path / "green.log"),
-                    "--record", str(tmp_path / "green.rec"))
+                    "--record", str(tmp_path / "green.rec"), favoured=True)
     port, admin = free_port(), free_port()
     cfg = config(port, {"blue": [blue.addr], "green": [green.addr]}, workers=2,
                  service_extra="""admission:
@@ -71,7 +71,7 @@ drain: { grace: 5s }""",
                  extra="admin: { address: 127.0.0.1:%d }\nlimits: { max_connections: 20000 }" % admin)
     cfg = cfg.replace("  green:\n    backends:",
                       "  green:\n    rate: %d/s\n    burst: %d\n    backends:" % (green_rate, GREEN_BURST))
-    return blue, green, Sluice(cfg, port), Admin(admin)
+    return blue, green, Sluice(cfg, port, favoured=True), Admin(admin)
 
 
 def wait_for(pred, timeout, step=0.1):
