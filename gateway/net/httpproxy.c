@@ -19,6 +19,8 @@ static void exchange_maybe_done(sl_session_t *s);
 
 void sl_http_begin(sl_session_t *s)
 {
+    /* The body is read when the backend can take it (sl_http_backend_ready). */
+    sl_client_pause(s, SL_PAUSE_WAITING);
     s->state = SL_SS_HTTP;
     s->req_done = false;
     s->resp_done = false;

@@ -240,11 +240,8 @@ void sl_backend_resume(sl_session_t *s, uint8_t why)
 
 void sl_backend_start_reading(sl_session_t *s)
 {
-    /* A kept-alive connection was read while idle; take it over. */
-    if (s->up->reading) {
-        uv_read_stop((uv_stream_t *)&s->up->tcp);
-        s->up->reading = false;
-    }
+    /* A kept-alive connection read while idle goes on being read: the same
+       callback serves both (backend_read_cb looks at up->session). */
     update_backend_reading(s);
 }
 
@@ -255,7 +252,8 @@ void sl__upstream_read_start(sl_upstream_t *up)
         up->reading = true;
 }
 
-/* Idle connections in the keep-alive pool are read so a close is noticed. */
+/* Idle connections in the keep-alive pool are read so a close is noticed
+   (most are read already: reading is not stopped when a session lets go). */
 void sl_upstream_watch_idle(sl_upstream_t *up)
 {
     sl__upstream_read_start(up);

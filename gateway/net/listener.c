@@ -152,7 +152,9 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
             sl_listeners_pause(w, ACCEPT_RETRY_MS);
             return;
         }
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 sl_count(&w->counters, SL_CTR_CONN_EMFILE_PAUSES, 1);
@@ -162,7 +164,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
             }
             return;   /* EAGAIN, or a connection that died in the backlog */
         }
-        sl_session_accept(w, l->cfg, fd);
+        sl_session_accept(w, l->cfg, fd, (struct sockaddr *)&peer);
     }
 }
 

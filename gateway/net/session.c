@@ -60,7 +60,8 @@ static size_t listener_index(const sl_worker_t *w, const sl_cfg_listener_t *l)
     return (size_t)-1;
 }
 
-void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd)
+void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd,
+                       const struct sockaddr *peer)
 {
     sl_session_t *s = sl_slab_alloc(&w->session_slab);
     if (s == NULL) {
@@ -91,11 +92,7 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
         sl_session_close(s);
         return;
     }
-
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&ss, &len) == 0)
-        addr_to_text((struct sockaddr *)&ss, s->peer_ip);
+    addr_to_text(peer, s->peer_ip);
     if (l->tls.enabled) {
         /* The handshake comes first, under its own timer; the head's clock
            starts when it is done (tls.c). */
@@ -347,7 +344,10 @@ void sl_session_parse_head(sl_session_t *s)
         return;
     }
     s->head_deadline = 0;
-    sl_client_pause(s, SL_PAUSE_WAITING);
+    /* Reading goes on: a WebSocket client sends nothing before the 101, and
+       stopping and restarting the socket's reading would cost epoll_ctl calls
+       on every upgrade. Bytes that do come early wait with the head (and
+       reading stops then); plain HTTP pauses in sl_http_begin. */
     route_and_dispatch(s);
 }
 
@@ -406,6 +406,7 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
         break;
     case SL_SS_ADMISSION:
     case SL_SS_CONNECTING:
+    case SL_SS_WS_HANDSHAKE:
         /* Early bytes (a body, or frames sent before the 101) wait with the head. */
         if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, sl_head_max(s)) != 0) {
             sl_session_close(s);
@@ -786,7 +787,8 @@ void sl_session_admit_result(sl_session_t *s, const sl_wmsg_t *m)
         sl_count(&s->w->counters, SL_CTR_ADMISSION_ADMITTED, 1);
         if (m->pool >= 0)
             s->pool = m->pool;
-        sl_client_pause(s, SL_PAUSE_WAITING);
+        if (!s->ws_key_len)
+            sl_client_pause(s, SL_PAUSE_WAITING);
         sl_session_go(s);
         return;
     }

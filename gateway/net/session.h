@@ -147,7 +147,9 @@ struct sl_session {
 };
 
 /* Accept hook: a listener has a new, open client socket. */
-void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd);
+/* A connection accept4() gave us, with the peer address it reported. */
+void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t fd,
+                       const struct sockaddr *peer);
 
 /* The one way out. Idempotent. */
 void sl_session_close(sl_session_t *s);

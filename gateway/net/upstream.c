@@ -320,6 +320,13 @@ static void try_connect(sl_session_t *s)
         connect_failed(s, rc);
         return;
     }
+    /* Reading starts with the connect, so the socket is registered for both
+       at once: libuv drops the write interest when the connect completes, and
+       a read started after that re-registers the socket with two more
+       epoll_ctl calls, on every upgrade. Nothing is read before the connect
+       completes (libuv hands that event to the connect), and the request is
+       written in the same callback, so nothing arrives before it either. */
+    sl__upstream_read_start(up);
     uv_timer_start(&up->timer, on_connect_timeout, s->rt->cfg->timeouts.connect, 0);
 }
 
@@ -350,10 +357,6 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
         return;
     }
     up->session = NULL;
-    if (up->reading) {
-        uv_read_stop((uv_stream_t *)&up->tcp);
-        up->reading = false;
-    }
     up->next_idle = w->idle_upstreams;
     w->idle_upstreams = up;
     w->n_idle_upstreams++;

@@ -352,10 +352,11 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
     }
     if (s->ping_sent_at && s->last_client_rx >= s->ping_sent_at)
         s->ping_sent_at = 0;
-    if (s->close_from_client) {
-        sl_client_pause(s, SL_PAUSE_WAITING);
+    /* Reading goes on after the client's close: what follows it is dropped
+       above, and its hang-up is what a clean close ends with (stopping and
+       restarting the socket here cost three epoll_ctl calls per session). */
+    if (s->close_from_client)
         ws_maybe_done(s);
-    }
 }
 
 void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
@@ -455,9 +456,10 @@ void sl_ws_on_client_eof(sl_session_t *s)
         sl_session_close(s);
         return;
     }
-    if (s->close_from_client && s->close_to_client) {
-        /* A clean close: the client hung up after the handshake, as it should. */
-        s->close_from_client = true;
+    if (s->close_from_client) {
+        /* A clean close: the client hung up after its close frame, which went
+           to the backend; the backend's reply is still passed on if the
+           client's side takes it, then the session ends. */
         ws_maybe_done(s);
         if (s->state == SL_SS_WS_RELAY && !s->close_from_backend) {
             s->drain_deadline = SL_MIN(s->drain_deadline ? s->drain_deadline : SL_MSEC_NEVER,

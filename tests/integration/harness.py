@@ -275,7 +275,10 @@ class WsConn:
     """A raw client WebSocket over a plain socket: the handshake, then frames
     read and parsed from the raw bytes (nothing is interpreted for us)."""
 
-    def __init__(self, port, host="127.0.0.1", request=None, local_addr=None, timeout=T):
+    def __init__(self, port, host="127.0.0.1", request=None, local_addr=None, timeout=T,
+                 early=b"", early_after=0.0):
+        """early: bytes sent early_after seconds after the request, before
+        the response is read (frames a client sends before the 101)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if local_addr:
             self.sock.bind((local_addr, 0))
@@ -283,6 +286,9 @@ class WsConn:
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(request or upgrade_request())
+        if early:
+            time.sleep(early_after)
+            self.sock.sendall(early)
         data = recv_until(self.sock, b"\r\n\r\n", timeout=timeout)
         end = data.find(b"\r\n\r\n")
         assert end >= 0, "no response head: %r" % data[:300]

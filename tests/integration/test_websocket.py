@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -219,6 +220,47 @@ def test_backend_101_with_wrong_accept_gives_502():
         assert b"Sec-WebSocket-Accept" not in resp
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("when", ["with-the-request", "while-the-backend-answers"])
+def test_frames_sent_before_the_101_reach_the_backend_after_it(when):
+    """A client may send frames right behind its upgrade request. They wait
+    in the gateway while the backend takes 0.4 s to answer, and reach it after
+    its 101, in order, as the client sent them."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "slow-101", "--pause", "0.4"))
+    try:
+        frame = H.ws_frame(1, b"early bird")
+        if when == "with-the-request":
+            c = H.WsConn(g.port, request=H.upgrade_request() + frame)
+        else:
+            c = H.WsConn(g.port, early=frame, early_after=0.1)
+        assert c.status == 101, c.response
+        assert c.read_message() == (1, b"hello")
+        assert c.read_message() == (1, b"got early bird")
+        c.close()
+    finally:
+        g.stop()
+
+
+def test_client_that_hangs_up_after_its_close_still_closes_the_backend_cleanly(gw):
+    """A client sends its close frame and shuts its sending side at once. The
+    close reaches the backend; the backend's reply still reaches the client,
+    whose receiving side is open; then the gateway ends the connection."""
+    c = H.WsConn(gw.port)
+    assert c.read_message() == (1, b"hello blue")
+    before = backend_stats(gw.backend)
+    c.send(H.ws_frame(8, H.close_payload(1000, b"bye")))
+    c.sock.shutdown(socket.SHUT_WR)
+    seen, close = c.read_until_close()
+    assert seen == [] and close.close_code == 1000, (seen, close)
+    assert c.wait_eof(), "the gateway kept the connection open"
+    c.close()
+    # The reply was the backend's (the gateway says 1000 only by relaying
+    # it); and the backend's connection is gone too.
+    deadline = time.monotonic() + H.T
+    while backend_stats(gw.backend)["open"] != before["open"] - 1:
+        assert time.monotonic() < deadline, backend_stats(gw.backend)
+        time.sleep(0.05)
 
 
 def test_backend_close_code_reaches_client():

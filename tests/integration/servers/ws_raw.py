@@ -5,6 +5,8 @@
   --mode masked       a correct handshake, then a masked text frame (servers must not mask)
   --mode opcode3      a correct handshake, then a frame with reserved opcode 3
   --mode rsv          a correct handshake, then a text frame with RSV1 set (nothing negotiated)
+  --mode slow-101     waits --pause seconds before its 101, then after the hello answers the
+                      client's first (small, masked) frame with a text frame "got <payload>"
   --pause S           wait S seconds between the hello and the bad frame (default: none,
                       so both may arrive in the gateway's first read, behind the 101)
 
@@ -51,6 +53,9 @@ def serve(sock, mode, pause):
                 pass
             return
         acc = accept_value(key)
+        if mode == "slow-101" and pause:
+            time.sleep(pause)
+            pause = 0
         if mode == "bad-accept":
             acc = accept_value("AAAAAAAAAAAAAAAAAAAAAA==")
         sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -66,6 +71,16 @@ def serve(sock, mode, pause):
             sock.sendall(b"\x83\x03bad")
         elif mode == "rsv":
             sock.sendall(b"\xc1\x03bad")
+        elif mode == "slow-101":
+            got = data.split(b"\r\n\r\n", 1)[1]
+            while len(got) < 2 or len(got) < 6 + (got[1] & 0x7F):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                got += chunk
+            n, key = got[1] & 0x7F, got[2:6]
+            payload = b"got " + bytes(c ^ key[i % 4] for i, c in enumerate(got[6:6 + n]))
+            sock.sendall(bytes([0x81, len(payload)]) + payload)
         while sock.recv(65536):
             pass
     except OSError:
@@ -79,9 +94,9 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--mode", required=True,
-                    choices=["bad-accept", "masked", "opcode3", "rsv"])
+                    choices=["bad-accept", "masked", "opcode3", "rsv", "slow-101"])
     ap.add_argument("--pause", type=float, default=0.0,
-                    help="seconds between the hello and the bad frame")
+                    help="seconds between the hello and the bad frame (slow-101: before the 101)")
     a = ap.parse_args()
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
