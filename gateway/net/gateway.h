@@ -112,6 +112,10 @@ struct sl_worker {
     sl_slab_t session_slab;             /* long-lived objects apart from the heap's churn */
     sl_slab_t upstream_slab;
     struct sl_wreq *free_wreqs;         /* recycled write requests */
+    /* A 101 held for one call so the backend's first frames share its write (io.c). */
+    struct sl_session *held_for;
+    const char *held;
+    size_t held_len;
     size_t n_free_wreqs;
     char **reasons;                     /* close reasons in use, interned: sessions point here */
     size_t n_reasons;

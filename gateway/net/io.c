@@ -24,8 +24,10 @@
  * come back as ciphertext blocks (sl__backend_write_raw), which may also be
  * written while the connection is idle in the keep-alive pool.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "session.h"
 #include "tls.h"
@@ -170,6 +172,34 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (b)
         sl_block_unref(&up->worker->bufs, b);
+}
+
+/*
+ * Read a new client's socket at once, before its first epoll round: a client
+ * sends its request as soon as its connect completes, and under load the
+ * bytes are there by the time the worker accepts. Reading them now saves a
+ * loop iteration of latency per connection (HAProxy reads speculatively
+ * too). If nothing is there yet, the read costs one EAGAIN and reading goes
+ * on through libuv as usual.
+ */
+void sl_client_read_now(sl_session_t *s)
+{
+    uv_os_fd_t fd;
+    if (!sl__client_wants_data(s) || uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
+        return;
+    sl_block_t *b = sl_block_get(&s->w->bufs);
+    if (b == NULL)
+        return;
+    ssize_t n;
+    do
+        n = read(fd, b->data, SL_BLOCK_SIZE);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        sl_block_unref(&s->w->bufs, b);
+        return;
+    }
+    uv_buf_t buf = uv_buf_init(b->data, SL_BLOCK_SIZE);
+    client_read_cb((uv_stream_t *)&s->client, n > 0 ? n : n == 0 ? UV_EOF : -errno, &buf);
 }
 
 bool sl__client_wants_data(const sl_session_t *s)
@@ -334,19 +364,96 @@ static int submit(sl_session_t *s, bool to_client, sl_wreq_t *r, uv_buf_t buf)
     return 0;
 }
 
+/* Queue bytes the gateway made: small ones in the request, others duplicated. */
+static int queue_copy(sl_session_t *s, bool to_client, const char *data, size_t len)
+{
+    sl_wreq_t *r = wreq_get(s->w);
+    if (r == NULL)
+        return UV_ENOMEM;
+    char *base;
+    if (len <= sizeof r->small) {
+        base = (char *)r->small;
+    } else {
+        r->owned = malloc(len);
+        if (r->owned == NULL) {
+            wreq_put(s->w, r);
+            return UV_ENOMEM;
+        }
+        base = r->owned;
+    }
+    memcpy(base, data, len);
+    return submit(s, to_client, r, uv_buf_init(base, (unsigned)len));
+}
+
+/* ---- the 101 and what follows it, in one write ---- */
+
+/*
+ * A backend that speaks first (a hello, a snapshot) sends its first frames
+ * right behind its 101, in the same read. Written separately, the client
+ * gets two segments and two wake-ups per upgrade; HAProxy and nginx pass
+ * both in one. So the 101 is held (sl_client_hold) while the backend's early
+ * bytes are replayed through the relay, and the first write to the client
+ * carries both (writev). Holding lasts within one call (enter_relay), so
+ * the worker keeps one held prefix, not each session.
+ */
+void sl_client_hold(sl_session_t *s, const char *data, size_t len)
+{
+    sl_worker_t *w = s->w;
+    w->held_for = s;
+    w->held = data;
+    w->held_len = len;
+}
+
+int sl_client_release(sl_session_t *s)
+{
+    sl_worker_t *w = s->w;
+    if (w->held_for != s)
+        return 0;
+    w->held_for = NULL;
+    if (s->state == SL_SS_CLOSING)
+        return 0;
+    return sl_write_copy(s, true, w->held, w->held_len);
+}
+
+/*
+ * write_now for a session's side: the held 101 goes first, in the same
+ * writev. Returns how many of len bytes were written; what the socket did not
+ * take of the held bytes is queued (*rc says if that failed).
+ */
+static size_t session_write_now(sl_session_t *s, bool to_client, const char *data, size_t len,
+                                int *rc)
+{
+    sl_worker_t *w = s->w;
+    *rc = 0;
+    if (!to_client || w->held_for != s)
+        return write_now(stream_of(s, to_client), data, len);
+    w->held_for = NULL;
+    uv_buf_t bufs[2] = { uv_buf_init((char *)w->held, (unsigned)w->held_len),
+                         uv_buf_init((char *)data, (unsigned)len) };
+    int n = uv_try_write(stream_of(s, true), bufs, 2);
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done >= w->held_len)
+        return done - w->held_len;
+    *rc = queue_copy(s, true, w->held + done, w->held_len - done);
+    return 0;
+}
+
 int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
 {
     if (len == 0)
         return 0;
     if (!to_client && (s->up == NULL || !s->up->connected))
         return UV_ENOTCONN;
-    if (to_client && s->tlsc)
-        return sl_tls_write(s, b->data + off, len);
+    if (to_client && s->tlsc) {
+        int rc = sl_client_release(s);
+        return rc ? rc : sl_tls_write(s, b->data + off, len);
+    }
     if (!to_client && SL_UP_TLS(s->up))
         return sl_tls_up_write(s->up, b->data + off, len);
-    size_t done = write_now(stream_of(s, to_client), b->data + off, len);
-    if (done == len)
-        return 0;
+    int rc;
+    size_t done = session_write_now(s, to_client, b->data + off, len, &rc);
+    if (rc != 0 || done == len)
+        return rc;
     sl_wreq_t *r = wreq_get(s->w);
     if (r == NULL)
         return UV_ENOMEM;
@@ -396,29 +503,15 @@ int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
         return 0;
     if (!to_client && (s->up == NULL || !s->up->connected))
         return UV_ENOTCONN;
-    if (to_client && s->tlsc)
-        return sl_tls_write(s, data, len);
+    if (to_client && s->tlsc) {
+        int rc = sl_client_release(s);
+        return rc ? rc : sl_tls_write(s, data, len);
+    }
     if (!to_client && SL_UP_TLS(s->up))
         return sl_tls_up_write(s->up, data, len);
-    size_t done = write_now(stream_of(s, to_client), data, len);
-    if (done == len)
-        return 0;
-    data = (const char *)data + done;
-    len -= done;
-    sl_wreq_t *r = wreq_get(s->w);
-    if (r == NULL)
-        return UV_ENOMEM;
-    char *base;
-    if (len <= sizeof r->small) {
-        base = (char *)r->small;
-    } else {
-        r->owned = malloc(len);
-        if (r->owned == NULL) {
-            wreq_put(s->w, r);
-            return UV_ENOMEM;
-        }
-        base = r->owned;
-    }
-    memcpy(base, data, len);
-    return submit(s, to_client, r, uv_buf_init(base, (unsigned)len));
+    int rc;
+    size_t done = session_write_now(s, to_client, data, len, &rc);
+    if (rc != 0 || done == len)
+        return rc;
+    return queue_copy(s, to_client, (const char *)data + done, len - done);
 }

@@ -108,6 +108,7 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
     s->head_deadline = s->started + s->rt->cfg->timeouts.head;
     sl_session_arm_timer(s);
     sl_client_resume(s, 0);
+    sl_client_read_now(s);
 }
 
 /* ---- the head ---- */
@@ -561,6 +562,7 @@ void sl_session_finish(sl_session_t *s)
 {
     if (s->state == SL_SS_LINGER || s->state == SL_SS_CLOSING)
         return;
+    sl_client_release(s);   /* a held 101 goes before the shutdown */
     if (s->up)
         sl_upstream_release(s, false);
     s->state = SL_SS_LINGER;
@@ -654,6 +656,8 @@ void sl_session_close(sl_session_t *s)
     if (s->state == SL_SS_CLOSING)
         return;
     s->state = SL_SS_CLOSING;
+    if (s->w->held_for == s)
+        s->w->held_for = NULL;
     sl_worker_remove_session(s->w, s);
     if (s->admit_pending && !s->w->control_gone) {
         sl_cmsg_t *m = calloc(1, sizeof *m);

@@ -251,6 +251,10 @@ typedef struct sl_wreq {
 
 /* Forward a slice of a read block (takes a reference to it). */
 int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len);
+/* Hold bytes for the client (the 101) until the next write to it, or release
+   them alone; the caller's buffer must live until sl_client_release. */
+void sl_client_hold(sl_session_t *s, const char *data, size_t len);
+int sl_client_release(sl_session_t *s);
 /* Write bytes the gateway made (copied into the request for small, else duplicated). */
 int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len);
 /* Start or stop reading one side for a reason. */
@@ -258,6 +262,8 @@ void sl_client_pause(sl_session_t *s, uint8_t why);
 void sl_client_resume(sl_session_t *s, uint8_t why);
 void sl_backend_pause(sl_session_t *s, uint8_t why);
 void sl_backend_resume(sl_session_t *s, uint8_t why);
+/* Read a just-accepted client's socket before waiting for epoll (io.c). */
+void sl_client_read_now(sl_session_t *s);
 /* Start reading the backend (after connect). */
 void sl_backend_start_reading(sl_session_t *s);
 /* Bytes queued on a side and not yet written. */

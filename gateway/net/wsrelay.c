@@ -111,7 +111,8 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
         sl_session_http_error(s, 502, NULL);
         return;
     }
-    sl_write_copy(s, true, out, (size_t)n);
+    /* Held: the backend's early frames, replayed below, go in the same write. */
+    sl_client_hold(s, out, (size_t)n);
     s->resp_started = true;
 
     memset(&s->c2b, 0, sizeof s->c2b);
@@ -147,9 +148,14 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     free(s->resp);
     s->resp = NULL;
     replay(s, resp_head + resp_head_len, backend_extra, false);
+    int rc = sl_client_release(s);   /* alone, if nothing came behind it */
     replay(s, head + client_off, client_extra, true);
     free(head);
     free(resp_head);
+    if (rc != 0) {
+        sl_session_close(s);
+        return;
+    }
     if (s->state != SL_SS_WS_RELAY)
         return;
     sl_client_resume(s, SL_PAUSE_WAITING);
