@@ -38,7 +38,12 @@ TLS_PORT = {"sluice": 28443, "haproxy": 28444, "nginx": 28445}
 ADMIN_PORT = 28990
 BLUE, GREEN, DIRECT = 28901, 28902, 28901
 SOURCES = "127.0.0.2-127.0.0.9"
-RATE, BURST, CAPACITY = 800, 100, 900
+# The backend takes 900 handshakes/s from a bucket of 90 (sluice-backend's
+# default burst, a tenth of its rate). Every gateway is set below both:
+# 800/s, and a burst of rate * 0.1 s = 80 as docs/admission.md advises. (A
+# burst at or above the backend's bucket measures the backend's own 503s:
+# grants that reach it a few ms late in a bunch find its bucket empty.)
+RATE, BURST, CAPACITY = 800, 80, 900
 PROXY_CORE, LOAD_CORE = "0", "1"
 SYSTEMS = ["sluice", "haproxy", "nginx"]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -504,6 +509,14 @@ def failures_after(csv, at_s):
     return sum(r[4] for r in timeline(csv) if r[0] >= int(at_s))
 
 
+# Row 6's clients wait up to 30 s for their handshake, as long as sluice's
+# max_wait and HAProxy's timeout queue. A queue that admits 9,000 at 800/s
+# needs 11.25 s: with the 10 s open timeout of python-websockets, say, the
+# last eighth of any queue times out whatever the gateway does (measured:
+# RESULTS.md, "Row 6 with 10 s clients"); browsers have no such timeout.
+STORM_CLIENT_TIMEOUT = "30s"
+
+
 def row_storm(system, P):
     """Row 6: N connected, backend killed and restarted 1 s later, clients reconnect at once."""
     n, tag = P["n_big"], "6-%s-%d" % (system, P["rep"])
@@ -515,7 +528,7 @@ def row_storm(system, P):
     try:
         t0 = time.time()
         lg = loadgen("6", px.port, ["--mode", "storm", "-n", str(n), "--source", SOURCES,
-                                    "--backoff", "none", "--timeout", "10s",
+                                    "--backoff", "none", "--timeout", STORM_CLIENT_TIMEOUT,
                                     "--duration", "%ds" % P["storm_dur"], "--timeline", tl])
         up = wait_until(lambda: open_on(BLUE) >= n, n / RATE * 2 + 10)
         time.sleep(1.0)
@@ -524,6 +537,7 @@ def row_storm(system, P):
         stop(b)
         time.sleep(1.0)
         b2 = backend("blue", BLUE, "6", CAPACITY, rec2)
+        t_restart = time.time()
         back = wait_until(lambda: open_on(BLUE) >= n, P["recover_max"])
         t_back = time.time()
         time.sleep(1.0)
@@ -537,6 +551,7 @@ def row_storm(system, P):
                 "failures_after_kill": failures_after(tl, t_kill - t0),
                 "http_statuses": s["http_statuses"],
                 "recovery_s": (t_back - t_kill) if back else None,
+                "recovery_from_restart_s": (t_back - t_restart) if back else None,
                 "loadgen_recovery_last_ms": s["recovery_last_ms"],
                 "kill_at_s": t_kill - t0,
                 "timeline": {"connected": [r[1] for r in timeline(tl)],
@@ -775,7 +790,9 @@ FIGURES = [
     ("6", "6. backend peak 1 s accepts after restart", "backend_peak_1s", "", "lower"),
     ("6", "6. client failures after the kill (attempts)", "failures_after_kill", "", "lower"),
     ("6", "6. client failures, whole run (attempts)", "client_failures", "", "lower"),
-    ("6", "6. time until all are back", "recovery_s", " s", "lower"),
+    ("6", "6. time until all are back, from the kill", "recovery_s", " s", "lower"),
+    ("6", "6. time until all are back, from the restart (target 1.1 x N / rate)",
+     "recovery_from_restart_s", " s", "lower"),
     ("7", "7. failed handshakes after the cutover started", "failures_after_cut", "", "lower"),
     ("7", "7. failed handshakes, whole run", "failed_handshakes", "", "lower"),
     ("7", "7. lost messages (of generations closed with a frame)", "lost_not_dropped", "",

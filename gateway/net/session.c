@@ -471,8 +471,43 @@ void sl_session_backend_ready(sl_session_t *s)
         sl_http_backend_ready(s);
 }
 
+/*
+ * Admission gave this client a token, and then no backend could be reached:
+ * the backend died in the moment between (a restart: the first burst after
+ * the kill meets refused connects before health checks or passive ejection
+ * mark the pool down). The queue holds while a pool has no backend up, so
+ * the client goes back in line instead of failing:
+ *
+ * - 503, no backend of the pool is up: back in line (the hold keeps it
+ *   there), while its time since arrival is under the queue's max_wait
+ *   (then it is turned away with Retry-After, as every waiter is), and at
+ *   most MAX_REQUEUES times, so views of the pool that disagree for a
+ *   moment cannot spin;
+ * - 502, its backends refused or failed: once, which gives passive ejection
+ *   or a health check the time to mark the pool down; a backend that keeps
+ *   failing while counted up answers 502, as without admission.
+ *
+ * WebSocket upgrades only: a plain HTTP exchange has begun forwarding by then.
+ */
+#define MAX_REQUEUES 16
+
+static bool requeue(sl_session_t *s, int status)
+{
+    const sl_cfg_service_t *svc = &s->rt->cfg->services[s->service];
+    if (!s->ws_key_len || s->state != SL_SS_CONNECTING || !svc->admission.enabled ||
+        s->resp_started || sl_now(s) - s->started >= svc->admission.queue_max_wait ||
+        s->requeues >= (status == 503 ? MAX_REQUEUES : 1))
+        return false;
+    s->requeues++;
+    sl_count(&s->w->counters, SL_CTR_ADMISSION_REQUEUED, 1);
+    sl_session_admit_or_go(s);
+    return true;
+}
+
 void sl_session_backend_failed(sl_session_t *s, int status)
 {
+    if (requeue(s, status))
+        return;
     if (status != 503) {
         sl_session_http_error(s, status, NULL);
         return;

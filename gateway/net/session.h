@@ -95,6 +95,7 @@ struct sl_session {
     long route;
     long pool;
     uint8_t tries;                   /* connect attempts so far */
+    uint8_t requeues;                /* times sent back to admission (session.c requeue) */
     uint16_t tried[12];              /* backends already tried (connect_retries <= 10) */
     uint64_t hash_key;               /* FNV-1a of the sticky key (hash balancing) */
     long hash_pool;                  /* the pool whose hash_by made hash_key; -1: none */
@@ -207,6 +208,9 @@ void sl_upstream_close_idle_to(sl_worker_t *w, const sl_backend_shared_t *backen
 
 /* Called by upstream.c when the backend connection is ready (or failed for good). */
 void sl_session_backend_ready(sl_session_t *s);
+/* No backend could be reached (502, or 503: none of the pool is up). An
+   admitted WebSocket client goes back to the admission queue while it is
+   within max_wait; others get the status. */
 void sl_session_backend_failed(sl_session_t *s, int status);
 
 /* wsrelay.c */

@@ -203,3 +203,43 @@ def test_queue_holds_while_the_pool_is_down(tmp_path):
         if a2:
             a2.stop()
         a.stop()
+
+
+def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
+    """Clients that arrive the moment the backend dies get tokens before any
+    health check or passive ejection has marked the pool down: their connects
+    are refused. They go back in line (the queue then holds while the pool is
+    down) and get in when the backend is back, instead of a 502 or 503."""
+    a = Backend("alpha")
+    port, admin = free_port(), free_port()
+    cfg = config(port, {"app": [a.addr]}, workers=2,
+                 service_extra="""admission:
+  rate: 200/s
+  burst: 20
+  queue: { length: 1000, max_wait: 20s, per_client: 0 }
+  slow_start: 0""", extra="admin: { address: 127.0.0.1:%d }" % admin)
+    cfg = cfg.replace("  app:\n    backends:", "  app:\n%s\n    backends:" % HEALTH.replace(
+        "passive_eject: 2s", "passive_eject: 1s"), 1)
+    s = Sluice(cfg, port)
+    a2 = None
+    try:
+        assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
+        a.stop()
+
+        async def scenario():
+            nonlocal a2
+            # At once: the burst's 20 tokens are there, the pool still counts as up.
+            tasks = [asyncio.create_task(hello(s.url)) for _ in range(30)]
+            await asyncio.sleep(1.5)
+            assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()]
+            a2 = Backend("alpha", port=a.port)
+            return await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        names = asyncio.run(asyncio.wait_for(scenario(), 40))
+        assert names == ["hello alpha"] * 30
+        m = re.search(r"^sluice_admission_sessions_requeued_total (\d+)$", metrics(admin), re.M)
+        assert m and int(m.group(1)) >= 1, m
+    finally:
+        assert s.stop() == 0
+        if a2:
+            a2.stop()
+        a.stop()
