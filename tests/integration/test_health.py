@@ -164,10 +164,9 @@ def test_round_robin_and_sticky_hash(tmp_path):
             x.stop()
 
 
-def test_queue_holds_while_the_pool_is_down(tmp_path):
-    """A restarting backend: clients arriving while it is down wait in the
-    admission queue and get in when it is back, instead of getting an error."""
-    a = Backend("alpha")
+def admission_gateway(a):
+    """A gateway in front of backend a with health checks and admission
+    (200/s, burst 20, a 20 s queue): (sluice, admin port)."""
     port, admin = free_port(), free_port()
     cfg = config(port, {"app": [a.addr]}, workers=2,
                  service_extra="""admission:
@@ -177,32 +176,40 @@ def test_queue_holds_while_the_pool_is_down(tmp_path):
   slow_start: 0""", extra="admin: { address: 127.0.0.1:%d }" % admin)
     cfg = cfg.replace("  app:\n    backends:", "  app:\n%s\n    backends:" % HEALTH.replace(
         "passive_eject: 2s", "passive_eject: 1s"), 1)
-    s = Sluice(cfg, port)
-    a2 = None
+    return Sluice(cfg, port), admin
+
+
+def through_a_restart(s, a, restarted, n=30):
+    """n clients start now, with backend a down: none may be done 1.5 s later
+    (waiting, not failed); then a restarts on its port (appended to
+    restarted, for the caller to stop) and every client gets its hello."""
+    async def scenario():
+        tasks = [asyncio.create_task(hello(s.url)) for _ in range(n)]
+        await asyncio.sleep(1.5)
+        done = [t.exception() or t.result() for t in tasks if t.done()]
+        assert done == [], done[:5]
+        restarted.append(Backend("alpha", port=a.port))
+        return await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    assert asyncio.run(asyncio.wait_for(scenario(), 40)) == ["hello alpha"] * n
+
+
+def test_queue_holds_while_the_pool_is_down(tmp_path):
+    """A restarting backend: clients arriving while it is down wait in the
+    admission queue and get in when it is back, instead of getting an error."""
+    a = Backend("alpha")
+    s, admin = admission_gateway(a)
+    restarted = []
     try:
         assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
         a.stop()
         assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
             (("backend", a.addr), ("pool", "app"))) == 0)
-
-        async def during_outage():
-            tasks = [asyncio.create_task(hello(s.url)) for _ in range(30)]
-            await asyncio.sleep(1.5)
-            assert not any(t.done() for t in tasks)      # waiting, not failed
-            return tasks
-        async def scenario():
-            nonlocal a2
-            tasks = await during_outage()
-            a2 = Backend("alpha", port=a.port)
-            return await asyncio.wait_for(asyncio.gather(*tasks), 20)
-        names = asyncio.run(asyncio.wait_for(scenario(), 40))
-        assert names == ["hello alpha"] * 30
+        through_a_restart(s, a, restarted)
         assert "holding the queue" in s.output()
     finally:
         assert s.stop() == 0
-        if a2:
-            a2.stop()
-        a.stop()
+        for b in restarted + [a]:
+            b.stop()
 
 
 def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
@@ -211,35 +218,16 @@ def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
     are refused. They go back in line (the queue then holds while the pool is
     down) and get in when the backend is back, instead of a 502 or 503."""
     a = Backend("alpha")
-    port, admin = free_port(), free_port()
-    cfg = config(port, {"app": [a.addr]}, workers=2,
-                 service_extra="""admission:
-  rate: 200/s
-  burst: 20
-  queue: { length: 1000, max_wait: 20s, per_client: 0 }
-  slow_start: 0""", extra="admin: { address: 127.0.0.1:%d }" % admin)
-    cfg = cfg.replace("  app:\n    backends:", "  app:\n%s\n    backends:" % HEALTH.replace(
-        "passive_eject: 2s", "passive_eject: 1s"), 1)
-    s = Sluice(cfg, port)
-    a2 = None
+    s, admin = admission_gateway(a)
+    restarted = []
     try:
         assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
         a.stop()
-
-        async def scenario():
-            nonlocal a2
-            # At once: the burst's 20 tokens are there, the pool still counts as up.
-            tasks = [asyncio.create_task(hello(s.url)) for _ in range(30)]
-            await asyncio.sleep(1.5)
-            assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()]
-            a2 = Backend("alpha", port=a.port)
-            return await asyncio.wait_for(asyncio.gather(*tasks), 20)
-        names = asyncio.run(asyncio.wait_for(scenario(), 40))
-        assert names == ["hello alpha"] * 30
+        # At once: the burst's 20 tokens are there, the pool still counts as up.
+        through_a_restart(s, a, restarted)
         m = re.search(r"^sluice_admission_sessions_requeued_total (\d+)$", metrics(admin), re.M)
         assert m and int(m.group(1)) >= 1, m
     finally:
         assert s.stop() == 0
-        if a2:
-            a2.stop()
-        a.stop()
+        for b in restarted + [a]:
+            b.stop()
