@@ -146,25 +146,33 @@ static void on_shutdown_tick(uv_timer_t *t)
     if (whole == 0)
         return;
     gw->shutdown_credit -= whole;
-    for (size_t k = 0; k < gw->n_workers; k++) {
-        /* The odd credit goes to each worker in turn, so none is starved at low rates. */
-        size_t i = (gw->shutdown_rotor + k) % gw->n_workers;
-        uint32_t share = whole / (uint32_t)gw->n_workers +
-                         (k < whole % gw->n_workers ? 1u : 0u);
+    sl_wmsg_t what = {
+        .type = SL_WMSG_DRAIN,
+        .service = -1,
+        .pool = -1,
+        .close_code = sd->close_code,
+    };
+    snprintf(what.reason, sizeof what.reason, "gateway shutting down");
+    sl_control_post_drain(gw, &what, whole, &gw->shutdown_rotor);
+}
+
+void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count,
+                           size_t *rotor)
+{
+    size_t nw = gw->n_workers;
+    for (size_t k = 0; k < nw; k++) {
+        uint64_t share = count / nw + (k < count % nw ? 1 : 0);
         if (share == 0)
             continue;
-        sl_wmsg_t *m = calloc(1, sizeof *m);
+        sl_wmsg_t *m = malloc(sizeof *m);
         if (m == NULL)
             continue;
-        m->type = SL_WMSG_DRAIN;
-        m->service = -1;
-        m->pool = -1;
-        m->count = share;
-        m->close_code = sd->close_code;
-        snprintf(m->reason, sizeof m->reason, "gateway shutting down");
-        sl_worker_post(&gw->workers[i], m);
+        *m = *what;
+        m->count = (uint32_t)share;
+        sl_worker_post(&gw->workers[(*rotor + k) % nw], m);
     }
-    gw->shutdown_rotor = (gw->shutdown_rotor + 1) % gw->n_workers;
+    /* The odd credit goes to each worker in turn, so none is starved at low rates. */
+    *rotor = (*rotor + 1) % nw;
 }
 
 void sl_control_shutdown(sl_gateway_t *gw)

@@ -9,6 +9,12 @@
 /* Install signal handlers and timers on gw->loop. */
 int sl_control_start(sl_gateway_t *gw);
 
+/* Hand count drain credits to the workers as copies of *what, split without
+   rounding up; *rotor says which worker gets the odd credit first, and moves on.
+   Shutdown, cutovers and backend drains all pace their drains through this. */
+void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count,
+                           size_t *rotor);
+
 /* Begin a graceful shutdown: stop accepting, drain paced, exit. Idempotent. */
 void sl_control_shutdown(sl_gateway_t *gw);
 

@@ -19,6 +19,7 @@
 
 #include "sluice/log.h"
 #include "sluice/wsframe.h"
+#include "control.h"
 #include "ctl.h"
 
 #define DEPLOY_TICK_MS 20
@@ -74,24 +75,14 @@ static uint64_t pool_failures(sl_ctl_t *ctl, size_t pool)
 static void send_drain(sl_ctl_t *ctl, size_t svc, uint64_t count)
 {
     sl_ctl_service_t *cs = &ctl->services[svc];
-    size_t nw = ctl->gw->n_workers;
-    for (size_t k = 0; k < nw && count > 0; k++) {
-        size_t i = (cs->drain_rotor + k) % nw;
-        uint64_t share = count / nw + (k < count % nw ? 1 : 0);
-        if (share == 0)
-            continue;
-        sl_wmsg_t *m = calloc(1, sizeof *m);
-        if (m == NULL)
-            continue;
-        m->type = SL_WMSG_DRAIN;
-        m->service = (long)svc;
-        m->pool = (long)cs->cut.from;
-        m->count = (uint32_t)share;
-        m->close_code = cs->close_code;
-        snprintf(m->reason, sizeof m->reason, "%s", cs->reason);
-        sl_worker_post(&ctl->gw->workers[i], m);
-    }
-    cs->drain_rotor = (cs->drain_rotor + 1) % nw;
+    sl_wmsg_t what = {
+        .type = SL_WMSG_DRAIN,
+        .service = (long)svc,
+        .pool = (long)cs->cut.from,
+        .close_code = cs->close_code,
+    };
+    snprintf(what.reason, sizeof what.reason, "%s", cs->reason);
+    sl_control_post_drain(ctl->gw, &what, count, &cs->drain_rotor);
 }
 
 static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
@@ -156,25 +147,15 @@ static bool step_backend_drain(sl_ctl_t *ctl, sl_backend_drain_t *d, sl_msec_t n
     if (count == 0)
         return true;
     d->credit -= (double)count;
-    size_t nw = ctl->gw->n_workers;
-    for (size_t k = 0; k < nw; k++) {
-        uint64_t share = count / nw + (k < count % nw ? 1 : 0);
-        if (share == 0)
-            continue;
-        sl_wmsg_t *m = calloc(1, sizeof *m);
-        if (m == NULL)
-            continue;
-        size_t i = (d->rotor + k) % nw;
-        m->type = SL_WMSG_DRAIN;
-        m->service = -1;
-        m->pool = -1;
-        m->backend = d->state;
-        m->count = (uint32_t)share;
-        m->close_code = d->close_code;
-        snprintf(m->reason, sizeof m->reason, "%s", d->reason);
-        sl_worker_post(&ctl->gw->workers[i], m);
-    }
-    d->rotor = (d->rotor + 1) % nw;
+    sl_wmsg_t what = {
+        .type = SL_WMSG_DRAIN,
+        .service = -1,
+        .pool = -1,
+        .backend = d->state,
+        .close_code = d->close_code,
+    };
+    snprintf(what.reason, sizeof what.reason, "%s", d->reason);
+    sl_control_post_drain(ctl->gw, &what, count, &d->rotor);
     return true;
 }
 

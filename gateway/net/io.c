@@ -385,6 +385,17 @@ static int queue_copy(sl_session_t *s, bool to_client, const char *data, size_t 
     return submit(s, to_client, r, uv_buf_init(base, (unsigned)len));
 }
 
+/* Queue a slice of a read block (taking a reference to it). */
+static int queue_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
+{
+    sl_wreq_t *r = wreq_get(s->w);
+    if (r == NULL)
+        return UV_ENOMEM;
+    sl_block_ref(b);
+    r->block = b;
+    return submit(s, to_client, r, uv_buf_init(b->data + off, (unsigned)len));
+}
+
 /* ---- the 101 and what follows it, in one write ---- */
 
 /*
@@ -454,25 +465,13 @@ int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
     size_t done = session_write_now(s, to_client, b->data + off, len, &rc);
     if (rc != 0 || done == len)
         return rc;
-    sl_wreq_t *r = wreq_get(s->w);
-    if (r == NULL)
-        return UV_ENOMEM;
-    sl_block_ref(b);
-    r->block = b;
-    return submit(s, to_client, r, uv_buf_init(b->data + off + done, (unsigned)(len - done)));
+    return queue_block(s, to_client, b, off + done, len - done);
 }
 
 int sl__client_write_raw(sl_session_t *s, sl_block_t *b)
 {
     size_t done = write_now((uv_stream_t *)&s->client, b->data, b->len);
-    if (done == b->len)
-        return 0;
-    sl_wreq_t *r = wreq_get(s->w);
-    if (r == NULL)
-        return UV_ENOMEM;
-    sl_block_ref(b);
-    r->block = b;
-    return submit(s, true, r, uv_buf_init(b->data + done, (unsigned)(b->len - done)));
+    return done == b->len ? 0 : queue_block(s, true, b, done, b->len - done);
 }
 
 int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b)
@@ -480,15 +479,15 @@ int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b)
     size_t done = write_now((uv_stream_t *)&up->tcp, b->data, b->len);
     if (done == b->len)
         return 0;
+    if (up->session && up->session->up == up)
+        return queue_block(up->session, false, b, done, b->len - done);
+    /* Idle (tickets, alerts): no session to pause, no backpressure. */
     sl_wreq_t *r = wreq_get(up->worker);
     if (r == NULL)
         return UV_ENOMEM;
     sl_block_ref(b);
     r->block = b;
     uv_buf_t buf = uv_buf_init(b->data + done, (unsigned)(b->len - done));
-    if (up->session && up->session->up == up)
-        return submit(up->session, false, r, buf);
-    /* Idle (tickets, alerts): no session to pause, no backpressure. */
     r->to_client = false;
     r->up = up;
     int rc = uv_write(&r->req, (uv_stream_t *)&up->tcp, &buf, 1, write_cb);
