@@ -24,40 +24,15 @@ import socket
 import sys
 import threading
 
+from wire import Reader
+
 PATTERN = bytes(range(256)) * 4096
 
 
-class Conn:
+class Conn(Reader):
     def __init__(self, sock, peer, log):
-        self.sock, self.peer, self.log = sock, peer, log
-        self.buf = b""
-
-    def fill(self):
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise EOFError
-        self.buf += chunk
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self.fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def take(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def read_request(self):
-        while b"\r\n\r\n" not in self.buf:
-            self.fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, version = lines[0].split(" ", 2)
-        headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]]
-        return method, target, version, headers
+        super().__init__(sock)
+        self.peer, self.log = peer, log
 
     def read_body(self, headers):
         h = {k.lower(): v for k, v in headers}
@@ -109,7 +84,7 @@ def serve(sock, peer, log, lock):
             f.write("conn %d\n" % peer[1])
     try:
         while True:
-            method, target, version, headers = c.read_request()
+            method, target, version, headers = c.read_head()
             body = c.read_body(headers)
             if log:
                 with lock, open(log, "a") as f:

@@ -20,37 +20,19 @@ import struct
 import sys
 import threading
 
+from wire import Reader
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-class Conn:
+class Conn(Reader):
     def __init__(self, sock, peer):
-        self.sock, self.peer = sock, peer
-        self.buf = b""
-
-    def fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError
-        self.buf += chunk
-
-    def take(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        super().__init__(sock)
+        self.peer = peer
 
     def head(self):
-        while b"\r\n\r\n" not in self.buf:
-            self.fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, _ = lines[0].split(" ", 2)
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return method, target, headers
+        method, target, _, pairs = self.read_head()
+        return method, target, {name.lower(): value for name, value in pairs}
 
     def tls_facts(self, target, index):
         return {
