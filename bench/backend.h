@@ -19,6 +19,8 @@
 
 #include <uv.h>
 
+#include "appender.h"
+
 #include "sluice/common.h"
 #include "sluice/http.h"
 #include "sluice/wsframe.h"
@@ -33,7 +35,7 @@
 #define BE_SEND_INFLIGHT 16               /* --send: writes queued at once */
 #define BE_COPY_MAX 256                   /* echo payloads this small are copied */
 #define BE_CLOSE_GRACE_MS 5000            /* wait for the peer's close reply */
-#define BE_TICK_MS 100                    /* file flushes and close deadlines */
+#define BE_TICK_MS 100                    /* file write period and close deadlines */
 #define BE_LOG_LINE_MAX (64 * 1024)       /* --log-messages: longest line kept */
 
 typedef enum be_overload {
@@ -160,10 +162,8 @@ typedef struct be_server {
     be_bucket_t bucket;
     be_record_t record;
     be_stats_t stats;
-    FILE *record_file;
-    bool record_dirty;
-    FILE *log_file;
-    bool log_dirty;
+    be_appender_t *record_file;   /* --record */
+    be_appender_t *log_file;      /* --log-messages */
 } be_server_t;
 
 extern be_server_t be_srv;
@@ -183,6 +183,7 @@ int be_record_add(be_record_t *r, uint64_t mono_ms, uint64_t wall_ms);
 
 /* Open --record and --log-messages files; 0 or -errno. */
 int be_files_open(be_server_t *s);
+/* Writes out what the appenders hold now (before exit(3), say). */
 void be_files_flush(be_server_t *s);
 void be_files_close(be_server_t *s);
 /* Append a text message line to --log-messages (no-op without it). */
