@@ -108,6 +108,7 @@ static void write_admission(sl_jw_t *w, const sl_admission_params_t *p,
     sl_jw_kuint(w, "queue_depth", st->depth);
     sl_jw_kuint(w, "queue_depth_peak", st->depth_peak);
     sl_jw_kuint(w, "admitted", st->admitted);
+    sl_jw_kuint(w, "stalled_ms", st->forfeited_ms);
     sl_jw_key(w, "rejected");
     sl_jw_obj(w);
     for (int r = 1; r < SL_ADM_REASON_COUNT; r++)
@@ -397,6 +398,8 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
         {"admission_rate", "gauge", "Current admission rate per second (slow start included)"},
         {"admission_admitted_total", "counter", "Clients admitted"},
         {"admission_rejected_total", "counter", "Clients turned away, by reason"},
+        {"admission_stalled_seconds_total", "counter",
+         "Waiting time that earned no tokens because the control thread ran late"},
         {"admission_wait_seconds", "histogram", "Time admitted clients waited"},
     };
     for (size_t k = 0; k < SL_ARRAY_SIZE(f); k++) {
@@ -424,6 +427,10 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
                         sl_buf_printf(b, "sluice_%s{%s,reason=\"%s\"} %llu\n", f[k].name, lab,
                                       sl_admission_reason_name((sl_adm_reason_t)r),
                                       (unsigned long long)st.rejected[r]);
+                    break;
+                case 6:
+                    sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab,
+                                  (double)st.forfeited_ms / 1000.0);
                     break;
                 default:
                     for (int i = 0; i < SL_ADMISSION_WAIT_BUCKETS; i++) {

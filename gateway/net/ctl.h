@@ -97,6 +97,7 @@ struct sl_ctl {
     sl_ctl_pool_t *pools;
     sl_ctl_service_t *services;
     uv_timer_t adm_timer;
+    sl_msec_t adm_due;               /* when adm_timer was meant to fire */
     uv_timer_t deploy_timer;         /* also paces backend drains */
     sl_backend_drain_t drains[SL_MAX_BACKEND_DRAINS];
     sl_rng_t rng;

@@ -558,6 +558,16 @@ sl_msec_t sl_admission_next_wakeup(const sl_admission_t *q, sl_msec_t now)
     return SL_MAX(t, now);
 }
 
+sl_msec_t sl_admission_forfeit(sl_admission_t *q, sl_msec_t from, sl_msec_t now)
+{
+    now = advance(q, now);
+    if (q->head == NIL || q->held || from >= now)
+        return 0;
+    sl_msec_t ms = sl_bucket_skip(&q->bucket, from, now);
+    q->st.forfeited_ms += ms;
+    return ms;
+}
+
 void sl_admission_hold(sl_admission_t *q, bool held)
 {
     q->held = held;

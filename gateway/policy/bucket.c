@@ -133,6 +133,18 @@ void sl_bucket_refill(sl_bucket_t *b, sl_msec_t now)
         b->ramping = false;
 }
 
+sl_msec_t sl_bucket_skip(sl_bucket_t *b, sl_msec_t from, sl_msec_t to)
+{
+    sl_bucket_refill(b, from);
+    if (to <= b->last)
+        return 0;
+    sl_msec_t skipped = to - b->last;
+    b->last = to;
+    if (b->ramping && to >= ramp_end(b))
+        b->ramping = false;
+    return skipped;
+}
+
 int sl_bucket_set(sl_bucket_t *b, const sl_bucket_params_t *p, sl_msec_t now)
 {
     if (sl_bucket_params_check(p) != SL_OK)

@@ -15,7 +15,9 @@
  *             in the session), or REJECTED (503 or 429 + Retry-After).
  *   timer     after ANY call, re-arm one timer at sl_admission_next_wakeup();
  *             when it fires, call sl_admission_tick() into an array and then
- *             act on each event (admitted: connect; rejected: answer).
+ *             act on each event (admitted: connect; rejected: answer). When
+ *             it fires late by more than the owner's scheduling slack, call
+ *             sl_admission_forfeit() for the late part first.
  *   gone      a queued client that disconnects: sl_admission_cancel(handle).
  *   tune      sl_admission_set_params() from the admin API or a reload.
  * Nothing here calls back into the shell.
@@ -108,6 +110,7 @@ typedef struct sl_admission_stats {
        Prometheus histogram: wait_le[i] = admissions that waited <= bound i. */
     uint64_t wait_le[SL_ADMISSION_WAIT_BUCKETS];
     uint64_t wait_sum_ms;
+    uint64_t forfeited_ms;       /* waiting time credited no tokens (sl_admission_forfeit) */
 } sl_admission_stats_t;
 
 typedef struct sl_admission sl_admission_t;
@@ -163,6 +166,18 @@ size_t sl_admission_tick(sl_admission_t *q, sl_msec_t now,
  * SL_MSEC_NEVER when nobody waits. Pure: changes nothing.
  */
 sl_msec_t sl_admission_next_wakeup(const sl_admission_t *q, sl_msec_t now);
+
+/*
+ * The owner could not act from `from` until now (its timer fired that late:
+ * the thread was descheduled, or the machine paused). While clients waited,
+ * none of that time becomes tokens. Without this, the refill banked during a
+ * stall of d ms comes out as rate * d admissions the moment the owner runs
+ * again, on top of what was already on its way to the backend, and the
+ * backend sees more than rate + burst in a second. Admitting a little less
+ * after a stall is the cheaper mistake. Returns the ms forfeited: 0 when
+ * nobody waits, the queue is held, or from >= now.
+ */
+sl_msec_t sl_admission_forfeit(sl_admission_t *q, sl_msec_t from, sl_msec_t now);
 
 /*
  * Live tuning: rate, burst, slow start, queue bounds, per-client limits and

@@ -84,6 +84,15 @@ void sl_bucket_slow_start(sl_bucket_t *b, sl_msec_t now);
 /* Brings the tokens up to date at now (idempotent for one now). */
 void sl_bucket_refill(sl_bucket_t *b, sl_msec_t now);
 
+/*
+ * Credits nothing for [from, to): refills up to from, then moves the refill
+ * clock to to. For time in which the owner could not hand tokens out (its
+ * thread was stalled): that refill would otherwise come out as one clump of
+ * admissions the moment it runs again. Returns the ms skipped (0 when to is
+ * not past the last refill).
+ */
+sl_msec_t sl_bucket_skip(sl_bucket_t *b, sl_msec_t from, sl_msec_t to);
+
 /* Refills, then takes one whole token if there is one. Returns true if taken. */
 bool sl_bucket_take(sl_bucket_t *b, sl_msec_t now);
 

@@ -17,9 +17,10 @@ import urllib.request
 import pytest
 
 from harness import Backend, Sluice, config, free_port
-from wsclient import peak_in_window, storm_client
+from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
+WARM = 8   # warm-up connections before the storm (see warm_up)
 # Timer jitter under the sanitizers: the issue allows 5%.
 LIMIT = (RATE + BURST) * 1.05
 
@@ -42,6 +43,12 @@ def metric(text, name, **labels):
     raise AssertionError("no metric %s %s in:\n%s" % (name, labels, text[:3000]))
 
 
+def peak_failure(times, admin_port):
+    """Where the peak sat, and how long the control thread ran late, for a failure message."""
+    stalled = metric(metrics(admin_port), "sluice_admission_stalled_seconds_total", service="app")
+    return "%s; admission timer stalled %.3f s in all" % (peak_report(times, 1000), stalled)
+
+
 def start(tmp_path, queue, max_wait, reject_with="http", retry=("1s", "20s")):
     record = str(tmp_path / "accepts.txt")
     backend = Backend("blue", "--record", record, favoured=True)
@@ -56,17 +63,36 @@ def start(tmp_path, queue, max_wait, reject_with="http", retry=("1s", "20s")):
   slow_start: 0""" % (RATE, BURST, queue, max_wait, retry[0], retry[1], reject_with),
                  extra="admin: { address: 127.0.0.1:%d }\nlimits: { max_connections: 20000 }" % admin)
     sluice = Sluice(cfg, port, favoured=True)
+    warm_up(port)
     return backend, sluice, admin, record
 
 
+def warm_up(port):
+    """A few WebSockets through sluice to the backend, closed again, before the
+    storm. The first connections of fresh processes pay for page faults and
+    first allocations in both workers and in the backend (tens of ms under the
+    sanitizers); inside the storm that lands on the opening burst and bunches
+    it against the steady grants after it, which is start-up, not pacing. Eight
+    source addresses reach both workers; the bucket is full again long before
+    the storm begins."""
+    async def once(i):
+        kind, value, _, writer = await connect_once(port, "127.0.0.%d" % (2 + i), timeout=30)
+        assert (kind, value) == ("ws", "hello blue"), (kind, value)
+        writer.close()
+    for i in range(WARM):
+        asyncio.run(once(i))
+    time.sleep(0.5)
+
+
 def accepted_times(record, expect=0):
-    """The backend's accept times; it flushes its record every 100 ms."""
+    """The storm's accept times at the backend (it writes its record every
+    100 ms), without the warm-up's."""
     deadline = time.monotonic() + 3
     while True:
         with open(record) as f:
-            times = [int(line) for line in f if line.strip()]
-        if len(times) >= expect or time.monotonic() > deadline:
-            return times
+            times = sorted(int(line) for line in f if line.strip())
+        if len(times) >= expect + WARM or time.monotonic() > deadline:
+            return times[WARM:]
         time.sleep(0.05)
 
 
@@ -93,12 +119,12 @@ def test_storm_is_queued_not_failed(tmp_path):
         times = accepted_times(record, CLIENTS)
         assert len(times) == CLIENTS
         peak = peak_in_window(times, 1000)
-        assert peak <= LIMIT, "backend saw %d handshakes in one second" % peak
+        assert peak <= LIMIT, peak_failure(times, admin)
         # The rate held: admitting everyone took about N / rate.
         assert elapsed >= (CLIENTS - BURST) / RATE * 0.9, elapsed
         text = metrics(admin)
         assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 2000
-        assert metric(text, "sluice_admission_admitted_total", service="app") == CLIENTS
+        assert metric(text, "sluice_admission_admitted_total", service="app") == CLIENTS + WARM
     finally:
         assert sluice.stop() == 0
         backend.stop()
@@ -121,7 +147,7 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
         assert min(delays) >= 1 and max(delays) <= 20, (min(delays), max(delays))
         times = accepted_times(record, CLIENTS)
         assert len(times) == CLIENTS
-        assert peak_in_window(times, 1000) <= LIMIT
+        assert peak_in_window(times, 1000) <= LIMIT, peak_failure(times, admin)
         text = metrics(admin)
         assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 250
     finally:

@@ -120,12 +120,30 @@ async def storm_client(i, port, honour, deadline, start_delay, path="/"):
     return out
 
 
-def peak_in_window(times_ms, window_ms):
-    """The most events in any window of window_ms (sliding, exact)."""
+def peak_window(times_ms, window_ms):
+    """(most events in any window of window_ms, the window's first time); sliding, exact."""
     times_ms = sorted(times_ms)
-    best, lo = 0, 0
+    best, start, lo = 0, None, 0
     for hi, t in enumerate(times_ms):
         while t - times_ms[lo] >= window_ms:
             lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+        if hi - lo + 1 > best:
+            best, start = hi - lo + 1, times_ms[lo]
+    return best, start
+
+
+def peak_in_window(times_ms, window_ms):
+    """The most events in any window of window_ms (sliding, exact)."""
+    return peak_window(times_ms, window_ms)[0]
+
+
+def peak_report(times_ms, window_ms):
+    """Where the peak window sits, in 100 ms slots from 200 ms before it: for a failure message."""
+    peak, start = peak_window(times_ms, window_ms)
+    if start is None:
+        return "no events"
+    first = min(times_ms)
+    slots = [sum(1 for t in times_ms if start + k * 100 <= t < start + (k + 1) * 100)
+             for k in range(-2, window_ms // 100 + 2)]
+    return ("%d in %d ms from +%d ms after the first of %d; per 100 ms from 200 ms before: %s"
+            % (peak, window_ms, start - first, len(times_ms), slots))

@@ -413,6 +413,60 @@ static void test_hold(void **state)
     sl_admission_free(q);
 }
 
+static size_t admitted_in(sl_admission_t *q, sl_msec_t now)
+{
+    sl_admission_event_t evs[64];
+    size_t n, total = 0;
+    while ((n = sl_admission_tick(q, now, evs, SL_ARRAY_SIZE(evs))) > 0)
+        for (size_t i = 0; i < n; i++)
+            total += evs[i].status == SL_ADM_ADMITTED;
+    return total;
+}
+
+/*
+ * A stall while clients wait: the timer due at 4 ms fires at 70. Without
+ * forfeit the tick admits the 21 tokens of the whole 70 ms at once; with it,
+ * only the 7 earned before due + 20 ms slack, and the rate goes on from 70.
+ */
+static void test_stall_forfeit(void **state)
+{
+    (void)state;
+    sl_admission_params_t p = params(300, 50, 1000, 60000);
+    for (int forfeit = 0; forfeit <= 1; forfeit++) {
+        sl_admission_t *q = mkq(&p, 0);
+        for (uint32_t i = 0; i < 150; i++)
+            (void)arrive(q, 0, i + 1, i, NULL);
+        sl_admission_stats_t st;
+        sl_admission_stats(q, 0, &st);
+        assert_int_equal(st.admitted_immediately, 50);
+        sl_msec_t due = sl_admission_next_wakeup(q, 0);
+        assert_int_equal(due, 4);   /* 300/s: the first token after 3.3 ms */
+        if (forfeit)
+            assert_int_equal(sl_admission_forfeit(q, due + 20, 70), 70 - 24);
+        assert_int_equal(admitted_in(q, 70), forfeit ? 7 : 21);
+        /* After the stall the rate is the rate: 30 per 100 ms. */
+        size_t got = 0;
+        for (sl_msec_t t = 71; t <= 170; t++)
+            got += admitted_in(q, t);
+        assert_true(got >= 29 && got <= 31);
+        sl_admission_stats(q, 170, &st);
+        assert_int_equal(st.forfeited_ms, forfeit ? 46 : 0);
+        sl_admission_free(q);
+    }
+    /* Nobody waiting, or a held queue: nothing to forfeit, the bucket banks as usual. */
+    sl_admission_t *q = mkq(&p, 0);
+    for (uint32_t i = 0; i < 50; i++)
+        assert_int_equal(arrive(q, 0, i + 1, i, NULL), SL_ADM_ADMITTED);
+    assert_int_equal(sl_admission_forfeit(q, 10, 70), 0);
+    for (uint32_t i = 0; i < 21; i++)
+        assert_int_equal(arrive(q, 70, 100 + i, 100 + i, NULL), SL_ADM_ADMITTED);
+    assert_int_equal(arrive(q, 70, 200, 200, NULL), SL_ADM_QUEUED);
+    sl_admission_hold(q, true);
+    assert_int_equal(sl_admission_forfeit(q, 80, 200), 0);
+    assert_int_equal(sl_admission_forfeit(q, 200, 200), 0);
+    sl_admission_free(q);
+}
+
 /* Cancel is O(1), frees the place, the slot is reused, and stale handles are refused. */
 static void test_cancel(void **state)
 {
@@ -767,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_per_client_rate),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_hold),
+        cmocka_unit_test(test_stall_forfeit),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_retry_after_spread),
         cmocka_unit_test(test_slow_start),

@@ -164,6 +164,37 @@ static void test_slow_start(void **state)
     assert_true(sl_bucket_current_rate(&c, 10) == 100.0);
 }
 
+/* skip(from, to): the refill up to from is kept, [from, to) earns nothing. */
+static void test_skip(void **state)
+{
+    (void)state;
+    sl_bucket_t b = mk(300, 50, 0, 0, 0);
+    assert_int_equal(drain(&b, 0), 50);
+    /* 10 ms earn 3 tokens; the 60 ms after them earn none. */
+    assert_int_equal(sl_bucket_skip(&b, 10, 70), 60);
+    assert_true(fabs(sl_bucket_tokens(&b, 70) - 3.0) < 1e-9);
+    assert_int_equal(drain(&b, 70), 3);
+    /* The refill goes on from 70 at the full rate: 30 in the next 100 ms. */
+    int got = 0;
+    for (sl_msec_t t = 71; t <= 170; t++)
+        got += drain(&b, t);
+    assert_int_equal(got, 30);
+    /* A span already refilled past, or an empty one: nothing skipped. */
+    assert_int_equal(sl_bucket_skip(&b, 150, 170), 0);
+    assert_int_equal(sl_bucket_skip(&b, 180, 180), 0);   /* refills to 180: 3 tokens */
+    assert_true(fabs(sl_bucket_tokens(&b, 180) - 3.0) < 1e-9);
+    /* from before the last refill: skips from the last refill on. */
+    assert_int_equal(sl_bucket_skip(&b, 100, 200), 20);
+    assert_true(fabs(sl_bucket_tokens(&b, 200) - 3.0) < 1e-9);
+    /* A skip across the end of a ramp ends it. */
+    sl_bucket_t r = mk(1000, 10, 1000, 0.5, 0);
+    sl_bucket_slow_start(&r, 0);
+    (void)drain(&r, 500);
+    assert_int_equal(sl_bucket_skip(&r, 500, 1500), 1000);
+    assert_false(r.ramping);
+    assert_int_equal(drain(&r, 1501), 1);
+}
+
 /* eta(n): at eta the n tokens are there, one ms earlier they are not. */
 static void check_eta(sl_bucket_t b, sl_msec_t now, uint64_t n)
 {
@@ -290,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_no_drift),
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_skip),
         cmocka_unit_test(test_eta),
         cmocka_unit_test(test_rate_zero),
         cmocka_unit_test(test_huge_rate_and_clock_jump),
