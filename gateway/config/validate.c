@@ -71,12 +71,6 @@ static void check_listener_tls(sl__cfg_ctx_t *c, const sl_cfg_listener_t *l, siz
         snprintf(path, sizeof path, "listeners[%zu].tls.min_version", i);
         sl__cfg_error(c, p.line, p.col, path, "expected TLSv1.2 or TLSv1.3");
     }
-    if (l->proxy_protocol != SL_PROXY_PROTOCOL_OFF) {
-        sl_cfg_pos_t p = at(c, &l->proxy_protocol, l->pos);
-        snprintf(path, sizeof path, "listeners[%zu].proxy_protocol", i);
-        sl__cfg_error(c, p.line, p.col, path,
-                      "PROXY protocol on a TLS listener is not implemented yet");
-    }
 }
 
 static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)

@@ -111,7 +111,8 @@ static void client_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (nread > 0) {
             b->len = (uint32_t)nread;
             s->last_rx = s->last_client_rx = sl_now(s);
-            sl_tls_on_read(s, b);
+            if ((!s->proxy_before_tls || sl_session_proxy_before_tls(s, b) > 0) && b->len > 0)
+                sl_tls_on_read(s, b);
         }
         if (b)
             sl_block_unref(&s->w->bufs, b);

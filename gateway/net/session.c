@@ -97,6 +97,7 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
         /* The handshake comes first, under its own timer; the head's clock
            starts when it is done (tls.c). */
         s->tls = true;
+        s->proxy_before_tls = l->proxy_protocol != SL_PROXY_PROTOCOL_OFF;
         if (sl_tls_conn_start(s, listener_index(w, l)) != 0) {
             sl_session_close(s);
             return;
@@ -352,25 +353,62 @@ void sl_session_parse_head(sl_session_t *s)
     route_and_dispatch(s);
 }
 
-static void on_proxy_header(sl_session_t *s)
+/*
+ * The PROXY header at the start of s->head: its length once whole and taken
+ * (the peer address replaced), 0 while incomplete, -1 when bad (the session
+ * is closed).
+ */
+static int take_proxy_header(sl_session_t *s)
 {
     sl_proxy_header_t ph;
     int rc = sl_proxy_parse((const uint8_t *)s->head, s->head_len,
                             s->listener->proxy_protocol, &ph);
     if (rc == SL_NEED_MORE)
-        return;
+        return 0;
     if (rc < 0) {
         sl_count(&s->w->counters, SL_CTR_PROXY_HEADER_ERRORS, 1);
         sl_log_debug("client %s: bad PROXY protocol header", s->peer_ip);
         sl_session_close(s);
-        return;
+        return -1;
     }
     if (!ph.local)
         addr_to_text((struct sockaddr *)&ph.src, s->peer_ip);
-    sl_session_head_consume(s, (uint32_t)rc);
+    return rc;
+}
+
+static void on_proxy_header(sl_session_t *s)
+{
+    int n = take_proxy_header(s);
+    if (n <= 0)
+        return;
+    sl_session_head_consume(s, (uint32_t)n);
     s->state = SL_SS_HEAD;
     if (s->head_len > 0)
         sl_session_parse_head(s);
+}
+
+int sl_session_proxy_before_tls(sl_session_t *s, sl_block_t *b)
+{
+    if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, sl_head_max(s)) != 0) {
+        sl_count(&s->w->counters, SL_CTR_PROXY_HEADER_ERRORS, 1);
+        sl_session_close(s);
+        return -1;
+    }
+    memcpy(s->head + s->head_len, b->data, b->len);
+    s->head_len += b->len;
+    int n = take_proxy_header(s);
+    if (n <= 0) {
+        b->len = 0;
+        return n;
+    }
+    /* The header ends inside this block (the bytes before it did not finish
+       it), so what follows it is shorter than the block. */
+    uint32_t rest = s->head_len - (uint32_t)n;
+    memcpy(b->data, s->head + n, rest);
+    b->len = rest;
+    s->head_len = 0;
+    s->proxy_before_tls = false;
+    return 1;
 }
 
 void sl_session_client_read(sl_session_t *s, sl_block_t *b)

@@ -72,6 +72,7 @@ struct sl_session {
     bool client_reading;
     bool client_eof;
     bool tls;                        /* the client came over TLS */
+    bool proxy_before_tls;           /* a PROXY header is due before the ClientHello */
     struct sl_tls_conn *tlsc;        /* the client side's TLS state (tls.c), or NULL */
 
     /* Who the client is. */
@@ -230,6 +231,14 @@ void sl_http_on_backend_eof(sl_session_t *s);
 
 /* Internal hand-offs between the files of this layer. */
 void sl_session_client_read(sl_session_t *s, sl_block_t *b);
+/*
+ * A TLS listener with PROXY protocol: the header comes in the clear before
+ * the ClientHello. Takes b's bytes until the header is whole and hands back
+ * in b what follows it, for TLS. Returns 1 when b now holds TLS bytes (maybe
+ * none), 0 while the header is incomplete, -1 when the session was closed
+ * (a bad header).
+ */
+int sl_session_proxy_before_tls(sl_session_t *s, sl_block_t *b);
 void sl_session_client_eof(sl_session_t *s, int status);
 void sl_session_backend_read(sl_session_t *s, sl_block_t *b);
 void sl_session_backend_eof(sl_session_t *s, int status);

@@ -39,8 +39,8 @@ def make_cert(d, name, kind):
     return cert, key
 
 
-def tls_config(port, backend, certs, extra_tls=""):
-    lines = ["tls:", "  certificates:"]
+def tls_config(port, backend, certs, extra_tls="", listener_more=""):
+    lines = ([listener_more] if listener_more else []) + ["tls:", "  certificates:"]
     lines += ["    - { cert: %s, key: %s }" % c for c in certs]
     lines += ["  handshake_timeout: 1s", "  max_handshakes: 2"]
     if extra_tls:
@@ -132,6 +132,87 @@ def test_forwarded_proto_is_https(certs):
         got = {k.lower(): v for k, v in info["headers"]}
         assert got["x-forwarded-proto"] == "https", info
         assert "proto=https" in got["forwarded"] and got["x-forwarded-for"] == "127.0.0.1", info
+    finally:
+        assert sl.stop() == 0, sl.output()
+        echo.stop()
+
+
+def tls_get_after(port, ctx, pre, path):
+    """GET path over TLS on a connection that starts with the clear bytes `pre`
+    (a PROXY header), sent in the same segment as the ClientHello."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
+    resp = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(pre + out.read())
+                pre = b""
+                data = raw.recv(65536)
+                if not data:
+                    return resp   # refused during the handshake
+                inc.write(data)
+        obj.write(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % path)
+        raw.sendall(out.read())
+        while True:
+            try:
+                chunk = obj.read(65536)
+                if not chunk:
+                    return resp
+                resp += chunk
+            except ssl.SSLWantReadError:
+                data = raw.recv(65536)
+                if not data:
+                    return resp
+                inc.write(data)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return resp
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_protocol_before_tls(certs, version):
+    """A TCP load balancer in front of a TLS listener sends the PROXY header in
+    the clear, then the client's TLS: the source it names reaches the backend,
+    whether the header shares a segment with the ClientHello or comes in
+    pieces; a bad header closes that connection and nobody else's."""
+    from test_http import proxy_v2
+    echo = H.PyServer("http_echo.py")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, echo, [certs["a"]], listener_more="proxy_protocol: " + version),
+                  port=port)
+    if version == "v1":
+        pre, bad = b"PROXY TCP4 198.51.100.31 203.0.113.9 35646 443\r\n", b"PROXY TCP4 1.2.3\r\n"
+    else:
+        pre = proxy_v2("198.51.100.31", "203.0.113.9", 35646, 443)
+        bad = proxy_v2("198.51.100.31", "203.0.113.9", 35646, 443, version_cmd=0x31)
+    ctx = client_ctx(certs["a"][0])
+
+    def xff(resp):
+        head, _, body = resp.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), resp[:300]
+        got = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        return got["x-forwarded-for"]
+
+    try:
+        assert xff(tls_get_after(port, ctx, pre, b"/one-segment")) == "198.51.100.31"
+        # The header in two pieces, then the handshake.
+        with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+            raw.sendall(pre[:7])
+            time.sleep(0.1)
+            raw.sendall(pre[7:])
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                s.sendall(b"GET /pieces HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                assert xff(H.recv_all(s)) == "198.51.100.31"
+        # No header, or a bad one: closed before any TLS, and the next client is served.
+        assert tls_get_after(port, ctx, bad, b"/bad") == b""
+        with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                with ctx.wrap_socket(raw, server_hostname="a.test"):
+                    pass
+        assert xff(tls_get_after(port, ctx, pre, b"/after")) == "198.51.100.31"
     finally:
         assert sl.stop() == 0, sl.output()
         echo.stop()
