@@ -111,15 +111,6 @@ static void check_pool_tls(sl__cfg_ctx_t *c, const sl_cfg_pool_t *p)
         snprintf(path, sizeof path, "pools.%s.tls_ca_file", safe(nb, sizeof nb, p->name));
         sl__cfg_error(c, pos.line, pos.col, path, "expected a file name, or null for the system's");
     }
-    /* The health checker speaks plain HTTP: against a TLS-only backend it would
-       mark every backend down. Refused rather than quietly wrong. */
-    if (p->tls && p->health.enabled) {
-        sl_cfg_pos_t pos = at(c, &p->health, p->pos);
-        snprintf(path, sizeof path, "pools.%s.health", safe(nb, sizeof nb, p->name));
-        sl__cfg_error(c, pos.line, pos.col, path,
-                      "health checks of TLS backends are not implemented yet "
-                      "(leave health out of a pool with tls: true)");
-    }
 }
 
 static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)

@@ -5,7 +5,10 @@
  * The health machine (policy/health.c) decides; this file runs its checks —
  * an HTTP GET to the pool's health path, judged by the status line — and
  * publishes the verdict to the workers through the backend's atomic `up`
- * flag. Passive results come from the workers as SL_CMSG_CONN_RESULT
+ * flag. A pool with tls: true is checked over TLS with its own client
+ * context (CA, SNI, name verified), so a backend whose certificate fails
+ * verification is down for new connections exactly as it would fail them.
+ * Passive results come from the workers as SL_CMSG_CONN_RESULT
  * messages. A backend that comes back UP starts its pool's slow start, so a
  * recovered backend is not handed the whole waiting herd at once.
  */
@@ -13,21 +16,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "sluice/log.h"
 #include "ctl.h"
+#include "tls.h"
 
 typedef struct sl_probe {
     sl_ctl_backend_t *b;             /* NULL once abandoned (the ctl is closing) */
     uv_tcp_t tcp;
     uv_connect_t connect;
-    uv_write_t write;
     uv_timer_t timer;
     char req[512];
+    size_t req_len;
     char resp[64];
     size_t resp_len;
+    /* A TLS pool's check speaks through OpenSSL over memory BIOs: `in` holds
+       what the backend sent, `out` what goes to it. */
+    sl_tls_pool_t *pool;
+    SSL *ssl;
+    BIO *in, *out;
+    bool req_sent;
+    char rbuf[4096];                 /* socket reads land here (TLS) */
     int pending;
     bool done;
 } sl_probe_t;
+
+typedef struct probe_write {
+    uv_write_t req;
+    sl_probe_t *p;
+    char data[];
+} probe_write_t;
 
 static void apply_event(sl_ctl_backend_t *b, const sl_health_event_t *ev)
 {
@@ -47,8 +68,11 @@ static void schedule(sl_ctl_backend_t *b);
 static void probe_closed(uv_handle_t *h)
 {
     sl_probe_t *p = h->data;
-    if (--p->pending == 0)
-        free(p);
+    if (--p->pending > 0)
+        return;
+    SSL_free(p->ssl);   /* and its BIOs */
+    sl_tls_pool_unref(p->pool);
+    free(p);
 }
 
 static void probe_finish(sl_probe_t *p, sl_health_result_t r)
@@ -74,11 +98,106 @@ static void probe_timeout(uv_timer_t *t)
     probe_finish(t->data, SL_CHECK_TIMEOUT);
 }
 
+/* Judge the status line once it is there ("HTTP/1.1 200" is all we need).
+   True when the check is finished. */
+static bool probe_judge(sl_probe_t *p)
+{
+    p->resp[p->resp_len] = '\0';
+    if (p->resp_len < 12 && !memchr(p->resp, '\n', p->resp_len))
+        return false;
+    int status = 0;
+    bool ok = sscanf(p->resp, "HTTP/1.%*1[01] %3d", &status) == 1 && status >= 200 &&
+              status < 400;
+    probe_finish(p, ok ? SL_CHECK_OK : SL_CHECK_FAIL);
+    return true;
+}
+
+static void probe_written(uv_write_t *w, int status)
+{
+    probe_write_t *pw = w->data;
+    sl_probe_t *p = pw->p;
+    free(pw);
+    if (status < 0)
+        probe_finish(p, SL_CHECK_FAIL);
+}
+
+static int probe_send(sl_probe_t *p, const void *data, size_t len)
+{
+    probe_write_t *pw = malloc(sizeof *pw + len);
+    if (pw == NULL)
+        return SL_ENOMEM;
+    memcpy(pw->data, data, len);
+    pw->p = p;
+    pw->req.data = pw;
+    uv_buf_t buf = uv_buf_init(pw->data, (unsigned)len);
+    int rc = uv_write(&pw->req, (uv_stream_t *)&p->tcp, &buf, 1, probe_written);
+    if (rc != 0)
+        free(pw);
+    return rc;
+}
+
+/* An SSL call returned n: true when it only waits for more input. */
+static bool tls_wants(sl_probe_t *p, int n, const char *what)
+{
+    int err = SSL_get_error(p->ssl, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+        return true;
+    char why[200] = "closed";
+    if (err == SSL_ERROR_SSL)
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+    ERR_clear_error();
+    if (p->b)
+        sl_log_debug("backend %s: TLS health check: %s: %s", p->b->rt->name, what, why);
+    return false;
+}
+
+/* Move the TLS check on: handshake and request, then the response; send what OpenSSL wrote. */
+static void tls_step(sl_probe_t *p)
+{
+    if (!p->req_sent) {
+        int n = SSL_write(p->ssl, p->req, (int)p->req_len);
+        if (n > 0)
+            p->req_sent = true;
+        else if (!tls_wants(p, n, "handshake")) {
+            probe_finish(p, SL_CHECK_FAIL);
+            return;
+        }
+    }
+    while (p->req_sent) {
+        int n = SSL_read(p->ssl, p->resp + p->resp_len, (int)(sizeof p->resp - 1 - p->resp_len));
+        if (n > 0) {
+            p->resp_len += (size_t)n;
+            if (probe_judge(p))
+                return;
+            continue;
+        }
+        if (!tls_wants(p, n, "response")) {
+            probe_finish(p, SL_CHECK_FAIL);
+            return;
+        }
+        break;
+    }
+    char *data;
+    long len = BIO_get_mem_data(p->out, &data);
+    if (len > 0) {
+        if (probe_send(p, data, (size_t)len) != 0) {
+            probe_finish(p, SL_CHECK_FAIL);
+            return;
+        }
+        (void)BIO_reset(p->out);
+    }
+}
+
 static void probe_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
 {
     sl_probe_t *p = h->data;
-    buf->base = p->resp + p->resp_len;
-    buf->len = sizeof p->resp - 1 - p->resp_len;
+    if (p->ssl) {
+        buf->base = p->rbuf;
+        buf->len = sizeof p->rbuf;
+    } else {
+        buf->base = p->resp + p->resp_len;
+        buf->len = sizeof p->resp - 1 - p->resp_len;
+    }
 }
 
 static void probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -88,22 +207,16 @@ static void probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         probe_finish(p, SL_CHECK_FAIL);
         return;
     }
-    p->resp_len += (size_t)n;
-    p->resp[p->resp_len] = '\0';
-    /* "HTTP/1.1 200" is all we need to judge. */
-    if (p->resp_len >= 12 || memchr(p->resp, '\n', p->resp_len)) {
-        int status = 0;
-        bool ok = sscanf(p->resp, "HTTP/1.%*1[01] %3d", &status) == 1 && status >= 200 &&
-                  status < 400;
-        probe_finish(p, ok ? SL_CHECK_OK : SL_CHECK_FAIL);
+    if (p->ssl) {
+        if (n > 0 && BIO_write(p->in, buf->base, (int)n) != (int)n) {
+            probe_finish(p, SL_CHECK_FAIL);
+            return;
+        }
+        tls_step(p);
+        return;
     }
-}
-
-static void probe_written(uv_write_t *w, int status)
-{
-    sl_probe_t *p = w->data;
-    if (status < 0)
-        probe_finish(p, SL_CHECK_FAIL);
+    p->resp_len += (size_t)n;
+    (void)probe_judge(p);
 }
 
 static void probe_connected(uv_connect_t *c, int status)
@@ -115,11 +228,34 @@ static void probe_connected(uv_connect_t *c, int status)
         probe_finish(p, SL_CHECK_FAIL);
         return;
     }
-    uv_buf_t buf = uv_buf_init(p->req, (unsigned)strlen(p->req));
-    p->write.data = p;
-    if (uv_write(&p->write, (uv_stream_t *)&p->tcp, &buf, 1, probe_written) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, probe_alloc, probe_read) != 0)
+    if (uv_read_start((uv_stream_t *)&p->tcp, probe_alloc, probe_read) != 0) {
         probe_finish(p, SL_CHECK_FAIL);
+        return;
+    }
+    if (p->ssl)
+        tls_step(p);   /* the ClientHello */
+    else if (probe_send(p, p->req, p->req_len) != 0)
+        probe_finish(p, SL_CHECK_FAIL);
+}
+
+/* The SSL of a TLS pool's check, reading from and writing to memory. */
+static int probe_tls(sl_probe_t *p, const sl_cfg_pool_t *pc)
+{
+    p->pool = sl_tls_pool_get(pc->name);
+    if (p->pool == NULL)
+        return SL_ENOENT;
+    const sl_backend_rt_t *rt = p->b->rt;
+    p->ssl = sl_tls_pool_new_ssl(p->pool, pc, rt->cfg ? rt->cfg->address.host : NULL);
+    p->in = BIO_new(BIO_s_mem());
+    p->out = BIO_new(BIO_s_mem());
+    if (p->ssl == NULL || p->in == NULL || p->out == NULL) {
+        BIO_free(p->in);
+        BIO_free(p->out);
+        p->in = p->out = NULL;
+        return SL_ENOMEM;
+    }
+    SSL_set_bio(p->ssl, p->in, p->out);
+    return 0;
 }
 
 static void probe_start(sl_ctl_backend_t *b)
@@ -135,16 +271,18 @@ static void probe_start(sl_ctl_backend_t *b)
     }
     p->b = b;
     b->probe = p;
-    snprintf(p->req, sizeof p->req,
-             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health\r\n"
-             "Connection: close\r\n\r\n",
-             pc->health.path, b->rt->name);
+    int n = snprintf(p->req, sizeof p->req,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health\r\n"
+                     "Connection: close\r\n\r\n",
+                     pc->health.path, b->rt->name);
+    p->req_len = n > 0 && (size_t)n < sizeof p->req ? (size_t)n : sizeof p->req - 1;
     uv_tcp_init(loop, &p->tcp);
     uv_timer_init(loop, &p->timer);
     p->tcp.data = p->timer.data = p->connect.data = p;
     p->pending = 2;
     uv_timer_start(&p->timer, probe_timeout, pc->health.timeout, 0);
-    if (uv_tcp_connect(&p->connect, &p->tcp, (struct sockaddr *)&b->rt->addr,
+    if ((pc->tls && probe_tls(p, pc) != 0) ||
+        uv_tcp_connect(&p->connect, &p->tcp, (struct sockaddr *)&b->rt->addr,
                        probe_connected) != 0)
         probe_finish(p, SL_CHECK_FAIL);
 }

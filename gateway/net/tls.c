@@ -658,6 +658,19 @@ static void set_peer_name(SSL *ssl, const char *name, bool verify)
         SSL_set1_host(ssl, name);
 }
 
+SSL *sl_tls_pool_new_ssl(sl_tls_pool_t *pool, const sl_cfg_pool_t *pc, const char *host)
+{
+    SSL *ssl = SSL_new(sl_tls_pool_ctx(pool));
+    if (ssl == NULL)
+        return NULL;
+    SSL_set_connect_state(ssl);
+    SSL_set_verify(ssl, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    const char *name = pc->tls_sni ? pc->tls_sni : host;
+    if (name && name[0])
+        set_peer_name(ssl, name, pc->tls_verify);
+    return ssl;
+}
+
 int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,
                     void (*done)(sl_upstream_t *up, int status))
 {
@@ -673,19 +686,14 @@ int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,
     t->pool = sl_tls_pool_get(pc->name);
     if (t->pool == NULL || bio_method == NULL)
         return SL_ENOENT;   /* the pool lost TLS in a reload since this session routed */
-    t->ssl = SSL_new(sl_tls_pool_ctx(t->pool));
+    t->ssl = sl_tls_pool_new_ssl(t->pool, pc,
+                                 up->backend->cfg ? up->backend->cfg->address.host : NULL);
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (bio == NULL)
         return SL_ENOMEM;
     BIO_set_data(bio, &t->io);
     SSL_set_bio(t->ssl, bio, bio);
-    SSL_set_connect_state(t->ssl);
-    SSL_set_verify(t->ssl, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     SSL_set_app_data(t->ssl, up->backend->name);   /* the session cache's key */
-    const char *name = pc->tls_sni ? pc->tls_sni
-                       : up->backend->cfg ? up->backend->cfg->address.host : NULL;
-    if (name && name[0])
-        set_peer_name(t->ssl, name, pc->tls_verify);
     SSL_SESSION *sess = sl_tls_pool_session(t->pool, up->backend->name);
     if (sess) {
         SSL_set_session(t->ssl, sess);

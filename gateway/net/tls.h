@@ -87,6 +87,14 @@ struct ssl_ctx_st *sl_tls_pool_ctx(const sl_tls_pool_t *pool);
 struct ssl_session_st *sl_tls_pool_session(sl_tls_pool_t *pool, const char *backend);
 /* Forget the session of `backend` (its handshake failed). */
 void sl_tls_pool_forget(sl_tls_pool_t *pool, const char *backend);
+/*
+ * A client SSL on the pool's context for a backend whose configured host is
+ * `host`: in connect state, with SNI (pc's tls_sni, else the host, unless it
+ * is an address) and, when pc verifies, the name or address checked. No BIO
+ * yet. NULL when out of memory. Any thread.
+ */
+struct ssl_st *sl_tls_pool_new_ssl(sl_tls_pool_t *pool, const sl_cfg_pool_t *pc,
+                                   const char *host);
 
 /* ---- one connection (tls.c): worker thread ---- */
 

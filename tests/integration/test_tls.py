@@ -428,6 +428,42 @@ def http_get(port, path="/", extra=""):
     return r.status, r.body
 
 
+def test_backend_tls_health_checks(tmp_path):
+    """A TLS pool's health checks speak TLS through the pool's own context: the
+    backend whose certificate verifies is up, the one whose certificate does
+    not is down and gets nothing; the good one is marked down when it dies."""
+    from test_health import metrics, samples, wait_until
+    good_ck = make_cert(str(tmp_path), "backend.test", "ec")
+    evil_ck = make_cert(str(tmp_path), "evil.test", "ec")
+    good, evil = tls_backend(good_ck), tls_backend(evil_ck)
+    port, admin = H.free_port(), H.free_port()
+    text = H.config(port, {"blue": [good.addr, evil.addr]},
+                    extra="admin: { address: 127.0.0.1:%d }" % admin)
+    keys = ("tls: true\ntls_ca_file: %s\ntls_sni: backend.test\n"
+            "health: { path: /healthz, interval: 200ms, timeout: 1s, rise: 1, fall: 1 }"
+            % good_ck[0])
+    text = text.replace("  blue:\n", "  blue:\n" + "".join("    %s\n" % l
+                                                          for l in keys.split("\n")), 1)
+    sl = H.Sluice(text, port=port)
+
+    def up():
+        return {dict(k)["backend"]: v
+                for k, v in samples(metrics(admin), "sluice_pool_backend_up").items()}
+    try:
+        assert wait_until(lambda: up() == {good.addr: 1.0, evil.addr: 0.0}), up()
+        for i in range(10):
+            status, body = http_get(port, "/n%d" % i)
+            assert status == 200, (status, body[:200])
+        good.stop()
+        assert wait_until(lambda: up()[good.addr] == 0.0), up()
+        status, _ = http_get(port, "/after")
+        assert status == 503
+    finally:
+        assert sl.stop() == 0, sl.output()
+        good.stop()
+        evil.stop()
+
+
 @pytest.fixture(scope="module")
 def tls_up(tmp_path_factory):
     """A TLS backend for backend.test, and sluice verifying it with that certificate as CA."""
