@@ -995,6 +995,9 @@ def main():
     ap.add_argument("--reps", type=int, help="repetitions (quick 1, full 3)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ARGS = ap.parse_args()
+    unknown = [r for r in ARGS.rows.split(",") if r not in ROWS]
+    if unknown:
+        ap.error("unknown row %s (rows are %s)" % (", ".join(unknown), ", ".join(ROWS)))
     PARAMS.update(MODES[ARGS.mode])
     if ARGS.reps:
         PARAMS["reps"] = ARGS.reps
