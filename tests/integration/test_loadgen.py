@@ -7,58 +7,17 @@ against what the backend saw (/stats, --log-messages). Every wait is bounded.
 import asyncio
 import json
 import os
-import re
-import signal
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 import websockets
 
-BACKEND = os.environ.get("SLUICE_BACKEND_BIN", "build/bench/sluice-backend")
+from simbackend import backend  # noqa: F401 (a fixture)
+
 LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", "build/bench/sluice-loadgen")
 T = 15  # seconds: the bound on every wait
-
-
-class Backend:
-    def __init__(self, *args, name="blue", port=0):
-        self.proc = subprocess.Popen(
-            [BACKEND, "--listen", "127.0.0.1:%d" % port, "--name", name, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on [\d.]+:(\d+)", line)
-        assert m, "no start-up line: %r" % line
-        self.port = int(m.group(1))
-        self.url = "ws://127.0.0.1:%d/" % self.port
-
-    def stats(self):
-        with urllib.request.urlopen("http://127.0.0.1:%d/stats" % self.port, timeout=T) as r:
-            return json.loads(r.read())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=T)
-        finally:
-            self.proc.stdout.close()
-            self.proc.stderr.close()
-
-
-@pytest.fixture
-def backend():
-    started = []
-
-    def start(*args, **kw):
-        b = Backend(*args, **kw)
-        started.append(b)
-        return b
-
-    yield start
-    for b in started:
-        assert b.stop() == 0
 
 
 def loadgen_start(url, *args):
@@ -240,7 +199,7 @@ def test_storm_backend_killed_and_restarted(backend, tmp_path):
     wait_for(lambda: b.stats()["open"] == 100, "100 connections")
     assert b.stop() == 0     # SIGTERM: TCP closes, no close frame
     time.sleep(0.3)
-    b2 = backend(name="green", port=b.port)
+    b2 = backend(name="green", listen="127.0.0.1:%d" % b.port)
     r = loadgen_wait(p)
     assert r["upgrades"] >= 200
     assert r["reconnects"] >= 100
