@@ -161,6 +161,16 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
+    if (up->unconfirmed) {
+        if (nread < 0) {
+            if (b)
+                sl_block_unref(&up->worker->bufs, b);
+            sl__upstream_unconfirmed_failed(up, (int)nread);   /* the connect failed */
+            return;
+        }
+        if (nread > 0)
+            sl__upstream_confirm(up);
+    }
     if (nread > 0) {
         b->len = (uint32_t)nread;
         s->last_rx = sl_now(s);
@@ -302,6 +312,13 @@ static void write_cb(uv_write_t *req, int status)
     wreq_put(w, r);
     if (s == NULL || s->state == SL_SS_CLOSING || status == UV_ECANCELED)
         return;
+    if (!to_client && up->unconfirmed) {
+        if (status < 0) {
+            sl__upstream_unconfirmed_failed(up, status);   /* the connect failed */
+            return;
+        }
+        sl__upstream_confirm(up);
+    }
     if (status < 0 && !to_client && SL_UP_TLS(up) && sl_tls_up_handshaking(up)) {
         sl_tls_up_on_eof(up, status);   /* a failed handshake: a connect failure */
         return;

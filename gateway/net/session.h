@@ -47,6 +47,7 @@ struct sl_upstream {
     sl_msec_t idle_since;
     uint8_t pending_closes;
     bool connected;
+    bool unconfirmed;                /* a request went out before the connect was known to succeed */
     bool closing;
     bool reading;
     bool counted_active;             /* holds one of backend->state->active */
@@ -244,6 +245,8 @@ void sl_session_backend_read(sl_session_t *s, sl_block_t *b);
 void sl_session_backend_eof(sl_session_t *s, int status);
 void sl_session_write_done(sl_session_t *s, bool to_client);
 void sl_ws_backend_ready(sl_session_t *s);
+/* Undo sl_ws_backend_ready: the connect it went out on failed; back to CONNECTING. */
+void sl_ws_backend_unready(sl_session_t *s);
 void sl_ws_write_done(sl_session_t *s, bool to_client);
 void sl_http_backend_ready(sl_session_t *s);
 void sl_http_forward_response(sl_session_t *s, uint32_t head_len);

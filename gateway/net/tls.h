@@ -164,6 +164,10 @@ int sl__client_write_raw(sl_session_t *s, sl_block_t *b);
 int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b);
 /* io.c: start reading the backend socket (the handshake, or an idle connection). */
 void sl__upstream_read_start(sl_upstream_t *up);
+/* io.c: an unconfirmed connection (upstream.c) took a write or gave bytes: it is up. */
+void sl__upstream_confirm(sl_upstream_t *up);
+/* io.c: an unconfirmed connection failed before that: a connect failure. */
+void sl__upstream_unconfirmed_failed(sl_upstream_t *up, int status);
 /* io.c: whether reading the client is wanted now (not paused, not closing, no EOF). */
 bool sl__client_wants_data(const sl_session_t *s);
 /* listener.c: a handshake ended; resume TLS listeners paused by the handshake cap. */

@@ -17,9 +17,27 @@
  * a certificate that does not verify is a connect failure like a refused
  * connection: counted, reported for passive ejection, and the next backend is
  * tried. A kept-alive connection keeps its TLS session with it.
+ *
+ * A WebSocket upgrade to a plain pool does not wait a loop iteration for its
+ * connect to complete: the socket is connected by hand and the request
+ * written at once (HAProxy does the same). To a backend on the same host the
+ * connect is done by the time connect() returns, so the request leaves in the
+ * iteration that dispatched the client; elsewhere the kernel holds the write
+ * until the connect completes. The connection is "unconfirmed" until the
+ * kernel takes the request (a socket still connecting refuses writes) or the
+ * backend answers; an error or the connect timeout before that is a connect
+ * failure, counted and retried as any other, and the session goes back to
+ * CONNECTING (its request is rebuilt from the head for the next backend).
+ * Plain HTTP waits for the connect: its body streams from the client as it
+ * comes and could not be sent to a second backend.
  */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "sluice/balance.h"
 #include "sluice/log.h"
@@ -177,6 +195,10 @@ static void report(sl_session_t *s, sl_upstream_t *up, bool ok)
 static void connect_failed(sl_session_t *s, int status)
 {
     sl_upstream_t *up = s->up;
+    if (up->unconfirmed) {
+        up->unconfirmed = false;
+        sl_ws_backend_unready(s);
+    }
     sl_backend_shared_t *st = up->backend->state;
     atomic_fetch_add(&st->connect_failures, 1);
     atomic_fetch_add(&st->handshake_failures, 1);
@@ -203,16 +225,56 @@ static void on_connect_timeout(uv_timer_t *t)
         connect_failed(s, UV_ETIMEDOUT);
 }
 
-/* TCP (and TLS, if the pool wants it) is up: the backend is ready. */
-static void backend_connected(sl_session_t *s, sl_upstream_t *up)
+/* The connect is known to have succeeded: count it, tell passive health. */
+static void connect_succeeded(sl_session_t *s, sl_upstream_t *up)
 {
     uv_timer_stop(&up->timer);
-    up->connected = true;
+    up->unconfirmed = false;
     sl_backend_shared_t *st = up->backend->state;
     atomic_store(&st->consecutive_failures, 0);
     atomic_fetch_add(&st->connects, 1);
     report(s, up, true);
+}
+
+/* TCP (and TLS, if the pool wants it) is up: the backend is ready. */
+static void backend_connected(sl_session_t *s, sl_upstream_t *up)
+{
+    up->connected = true;
+    connect_succeeded(s, up);
     sl_session_backend_ready(s);
+}
+
+void sl__upstream_confirm(sl_upstream_t *up)
+{
+    if (up->unconfirmed && up->session && !up->closing)
+        connect_succeeded(up->session, up);
+}
+
+void sl__upstream_unconfirmed_failed(sl_upstream_t *up, int status)
+{
+    if (up->unconfirmed && up->session && !up->closing)
+        connect_failed(up->session, status);
+}
+
+/* connect(2) by hand, so the request can be written before the connect completes. */
+static int connect_now(sl_upstream_t *up, const struct sockaddr *addr)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+    int r;
+    do
+        r = connect(fd, addr, len);
+    while (r < 0 && errno == EINTR);
+    int rc = r < 0 && errno != EINPROGRESS ? uv_translate_sys_error(errno)
+                                           : uv_tcp_open(&up->tcp, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
 }
 
 /* tls.c: the backend handshake ended (0), or failed (the reason is logged). */
@@ -310,6 +372,23 @@ static void try_connect(sl_session_t *s)
     atomic_fetch_add(&b->state->active, 1);
     up->counted_active = true;
     s->up = up;
+    if (s->ws_key_len && !s->rt->cfg->pools[s->pool].tls) {
+        int rc = connect_now(up, (struct sockaddr *)&b->addr);
+        if (rc < 0) {
+            connect_failed(s, rc);
+            return;
+        }
+        up->connected = true;
+        up->unconfirmed = true;
+        sl__upstream_read_start(up);
+        uv_timer_start(&up->timer, on_connect_timeout, s->rt->cfg->timeouts.connect, 0);
+        sl_session_backend_ready(s);
+        /* All of it taken at once: the connection is established. */
+        if (s->up == up && up->unconfirmed && s->state != SL_SS_CLOSING &&
+            sl_queued(s, false) == 0)
+            connect_succeeded(s, up);
+        return;
+    }
     uv_connect_t *req = malloc(sizeof *req);
     int rc = req ? uv_tcp_connect(req, &up->tcp, (struct sockaddr *)&b->addr, on_connect)
                  : UV_ENOMEM;

@@ -80,6 +80,16 @@ void sl_ws_backend_ready(sl_session_t *s)
         sl_session_http_error(s, 502, NULL);
 }
 
+void sl_ws_backend_unready(sl_session_t *s)
+{
+    free(s->resp);
+    s->resp = NULL;
+    s->resp_len = 0;
+    s->head_deadline = 0;
+    s->state = SL_SS_CONNECTING;
+    sl_session_arm_timer(s);
+}
+
 /* Hand bytes that arrived with a head to the relay, as if just read. */
 static void replay(sl_session_t *s, const char *data, size_t len, bool from_client)
 {

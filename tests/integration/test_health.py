@@ -3,6 +3,7 @@ over worker loops — with the real binary and real backends.
 """
 import asyncio
 import re
+import socket
 import time
 import urllib.request
 
@@ -231,3 +232,52 @@ def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
         assert s.stop() == 0
         for b in restarted + [a]:
             b.stop()
+
+
+def black_hole():
+    """A listener whose accept queue is full: a connect to it is never answered
+    (the kernel drops the SYNs), like a backend host that went silent."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = socket.create_connection(hole.getsockname(), timeout=5)   # fills the queue
+    return hole, filler, "127.0.0.1:%d" % hole.getsockname()[1]
+
+
+def test_connect_timeout_moves_an_upgrade_to_the_next_backend():
+    """The upgrade's request goes out right after connect(); a connect that never
+    completes still times out after timeouts.connect, counts as a connect failure,
+    and the upgrade is retried on the next backend (or answered 502 when none is left)."""
+    hole, filler, hole_addr = black_hole()
+    beta = Backend("beta")
+    port, admin = free_port(), free_port()
+    sluice = Sluice(config(port, {"app": [hole_addr, beta.addr]},
+                           extra="admin: { address: 127.0.0.1:%d }\n"
+                                 "timeouts: { connect: 300ms }" % admin), port)
+    alone = None
+    try:
+        t0 = time.monotonic()
+        assert asyncio.run(asyncio.wait_for(hello(sluice.url), 10)) == "hello beta"
+        assert time.monotonic() - t0 >= 0.3   # least_conn tried the silent one first
+        fails = samples(metrics(admin), "sluice_pool_backend_connect_failures_total")
+        assert fails[(("backend", hole_addr), ("pool", "app"))] == 1, fails
+        # Only the silent backend: 502 once its connect has timed out.
+        port2 = free_port()
+        alone = Sluice(config(port2, {"app": [hole_addr]},
+                              extra="timeouts: { connect: 300ms }"), port2)
+        s = socket.create_connection(("127.0.0.1", port2), timeout=10)
+        t0 = time.monotonic()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        answer = s.recv(4096)
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 502"), answer[:100]
+        assert 0.3 <= time.monotonic() - t0 < 5
+    finally:
+        if alone:
+            assert alone.stop() == 0
+        assert sluice.stop() == 0
+        beta.stop()
+        filler.close()
+        hole.close()
