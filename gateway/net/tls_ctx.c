@@ -24,13 +24,9 @@
  * decrypt) or are made in memory and rotated every ticket_rotate, the
  * previous key still decrypting for one more period.
  *
- * The backend side has one client context per pool with `tls: true`, built,
- * checked and swapped with the listener sets (all or nothing). Connections
- * look their pool's context up by name, so a reload that changes a pool's
- * CA or verification applies to its next connection. Each context keeps the
- * last session per backend (an external cache fed by the new-session
- * callback), so reconnecting to a backend resumes instead of paying for a
- * full handshake again.
+ * The backend side's client contexts are in tls_pool.c; the registry here
+ * holds them beside the listener sets, so both are built, checked and
+ * swapped together (all or nothing).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -48,15 +44,8 @@
 #include <openssl/x509v3.h>
 
 #include "sluice/log.h"
-#include "tls.h"
+#include "tls_internal.h"
 
-/* Mozilla "intermediate" (TLS 1.2 part; TLS 1.3 suites are OpenSSL's defaults). */
-#define INTERMEDIATE_CIPHERS                                                       \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                   \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                   \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                   \
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
-#define INTERMEDIATE_GROUPS "X25519:prime256v1:secp384r1"
 
 #define TICKET_KEY_LEN 80
 #define MAX_TICKET_KEYS 8
@@ -100,10 +89,9 @@ static bool reg_built;
 static sl_tls_pool_t **reg_pools;        /* [i] for cfg->pools[i], NULL when plain */
 static size_t reg_n_pools;
 
-static const unsigned char alpn_http11[] = "\x08http/1.1";
+const unsigned char sl__tls_alpn_http11[10] = "\x08http/1.1";
 
-static void diag_add(sl_diag_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void diag_add(sl_diag_t *d, const char *fmt, ...)
+void sl__tls_diag_add(sl_diag_t *d, const char *fmt, ...)
 {
     char line[768];
     va_list ap;
@@ -122,8 +110,7 @@ static void diag_add(sl_diag_t *d, const char *fmt, ...)
         d->n++;
 }
 
-/* OpenSSL's last error as text, and the queue cleared. */
-static const char *ssl_reason(char *buf, size_t len)
+const char *sl__tls_ssl_reason(char *buf, size_t len)
 {
     unsigned long e = ERR_peek_last_error();
     if (e == 0)
@@ -151,14 +138,14 @@ static int keyring_load(keyring_t *kr, const char *path, const char *where, sl_d
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        diag_add(d, "%s: cannot read ticket key file %s: %s", where, path, strerror(errno));
+        sl__tls_diag_add(d, "%s: cannot read ticket key file %s: %s", where, path, strerror(errno));
         return SL_EINVAL;
     }
     uint8_t buf[TICKET_KEY_LEN * MAX_TICKET_KEYS + 1];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     if (n == 0 || n % TICKET_KEY_LEN != 0 || n > TICKET_KEY_LEN * MAX_TICKET_KEYS) {
-        diag_add(d, "%s: ticket key file %s holds %zu bytes (expected 80 per key, 1 to %d keys)",
+        sl__tls_diag_add(d, "%s: ticket key file %s holds %zu bytes (expected 80 per key, 1 to %d keys)",
                  where, path, n, MAX_TICKET_KEYS);
         return SL_EINVAL;
     }
@@ -262,7 +249,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     unsigned char *o;
-    if (SSL_select_next_proto(&o, outlen, alpn_http11, sizeof alpn_http11 - 1, in, inlen) !=
+    if (SSL_select_next_proto(&o, outlen, sl__tls_alpn_http11, sizeof sl__tls_alpn_http11 - 1, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;   /* no ALPN then; HTTP/1.1 is all we speak anyway */
     *out = o;
@@ -371,7 +358,7 @@ static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        diag_add(d, "%s: %s", where, ssl_reason(why, sizeof why));
+        sl__tls_diag_add(d, "%s: %s", where, sl__tls_ssl_reason(why, sizeof why));
         return NULL;
     }
     int minv = t->min_version && strcmp(t->min_version, "TLSv1.3") == 0 ? TLS1_3_VERSION
@@ -380,17 +367,17 @@ static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_dh_auto(ctx, 1);
-    if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : INTERMEDIATE_CIPHERS) != 1) {
-        diag_add(d, "%s.ciphers: no usable cipher in \"%s\" (%s)", where,
-                 t->ciphers ? t->ciphers : "", ssl_reason(why, sizeof why));
+    if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : SL_TLS_INTERMEDIATE_CIPHERS) != 1) {
+        sl__tls_diag_add(d, "%s.ciphers: no usable cipher in \"%s\" (%s)", where,
+                 t->ciphers ? t->ciphers : "", sl__tls_ssl_reason(why, sizeof why));
         goto fail;
     }
     if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
-        diag_add(d, "%s.ciphersuites: no usable suite in \"%s\" (%s)", where, t->ciphersuites,
-                 ssl_reason(why, sizeof why));
+        sl__tls_diag_add(d, "%s.ciphersuites: no usable suite in \"%s\" (%s)", where, t->ciphersuites,
+                 sl__tls_ssl_reason(why, sizeof why));
         goto fail;
     }
-    SSL_CTX_set1_groups_list(ctx, INTERMEDIATE_GROUPS);
+    SSL_CTX_set1_groups_list(ctx, SL_TLS_INTERMEDIATE_GROUPS);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     /* Resumption: one id context for every context of the listener, so SNI's
        switch keeps sessions valid; a server cache, and tickets from our keys. */
@@ -431,7 +418,7 @@ static int peek_cert(const char *path, cert_ctx_t *names, int *key_type)
     return rc;
 }
 
-static bool readable(const char *path)
+bool sl__tls_readable(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (f)
@@ -452,10 +439,10 @@ static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t l
     int rc = peek_cert(c->cert, &peek, &kt);
     if (rc != 0) {
         if (rc == SL_ENOENT)
-            diag_add(d, "%s.cert: cannot read certificate file %s: %s", where, c->cert,
+            sl__tls_diag_add(d, "%s.cert: cannot read certificate file %s: %s", where, c->cert,
                      strerror(errno));
         else
-            diag_add(d, "%s.cert: no PEM certificate in %s", where, c->cert);
+            sl__tls_diag_add(d, "%s.cert: no PEM certificate in %s", where, c->cert);
         cert_ctx_clear(&peek);
         ERR_clear_error();
         return SL_EINVAL;
@@ -479,18 +466,18 @@ static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t l
             return SL_EINVAL;
     }
     if (SSL_CTX_use_certificate_chain_file(cc->ctx, c->cert) != 1) {
-        diag_add(d, "%s.cert: cannot use certificate %s: %s", where, c->cert,
-                 ssl_reason(why, sizeof why));
+        sl__tls_diag_add(d, "%s.cert: cannot use certificate %s: %s", where, c->cert,
+                 sl__tls_ssl_reason(why, sizeof why));
         return SL_EINVAL;
     }
-    if (!readable(c->key)) {
-        diag_add(d, "%s.key: cannot read key file %s: %s", where, c->key, strerror(errno));
+    if (!sl__tls_readable(c->key)) {
+        sl__tls_diag_add(d, "%s.key: cannot read key file %s: %s", where, c->key, strerror(errno));
         return SL_EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(cc->ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(cc->ctx) != 1) {
-        diag_add(d, "%s.key: key %s does not match certificate %s (%s)", where, c->key, c->cert,
-                 ssl_reason(why, sizeof why));
+        sl__tls_diag_add(d, "%s.key: key %s does not match certificate %s (%s)", where, c->key, c->cert,
+                 sl__tls_ssl_reason(why, sizeof why));
         return SL_EINVAL;
     }
     return 0;
@@ -515,7 +502,7 @@ static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr,
     sl_tls_set_t *set = calloc(1, sizeof *set);
     if (set == NULL || (set->certs = calloc(t->n_certificates + 1, sizeof *set->certs)) == NULL) {
         free(set);
-        diag_add(d, "%s: out of memory", where);
+        sl__tls_diag_add(d, "%s: out of memory", where);
         return NULL;
     }
     atomic_init(&set->refs, 1);
@@ -532,206 +519,6 @@ static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr,
     SSL_CTX_set_tlsext_servername_callback(set->certs[0].ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(set->certs[0].ctx, set);
     return set;
-}
-
-/* ---- backend client contexts ---- */
-
-#define MAX_CACHED_SESSIONS 256
-
-typedef struct cached_session {
-    char *backend;                       /* "host:port" as the runtime names it */
-    SSL_SESSION *sess;
-} cached_session_t;
-
-struct sl_tls_pool {
-    _Atomic long refs;
-    char *name;
-    SSL_CTX *ctx;
-    pthread_mutex_t lock;                /* guards cache */
-    cached_session_t *cache;
-    size_t n_cache;
-};
-
-static void pool_free(sl_tls_pool_t *p)
-{
-    if (p == NULL)
-        return;
-    for (size_t i = 0; i < p->n_cache; i++) {
-        free(p->cache[i].backend);
-        SSL_SESSION_free(p->cache[i].sess);
-    }
-    free(p->cache);
-    SSL_CTX_free(p->ctx);
-    pthread_mutex_destroy(&p->lock);
-    free(p->name);
-    free(p);
-}
-
-/* OpenSSL has a new session for a backend (after a handshake, or a TLS 1.3
-   ticket later): keep it as that backend's. 1: we took the reference. */
-static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
-{
-    sl_tls_pool_t *p = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    const char *backend = SSL_get_app_data(ssl);
-    if (p == NULL || backend == NULL)
-        return 0;
-    int kept = 0;
-    pthread_mutex_lock(&p->lock);
-    size_t i = 0;
-    while (i < p->n_cache && strcmp(p->cache[i].backend, backend) != 0)
-        i++;
-    if (i < p->n_cache) {
-        SSL_SESSION_free(p->cache[i].sess);
-        p->cache[i].sess = sess;
-        kept = 1;
-    } else if (p->n_cache < MAX_CACHED_SESSIONS) {
-        cached_session_t *c = realloc(p->cache, (p->n_cache + 1) * sizeof *c);
-        char *name = strdup(backend);
-        if (c)
-            p->cache = c;
-        if (c && name) {
-            p->cache[p->n_cache++] = (cached_session_t){name, sess};
-            kept = 1;
-        } else {
-            free(name);
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    return kept;
-}
-
-/* A client context for pool `i`, or NULL with the reasons in d. */
-static sl_tls_pool_t *build_pool(const sl_config_t *cfg, size_t i, sl_diag_t *d)
-{
-    const sl_cfg_pool_t *pc = &cfg->pools[i];
-    char where[320], why[256];
-    snprintf(where, sizeof where, "%s:%u:%u: pools.%s", cfg->file ? cfg->file : "config",
-             pc->pos.line, pc->pos.col, pc->name);
-    sl_tls_pool_t *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->name = strdup(pc->name)) == NULL ||
-        (p->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-        diag_add(d, "%s: %s", where, p ? ssl_reason(why, sizeof why) : "out of memory");
-        if (p)
-            free(p->name);
-        free(p);
-        return NULL;
-    }
-    atomic_init(&p->refs, 1);
-    pthread_mutex_init(&p->lock, NULL);
-    SSL_CTX *ctx = p->ctx;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_cipher_list(ctx, INTERMEDIATE_CIPHERS);
-    SSL_CTX_set1_groups_list(ctx, INTERMEDIATE_GROUPS);
-    SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1);
-    SSL_CTX_set_verify(ctx, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    int bad = 0;
-    if (pc->tls_ca_file) {
-        if (!readable(pc->tls_ca_file)) {
-            diag_add(d, "%s.tls_ca_file: cannot read CA file %s: %s", where, pc->tls_ca_file,
-                     strerror(errno));
-            bad = 1;
-        } else if (SSL_CTX_load_verify_locations(ctx, pc->tls_ca_file, NULL) != 1) {
-            diag_add(d, "%s.tls_ca_file: no PEM certificate in CA file %s (%s)", where,
-                     pc->tls_ca_file, ssl_reason(why, sizeof why));
-            bad = 1;
-        }
-    } else if (pc->tls_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        diag_add(d, "%s.tls_verify: cannot load the system CA bundle (%s)", where,
-                 ssl_reason(why, sizeof why));
-        bad = 1;
-    }
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
-    SSL_CTX_set_app_data(ctx, p);
-    ERR_clear_error();
-    if (bad) {
-        pool_free(p);
-        return NULL;
-    }
-    return p;
-}
-
-/* Contexts for every pool with tls: true; rc SL_EINVAL when any failed. */
-static int build_pools(const sl_config_t *cfg, sl_tls_pool_t **pools, sl_diag_t *d)
-{
-    int rc = 0;
-    for (size_t i = 0; i < cfg->n_pools; i++)
-        if (cfg->pools[i].tls && (pools[i] = build_pool(cfg, i, d)) == NULL)
-            rc = SL_EINVAL;
-    return rc;
-}
-
-static void drop_pools(size_t n, sl_tls_pool_t **pools)
-{
-    for (size_t i = 0; pools && i < n; i++)
-        sl_tls_pool_unref(pools[i]);
-    free(pools);
-}
-
-/* What an operator should hear once per start or reload. */
-static void warn_pools(const sl_config_t *cfg)
-{
-    for (size_t i = 0; i < cfg->n_pools; i++) {
-        const sl_cfg_pool_t *pc = &cfg->pools[i];
-        if (!pc->tls)
-            continue;
-        if (!pc->tls_verify)
-            sl_log_warn("pool %s: TLS to its backends is NOT verified (tls_verify: false): "
-                        "anyone on the path can pose as a backend", pc->name);
-    }
-}
-
-void sl_tls_pool_unref(sl_tls_pool_t *p)
-{
-    if (p && atomic_fetch_sub(&p->refs, 1) == 1)
-        pool_free(p);
-}
-
-sl_tls_pool_t *sl_tls_pool_get(const char *name)
-{
-    sl_tls_pool_t *p = NULL;
-    pthread_mutex_lock(&reg_lock);
-    for (size_t i = 0; i < reg_n_pools && p == NULL; i++)
-        if (reg_pools[i] && strcmp(reg_pools[i]->name, name) == 0) {
-            p = reg_pools[i];
-            atomic_fetch_add(&p->refs, 1);
-        }
-    pthread_mutex_unlock(&reg_lock);
-    return p;
-}
-
-struct ssl_ctx_st *sl_tls_pool_ctx(const sl_tls_pool_t *p)
-{
-    return p->ctx;
-}
-
-struct ssl_session_st *sl_tls_pool_session(sl_tls_pool_t *p, const char *backend)
-{
-    SSL_SESSION *sess = NULL;
-    pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->n_cache; i++)
-        if (strcmp(p->cache[i].backend, backend) == 0) {
-            if (SSL_SESSION_is_resumable(p->cache[i].sess) && SSL_SESSION_up_ref(p->cache[i].sess))
-                sess = p->cache[i].sess;
-            break;
-        }
-    pthread_mutex_unlock(&p->lock);
-    return sess;
-}
-
-void sl_tls_pool_forget(sl_tls_pool_t *p, const char *backend)
-{
-    pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->n_cache; i++)
-        if (strcmp(p->cache[i].backend, backend) == 0) {
-            free(p->cache[i].backend);
-            SSL_SESSION_free(p->cache[i].sess);
-            p->cache[i] = p->cache[--p->n_cache];
-            break;
-        }
-    pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- the registry ---- */
@@ -789,10 +576,10 @@ int sl_tls_check(const sl_config_t *cfg, sl_diag_t *diag)
         return SL_ENOMEM;
     }
     int rc = build_all(cfg, NULL, sets, keys, diag);
-    if (build_pools(cfg, pools, diag) != 0)
+    if (sl__tls_pools_build(cfg, pools, diag) != 0)
         rc = SL_EINVAL;
     drop_all(n, sets, keys);
-    drop_pools(np, pools);
+    sl__tls_pools_drop(np, pools);
     return rc == 0 ? 0 : SL_EINVAL;
 }
 
@@ -809,11 +596,11 @@ int sl_tls_init(const sl_config_t *cfg, sl_diag_t *diag)
     keyring_t **keys = calloc(n, sizeof *keys);
     sl_tls_pool_t **pools = calloc(np, sizeof *pools);
     int rc = sets && keys && pools ? build_all(cfg, NULL, sets, keys, diag) : SL_ENOMEM;
-    if (pools && build_pools(cfg, pools, diag) != 0)
+    if (pools && sl__tls_pools_build(cfg, pools, diag) != 0)
         rc = SL_EINVAL;
     if (rc != 0) {
         drop_all(n, sets, keys);
-        drop_pools(np, pools);
+        sl__tls_pools_drop(np, pools);
         pthread_mutex_unlock(&reg_lock);
         return SL_EINVAL;
     }
@@ -824,7 +611,7 @@ int sl_tls_init(const sl_config_t *cfg, sl_diag_t *diag)
     reg_n_pools = cfg->n_pools;
     reg_built = true;
     pthread_mutex_unlock(&reg_lock);
-    warn_pools(cfg);
+    sl__tls_pools_warn(cfg);
     return 0;
 }
 
@@ -832,12 +619,12 @@ int sl_tls_init(const sl_config_t *cfg, sl_diag_t *diag)
 static int reload_allowed(const sl_config_t *cfg, sl_diag_t *diag)
 {
     if (cfg->n_listeners != reg_n) {
-        diag_add(diag, "%s: TLS: the listeners changed (a restart is needed)", cfg->file);
+        sl__tls_diag_add(diag, "%s: TLS: the listeners changed (a restart is needed)", cfg->file);
         return SL_EINVAL;
     }
     for (size_t i = 0; i < reg_n; i++)
         if (cfg->listeners[i].tls.enabled != (reg_sets[i] != NULL)) {
-            diag_add(diag, "%s: listeners[%zu].tls: turning TLS on or off needs a restart",
+            sl__tls_diag_add(diag, "%s: listeners[%zu].tls: turning TLS on or off needs a restart",
                      cfg->file, i);
             return SL_EINVAL;
         }
@@ -886,10 +673,10 @@ int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
     if (rc == 0)
         rc = build_all(cfg, reg_keys, sets, staged, diag);
     if (rc == 0)
-        rc = build_pools(cfg, pools, diag);
+        rc = sl__tls_pools_build(cfg, pools, diag);
     if (rc != 0) {
         drop_all(n, sets, staged);
-        drop_pools(np, pools);
+        sl__tls_pools_drop(np, pools);
         pthread_mutex_unlock(&reg_lock);
         return SL_EINVAL;
     }
@@ -900,8 +687,8 @@ int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
     reg_n_pools = cfg->n_pools;
     drop_all(n, sets, staged);
     pthread_mutex_unlock(&reg_lock);
-    drop_pools(old_n_pools, old_pools);   /* connections hold their own references */
-    warn_pools(cfg);
+    sl__tls_pools_drop(old_n_pools, old_pools);   /* connections hold their own references */
+    sl__tls_pools_warn(cfg);
     sl_log_info("TLS: certificates reloaded");
     return 0;
 }
@@ -911,7 +698,7 @@ void sl_tls_cleanup(void)
     pthread_mutex_lock(&reg_lock);
     if (reg_built) {
         drop_all(reg_n ? reg_n : 1, reg_sets, reg_keys);
-        drop_pools(reg_n_pools, reg_pools);
+        sl__tls_pools_drop(reg_n_pools, reg_pools);
     }
     reg_sets = NULL;
     reg_keys = NULL;
@@ -920,6 +707,14 @@ void sl_tls_cleanup(void)
     reg_n_pools = 0;
     reg_built = false;
     pthread_mutex_unlock(&reg_lock);
+}
+
+sl_tls_pool_t *sl_tls_pool_get(const char *name)
+{
+    pthread_mutex_lock(&reg_lock);
+    sl_tls_pool_t *p = sl__tls_pool_find(reg_pools, reg_n_pools, name);
+    pthread_mutex_unlock(&reg_lock);
+    return p;
 }
 
 sl_tls_set_t *sl_tls_set_get(size_t index)
