@@ -467,20 +467,35 @@ static size_t session_write_now(sl_session_t *s, bool to_client, const char *dat
     return 0;
 }
 
-int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
+/*
+ * What every session write does before anything is queued: nothing for
+ * nothing; TLS encrypts (and queues its ciphertext itself); else the socket
+ * takes what it takes now. *done says how much of len is dealt with; the
+ * caller queues the rest, its own way (a block reference or a copy).
+ */
+static int write_start(sl_session_t *s, bool to_client, const char *data, size_t len,
+                       size_t *done)
 {
+    *done = len;
     if (len == 0)
         return 0;
     if (!to_client && (s->up == NULL || !s->up->connected))
         return UV_ENOTCONN;
     if (to_client && s->tlsc) {
         int rc = sl_client_release(s);
-        return rc ? rc : sl_tls_write(s, b->data + off, len);
+        return rc ? rc : sl_tls_write(s, data, len);
     }
     if (!to_client && SL_UP_TLS(s->up))
-        return sl_tls_up_write(s->up, b->data + off, len);
+        return sl_tls_up_write(s->up, data, len);
     int rc;
-    size_t done = session_write_now(s, to_client, b->data + off, len, &rc);
+    *done = session_write_now(s, to_client, data, len, &rc);
+    return rc;
+}
+
+int sl_write_block(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
+{
+    size_t done;
+    int rc = write_start(s, to_client, b->data + off, len, &done);
     if (rc != 0 || done == len)
         return rc;
     return queue_block(s, to_client, b, off + done, len - done);
@@ -516,18 +531,8 @@ int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b)
 
 int sl_write_copy(sl_session_t *s, bool to_client, const void *data, size_t len)
 {
-    if (len == 0)
-        return 0;
-    if (!to_client && (s->up == NULL || !s->up->connected))
-        return UV_ENOTCONN;
-    if (to_client && s->tlsc) {
-        int rc = sl_client_release(s);
-        return rc ? rc : sl_tls_write(s, data, len);
-    }
-    if (!to_client && SL_UP_TLS(s->up))
-        return sl_tls_up_write(s->up, data, len);
-    int rc;
-    size_t done = session_write_now(s, to_client, data, len, &rc);
+    size_t done;
+    int rc = write_start(s, to_client, data, len, &done);
     if (rc != 0 || done == len)
         return rc;
     return queue_copy(s, to_client, (const char *)data + done, len - done);
