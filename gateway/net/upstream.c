@@ -319,6 +319,19 @@ static void on_connect(uv_connect_t *req, int status)
     sl__upstream_read_start(up);
 }
 
+/* libuv's connect: on_connect runs when it completes. */
+static int connect_uv(sl_upstream_t *up, const struct sockaddr *addr)
+{
+    uv_connect_t *req = malloc(sizeof *req);
+    if (req == NULL)
+        return UV_ENOMEM;
+    req->data = up;
+    int rc = uv_tcp_connect(req, &up->tcp, addr, on_connect);
+    if (rc < 0)
+        free(req);
+    return rc;
+}
+
 static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
 {
     for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
@@ -372,41 +385,30 @@ static void try_connect(sl_session_t *s)
     atomic_fetch_add(&b->state->active, 1);
     up->counted_active = true;
     s->up = up;
-    if (s->ws_key_len && !s->rt->cfg->pools[s->pool].tls) {
-        int rc = connect_now(up, (struct sockaddr *)&b->addr);
-        if (rc < 0) {
-            connect_failed(s, rc);
-            return;
-        }
-        up->connected = true;
-        up->unconfirmed = true;
-        sl__upstream_read_start(up);
-        uv_timer_start(&up->timer, on_connect_timeout, s->rt->cfg->timeouts.connect, 0);
-        sl_session_backend_ready(s);
-        /* All of it taken at once: the connection is established. */
-        if (s->up == up && up->unconfirmed && s->state != SL_SS_CLOSING &&
-            sl_queued(s, false) == 0)
-            connect_succeeded(s, up);
-        return;
-    }
-    uv_connect_t *req = malloc(sizeof *req);
-    int rc = req ? uv_tcp_connect(req, &up->tcp, (struct sockaddr *)&b->addr, on_connect)
-                 : UV_ENOMEM;
-    if (req)
-        req->data = up;
+    /* An upgrade to a plain pool writes its request at once (see the top). */
+    bool write_at_once = s->ws_key_len && !s->rt->cfg->pools[s->pool].tls;
+    int rc = write_at_once ? connect_now(up, (struct sockaddr *)&b->addr)
+                           : connect_uv(up, (struct sockaddr *)&b->addr);
     if (rc < 0) {
-        free(req);
         connect_failed(s, rc);
         return;
     }
-    /* Reading starts with the connect, so the socket is registered for both
-       at once: libuv drops the write interest when the connect completes, and
-       a read started after that re-registers the socket with two more
-       epoll_ctl calls, on every upgrade. Nothing is read before the connect
-       completes (libuv hands that event to the connect), and the request is
-       written in the same callback, so nothing arrives before it either. */
+    /* Reading starts with the connect, so the socket is registered once for
+       both interests: a read started after libuv's connect completes (libuv
+       drops the write interest then) re-registers it with two more epoll_ctl
+       calls, on every upgrade. Nothing arrives before the request has gone
+       out: libuv hands the first event to the connect, and the request is
+       written in its callback, or here, below, when written at once. */
     sl__upstream_read_start(up);
     uv_timer_start(&up->timer, on_connect_timeout, s->rt->cfg->timeouts.connect, 0);
+    if (!write_at_once)
+        return;
+    up->connected = true;
+    up->unconfirmed = true;
+    sl_session_backend_ready(s);
+    /* All of it taken at once: the connection is established. */
+    if (s->up == up && up->unconfirmed && s->state != SL_SS_CLOSING && sl_queued(s, false) == 0)
+        connect_succeeded(s, up);
 }
 
 void sl_upstream_connect(sl_session_t *s)
