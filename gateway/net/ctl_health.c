@@ -142,9 +142,8 @@ static bool tls_wants(sl_probe_t *p, int n, const char *what)
     int err = SSL_get_error(p->ssl, n);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
         return true;
-    char why[200] = "closed";
-    if (err == SSL_ERROR_SSL)
-        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+    char buf[200];
+    const char *why = err == SSL_ERROR_SSL ? sl_tls_error_text(buf, sizeof buf) : "closed";
     ERR_clear_error();
     if (p->b)
         sl_log_debug("backend %s: TLS health check: %s: %s", p->b->rt->name, what, why);

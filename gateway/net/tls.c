@@ -31,7 +31,6 @@
  * ready; its plaintext goes to sl_session_backend_read(); an idle kept-alive
  * one still reads TLS 1.3 tickets without being thrown away for them.
  */
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -641,34 +640,6 @@ int sl_tls_up_write(sl_upstream_t *up, const void *data, size_t len)
         return UV_EPROTO;
     }
     return t->io.out_err;
-}
-
-/* SNI and the name (or address) the certificate must carry. */
-static void set_peer_name(SSL *ssl, const char *name, bool verify)
-{
-    unsigned char addr[16];
-    bool ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
-    if (!ip)
-        SSL_set_tlsext_host_name(ssl, name);   /* RFC 6066: no SNI for addresses */
-    if (!verify)
-        return;
-    if (ip)
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
-    else
-        SSL_set1_host(ssl, name);
-}
-
-SSL *sl_tls_pool_new_ssl(sl_tls_pool_t *pool, const sl_cfg_pool_t *pc, const char *host)
-{
-    SSL *ssl = SSL_new(sl_tls_pool_ctx(pool));
-    if (ssl == NULL)
-        return NULL;
-    SSL_set_connect_state(ssl);
-    SSL_set_verify(ssl, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    const char *name = pc->tls_sni ? pc->tls_sni : host;
-    if (name && name[0])
-        set_peer_name(ssl, name, pc->tls_verify);
-    return ssl;
 }
 
 int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,

@@ -13,9 +13,9 @@
  * client reads and writes through here when s->tlsc is set.
  *
  * The backend side is the mirror image for pools with `tls: true`: a client
- * SSL_CTX per pool (tls_ctx.c) and an SSL object per backend connection
- * (tls.c), whose handshake upstream.c runs after the TCP connect and before
- * it calls sl_session_backend_ready(). io.c routes backend reads and writes
+ * SSL_CTX per pool (tls_pool.c, kept in tls_ctx.c's registry) and an SSL
+ * object per backend connection (tls.c), whose handshake upstream.c runs
+ * after the TCP connect and before it calls sl_session_backend_ready(). io.c routes backend reads and writes
  * through here when SL_UP_TLS(up) is set.
  */
 #ifndef SLUICE_NET_TLS_H
@@ -39,7 +39,7 @@ typedef struct sl_tls_up sl_tls_up_t;
  */
 #define SL_UP_TLS(up) ((sl_tls_up_t *)(up)->tcp.data)
 
-/* ---- contexts (tls_ctx.c): control thread / start-up ---- */
+/* ---- contexts (tls_ctx.c; pools' in tls_pool.c): control thread / start-up ---- */
 
 /*
  * Load every TLS listener's certificates, keys and cipher settings, and
@@ -85,6 +85,8 @@ struct ssl_ctx_st *sl_tls_pool_ctx(const sl_tls_pool_t *pool);
 /* The last session of `backend` ("host:port") to resume with (a reference the
    caller frees with SSL_SESSION_free), or NULL. */
 struct ssl_session_st *sl_tls_pool_session(sl_tls_pool_t *pool, const char *backend);
+/* OpenSSL's last error as text in buf (returned), and its error queue cleared. */
+const char *sl_tls_error_text(char *buf, size_t len);
 /* Forget the session of `backend` (its handshake failed). */
 void sl_tls_pool_forget(sl_tls_pool_t *pool, const char *backend);
 /*

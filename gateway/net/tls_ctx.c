@@ -110,7 +110,7 @@ void sl__tls_diag_add(sl_diag_t *d, const char *fmt, ...)
         d->n++;
 }
 
-const char *sl__tls_ssl_reason(char *buf, size_t len)
+const char *sl_tls_error_text(char *buf, size_t len)
 {
     unsigned long e = ERR_peek_last_error();
     if (e == 0)
@@ -358,7 +358,7 @@ static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        sl__tls_diag_add(d, "%s: %s", where, sl__tls_ssl_reason(why, sizeof why));
+        sl__tls_diag_add(d, "%s: %s", where, sl_tls_error_text(why, sizeof why));
         return NULL;
     }
     int minv = t->min_version && strcmp(t->min_version, "TLSv1.3") == 0 ? TLS1_3_VERSION
@@ -369,12 +369,12 @@ static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr
     SSL_CTX_set_dh_auto(ctx, 1);
     if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : SL_TLS_INTERMEDIATE_CIPHERS) != 1) {
         sl__tls_diag_add(d, "%s.ciphers: no usable cipher in \"%s\" (%s)", where,
-                 t->ciphers ? t->ciphers : "", sl__tls_ssl_reason(why, sizeof why));
+                 t->ciphers ? t->ciphers : "", sl_tls_error_text(why, sizeof why));
         goto fail;
     }
     if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
         sl__tls_diag_add(d, "%s.ciphersuites: no usable suite in \"%s\" (%s)", where, t->ciphersuites,
-                 sl__tls_ssl_reason(why, sizeof why));
+                 sl_tls_error_text(why, sizeof why));
         goto fail;
     }
     SSL_CTX_set1_groups_list(ctx, SL_TLS_INTERMEDIATE_GROUPS);
@@ -467,7 +467,7 @@ static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t l
     }
     if (SSL_CTX_use_certificate_chain_file(cc->ctx, c->cert) != 1) {
         sl__tls_diag_add(d, "%s.cert: cannot use certificate %s: %s", where, c->cert,
-                 sl__tls_ssl_reason(why, sizeof why));
+                 sl_tls_error_text(why, sizeof why));
         return SL_EINVAL;
     }
     if (!sl__tls_readable(c->key)) {
@@ -477,7 +477,7 @@ static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t l
     if (SSL_CTX_use_PrivateKey_file(cc->ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(cc->ctx) != 1) {
         sl__tls_diag_add(d, "%s.key: key %s does not match certificate %s (%s)", where, c->key, c->cert,
-                 sl__tls_ssl_reason(why, sizeof why));
+                 sl_tls_error_text(why, sizeof why));
         return SL_EINVAL;
     }
     return 0;

@@ -23,8 +23,6 @@ extern const unsigned char sl__tls_alpn_http11[10];   /* ALPN wire format */
 
 /* Append one formatted line to d (dropped when out of memory). */
 void sl__tls_diag_add(sl_diag_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* OpenSSL's last error as text, and the queue cleared. */
-const char *sl__tls_ssl_reason(char *buf, size_t len);
 bool sl__tls_readable(const char *path);
 
 /* tls_pool.c: a context for every pool with tls: true ([i] for cfg->pools[i],

@@ -9,6 +9,7 @@
  * external cache fed by the new-session callback), so reconnecting to a
  * backend resumes instead of paying for a full handshake again.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "sluice/log.h"
 #include "tls_internal.h"
@@ -96,7 +98,7 @@ static sl_tls_pool_t *build_pool(const sl_config_t *cfg, size_t i, sl_diag_t *d)
     sl_tls_pool_t *p = calloc(1, sizeof *p);
     if (p == NULL || (p->name = strdup(pc->name)) == NULL ||
         (p->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-        sl__tls_diag_add(d, "%s: %s", where, p ? sl__tls_ssl_reason(why, sizeof why) : "out of memory");
+        sl__tls_diag_add(d, "%s: %s", where, p ? sl_tls_error_text(why, sizeof why) : "out of memory");
         if (p)
             free(p->name);
         free(p);
@@ -120,12 +122,12 @@ static sl_tls_pool_t *build_pool(const sl_config_t *cfg, size_t i, sl_diag_t *d)
             bad = 1;
         } else if (SSL_CTX_load_verify_locations(ctx, pc->tls_ca_file, NULL) != 1) {
             sl__tls_diag_add(d, "%s.tls_ca_file: no PEM certificate in CA file %s (%s)", where,
-                     pc->tls_ca_file, sl__tls_ssl_reason(why, sizeof why));
+                     pc->tls_ca_file, sl_tls_error_text(why, sizeof why));
             bad = 1;
         }
     } else if (pc->tls_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
         sl__tls_diag_add(d, "%s.tls_verify: cannot load the system CA bundle (%s)", where,
-                 sl__tls_ssl_reason(why, sizeof why));
+                 sl_tls_error_text(why, sizeof why));
         bad = 1;
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -202,6 +204,34 @@ struct ssl_session_st *sl_tls_pool_session(sl_tls_pool_t *p, const char *backend
         }
     pthread_mutex_unlock(&p->lock);
     return sess;
+}
+
+/* SNI and the name (or address) the certificate must carry. */
+static void set_peer_name(SSL *ssl, const char *name, bool verify)
+{
+    unsigned char addr[16];
+    bool ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+    if (!ip)
+        SSL_set_tlsext_host_name(ssl, name);   /* RFC 6066: no SNI for addresses */
+    if (!verify)
+        return;
+    if (ip)
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+    else
+        SSL_set1_host(ssl, name);
+}
+
+SSL *sl_tls_pool_new_ssl(sl_tls_pool_t *pool, const sl_cfg_pool_t *pc, const char *host)
+{
+    SSL *ssl = SSL_new(sl_tls_pool_ctx(pool));
+    if (ssl == NULL)
+        return NULL;
+    SSL_set_connect_state(ssl);
+    SSL_set_verify(ssl, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    const char *name = pc->tls_sni ? pc->tls_sni : host;
+    if (name && name[0])
+        set_peer_name(ssl, name, pc->tls_verify);
+    return ssl;
 }
 
 void sl_tls_pool_forget(sl_tls_pool_t *p, const char *backend)
