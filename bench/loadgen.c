@@ -53,9 +53,16 @@ static void ramp(lg_worker_t *w, uint64_t now)
     }
 }
 
-/* Open loop: sends due by now, round robin over open connections. */
+/* Open loop: sends due by now, round robin over open connections. The clock
+   starts once the ramp is over (every slot tried, none pending): sent during
+   the ramp, the whole rate would land on the first few connections, fill
+   their windows and measure the ramp instead of a steady rate. */
 static void pace_messages(lg_worker_t *w, uint64_t now)
 {
+    if (w->started < w->n || w->pending > 0) {
+        w->msg_start_ns = now;
+        return;
+    }
     double rate_w = lg_opt.msg_rate / lg_opt.threads;
     uint64_t due = (uint64_t)((double)(now - w->msg_start_ns) / 1e9 * rate_w);
     while (w->msg_due < due && !w->stopping) {
