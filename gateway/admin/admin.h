@@ -32,6 +32,7 @@
 #ifndef SLUICE_ADMIN_ADMIN_H
 #define SLUICE_ADMIN_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "sluice/json.h"
@@ -96,6 +97,19 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen);
  * control loop shuts down, after the drain (so /readyz answers 503 during it).
  */
 void sl_admin_stop(sl_gateway_t *gw);
+
+/*
+ * The bearer token (token.c). sl_admin_token_load reads admin.token_file
+ * (its content without trailing CR/LF, 1 to 4096 bytes) and keeps only its
+ * SHA-256 digest; SL_EINVAL with `err` set when the file cannot be read, is
+ * empty or too long. sl_admin_token_ok checks an Authorization header value
+ * ("Bearer <token>") against the digest in constant time.
+ */
+#define SL_ADMIN_TOKEN_DIGEST 32
+int sl_admin_token_load(const char *file, unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
+                        char *err, size_t errlen);
+bool sl_admin_token_ok(const unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
+                       const char *authorization, size_t len);
 
 /* Replace the response with {"error": "<message>"} and the given status. */
 void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)

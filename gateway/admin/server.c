@@ -14,30 +14,26 @@
  * each; a client that does not read stops being read from (write queue
  * bound), and every connection has an idle timer. The bearer token is
  * compared as SHA-256 digests with CRYPTO_memcmp, so neither its content
- * nor its length leaks through timing.
+ * nor its length leaks through timing (token.c).
  *
  * One admin server per process: its state is the static `srv` below.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-
 #include "sluice/http.h"
 #include "sluice/log.h"
+#include "sluice/pathmatch.h"
 #include "admin.h"
 
 #define MAX_HEAD (16 * 1024)
 #define MAX_CONNS 64
 #define IDLE_MS 60000
 #define WRITE_QUEUE_MAX (4 * 1024 * 1024)
-#define MAX_TOKEN 4096
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -62,7 +58,7 @@ static struct {
     uv_tcp_t listener;
     bool listening;
     bool have_token;
-    unsigned char token_sha[SHA256_DIGEST_LENGTH];
+    unsigned char token_digest[SL_ADMIN_TOKEN_DIGEST];
     conn_t *conns;
     size_t n_conns;
 } srv;
@@ -226,72 +222,12 @@ static void send_error(conn_t *c, int status, bool close, const char *extra, con
 
 /* ---- routing and authorisation ---------------------------------------------------- */
 
-static int unhex(char ch)
-{
-    return ch >= '0' && ch <= '9' ? ch - '0'
-         : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-         : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-}
-
-/*
- * Match `path` against `pattern` segment by segment; a {name} segment takes
- * one non-empty path segment, percent-decoded into `scratch` (NUL-separated).
- */
-static bool match(const char *pattern, const char *path, sl_admin_req_t *req,
-                  char *scratch, size_t cap)
-{
-    size_t used = 0;
-    req->n_params = 0;
-    while (*pattern == '/' && *path == '/') {
-        pattern++;
-        path++;
-        size_t pl = strcspn(pattern, "/"), sl = strcspn(path, "/");
-        if (pl > 2 && pattern[0] == '{' && pattern[pl - 1] == '}') {
-            if (sl == 0 || req->n_params == SL_ADMIN_MAX_PARAMS || used + sl + 1 > cap)
-                return false;
-            char *out = scratch + used;
-            size_t o = 0;
-            for (size_t i = 0; i < sl; i++) {
-                int hi, lo;
-                if (path[i] == '%' && i + 2 < sl && (hi = unhex(path[i + 1])) >= 0 &&
-                    (lo = unhex(path[i + 2])) >= 0 && (hi | lo) != 0) {
-                    out[o++] = (char)(hi * 16 + lo);
-                    i += 2;
-                } else if (path[i] == '%') {
-                    return false;
-                } else {
-                    out[o++] = path[i];
-                }
-            }
-            out[o] = '\0';
-            used += o + 1;
-            req->params[req->n_params++] = out;
-        } else if (pl != sl || memcmp(pattern, path, pl) != 0) {
-            return false;
-        }
-        pattern += pl;
-        path += sl;
-    }
-    return *pattern == '\0' && *path == '\0';
-}
-
 static bool authorized(conn_t *c)
 {
     if (!srv.have_token)
         return true;
-    const sl_http_head_t *h = &c->parser.head;
-    const sl_http_header_t *a = sl_http_find(h, c->buf, "authorization");
-    if (a == NULL || a->value.len < 7 || strncasecmp(c->buf + a->value.off, "bearer ", 7) != 0)
-        return false;
-    const char *tok = c->buf + a->value.off + 7;
-    size_t len = a->value.len - 7;
-    while (len > 0 && *tok == ' ') {
-        tok++;
-        len--;
-    }
-    unsigned char sha[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)tok, len, sha);
-    return CRYPTO_memcmp(sha, srv.token_sha, sizeof sha) == 0;
+    const sl_http_header_t *a = sl_http_find(&c->parser.head, c->buf, "authorization");
+    return a != NULL && sl_admin_token_ok(srv.token_digest, c->buf + a->value.off, a->value.len);
 }
 
 /* What the route table says about one method and path. */
@@ -309,7 +245,8 @@ static void find_route(const char *method, const char *path, sl_admin_req_t *req
     strcpy(lk->allow, "Allow: ");
     for (size_t i = 0; i < sl_admin_n_routes; i++) {
         const sl_admin_route_t *rt = &sl_admin_routes[i];
-        if (!match(rt->pattern, path, req, scratch, cap))
+        if (!sl_path_match(rt->pattern, path, req->params, SL_ADMIN_MAX_PARAMS, &req->n_params,
+                           scratch, cap))
             continue;
         size_t n = strlen(lk->allow);
         if (!lk->path_known || strstr(lk->allow, rt->method) == NULL)
@@ -318,7 +255,7 @@ static void find_route(const char *method, const char *path, sl_admin_req_t *req
         lk->path_known = true;
         lk->public_path |= (rt->flags & SL_ADMIN_PUBLIC) != 0;
         if (strcmp(rt->method, method) == 0) {
-            lk->found = rt;   /* the last match() was this route's: params are its own */
+            lk->found = rt;   /* the last match was this route's: params are its own */
             return;
         }
     }
@@ -569,33 +506,6 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return false;
 }
 
-/* Read the token file: its content without trailing CR/LF; never empty. */
-static int read_token(const char *file, char *err, size_t errlen)
-{
-    FILE *f = fopen(file, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "admin.token_file %s: cannot read it: %s", file, strerror(errno));
-        return SL_EINVAL;
-    }
-    char tok[MAX_TOKEN + 2];
-    size_t n = fread(tok, 1, sizeof tok, f);
-    fclose(f);
-    if (n > MAX_TOKEN) {
-        snprintf(err, errlen, "admin.token_file %s: longer than %d bytes", file, MAX_TOKEN);
-        return SL_EINVAL;
-    }
-    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
-        n--;
-    if (n == 0) {
-        snprintf(err, errlen, "admin.token_file %s: the file is empty", file);
-        return SL_EINVAL;
-    }
-    SHA256((const unsigned char *)tok, n, srv.token_sha);
-    OPENSSL_cleanse(tok, sizeof tok);
-    srv.have_token = true;
-    return 0;
-}
-
 int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
 {
     sl_runtime_t *rt = sl_gateway_runtime(gw);
@@ -619,8 +529,11 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
         goto out;
     }
     srv.have_token = false;
-    if (a->token_file != NULL && (rc = read_token(a->token_file, err, errlen)) != 0)
-        goto out;
+    if (a->token_file != NULL) {
+        if ((rc = sl_admin_token_load(a->token_file, srv.token_digest, err, errlen)) != 0)
+            goto out;
+        srv.have_token = true;
+    }
     srv.gw = gw;
     uv_tcp_init(gw->loop, &srv.listener);
     int e = uv_tcp_bind(&srv.listener, (const struct sockaddr *)&ss, 0);
