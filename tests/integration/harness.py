@@ -98,6 +98,21 @@ class Proc:
             return f.read()
 
 
+def stop_all(main, *others):
+    """Stop `main` (the gateway under test) and then every other process,
+    whatever happens on the way, and only then require that `main` exited
+    cleanly (status 0). Use in a test's `finally:` so a failed exit status
+    never leaves a backend running."""
+    rc = None
+    try:
+        rc = main.stop()
+    finally:
+        for p in others:
+            p.stop()
+    assert rc == 0, "%s exited with status %s; its log ends:\n%s" % (
+        os.path.basename(main.proc.args[0]), rc, main.output()[-3000:])
+
+
 class Backend(Proc):
     """The C backend simulator (bench/backend.c) on a loopback port."""
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import websockets
 
-from harness import Backend, Sluice, config, free_port
+from harness import Backend, Sluice, config, free_port, stop_all
 
 
 def test_json_access_log_lines(tmp_path):
@@ -48,8 +48,7 @@ def test_json_access_log_lines(tmp_path):
         assert ws_line["bytes_in"] > 100 and ws_line["bytes_out"] > 100
         assert ws_line["duration_ms"] >= 0 and ws_line["queue_ms"] >= 0
     finally:
-        assert s.stop() == 0
-        backend.stop()
+        stop_all(s, backend)
 
 
 def test_text_access_log_and_gateway_errors(tmp_path):
@@ -70,4 +69,4 @@ def test_text_access_log_and_gateway_errors(tmp_path):
         assert fields[1:4] == ["http", "127.0.0.1", "app"] and fields[4] == "blue"
         assert fields[6:9] == ["GET", "/down", "502"], fields
     finally:
-        assert s.stop() == 0
+        stop_all(s)

@@ -15,7 +15,7 @@ import time
 import websockets
 
 from harness import (SLUICE, T, Backend, HttpReader, Sluice, WsConn, config, free_port, run,
-                     wait_port)
+                     stop_all, wait_port)
 
 # Every resource is built; bad requests to the newest ones get clear errors.
 BAD_REQUESTS = [
@@ -106,7 +106,7 @@ def test_probes_routing_and_json_errors():
         assert json.loads(a.reader.read().body) == {"status": "ready"}
         a.close()
     finally:
-        assert s.stop() == 0
+        stop_all(s)
 
 
 def test_body_limits_and_bad_requests():
@@ -153,7 +153,7 @@ def test_body_limits_and_bad_requests():
         assert a.sock.recv(100) == b""
         a.close()
     finally:
-        assert s.stop() == 0
+        stop_all(s)
 
 
 # ---- metrics and status after real traffic ----------------------------------------------------
@@ -239,8 +239,7 @@ def test_metrics_and_status_after_a_websocket_session():
         assert a.json("GET", "/api/v1/pools/blue")[1]["name"] == "blue"
         a.close()
     finally:
-        assert s.stop() == 0
-        backend.stop()
+        stop_all(s, backend)
 
 
 def test_readyz_fails_while_draining():
@@ -297,7 +296,7 @@ def test_bearer_token(tmp_path):
         rc, out, err = ctl("status", admin_port=s.admin_port)
         assert rc == 1 and "401" in err and "bearer token" in err
     finally:
-        assert s.stop() == 0
+        stop_all(s)
 
 
 def test_refuses_to_start_exposed_without_token(tmp_path):
@@ -363,6 +362,6 @@ def test_ctl():
             assert ctl(*bad, admin_port=s.admin_port)[0] == 2, bad
         assert ctl("--bogus", "status")[0] == 2
     finally:
-        assert s.stop() == 0
+        stop_all(s)
     rc, out, err = ctl("status", admin_port=s.admin_port)      # nobody listening
     assert rc == 1 and "cannot connect" in err

@@ -9,14 +9,13 @@ with a small queue, turned away with Retry-After values that spread them out,
 and all get in when they honour them.
 """
 import asyncio
-import os
 import re
 import time
 import urllib.request
 
 import pytest
 
-from harness import Backend, Sluice, config, free_port
+from harness import Backend, Sluice, config, free_port, stop_all
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
@@ -126,8 +125,7 @@ def test_storm_is_queued_not_failed(tmp_path):
         assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 2000
         assert metric(text, "sluice_admission_admitted_total", service="app") == CLIENTS + WARM
     finally:
-        assert sluice.stop() == 0
-        backend.stop()
+        stop_all(sluice, backend)
 
 
 @pytest.mark.parametrize("reject_with", ["http", "ws-1013"])
@@ -151,5 +149,4 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
         text = metrics(admin)
         assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 250
     finally:
-        assert sluice.stop() == 0
-        backend.stop()
+        stop_all(sluice, backend)

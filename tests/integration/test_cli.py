@@ -5,7 +5,7 @@ import socket
 import subprocess
 import time
 
-from harness import SLUICE, SRC, Backend, Sluice, config, free_port
+from harness import SLUICE, SRC, Backend, Sluice, config, free_port, stop_all
 
 
 def run(*args, timeout=20):
@@ -85,5 +85,4 @@ def test_sigterm_exits_0_and_sighup_validates(tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
         assert s.alive()
     finally:
-        assert s.stop() == 0
-        backend.stop()
+        stop_all(s, backend)

@@ -16,7 +16,7 @@ import urllib.request
 
 import websockets
 
-from harness import BUILD, Backend, Sluice, config, free_port
+from harness import BUILD, Backend, Sluice, config, free_port, stop_all
 from wsclient import peak_in_window, peak_report
 
 LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", os.path.join(BUILD, "bench", "sluice-loadgen"))
@@ -189,6 +189,4 @@ def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
                 await c.close()
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
-        assert sluice.stop() == 0
-        blue.stop()
-        green.stop()
+        stop_all(sluice, blue, green)

@@ -9,7 +9,7 @@ import urllib.request
 
 import websockets
 
-from harness import Backend, Sluice, config, free_port, wait_port
+from harness import Backend, Sluice, config, free_port, stop_all
 
 HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
               passive_failures: 1, passive_eject: 2s }"""
@@ -101,9 +101,7 @@ def test_killed_backend_is_ejected_and_comes_back(tmp_path):
         finally:
             a2.stop()
     finally:
-        assert sluice.stop() == 0
-        b.stop()
-        a.stop()
+        stop_all(sluice, b, a)
 
 
 def test_connections_spread_over_both_workers(tmp_path):
@@ -128,8 +126,7 @@ def test_connections_spread_over_both_workers(tmp_path):
         assert sum(per_worker.values()) == 200
         assert min(per_worker.values()) >= 40, per_worker
     finally:
-        assert sluice.stop() == 0
-        backend.stop()
+        stop_all(sluice, backend)
 
 
 def test_round_robin_and_sticky_hash(tmp_path):
@@ -141,7 +138,7 @@ def test_round_robin_and_sticky_hash(tmp_path):
         names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
         assert sorted(names.count(n) for n in {"hello a", "hello b", "hello c"}) == [10, 10, 10]
     finally:
-        assert sluice.stop() == 0
+        stop_all(sluice)
 
     port2 = free_port()
     cfg = pool_config(port2, free_port(), [a, b, c], balance="hash").replace(
@@ -160,9 +157,7 @@ def test_round_robin_and_sticky_hash(tmp_path):
         assert all(len(v) == 1 for v in seen.values()), seen
         assert len({next(iter(v)) for v in seen.values()}) == 3
     finally:
-        assert sluice.stop() == 0
-        for x in (a, b, c):
-            x.stop()
+        stop_all(sluice, a, b, c)
 
 
 def admission_gateway(a):
@@ -208,7 +203,7 @@ def test_queue_holds_while_the_pool_is_down(tmp_path):
         through_a_restart(s, a, restarted)
         assert "holding the queue" in s.output()
     finally:
-        assert s.stop() == 0
+        stop_all(s)
         for b in restarted + [a]:
             b.stop()
 
@@ -229,7 +224,7 @@ def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
         m = re.search(r"^sluice_admission_sessions_requeued_total (\d+)$", metrics(admin), re.M)
         assert m and int(m.group(1)) >= 1, m
     finally:
-        assert s.stop() == 0
+        stop_all(s)
         for b in restarted + [a]:
             b.stop()
 
@@ -276,8 +271,7 @@ def test_connect_timeout_moves_an_upgrade_to_the_next_backend():
         assert 0.3 <= time.monotonic() - t0 < 5
     finally:
         if alone:
-            assert alone.stop() == 0
-        assert sluice.stop() == 0
-        beta.stop()
+            stop_all(alone)
+        stop_all(sluice, beta)
         filler.close()
         hole.close()

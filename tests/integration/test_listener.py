@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 import websockets
 
-from harness import Backend, Sluice, config, free_port, raw_connect, recv_until, status_of
-from test_deploy import Admin
+from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until, status_of,
+                     stop_all)
 
 
 def ipv6_loopback():
@@ -32,8 +32,7 @@ def test_ipv6_listener_and_backend():
                 return await asyncio.wait_for(ws.recv(), 5)
         assert asyncio.run(hello()) == "hello blue"
     finally:
-        assert s.stop() == 0
-        backend.stop()
+        stop_all(s, backend)
 
 
 def test_connection_cap_pauses_accepting_and_resumes():
@@ -68,5 +67,4 @@ def test_connection_cap_pauses_accepting_and_resumes():
     finally:
         for h in held:
             h.close()
-        assert s.stop() == 0
-        backend.stop()
+        stop_all(s, backend)

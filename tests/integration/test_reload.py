@@ -9,7 +9,7 @@ import time
 
 import websockets
 
-from harness import SLUICE, Backend, Sluice, config, free_port, wait_port
+from harness import SLUICE, Backend, Sluice, config, free_port, wait_port, stop_all
 from test_deploy import Admin, wait_for
 
 
@@ -79,9 +79,7 @@ def test_bad_reload_keeps_old_config_and_good_reload_applies_new_limits(tmp_path
             await held.close()
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
-        assert s.stop() == 0
-        blue.stop()
-        green.stop()
+        stop_all(s, blue, green)
 
 
 def test_admission_set_through_the_api_paces_new_clients(tmp_path):
@@ -99,9 +97,7 @@ def test_admission_set_through_the_api_paces_new_clients(tmp_path):
         assert admin.call("PUT", "/api/v1/services/app/admission", {"rtae": 5})[0] == 400
         assert admin.call("PUT", "/api/v1/services/app/admission", {"rate": "fast"})[0] == 400
     finally:
-        assert s.stop() == 0
-        blue.stop()
-        green.stop()
+        stop_all(s, blue, green)
 
 
 def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
@@ -120,7 +116,7 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
                         ["phase"] == "done", 10)
         assert asyncio.run(hello(s.url)) == "hello green"
         assert json.loads(state.read_text())["services"]["app"]["active"] == "green"
-        assert s.stop() == 0
+        stop_all(s)
         # The YAML still says blue; the state file wins.
         s = Sluice(text, s.port)
         wait_port("127.0.0.1", admin.port, s.proc)
@@ -129,9 +125,7 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
         assert st["services"][0]["active"] == "green"
         assert st["services"][0]["overridden"] == ["active"]
     finally:
-        assert s.stop() == 0
-        blue.stop()
-        green.stop()
+        stop_all(s, blue, green)
 
 
 def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
@@ -188,12 +182,10 @@ def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
         # The backends set through the API are kept across a restart.
         assert [b["address"] for b in json.loads(state.read_text())["pools"]["blue"]["backends"]] \
             == [blue.addr, b2.addr]
-        assert s.stop() == 0
+        stop_all(s)
         s = Sluice(text, s.port)
         wait_port("127.0.0.1", admin.port, s.proc)
         pool = admin.call("GET", "/api/v1/pools/blue")[1]
         assert [b["address"] for b in pool["backends"]] == [blue.addr, b2.addr]
     finally:
-        assert s.stop() == 0
-        for b in (blue, green, b2):
-            b.stop()
+        stop_all(s, blue, green, b2)

@@ -98,8 +98,7 @@ def gw(certs):
     sl.wss = "wss://127.0.0.1:%d/" % port
     yield sl
     assert sl.alive(), sl.output()
-    assert sl.stop() == 0, sl.output()
-    backend.stop()
+    H.stop_all(sl, backend)
 
 
 def test_wss_echo(gw, certs):
@@ -133,8 +132,7 @@ def test_forwarded_proto_is_https(certs):
         assert got["x-forwarded-proto"] == "https", info
         assert "proto=https" in got["forwarded"] and got["x-forwarded-for"] == "127.0.0.1", info
     finally:
-        assert sl.stop() == 0, sl.output()
-        echo.stop()
+        H.stop_all(sl, echo)
 
 
 def tls_get_after(port, ctx, pre, path):
@@ -214,8 +212,7 @@ def test_proxy_protocol_before_tls(certs, version):
                     pass
         assert xff(tls_get_after(port, ctx, pre, b"/after")) == "198.51.100.31"
     finally:
-        assert sl.stop() == 0, sl.output()
-        echo.stop()
+        H.stop_all(sl, echo)
 
 
 def test_sni_picks_the_certificate(gw, certs):
@@ -337,8 +334,7 @@ def test_plain_listener_beside_tls(certs):
             await wss_echo("wss://127.0.0.1:%d/" % tport, client_ctx(certs["a"][0]), n=1)
         H.run(both())
     finally:
-        assert sl.stop() == 0, sl.output()
-        backend.stop()
+        H.stop_all(sl, backend)
 
 
 def test_check_names_a_bad_key(certs, tmp_path):
@@ -393,8 +389,7 @@ def test_reload_swaps_the_certificate_keeping_connections(certs, tmp_path):
         H.run(scenario())
         assert sl.alive()
     finally:
-        assert sl.stop() == 0, sl.output()
-        backend.stop()
+        H.stop_all(sl, backend)
 
 
 # ---- TLS to backends (pools with tls: true) ----
@@ -459,9 +454,7 @@ def test_backend_tls_health_checks(tmp_path):
         status, _ = http_get(port, "/after")
         assert status == 503
     finally:
-        assert sl.stop() == 0, sl.output()
-        good.stop()
-        evil.stop()
+        H.stop_all(sl, good, evil)
 
 
 @pytest.fixture(scope="module")
@@ -476,8 +469,7 @@ def tls_up(tmp_path_factory):
     sl.cert = ck
     yield sl
     assert sl.alive(), sl.output()
-    assert sl.stop() == 0, sl.output()
-    backend.stop()
+    H.stop_all(sl, backend)
 
 
 def test_backend_tls_websocket_echo(tls_up):
@@ -556,7 +548,7 @@ def test_backend_tls_unknown_ca_refused_unless_not_verified(tmp_path):
         assert e.value.status_code == 502
         assert "certificate refused" in sl.output(), sl.output()
     finally:
-        assert sl.stop() == 0, sl.output()
+        H.stop_all(sl)
     port = H.free_port()
     sl = H.Sluice(backend_tls_config(port, backend, "tls: true\ntls_verify: false\n"
                                      "tls_sni: backend.test"), port=port)
@@ -566,8 +558,7 @@ def test_backend_tls_unknown_ca_refused_unless_not_verified(tmp_path):
         assert json.loads(body)["sni"] == "backend.test"
         assert "NOT verified" in sl.output(), sl.output()
     finally:
-        assert sl.stop() == 0, sl.output()
-        backend.stop()
+        H.stop_all(sl, backend)
 
 
 def test_backend_tls_name_must_match(tmp_path):
@@ -581,8 +572,7 @@ def test_backend_tls_name_must_match(tmp_path):
         assert http_get(port)[0] == 502
         assert "certificate refused" in sl.output(), sl.output()
     finally:
-        assert sl.stop() == 0, sl.output()
-        backend.stop()
+        H.stop_all(sl, backend)
 
 
 def test_backend_tls_by_address_verifies_the_ip_and_sends_no_sni(tmp_path):
@@ -596,8 +586,7 @@ def test_backend_tls_by_address_verifies_the_ip_and_sends_no_sni(tmp_path):
         assert status == 200, body
         assert json.loads(body)["sni"] is None   # RFC 6066: no SNI for an address
     finally:
-        assert sl.stop() == 0, sl.output()
-        backend.stop()
+        H.stop_all(sl, backend)
 
 
 def test_check_names_a_missing_ca_file(tmp_path):
