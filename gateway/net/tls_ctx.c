@@ -210,7 +210,13 @@ static int set_mac_key(EVP_MAC_CTX *hctx, uint8_t key[32])
     return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
 }
 
-/* OpenSSL's ticket callback: 1 ok, 2 ok but renew the ticket, 0 unknown key, -1 error. */
+/*
+ * OpenSSL's ticket callback: 1 ok, 2 ok but renew the ticket, 0 unknown key,
+ * -1 error. A ticket under an older key is renewed. So is every TLS 1.3
+ * ticket: a TLS 1.3 client uses a ticket once (RFC 8446, C.4), and OpenSSL
+ * sends a new one after a resumption only when asked to renew; without it
+ * such a client could resume only every other connection.
+ */
 static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
@@ -235,7 +241,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
                 EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
                 rc = -1;
             else
-                rc = i == 0 ? 1 : 2;
+                rc = i == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
             break;
         }
     }

@@ -253,6 +253,29 @@ def test_session_resumes_with_a_ticket(gw, certs, tmp_path, flag):
     assert "Reused, TLSv1." in second, second
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_every_reconnect_resumes_with_the_newest_ticket(gw, certs, version):
+    # A client that offers the newest session it holds (Python's ssl: the
+    # ticket of its last connection) must resume on every reconnect. TLS 1.3
+    # clients use a ticket once, so the gateway must send a new one after
+    # each resumption too; without it every other reconnect was a full
+    # handshake for clients that never reuse a ticket (browsers).
+    ctx = client_ctx(certs["a"][0], minimum_version=version, maximum_version=version)
+    session, reused, ids = None, [], set()
+    for i in range(6):
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+                s.sendall(b"GET /r%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % i)
+                assert H.recv_all(s).startswith(b"HTTP/1.1 200")
+                reused.append(s.session_reused)
+                assert s.session is not None and s.session.has_ticket
+                session = s.session
+                ids.add(session.id)   # TLS 1.3: OpenSSL's client names a session by its ticket
+    assert reused == [False] + [True] * 5, reused
+    if version == ssl.TLSVersion.TLSv1_3:
+        assert len(ids) == 6, "a new ticket on each connection, got %d" % len(ids)
+
+
 def test_session_resumes_from_the_cache(gw):
     # No ticket: the session id, looked up in the server's session cache.
     out = s_client(gw.port, "-tls1_2", "-no_ticket", "-reconnect", stdin_wait=0.5)
