@@ -225,7 +225,8 @@ def build_dir():
             subprocess.run(["meson", "setup", b, "--buildtype=release"], cwd=REPO, check=True,
                            stdout=subprocess.DEVNULL)
         subprocess.run(["ninja", "-C", b, "-j2", "sluice", "bench/sluice-loadgen",
-                        "bench/sluice-backend"], check=True, stdout=subprocess.DEVNULL)
+                        "bench/sluice-backend", "bench/sluice-tlsbench"], check=True,
+                       stdout=subprocess.DEVNULL)
     return b
 
 
@@ -652,35 +653,37 @@ def sluice_tls_status():
     return None if rc == 0 else (out.strip().splitlines() or ["exit %d" % rc])[0]
 
 
-def s_time(port, args, secs):
-    """openssl s_time on core 1: (handshakes per real second, connections, reused)."""
-    cmd = ["taskset", "-c", LOAD_CORE, "openssl", "s_time", "-connect", "127.0.0.1:%d" % port,
-           "-time", str(secs)] + args
+def tlsbench(port, args, secs):
+    """sluice-tlsbench on core 1: its JSON summary (see bench/tlsbench.c)."""
+    cmd = ["taskset", "-c", LOAD_CORE, TLSBENCH, "--connect", "127.0.0.1:%d" % port,
+           "--time", str(secs), "--json"] + args
     note_cmd("8", cmd)
     rc, out = run_quiet(cmd)
-    m = re.search(r"(\d+) connections in (\d+) real seconds", out)
-    if not m:
-        raise RuntimeError("openssl s_time: no result: " + " | ".join(out.splitlines()[:2]))
-    marks = "".join(l for l in out.splitlines() if re.fullmatch(r"[*r]+", l.strip()))
-    return int(m.group(1)) / int(m.group(2)), int(m.group(1)), marks.count("r")
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError("sluice-tlsbench: no result (exit %d): %s" % (rc, out.strip()[:200]))
 
 
 def row_tls(system, P):
-    """Row 8: handshakes (ECDSA P-256) full (-new) and resumed (-reuse), TLS 1.3 and 1.2."""
+    """Row 8: handshakes (ECDSA P-256), full and resumed, TLS 1.3 and 1.2, one client."""
     make_cert()
     b = backend("blue", BLUE, "8")
     px = Proxy(system, "plain", "8", tls=True).start()
     try:
         out = {}
-        for key, args in (("full13", ["-new", "-tls1_3"]), ("resumed13", ["-reuse", "-tls1_3"]),
-                          ("full12", ["-new", "-tls1_2"]), ("resumed12", ["-reuse", "-tls1_2"])):
+        for key, args in (("full13", ["--tls", "1.3"]), ("resumed13", ["--tls", "1.3", "--resume"]),
+                          ("full12", ["--tls", "1.2"]), ("resumed12", ["--tls", "1.2", "--resume"])):
             c0 = px.cpu()
-            rate, conns, reused = s_time(px.tls_port, args, P["tls"])
+            r = tlsbench(px.tls_port, args, P["tls"])
             c1 = px.cpu()
-            out[key + "_per_s"] = rate
-            out[key + "_cpu_us"] = 1e6 * (c1 - c0) / max(conns, 1)
+            n = max(r["handshakes"], 1)
+            out[key + "_per_s"] = r["per_s"]
+            out[key + "_cpu_us"] = 1e6 * (c1 - c0) / n
+            out[key + "_failures"] = r["failures"]
             if key.startswith("resumed"):
-                out[key + "_reused_pct"] = 100.0 * reused / max(conns, 1)
+                out[key + "_reused_pct"] = 100.0 * r["resumed"] / n
+                out[key + "_new_ticket_pct"] = 100.0 * r["new_tickets"] / n
         return out
     finally:
         px.stop()
@@ -802,13 +805,15 @@ FIGURES = [
     ("7", "7. time until all are on green", "cutover_s", " s", "lower"),
     ("8", "8. TLS 1.3 full handshakes per second", "full13_per_s", "/s", "higher"),
     ("8", "8. TLS 1.3 resumed handshakes per second", "resumed13_per_s", "/s", "higher"),
-    ("8", "8. TLS 1.3 share of -reuse connections resumed", "resumed13_reused_pct", "%",
+    ("8", "8. TLS 1.3 share of resuming connections resumed", "resumed13_reused_pct", "%",
      "higher"),
+    ("8", "8. TLS 1.3 share of resumed connections given a new ticket", "resumed13_new_ticket_pct",
+     "%", "higher"),
     ("8", "8. proxy CPU per TLS 1.3 full handshake", "full13_cpu_us", " us", "lower"),
     ("8", "8. proxy CPU per TLS 1.3 resumed handshake", "resumed13_cpu_us", " us", "lower"),
     ("8", "8. TLS 1.2 full handshakes per second", "full12_per_s", "/s", "higher"),
     ("8", "8. TLS 1.2 resumed handshakes per second", "resumed12_per_s", "/s", "higher"),
-    ("8", "8. TLS 1.2 share of -reuse connections resumed", "resumed12_reused_pct", "%",
+    ("8", "8. TLS 1.2 share of resuming connections resumed", "resumed12_reused_pct", "%",
      "higher"),
     ("8", "8. proxy CPU per TLS 1.2 full handshake", "full12_cpu_us", " us", "lower"),
     ("8", "8. proxy CPU per TLS 1.2 resumed handshake", "resumed12_cpu_us", " us", "lower"),
@@ -885,7 +890,9 @@ def details(res):
                       ("7", ("all_on_green", "failures_by_kind", "http_statuses", "close_codes",
                              "closes_without_frame", "generations", "messages_sent",
                              "green_rejected", "blue_rejected")),
-                      ("8", ("resumed13_reused_pct", "resumed12_reused_pct"))):
+                      ("8", ("resumed13_reused_pct", "resumed13_new_ticket_pct",
+                             "resumed12_reused_pct", "full13_failures", "resumed13_failures",
+                             "full12_failures", "resumed12_failures"))):
         if row not in res:
             continue
         out.append("- row %s:" % row)
@@ -983,7 +990,7 @@ def run_rows(res):
 
 
 def main():
-    global ARGS, DIR, SLUICE, LOADGEN, BACKEND
+    global ARGS, DIR, SLUICE, LOADGEN, BACKEND, TLSBENCH
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--quick", dest="mode", action="store_const", const="quick")
@@ -1012,6 +1019,7 @@ def main():
         SLUICE = os.path.join(b, "sluice")
         LOADGEN = os.path.join(b, "bench", "sluice-loadgen")
         BACKEND = os.path.join(b, "bench", "sluice-backend")
+        TLSBENCH = os.path.join(b, "bench", "sluice-tlsbench")
         log("mode %s, temp dir %s" % (ARGS.mode, DIR))
         res = {}
         run_rows(res)
@@ -1026,7 +1034,7 @@ def main():
         stop_all()
 
 
-SLUICE = LOADGEN = BACKEND = None
+SLUICE = LOADGEN = BACKEND = TLSBENCH = None
 
 if __name__ == "__main__":
     main()

@@ -276,6 +276,30 @@ def test_every_reconnect_resumes_with_the_newest_ticket(gw, certs, version):
         assert len(ids) == 6, "a new ticket on each connection, got %d" % len(ids)
 
 
+def tlsbench(port, *args):
+    """bench/tlsbench.c (the bench's TLS client) against port: its JSON summary."""
+    p = subprocess.run([os.path.join(H.BUILD, "bench", "sluice-tlsbench"), "--connect",
+                        "127.0.0.1:%d" % port, "--json", "--sni", "a.test", *args],
+                       capture_output=True, text=True, timeout=H.T)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_bench_tls_client_counts_full_and_resumed_handshakes(gw, version):
+    full = tlsbench(gw.port, "--tls", version, "--time", "0.3")
+    assert full["handshakes"] >= 10 and full["resumed"] == 0 and full["failures"] == 0, full
+    res = tlsbench(gw.port, "--tls", version, "--resume", "--time", "0.3")
+    assert res["handshakes"] >= 10 and res["failures"] == 0, res
+    assert res["resumed"] == res["handshakes"] - 1, res     # all but the first
+    if version == "1.3":
+        assert res["new_tickets"] == res["handshakes"], res
+    bad = subprocess.run([os.path.join(H.BUILD, "bench", "sluice-tlsbench"), "--tls", "1.1",
+                          "--connect", "127.0.0.1:%d" % gw.port], capture_output=True, text=True,
+                         timeout=H.T)
+    assert bad.returncode == 2 and "--tls wants 1.3 or 1.2" in bad.stderr
+
+
 def test_session_resumes_from_the_cache(gw):
     # No ticket: the session id, looked up in the server's session cache.
     out = s_client(gw.port, "-tls1_2", "-no_ticket", "-reconnect", stdin_wait=0.5)
