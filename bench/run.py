@@ -949,7 +949,7 @@ def write_results(res, path, charts_made, argv):
 MODES = {
     "quick": dict(n_big=2000, reps=1, hold=20, echo=3, latency=4, storm_dur=40,
                   recover_max=15, deploy_dur=40, deploy_max=15, tls=2),
-    "full": dict(n_big=9000, reps=3, hold=40, echo=8, latency=10, storm_dur=120,
+    "full": dict(n_big=9000, reps=3, hold=40, echo=8, latency=30, storm_dur=120,
                  recover_max=45, deploy_dur=120, deploy_max=45, tls=5),
 }
 ROWS = {
