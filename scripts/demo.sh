@@ -50,7 +50,7 @@ Try:
 Ctrl-C stops sluice (it drains its connections with close 1001) and the backends.
 
 MSG
-if grep -q 'certs/ecdsa.pem' "$config"; then
+if grep -qE '^[^#]*certs/ecdsa.pem' "$config"; then   # a commented example does not count
   echo "TLS on wss://localhost:8443/ :  curl --cacert certs/ecdsa.pem https://localhost:8443/hello"
 fi
 

@@ -40,3 +40,7 @@ def test_demo_script_serves_websockets_and_http():
         out = proc.stdout.read()
         proc.stdout.close()
     assert "sluice stopped" in out, out[-2000:]
+    # It advertises what this config serves: ws:// on 8080, and no wss:// (the TLS
+    # listener in config/sluice.yaml is a commented example).
+    assert "sluice is running on ws://127.0.0.1:8080/" in out, out[-2000:]
+    assert "wss://localhost:8443" not in out, out[-2000:]
