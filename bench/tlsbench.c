@@ -67,18 +67,21 @@ typedef struct {
     double waited_s;
 } counts_t;
 
-/* The newest session a server handed us (OpenSSL's new-session callback), and
-   whether the current connection brought one. */
+/* The session to offer next: the last connection's, taken once it is over
+   (SSL_get1_session: under TLS 1.3 the one holding the newest ticket). The
+   new-session callback only says that the current connection brought a
+   ticket; the session it is handed can be one the handshake has not finished
+   with yet (a TLS 1.2 ticket renewed in an abbreviated handshake), and offering
+   that one fails to resume. */
 static SSL_SESSION *newest;
 static bool got_ticket;
 
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     (void)ssl;
-    SSL_SESSION_free(newest);
-    newest = sess;
+    (void)sess;
     got_ticket = true;
-    return 1;   /* we keep the reference */
+    return 0;   /* not kept */
 }
 
 static double now_s(void)
@@ -231,6 +234,13 @@ static bool one(const opts_t *o, SSL_CTX *ctx, counts_t *n)
             wait_ticket(ssl, fd, o->ticket_wait_ms);
         n->waited_s += now_s() - t0;
         n->new_tickets += got_ticket;
+        SSL_SESSION *sess = SSL_get1_session(ssl);
+        if (sess != NULL && SSL_SESSION_is_resumable(sess)) {
+            SSL_SESSION_free(newest);
+            newest = sess;
+        } else {
+            SSL_SESSION_free(sess);
+        }
     }
     SSL_shutdown(ssl);
 out:
@@ -257,7 +267,7 @@ int main(int argc, char **argv)
     }
     /* A benchmark client: the certificate is made on the spot and not checked. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    /* Sessions are kept here, the newest only, not in OpenSSL's client cache. */
+    /* Sessions are kept here (`newest`), not in OpenSSL's client cache. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     counts_t n = {0};
