@@ -300,6 +300,57 @@ def test_bench_tls_client_counts_full_and_resumed_handshakes(gw, version):
     assert bad.returncode == 2 and "--tls wants 1.3 or 1.2" in bad.stderr
 
 
+def resume(port, ctx, session, n=0):
+    """One HTTPS request, offering `session`: (resumed?, the session to offer next)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+            s.sendall(b"GET /k%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % n)
+            assert H.recv_all(s).startswith(b"HTTP/1.1 200")
+            return s.session_reused, s.session
+
+
+def reload_and_wait(sl, generation):
+    sl.proc.send_signal(signal.SIGHUP)
+    line = "(generation %d)" % generation
+    deadline = time.monotonic() + H.T
+    while line not in sl.output():
+        assert time.monotonic() < deadline, "no reload: " + sl.output()[-2000:]
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_ticket_keys_from_a_file_rotate_and_survive_a_restart(certs, tmp_path, version):
+    # docs/tls.md: the first key of ticket_key_file encrypts, all decrypt, a ticket
+    # under an older key is renewed, and instances sharing the file resume each
+    # other's tickets. Rotation as the docs say: new key first, old after, reload.
+    k1, k2 = os.urandom(80), os.urandom(80)
+    keyfile = tmp_path / "ticket.key"
+    keyfile.write_bytes(k1)
+    ctx = client_ctx(certs["a"][0], minimum_version=version, maximum_version=version)
+    backend = H.Backend("blue")
+    port = H.free_port()
+    text = tls_config(port, backend, [certs["a"]], extra_tls="ticket_key_file: %s" % keyfile)
+    sl = H.Sluice(text, port=port)
+    try:
+        reused, under_k1 = resume(port, ctx, None)
+        assert not reused
+        keyfile.write_bytes(k2 + k1)
+        reload_and_wait(sl, 2)
+        reused, renewed = resume(port, ctx, under_k1, 1)
+        assert reused                      # k1 still decrypts ...
+        keyfile.write_bytes(k2)
+        reload_and_wait(sl, 3)
+        assert resume(port, ctx, renewed, 2)[0]        # ... and its ticket came back under k2
+        assert not resume(port, ctx, under_k1, 3)[0]   # k1 is gone
+        # Another instance on the same file resumes this one's tickets.
+        reused, last = resume(port, ctx, renewed, 4)
+        H.stop_all(sl)
+        sl = H.Sluice(text, port=port)
+        assert resume(port, ctx, last, 5)[0]
+    finally:
+        H.stop_all(sl, backend)
+
+
 def test_session_resumes_from_the_cache(gw):
     # No ticket: the session id, looked up in the server's session cache.
     out = s_client(gw.port, "-tls1_2", "-no_ticket", "-reconnect", stdin_wait=0.5)
