@@ -15,8 +15,8 @@
  * The backend side is the mirror image for pools with `tls: true`: a client
  * SSL_CTX per pool (tls_pool.c, kept in tls_ctx.c's registry) and an SSL
  * object per backend connection (tls.c), whose handshake upstream.c runs
- * after the TCP connect and before it calls sl_session_backend_ready(). io.c routes backend reads and writes
- * through here when SL_UP_TLS(up) is set.
+ * after the TCP connect and before it calls sl_session_backend_ready(). io.c
+ * routes backend reads and writes through here when SL_UP_TLS(up) is set.
  */
 #ifndef SLUICE_NET_TLS_H
 #define SLUICE_NET_TLS_H
@@ -166,9 +166,9 @@ int sl__client_write_raw(sl_session_t *s, sl_block_t *b);
 int sl__backend_write_raw(sl_upstream_t *up, sl_block_t *b);
 /* io.c: start reading the backend socket (the handshake, or an idle connection). */
 void sl__upstream_read_start(sl_upstream_t *up);
-/* io.c: an unconfirmed connection (upstream.c) took a write or gave bytes: it is up. */
+/* upstream.c, for io.c: an unconfirmed connection took a write or gave bytes: it is up. */
 void sl__upstream_confirm(sl_upstream_t *up);
-/* io.c: an unconfirmed connection failed before that: a connect failure. */
+/* upstream.c, for io.c: an unconfirmed connection failed before that: a connect failure. */
 void sl__upstream_unconfirmed_failed(sl_upstream_t *up, int status);
 /* io.c: whether reading the client is wanted now (not paused, not closing, no EOF). */
 bool sl__client_wants_data(const sl_session_t *s);
