@@ -253,6 +253,15 @@ def test_session_resumes_with_a_ticket(gw, certs, tmp_path, flag):
     assert "Reused, TLSv1." in second, second
 
 
+def resume(port, ctx, session, n=0):
+    """One HTTPS request, offering `session`: (resumed?, the session to offer next)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+            s.sendall(b"GET /k%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % n)
+            assert H.recv_all(s).startswith(b"HTTP/1.1 200")
+            return s.session_reused, s.session
+
+
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
 def test_every_reconnect_resumes_with_the_newest_ticket(gw, certs, version):
     # A client that offers the newest session it holds (Python's ssl: the
@@ -263,22 +272,21 @@ def test_every_reconnect_resumes_with_the_newest_ticket(gw, certs, version):
     ctx = client_ctx(certs["a"][0], minimum_version=version, maximum_version=version)
     session, reused, ids = None, [], set()
     for i in range(6):
-        with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
-            with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
-                s.sendall(b"GET /r%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % i)
-                assert H.recv_all(s).startswith(b"HTTP/1.1 200")
-                reused.append(s.session_reused)
-                assert s.session is not None and s.session.has_ticket
-                session = s.session
-                ids.add(session.id)   # TLS 1.3: OpenSSL's client names a session by its ticket
+        was_reused, session = resume(gw.port, ctx, session, i)
+        reused.append(was_reused)
+        assert session is not None and session.has_ticket
+        ids.add(session.id)   # TLS 1.3: OpenSSL's client names a session by its ticket
     assert reused == [False] + [True] * 5, reused
     if version == ssl.TLSVersion.TLSv1_3:
         assert len(ids) == 6, "a new ticket on each connection, got %d" % len(ids)
 
 
+TLSBENCH = os.path.join(H.BUILD, "bench", "sluice-tlsbench")
+
+
 def tlsbench(port, *args):
     """bench/tlsbench.c (the bench's TLS client) against port: its JSON summary."""
-    p = subprocess.run([os.path.join(H.BUILD, "bench", "sluice-tlsbench"), "--connect",
+    p = subprocess.run([TLSBENCH, "--connect",
                         "127.0.0.1:%d" % port, "--json", "--sni", "a.test", *args],
                        capture_output=True, text=True, timeout=H.T)
     assert p.returncode == 0, p.stderr
@@ -294,19 +302,10 @@ def test_bench_tls_client_counts_full_and_resumed_handshakes(gw, version):
     assert res["resumed"] == res["handshakes"] - 1, res     # all but the first
     if version == "1.3":
         assert res["new_tickets"] == res["handshakes"], res
-    bad = subprocess.run([os.path.join(H.BUILD, "bench", "sluice-tlsbench"), "--tls", "1.1",
+    bad = subprocess.run([TLSBENCH, "--tls", "1.1",
                           "--connect", "127.0.0.1:%d" % gw.port], capture_output=True, text=True,
                          timeout=H.T)
     assert bad.returncode == 2 and "--tls wants 1.3 or 1.2" in bad.stderr
-
-
-def resume(port, ctx, session, n=0):
-    """One HTTPS request, offering `session`: (resumed?, the session to offer next)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
-        with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
-            s.sendall(b"GET /k%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % n)
-            assert H.recv_all(s).startswith(b"HTTP/1.1 200")
-            return s.session_reused, s.session
 
 
 def reload_and_wait(sl, generation):
