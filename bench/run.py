@@ -807,7 +807,7 @@ FIGURES = [
     ("8", "8. TLS 1.3 resumed handshakes per second", "resumed13_per_s", "/s", "higher"),
     ("8", "8. TLS 1.3 share of resuming connections resumed", "resumed13_reused_pct", "%",
      "higher"),
-    ("8", "8. TLS 1.3 share of resumed connections given a new ticket", "resumed13_new_ticket_pct",
+    ("8", "8. TLS 1.3 share of resuming connections given a new ticket", "resumed13_new_ticket_pct",
      "%", "higher"),
     ("8", "8. proxy CPU per TLS 1.3 full handshake", "full13_cpu_us", " us", "lower"),
     ("8", "8. proxy CPU per TLS 1.3 resumed handshake", "resumed13_cpu_us", " us", "lower"),
