@@ -87,6 +87,9 @@ static const sl__ckey_t listener_keys[] = {
         .doc = "IP:port, [IPv6]:port or host:port to listen on"),
     KEY(T, backlog, "backlog", SL__T_UINT, .def = "4096", .min = 1, .max = 65535,
         .doc = "listen(2) backlog"),
+    KEY(T, defer_accept, "defer_accept", SL__T_DURATION, .def = "1s", .min = 0, .max = MIN,
+        .doc = "wake for a connection only when its first bytes arrive, waiting up to "
+               "this long; 0: off"),
     KEY(T, proxy_protocol, "proxy_protocol", SL__T_ENUM, .names = proxy_protocol_names,
         .def = "off", .doc = "expect a PROXY protocol header: off, v1, v2 or any"),
     KEY(T, tls, "tls", SL__T_MAP, .sub = &tls_table, .flags = SL__F_PRESENT,

@@ -38,8 +38,11 @@ static void listeners(out_t *w, const sl_config_t *cfg)
     put(w, "listeners:\n");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const sl_cfg_listener_t *l = &cfg->listeners[i];
-        put(w, "  %s  backlog %u  proxy_protocol %s%s\n", l->address.text, l->backlog,
-            proxy_names[l->proxy_protocol % 4], l->tls.enabled ? "  tls" : "");
+        char defer[32];
+        sl__fmt_duration(defer, sizeof defer, l->defer_accept);
+        put(w, "  %s  backlog %u  defer_accept %s  proxy_protocol %s%s\n", l->address.text,
+            l->backlog, l->defer_accept ? defer : "off", proxy_names[l->proxy_protocol % 4],
+            l->tls.enabled ? "  tls" : "");
     }
     if (cfg->workers == 0)
         put(w, "workers: auto (one per core)\n");

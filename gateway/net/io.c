@@ -186,12 +186,13 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 }
 
 /*
- * Read a new client's socket at once, before its first epoll round: a client
- * sends its request as soon as its connect completes, and under load the
- * bytes are there by the time the worker accepts. Reading them now saves a
- * loop iteration of latency per connection (HAProxy reads speculatively
- * too). If nothing is there yet, the read costs one EAGAIN and reading goes
- * on through libuv as usual.
+ * Read a new client's socket at once, before its first epoll round: with
+ * defer_accept (the default) the kernel hands over a connection only once
+ * its first bytes (request head, ClientHello or PROXY header) are there, and
+ * without it they have usually arrived by the time the worker accepts under
+ * load. Reading them now saves a loop iteration of latency per connection.
+ * If nothing is there yet, the read costs one EAGAIN and reading goes on
+ * through libuv as usual.
  */
 void sl_client_read_now(sl_session_t *s)
 {

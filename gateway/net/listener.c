@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,17 @@ static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errle
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    /* Every protocol we serve has the client speak first (HTTP, a TLS
+       ClientHello, a PROXY header), so the kernel can hold a new connection
+       until its first bytes arrive: one wake-up per connection instead of
+       two, no read that finds nothing, and a silent connection costs no
+       descriptor. The kernel counts whole seconds. */
+    int defer = (int)((l->defer_accept + 999) / 1000);
+    if (defer > 0 && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) != 0) {
+        snprintf(err, errlen, "listener %s: TCP_DEFER_ACCEPT: %s", l->address.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, (int)l->backlog) != 0) {
         snprintf(err, errlen, "listener %s: %s", l->address.text, strerror(errno));
         close(fd);

@@ -103,6 +103,7 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
             return;
         }
         sl_client_resume(s, 0);
+        sl_client_read_now(s);   /* the ClientHello is usually there (defer_accept) */
         return;
     }
     s->state = l->proxy_protocol != SL_PROXY_PROTOCOL_OFF ? SL_SS_PROXY_HEADER : SL_SS_HEAD;

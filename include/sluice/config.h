@@ -74,6 +74,7 @@ typedef struct sl_cfg_listener_tls {
 typedef struct sl_cfg_listener {
     sl_cfg_addr_t address;
     uint32_t backlog;                 /* default 4096 */
+    sl_msec_t defer_accept;           /* TCP_DEFER_ACCEPT; 0: off; default 1s */
     sl_proxy_protocol_t proxy_protocol;
     sl_cfg_listener_tls_t tls;
     sl_cfg_pos_t pos;

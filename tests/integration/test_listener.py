@@ -38,7 +38,9 @@ def test_ipv6_listener_and_backend():
 def test_connection_cap_pauses_accepting_and_resumes():
     backend = Backend("blue")
     port, admin = free_port(), free_port()
-    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
+    # The five held connections are silent: with defer_accept the kernel would
+    # not hand them over, and they would not count against the cap.
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1, listener_extra="defer_accept: 0",
                       extra="limits: { max_connections: 5 }\nadmin: { address: 127.0.0.1:%d }"
                       % admin), port)
     held = []
@@ -67,4 +69,50 @@ def test_connection_cap_pauses_accepting_and_resumes():
     finally:
         for h in held:
             h.close()
+        stop_all(s, backend)
+
+
+def accepted(admin):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
+    line = [l for l in text.splitlines() if l.startswith("sluice_connections_accepted_total ")]
+    return int(float(line[0].split()[1]))
+
+
+@pytest.mark.parametrize("defer", ["1s", "0"])
+def test_defer_accept_hands_over_a_connection_when_it_speaks(defer):
+    """With defer_accept the kernel keeps a connection until its first bytes
+    arrive: silent ones cost the gateway nothing until then, one that speaks
+    is served at once, and a silent one is handed over when the period ends
+    and meets the head timeout. With 0, every connection is accepted at once."""
+    backend = Backend("blue")
+    port, admin = free_port(), free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
+                      listener_extra="defer_accept: %s" % defer,
+                      extra="timeouts: { head: 1s }\nadmin: { address: 127.0.0.1:%d }" % admin),
+               port)
+    silent = []
+    try:
+        time.sleep(0.2)   # the start-up probe has come and gone
+        before = accepted(admin)
+        silent = [raw_connect(port) for _ in range(10)]
+        speaker = raw_connect(port)
+        time.sleep(0.4)
+        assert accepted(admin) - before == (0 if defer != "0" else 11)
+        t0 = time.monotonic()
+        speaker.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert status_of(recv_until(speaker, b"hello blue")) == 200
+        assert time.monotonic() - t0 < 0.5
+        assert accepted(admin) - before == (1 if defer != "0" else 11)
+        speaker.close()
+        # The silent ones: handed over when the defer period ends (the kernel
+        # then completes the handshake), then closed by the head timeout.
+        for c in silent:
+            c.settimeout(6)
+            assert status_of(recv_until(c, b"\r\n\r\n", timeout=6)) == 408
+        took = time.monotonic() - t0
+        assert accepted(admin) - before == 11
+        assert (1.3 <= took <= 4.5) if defer != "0" else (0.4 <= took <= 1.5), took
+    finally:
+        for c in silent:
+            c.close()
         stop_all(s, backend)

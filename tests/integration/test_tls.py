@@ -372,7 +372,8 @@ def test_garbage_and_stalls_are_cut_off(gw, certs):
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         H.recv_all(s)
     assert time.monotonic() - t0 < 0.9
-    # A stalled handshake (nothing) and a half ClientHello: cut at handshake_timeout (1s).
+    # A stalled handshake (nothing: handed over when defer_accept's 1 s ends)
+    # and a half ClientHello: cut at handshake_timeout (1s).
     stalled = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
     half = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
     half.sendall(bytes.fromhex("16030100c8010000c40303") + b"\0" * 20)
@@ -388,9 +389,13 @@ def test_garbage_and_stalls_are_cut_off(gw, certs):
 
 
 def test_handshake_cap_pauses_accepting(gw, certs):
-    # max_handshakes is 2: two stalled handshakes hold the worker's TLS
-    # listener; a third client waits in the backlog until they time out.
+    # max_handshakes is 2: two stalled handshakes (half a ClientHello each: a
+    # silent connection is not even handed over, defer_accept) hold the
+    # worker's TLS listener; a third client waits in the backlog until they
+    # time out.
     stalled = [socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) for _ in range(2)]
+    for s in stalled:
+        s.sendall(bytes.fromhex("16030100c8010000c40303") + b"\0" * 20)
     time.sleep(0.2)
     t0 = time.monotonic()
     peer_cn(gw.port, "a.test", certs["a"][0])

@@ -81,6 +81,7 @@ static void every_default(void **state)
     sl_config_t *cfg = parse_ok(minimal);
     const sl_cfg_listener_t *l = &cfg->listeners[0];
     assert_int_equal(l->backlog, 4096);
+    assert_int_equal(l->defer_accept, 1000);
     assert_int_equal(l->proxy_protocol, SL_PROXY_PROTOCOL_OFF);
     assert_false(l->tls.enabled);
     assert_string_equal(l->tls.min_version, "TLSv1.2");
@@ -167,6 +168,8 @@ static void every_type(void **state)
     assert_string_equal(cfg->listeners[0].address.host, "::1");
     assert_int_equal(cfg->listeners[0].address.port, 8443);
     assert_int_equal(cfg->listeners[0].backlog, 128);
+    assert_int_equal(cfg->listeners[0].defer_accept, 0);
+    assert_int_equal(cfg->listeners[1].defer_accept, 2500);
     assert_int_equal(cfg->listeners[0].proxy_protocol, SL_PROXY_PROTOCOL_V2);
     assert_string_equal(cfg->listeners[1].address.host, "localhost");
     assert_int_equal(cfg->listeners[1].proxy_protocol, SL_PROXY_PROTOCOL_ANY);
@@ -199,7 +202,7 @@ static void every_type(void **state)
     assert_int_equal(blue->backends[0].weight, 5);
     assert_string_equal(blue->backends[1].address.host, "fe80::1");
     assert_int_equal(blue->backends[1].weight, 0);
-    assert_int_equal(blue->pos.line, 14);
+    assert_int_equal(blue->pos.line, 16);
     /* services: pool names resolved to indexes; admission: off */
     assert_int_equal(cfg->n_services, 2);
     const sl_cfg_service_t *app = sl_config_service(cfg, "app");
@@ -272,7 +275,7 @@ static void summary_text(void **state)
     assert_int_equal(sl_config_load("config/sluice.yaml", &cfg, &d), SL_OK);
     sl_config_summary(cfg, buf, sizeof buf);
     assert_non_null(strstr(buf, "config config/sluice.yaml: OK\n"));
-    assert_non_null(strstr(buf, "  0.0.0.0:8080  backlog 4096  proxy_protocol off\n"));
+    assert_non_null(strstr(buf, "  0.0.0.0:8080  backlog 4096  defer_accept 1s  proxy_protocol off\n"));
     assert_non_null(strstr(buf, "workers: auto (one per core)\n"));
     assert_non_null(strstr(buf, "  blue  balance least_conn  connect_retries 2\n"
                                 "    127.0.0.1:9001  weight 1\n"));
