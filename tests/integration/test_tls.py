@@ -365,6 +365,10 @@ def test_old_protocols_refused(gw, flag):
     assert "Cipher is (NONE)" in out, out
 
 
+# A record header and the start of a ClientHello that announces more than follows.
+HALF_CLIENT_HELLO = bytes.fromhex("16030100c8010000c40303") + b"\0" * 20
+
+
 def test_garbage_and_stalls_are_cut_off(gw, certs):
     t0 = time.monotonic()
     # Plain HTTP on the TLS port: not a TLS record, closed at once.
@@ -376,7 +380,7 @@ def test_garbage_and_stalls_are_cut_off(gw, certs):
     # and a half ClientHello: cut at handshake_timeout (1s).
     stalled = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
     half = socket.create_connection(("127.0.0.1", gw.port), timeout=H.T)
-    half.sendall(bytes.fromhex("16030100c8010000c40303") + b"\0" * 20)
+    half.sendall(HALF_CLIENT_HELLO)
     t1 = time.monotonic()
     for s in (stalled, half):
         assert H.recv_all(s) == b""
@@ -395,7 +399,7 @@ def test_handshake_cap_pauses_accepting(gw, certs):
     # time out.
     stalled = [socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) for _ in range(2)]
     for s in stalled:
-        s.sendall(bytes.fromhex("16030100c8010000c40303") + b"\0" * 20)
+        s.sendall(HALF_CLIENT_HELLO)
     time.sleep(0.2)
     t0 = time.monotonic()
     peer_cn(gw.port, "a.test", certs["a"][0])
