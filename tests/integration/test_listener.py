@@ -1,15 +1,15 @@
-"""Listeners: IPv6, and the global connection cap (accepting pauses, the open
-connections keep being served, accepting resumes)."""
+"""Listeners: IPv6, the global connection cap (accepting pauses, the open
+connections keep being served, accepting resumes), and defer_accept."""
 import asyncio
 import socket
 import time
-import urllib.request
 
 import pytest
 import websockets
 
 from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until, status_of,
                      stop_all)
+from test_deploy import Admin
 
 
 def ipv6_loopback():
@@ -33,14 +33,6 @@ def test_ipv6_listener_and_backend():
         assert asyncio.run(hello()) == "hello blue"
     finally:
         stop_all(s, backend)
-
-
-def metric(admin, name):
-    """An unlabelled counter from the admin API's /metrics."""
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
-    lines = [l for l in text.splitlines() if l.startswith(name + " ")]
-    assert lines, "no %s in /metrics" % name
-    return int(float(lines[0].split()[1]))
 
 
 def test_connection_cap_pauses_accepting_and_resumes():
@@ -70,7 +62,7 @@ def test_connection_cap_pauses_accepting_and_resumes():
         held.pop(0).close()
         extra.settimeout(5)
         assert status_of(recv_until(extra, b"hello blue")) == 200
-        assert metric(admin, "sluice_accept_pauses_total") >= 1
+        assert Admin(admin).metric("sluice_accept_pauses_total") >= 1
         extra.close()
     finally:
         for h in held:
@@ -90,7 +82,7 @@ def test_defer_accept_hands_over_a_connection_when_it_speaks(defer):
                       listener_extra="defer_accept: %s" % defer,
                       extra="timeouts: { head: 1s }\nadmin: { address: 127.0.0.1:%d }" % admin),
                port)
-    accepted = lambda: metric(admin, "sluice_connections_accepted_total")
+    accepted = lambda: Admin(admin).metric("sluice_connections_accepted_total")
     silent, speaker = [], None
     try:
         time.sleep(0.2)   # the start-up probe has come and gone

@@ -21,6 +21,7 @@ import pytest
 import websockets
 
 import harness as H
+from test_deploy import wait_for
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 
@@ -311,10 +312,7 @@ def test_bench_tls_client_counts_full_and_resumed_handshakes(gw, version):
 def reload_and_wait(sl, generation):
     sl.proc.send_signal(signal.SIGHUP)
     line = "(generation %d)" % generation
-    deadline = time.monotonic() + H.T
-    while line not in sl.output():
-        assert time.monotonic() < deadline, "no reload: " + sl.output()[-2000:]
-        time.sleep(0.05)
+    assert wait_for(lambda: line in sl.output(), H.T, 0.05), "no reload: " + sl.output()[-2000:]
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
