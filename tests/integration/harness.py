@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 SRC = os.environ.get("SLUICE_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SLUICE_BUILD_ROOT", os.path.join(SRC, "build"))
@@ -39,6 +40,50 @@ def wait_port(host, port, proc=None, timeout=T):
         except OSError:
             time.sleep(0.02)
     raise AssertionError("nothing listening on %s:%d after %ss" % (host, port, timeout))
+
+
+def wait_until(pred, timeout=T, step=0.05):
+    """Poll pred until it returns something true (returned) or the timeout (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+# ---- the gateway's /metrics (Prometheus text) ----
+
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$")
+
+
+def scrape(admin_port):
+    """The /metrics text of the admin API on admin_port."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=T) as r:
+        return r.read().decode()
+
+
+def metric_samples(text, name):
+    """Every sample of `name`: {((label, value), ...) sorted: float}."""
+    out = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and m.group(1) == name:
+            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
+            out[labels] = float(m.group(3))
+    return out
+
+
+def metric(text, name, **labels):
+    """The sample of `name` whose labels are exactly `labels`; an AssertionError
+    that lists the family's samples when there is none."""
+    found = metric_samples(text, name)
+    want = tuple(sorted(labels.items()))
+    if want not in found:
+        raise AssertionError("no sample %s%s; the family has: %s"
+                             % (name, dict(want), sorted(found.items())[:20] or "nothing"))
+    return found[want]
 
 
 def rss_kib(pid):

@@ -9,13 +9,11 @@ with a small queue, turned away with Retry-After values that spread them out,
 and all get in when they honour them.
 """
 import asyncio
-import re
 import time
-import urllib.request
 
 import pytest
 
-from harness import Backend, Sluice, config, free_port, stop_all
+from harness import Backend, Sluice, config, free_port, metric, scrape, stop_all
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
@@ -24,27 +22,10 @@ WARM = 8   # warm-up connections before the storm (see warm_up)
 LIMIT = (RATE + BURST) * 1.05
 
 
-def metrics(admin_port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=10) as r:
-        return r.read().decode()
-
-
-def metric(text, name, **labels):
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        m = re.match(r"(\w+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(3))
-    raise AssertionError("no metric %s %s in:\n%s" % (name, labels, text[:3000]))
-
-
 def peak_failure(times, admin_port):
     """Where the peak sat, and how long the control thread ran late, for a failure message."""
-    stalled = metric(metrics(admin_port), "sluice_admission_stalled_seconds_total", service="app")
+    stalled = metric(scrape(admin_port), "sluice_admission_stalled_seconds_total", service="app",
+                     queue="service")
     return "%s; admission timer stalled %.3f s in all" % (peak_report(times, 1000), stalled)
 
 
@@ -121,9 +102,9 @@ def test_storm_is_queued_not_failed(tmp_path):
         assert peak <= LIMIT, peak_failure(times, admin)
         # The rate held: admitting everyone took about N / rate.
         assert elapsed >= (CLIENTS - BURST) / RATE * 0.9, elapsed
-        text = metrics(admin)
-        assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 2000
-        assert metric(text, "sluice_admission_admitted_total", service="app") == CLIENTS + WARM
+        text = scrape(admin)
+        assert metric(text, "sluice_admission_queue_depth_peak", service="app", queue="service") >= 2000
+        assert metric(text, "sluice_admission_admitted_total", service="app", queue="service") == CLIENTS + WARM
     finally:
         stop_all(sluice, backend)
 
@@ -146,7 +127,7 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
         times = accepted_times(record, CLIENTS)
         assert len(times) == CLIENTS
         assert peak_in_window(times, 1000) <= LIMIT, peak_failure(times, admin)
-        text = metrics(admin)
-        assert metric(text, "sluice_admission_queue_depth_peak", service="app") >= 250
+        text = scrape(admin)
+        assert metric(text, "sluice_admission_queue_depth_peak", service="app", queue="service") >= 250
     finally:
         stop_all(sluice, backend)

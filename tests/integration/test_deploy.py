@@ -16,7 +16,8 @@ import urllib.request
 
 import websockets
 
-from harness import BUILD, Backend, Sluice, config, free_port, stop_all
+from harness import (BUILD, Backend, Sluice, config, free_port, metric, scrape, stop_all,
+                     wait_until)
 from wsclient import peak_in_window, peak_report
 
 LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", os.path.join(BUILD, "bench", "sluice-loadgen"))
@@ -46,13 +47,7 @@ class Admin:
             return e.code, json.loads(e.read() or b"null")
 
     def metric(self, name, **labels):
-        with urllib.request.urlopen(self.base + "/metrics", timeout=10) as r:
-            text = r.read().decode()
-        want = ",".join('%s="%s"' % kv for kv in labels.items())
-        for line in text.splitlines():
-            if line.startswith("%s{%s}" % (name, want)) or (not labels and line.startswith(name + " ")):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError("no %s{%s}" % (name, want))
+        return metric(scrape(self.port), name, **labels)
 
 
 def start_gateway(tmp_path, green_rate=GREEN_RATE):
@@ -74,16 +69,6 @@ drain: { grace: 5s }""",
     return blue, green, Sluice(cfg, port, favoured=True), Admin(admin)
 
 
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
 def test_cutover_paced_by_green_loses_nothing(tmp_path):
     blue, green, sluice, admin = start_gateway(tmp_path)
     sent_log = tmp_path / "sent.log"
@@ -92,7 +77,7 @@ def test_cutover_paced_by_green_loses_nothing(tmp_path):
                            "127.0.0.2-127.0.0.9", "--sent-log", str(sent_log), "--json"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: admin.metric("sluice_websockets_open", service="app", pool="blue")
+        assert wait_until(lambda: admin.metric("sluice_websockets_open", service="app", pool="blue")
                         == CLIENTS, 30), "clients did not all connect to blue"
         time.sleep(1)
         t0 = time.monotonic()
@@ -107,7 +92,7 @@ def test_cutover_paced_by_green_loses_nothing(tmp_path):
             if b["phase"] == "drain" and b["pace"] is not None:
                 paces.append((b["pace"], b["pace_limited_by"]))
             return b if b["phase"] == "done" else None
-        final = wait_for(done, 40, 0.2)
+        final = wait_until(done, 40, 0.2)
         took = time.monotonic() - t0
         assert final, "cutover did not finish"
         assert final["active"] == "green" and final["remaining"] == 0

@@ -2,14 +2,13 @@
 over worker loops — with the real binary and real backends.
 """
 import asyncio
-import re
 import socket
 import time
-import urllib.request
 
 import websockets
 
-from harness import Backend, Sluice, config, free_port, stop_all
+from harness import (Backend, Sluice, config, free_port, metric, metric_samples, scrape,
+                     stop_all, wait_until)
 
 HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
               passive_failures: 1, passive_eject: 2s }"""
@@ -24,20 +23,6 @@ def pool_config(port, admin, backends, balance="least_conn"):
                        % (balance, HEALTH), 1)
 
 
-def metrics(admin):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=10) as r:
-        return r.read().decode()
-
-
-def samples(text, name):
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"%s\{([^}]*)\} ([0-9.e+-]+)$" % name, line)
-        if m:
-            out[tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(1))))] = float(m.group(2))
-    return out
-
-
 async def hello(url):
     async with websockets.connect(url, compression=None, open_timeout=10) as ws:
         return await asyncio.wait_for(ws.recv(), 10)
@@ -45,15 +30,6 @@ async def hello(url):
 
 async def hellos(url, n):
     return await asyncio.gather(*[hello(url) for _ in range(n)])
-
-
-def wait_until(pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_killed_backend_is_ejected_and_comes_back(tmp_path):
@@ -88,13 +64,13 @@ def test_killed_backend_is_ejected_and_comes_back(tmp_path):
         # then the health checks take alpha out).
         names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
         assert set(names) == {"hello beta"}
-        assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
+        assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
             (("backend", a.addr), ("pool", "app"))) == 0)
 
         # Alpha comes back on the same port; after `rise` checks it takes traffic again.
         a2 = Backend("alpha", port=a.port)
         try:
-            assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
+            assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
                 (("backend", a.addr), ("pool", "app"))) == 1)
             names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 20), 30))
             assert "hello alpha" in names
@@ -117,7 +93,7 @@ def test_connections_spread_over_both_workers(tmp_path):
                     sluice.url, compression=None, local_addr=("127.0.0.%d" % (2 + i % 8), 0)))
             for c in conns:
                 assert await asyncio.wait_for(c.recv(), 5) == "hello blue"
-            per_worker = samples(metrics(admin), "sluice_worker_connections_open")
+            per_worker = metric_samples(scrape(admin), "sluice_worker_connections_open")
             for c in conns:
                 await c.close()
             return per_worker
@@ -198,7 +174,7 @@ def test_queue_holds_while_the_pool_is_down(tmp_path):
     try:
         assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
         a.stop()
-        assert wait_until(lambda: samples(metrics(admin), "sluice_pool_backend_up").get(
+        assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
             (("backend", a.addr), ("pool", "app"))) == 0)
         through_a_restart(s, a, restarted)
         assert "holding the queue" in s.output()
@@ -221,8 +197,7 @@ def test_clients_admitted_as_the_backend_dies_wait_instead_of_failing(tmp_path):
         a.stop()
         # At once: the burst's 20 tokens are there, the pool still counts as up.
         through_a_restart(s, a, restarted)
-        m = re.search(r"^sluice_admission_sessions_requeued_total (\d+)$", metrics(admin), re.M)
-        assert m and int(m.group(1)) >= 1, m
+        assert metric(scrape(admin), "sluice_admission_sessions_requeued_total") >= 1
     finally:
         stop_all(s)
         for b in restarted + [a]:
@@ -254,7 +229,7 @@ def test_connect_timeout_moves_an_upgrade_to_the_next_backend():
         t0 = time.monotonic()
         assert asyncio.run(asyncio.wait_for(hello(sluice.url), 10)) == "hello beta"
         assert time.monotonic() - t0 >= 0.3   # least_conn tried the silent one first
-        fails = samples(metrics(admin), "sluice_pool_backend_connect_failures_total")
+        fails = metric_samples(scrape(admin), "sluice_pool_backend_connect_failures_total")
         assert fails[(("backend", hole_addr), ("pool", "app"))] == 1, fails
         # Only the silent backend: 502 once its connect has timed out.
         port2 = free_port()

@@ -9,8 +9,8 @@ import time
 
 import websockets
 
-from harness import SLUICE, Backend, Sluice, config, free_port, wait_port, stop_all
-from test_deploy import Admin, wait_for
+from harness import SLUICE, Backend, Sluice, config, free_port, wait_port, stop_all, wait_until
+from test_deploy import Admin
 
 
 def gateway(tmp_path, admission, extra_admin=""):
@@ -74,7 +74,7 @@ def test_bad_reload_keeps_old_config_and_good_reload_applies_new_limits(tmp_path
             with open(s.cfg.name, "w") as f:
                 f.write(text)
             s.proc.send_signal(1)
-            assert wait_for(lambda: "generation 3" in s.output(), 5)
+            assert wait_until(lambda: "generation 3" in s.output(), 5)
             assert await connect_many(s.url, 8) >= 1.4
             await held.close()
         asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -134,7 +134,7 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
         rc, out, err = ctl(admin.port, "deploy", "start", "app", "--from", "blue", "--to", "green",
                            "--ramp", "0s")
         assert rc == 0, err
-        assert wait_for(lambda: admin.call("GET", "/api/v1/services/app/deploys/current")[1]
+        assert wait_until(lambda: admin.call("GET", "/api/v1/services/app/deploys/current")[1]
                         ["phase"] == "done", 10)
         assert asyncio.run(hello(s.url)) == "hello green"
         assert json.loads(state.read_text())["services"]["app"]["active"] == "green"

@@ -21,7 +21,7 @@ import pytest
 import websockets
 
 import harness as H
-from test_deploy import wait_for
+from harness import wait_until
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 
@@ -312,7 +312,7 @@ def test_bench_tls_client_counts_full_and_resumed_handshakes(gw, version):
 def reload_and_wait(sl, generation):
     sl.proc.send_signal(signal.SIGHUP)
     line = "(generation %d)" % generation
-    assert wait_for(lambda: line in sl.output(), H.T, 0.05), "no reload: " + sl.output()[-2000:]
+    assert wait_until(lambda: line in sl.output(), H.T, 0.05), "no reload: " + sl.output()[-2000:]
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
@@ -531,7 +531,6 @@ def test_backend_tls_health_checks(tmp_path):
     """A TLS pool's health checks speak TLS through the pool's own context: the
     backend whose certificate verifies is up, the one whose certificate does
     not is down and gets nothing; the good one is marked down when it dies."""
-    from test_health import metrics, samples, wait_until
     good_ck = make_cert(str(tmp_path), "backend.test", "ec")
     evil_ck = make_cert(str(tmp_path), "evil.test", "ec")
     good, evil = tls_backend(good_ck), tls_backend(evil_ck)
@@ -547,7 +546,7 @@ def test_backend_tls_health_checks(tmp_path):
 
     def up():
         return {dict(k)["backend"]: v
-                for k, v in samples(metrics(admin), "sluice_pool_backend_up").items()}
+                for k, v in H.metric_samples(H.scrape(admin), "sluice_pool_backend_up").items()}
     try:
         assert wait_until(lambda: up() == {good.addr: 1.0, evil.addr: 0.0}), up()
         for i in range(10):
