@@ -38,8 +38,8 @@
  * upgrade, while the backends' answers that arrived meanwhile wait for the
  * next turn. 64 in a row held those answers up to 2 ms; 4 keeps a turn short
  * and costs an epoll_wait that returns at once (the listener stays readable).
- * Measured in bench/RESULTS.md (notes): with 50 handshakes in flight, 11,600
- * -> 13,900 upgrades/s, the same CPU per upgrade.
+ * Measured in bench/RESULTS.md (notes): with 50 handshakes in flight, 11,800
+ * -> 14,200 upgrades/s (medians of 4), the same CPU per upgrade.
  */
 #define ACCEPT_BATCH 4
 /* How soon to try again after a pause. */
