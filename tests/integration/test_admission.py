@@ -103,8 +103,9 @@ def test_storm_is_queued_not_failed(tmp_path):
         # The rate held: admitting everyone took about N / rate.
         assert elapsed >= (CLIENTS - BURST) / RATE * 0.9, elapsed
         text = scrape(admin)
-        assert metric(text, "sluice_admission_queue_depth_peak", service="app", queue="service") >= 2000
-        assert metric(text, "sluice_admission_admitted_total", service="app", queue="service") == CLIENTS + WARM
+        queue = dict(service="app", queue="service")
+        assert metric(text, "sluice_admission_queue_depth_peak", **queue) >= 2000
+        assert metric(text, "sluice_admission_admitted_total", **queue) == CLIENTS + WARM
     finally:
         stop_all(sluice, backend)
 
@@ -128,6 +129,7 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
         assert len(times) == CLIENTS
         assert peak_in_window(times, 1000) <= LIMIT, peak_failure(times, admin)
         text = scrape(admin)
-        assert metric(text, "sluice_admission_queue_depth_peak", service="app", queue="service") >= 250
+        assert metric(text, "sluice_admission_queue_depth_peak", service="app",
+                      queue="service") >= 250
     finally:
         stop_all(sluice, backend)

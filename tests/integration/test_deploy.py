@@ -78,7 +78,7 @@ def test_cutover_paced_by_green_loses_nothing(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: admin.metric("sluice_websockets_open", service="app", pool="blue")
-                        == CLIENTS, 30), "clients did not all connect to blue"
+                          == CLIENTS, 30), "clients did not all connect to blue"
         time.sleep(1)
         t0 = time.monotonic()
         status, body = admin.call("POST", "/api/v1/services/app/deploys",

@@ -135,7 +135,7 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
                            "--ramp", "0s")
         assert rc == 0, err
         assert wait_until(lambda: admin.call("GET", "/api/v1/services/app/deploys/current")[1]
-                        ["phase"] == "done", 10)
+                          ["phase"] == "done", 10)
         assert asyncio.run(hello(s.url)) == "hello green"
         assert json.loads(state.read_text())["services"]["app"]["active"] == "green"
         stop_all(s)
