@@ -40,8 +40,9 @@ static void listeners(out_t *w, const sl_config_t *cfg)
         const sl_cfg_listener_t *l = &cfg->listeners[i];
         char defer[32];
         sl__fmt_duration(defer, sizeof defer, l->defer_accept);
-        put(w, "  %s  backlog %u  defer_accept %s  proxy_protocol %s%s\n", l->address.text,
-            l->backlog, l->defer_accept ? defer : "off", proxy_names[l->proxy_protocol % 4],
+        put(w, "  %s  backlog %u  defer_accept %s  delayed_ack %s  proxy_protocol %s%s\n",
+            l->address.text, l->backlog, l->defer_accept ? defer : "off",
+            l->delayed_ack ? "on" : "off", proxy_names[l->proxy_protocol % 4],
             l->tls.enabled ? "  tls" : "");
     }
     if (cfg->workers == 0)

@@ -95,6 +95,18 @@ static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errle
         close(fd);
         return -1;
     }
+    /* The client's first bytes are answered at once (a 101, a response, the
+       server's TLS flight), so the kernel need not acknowledge them on its
+       own: out of quick-ack mode, the ACK rides on the answer, one packet
+       less per connection for both ends. Set after listen(), which resets
+       the flag; accepted sockets inherit it, and the kernel leaves it by
+       itself once a delayed ACK has to go out alone. */
+    int zero = 0;
+    if (l->delayed_ack && setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero) != 0) {
+        snprintf(err, errlen, "listener %s: TCP_QUICKACK: %s", l->address.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 

@@ -39,7 +39,7 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
         const sl_cfg_listener_t *x = &a->listeners[i], *y = &b->listeners[i];
         same = strcmp(x->address.text, y->address.text) == 0 &&
                x->proxy_protocol == y->proxy_protocol && x->backlog == y->backlog &&
-               x->defer_accept == y->defer_accept &&
+               x->defer_accept == y->defer_accept && x->delayed_ack == y->delayed_ack &&
                x->tls.enabled == y->tls.enabled;
     }
     bool log_same = a->access_log.enabled == b->access_log.enabled &&
@@ -52,7 +52,8 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
                       (!a->admin.enabled || strcmp(a->admin.address.text, b->admin.address.text) == 0);
     if (!same)
         diag_line(d, b->file, "listeners and workers cannot change on reload (address, "
-                              "backlog, defer_accept, proxy_protocol, tls on/off, workers); "
+                              "backlog, defer_accept, delayed_ack, proxy_protocol, tls on/off, "
+                              "workers); "
                               "restart sluice");
     if (!admin_same)
         diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");

@@ -264,6 +264,13 @@ static int connect_now(sl_upstream_t *up, const struct sockaddr *addr)
         return uv_translate_sys_error(errno);
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The request is written right after connect(): out of quick-ack mode
+       the kernel holds back the handshake's last ACK and the request carries
+       it, so the backend's kernel completes the handshake and has the
+       request in one segment (one packet and, without defer-accept on the
+       backend, one wake-up less per upgrade). */
+    int zero = 0;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
     socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                 : sizeof(struct sockaddr_in);
     int r;

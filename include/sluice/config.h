@@ -75,6 +75,7 @@ typedef struct sl_cfg_listener {
     sl_cfg_addr_t address;
     uint32_t backlog;                 /* default 4096 */
     sl_msec_t defer_accept;           /* TCP_DEFER_ACCEPT; 0: off; default 1s */
+    bool delayed_ack;                 /* TCP_QUICKACK off: the first ACK rides on the answer */
     sl_proxy_protocol_t proxy_protocol;
     sl_cfg_listener_tls_t tls;
     sl_cfg_pos_t pos;

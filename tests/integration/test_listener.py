@@ -1,14 +1,17 @@
 """Listeners: IPv6, the global connection cap (accepting pauses, the open
-connections keep being served, accepting resumes), and defer_accept."""
+connections keep being served, accepting resumes), defer_accept, and
+delayed_ack (and the backend side's merged handshake ACK)."""
 import asyncio
 import socket
+import struct
+import threading
 import time
 
 import pytest
 import websockets
 
 from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until, status_of,
-                     stop_all)
+                     stop_all, upgrade_request, ws_accept, WS_KEY)
 from test_deploy import Admin
 
 
@@ -110,3 +113,88 @@ def test_defer_accept_hands_over_a_connection_when_it_speaks(defer):
             if c:
                 c.close()
         stop_all(s, backend)
+
+
+def segments_without_data(sock):
+    """Segments this socket has received that carried no payload (the
+    handshake's SYN or SYN-ACK, bare ACKs): tcpi_segs_in - tcpi_data_segs_in
+    from TCP_INFO (linux/tcp.h: offsets 140 and 152)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    segs_in, = struct.unpack_from("I", info, 140)
+    data_segs_in, = struct.unpack_from("I", info, 152)
+    return segs_in - data_segs_in
+
+
+class AckCountingBackend:
+    """A WebSocket backend in a thread that notes, for each upgrade, how many
+    segments without data its socket had received once the request was in:
+    1 (the SYN) when the request carried the handshake's last ACK, 2 when
+    that ACK came alone."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.bare = []
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            head = recv_until(c, b"\r\n\r\n")
+            keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
+                    if l.lower().startswith(b"sec-websocket-key:")]
+            if not keys:
+                continue   # not an upgrade (nothing in this test sends one)
+            self.bare.append(segments_without_data(c))
+            key = keys[0]
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                       % ws_accept(key)).encode())
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize("delayed", [True, False])
+def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
+    """With delayed_ack (the default) the kernel does not acknowledge a
+    client's request on its own: the ACK rides on the 101, so the client
+    receives no bare ACK; with delayed_ack: false it receives one. Towards
+    the backend, sluice's request always carries the handshake's last ACK."""
+    backend = AckCountingBackend()
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
+                      listener_extra="delayed_ack: %s" % str(delayed).lower()), port)
+    clients = []
+    try:
+        time.sleep(0.2)   # the start-up probe has come and gone
+        # The kernel holds a delayed ACK for 40 ms at least; an answer slower
+        # than that (a loaded machine) lets it go out alone, so up to three
+        # tries for one answered well within it.
+        for attempt in range(3):
+            c = raw_connect(port)
+            clients.append(c)
+            t0 = time.monotonic()
+            c.sendall(upgrade_request(key=WS_KEY))
+            assert status_of(recv_until(c, b"\r\n\r\n")) == 101
+            if time.monotonic() - t0 < 0.02:
+                break
+        else:
+            pytest.fail("no answer within 20 ms in three tries; cannot observe the ACK")
+        # SYN-ACK only, or SYN-ACK and the bare ACK of the request.
+        assert segments_without_data(c) == (1 if delayed else 2)
+        assert backend.bare and all(n == 1 for n in backend.bare), backend.bare
+    finally:
+        for c in clients:
+            c.close()
+        stop_all(s)
+        backend.close()

@@ -82,6 +82,7 @@ static void every_default(void **state)
     const sl_cfg_listener_t *l = &cfg->listeners[0];
     assert_int_equal(l->backlog, 4096);
     assert_int_equal(l->defer_accept, 1000);
+    assert_true(l->delayed_ack);
     assert_int_equal(l->proxy_protocol, SL_PROXY_PROTOCOL_OFF);
     assert_false(l->tls.enabled);
     assert_string_equal(l->tls.min_version, "TLSv1.2");
@@ -170,6 +171,8 @@ static void every_type(void **state)
     assert_int_equal(cfg->listeners[0].backlog, 128);
     assert_int_equal(cfg->listeners[0].defer_accept, 0);
     assert_int_equal(cfg->listeners[1].defer_accept, 2500);
+    assert_false(cfg->listeners[0].delayed_ack);
+    assert_true(cfg->listeners[1].delayed_ack);
     assert_int_equal(cfg->listeners[0].proxy_protocol, SL_PROXY_PROTOCOL_V2);
     assert_string_equal(cfg->listeners[1].address.host, "localhost");
     assert_int_equal(cfg->listeners[1].proxy_protocol, SL_PROXY_PROTOCOL_ANY);
@@ -202,7 +205,7 @@ static void every_type(void **state)
     assert_int_equal(blue->backends[0].weight, 5);
     assert_string_equal(blue->backends[1].address.host, "fe80::1");
     assert_int_equal(blue->backends[1].weight, 0);
-    assert_int_equal(blue->pos.line, 16);
+    assert_int_equal(blue->pos.line, 17);
     /* services: pool names resolved to indexes; admission: off */
     assert_int_equal(cfg->n_services, 2);
     const sl_cfg_service_t *app = sl_config_service(cfg, "app");
@@ -275,7 +278,7 @@ static void summary_text(void **state)
     assert_int_equal(sl_config_load("config/sluice.yaml", &cfg, &d), SL_OK);
     sl_config_summary(cfg, buf, sizeof buf);
     assert_non_null(strstr(buf, "config config/sluice.yaml: OK\n"));
-    assert_non_null(strstr(buf, "  0.0.0.0:8080  backlog 4096  defer_accept 1s  proxy_protocol off\n"));
+    assert_non_null(strstr(buf, "  0.0.0.0:8080  backlog 4096  defer_accept 1s  delayed_ack on  proxy_protocol off\n"));
     assert_non_null(strstr(buf, "workers: auto (one per core)\n"));
     assert_non_null(strstr(buf, "  blue  balance least_conn  connect_retries 2\n"
                                 "    127.0.0.1:9001  weight 1\n"));
