@@ -256,21 +256,29 @@ void sl__upstream_unconfirmed_failed(sl_upstream_t *up, int status)
         connect_failed(up->session, status);
 }
 
+/* A backend socket, non-blocking, with TCP_NODELAY, out of quick-ack mode:
+   whatever is sent first (the request, the TLS ClientHello) is written as
+   soon as the connect completes, so the kernel holds back the handshake's
+   last ACK and that first segment carries it. The backend's kernel completes
+   the handshake and has the data in one segment: one packet and, without
+   defer-accept on the backend, one wake-up less per new connection. */
+static int backend_socket(int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return -1;
+    int one = 1, zero = 0;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
+    return fd;
+}
+
 /* connect(2) by hand, so the request can be written before the connect completes. */
 static int connect_now(sl_upstream_t *up, const struct sockaddr *addr)
 {
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = backend_socket(addr->sa_family);
     if (fd < 0)
         return uv_translate_sys_error(errno);
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* The request is written right after connect(): out of quick-ack mode
-       the kernel holds back the handshake's last ACK and the request carries
-       it, so the backend's kernel completes the handshake and has the
-       request in one segment (one packet and, without defer-accept on the
-       backend, one wake-up less per upgrade). */
-    int zero = 0;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
     socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                 : sizeof(struct sockaddr_in);
     int r;
@@ -308,7 +316,6 @@ static void on_connect(uv_connect_t *req, int status)
         connect_failed(s, status);
         return;
     }
-    uv_tcp_nodelay(&up->tcp, 1);
     const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
     if (!pc->tls) {
         backend_connected(s, up);
@@ -333,7 +340,12 @@ static int connect_uv(sl_upstream_t *up, const struct sockaddr *addr)
     if (req == NULL)
         return UV_ENOMEM;
     req->data = up;
-    int rc = uv_tcp_connect(req, &up->tcp, addr, on_connect);
+    int fd = backend_socket(addr->sa_family);
+    int rc = fd < 0 ? uv_translate_sys_error(errno) : uv_tcp_open(&up->tcp, fd);
+    if (rc == 0)
+        rc = uv_tcp_connect(req, &up->tcp, addr, on_connect);
+    else if (fd >= 0)
+        close(fd);
     if (rc < 0)
         free(req);
     return rc;

@@ -126,10 +126,10 @@ def segments_without_data(sock):
 
 
 class AckCountingBackend:
-    """A WebSocket backend in a thread that notes, for each upgrade, how many
-    segments without data its socket had received once the request was in:
-    1 (the SYN) when the request carried the handshake's last ACK, 2 when
-    that ACK came alone."""
+    """A backend in a thread (WebSocket upgrades and plain GETs) that notes,
+    for each connection, how many segments without data its socket had
+    received once the request was in: 1 (the SYN) when the request carried
+    the handshake's last ACK, 2 when that ACK came alone."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -148,15 +148,17 @@ class AckCountingBackend:
                 return
             self.conns.append(c)
             head = recv_until(c, b"\r\n\r\n")
+            if not head:
+                continue
+            self.bare.append(segments_without_data(c))
             keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
                     if l.lower().startswith(b"sec-websocket-key:")]
-            if not keys:
-                continue   # not an upgrade (nothing in this test sends one)
-            self.bare.append(segments_without_data(c))
-            key = keys[0]
-            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                       % ws_accept(key)).encode())
+            if keys:
+                c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                           % ws_accept(keys[0])).encode())
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     def close(self):
         self.sock.close()
@@ -169,7 +171,9 @@ def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
     """With delayed_ack (the default) the kernel does not acknowledge a
     client's request on its own: the ACK rides on the 101, so the client
     receives no bare ACK; with delayed_ack: false it receives one. Towards
-    the backend, sluice's request always carries the handshake's last ACK."""
+    the backend, sluice's first segment always carries the handshake's last
+    ACK, for an upgrade (written at once) and a plain request (written when
+    libuv reports the connect) alike."""
     backend = AckCountingBackend()
     port = free_port()
     s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
@@ -192,7 +196,12 @@ def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
             pytest.fail("no answer within 20 ms in three tries; cannot observe the ACK")
         # SYN-ACK only, or SYN-ACK and the bare ACK of the request.
         assert segments_without_data(c) == (1 if delayed else 2)
-        assert backend.bare and all(n == 1 for n in backend.bare), backend.bare
+        plain = raw_connect(port)
+        clients.append(plain)
+        plain.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert recv_until(plain, b"ok").endswith(b"\r\n\r\nok")
+        assert len(backend.bare) == len(clients), backend.bare
+        assert all(n == 1 for n in backend.bare), backend.bare
     finally:
         for c in clients:
             c.close()
