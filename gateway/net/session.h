@@ -51,6 +51,7 @@ struct sl_upstream {
     bool closing;
     bool reading;
     bool counted_active;             /* holds one of backend->state->active */
+    bool acks_delayed;               /* out of quick-ack mode until the request has gone */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */

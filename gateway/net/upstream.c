@@ -175,6 +175,41 @@ static bool pool_has_up_backend(sl_session_t *s)
 
 static void try_connect(sl_session_t *s);
 
+/* A backend socket: non-blocking, with TCP_NODELAY. */
+static int backend_socket(int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* An upgrade's request is written right after connect(), so its socket
+   leaves quick-ack mode first: the kernel then holds back the handshake's
+   last ACK and the request carries it. The backend's kernel completes the
+   handshake and has the request in one segment: one packet and, without
+   defer-accept on the backend, one wake-up less per upgrade. */
+static void delay_acks(sl_upstream_t *up, int fd)
+{
+    int zero = 0;
+    up->acks_delayed = setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero) == 0;
+}
+
+/* Once the request has gone, back to quick ACKs, as a fresh connection has
+   them: data sent this soon after the handshake otherwise leaves the socket
+   delaying its ACKs (the kernel takes it for a request-response exchange),
+   and a backend that writes its 101 and its first message apart, with
+   Nagle's algorithm on, would wait 40 ms for the ACK of the 101. */
+static void quick_acks_again(sl_upstream_t *up)
+{
+    int fd, one = 1;
+    if (up->acks_delayed && uv_fileno((const uv_handle_t *)&up->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    up->acks_delayed = false;
+}
+
 /* Tell the control thread how a real connect went, for passive ejection. */
 static void report(sl_session_t *s, sl_upstream_t *up, bool ok)
 {
@@ -225,10 +260,12 @@ static void on_connect_timeout(uv_timer_t *t)
         connect_failed(s, UV_ETIMEDOUT);
 }
 
-/* The connect is known to have succeeded: count it, tell passive health. */
+/* The connect is known to have succeeded: count it, tell passive health.
+   A request written at once has been taken by the kernel by now. */
 static void connect_succeeded(sl_session_t *s, sl_upstream_t *up)
 {
     uv_timer_stop(&up->timer);
+    quick_acks_again(up);
     up->unconfirmed = false;
     sl_backend_shared_t *st = up->backend->state;
     atomic_store(&st->consecutive_failures, 0);
@@ -256,29 +293,13 @@ void sl__upstream_unconfirmed_failed(sl_upstream_t *up, int status)
         connect_failed(up->session, status);
 }
 
-/* A backend socket, non-blocking, with TCP_NODELAY, out of quick-ack mode:
-   whatever is sent first (the request, the TLS ClientHello) is written as
-   soon as the connect completes, so the kernel holds back the handshake's
-   last ACK and that first segment carries it. The backend's kernel completes
-   the handshake and has the data in one segment: one packet and, without
-   defer-accept on the backend, one wake-up less per new connection. */
-static int backend_socket(int family)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (fd < 0)
-        return -1;
-    int one = 1, zero = 0;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
-    return fd;
-}
-
 /* connect(2) by hand, so the request can be written before the connect completes. */
 static int connect_now(sl_upstream_t *up, const struct sockaddr *addr)
 {
     int fd = backend_socket(addr->sa_family);
     if (fd < 0)
         return uv_translate_sys_error(errno);
+    delay_acks(up, fd);
     socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                 : sizeof(struct sockaddr_in);
     int r;

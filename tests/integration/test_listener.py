@@ -125,18 +125,28 @@ def segments_without_data(sock):
     return segs_in - data_segs_in
 
 
+def ack_delay_ms(sock):
+    """How long after this socket last sent data its peer's ACK came, in ms:
+    tcpi_last_data_sent - tcpi_last_ack_recv from TCP_INFO (offsets 44, 56;
+    both count back from now, so the reader's own timing does not matter)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    last_data_sent, = struct.unpack_from("I", info, 44)
+    last_ack_recv, = struct.unpack_from("I", info, 56)
+    return last_data_sent - last_ack_recv
+
+
 class AckCountingBackend:
-    """A backend in a thread (WebSocket upgrades and plain GETs) that notes,
-    for each connection, how many segments without data its socket had
-    received once the request was in: 1 (the SYN) when the request carried
-    the handshake's last ACK, 2 when that ACK came alone."""
+    """A backend in a thread (WebSocket upgrades and plain GETs). For each
+    connection it keeps the socket and notes how many segments without data
+    it had received once the request was in: 1 (the SYN) when the request
+    carried the handshake's last ACK, 2 when that ACK came alone."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.bare = []
+        self.served = []   # (kind, segments without data, socket)
         self.conns = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -150,7 +160,7 @@ class AckCountingBackend:
             head = recv_until(c, b"\r\n\r\n")
             if not head:
                 continue
-            self.bare.append(segments_without_data(c))
+            bare = segments_without_data(c)
             keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
                     if l.lower().startswith(b"sec-websocket-key:")]
             if keys:
@@ -159,6 +169,7 @@ class AckCountingBackend:
                            % ws_accept(keys[0])).encode())
             else:
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.served.append(("upgrade" if keys else "get", bare, c))
 
     def close(self):
         self.sock.close()
@@ -171,9 +182,10 @@ def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
     """With delayed_ack (the default) the kernel does not acknowledge a
     client's request on its own: the ACK rides on the 101, so the client
     receives no bare ACK; with delayed_ack: false it receives one. Towards
-    the backend, sluice's first segment always carries the handshake's last
-    ACK, for an upgrade (written at once) and a plain request (written when
-    libuv reports the connect) alike."""
+    the backend, an upgrade's request carries the handshake's last ACK, and
+    the backend's answer is then acknowledged at once, as on any fresh
+    connection (a socket left delaying its ACKs would hold a backend that
+    writes its 101 and first message apart, with Nagle on, for 40 ms)."""
     backend = AckCountingBackend()
     port = free_port()
     s = Sluice(config(port, {"blue": [backend.addr]}, workers=1,
@@ -200,8 +212,12 @@ def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
         clients.append(plain)
         plain.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
         assert recv_until(plain, b"ok").endswith(b"\r\n\r\nok")
-        assert len(backend.bare) == len(clients), backend.bare
-        assert all(n == 1 for n in backend.bare), backend.bare
+        time.sleep(0.1)   # longer than any delayed ACK
+        kinds = [k for k, _, _ in backend.served]
+        assert kinds == ["upgrade"] * (len(clients) - 1) + ["get"], kinds
+        assert all(bare == 1 for k, bare, _ in backend.served if k == "upgrade"), backend.served
+        delays = [ack_delay_ms(conn) for _, _, conn in backend.served]
+        assert all(d < 20 for d in delays), delays
     finally:
         for c in clients:
             c.close()
