@@ -77,6 +77,13 @@ static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errle
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    /* Accepted sockets inherit TCP_NODELAY: one setsockopt per listener
+       instead of one per connection. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+        snprintf(err, errlen, "listener %s: TCP_NODELAY: %s", l->address.text, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     /* Every protocol we serve has the client speak first (HTTP, a TLS

@@ -87,7 +87,7 @@ void sl_session_accept(sl_worker_t *w, const sl_cfg_listener_t *l, uv_os_sock_t 
         sl_session_close(s);
         return;
     }
-    uv_tcp_nodelay(&s->client, 1);
+    /* TCP_NODELAY comes from the listening socket (listener.c). */
     if (sl_worker_add_session(w, s) != 0) {
         sl_session_close(s);
         return;

@@ -143,6 +143,36 @@ class Proc:
             return f.read()
 
 
+def socket_option_in(pid, peer, level, option):
+    """getsockopt on the TCP socket of process `pid` whose peer address is
+    `peer` ((host, port)), read through a duplicate of its descriptor
+    (pidfd_getfd(2), Linux 5.6; the test runs as root or as the owner)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if not os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                    continue
+            except OSError:
+                continue   # closed meanwhile
+            dup = libc.syscall(438, pidfd, int(fd), 0)   # SYS_pidfd_getfd
+            if dup < 0:
+                raise OSError(ctypes.get_errno(), "pidfd_getfd")
+            s = socket.socket(fileno=dup)
+            try:
+                if s.type == socket.SOCK_STREAM and s.getpeername()[:2] == peer:
+                    return s.getsockopt(level, option)
+            except OSError:
+                pass   # a listening or unconnected socket
+            finally:
+                s.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError("process %d has no socket connected to %s" % (pid, peer))
+
+
 def stop_all(main, *others):
     """Stop `main` (the gateway under test) and then every other process,
     whatever happens on the way, and only then require that `main` exited

@@ -10,8 +10,8 @@ import time
 import pytest
 import websockets
 
-from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until, status_of,
-                     stop_all, upgrade_request, ws_accept, WS_KEY)
+from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until,
+                     socket_option_in, status_of, stop_all, upgrade_request, ws_accept, WS_KEY)
 from test_deploy import Admin
 
 
@@ -220,6 +220,28 @@ def test_delayed_ack_lets_the_answer_carry_the_first_ack(delayed):
         assert all(d < 20 for d in delays), delays
     finally:
         for c in clients:
+            c.close()
+        stop_all(s)
+        backend.close()
+
+
+def test_client_and_backend_sockets_have_nodelay():
+    """sluice forwards each message as it comes: both of a WebSocket's
+    sockets have Nagle's algorithm off (the client's inherited from the
+    listening socket, the backend's set when it is made)."""
+    backend = AckCountingBackend()
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1), port)
+    c = None
+    try:
+        c = raw_connect(port)
+        c.sendall(upgrade_request(key=WS_KEY))
+        assert status_of(recv_until(c, b"\r\n\r\n")) == 101
+        host, bport = backend.addr.split(":")
+        for peer in (c.getsockname(), (host, int(bport))):
+            assert socket_option_in(s.pid, peer, socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1, peer
+    finally:
+        if c:
             c.close()
         stop_all(s)
         backend.close()
