@@ -91,8 +91,8 @@ static const sl__ckey_t listener_keys[] = {
         .doc = "wake for a connection only when its first bytes arrive, waiting up to "
                "this long; 0: off"),
     KEY(T, delayed_ack, "delayed_ack", SL__T_BOOL, .def = "true",
-        .doc = "let a client's first bytes be acknowledged by sluice's answer instead of a "
-               "separate ACK (TCP_QUICKACK off); false for clients that stall on it"),
+        .doc = "let sluice's answer carry the ACK of a client's first bytes (TCP_QUICKACK "
+               "off); false if clients that write a request in pieces with Nagle on stall"),
     KEY(T, proxy_protocol, "proxy_protocol", SL__T_ENUM, .names = proxy_protocol_names,
         .def = "off", .doc = "expect a PROXY protocol header: off, v1, v2 or any"),
     KEY(T, tls, "tls", SL__T_MAP, .sub = &tls_table, .flags = SL__F_PRESENT,

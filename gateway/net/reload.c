@@ -53,8 +53,7 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
     if (!same)
         diag_line(d, b->file, "listeners and workers cannot change on reload (address, "
                               "backlog, defer_accept, delayed_ack, proxy_protocol, tls on/off, "
-                              "workers); "
-                              "restart sluice");
+                              "workers); restart sluice");
     if (!admin_same)
         diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
     return same && admin_same && log_same;
