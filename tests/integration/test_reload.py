@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 
+import pytest
 import websockets
 
 from harness import SLUICE, Backend, Sluice, config, free_port, wait_port, stop_all, wait_until
@@ -82,19 +83,20 @@ def test_bad_reload_keeps_old_config_and_good_reload_applies_new_limits(tmp_path
         stop_all(s, blue, green)
 
 
-def test_listener_change_is_refused_until_a_restart(tmp_path):
+@pytest.mark.parametrize("key, value", [("defer_accept", "0"), ("delayed_ack", "false")])
+def test_listener_change_is_refused_until_a_restart(tmp_path, key, value):
     """Listening sockets are opened once at start: a reload that changes one
-    (here defer_accept) is refused with the reason, and the gateway goes on
+    of their options is refused with the reason, and the gateway goes on
     serving under the old settings."""
     blue, green, s, admin, text = gateway(tmp_path, "")
     try:
         listener = '  - address: "127.0.0.1:%d"' % s.port
         assert listener in text
         with open(s.cfg.name, "w") as f:
-            f.write(text.replace(listener, listener + "\n    defer_accept: 0"))
+            f.write(text.replace(listener, listener + "\n    %s: %s" % (key, value)))
         status, body = admin.call("POST", "/api/v1/reload")
         assert status == 400 and body["error"].startswith("reload refused"), body
-        assert any("defer_accept" in e and "restart sluice" in e for e in body["errors"]), body
+        assert any(key in e and "restart sluice" in e for e in body["errors"]), body
 
         async def hello():
             async with websockets.connect(s.url, compression=None) as ws:
