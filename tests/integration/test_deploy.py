@@ -140,6 +140,19 @@ def test_cutover_paced_by_green_loses_nothing(tmp_path):
 
 def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
     blue, green, sluice, admin = start_gateway(tmp_path)
+
+    def asked_to_drain():
+        return admin.metric("sluice_deploy_drained_total", service="app")
+
+    async def blue_open_settled(want, timeout=10):
+        """Blue's open WebSockets once they equal want, or after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = admin.metric("sluice_websockets_open", service="app", pool="blue")
+            if n == want or time.monotonic() > deadline:
+                return n
+            await asyncio.sleep(0.05)
+
     try:
         async def scenario():
             conns = [await websockets.connect(sluice.url, compression=None,
@@ -154,20 +167,25 @@ def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
             async with websockets.connect(sluice.url, compression=None) as ws:
                 assert await asyncio.wait_for(ws.recv(), 5) == "hello green"
             await asyncio.sleep(2)
+            # A connection leaves blue's open count only when its close handshake
+            # is done, which takes this (then blocked) event loop's reply: count
+            # the connections the cutover asked to go, and wait for blue to settle.
             status, body = admin.call("POST", "/api/v1/services/app/deploys/current/pause")
             assert status == 200 and body["paused"] and body["paused_why"] == "operator"
-            left = admin.metric("sluice_websockets_open", service="app", pool="blue")
+            asked = asked_to_drain()
             await asyncio.sleep(1)
-            assert admin.metric("sluice_websockets_open", service="app", pool="blue") == left
+            assert asked_to_drain() == asked
+            assert await blue_open_settled(200 - asked) == 200 - asked
             assert admin.call("POST", "/api/v1/services/app/deploys/current/resume")[0] == 200
             await asyncio.sleep(1)
             status, body = admin.call("POST", "/api/v1/services/app/deploys/current/abort")
             assert status == 200 and body["phase"] == "aborted", body
-            drained = 200 - admin.metric("sluice_websockets_open", service="app", pool="blue")
-            assert 20 <= drained <= 100, drained
+            asked = asked_to_drain()
+            assert 20 <= asked <= 100, asked
             await asyncio.sleep(1.5)
             # Draining stopped: blue keeps the rest.
-            assert 200 - admin.metric("sluice_websockets_open", service="app", pool="blue") == drained
+            assert asked_to_drain() == asked
+            assert await blue_open_settled(200 - asked) == 200 - asked
             async with websockets.connect(sluice.url, compression=None) as ws:
                 assert await asyncio.wait_for(ws.recv(), 5) == "hello blue"
             for c in conns:
