@@ -110,10 +110,6 @@ static int run(const char *path, sl_runtime_t *rt)
         sl_log_error("%s", err);
         return fail_early(&gw, EXIT_RUNTIME);
     }
-    if (sl_listeners_open(&gw, cfg, err, sizeof err) != 0) {
-        sl_log_error("%s", err);
-        return fail_early(&gw, EXIT_RUNTIME);
-    }
     if (sl_control_start(&gw) != 0) {
         sl_log_error("cannot start the control thread");
         return fail_early(&gw, EXIT_RUNTIME);
@@ -122,6 +118,13 @@ static int run(const char *path, sl_runtime_t *rt)
     if (arc != 0) {
         sl_log_error("%s", err);
         return fail_early(&gw, arc == SL_EINVAL ? EXIT_CONFIG : EXIT_RUNTIME);
+    }
+    /* The listeners open last: once a client can connect, signals are
+       handled and the admin API answers, so whatever waits for the port (a
+       supervisor, a test) may signal or query at once. */
+    if (sl_listeners_open(&gw, cfg, err, sizeof err) != 0) {
+        sl_log_error("%s", err);
+        return fail_early(&gw, EXIT_RUNTIME);
     }
     for (size_t i = 0; i < gw.n_workers; i++) {
         gw.workers[i].gw = &gw;
