@@ -15,7 +15,7 @@ import time
 import websockets
 
 from harness import (SLUICE, T, Backend, HttpReader, Sluice, WsConn, config, free_port, run,
-                     stop_all, wait_port)
+                     stop_all, wait_port, wait_until)
 
 # Every resource is built; bad requests to the newest ones get clear errors.
 BAD_REQUESTS = [
@@ -203,8 +203,10 @@ def test_metrics_and_status_after_a_websocket_session():
                 await ws.send("ping me")
                 assert await ws.recv() == "ping me"
         run(session())
-        time.sleep(0.2)
         a = Admin(s.admin_port)
+        # The backend's connection count drops once sluice has closed its side.
+        assert wait_until(lambda: a.json("GET", "/api/v1/status")[1]["pools"][0]["backends"][0]
+                          ["active"] == 0), "the backend connection stayed open"
         r = a.request("GET", "/metrics")
         assert r.status == 200
         assert r.header("content-type") == "text/plain; version=0.0.4; charset=utf-8"

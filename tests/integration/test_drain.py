@@ -12,10 +12,11 @@ from harness import Backend, Sluice, config, free_port
 CLIENTS, RATE = 120, 60   # the drain takes about 2 s: the pace binds
 
 
-async def chatty_client(i, url, sent, closes):
+async def chatty_client(i, url, sent, closes, ready):
     ws = await websockets.connect(url, compression=None,
                                   local_addr=("127.0.0.%d" % (2 + i % 8), 0))
     assert await asyncio.wait_for(ws.recv(), 10) == "hello blue"
+    ready.append(i)
     seq = 0
 
     async def sender():
@@ -45,11 +46,17 @@ def test_shutdown_drains_paced_and_loses_nothing(tmp_path):
     sluice = Sluice(config(port, {"blue": [backend.addr]}, workers=2,
                            service_extra="admission: off\ndrain: { grace: 5s }",
                            extra="shutdown: { drain_rate: %d/s, timeout: 20s }" % RATE), port)
-    sent, closes = [], []
+    sent, closes, ready = [], [], []
     try:
         async def run():
-            tasks = [asyncio.create_task(chatty_client(i, sluice.url, sent, closes))
+            tasks = [asyncio.create_task(chatty_client(i, sluice.url, sent, closes, ready))
                      for i in range(CLIENTS)]
+            # Every client upgraded (a slow build takes longer than a second
+            # for 120), then a second of traffic before the signal.
+            deadline = time.monotonic() + 30
+            while len(ready) < CLIENTS and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(ready) == CLIENTS, "only %d clients upgraded" % len(ready)
             await asyncio.sleep(1.0)
             t0 = time.monotonic()
             sluice.proc.send_signal(15)

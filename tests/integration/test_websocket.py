@@ -465,9 +465,10 @@ def test_idle_timeout_closes_idle_connection():
         ws = H.WsConn(g.port)
         assert ws.read_message() == (1, b"hello blue")
         t0 = time.monotonic()
-        # Traffic keeps it open past the idle time...
-        for i in range(4):
-            time.sleep(0.4)
+        # Traffic keeps it open past the idle time (ticks well inside it, so
+        # a stalled round trip on a slow build does not cross it)...
+        for i in range(16):
+            time.sleep(0.1)
             ws.send(H.ws_frame(1, b"tick %d" % i))
             assert ws.read_message() == (1, b"tick %d" % i)
         assert time.monotonic() - t0 > 1.5
