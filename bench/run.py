@@ -857,6 +857,116 @@ def figures_table(res):
     return out
 
 
+# The issue's targets, judged twice: on the medians, and on each repetition's
+# pair (the systems run interleaved, so repetition i of sluice and of a peer
+# ran under the same conditions). A gap smaller than the spread between
+# repetitions shows as "mixed" rather than as met or missed.
+RELATIVE_TARGETS = [
+    # row, key, how, factor, text; how: lower (ratio <= factor), below (ratio < factor),
+    # higher (ratio >= factor); the ratio is to the better peer
+    ("1-2", "cpu_us_per_upgrade", "lower", 0.75, "proxy CPU per upgrade at most 0.75x"),
+    ("1-2", "upgrades_per_s", "higher", 1.0, "upgrades per second at least 1x"),
+    ("1-2", "rss_bytes_per_conn", "lower", 0.5, "RSS per idle WebSocket at most 0.5x"),
+    ("3", "cpu_us_per_msg", "lower", 1.0, "window 1: CPU per message at most 1x"),
+    ("3", "msgs_per_s", "higher", 1.0, "window 1: messages per second at least 1x"),
+    ("4", "cpu_us_per_msg", "lower", 0.75, "window 16: CPU per message at most 0.75x"),
+    ("5", "added_p50_us", "below", 1.0, "added latency p50 below both"),
+    ("5", "added_p99_us", "below", 1.0, "added latency p99 below both"),
+    ("8", "full13_per_s", "higher", 1.0, "TLS 1.3 full handshakes per second at least 1x"),
+    ("8", "resumed13_per_s", "higher", 1.0, "TLS 1.3 resumed handshakes per second at least 1x"),
+    ("8", "full12_per_s", "higher", 1.0, "TLS 1.2 full handshakes per second at least 1x"),
+    ("8", "resumed12_per_s", "higher", 1.0, "TLS 1.2 resumed handshakes per second at least 1x"),
+]
+
+
+def absolute_targets():
+    """(row, key, bound, text): sluice's own value must be at most bound."""
+    limit = RATE + BURST
+    back = 1.1 * PARAMS["n_big"] / RATE
+    return [
+        ("6", "backend_peak_1s", limit, "storm: backend peak 1 s at most rate + burst (%d)" % limit),
+        ("6", "client_failures", 0, "storm: no client failure"),
+        ("6", "recovery_from_restart_s", back,
+         "storm: all back within 1.1 x N / rate (%.2f s) of the restart" % back),
+        ("7", "failed_handshakes", 0, "cutover: no failed handshake"),
+        ("7", "lost_messages", 0, "cutover: no message lost"),
+        ("7", "green_peak_1s", limit, "cutover: green peak 1 s at most rate + burst (%d)" % limit),
+    ]
+
+
+def rep_values(res, row, system, key):
+    """The key's value in each repetition of a system (None where it has none)."""
+    out = []
+    for r in res.get(row, {}).get(system, []):
+        v = r.get(key) if "error" not in r else None
+        out.append(v if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out
+
+
+def meets(how, ratio, factor):
+    return ratio < factor if how == "below" else \
+        ratio <= factor if how == "lower" else ratio >= factor
+
+
+def verdict(hits):
+    """met / missed / mixed from one judgement per repetition and the median's."""
+    median_hit, reps = hits[0], hits[1:]
+    if median_hit and all(reps):
+        return "met"
+    if not median_hit and not any(reps):
+        return "missed"
+    return "mixed: met in %d of %d repetitions" % (sum(reps), len(reps))
+
+
+def relative_target(res, row, key, how, factor):
+    """(sluice's median, the better peer and its median, ratio, range of the
+    repetitions' ratios, verdict), or None when a system has no value."""
+    peers = [p for p in SYSTEMS if p != "sluice"]
+    meds = {s: med(res, row, s, key) for s in SYSTEMS}
+    if any(v is None or v == 0 for v in meds.values()):
+        return None
+    pick = min if how in ("lower", "below") else max
+    best = pick(peers, key=lambda p: meds[p])
+    ratio = meds["sluice"] / meds[best]
+    mine = rep_values(res, row, "sluice", key)
+    theirs = [rep_values(res, row, p, key) for p in peers]
+    pairs = []
+    for i, v in enumerate(mine):
+        others = [t[i] for t in theirs if i < len(t) and t[i]]
+        if v is not None and len(others) == len(peers):
+            pairs.append(v / pick(others))
+    hits = [meets(how, ratio, factor)] + [meets(how, q, factor) for q in pairs]
+    spread = "%.2fx-%.2fx" % (min(pairs), max(pairs)) if pairs else "n/a"
+    return meds["sluice"], best, meds[best], ratio, spread, verdict(hits)
+
+
+def targets_table(res):
+    out = ["| target (ratio to the better peer) | sluice | better peer | ratio | "
+           "repetitions' ratios | verdict |", "|---|---:|---:|---:|---:|---|"]
+    for row, key, how, factor, text in RELATIVE_TARGETS:
+        if row not in res or (row == "8" and TLS_REFUSED):
+            continue
+        t = relative_target(res, row, key, how, factor)
+        if t is None:
+            out.append("| %s | n/a | n/a | n/a | n/a | not measured |" % text)
+            continue
+        mine, best, theirs, ratio, spread, v = t
+        out.append("| %s | %s | %s %s | %.2fx | %s | %s |" % (
+            text, fmt(mine), best, fmt(theirs), ratio, spread, v))
+    for row, key, bound, text in absolute_targets():
+        if row not in res:
+            continue
+        vals = rep_values(res, row, "sluice", key)
+        m = med(res, row, "sluice", key)
+        if m is None or None in vals:
+            out.append("| %s | n/a | | | | not measured |" % text)
+            continue
+        hits = [m <= bound] + [v <= bound for v in vals]
+        out.append("| %s | %s | | | worst %s | %s |" % (
+            text, fmt(m), fmt(max(vals)), verdict(hits)))
+    return out
+
+
 def machine():
     model = "?"
     for line in open("/proc/cpuinfo"):
@@ -925,7 +1035,12 @@ def write_results(res, path, charts_made, argv):
          "Figures are medians over the repetitions; the proxy ran on core 0 (`taskset -c 0`),",
          "load generator and backends on core 1; one worker thread in every system.",
          "Ratios are sluice / peer: below 1 means sluice uses less (or has less) of it.", "",
-         "## Machine", ""] + machine() + ["", "## Figures", ""] + figures_table(res)
+         "## Machine", ""] + machine()
+    L += ["", "## Targets", "",
+          "The issue's targets, judged on the medians and on every repetition's pair "
+          "(the systems run interleaved): *mixed* means the repetitions disagree, the "
+          "gap is within the run-to-run spread.", ""] + targets_table(res)
+    L += ["", "## Figures", ""] + figures_table(res)
     L += ["", "Row 5 subtracts the direct-to-backend round trip measured the same way: "
           "p50 %s us, p99 %s us." % (fmt(med(res, "5", "direct", "rtt_p50_us")),
                                      fmt(med(res, "5", "direct", "rtt_p99_us")))]
