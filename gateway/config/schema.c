@@ -241,6 +241,9 @@ static const sl__ckey_t admission_keys[] = {
         .max = HOUR, .doc = "rate ramp after a restart or cutover"),
     KEY(T, slow_start_floor, "slow_start_floor", SL__T_NUMBER, .def = "0.1",
         .min = 0, .max = 1, .doc = "fraction of the rate a ramp starts at"),
+    KEY(T, requeue_backend_503, "requeue_backend_503", SL__T_BOOL, .def = "true",
+        .doc = "a backend's 503 to an admitted upgrade sends the client back in line once "
+               "instead of to the client; false for backends whose 503 means go away"),
 };
 #undef T
 static const sl__ctable_t admission_table =

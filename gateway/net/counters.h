@@ -48,7 +48,8 @@
     X(ADMISSION_REJECTED_503, "admission_sessions_rejected_503_total", "Clients turned away with 503 and Retry-After", 0) \
     X(ADMISSION_REJECTED_429, "admission_sessions_rejected_429_total", "Clients turned away with 429 (per-address limits)", 0) \
     X(ADMISSION_REJECTED_1013, "admission_sessions_rejected_1013_total", "WebSocket clients turned away with close 1013", 0) \
-    X(ADMISSION_REQUEUED, "admission_sessions_requeued_total", "Admitted WebSocket clients sent back to the queue: no backend of their pool was up", 0) \
+    X(ADMISSION_REQUEUED, "admission_sessions_requeued_total", "Admitted WebSocket clients sent back to the queue: no backend up, a failed connect, or the backend's 503", 0) \
+    X(ADMISSION_REQUEUED_BUSY, "admission_sessions_requeued_backend_503_total", "Of those, clients whose backend had answered 503", 0) \
     X(BACKPRESSURE_PAUSES, "backpressure_pauses_total", "Times a side stopped reading because the other side's queue was high", 0)
 
 enum sl_counter {

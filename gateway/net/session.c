@@ -524,22 +524,52 @@ void sl_session_backend_ready(sl_session_t *s)
  *   moment cannot spin;
  * - 502, its backends refused or failed: once, which gives passive ejection
  *   or a health check the time to mark the pool down; a backend that keeps
- *   failing while counted up answers 502, as without admission.
+ *   failing while counted up answers 502, as without admission;
+ * - the backend answered the upgrade 503 (it is over its own capacity, for a
+ *   moment most often: admitted handshakes that reached it bunched, a
+ *   dispatch delay on top of a burst that spent its own): once, like a 502,
+ *   unless admission.requeue_backend_503 is off; then, or on a second 503,
+ *   the client gets the backend's answer.
  *
  * WebSocket upgrades only: a plain HTTP exchange has begun forwarding by then.
+ * A requeued client queues again at the tail.
  */
 #define MAX_REQUEUES 16
 
-static bool requeue(sl_session_t *s, int status)
+/* no_backend: the pool has no backend up (503 made here); else its backend
+   failed or refused (502, or the backend's own 503). */
+static bool may_requeue(const sl_session_t *s, bool no_backend)
 {
     const sl_cfg_service_t *svc = &s->rt->cfg->services[s->service];
-    if (!s->ws_key_len || s->state != SL_SS_CONNECTING || !svc->admission.enabled ||
-        s->resp_started || sl_now(s) - s->started >= svc->admission.queue_max_wait ||
-        s->requeues >= (status == 503 ? MAX_REQUEUES : 1))
-        return false;
+    return s->ws_key_len && svc->admission.enabled && !s->resp_started &&
+           uv_now(&s->w->loop) - s->started < svc->admission.queue_max_wait &&
+           s->requeues < (no_backend ? MAX_REQUEUES : 1);
+}
+
+static void requeue_now(sl_session_t *s)
+{
     s->requeues++;
     sl_count(&s->w->counters, SL_CTR_ADMISSION_REQUEUED, 1);
     sl_session_admit_or_go(s);
+}
+
+static bool requeue(sl_session_t *s, int status)
+{
+    if (s->state != SL_SS_CONNECTING || !may_requeue(s, status == 503))
+        return false;
+    requeue_now(s);
+    return true;
+}
+
+bool sl_session_requeue_backend_busy(sl_session_t *s)
+{
+    if (!s->rt->cfg->services[s->service].admission.requeue_backend_503 ||
+        s->state != SL_SS_WS_HANDSHAKE || !may_requeue(s, false))
+        return false;
+    sl_count(&s->w->counters, SL_CTR_ADMISSION_REQUEUED_BUSY, 1);
+    sl_upstream_release(s, false);   /* the answer is dropped with its connection */
+    sl_ws_backend_unready(s);
+    requeue_now(s);
     return true;
 }
 

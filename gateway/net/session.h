@@ -215,6 +215,9 @@ void sl_session_backend_ready(sl_session_t *s);
    admitted WebSocket client goes back to the admission queue while it is
    within max_wait; others get the status. */
 void sl_session_backend_failed(sl_session_t *s, int status);
+/* The backend answered an admitted upgrade 503: back in line (true), or the
+   caller forwards the answer (false). See session.c, requeue. */
+bool sl_session_requeue_backend_busy(sl_session_t *s);
 
 /* wsrelay.c */
 void sl_ws_begin(sl_session_t *s);                    /* send the upgrade to the backend */

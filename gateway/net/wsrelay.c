@@ -190,8 +190,11 @@ static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
         return;
     }
     if (s->resp->head.status != 101) {
-        /* Refusals (401, 403, 503...) reach the client as they are. */
+        /* Refusals (401, 403, 503...) reach the client as they are; an
+           admitted client whose backend is busy waits its turn again. */
         handshake_failed(s);
+        if (s->resp->head.status == 503 && sl_session_requeue_backend_busy(s))
+            return;
         sl_http_forward_response(s, (uint32_t)rc);
         return;
     }

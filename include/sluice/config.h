@@ -156,6 +156,7 @@ typedef struct sl_cfg_admission {
     sl_reject_with_t reject_with;
     sl_msec_t slow_start;
     double slow_start_floor;     /* fraction of the rate a ramp starts at */
+    bool requeue_backend_503;    /* a backend's 503 to an admitted upgrade: back in line once */
 } sl_cfg_admission_t;
 
 typedef struct sl_cfg_route {

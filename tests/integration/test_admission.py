@@ -9,11 +9,15 @@ with a small queue, turned away with Retry-After values that spread them out,
 and all get in when they honour them.
 """
 import asyncio
+import socket
+import threading
 import time
 
 import pytest
+import websockets
 
-from harness import Backend, Sluice, config, free_port, metric, scrape, stop_all
+from harness import (Backend, Sluice, config, free_port, metric, recv_until, scrape, stop_all,
+                     ws_accept, ws_frame)
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
@@ -133,3 +137,111 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
                       queue="service") >= 250
     finally:
         stop_all(sluice, backend)
+
+
+class BusyBackend:
+    """A backend in a thread that answers each client's (X-Client header)
+    first `busy` WebSocket upgrades with 503 (over capacity, as the backend
+    simulator does), and the next with 101 and a "hello busy" text frame (then
+    answers the client's close). It counts both."""
+
+    def __init__(self, busy):
+        self.busy = busy
+        self.refused = self.accepted = 0
+        self.tries = {}
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        head = recv_until(c, b"\r\n\r\n")
+        fields = dict((l.split(b":", 1)[0].strip().lower(), l.split(b":", 1)[1].strip().decode())
+                      for l in head.split(b"\r\n")[1:] if b":" in l)
+        key = fields.get(b"sec-websocket-key")
+        if key is None:   # a health check or anything else
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return
+        with self.lock:
+            client = fields.get(b"x-client")
+            self.tries[client] = self.tries.get(client, 0) + 1
+            refuse = self.tries[client] <= self.busy
+            if refuse:
+                self.refused += 1
+            else:
+                self.accepted += 1
+        if refuse:
+            c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n"
+                      b"X-Backend: busy\r\n\r\nbusy\n")
+            c.close()
+            return
+        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                   % ws_accept(key)).encode() + ws_frame(1, b"hello busy", mask=False))
+        # The next thing the client sends is its close: answer it.
+        if c.recv(65536):
+            c.sendall(ws_frame(8, b"\x03\xe8", mask=False))
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def busy_gateway(backend, extra=""):
+    port, admin = free_port(), free_port()
+    cfg = config(port, {"blue": [backend.addr]}, workers=1, service_extra="""admission:
+  rate: 100/s
+  burst: 10
+  slow_start: 0%s""" % extra, extra="admin: { address: 127.0.0.1:%d }" % admin)
+    return Sluice(cfg, port), admin
+
+
+async def hellos_or_statuses(url, n):
+    async def one(i):
+        try:
+            async with websockets.connect(url, compression=None, open_timeout=20,
+                                          extra_headers={"X-Client": str(i)}) as ws:
+                return await asyncio.wait_for(ws.recv(), 10)
+        except websockets.InvalidStatusCode as e:
+            return (e.status_code, e.headers.get("X-Backend"))
+    return await asyncio.gather(*[one(i) for i in range(n)])
+
+
+@pytest.mark.parametrize("busy, requeue", [(1, True), (2, True), (1, False)])
+def test_backend_503_sends_an_admitted_client_back_in_line_once(busy, requeue):
+    """Three admitted clients meet a backend that answers 503 (it is over its
+    own capacity): each goes back in line once and gets in on its next turn.
+    A second 503 (busy twice for each), or requeue_backend_503: false, hands
+    the client the backend's own answer."""
+    backend = BusyBackend(busy)
+    s, admin = busy_gateway(backend, "" if requeue else "\n  requeue_backend_503: false")
+    try:
+        got = asyncio.run(asyncio.wait_for(hellos_or_statuses(s.url, 3), 40))
+        text = scrape(admin)
+        requeued = metric(text, "sluice_admission_sessions_requeued_backend_503_total")
+        assert requeued == metric(text, "sluice_admission_sessions_requeued_total")
+        if requeue and busy == 1:
+            assert got == ["hello busy"] * 3
+            assert (backend.refused, backend.accepted, requeued) == (3, 3, 3)
+        elif requeue:
+            assert got == [(503, "busy")] * 3
+            assert (backend.refused, backend.accepted, requeued) == (6, 0, 3)
+        else:
+            assert got == [(503, "busy")] * 3
+            assert (backend.refused, backend.accepted, requeued) == (3, 0, 0)
+    finally:
+        stop_all(s)
+        backend.close()

@@ -126,6 +126,7 @@ static void every_default(void **state)
     assert_int_equal(s->admission.retry_after_max, 30 * SEC);
     assert_int_equal(s->admission.reject_with, SL_REJECT_HTTP);
     assert_int_equal(s->admission.slow_start, 10 * SEC);
+    assert_true(s->admission.requeue_backend_503);
     assert_true(s->drain.rate == 500.0);
     assert_int_equal(s->drain.close_code, 1012);
     assert_string_equal(s->drain.reason, "service restart");
@@ -223,6 +224,8 @@ static void every_type(void **state)
     assert_int_equal(api->active, 1);          /* default: the first listed pool */
     assert_string_equal(api->active_name, "green");
     assert_true(api->admission.enabled);
+    assert_false(api->admission.requeue_backend_503);
+    assert_true(api->admission.rate == 2000.0);   /* the rest of the mapping: defaults */
     /* sizes (1024- and 1000-based, fractional), bool, durations, rate, code */
     assert_int_equal(cfg->limits.head_bytes, 1024);
     assert_int_equal(cfg->limits.headers, 256);
