@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -491,6 +492,43 @@ class PyServer(Proc):
                 raise AssertionError("%s did not start: %s" % (script, self.output()))
             if select.select([self.proc.stdout], [], [], left)[0]:
                 line = self.proc.stdout.readline()
+
+
+class ThreadBackend:
+    """A backend served by threads of the test process, for tests that must
+    see or steer each connection on the backend side. A subclass defines
+    handle(conn); each accepted connection is served in its own thread
+    (per_connection_thread) or one after another in the accept thread.
+    close() closes the listener and every accepted connection."""
+
+    def __init__(self, backlog=64, per_connection_thread=True):
+        self.per_connection_thread = per_connection_thread
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:   # closed by close()
+                return
+            self.conns.append(c)
+            if self.per_connection_thread:
+                threading.Thread(target=self.handle, args=(c,), daemon=True).start()
+            else:
+                self.handle(c)
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
 
 
 class Response:

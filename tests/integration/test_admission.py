@@ -9,14 +9,13 @@ with a small queue, turned away with Retry-After values that spread them out,
 and all get in when they honour them.
 """
 import asyncio
-import socket
 import threading
 import time
 
 import pytest
 import websockets
 
-from harness import (Backend, Sluice, config, free_port, metric, recv_until, scrape, stop_all,
+from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, recv_until, scrape, stop_all,
                      ws_accept, ws_frame)
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
@@ -139,7 +138,7 @@ def test_small_queue_turns_away_with_spread_retry_after(tmp_path, reject_with):
         stop_all(sluice, backend)
 
 
-class BusyBackend:
+class BusyBackend(ThreadBackend):
     """A backend in a thread that answers each client's (X-Client header)
     first `busy` WebSocket upgrades with 503 (over capacity, as the backend
     simulator does), and the next with 101 and a "hello busy" text frame (then
@@ -150,23 +149,9 @@ class BusyBackend:
         self.refused = self.accepted = 0
         self.tries = {}
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(backlog=64)
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
-
-    def _one(self, c):
+    def handle(self, c):
         head = recv_until(c, b"\r\n\r\n")
         fields = dict((l.split(b":", 1)[0].strip().lower(), l.split(b":", 1)[1].strip().decode())
                       for l in head.split(b"\r\n")[1:] if b":" in l)
@@ -193,11 +178,6 @@ class BusyBackend:
         # The next thing the client sends is its close: answer it.
         if c.recv(65536):
             c.sendall(ws_frame(8, b"\x03\xe8", mask=False))
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def busy_gateway(backend, extra=""):

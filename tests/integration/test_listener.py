@@ -4,13 +4,12 @@ delayed_ack (and the backend side's merged handshake ACK)."""
 import asyncio
 import socket
 import struct
-import threading
 import time
 
 import pytest
 import websockets
 
-from harness import (Backend, Sluice, config, free_port, raw_connect, recv_until,
+from harness import (Backend, Sluice, ThreadBackend, config, free_port, raw_connect, recv_until,
                      socket_option_in, status_of, stop_all, upgrade_request, ws_accept, WS_KEY)
 from test_deploy import Admin
 
@@ -145,46 +144,30 @@ def ack_delay_ms(sock):
     return last_data_sent - last_ack_recv
 
 
-class AckCountingBackend:
+class AckCountingBackend(ThreadBackend):
     """A backend in a thread (WebSocket upgrades and plain GETs). For each
     connection it keeps the socket and notes how many segments without data
     it had received once the request was in: 1 (the SYN) when the request
     carried the handshake's last ACK, 2 when that ACK came alone."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.served = []   # (kind, segments without data, socket)
-        self.conns = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(backlog=16, per_connection_thread=False)
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            head = recv_until(c, b"\r\n\r\n")
-            if not head:
-                continue
-            bare = segments_without_data(c)
-            keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
-                    if l.lower().startswith(b"sec-websocket-key:")]
-            if keys:
-                c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                           % ws_accept(keys[0])).encode())
-            else:
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            self.served.append(("upgrade" if keys else "get", bare, c))
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+    def handle(self, c):
+        head = recv_until(c, b"\r\n\r\n")
+        if not head:
+            return
+        bare = segments_without_data(c)
+        keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
+                if l.lower().startswith(b"sec-websocket-key:")]
+        if keys:
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                       % ws_accept(keys[0])).encode())
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.served.append(("upgrade" if keys else "get", bare, c))
 
 
 @pytest.mark.parametrize("delayed", [True, False])
