@@ -306,6 +306,12 @@ def ws_accept(key):
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
 
 
+def switching_protocols(key):
+    """A backend's 101 answer head to an upgrade request with this key."""
+    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % ws_accept(key)).encode()
+
+
 def upgrade_request(path="/", host="test.local", key=WS_KEY, version="13", extra="",
                     method="GET", proto="HTTP/1.1"):
     """The bytes of a WebSocket upgrade request (extra: header lines with CRLF)."""

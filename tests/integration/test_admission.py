@@ -15,8 +15,8 @@ import time
 import pytest
 import websockets
 
-from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, recv_until, scrape, stop_all,
-                     ws_accept, ws_frame)
+from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, recv_until, scrape,
+                     stop_all, switching_protocols, ws_frame)
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
@@ -172,9 +172,7 @@ class BusyBackend(ThreadBackend):
                       b"X-Backend: busy\r\n\r\nbusy\n")
             c.close()
             return
-        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                   % ws_accept(key)).encode() + ws_frame(1, b"hello busy", mask=False))
+        c.sendall(switching_protocols(key) + ws_frame(1, b"hello busy", mask=False))
         # The next thing the client sends is its close: answer it.
         if c.recv(65536):
             c.sendall(ws_frame(8, b"\x03\xe8", mask=False))

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from harness import (Backend, Sluice, ThreadBackend, config, free_port, raw_connect, recv_until,
-                     socket_option_in, status_of, stop_all, upgrade_request, ws_accept, WS_KEY)
+                     socket_option_in, status_of, stop_all, switching_protocols, upgrade_request, WS_KEY)
 from test_deploy import Admin
 
 
@@ -162,9 +162,7 @@ class AckCountingBackend(ThreadBackend):
         keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
                 if l.lower().startswith(b"sec-websocket-key:")]
         if keys:
-            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-                       % ws_accept(keys[0])).encode())
+            c.sendall(switching_protocols(keys[0]))
         else:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         self.served.append(("upgrade" if keys else "get", bare, c))
