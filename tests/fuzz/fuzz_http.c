@@ -6,7 +6,9 @@
  * step. The rest is the message. Each input is parsed twice, whole and in
  * steps, and the two must agree (the parser's results may not depend on how
  * bytes were split); spans must lie inside the head; the body phase must
- * never claim more bytes than it was given; a parsed head must rewrite.
+ * never claim more bytes than it was given; a parsed head must rewrite, and
+ * pass or fail the WebSocket handshake checks (wshandshake.c) with a status
+ * and a reason.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +16,8 @@
 #include <string.h>
 
 #include "sluice/http.h"
+#include "sluice/wsframe.h"
+#include "sluice/wshandshake.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
@@ -42,6 +46,34 @@ static int parse_head(sl_http_parser_t *p, const char *buf, size_t len, size_t s
     return rc;
 }
 
+/* The RFC 6455 example key: a fuzzed 101 may carry its accept value. */
+static const char client_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+static void check_handshake(const sl_http_parser_t *p, const char *buf, uint32_t head_len)
+{
+    const sl_http_head_t *h = &p->head;
+    const char *why = NULL;
+    if (p->type == SL_HTTP_REQUEST) {
+        if (!sl_ws_is_upgrade(h, buf))
+            return;
+        sl_ws_request_info_t info;
+        int status = sl_ws_check_request(h, buf, &info, &why);
+        if (status == 0) {
+            check_span(info.key, head_len);
+            CHECK(why == NULL && sl_ws_key_valid(buf + info.key.off, info.key.len));
+            char accept[29];
+            sl_ws_accept_key(buf + info.key.off, info.key.len, accept);
+            CHECK(strlen(accept) == 28);
+        } else {
+            CHECK((status == 400 || status == 426) && why != NULL);
+        }
+    } else if (h->status == 101) {
+        sl_ws_response_info_t info;
+        int rc = sl_ws_check_response(h, buf, client_key, sizeof client_key - 1, &info, &why);
+        CHECK(rc == 0 ? why == NULL : rc == SL_EINVAL && why != NULL);
+    }
+}
+
 static void check_head(const sl_http_parser_t *p, const char *buf, uint32_t head_len)
 {
     const sl_http_head_t *h = &p->head;
@@ -60,6 +92,7 @@ static void check_head(const sl_http_parser_t *p, const char *buf, uint32_t head
     char ip[46];
     if (sl_http_real_client(h, buf, trusted, NULL, ip) == 0)
         CHECK(memchr(ip, '\0', sizeof ip) != NULL);
+    check_handshake(p, buf, head_len);
 }
 
 /* Returns bytes of body, or SL_EINVAL; *done as the parser says. */
