@@ -131,7 +131,8 @@ static const sl__ctable_t backend_table =
 
 #define T sl_cfg_health_t
 static const sl__ckey_t health_keys[] = {
-    KEY(T, path, "path", SL__T_STRING, .def = "/healthz", .doc = "HTTP path checked"),
+    KEY(T, path, "path", SL__T_STRING, .def = "/healthz",
+        .doc = "HTTP path checked; a 2xx or 3xx status passes"),
     KEY(T, interval, "interval", SL__T_DURATION, .def = "2s", .min = 100, .max = HOUR,
         .doc = "time between checks"),
     KEY(T, timeout, "timeout", SL__T_DURATION, .def = "1s", .min = 10, .max = MIN,

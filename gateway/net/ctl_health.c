@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "sluice/http.h"
 #include "sluice/log.h"
 #include "ctl.h"
 #include "tls.h"
@@ -98,17 +99,14 @@ static void probe_timeout(uv_timer_t *t)
     probe_finish(t->data, SL_CHECK_TIMEOUT);
 }
 
-/* Judge the status line once it is there ("HTTP/1.1 200" is all we need).
-   True when the check is finished. */
+/* Judge the status line once its code is in: 2xx and 3xx pass. True when
+   the check is finished. */
 static bool probe_judge(sl_probe_t *p)
 {
-    p->resp[p->resp_len] = '\0';
-    if (p->resp_len < 12 && !memchr(p->resp, '\n', p->resp_len))
+    int status = sl_http_status_code(p->resp, p->resp_len);
+    if (status == SL_NEED_MORE)
         return false;
-    int status = 0;
-    bool ok = sscanf(p->resp, "HTTP/1.%*1[01] %3d", &status) == 1 && status >= 200 &&
-              status < 400;
-    probe_finish(p, ok ? SL_CHECK_OK : SL_CHECK_FAIL);
+    probe_finish(p, status >= 200 && status < 400 ? SL_CHECK_OK : SL_CHECK_FAIL);
     return true;
 }
 

@@ -807,6 +807,37 @@ ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
     return finish(&o);
 }
 
+int sl_http_status_code(const char *buf, size_t len)
+{
+    /* One pattern character per byte: literal, or V (0/1), D (digit), E (end). */
+    static const char pattern[] = "HTTP/1.V DDDE";
+    int status = 0;
+    for (size_t i = 0; i < sizeof pattern - 1; i++) {
+        if (i == len)
+            return SL_NEED_MORE;
+        char c = buf[i];
+        switch (pattern[i]) {
+        case 'V':
+            if (c != '0' && c != '1')
+                return SL_EINVAL;
+            break;
+        case 'D':
+            if (c < '0' || c > '9')
+                return SL_EINVAL;
+            status = status * 10 + (c - '0');
+            break;
+        case 'E':
+            if (c != ' ' && c != '\r' && c != '\n')
+                return SL_EINVAL;
+            break;
+        default:
+            if (c != pattern[i])
+                return SL_EINVAL;
+        }
+    }
+    return status >= 100 && status <= 599 ? status : SL_EINVAL;
+}
+
 const char *sl_http_status_text(int status)
 {
     switch (status) {

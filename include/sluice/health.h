@@ -59,7 +59,7 @@ typedef struct sl_health_event {
 } sl_health_event_t;
 
 typedef enum sl_health_result {
-    SL_CHECK_OK = 0,         /* 2xx within the timeout */
+    SL_CHECK_OK = 0,         /* 2xx or 3xx within the timeout */
     SL_CHECK_FAIL,           /* connect refused, reset, other status */
     SL_CHECK_TIMEOUT,        /* no answer within the check timeout (counts as a failure) */
 } sl_health_result_t;

@@ -168,6 +168,15 @@ ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
 ssize_t sl_http_write_simple(char *out, size_t cap, int status,
                              const char *extra_headers, bool close);
 
+/*
+ * The status code of a response, judged from the first bytes of its status
+ * line (a health check needs nothing more): "HTTP/1.0" or "HTTP/1.1", SP,
+ * exactly three digits, then SP, CR or LF (RFC 9112 4). Returns the status
+ * (100-599); SL_NEED_MORE while `buf` is a prefix of such a line; else
+ * SL_EINVAL.
+ */
+int sl_http_status_code(const char *buf, size_t len);
+
 /* The reason phrase for a status ("Service Unavailable"). */
 const char *sl_http_status_text(int status);
 

@@ -8,7 +8,8 @@
  * bytes were split); spans must lie inside the head; the body phase must
  * never claim more bytes than it was given; a parsed head must rewrite, and
  * pass or fail the WebSocket handshake checks (wshandshake.c) with a status
- * and a reason.
+ * and a reason. The health checks' status-line reader gives one verdict for
+ * every prefix that has one, and agrees with the parser on what both accept.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,6 +113,18 @@ static ssize_t parse_body(sl_http_parser_t *p, const char *buf, size_t len, size
     return (ssize_t)at;
 }
 
+static void check_status_code(const char *buf, size_t len, const sl_http_parser_t *p, int rc)
+{
+    int whole = sl_http_status_code(buf, len);
+    CHECK(whole == SL_NEED_MORE || whole == SL_EINVAL || (whole >= 100 && whole <= 599));
+    for (size_t n = 0; n <= SL_MIN(len, 16); n++) {
+        int r = sl_http_status_code(buf, n);
+        CHECK(r == SL_NEED_MORE || r == whole);
+    }
+    if (rc > 0 && whole > 0)
+        CHECK(p->head.status == whole);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -147,6 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(p->error_status >= 400 && p->error_reason != NULL);
         }
     }
+    if (type == SL_HTTP_RESPONSE)
+        check_status_code(buf, len, &parsers[0], rc[0]);
     CHECK(rc[0] == rc[1] && body[0] == body[1] && done[0] == done[1]);
     CHECK(parsers[0].error_status == parsers[1].error_status);
     if (rc[0] > 0)

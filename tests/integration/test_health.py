@@ -7,8 +7,8 @@ import time
 
 import websockets
 
-from harness import (Backend, Sluice, config, free_port, metric, metric_samples, scrape,
-                     stop_all, wait_until)
+from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, metric_samples,
+                     scrape, stop_all, wait_until)
 
 HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
               passive_failures: 1, passive_eject: 2s }"""
@@ -78,6 +78,56 @@ def test_killed_backend_is_ejected_and_comes_back(tmp_path):
             a2.stop()
     finally:
         stop_all(sluice, b, a)
+
+
+class HealthAnswers(ThreadBackend):
+    """Answers every request with `answer`, which the test changes."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        super().__init__()
+
+    def handle(self, conn):
+        with conn:
+            got = b""
+            while b"\r\n\r\n" not in got:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                got += data
+            conn.sendall(self.answer)
+
+
+def test_health_checks_judge_the_status_line(tmp_path):
+    """A 2xx or 3xx status line passes a check; anything else fails it,
+    including a status of four digits, a 101 and an answer that is not
+    HTTP. Each answer moves the backend across, so each one is judged."""
+    good = Backend("good")
+    probe = HealthAnswers(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    port, admin = free_port(), free_port()
+    sluice = Sluice(pool_config(port, admin, [good, probe]), port)
+
+    def up(b):
+        return metric_samples(scrape(admin), "sluice_pool_backend_up").get(
+            (("backend", b.addr), ("pool", "app")))
+    try:
+        steps = [
+            (None, 0),   # the 503 it started with
+            (b"HTTP/1.1 204 No Content\r\n\r\n", 1),
+            (b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", 0),
+            (b"HTTP/1.0 301 Moved Permanently\r\nLocation: /x\r\n\r\n", 1),
+            (b"SSH-2.0-OpenSSH_9.2\r\n", 0),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 0),
+        ]
+        for answer, want in steps:
+            if answer is not None:
+                probe.answer = answer
+            assert wait_until(lambda: up(probe) == want, 10), (probe.answer, up(probe))
+        assert up(good) == 1
+    finally:
+        stop_all(sluice, good)
+        probe.close()
 
 
 def test_connections_spread_over_both_workers(tmp_path):

@@ -614,6 +614,37 @@ static void test_status_text(void **state)
         assert_string_equal(sl_http_status_text(t[i].status), t[i].text);
 }
 
+static void test_status_code(void **state)
+{
+    static const struct { const char *line; int want; } t[] = {
+        {"HTTP/1.1 200 OK\r\n", 200},
+        {"HTTP/1.0 503 Service Unavailable\r\n", 503},
+        {"HTTP/1.1 204\r\n", 204},               /* no reason phrase */
+        {"HTTP/1.1 301\n", 301},                  /* bare LF */
+        {"HTTP/1.1 599 x", 599},
+        {"HTTP/1.1 100 Continue", 100},
+        {"HTTP/1.1 2000 OK\r\n", SL_EINVAL},      /* four digits */
+        {"HTTP/1.1 20 OK\r\n", SL_EINVAL},        /* two digits */
+        {"HTTP/1.1 099 x", SL_EINVAL},
+        {"HTTP/1.1 600 x", SL_EINVAL},
+        {"HTTP/1.1 -20 x", SL_EINVAL},
+        {"HTTP/1.1  200 x", SL_EINVAL},            /* two spaces */
+        {"HTTP/2.0 200 OK", SL_EINVAL},
+        {"HTTP/1.2 200 OK", SL_EINVAL},
+        {"http/1.1 200 OK", SL_EINVAL},            /* HTTP-name is case-sensitive */
+        {"SSH-2.0-OpenSSH\r\n", SL_EINVAL},
+        {"", SL_NEED_MORE},
+        {"HTT", SL_NEED_MORE},
+        {"HTTP/1.1 20", SL_NEED_MORE},
+        {"HTTP/1.1 200", SL_NEED_MORE},            /* 2000 is still possible */
+        {"HTTX", SL_EINVAL},                       /* refused at its first wrong byte */
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++)
+        assert_int_equal(sl_http_status_code(t[i].line, strlen(t[i].line)), t[i].want);
+    /* Only the first bytes are read: a NUL or a long tail after them does not matter. */
+    assert_int_equal(sl_http_status_code("HTTP/1.1 200 \0\0", 15), 200);
+}
+
 static void test_has_token(void **state)
 {
     static const char v[] = "keep-alive ,  Upgrade,,x-y";
@@ -697,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_write_response),
         cmocka_unit_test(test_write_simple),
         cmocka_unit_test(test_status_text),
+        cmocka_unit_test(test_status_code),
         cmocka_unit_test(test_has_token),
         cmocka_unit_test(test_real_client),
     };
