@@ -8,7 +8,7 @@ import time
 import websockets
 
 from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, metric_samples,
-                     scrape, stop_all, wait_until)
+                     recv_until, scrape, stop_all, wait_until)
 
 HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
               passive_failures: 1, passive_eject: 2s }"""
@@ -89,13 +89,8 @@ class HealthAnswers(ThreadBackend):
 
     def handle(self, conn):
         with conn:
-            got = b""
-            while b"\r\n\r\n" not in got:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                got += data
-            conn.sendall(self.answer)
+            if b"\r\n\r\n" in recv_until(conn, b"\r\n\r\n"):
+                conn.sendall(self.answer)
 
 
 def test_health_checks_judge_the_status_line(tmp_path):
