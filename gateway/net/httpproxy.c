@@ -271,11 +271,7 @@ static void exchange_maybe_done(sl_session_t *s)
     s->log_status = 0;
     s->bytes_c2b = s->bytes_b2c = 0;
     sl_upstream_release(s, backend_reusable);
-    free(s->resp);
-    s->resp = NULL;
-    free(s->resp_head);
-    s->resp_head = NULL;
-    s->resp_cap = 0;
+    sl_session_resp_free(s);
     if (!s->keep_alive || s->client_eof) {
         sl_session_finish(s);
         return;

@@ -171,6 +171,15 @@ int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off)
     return sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
 }
 
+void sl_session_resp_free(sl_session_t *s)
+{
+    free(s->resp);
+    s->resp = NULL;
+    free(s->resp_head);
+    s->resp_head = NULL;
+    s->resp_len = s->resp_cap = 0;
+}
+
 static int head_reserve(sl_session_t *s)
 {
     if (s->req)

@@ -177,6 +177,9 @@ int sl_session_resp_begin(sl_session_t *s, uint8_t request_method);
 /* Add backend bytes to the response head buffer and parse it: the head length,
    SL_NEED_MORE, or a negative error (too long, or malformed: answer 502). */
 int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off);
+/* Free the response parser and head buffer (the response is done, or the
+   session goes back to wait for another backend). */
+void sl_session_resp_free(sl_session_t *s);
 /* Parse the head buffer (after bytes were added, or for a pipelined request). */
 void sl_session_parse_head(sl_session_t *s);
 

@@ -82,12 +82,7 @@ void sl_ws_backend_ready(sl_session_t *s)
 
 void sl_ws_backend_unready(sl_session_t *s)
 {
-    free(s->resp);
-    s->resp = NULL;
-    free(s->resp_head);   /* a requeued session may wait long in the queue */
-    s->resp_head = NULL;
-    s->resp_cap = 0;
-    s->resp_len = 0;
+    sl_session_resp_free(s);   /* a requeued session may wait long in the queue */
     s->head_deadline = 0;
     s->state = SL_SS_CONNECTING;
     sl_session_arm_timer(s);
