@@ -161,7 +161,7 @@ static void tls_step(sl_probe_t *p)
         }
     }
     while (p->req_sent) {
-        int n = SSL_read(p->ssl, p->resp + p->resp_len, (int)(sizeof p->resp - 1 - p->resp_len));
+        int n = SSL_read(p->ssl, p->resp + p->resp_len, (int)(sizeof p->resp - p->resp_len));
         if (n > 0) {
             p->resp_len += (size_t)n;
             if (probe_judge(p))
@@ -193,7 +193,7 @@ static void probe_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
         buf->len = sizeof p->rbuf;
     } else {
         buf->base = p->resp + p->resp_len;
-        buf->len = sizeof p->resp - 1 - p->resp_len;
+        buf->len = sizeof p->resp - p->resp_len;
     }
 }
 
