@@ -23,6 +23,13 @@ def pool_config(port, admin, backends, balance="least_conn"):
                        % (balance, HEALTH), 1)
 
 
+def backend_up(admin, addr):
+    """The gateway's sluice_pool_backend_up gauge for a backend of pool "app"
+    (None if absent)."""
+    return metric_samples(scrape(admin), "sluice_pool_backend_up").get(
+        (("backend", addr), ("pool", "app")))
+
+
 async def hello(url):
     async with websockets.connect(url, compression=None, open_timeout=10) as ws:
         return await asyncio.wait_for(ws.recv(), 10)
@@ -64,14 +71,12 @@ def test_killed_backend_is_ejected_and_comes_back(tmp_path):
         # then the health checks take alpha out).
         names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
         assert set(names) == {"hello beta"}
-        assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
-            (("backend", a.addr), ("pool", "app"))) == 0)
+        assert wait_until(lambda: backend_up(admin, a.addr) == 0)
 
         # Alpha comes back on the same port; after `rise` checks it takes traffic again.
         a2 = Backend("alpha", port=a.port)
         try:
-            assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
-                (("backend", a.addr), ("pool", "app"))) == 1)
+            assert wait_until(lambda: backend_up(admin, a.addr) == 1)
             names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 20), 30))
             assert "hello alpha" in names
         finally:
@@ -101,10 +106,6 @@ def test_health_checks_judge_the_status_line(tmp_path):
     probe = HealthAnswers(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
     port, admin = free_port(), free_port()
     sluice = Sluice(pool_config(port, admin, [good, probe]), port)
-
-    def up(b):
-        return metric_samples(scrape(admin), "sluice_pool_backend_up").get(
-            (("backend", b.addr), ("pool", "app")))
     try:
         steps = [
             (None, 0),   # the 503 it started with
@@ -118,8 +119,9 @@ def test_health_checks_judge_the_status_line(tmp_path):
         for answer, want in steps:
             if answer is not None:
                 probe.answer = answer
-            assert wait_until(lambda: up(probe) == want, 10), (probe.answer, up(probe))
-        assert up(good) == 1
+            assert wait_until(lambda: backend_up(admin, probe.addr) == want, 10), \
+                (probe.answer, backend_up(admin, probe.addr))
+        assert backend_up(admin, good.addr) == 1
     finally:
         stop_all(sluice, good)
         probe.close()
@@ -219,8 +221,7 @@ def test_queue_holds_while_the_pool_is_down(tmp_path):
     try:
         assert asyncio.run(asyncio.wait_for(hellos(s.url, 5), 20)) == ["hello alpha"] * 5
         a.stop()
-        assert wait_until(lambda: metric_samples(scrape(admin), "sluice_pool_backend_up").get(
-            (("backend", a.addr), ("pool", "app"))) == 0)
+        assert wait_until(lambda: backend_up(admin, a.addr) == 0)
         through_a_restart(s, a, restarted)
         assert "holding the queue" in s.output()
     finally:
