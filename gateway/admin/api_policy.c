@@ -79,10 +79,15 @@ static int get_str(const sl_json_t *obj, const char *key, char *out, size_t cap)
     return 1;
 }
 
-/* Refuse members the handler does not know: a typo must not be ignored. */
+/* Refuse members the handler does not know: a typo must not be ignored.
+   Anything but an object is refused too (an array's members have no key). */
 static bool only_keys(sl_admin_resp_t *resp, const sl_json_t *obj, const char *const *keys)
 {
-    for (const sl_json_t *m = obj ? obj->child : NULL; m; m = m->next) {
+    if (obj == NULL || obj->type != SL_JSON_OBJECT) {
+        sl_admin_error(resp, 400, "expected a JSON object");
+        return false;
+    }
+    for (const sl_json_t *m = obj->child; m; m = m->next) {
         bool known = false;
         for (size_t i = 0; keys[i]; i++)
             known = known || strcmp(m->key, keys[i]) == 0;

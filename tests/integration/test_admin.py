@@ -24,6 +24,12 @@ BAD_REQUESTS = [
     ("PUT", "/api/v1/pools/red/backends", b'{"backends": [{"address": "127.0.0.1:1"}]}', 404),
     ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9001/drain", b"", 404),
     ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9/drain", b'{"drain": 1}', 400),
+    # bodies that are JSON but not objects (an array once crashed the drain handler)
+    ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9/drain", b'[1]', 400),
+    ("POST", "/api/v1/pools/blue/backends/127.0.0.1:9/drain", b'"drain"', 400),
+    ("PUT", "/api/v1/pools/blue/backends", b'[{"address": "127.0.0.1:1"}]', 400),
+    ("PUT", "/api/v1/services/app/admission", b'[1]', 400),
+    ("POST", "/api/v1/services/app/deploys", b'[1]', 400),
 ]
 
 
