@@ -85,7 +85,7 @@ static void write_backend(sl_jw_t *w, const sl_backend_rt_t *b)
     sl_jw_end(w);
 }
 
-static void write_pool(sl_jw_t *w, const sl_runtime_t *rt, size_t i)
+static void write_pool(sl_jw_t *w, const sl_runtime_t *rt, const sl_gateway_t *gw, size_t i)
 {
     const sl_pool_rt_t *p = &rt->pools[i];
     uint64_t active = 0;
@@ -104,14 +104,23 @@ static void write_pool(sl_jw_t *w, const sl_runtime_t *rt, size_t i)
     for (size_t b = 0; b < p->n_backends; b++)
         write_backend(w, &p->backends[b]);
     sl_jw_end(w);
+    /* Values the API set, kept in the state file, standing over the YAML. */
+    sl_jw_key(w, "overridden");
+    sl_jw_arr(w);
+    const sl_ctl_t *ctl = gw->ctl;
+    if (sl_state_pool_overridden(p->cfg->name))
+        sl_jw_str(w, "backends");
+    if (ctl && ctl->rt == rt && ctl->pools[i].admission_overridden)
+        sl_jw_str(w, "admission");
+    sl_jw_end(w);
     sl_jw_end(w);
 }
 
-static void write_pools(sl_jw_t *w, const sl_runtime_t *rt)
+static void write_pools(sl_jw_t *w, const sl_runtime_t *rt, const sl_gateway_t *gw)
 {
     sl_jw_arr(w);
     for (size_t i = 0; i < rt->cfg->n_pools; i++)
-        write_pool(w, rt, i);
+        write_pool(w, rt, gw, i);
     sl_jw_end(w);
 }
 
@@ -169,7 +178,7 @@ static void get_status(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_jw_key(w, "services");
     write_services(w, rt, gw);
     sl_jw_key(w, "pools");
-    write_pools(w, rt);
+    write_pools(w, rt, gw);
     sl_jw_key(w, "counters");
     sl_jw_obj(w);
     for (size_t i = 0; i < SL_CTR__COUNT; i++)
@@ -184,7 +193,7 @@ static void get_pools(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_runtime_t *rt = sl_gateway_runtime(req->gw);
     sl_jw_obj(&resp->jw);
     sl_jw_key(&resp->jw, "pools");
-    write_pools(&resp->jw, rt);
+    write_pools(&resp->jw, rt, req->gw);
     sl_jw_end(&resp->jw);
     sl_runtime_unref(rt);
 }
@@ -196,7 +205,7 @@ static void get_pool(sl_admin_req_t *req, sl_admin_resp_t *resp)
     if (i < 0)
         sl_admin_error(resp, 404, "no pool \"%s\"", req->params[0]);
     else
-        write_pool(&resp->jw, rt, (size_t)i);
+        write_pool(&resp->jw, rt, req->gw, (size_t)i);
     sl_runtime_unref(rt);
 }
 

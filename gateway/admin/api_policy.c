@@ -101,6 +101,14 @@ static bool only_keys(sl_admin_resp_t *resp, const sl_json_t *obj, const char *c
 
 /* ---- admission ---- */
 
+static bool service_has_pool(const sl_cfg_service_t *s, size_t pool)
+{
+    for (size_t k = 0; k < s->n_pools; k++)
+        if (s->pools[k] == pool)
+            return true;
+    return false;
+}
+
 static void write_admission(sl_jw_t *w, const sl_admission_params_t *p,
                             const sl_admission_stats_t *st)
 {
@@ -185,6 +193,11 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
         sl_admin_error(resp, 404, "no pool \"%s\"", pool_name);
         return;
     }
+    if (pool >= 0 && !service_has_pool(&ctl->rt->cfg->services[svc], (size_t)pool)) {
+        sl_admin_error(resp, 404, "service \"%s\" has no pool \"%s\"", req->params[0],
+                       pool_name);
+        return;
+    }
     sl_admission_params_t p;
     sl_admission_stats_t st;
     if (sl_ctl_admission_get(ctl, (size_t)svc, pool, &p, &st) != 0) {
@@ -230,10 +243,11 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
         sl_admin_error(resp, 400, "%s", err);
         return;
     }
-    if (pool < 0) {
+    if (pool < 0)
         ctl->services[svc].admission_overridden = true;
-        sl_state_save(ctl);
-    }
+    else
+        ctl->pools[pool].admission_overridden = true;
+    sl_state_save(ctl);
     sl__admin_get_admission(req, resp);
 }
 

@@ -128,6 +128,10 @@ struct sl__ctable {
 
 extern const sl__ctable_t sl__root_table;
 
+/* The key at a dotted path of key names from the top ("services.admission.rate";
+   names of pools and services and list indexes are left out), or NULL. */
+const sl__ckey_t *sl__key_by_path(const char *path);
+
 /* ---- units (units.c) -------------------------------------------------------- */
 
 /* Format a value in the notation of its type, for bounds and the summary. */

@@ -116,6 +116,18 @@ static bool in_bounds(const sl__ckey_t *k, double v, const char *s, char *msg, s
     return false;
 }
 
+bool sl_config_check_bound(const char *path, double v, char *msg, size_t mlen)
+{
+    const sl__ckey_t *k = sl__key_by_path(path);
+    if (k == NULL || k->min >= k->max) {
+        snprintf(msg, mlen, "%s: not a bounded key", path);
+        return false;
+    }
+    char got[32];
+    fmt_bound(k, v, got, sizeof got);
+    return in_bounds(k, v, got, msg, mlen);
+}
+
 /* uint, duration, size, rate and number: parse, bound, store. */
 static bool convert_number(const sl__ckey_t *k, const char *s, const char *got, void *field,
                            char *msg, size_t mlen)

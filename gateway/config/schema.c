@@ -11,6 +11,7 @@
  * include/sluice/config.h are the ones in these tables.
  */
 #include <float.h>
+#include <string.h>
 #include <stdint.h>
 
 #include "internal.h"
@@ -389,3 +390,26 @@ static const sl__ckey_t root_keys[] = {
 };
 #undef T
 const sl__ctable_t sl__root_table = TABLE(sl_config_t, "config", NOPOS, NOPOS, root_keys);
+
+const sl__ckey_t *sl__key_by_path(const char *path)
+{
+    const sl__ctable_t *t = &sl__root_table;
+    const sl__ckey_t *k = NULL;
+    while (t != NULL && *path) {
+        size_t n = strcspn(path, ".");
+        k = NULL;
+        for (size_t i = 0; i < t->n_keys && k == NULL; i++)
+            if (strlen(t->keys[i].name) == n && memcmp(t->keys[i].name, path, n) == 0)
+                k = &t->keys[i];
+        if (k == NULL)
+            return NULL;
+        path += n;
+        if (*path == '.') {
+            path++;
+            t = k->sub;
+            if (t == NULL)
+                return NULL;
+        }
+    }
+    return k;
+}

@@ -31,6 +31,7 @@ typedef struct sl_ctl_pool {
     sl_ctl_backend_t *backends;
     size_t n_backends;
     sl_admission_t *adm;             /* the pool's own queue, when it has a rate */
+    bool admission_overridden;       /* the API set its limits */
 } sl_ctl_pool_t;
 
 typedef struct sl_ctl_service {
@@ -168,6 +169,9 @@ size_t sl_ctl_pick_pool(sl_ctl_t *ctl, size_t svc);
 /* The queue a client of the pool waits in: the pool's own, else the service's; may be NULL. */
 sl_admission_t *sl_ctl_queue_for(sl_ctl_t *ctl, size_t svc, size_t pool);
 
+/* A pool's own queue belongs to the first service with admission that uses the
+   pool (sl_ctl_admit_setup makes it so): that service's index, or -1. */
+long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool);
 /* Live limits of a service's queue (pool -1) or a pool's own: 0 or SL_ENOENT. */
 int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
                          sl_admission_stats_t *st);

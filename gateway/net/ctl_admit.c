@@ -21,6 +21,7 @@
  * already on their way. The slack is well above a loop's normal lateness and
  * well below what would show at a backend (at 300/s, 20 ms is 6 handshakes).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,15 +319,95 @@ void sl_ctl_admit_close(sl_ctl_t *ctl)
 
 /* ---- live tuning (the admin API) ---- */
 
+long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    for (size_t i = 0; i < cfg->n_services; i++)
+        for (size_t k = 0; k < cfg->services[i].n_pools; k++)
+            if (cfg->services[i].pools[k] == pool && ctl->services[i].adm)
+                return (long)i;
+    return -1;
+}
+
+/* The service's queue (pool < 0), or the queue of one of the service's pools. */
 static sl_admission_t *queue_of(sl_ctl_t *ctl, size_t svc, long pool)
 {
     if (svc >= ctl->rt->cfg->n_services)
         return NULL;
     if (pool < 0)
         return ctl->services[svc].adm;
-    if ((size_t)pool >= ctl->rt->cfg->n_pools)
-        return NULL;
-    return ctl->pools[pool].adm;
+    const sl_cfg_service_t *s = &ctl->rt->cfg->services[svc];
+    for (size_t k = 0; k < s->n_pools; k++)
+        if (s->pools[k] == (size_t)pool)
+            return ctl->pools[pool].adm;
+    return NULL;
+}
+
+/*
+ * A live change may not set what the YAML could not: each limit is checked
+ * against its key's bounds in the config schema (a pool's own queue against
+ * the pool's keys where it has them). The names are the admin API's.
+ */
+typedef enum { LIM_RATE, LIM_U32, LIM_MSEC } lim_type_t;
+
+static const struct limit {
+    const char *name, *service_key, *pool_key;
+    size_t off;
+    lim_type_t type;
+} limits[] = {
+    {"rate", "services.admission.rate", "pools.rate",
+     offsetof(sl_admission_params_t, bucket.rate), LIM_RATE},
+    {"burst", "services.admission.burst", "pools.burst",
+     offsetof(sl_admission_params_t, bucket.burst), LIM_U32},
+    {"slow_start", "services.admission.slow_start", "pools.slow_start",
+     offsetof(sl_admission_params_t, bucket.slow_start), LIM_MSEC},
+    {"queue_length", "services.admission.queue.length", NULL,
+     offsetof(sl_admission_params_t, queue_length), LIM_U32},
+    {"max_wait", "services.admission.queue.max_wait", NULL,
+     offsetof(sl_admission_params_t, max_wait), LIM_MSEC},
+    {"per_client", "services.admission.queue.per_client", NULL,
+     offsetof(sl_admission_params_t, per_client), LIM_U32},
+    {"per_client_rate", "services.admission.per_client.rate", NULL,
+     offsetof(sl_admission_params_t, per_client_rate), LIM_RATE},
+    {"retry_after_min", "services.admission.retry_after.min", NULL,
+     offsetof(sl_admission_params_t, retry_after_min), LIM_MSEC},
+    {"retry_after_max", "services.admission.retry_after.max", NULL,
+     offsetof(sl_admission_params_t, retry_after_max), LIM_MSEC},
+};
+
+static double limit_value(const sl_admission_params_t *p, const struct limit *l)
+{
+    const char *f = (const char *)p + l->off;
+    switch (l->type) {
+    case LIM_RATE: return *(const double *)(const void *)f;
+    case LIM_U32: return *(const uint32_t *)(const void *)f;
+    default: return (double)*(const sl_msec_t *)(const void *)f;
+    }
+}
+
+static int check_limits(const sl_admission_params_t *p, bool pool, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < SL_ARRAY_SIZE(limits); i++) {
+        const struct limit *l = &limits[i];
+        double v = limit_value(p, l);
+        char msg[128];
+        if (!sl_config_check_bound(pool && l->pool_key ? l->pool_key : l->service_key, v, msg,
+                                   sizeof msg)) {
+            snprintf(err, errlen, "%s: %s", l->name, msg);
+            return SL_EINVAL;
+        }
+        /* 0 in the YAML means "no queue of its own", which a live queue cannot become. */
+        if (pool && l->off == offsetof(sl_admission_params_t, bucket.rate) && v <= 0) {
+            snprintf(err, errlen, "rate: a pool's own rate must be above 0/s (0 in the "
+                                  "YAML means no queue of its own: change it there and reload)");
+            return SL_EINVAL;
+        }
+    }
+    if (p->retry_after_min > p->retry_after_max) {
+        snprintf(err, errlen, "retry_after_min is above retry_after_max");
+        return SL_EINVAL;
+    }
+    return 0;
 }
 
 int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
@@ -349,6 +430,8 @@ int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admissio
                                        : "this pool has no admission rate of its own");
         return SL_ENOENT;
     }
+    if (check_limits(p, pool >= 0, err, errlen) != 0)
+        return SL_EINVAL;
     if (sl_admission_params_check(p) != 0) {
         snprintf(err, errlen, "invalid limits (rate, burst, queue bounds or retry_after)");
         return SL_EINVAL;

@@ -85,6 +85,30 @@ static long service_pool(const sl_ctl_t *ctl, size_t svc, const char *name)
     return -1;
 }
 
+/*
+ * An admission queue moves to the new config with its waiting clients. Its
+ * limits become the new YAML's, unless the API set them: those stand over
+ * the YAML at a reload as they do at a start (from the state file).
+ */
+static void take_queue(sl_ctl_t *ctl, long svc, long pool, sl_ctl_t *old, sl_admission_t **slot,
+                       sl_admission_t **old_slot, bool overridden, bool *overridden_now,
+                       const char *name)
+{
+    if (*slot == NULL || *old_slot == NULL)
+        return;
+    sl_admission_params_t keep;
+    sl_admission_get_params(*old_slot, &keep);
+    sl_ctl_admit_take_queue(ctl, slot, old, old_slot);
+    if (!overridden)
+        return;
+    char err[200];
+    if (sl_ctl_admission_set(ctl, (size_t)svc, pool, &keep, err, sizeof err) == 0)
+        *overridden_now = true;
+    else
+        sl_log_warn("reload: %s %s: the admission limits set through the API no longer apply "
+                    "(%s); the config's are in force", pool < 0 ? "service" : "pool", name, err);
+}
+
 void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
 {
     const sl_config_t *cfg = ctl->rt->cfg, *ocfg = old->rt->cfg;
@@ -110,13 +134,11 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
         if (os == NULL)
             continue;
         size_t oi = (size_t)(os - ocfg->services);
-        if (ctl->services[i].adm && old->services[oi].adm)
-            sl_ctl_admit_take_queue(ctl, &ctl->services[i].adm, old, &old->services[oi].adm);
-        /* The API's word stands over the YAML: a finished cutover's pool stays active. */
         sl_ctl_service_t *ocs = &old->services[oi];
+        take_queue(ctl, (long)i, -1, old, &ctl->services[i].adm, &ocs->adm,
+                   ocs->admission_overridden, &ctl->services[i].admission_overridden, s->name);
+        /* The API's word stands over the YAML: a finished cutover's pool stays active. */
         long active = service_pool(ctl, i, ocfg->pools[ocs->active].name);
-        if (ocs->admission_overridden && ctl->services[i].adm)
-            ctl->services[i].admission_overridden = true;
         if (ocs->active_overridden && active >= 0) {
             ctl->services[i].active = (size_t)active;
             ctl->services[i].active_overridden = true;
@@ -139,8 +161,11 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
     }
     for (size_t p = 0; p < cfg->n_pools; p++) {
         long op = sl_config_pool_index(ocfg, cfg->pools[p].name);
-        if (op >= 0 && ctl->pools[p].adm && old->pools[op].adm)
-            sl_ctl_admit_take_queue(ctl, &ctl->pools[p].adm, old, &old->pools[op].adm);
+        long svc = sl_ctl_pool_service(ctl, p);
+        if (op >= 0 && svc >= 0)
+            take_queue(ctl, svc, (long)p, old, &ctl->pools[p].adm, &old->pools[op].adm,
+                       old->pools[op].admission_overridden, &ctl->pools[p].admission_overridden,
+                       cfg->pools[p].name);
     }
     sl_ctl_publish_all(ctl);
     sl_ctl_update_holds(ctl);

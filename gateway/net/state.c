@@ -24,8 +24,7 @@
 #include "../admin/json_out.h"
 #include "ctl.h"
 
-void sl__state_write_pools(sl_jw_t *w);
-static double num(const sl_json_t *o, const char *k, double dflt);
+static void write_pools(sl_jw_t *w, sl_ctl_t *ctl);
 
 /* The limits as object members: the state file and the admin API write the same names. */
 void sl_state_write_limits(sl_jw_t *w, const sl_admission_params_t *p)
@@ -78,7 +77,7 @@ int sl_state_save(sl_ctl_t *ctl)
         sl_jw_end(&w);
     }
     sl_jw_end(&w);
-    sl__state_write_pools(&w);
+    write_pools(&w, ctl);
     sl_jw_end(&w);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -97,10 +96,77 @@ int sl_state_save(sl_ctl_t *ctl)
     return rc;
 }
 
-static double num(const sl_json_t *o, const char *k, double dflt)
+/*
+ * A limit from the file: absent keeps *out; present, it must be a number in
+ * [0, max] (and whole when asked), or the whole admission entry is refused.
+ * The file is ours, but it may have been edited by hand: a negative or huge
+ * value must not reach a cast. Returns false, with the reason, when refused.
+ */
+static bool read_limit(const sl_json_t *o, const char *k, double max, bool whole, double *out,
+                       char *err, size_t errlen)
 {
     const sl_json_t *v = sl_json_get(o, k);
-    return v && v->type == SL_JSON_NUMBER ? v->num : dflt;
+    if (v == NULL)
+        return true;
+    if (v->type != SL_JSON_NUMBER || !(v->num >= 0 && v->num <= max) ||
+        (whole && v->num != (double)(uint64_t)v->num)) {
+        snprintf(err, errlen, "%s: expected a %s from 0 to %.0f", k,
+                 whole ? "whole number" : "number", max);
+        return false;
+    }
+    *out = v->num;
+    return true;
+}
+
+/* The limits in an "admission" object over *p. */
+static bool read_limits(const sl_json_t *a, sl_admission_params_t *p, char *err, size_t errlen)
+{
+    double rate = p->bucket.rate, burst = p->bucket.burst, qlen = p->queue_length;
+    double wait = (double)p->max_wait, per = p->per_client, per_rate = p->per_client_rate;
+    double ra_min = (double)p->retry_after_min, ra_max = (double)p->retry_after_max;
+    double slow = (double)p->bucket.slow_start;
+    const double u32 = 4294967295.0, ms = 1e12;
+    if (!read_limit(a, "rate", 1e9, false, &rate, err, errlen) ||
+        !read_limit(a, "burst", u32, true, &burst, err, errlen) ||
+        !read_limit(a, "queue_length", u32, true, &qlen, err, errlen) ||
+        !read_limit(a, "max_wait_ms", ms, true, &wait, err, errlen) ||
+        !read_limit(a, "per_client", u32, true, &per, err, errlen) ||
+        !read_limit(a, "per_client_rate", 1e9, false, &per_rate, err, errlen) ||
+        !read_limit(a, "retry_after_min_ms", ms, true, &ra_min, err, errlen) ||
+        !read_limit(a, "retry_after_max_ms", ms, true, &ra_max, err, errlen) ||
+        !read_limit(a, "slow_start_ms", ms, true, &slow, err, errlen))
+        return false;
+    p->bucket.rate = rate;
+    p->bucket.burst = (uint32_t)burst;
+    p->queue_length = (uint32_t)qlen;
+    p->max_wait = (sl_msec_t)wait;
+    p->per_client = (uint32_t)per;
+    p->per_client_rate = per_rate;
+    p->retry_after_min = (sl_msec_t)ra_min;
+    p->retry_after_max = (sl_msec_t)ra_max;
+    p->bucket.slow_start = (sl_msec_t)slow;
+    return true;
+}
+
+/* The file's limits over a live queue's (the schema's bounds apply, as to the API's). */
+static bool apply_limits(sl_ctl_t *ctl, size_t svc, long pool, const sl_json_t *a,
+                         const char *path, const char *what)
+{
+    sl_admission_params_t p;
+    sl_admission_stats_t st;
+    char err[200];
+    if (sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0) {
+        sl_log_warn("state file %s: %s: no admission queue now; its limits are not applied",
+                    path, what);
+        return false;
+    }
+    if (!read_limits(a, &p, err, sizeof err) ||
+        sl_ctl_admission_set(ctl, svc, pool, &p, err, sizeof err) != 0) {
+        sl_log_warn("state file %s: %s: admission not applied: %s", path, what, err);
+        return false;
+    }
+    sl_log_info("state file: %s: admission limits set through the API", what);
+    return true;
 }
 
 static void apply_service(sl_ctl_t *ctl, size_t i, const sl_json_t *o, const char *path)
@@ -124,24 +190,25 @@ static void apply_service(sl_ctl_t *ctl, size_t i, const sl_json_t *o, const cha
         }
     }
     const sl_json_t *a = sl_json_get(o, "admission");
-    sl_admission_params_t p;
-    sl_admission_stats_t st;
-    if (a && a->type == SL_JSON_OBJECT && sl_ctl_admission_get(ctl, i, -1, &p, &st) == 0) {
-        p.bucket.rate = num(a, "rate", p.bucket.rate);
-        p.bucket.burst = (uint32_t)num(a, "burst", p.bucket.burst);
-        p.queue_length = (uint32_t)num(a, "queue_length", p.queue_length);
-        p.max_wait = (sl_msec_t)num(a, "max_wait_ms", (double)p.max_wait);
-        p.per_client = (uint32_t)num(a, "per_client", p.per_client);
-        p.per_client_rate = num(a, "per_client_rate", p.per_client_rate);
-        p.retry_after_min = (sl_msec_t)num(a, "retry_after_min_ms", (double)p.retry_after_min);
-        p.retry_after_max = (sl_msec_t)num(a, "retry_after_max_ms", (double)p.retry_after_max);
-        p.bucket.slow_start = (sl_msec_t)num(a, "slow_start_ms", (double)p.bucket.slow_start);
-        char err[160];
-        if (sl_ctl_admission_set(ctl, i, -1, &p, err, sizeof err) == 0)
-            ctl->services[i].admission_overridden = true;
-        else
-            sl_log_warn("state file %s: service %s: admission not applied: %s", path, s->name, err);
-    }
+    char what[200];
+    snprintf(what, sizeof what, "service %s", s->name);
+    if (a && a->type == SL_JSON_OBJECT && apply_limits(ctl, i, -1, a, path, what))
+        ctl->services[i].admission_overridden = true;
+}
+
+static void apply_pool(sl_ctl_t *ctl, size_t p, const sl_json_t *o, const char *path)
+{
+    const sl_json_t *a = sl_json_get(o, "admission");
+    if (a == NULL || a->type != SL_JSON_OBJECT)
+        return;
+    char what[200];
+    snprintf(what, sizeof what, "pool %s", ctl->rt->cfg->pools[p].name);
+    long svc = sl_ctl_pool_service(ctl, p);
+    if (svc >= 0 && apply_limits(ctl, (size_t)svc, (long)p, a, path, what))
+        ctl->pools[p].admission_overridden = true;
+    else if (svc < 0)
+        sl_log_warn("state file %s: %s: no admission queue now; its limits are not applied",
+                    path, what);
 }
 
 void sl_state_apply(sl_ctl_t *ctl)
@@ -176,6 +243,13 @@ void sl_state_apply(sl_ctl_t *ctl)
         }
         if (m->type == SL_JSON_OBJECT)
             apply_service(ctl, (size_t)(s - ctl->rt->cfg->services), m, path);
+    }
+    /* Pools: their backends were applied to the config before it was built. */
+    const sl_json_t *pools = sl_json_get(doc.root, "pools");
+    for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
+        long p = sl_config_pool_index(ctl->rt->cfg, m->key);
+        if (p >= 0)
+            apply_pool(ctl, (size_t)p, m, path);
     }
     sl_json_doc_free(&doc);
     sl_ctl_publish_all(ctl);
@@ -320,13 +394,24 @@ void sl_state_read_overrides(const sl_config_t *cfg)
             continue;
         sl_cfg_backend_spec_t specs[256];
         size_t k = 0;
+        char err[200] = "";
         for (const sl_json_t *b = list->child; b && k < SL_ARRAY_SIZE(specs); b = b->next) {
             const sl_json_t *a = sl_json_get(b, "address");
-            if (a == NULL || a->type != SL_JSON_STRING)
-                continue;
+            double weight = 1;
+            if (a == NULL || a->type != SL_JSON_STRING) {
+                snprintf(err, sizeof err, "backends[%zu]: expected an address", k);
+                break;
+            }
+            if (!read_limit(b, "weight", 1000, true, &weight, err, sizeof err))
+                break;
             specs[k].address = a->str;
-            specs[k].weight = (uint32_t)num(b, "weight", 1);
+            specs[k].weight = (uint32_t)weight;
             k++;
+        }
+        if (err[0]) {
+            sl_log_error("state file %s: pool %s: %s; its backends are not applied", path,
+                         m->key, err);
+            continue;
         }
         void *old = sl_state_swap_backends(m->key, specs, k);
         sl_state_forget_backends(old);
@@ -344,25 +429,64 @@ void sl_state_free_overrides(void)
     }
 }
 
-/* The pools section of the state file. */
-void sl__state_write_pools(sl_jw_t *w)
+static override_t *override_of(const char *pool)
 {
-    if (overrides == NULL)
+    for (override_t *o = overrides; o; o = o->next)
+        if (strcmp(o->pool, pool) == 0)
+            return o;
+    return NULL;
+}
+
+static void write_backends(sl_jw_t *w, const override_t *o)
+{
+    sl_jw_key(w, "backends");
+    sl_jw_arr(w);
+    for (size_t i = 0; i < o->n; i++) {
+        sl_jw_obj(w);
+        sl_jw_kstr(w, "address", o->addresses[i]);
+        sl_jw_kuint(w, "weight", o->weights[i]);
+        sl_jw_end(w);
+    }
+    sl_jw_end(w);
+}
+
+/* The pools section of the state file: backends and a pool's own limits set through the API. */
+static void write_pools(sl_jw_t *w, sl_ctl_t *ctl)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    bool any = overrides != NULL;
+    for (size_t p = 0; p < cfg->n_pools && !any; p++)
+        any = ctl->pools[p].admission_overridden;
+    if (!any)
         return;
     sl_jw_key(w, "pools");
     sl_jw_obj(w);
+    /* Backends set for a pool the config no longer has stay, as they were kept. */
     for (override_t *o = overrides; o; o = o->next) {
+        if (sl_config_pool_index(cfg, o->pool) >= 0)
+            continue;
         sl_jw_key(w, o->pool);
         sl_jw_obj(w);
-        sl_jw_key(w, "backends");
-        sl_jw_arr(w);
-        for (size_t i = 0; i < o->n; i++) {
-            sl_jw_obj(w);
-            sl_jw_kstr(w, "address", o->addresses[i]);
-            sl_jw_kuint(w, "weight", o->weights[i]);
-            sl_jw_end(w);
-        }
+        write_backends(w, o);
         sl_jw_end(w);
+    }
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        override_t *o = override_of(cfg->pools[p].name);
+        sl_admission_params_t lim;
+        sl_admission_stats_t st;
+        long svc = sl_ctl_pool_service(ctl, p);
+        bool adm = ctl->pools[p].admission_overridden && svc >= 0 &&
+                   sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &lim, &st) == 0;
+        if (o == NULL && !adm)
+            continue;
+        sl_jw_key(w, cfg->pools[p].name);
+        sl_jw_obj(w);
+        if (o)
+            write_backends(w, o);
+        if (adm) {
+            sl_jw_key(w, "admission");
+            write_params(w, &lim);
+        }
         sl_jw_end(w);
     }
     sl_jw_end(w);
@@ -370,8 +494,5 @@ void sl__state_write_pools(sl_jw_t *w)
 
 bool sl_state_pool_overridden(const char *pool)
 {
-    for (override_t *o = overrides; o; o = o->next)
-        if (strcmp(o->pool, pool) == 0)
-            return true;
-    return false;
+    return override_of(pool) != NULL;
 }

@@ -302,6 +302,16 @@ long sl_config_pool_index(const sl_config_t *cfg, const char *name);
 const sl_cfg_service_t *sl_config_service(const sl_config_t *cfg, const char *name);
 
 /*
+ * Checks a value against the bounds the YAML schema gives a key, named by its
+ * path of key names ("services.admission.retry_after.min", "pools.burst"), in
+ * the key's unit (per second, ms, bytes, a count). For values that arrive
+ * another way (the admin API, the state file): they may not hold what a
+ * config file could not. Returns true when within; otherwise false with
+ * "out of range (expected 1s..1h, got 0s)" in msg.
+ */
+bool sl_config_check_bound(const char *path, double v, char *msg, size_t mlen);
+
+/*
  * Unit parsers, shared with the admin API (which takes the same notations).
  * Each returns 0 or SL_EINVAL and never writes *out on error.
  *   durations: "250ms", "30s", "5m", "1h", "0"       -> milliseconds

@@ -213,3 +213,82 @@ def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
         assert [b["address"] for b in pool["backends"]] == [blue.addr, b2.addr]
     finally:
         stop_all(s, blue, green, b2)
+
+
+def test_limits_set_through_the_api_stand_over_the_yaml_at_reload_and_restart(tmp_path):
+    """Admission limits the API set (a service's, and a pool's own) are the
+    operator's word: a reload keeps them in force, the state file keeps them
+    across a restart, and they are checked against the YAML's bounds."""
+    state = tmp_path / "state.json"
+    blue, green = Backend("blue"), Backend("green")
+    port, admin_port = free_port(), free_port()
+    text = config(port, {"blue": [blue.addr], "green": [green.addr]}, workers=2,
+                  service_extra=ADMISSION % "1000/s",
+                  extra="admin: { address: 127.0.0.1:%d, state_file: %s }" % (admin_port, state))
+    # blue gets a queue of its own; a second service may use blue only
+    text = text.replace("  green:\n", "    rate: 1000/s\n    burst: 100\n  green:\n", 1)
+    text = text.replace("admin:", "  other:\n    routes: [ { host: other, path_prefix: / } ]\n"
+                        "    pools: [blue]\n    admission: { rate: 100/s }\nadmin:", 1)
+    s = Sluice(text, port)
+    admin = Admin(admin_port)
+    wait_port("127.0.0.1", admin_port, s.proc)
+    adm = "/api/v1/services/app/admission"
+
+    def limits(pool=None):
+        body = admin.call("GET", adm)[1]
+        if pool is None:
+            return body["limits"]
+        return body["pools"][pool]
+    try:
+        assert asyncio.run(connect_many(s.url, 8)) < 1.0
+        assert admin.call("PUT", adm, {"rate": "5/s", "burst": 2})[0] == 200
+        # app's clients for blue wait in blue's own queue: this one paces them
+        assert admin.call("PUT", adm, {"pool": "blue", "rate": "4/s", "burst": 1})[0] == 200
+        # another service may not change a pool it does not use
+        status, body = admin.call("PUT", "/api/v1/services/other/admission",
+                                  {"pool": "green", "rate": "1/s"})
+        assert (status, body) == (404, {"error": 'service "other" has no pool "green"'})
+        # values a config file could not hold are refused, each with its bounds
+        for change, words in [({"retry_after_min": 0}, "retry_after_min: out of range (expected 1s..1h"),
+                              ({"max_wait": 100000000000}, "max_wait: out of range"),
+                              ({"rate": 0}, "rate: out of range (expected 0.001/s.."),
+                              ({"per_client": 1000000}, "per_client: out of range"),
+                              ({"pool": "blue", "rate": 0}, "rate: a pool's own rate must be above 0/s")]:
+            status, body = admin.call("PUT", adm, change)
+            assert status == 400 and body["error"].startswith(words), (change, body)
+        assert (limits()["rate"], limits()["burst"]) == (5, 2)
+        # A reload (the YAML says 1000/s for both) keeps what the API set, in force.
+        s.proc.send_signal(1)
+        assert wait_until(lambda: "generation 2" in s.output(), 5)
+        assert (limits()["rate"], limits()["burst"]) == (5, 2)
+        assert (limits("blue")["rate"], limits("blue")["burst"]) == (4, 1)
+        assert asyncio.run(connect_many(s.url, 8)) >= 1.4
+        st = admin.call("GET", "/api/v1/status")[1]
+        assert st["services"][0]["overridden"] == ["admission"]
+        assert [p["overridden"] for p in st["pools"]] == [["admission"], []]
+        saved = json.loads(state.read_text())
+        assert saved["services"]["app"]["admission"]["rate"] == 5
+        assert saved["pools"]["blue"]["admission"]["rate"] == 4
+        # A restart reads them back from the state file.
+        stop_all(s)
+        s = Sluice(text, port)
+        wait_port("127.0.0.1", admin_port, s.proc)
+        assert (limits()["rate"], limits()["burst"]) == (5, 2)
+        assert (limits("blue")["rate"], limits("blue")["burst"]) == (4, 1)
+        # A state file edited by hand into values no config could hold is not applied.
+        stop_all(s)
+        saved["services"]["app"]["admission"].update(burst=5000000000, max_wait_ms=-1)
+        saved["pools"]["blue"]["admission"]["retry_after_min_ms"] = 0
+        saved["pools"]["green"] = {"backends": [{"address": green.addr, "weight": -1}]}
+        state.write_text(json.dumps(saved))
+        s = Sluice(text, port)
+        wait_port("127.0.0.1", admin_port, s.proc)
+        assert (limits()["rate"], limits()["burst"]) == (1000, 1)
+        assert (limits("blue")["rate"], limits("blue")["burst"]) == (1000, 100)
+        out = s.output()
+        assert "service app: admission not applied: burst: expected a whole number" in out, out
+        assert "pool blue: admission not applied: retry_after_min: out of range" in out, out
+        assert "pool green: weight: expected a whole number from 0 to 1000" in out, out
+        assert admin.call("GET", "/api/v1/status")[1]["services"][0]["overridden"] == []
+    finally:
+        stop_all(s, blue, green)

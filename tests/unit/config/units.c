@@ -203,12 +203,37 @@ static void cidr_contains(void **state)
     assert_false(sl_cidr_contains(NULL, AF_INET, (const uint8_t *)"\0\0\0\0"));
 }
 
+/* The schema's bounds, for values that come through the API or the state file. */
+static void schema_bounds(void **state)
+{
+    (void)state;
+    char msg[128];
+    assert_true(sl_config_check_bound("services.admission.rate", 300, msg, sizeof msg));
+    assert_true(sl_config_check_bound("services.admission.rate", 0.001, msg, sizeof msg));
+    assert_false(sl_config_check_bound("services.admission.rate", 0, msg, sizeof msg));
+    assert_string_equal(msg, "out of range (expected 0.001/s..10000000/s, got 0/s)");
+    assert_true(sl_config_check_bound("services.admission.retry_after.min", 1000, msg, sizeof msg));
+    assert_false(sl_config_check_bound("services.admission.retry_after.min", 999, msg, sizeof msg));
+    assert_string_equal(msg, "out of range (expected 1s..1h, got 999ms)");
+    assert_false(sl_config_check_bound("services.admission.queue.max_wait", 600001, msg,
+                                       sizeof msg));
+    assert_true(sl_config_check_bound("pools.rate", 0, msg, sizeof msg));   /* 0: no own queue */
+    assert_false(sl_config_check_bound("limits.head_bytes", 512, msg, sizeof msg));
+    assert_string_equal(msg, "out of range (expected 1KiB..1MiB, got 512)");
+    /* Not a key, or a key with no bounds (a string, a mapping). */
+    assert_false(sl_config_check_bound("services.admission.rtae", 1, msg, sizeof msg));
+    assert_false(sl_config_check_bound("services.drain.reason", 1, msg, sizeof msg));
+    assert_false(sl_config_check_bound("services.admission", 1, msg, sizeof msg));
+    assert_false(sl_config_check_bound("", 1, msg, sizeof msg));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(duration_table), cmocka_unit_test(size_table),
         cmocka_unit_test(rate_table),     cmocka_unit_test(hostport_table),
         cmocka_unit_test(cidr_table),     cmocka_unit_test(cidr_contains),
+        cmocka_unit_test(schema_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
