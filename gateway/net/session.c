@@ -704,28 +704,23 @@ void sl_session_arm_timer(sl_session_t *s)
         return;
     sl_msec_t now = sl_now(s);
     sl_msec_t next = SL_MSEC_NEVER;
-    const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
     if (s->head_deadline)
         next = SL_MIN(next, s->head_deadline);
     if (s->drain_deadline)
         next = SL_MIN(next, s->drain_deadline);
     if (s->state == SL_SS_LINGER)
         next = SL_MIN(next, s->linger_deadline);
-    if (s->state == SL_SS_WS_RELAY) {
-        if (t->idle)
-            next = SL_MIN(next, s->last_rx + t->idle);
-        if (t->ping_interval) {
-            if (s->ping_sent_at)
-                next = SL_MIN(next, s->ping_sent_at + t->ping_timeout);
-            else
-                next = SL_MIN(next, s->last_client_rx + t->ping_interval);
-        }
-    }
+    if (s->state == SL_SS_WS_RELAY)
+        next = SL_MIN(next, sl_ws_next_deadline(s));
     if (next == SL_MSEC_NEVER) {
         uv_timer_stop(&s->timer);
         return;
     }
-    uv_timer_start(&s->timer, on_timer, next > now ? next - now : 0, 0);
+    /* A deadline already due runs on the next turn of the loop, never within
+       this one: libuv 1.44 runs a timer restarted at 0 ms from its own
+       callback again in the same pass, so a deadline that its handler left
+       due would spin the worker without ever polling for I/O. */
+    uv_timer_start(&s->timer, on_timer, next > now ? next - now : 1, 0);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -248,6 +248,7 @@ static void send_ping(sl_session_t *s)
     s->ping_pending = false;
     s->ping_sent_at = sl_now(s);
     sl_count(&s->w->counters, SL_CTR_WS_PINGS_SENT, 1);
+    sl_session_arm_timer(s);   /* the pong's deadline (a pending ping goes out from a read) */
 }
 
 /*
@@ -294,8 +295,16 @@ static void ws_maybe_done(sl_session_t *s)
     }
     if (!(client_done && backend_done))
         return;
-    if (sl_queued(s, false) > 0)
-        return;   /* sl_ws_write_done calls again */
+    if (sl_queued(s, false) > 0) {
+        /* sl_ws_write_done calls again; a backend that stopped reading is
+           given up on at the deadline (the session holds both sockets). */
+        sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
+        if (s->drain_deadline == 0 || s->drain_deadline > limit) {
+            s->drain_deadline = limit;
+            sl_session_arm_timer(s);
+        }
+        return;
+    }
     sl_upstream_release(s, false);
     sl_session_finish(s);
 }
@@ -542,6 +551,28 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     else
         s->drain_pending = true;
     sl_session_arm_timer(s);
+}
+
+/*
+ * Must agree with sl_ws_on_timer: a deadline returned here that the handler
+ * does not clear would have the timer fire again and again. Once both close
+ * handshakes are settled only the close-wait bound is left (ws_maybe_done
+ * sets it); no ping is due after a close was sent, nor while one waits for
+ * the backend's frame to end (it goes out from the read that ends it).
+ */
+sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
+{
+    const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
+    sl_msec_t next = s->drain_deadline ? s->drain_deadline : SL_MSEC_NEVER;
+    if (s->close_to_client && s->close_from_client && s->close_to_backend &&
+        s->close_from_backend)
+        return next;
+    if (t->idle)
+        next = SL_MIN(next, s->last_rx + t->idle);
+    if (t->ping_interval && !s->close_to_client && !s->ping_pending)
+        next = SL_MIN(next, s->ping_sent_at ? s->ping_sent_at + t->ping_timeout
+                                            : s->last_client_rx + t->ping_interval);
+    return next;
 }
 
 void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)

@@ -459,6 +459,40 @@ def test_ping_timeout_closes_silent_client_but_not_a_live_one():
         g.stop()
 
 
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_quiet_client_that_does_not_read_never_wedges_the_worker():
+    """A client that stops reading while the backend streams leaves the
+    backend's frame unfinished, so its ping must wait for the frame's end.
+    That wait once re-armed the session's timer at an instant already past:
+    the one worker spun at 100% CPU and served nobody again. Now the worker
+    stays idle, serves new clients, and the idle timeout ends the session."""
+    g = Gateway(H.Backend("blue", "--send", "1G"),
+                extra="timeouts: {ping_interval: 1s, ping_timeout: 1s, idle: 4s}\n"
+                      "limits: {write_high_water: 64KiB, write_low_water: 16KiB}")
+    try:
+        pid = g.sluice.proc.pid
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        quiet = H.WsConn(g.port)
+        assert quiet.status == 101
+        quiet.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(2.5)             # the ping is due; the backend's 64 KiB frame is stuck
+        cpu0 = cpu_seconds(pid)
+        time.sleep(1.0)
+        assert cpu_seconds(pid) - cpu0 < 0.3
+        other = H.WsConn(g.port, timeout=3)
+        assert other.status == 101 and other.read_message(timeout=3) == (1, b"hello blue")
+        other.close()
+        # The idle timeout (no byte either way for 4 s) ends the quiet session.
+        assert H.wait_until(lambda: len(os.listdir("/proc/%d/fd" % pid)) <= fds, 8)
+        quiet.close()
+    finally:
+        g.stop()
+
+
 def test_idle_timeout_closes_idle_connection():
     g = Gateway(H.Backend("blue"), extra="timeouts: {idle: 1s}")
     try:
