@@ -341,7 +341,7 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     else if (r > 0)
         p.close_code = (uint16_t)u;
     if (get_str(j, "reason", p.reason, sizeof p.reason) < 0)
-        bad = "reason: expected a string of at most 63 bytes";
+        bad = "reason: expected a string of at most 123 bytes";
     if (bad) {
         sl_admin_error(resp, 400, "%s", bad);
         return;

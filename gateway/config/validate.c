@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/wsframe.h"
 #include "internal.h"
 
 /* Where field was written, or `fallback` when it holds its default. */
@@ -277,7 +278,7 @@ static void check_services(sl__cfg_ctx_t *c, sl_config_t *cfg)
         if (!sl__close_code_sendable(s->drain.close_code))
             sl__cfg_error(c, cp.line, cp.col, path, "close code %u cannot be sent (expected "
                           "1000-1003, 1007-1014 or 3000-4999)", s->drain.close_code);
-        if (s->drain.reason != NULL && strlen(s->drain.reason) > 123) {
+        if (s->drain.reason != NULL && strlen(s->drain.reason) > SL_WS_MAX_CLOSE_REASON) {
             sl_cfg_pos_t rp = at(c, &s->drain.reason, s->pos);
             snprintf(path, sizeof path, "services.%s.drain.reason", sn);
             sl__cfg_error(c, rp.line, rp.col, path, "too long (expected at most 123 bytes)");

@@ -42,7 +42,7 @@ typedef struct sl_ctl_service {
     bool active_overridden;          /* a cutover (the API) set `active`, not the YAML */
     bool admission_overridden;       /* the API set the limits */
     uint16_t close_code;
-    char reason[64];
+    char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
     size_t drain_rotor;              /* which worker gets the odd drain first */
 } sl_ctl_service_t;
 
@@ -55,7 +55,7 @@ typedef struct sl_deploy_params {
     sl_msec_t drain_window;          /* instead of a rate: spread the drain over this */
     uint64_t pause_after_failures;   /* new pool handshake failures that pause; 0: off */
     uint16_t close_code;             /* default 1012 */
-    char reason[64];
+    char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
 } sl_deploy_params_t;
 
 typedef struct sl_deploy_status {

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "sluice/common.h"
+#include "sluice/wsframe.h"
 #include "bufpool.h"
 #include "counters.h"
 #include "runtime.h"
@@ -48,7 +49,7 @@ typedef struct sl_wmsg {
     long pool;
     uint32_t count;
     uint16_t close_code;
-    char reason[64];
+    char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
     /* SL_WMSG_ADMIT_RESULT */
     sl_session_t *session;
     int admit_status;       /* sl_adm_status_t: ADMITTED or REJECTED (cancelled: REJECTED) */

@@ -151,6 +151,8 @@ bool sl_ws_close_code_valid(uint16_t code);
  */
 #define SL_WS_MAX_HEADER 14
 #define SL_WS_MAX_CONTROL_FRAME (SL_WS_MAX_HEADER + 125)
+/* A close reason's bytes at most (125 less the status code); keep it in a char[+1]. */
+#define SL_WS_MAX_CLOSE_REASON 123
 
 size_t sl_ws_write_header(uint8_t out[SL_WS_MAX_HEADER], bool fin, uint8_t opcode,
                           const uint8_t *mask, uint64_t payload_len);

@@ -155,7 +155,11 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
 def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
     state = tmp_path / "state.json"
     b2 = Backend("blue2")
-    blue, green, s, admin, text = gateway(tmp_path, "admission: off\ndrain: { rate: 20/s, grace: 5s }",
+    # a reason of 123 bytes ending in a 2-byte character: sent whole (a 63-byte buffer once cut
+    # it mid-character, and the client failed the close as bad UTF-8)
+    reason = "x" * 121 + "\u00e9"
+    blue, green, s, admin, text = gateway(tmp_path, "admission: off\ndrain: { rate: 20/s, grace: 5s,"
+                                          " reason: %s }" % reason,
                                           extra_admin=", state_file: %s" % state)
     try:
         async def scenario():
@@ -184,9 +188,9 @@ def test_backends_replaced_and_one_drained_through_the_api(tmp_path):
                 try:
                     await asyncio.wait_for(c.recv(), 10)
                 except websockets.ConnectionClosed as e:
-                    codes.append(e.code)
+                    codes.append((e.rcvd.code, e.rcvd.reason))
             took = time.monotonic() - t0
-            assert codes == [1012] * len(on_b2)
+            assert codes == [(1012, reason)] * len(on_b2)
             assert took >= (len(on_b2) - 1) / 20 * 0.7, took
             for c, n in zip(conns, names):
                 if n == "hello blue":
