@@ -9,8 +9,10 @@
  * state is built, carrying over what must not be lost: each backend's health
  * (matched by pool name and address), each admission queue with its waiting
  * clients in order (matched by service or pool name; the new limits apply to
- * them, like a live change), deploys in progress, and what the API changed
- * (a cutover's new active pool), which stands over the YAML.
+ * them, like a live change, unless the API set their limits), deploys (in
+ * progress, or the last one's outcome), backends being drained through the
+ * API, and what the API changed (a cutover's new active pool, admission
+ * limits), which stands over the YAML.
  *
  * Listeners and the worker count are fixed at start: changing them asks for
  * a restart, and the reload is refused saying so.
@@ -143,22 +145,32 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             ctl->services[i].active = (size_t)active;
             ctl->services[i].active_overridden = true;
         }
-        if (ocs->deploying) {
+        /* A deploy in progress goes on; a finished or aborted one stays readable. */
+        if (ocs->cut.phase != SL_CUTOVER_IDLE) {
             long from = service_pool(ctl, i, ocfg->pools[ocs->cut.from].name);
             long to = service_pool(ctl, i, ocfg->pools[ocs->cut.to].name);
             if (from < 0 || to < 0) {
-                sl_log_warn("reload: deploy of %s stopped: its pools are gone", s->name);
+                if (ocs->deploying)
+                    sl_log_warn("reload: deploy of %s stopped: its pools are gone", s->name);
                 continue;
             }
             sl_ctl_service_t *cs = &ctl->services[i];
             cs->cut = ocs->cut;
             cs->cut.from = (size_t)from;
             cs->cut.to = (size_t)to;
-            cs->deploying = true;
+            cs->deploying = ocs->deploying;
             cs->close_code = ocs->close_code;
             memcpy(cs->reason, ocs->reason, sizeof cs->reason);
         }
     }
+    /* Backends drained through the API go on draining (the mark lives in
+       their shared state, which survives; the pace is the new config's). */
+    for (size_t p = 0; p < cfg->n_pools; p++)
+        for (size_t i = 0; i < ctl->pools[p].n_backends; i++)
+            if (atomic_load(&ctl->pools[p].backends[i].rt->state->admin_drain) &&
+                sl_ctl_backend_drain(ctl, p, i, true) != 0)
+                sl_log_warn("reload: backend %s: too many drains to go on with this one",
+                            ctl->pools[p].backends[i].rt->name);
     for (size_t p = 0; p < cfg->n_pools; p++) {
         long op = sl_config_pool_index(ocfg, cfg->pools[p].name);
         long svc = sl_ctl_pool_service(ctl, p);

@@ -140,6 +140,11 @@ def test_restart_after_a_finished_cutover_still_routes_to_green(tmp_path):
                           ["phase"] == "done", 10)
         assert asyncio.run(hello(s.url)) == "hello green"
         assert json.loads(state.read_text())["services"]["app"]["active"] == "green"
+        # A reload keeps the finished deploy readable (it once answered 404 after any reload).
+        s.proc.send_signal(1)
+        assert wait_until(lambda: "generation 2" in s.output(), 5)
+        status, body = admin.call("GET", "/api/v1/services/app/deploys/current")
+        assert status == 200 and body["phase"] == "done" and body["to"] == "green", body
         stop_all(s)
         # The YAML still says blue; the state file wins.
         s = Sluice(text, s.port)
@@ -294,5 +299,35 @@ def test_limits_set_through_the_api_stand_over_the_yaml_at_reload_and_restart(tm
         assert "pool blue: admission not applied: retry_after_min: out of range" in out, out
         assert "pool green: weight: expected a whole number from 0 to 1000" in out, out
         assert admin.call("GET", "/api/v1/status")[1]["services"][0]["overridden"] == []
+    finally:
+        stop_all(s, blue, green)
+
+
+def test_a_backend_drain_goes_on_through_a_reload(tmp_path):
+    """The drain's pace lives on the control thread, which a reload replaces:
+    the drain must carry over, or the backend's remaining clients stay on a
+    backend that takes no new ones."""
+    blue, green, s, admin, text = gateway(tmp_path, "admission: off\ndrain: { rate: 4/s, grace: 5s }")
+    try:
+        async def scenario():
+            conns = [await websockets.connect(s.url, compression=None) for _ in range(8)]
+            assert {await asyncio.wait_for(c.recv(), 5) for c in conns} == {"hello blue"}
+            t0 = time.monotonic()
+            status, _ = admin.call("POST", "/api/v1/pools/blue/backends/%s/drain" % blue.addr)
+            assert status == 202
+            await asyncio.sleep(0.6)
+            s.proc.send_signal(1)
+            assert wait_until(lambda: "generation 2" in s.output(), 5)
+
+            async def closed(c):
+                try:
+                    await asyncio.wait_for(c.recv(), 8)
+                except websockets.ConnectionClosed as e:
+                    return e.rcvd.code if e.rcvd else None
+            codes = await asyncio.gather(*[closed(c) for c in conns])
+            assert codes == [1012] * 8, codes
+            took = time.monotonic() - t0
+            assert 1.2 <= took <= 6, took      # 8 at 4/s, the first at once: about 1.75 s
+        asyncio.run(asyncio.wait_for(scenario(), 30))
     finally:
         stop_all(s, blue, green)
