@@ -76,9 +76,30 @@ static int forward_buffered_body(sl_session_t *s)
     return 0;
 }
 
+/* Body bytes that arrived while the request waited (for admission, for a
+   backend connection) sit in the head buffer behind those judged with the
+   head: judge them too, so they go as body and not as the next request. */
+static int judge_early_body(sl_session_t *s)
+{
+    if (s->req_done || s->head_len <= s->body_buffered)
+        return 0;
+    bool done = false;
+    ssize_t more = sl_http_parse_body(s->req, s->head + s->body_buffered,
+                                      s->head_len - s->body_buffered, &done);
+    if (more < 0)
+        return SL_EINVAL;
+    s->body_buffered += (uint32_t)more;
+    s->req_done = done;
+    return 0;
+}
+
 void sl_http_backend_ready(sl_session_t *s)
 {
     const sl_http_head_t *h = &s->req->head;
+    if (judge_early_body(s) != 0) {
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
     int rc = sl_write_copy(s, false, s->fwd, s->fwd_len);
     free(s->fwd);
     s->fwd = NULL;

@@ -1,0 +1,95 @@
+"""One plain HTTP exchange from end to end, against the real binary: a body
+that arrives while its request waits for admission, the timeouts that bound
+every stage of an exchange, interim responses, and what the client is told
+about the connection's future.
+
+The backend is a thread of the test (harness.ThreadBackend) so each test can
+see the exact bytes it received and answer exactly as a misbehaving backend
+would; the client is a raw socket.
+"""
+import socket
+import threading
+import time
+
+import harness as H
+
+
+def read_request(conn, buf):
+    """One request (head and Content-Length body) from conn; returns (head, body, rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, None, buf
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(buf) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, None, buf
+        buf += chunk
+    return head, buf[:length], buf[length:]
+
+
+class EchoBackend(H.ThreadBackend):
+    """Answers every request with 200 and "<request line> | <body>"; keeps
+    every request it received, in order."""
+
+    def __init__(self):
+        self.requests = []
+        super().__init__()
+
+    def handle(self, conn):
+        buf = b""
+        try:
+            while True:
+                head, body, buf = read_request(conn, buf)
+                if head is None:
+                    return
+                self.requests.append((head.split(b"\r\n")[0], body))
+                out = head.split(b"\r\n")[0] + b" | " + body
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+        except OSError:
+            return
+
+
+def gateway(backend, service_extra="", extra="", route_admission=False):
+    port = H.free_port()
+    text = H.config(port, {"blue": [backend.addr]}, service_extra=service_extra, extra=extra)
+    if route_admission:
+        text = text.replace('path_prefix: / }', 'path_prefix: /, admission: true }')
+    return H.Sluice(text, port)
+
+
+def test_a_body_sent_while_the_request_waits_for_admission_goes_as_its_body():
+    """The client sends the head, and the body only while the request is
+    queued. The body must reach the backend as that request's body; it once
+    waited in the head buffer unjudged, the backend waited for a body that
+    never came (504), and the body was then parsed as the next request."""
+    backend = EchoBackend()
+    s = gateway(backend, route_admission=True, service_extra="admission: { rate: 2/s, burst: 1, "
+                "slow_start: 0, queue: { length: 10, max_wait: 10s } }")
+    try:
+        c = H.raw_connect(s.port)
+        reader = H.HttpReader(c)
+        c.sendall(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")        # takes the one token
+        assert reader.read().body == b"GET /first HTTP/1.1 | "
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        c.sendall(b"POST /queued HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(smuggled))
+        time.sleep(0.1)                                               # queued: about 0.5 s
+        c.sendall(smuggled)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"POST /queued HTTP/1.1 | " + smuggled)
+        # Nothing else was made of those bytes, and the connection is still in step.
+        c.sendall(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert reader.read().body == b"GET /after HTTP/1.1 | "
+        assert [line for line, _ in backend.requests] == [
+            b"GET /first HTTP/1.1", b"POST /queued HTTP/1.1", b"GET /after HTTP/1.1"]
+        c.close()
+    finally:
+        H.stop_all(s)
+        backend.close()
