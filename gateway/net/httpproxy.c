@@ -76,6 +76,19 @@ static int forward_buffered_body(sl_session_t *s)
     return 0;
 }
 
+/*
+ * timeouts.backend_response is how long the backend may think: it runs from
+ * the moment the request is complete (an upload of any length is bounded by
+ * the idle timeout instead, as it progresses) until the response head, and
+ * again after each interim (1xx) response.
+ */
+static void await_response(sl_session_t *s)
+{
+    bool waiting = s->req_done && s->resp && s->resp->phase == SL_HTTP_PHASE_HEAD;
+    s->head_deadline = waiting ? sl_now(s) + s->rt->cfg->timeouts.backend_response : 0;
+    sl_session_arm_timer(s);
+}
+
 /* Body bytes that arrived while the request waited (for admission, for a
    backend connection) sit in the head buffer behind those judged with the
    head: judge them too, so they go as body and not as the next request. */
@@ -115,6 +128,7 @@ void sl_http_backend_ready(sl_session_t *s)
         sl_session_http_error(s, 502, NULL);
         return;
     }
+    await_response(s);
     if (!s->req_done)
         sl_client_resume(s, SL_PAUSE_WAITING);
 }
@@ -155,6 +169,7 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
             s->head_len += (uint32_t)rest;
         }
         sl_client_pause(s, SL_PAUSE_WAITING);
+        await_response(s);
         exchange_maybe_done(s);
     }
 }
@@ -202,7 +217,6 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
     }
     sl_write_copy(s, true, out, (size_t)n);
     free(out);
-    s->head_deadline = 0;
     if (!interim) {
         s->resp_started = true;
         s->log_status = h->status;
@@ -212,8 +226,9 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
     memmove(s->resp_head, s->resp_head + head_len, extra);
     s->resp_len = 0;
     if (interim) {
-        /* 100 Continue and friends: the real response follows. */
+        /* 100 Continue and friends: the real response follows, in its time. */
         sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req ? s->req->head.method : 0);
+        await_response(s);
         if (extra) {
             s->resp_len = extra;
             int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
@@ -224,6 +239,8 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         }
         return;
     }
+    s->head_deadline = 0;
+    sl_session_arm_timer(s);   /* from here the idle timeout bounds the exchange */
     if (s->state != SL_SS_HTTP) {
         /* A refused upgrade: its body, then close. */
         s->state = SL_SS_HTTP;

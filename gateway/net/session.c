@@ -712,6 +712,8 @@ void sl_session_arm_timer(sl_session_t *s)
         next = SL_MIN(next, s->linger_deadline);
     if (s->state == SL_SS_WS_RELAY)
         next = SL_MIN(next, sl_ws_next_deadline(s));
+    else if (s->state == SL_SS_HTTP && s->rt->cfg->timeouts.idle)
+        next = SL_MIN(next, s->last_rx + s->rt->cfg->timeouts.idle);
     if (next == SL_MSEC_NEVER) {
         uv_timer_stop(&s->timer);
         return;
@@ -748,6 +750,21 @@ static void on_timer(uv_timer_t *t)
     }
     if (s->state == SL_SS_WS_RELAY) {
         sl_ws_on_timer(s, now);
+        return;
+    }
+    if (s->state == SL_SS_HTTP && s->rt->cfg->timeouts.idle &&
+        now >= s->last_rx + s->rt->cfg->timeouts.idle) {
+        /* An exchange that stalled either way (an upload, a response body):
+           nothing moved for the idle time, so nothing will. */
+        sl_count(&s->w->counters, SL_CTR_IDLE_TIMEOUTS, 1);
+        /* Before the response: 504 when the backend was what it waited on
+           (the request was all sent, or the backend stopped reading it),
+           408 when the client stopped sending its body. */
+        bool backend_stalled = s->req_done || (s->client_paused & SL_PAUSE_BACKPRESSURE);
+        if (!s->resp_started)
+            sl_session_http_error(s, backend_stalled ? 504 : 408, NULL);
+        else
+            sl_session_close(s);
         return;
     }
     if (s->drain_deadline && now >= s->drain_deadline) {

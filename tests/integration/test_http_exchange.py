@@ -14,7 +14,7 @@ import time
 import harness as H
 
 
-def read_request(conn, buf):
+def read_request(conn, buf, with_body=True):
     """One request (head and Content-Length body) from conn; returns (head, body, rest)."""
     while b"\r\n\r\n" not in buf:
         chunk = conn.recv(65536)
@@ -22,6 +22,8 @@ def read_request(conn, buf):
             return None, None, buf
         buf += chunk
     head, buf = buf.split(b"\r\n\r\n", 1)
+    if not with_body:
+        return head, b"", buf
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -89,6 +91,89 @@ def test_a_body_sent_while_the_request_waits_for_admission_goes_as_its_body():
         assert reader.read().body == b"GET /after HTTP/1.1 | "
         assert [line for line, _ in backend.requests] == [
             b"GET /first HTTP/1.1", b"POST /queued HTTP/1.1", b"GET /after HTTP/1.1"]
+        c.close()
+    finally:
+        H.stop_all(s)
+        backend.close()
+
+
+class StallingBackend(H.ThreadBackend):
+    """Misbehaves by path: /stall-body sends a head promising 100 bytes and
+    10 of them, then nothing; /continue-then-nothing sends 100 Continue,
+    reads the body and never answers. The connection stays open."""
+
+    def handle(self, conn):
+        try:
+            head, _, _ = read_request(conn, b"", with_body=False)
+            if head is None:
+                return
+            if b" /stall-body " in head:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            elif b" /continue-then-nothing " in head:
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            conn.recv(65536)      # holds the connection until the gateway lets go
+        except OSError:
+            return
+
+
+def timed_response(c, timeout=8):
+    t0 = time.monotonic()
+    r = H.HttpReader(c).read(timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def test_a_slow_upload_is_not_cut_by_the_backend_response_timeout():
+    """backend_response (1 s here) runs from the request's end: a body that
+    takes 3 s to arrive, a byte at a time, is answered (it once got 504 at
+    1 s, mid-upload)."""
+    backend = EchoBackend()
+    s = gateway(backend, extra="timeouts: { backend_response: 1s, idle: 2s }")
+    try:
+        c = H.raw_connect(s.port)
+        c.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+        for i in range(10):
+            time.sleep(0.3)
+            c.sendall(b"%d" % i)
+        r, _ = timed_response(c)
+        assert (r.status, r.body) == (200, b"POST /up HTTP/1.1 | 0123456789")
+        c.close()
+    finally:
+        H.stop_all(s)
+        backend.close()
+
+
+def test_every_stage_of_an_exchange_is_bounded():
+    """A response body that stops, an interim response with nothing after
+    it, and an upload the client stops sending: each ends within its timeout
+    (the first two once held both connections open forever)."""
+    backend = StallingBackend()
+    s = gateway(backend, extra="timeouts: { backend_response: 1s, idle: 1s }")
+    try:
+        # The response head and 10 of 100 bytes, then silence: cut after the idle time.
+        c = H.raw_connect(s.port)
+        c.sendall(b"GET /stall-body HTTP/1.1\r\nHost: a\r\n\r\n")
+        t0 = time.monotonic()
+        data = H.recv_all(c, timeout=6)
+        took = time.monotonic() - t0
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"x" * 10), data
+        assert 0.7 <= took <= 3.5, took
+        c.close()
+        # 100 Continue, then nothing: the final response is still waited for only so long.
+        c = H.raw_connect(s.port)
+        c.sendall(b"POST /continue-then-nothing HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        reader = H.HttpReader(c, timeout=6)
+        assert reader.read().status == 100
+        c.sendall(b"ok")
+        t0 = time.monotonic()
+        assert reader.read().status == 504
+        assert 0.7 <= time.monotonic() - t0 <= 3.5
+        c.close()
+        # A client that stops sending its body gets 408 after the idle time.
+        c = H.raw_connect(s.port)
+        c.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"y" * 10)
+        r, took = timed_response(c)
+        assert r.status == 408 and 0.7 <= took <= 3.5, (r, took)
         c.close()
     finally:
         H.stop_all(s)
