@@ -115,7 +115,8 @@ static const sl__ckey_t admin_keys[] = {
         .doc = "where runtime changes are kept; null: not kept"),
 };
 #undef T
-static const sl__ctable_t admin_table = TABLE(sl_cfg_admin_t, "admin", NOPOS, NOPOS, admin_keys);
+static const sl__ctable_t admin_table =
+    TABLE(sl_cfg_admin_t, "admin", offsetof(sl_cfg_admin_t, pos), NOPOS, admin_keys);
 
 /* ---- pools -------------------------------------------------------------------- */
 

@@ -308,8 +308,30 @@ static void check_limits(sl__cfg_ctx_t *c, const sl_config_t *cfg)
     }
 }
 
+/*
+ * admin: remember where its keys were written, for the shell's checks of the
+ * address and the files (sl_admin_check: they need I/O), and refuse an empty
+ * file name here, where no I/O is needed to see it is wrong.
+ */
+static void check_admin(sl__cfg_ctx_t *c, sl_config_t *cfg)
+{
+    sl_cfg_admin_t *a = &cfg->admin;
+    if (!a->enabled)
+        return;
+    a->address.pos = at(c, &a->address, a->pos);
+    a->token_file_pos = at(c, &a->token_file, a->pos);
+    a->state_file_pos = at(c, &a->state_file, a->pos);
+    if (a->token_file != NULL && a->token_file[0] == '\0')
+        sl__cfg_error(c, a->token_file_pos.line, a->token_file_pos.col, "admin.token_file",
+                      "expected a file name (got \"\"; leave the key out for no token)");
+    if (a->state_file != NULL && a->state_file[0] == '\0')
+        sl__cfg_error(c, a->state_file_pos.line, a->state_file_pos.col, "admin.state_file",
+                      "expected a file name (got \"\"; leave the key out to keep no state)");
+}
+
 void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
+    check_admin(c, cfg);
     check_listeners(c, cfg);
     check_pools(c, cfg);
     check_services(c, cfg);

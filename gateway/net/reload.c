@@ -14,8 +14,9 @@
  * API, and what the API changed (a cutover's new active pool, admission
  * limits), which stands over the YAML.
  *
- * Listeners and the worker count are fixed at start: changing them asks for
- * a restart, and the reload is refused saying so.
+ * Listeners, the worker count, the access log and the admin listener (its
+ * address, token file and state file) are fixed at start: changing them asks
+ * for a restart, and the reload is refused saying so.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,51 @@ static void diag_line(sl_diag_t *d, const char *file, const char *what)
     char line[512];
     snprintf(line, sizeof line, "%s: %s", file, what);
     sl_diag_add(d, line);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* A refused change to one admin key, at the key (or the admin mapping) in the new file. */
+static void admin_refusal(sl_diag_t *d, const sl_config_t *b, sl_cfg_pos_t pos, const char *key,
+                          const char *why)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s:%u:%u: admin.%s: %s; restart sluice", b->file, pos.line,
+             pos.col, key, why);
+    sl_diag_add(d, line);
+}
+
+/*
+ * The admin listener is set up once, at start: its address, its bearer
+ * token (token_file is read then, and only its digest is kept) and its
+ * state file (read then; every later API change is written there). A reload
+ * that changed token_file would answer "reloaded" and leave the API exactly
+ * as open as before, and one that changed state_file would write this run's
+ * state into a file whose own content was never applied: both are refused.
+ */
+static bool same_admin(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
+{
+    if (a->admin.enabled != b->admin.enabled ||
+        (a->admin.enabled && strcmp(a->admin.address.text, b->admin.address.text) != 0)) {
+        diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
+        return false;
+    }
+    bool same = true;
+    if (!same_str(a->admin.token_file, b->admin.token_file)) {
+        admin_refusal(d, b, b->admin.token_file_pos, "token_file",
+                      "the admin listener cannot change on reload (its bearer token is read "
+                      "at start)");
+        same = false;
+    }
+    if (!same_str(a->admin.state_file, b->admin.state_file)) {
+        admin_refusal(d, b, b->admin.state_file_pos, "state_file",
+                      "the state file cannot change on reload (it is read at start)");
+        same = false;
+    }
+    return same;
 }
 
 /* What cannot change without a restart. */
@@ -50,14 +96,11 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
                     (a->access_log.path == NULL || strcmp(a->access_log.path, b->access_log.path) == 0);
     if (!log_same)
         diag_line(d, b->file, "access_log cannot change on reload; restart sluice");
-    bool admin_same = a->admin.enabled == b->admin.enabled &&
-                      (!a->admin.enabled || strcmp(a->admin.address.text, b->admin.address.text) == 0);
     if (!same)
         diag_line(d, b->file, "listeners and workers cannot change on reload (address, "
                               "backlog, defer_accept, delayed_ack, proxy_protocol, tls on/off, "
                               "workers); restart sluice");
-    if (!admin_same)
-        diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
+    bool admin_same = same_admin(a, b, d);
     return same && admin_same && log_same;
 }
 

@@ -86,6 +86,12 @@ typedef struct sl_cfg_admin {
     sl_cfg_addr_t address;       /* default 127.0.0.1:9900 */
     char *token_file;            /* bearer token; required off loopback */
     char *state_file;            /* runtime overrides; NULL: none kept */
+    /* Where the file keys were written (absent: where the admin mapping is),
+       for the shell's checks of the files themselves (sl_admin_check) and of
+       a reload, which the loader cannot do without I/O. */
+    sl_cfg_pos_t token_file_pos;
+    sl_cfg_pos_t state_file_pos;
+    sl_cfg_pos_t pos;            /* the admin mapping */
 } sl_cfg_admin_t;
 
 typedef struct sl_cfg_backend {

@@ -4,8 +4,11 @@ state file that keeps a finished cutover across a restart.
 """
 import asyncio
 import json
+import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import websockets
@@ -329,5 +332,73 @@ def test_a_backend_drain_goes_on_through_a_reload(tmp_path):
             took = time.monotonic() - t0
             assert 1.2 <= took <= 6, took      # 8 at 4/s, the first at once: about 1.75 s
         asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        stop_all(s, blue, green)
+
+
+def test_admin_token_and_state_file_changes_are_refused_until_a_restart(tmp_path):
+    """The bearer token is read once, at start: a reload that added a token
+    file once answered "reloaded" and left the API open to anyone. Such a
+    change (and one of the state file, read at start too) is refused, naming
+    the key where it is written, and the running config stays."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    blue, green, s, admin, text = gateway(tmp_path, "")
+    admin_line = "admin: { address: 127.0.0.1:%d }" % admin.port
+    assert admin_line in text
+    line_no = text.split("\n").index(admin_line) + 1
+    try:
+        for extra, key, why in [
+                (", token_file: %s" % token, "token_file",
+                 "the admin listener cannot change on reload (its bearer token is read at start)"),
+                (", state_file: %s" % (tmp_path / "state.json"), "state_file",
+                 "the state file cannot change on reload (it is read at start)")]:
+            changed = admin_line.replace(" }", extra + " }")
+            with open(s.cfg.name, "w") as f:
+                f.write(text.replace(admin_line, changed))
+            status, body = admin.call("POST", "/api/v1/reload")
+            assert status == 400 and body["error"].startswith("reload refused"), body
+            col = changed.index(key + ": ") + len(key) + 3     # at the value, as every error
+            assert body["errors"] == ["%s:%d:%d: admin.%s: %s; restart sluice"
+                                      % (s.cfg.name, line_no, col, key, why)], body
+            # Nothing changed: the API answers without a token, as it did, at generation 1.
+            status, st = admin.call("GET", "/api/v1/status")
+            assert status == 200 and st["config_generation"] == 1
+    finally:
+        stop_all(s, blue, green)
+
+
+def test_removing_the_admin_token_on_reload_is_refused(tmp_path):
+    """The other way round: a reload must not claim to have opened an API
+    that keeps asking for the token, nor to have switched tokens."""
+    token, other = tmp_path / "token", tmp_path / "other"
+    token.write_text("s3cret\n")
+    other.write_text("other\n")
+    blue, green, s, _, text = gateway(tmp_path, "", extra_admin=", token_file: %s" % token)
+    admin = Admin(int(re.search(r"127\.0\.0\.1:(\d+), token_file", text).group(1)))
+
+    def reload(tok):
+        req = urllib.request.Request(admin.base + "/api/v1/reload", data=b"", method="POST",
+                                     headers={"Authorization": "Bearer " + tok})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+    try:
+        for new in ("", ", token_file: %s" % other):
+            with open(s.cfg.name, "w") as f:
+                f.write(text.replace(", token_file: %s" % token, new))
+            status, body = reload("s3cret")
+            assert status == 400, body
+            assert len(body["errors"]) == 1 and body["errors"][0].endswith(
+                ": admin.token_file: the admin listener cannot change on reload (its bearer "
+                "token is read at start); restart sluice"), body
+            # The old token is still the one asked for.
+            assert reload("other")[0] == 401
+        # The unchanged file reloads.
+        with open(s.cfg.name, "w") as f:
+            f.write(text)
+        assert reload("s3cret") == (200, {"status": "reloaded", "config_generation": 2})
     finally:
         stop_all(s, blue, green)
