@@ -153,12 +153,12 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (s == NULL) {
-        /* An idle kept-alive connection spoke or closed: it is not reusable. */
         if (b)
             sl_block_unref(&up->worker->bufs, b);
-        if (nread != 0) {
-            sl_upstream_drop_idle(up);
-        }
+        if (up->lingering)
+            sl__upstream_linger_read(up, nread);
+        else if (nread != 0)
+            sl_upstream_drop_idle(up);   /* an idle kept-alive one spoke or closed: not reusable */
         return;
     }
     if (up->unconfirmed) {

@@ -52,6 +52,7 @@ struct sl_upstream {
     bool reading;
     bool counted_active;             /* holds one of backend->state->active */
     bool acks_delayed;               /* out of quick-ack mode until the request has gone */
+    bool lingering;                  /* released; its last bytes still going out (upstream.c) */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */
@@ -260,6 +261,8 @@ void sl_ws_write_done(sl_session_t *s, bool to_client);
 void sl_http_backend_ready(sl_session_t *s);
 void sl_http_forward_response(sl_session_t *s, uint32_t head_len);
 void sl_upstream_watch_idle(sl_upstream_t *up);
+/* A released connection's read callback: its bytes are dropped; EOF ends it. */
+void sl__upstream_linger_read(sl_upstream_t *up, ssize_t nread);
 void sl_upstream_drop_idle(sl_upstream_t *up);
 
 /* io.c: writes and reads shared by both paths. */

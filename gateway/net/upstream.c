@@ -36,6 +36,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -463,6 +465,59 @@ static void on_idle_timeout(uv_timer_t *t)
     sl_upstream_drop_idle(up);
 }
 
+/*
+ * Lingering close. close(2) on a socket with unread input makes Linux send a
+ * reset at once, and a reset throws away what the socket still had to send:
+ * the last frames a client sent and the close that follows them, when the
+ * backend was busy writing (its bytes unread here) and slow to read (ours
+ * unsent). So a released connection with bytes still on their way is shut
+ * down for writing instead (after libuv's queue, with a FIN behind it), read
+ * and its input dropped until the backend closes too, and closed then, or
+ * after LINGER_MS at the latest.
+ */
+#define LINGER_MS 5000
+
+static bool bytes_unsent(sl_upstream_t *up)
+{
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0)
+        return true;
+    uv_os_fd_t fd;
+    int queued = 0;
+    return uv_fileno((uv_handle_t *)&up->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 &&
+           queued > 0;
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    upstream_close(sl_container_of(t, sl_upstream_t, timer));
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;   /* an error ends it like the timeout; the close follows either way */
+    free(req);
+}
+
+void sl__upstream_linger_read(sl_upstream_t *up, ssize_t nread)
+{
+    if (nread < 0)
+        upstream_close(up);
+}
+
+static void upstream_linger(sl_upstream_t *up)
+{
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req == NULL || uv_shutdown(req, (uv_stream_t *)&up->tcp, on_linger_shutdown) != 0) {
+        free(req);
+        upstream_close(up);
+        return;
+    }
+    up->lingering = true;
+    up->session = NULL;
+    sl__upstream_read_start(up);
+    uv_timer_start(&up->timer, on_linger_timeout, LINGER_MS, 0);
+}
+
 void sl_upstream_release(sl_session_t *s, bool reusable)
 {
     sl_upstream_t *up = s->up;
@@ -474,7 +529,10 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
         uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0 ||
         (SL_UP_TLS(up) && sl_tls_up_holds_input(up)) ||
         w->n_idle_upstreams >= MAX_IDLE_UPSTREAMS) {
-        upstream_close(up);
+        if (up->connected && !up->closing && !SL_UP_TLS(up) && bytes_unsent(up))
+            upstream_linger(up);
+        else
+            upstream_close(up);
         return;
     }
     up->session = NULL;

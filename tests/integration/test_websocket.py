@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -491,6 +492,75 @@ def test_a_quiet_client_that_does_not_read_never_wedges_the_worker():
         quiet.close()
     finally:
         g.stop()
+
+
+class BusyBackend(H.ThreadBackend):
+    """Accepts an upgrade, then streams to its client without pause and does
+    not read for 2.5 s (its receive buffer small), then reads every frame it
+    was sent until a close; what it read is in self.frames."""
+
+    def __init__(self):
+        self.frames, self.ended = [], threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        head = H.recv_until(conn, b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")][0]
+        conn.sendall(H.switching_protocols(key.decode()))
+
+        def flood():
+            try:
+                for _ in range(200):
+                    conn.sendall(H.ws_frame(2, b"x" * 65536, mask=False))
+            except OSError:
+                pass
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(2.5)
+        reader = H.WsConn.__new__(H.WsConn)
+        reader.sock, reader.buf = conn, head.split(b"\r\n\r\n", 1)[1]
+        try:
+            while True:
+                f = reader.read_frame(timeout=8)
+                self.frames.append((f.opcode, f.payload if f.opcode == 8 else len(f.payload)))
+                if f.opcode == 8:
+                    break
+        except (OSError, EOFError) as e:
+            self.frames.append(repr(e))
+        self.ended.set()
+
+
+@pytest.mark.parametrize("ending", ["protocol error", "hang-up"])
+def test_what_the_client_sent_before_an_abort_reaches_a_busy_backend(ending):
+    """A client sends a whole 400 kB message, then a bad frame (or hangs up)
+    while the backend is busy writing and slow to read. The backend must get
+    the message and then the close: the gateway once closed the backend
+    socket with the backend's bytes unread, and the reset that close sends
+    threw away the 400 kB and the close still waiting to go."""
+    backend = BusyBackend()
+    port = H.free_port()
+    s = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                          extra="limits: {write_high_water: 64KiB, write_low_water: 16KiB}"), port)
+    try:
+        c = H.WsConn(port)
+        assert c.status == 101
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(1.0)                      # the backend's stream is backed up in the gateway
+        c.send(H.ws_frame(2, b"M" * 400000))
+        if ending == "protocol error":
+            c.send(H.ws_frame(1, b"\xff"))   # invalid UTF-8: the gateway aborts
+        else:
+            c.sock.shutdown(socket.SHUT_WR)  # no close frame
+        assert backend.ended.wait(15)
+        assert backend.frames[0] == (2, 400000), backend.frames[:3]
+        assert backend.frames[-1][0] == 8 and backend.frames[-1][1][:2] == b"\x03\xe9", \
+            backend.frames[-3:]                                         # 1001
+        c.close()
+        assert s.alive()
+    finally:
+        H.stop_all(s)
+        backend.close()
 
 
 def test_idle_timeout_closes_idle_connection():
