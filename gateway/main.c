@@ -229,8 +229,11 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     sl_diag_free(&diag);
-    /* Certificates and keys are files: read and matched here (the loader does no I/O). */
-    if (sl_tls_check(rt->cfg, &diag) != 0) {
+    /* Certificates and keys are files: read and matched here (the loader does no I/O);
+       so are the admin API's address, token file and state file directory. Both
+       --check and a start run these, so a config --check passes is one that starts. */
+    int tls_rc = sl_tls_check(rt->cfg, &diag);
+    if (sl_admin_check(rt->cfg, &diag) != 0 || tls_rc != 0) {
         print_diag(&diag);
         fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
         sl_diag_free(&diag);

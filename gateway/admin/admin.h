@@ -99,13 +99,29 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen);
 void sl_admin_stop(sl_gateway_t *gw);
 
 /*
- * The bearer token (token.c). sl_admin_token_load reads admin.token_file
- * (its content without trailing CR/LF, 1 to 4096 bytes) and keeps only its
- * SHA-256 digest; SL_EINVAL with `err` set when the file cannot be read, is
- * empty or too long. sl_admin_token_ok checks an Authorization header value
- * ("Bearer <token>") against the digest in constant time.
+ * Check what the admin settings need from the system, for --check and before
+ * a start (main.c), so a config --check passes is one sluice starts with:
+ * admin.address resolves, and is loopback unless a token_file is given; the
+ * token file holds a token (sl_admin_token_read); the state file's directory
+ * exists and is writable. Returns 0, or SL_EINVAL with one line per problem
+ * in `diag` ("FILE:LINE:COL: admin.token_file: ..."). No-op without admin.
+ */
+int sl_admin_check(const sl_config_t *cfg, sl_diag_t *diag);
+
+/*
+ * The bearer token (token.c). A token file holds one line of 1 to
+ * SL_ADMIN_MAX_TOKEN bytes; line ends after it (any number of CR and LF) are
+ * not part of it. sl_admin_token_read puts it in tok (cap at least
+ * SL_ADMIN_MAX_TOKEN + 1, NUL-terminated) and returns its length, or -1 with
+ * `err` saying why (cannot read, empty, longer, more than one line); the
+ * server and `sluice ctl` both use it. sl_admin_token_load reads it and keeps
+ * only its SHA-256 digest (SL_EINVAL with `err`). sl_admin_token_ok checks an
+ * Authorization header value ("Bearer <token>") against the digest in
+ * constant time.
  */
 #define SL_ADMIN_TOKEN_DIGEST 32
+#define SL_ADMIN_MAX_TOKEN 4096
+long sl_admin_token_read(const char *file, char *tok, size_t cap, char *err, size_t errlen);
 int sl_admin_token_load(const char *file, unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
                         char *err, size_t errlen);
 bool sl_admin_token_ok(const unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
@@ -123,6 +139,10 @@ void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
 int sl_ctl_main(int argc, char **argv);
 
 /* Internals shared by the admin modules. */
+/* admin.address resolved into ss; SL_EINVAL with `err` (no key, no position)
+   when it does not resolve, or is not loopback and no token_file is given. */
+int sl__admin_address(const sl_cfg_admin_t *a, struct sockaddr_storage *ss, socklen_t *len,
+                      char *err, size_t errlen);
 void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp);
 /* api_policy.c: admission, deploys, reload, and their metric families. */
 sl_admin_handler_t sl__admin_get_admission, sl__admin_put_admission, sl__admin_get_deploy,

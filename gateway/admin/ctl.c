@@ -277,18 +277,9 @@ static bool read_all(int fd, sl_buf_t *out)
 
 static bool load_token(const char *file, char *tok, size_t cap)
 {
-    FILE *f = fopen(file, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "sluice ctl: --token-file %s: %s\n", file, strerror(errno));
-        return false;
-    }
-    size_t n = fread(tok, 1, cap - 1, f);
-    fclose(f);
-    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
-        n--;
-    tok[n] = '\0';
-    if (n == 0 || strpbrk(tok, "\r\n") != NULL) {
-        fprintf(stderr, "sluice ctl: --token-file %s: not a one-line token\n", file);
+    char err[512];
+    if (sl_admin_token_read(file, tok, cap, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice ctl: --token-file: %s\n", err);
         return false;
     }
     return true;
@@ -397,7 +388,7 @@ int sl_ctl_main(int argc, char **argv)
         sl_buf_free(&r.body);
         return EXIT_USAGE;
     }
-    char token[4096];
+    char token[SL_ADMIN_MAX_TOKEN + 1];
     if (token_file != NULL && *token_file != '\0' && !load_token(token_file, token, sizeof token)) {
         sl_buf_free(&r.body);
         return EXIT_FAIL;

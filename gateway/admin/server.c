@@ -491,21 +491,6 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- start and stop ----------------------------------------------------------------- */
 
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (ss->ss_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-        if (IN6_IS_ADDR_LOOPBACK(a))
-            return true;
-        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
-    }
-    return false;
-}
-
 int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
 {
     sl_runtime_t *rt = sl_gateway_runtime(gw);
@@ -513,25 +498,22 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
     int rc = 0;
     if (!a->enabled || srv.listening)
         goto out;
+    /* main.c ran sl_admin_check already; these are repeated because the
+       name may resolve elsewhere now and the file may have changed since,
+       and what is bound and required must be what is checked right here. */
     struct sockaddr_storage ss;
     socklen_t sslen;
-    char why[256];
-    if (sl_resolve(a->address.host, a->address.port, &ss, &sslen, why, sizeof why) != 0) {
-        snprintf(err, errlen, "admin.address %s: %s", a->address.text, why);
-        rc = SL_EINVAL;
-        goto out;
-    }
-    if (!is_loopback(&ss) && a->token_file == NULL) {
-        snprintf(err, errlen, "admin.address %s is not a loopback address: refusing to "
-                 "expose the admin API without admin.token_file (a bearer token)",
-                 a->address.text);
-        rc = SL_EINVAL;
+    char why[768];
+    if ((rc = sl__admin_address(a, &ss, &sslen, why, sizeof why)) != 0) {
+        snprintf(err, errlen, "admin.address: %s", why);
         goto out;
     }
     srv.have_token = false;
     if (a->token_file != NULL) {
-        if ((rc = sl_admin_token_load(a->token_file, srv.token_digest, err, errlen)) != 0)
+        if ((rc = sl_admin_token_load(a->token_file, srv.token_digest, why, sizeof why)) != 0) {
+            snprintf(err, errlen, "admin.token_file: %s", why);
             goto out;
+        }
         srv.have_token = true;
     }
     srv.gw = gw;

@@ -5,6 +5,9 @@
  * hashing. A request's token is hashed too and the digests are compared with
  * CRYPTO_memcmp, so neither the token's content nor its length leaks through
  * the time a refusal takes.
+ *
+ * The server and `sluice ctl` read a token file with the same function, so
+ * a token one accepts is a token the other sends whole.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,35 +19,67 @@
 
 #include "admin.h"
 
-#define MAX_TOKEN 4096
-
 _Static_assert(SL_ADMIN_TOKEN_DIGEST == SHA256_DIGEST_LENGTH, "digest size");
+
+/* After the first SL_ADMIN_MAX_TOKEN bytes, is the rest of the file line ends only? */
+static bool only_line_ends_left(FILE *f)
+{
+    int ch;
+    while ((ch = getc(f)) != EOF)
+        if (ch != '\n' && ch != '\r')
+            return false;
+    return true;
+}
+
+long sl_admin_token_read(const char *file, char *tok, size_t cap, char *err, size_t errlen)
+{
+    if (cap < SL_ADMIN_MAX_TOKEN + 1) {
+        snprintf(err, errlen, "%s: no room for a token (a bug)", file);
+        return -1;
+    }
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(tok, 1, SL_ADMIN_MAX_TOKEN, f);
+    bool failed = ferror(f) != 0;
+    int read_errno = errno;
+    /* Line ends after the token are not part of it, however many there are;
+       anything else beyond SL_ADMIN_MAX_TOKEN bytes makes the token too long. */
+    bool longer = !failed && n == SL_ADMIN_MAX_TOKEN && !only_line_ends_left(f);
+    fclose(f);
+    while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
+        n--;
+    tok[n] = '\0';
+    if (failed) {
+        snprintf(err, errlen, "cannot read %s: %s", file, strerror(read_errno));
+    } else if (longer) {
+        snprintf(err, errlen, "%s: the token is longer than %d bytes (expected 1 to %d bytes "
+                 "and a final line end)", file, SL_ADMIN_MAX_TOKEN, SL_ADMIN_MAX_TOKEN);
+    } else if (n == 0) {
+        snprintf(err, errlen, "%s: the file is empty (expected a token of 1 to %d bytes)", file,
+                 SL_ADMIN_MAX_TOKEN);
+    } else if (memchr(tok, '\n', n) != NULL || memchr(tok, '\r', n) != NULL) {
+        /* A header value cannot hold a line end: no client could send such a token. */
+        snprintf(err, errlen, "%s: the token spans more than one line (expected one line)", file);
+    } else {
+        return (long)n;
+    }
+    OPENSSL_cleanse(tok, cap);
+    return -1;
+}
 
 int sl_admin_token_load(const char *file, unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
                         char *err, size_t errlen)
 {
-    FILE *f = fopen(file, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "admin.token_file %s: cannot read it: %s", file, strerror(errno));
+    char tok[SL_ADMIN_MAX_TOKEN + 1];
+    long n = sl_admin_token_read(file, tok, sizeof tok, err, errlen);
+    if (n < 0)
         return SL_EINVAL;
-    }
-    char tok[MAX_TOKEN + 2];
-    size_t n = fread(tok, 1, sizeof tok, f);
-    fclose(f);
-    int rc = 0;
-    while (n > 0 && n <= MAX_TOKEN && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
-        n--;
-    if (n > MAX_TOKEN) {
-        snprintf(err, errlen, "admin.token_file %s: longer than %d bytes", file, MAX_TOKEN);
-        rc = SL_EINVAL;
-    } else if (n == 0) {
-        snprintf(err, errlen, "admin.token_file %s: the file is empty", file);
-        rc = SL_EINVAL;
-    } else {
-        SHA256((const unsigned char *)tok, n, digest);
-    }
+    SHA256((const unsigned char *)tok, (size_t)n, digest);
     OPENSSL_cleanse(tok, sizeof tok);
-    return rc;
+    return 0;
 }
 
 bool sl_admin_token_ok(const unsigned char digest[SL_ADMIN_TOKEN_DIGEST],

@@ -307,23 +307,65 @@ def test_bearer_token(tmp_path):
         stop_all(s)
 
 
+def admin_config(tmp_path, admin):
+    """A config file whose last line is the admin mapping given; its path and that line's number."""
+    text = config(free_port(), {"blue": ["127.0.0.1:9"]}, extra=admin)
+    path = tmp_path / "sluice.yaml"
+    path.write_text(text)
+    return path, text.count("\n")
+
+
 def test_refuses_to_start_exposed_without_token(tmp_path):
-    port, admin_port = free_port(), free_port()
-    cfg = config(port, {"blue": ["127.0.0.1:9"]},
-                 extra="admin: { address: 0.0.0.0:%d }" % admin_port)
-    s = Sluice(cfg, wait=False)
-    assert s.proc.wait(timeout=T) == 2
-    assert ("admin.address 0.0.0.0:%d is not a loopback address: refusing to expose the admin "
-            "API without admin.token_file" % admin_port) in s.output()
-    # a token file that cannot be read, or is empty, is refused too
+    """A start refuses what --check refuses (test_cli has --check), with the
+    same line: exit 2 and the key's position, before anything listens."""
+    admin_port = free_port()
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    for path, why in ((tmp_path / "missing", "cannot read it"), (empty, "the file is empty")):
-        cfg = config(port, {"blue": ["127.0.0.1:9"]},
-                     extra="admin: { address: 0.0.0.0:%d, token_file: %s }" % (admin_port, path))
-        s = Sluice(cfg, wait=False)
-        assert s.proc.wait(timeout=T) == 2
-        assert why in s.output()
+    exposed = "0.0.0.0:%d" % admin_port
+    for admin, value, msg in [
+            ("admin: { address: %s }" % exposed, exposed,
+             "admin.address: %s is not a loopback address: refusing to expose the admin API "
+             "without admin.token_file (a bearer token)" % exposed),
+            ("admin: { address: %s, token_file: %s }" % (exposed, tmp_path / "missing"),
+             str(tmp_path / "missing"),
+             "admin.token_file: cannot read %s: No such file or directory" % (tmp_path / "missing")),
+            ("admin: { address: %s, token_file: %s }" % (exposed, empty), str(empty),
+             "admin.token_file: %s: the file is empty (expected a token of 1 to 4096 bytes)" % empty)]:
+        path, line = admin_config(tmp_path, admin)
+        col = admin.index(value) + 1          # errors point at the value
+        p = subprocess.run([SLUICE, "-c", str(path)], capture_output=True, text=True, timeout=T)
+        assert p.returncode == 2, p.stderr
+        assert "%s:%d:%d: %s\n" % (path, line, col, msg) in p.stderr, p.stderr
+
+
+def test_tokens_of_up_to_4096_bytes_work_from_server_to_ctl(tmp_path):
+    """1 to 4096 bytes and any line ends after them: the server once refused a
+    4096-byte token written with a newline, and `sluice ctl` sent only its
+    first 4095 bytes (401). Longer is refused by both, saying so."""
+    token = "A" * 4095 + "z"
+    tok = tmp_path / "token"
+    tok.write_text(token + "\r\n\n")
+    s = start(admin_extra=", token_file: %s" % tok)
+    try:
+        a = Admin(s.admin_port)
+        assert a.request("GET", "/api/v1/status", token=token).status == 200
+        assert a.request("GET", "/api/v1/status", token=token[:-1]).status == 401
+        a.close()
+        rc, out, err = ctl("--token-file", str(tok), "status", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["version"] == "0.1.0", err
+        long = tmp_path / "long"
+        long.write_text(token + "x\n")
+        rc, out, err = ctl("--token-file", str(long), "status", admin_port=s.admin_port)
+        assert (rc, out) == (1, "")
+        assert err == ("sluice ctl: --token-file: %s: the token is longer than 4096 bytes "
+                       "(expected 1 to 4096 bytes and a final line end)\n" % long)
+    finally:
+        stop_all(s)
+    path, line = admin_config(tmp_path, "admin: { address: 127.0.0.1:%d, token_file: %s }"
+                              % (free_port(), long))
+    p = subprocess.run([SLUICE, "-c", str(path)], capture_output=True, text=True, timeout=T)
+    assert p.returncode == 2
+    assert ": admin.token_file: %s: the token is longer than 4096 bytes" % long in p.stderr
 
 
 # ---- sluice ctl ----------------------------------------------------------------------------------

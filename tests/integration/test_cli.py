@@ -86,3 +86,51 @@ def test_sigterm_exits_0_and_sighup_validates(tmp_path):
         assert s.alive()
     finally:
         stop_all(s, backend)
+
+
+def test_check_refuses_admin_settings_that_would_stop_the_start(tmp_path):
+    """--check once said ok to admin settings that the start then refused
+    (exit 2), and to a state file that could never be written (every API
+    change then answered as kept, and lost at the next restart). Each is
+    an error at its key, exit 2, from --check and from a start alike."""
+    missing = tmp_path / "missing"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x\n")
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    port = free_port()
+    cases = [
+        ('address: "0.0.0.0:%d"' % port, '"0.0.0.0',
+         "admin.address: 0.0.0.0:%d is not a loopback address: refusing to expose the admin "
+         "API without admin.token_file (a bearer token)" % port),
+        ("token_file: %s/token" % missing, str(missing),
+         "admin.token_file: cannot read %s/token: No such file or directory" % missing),
+        ('token_file: ""', '""',
+         'admin.token_file: expected a file name (got ""; leave the key out for no token)'),
+        ("state_file: %s/state.json" % missing, str(missing),
+         "admin.state_file: directory %s: No such file or directory (expected an existing, "
+         "writable directory)" % missing),
+        ("state_file: %s/state.json" % a_file, str(a_file),
+         "admin.state_file: %s is not a directory (expected an existing, writable directory)"
+         % a_file),
+        ("state_file: %s" % tmp_path, str(tmp_path),
+         "admin.state_file: %s is a directory (expected a file name)" % tmp_path),
+    ]
+    for key, value, msg in cases:
+        path = tmp_path / "sluice.yaml"
+        text = config(free_port(), {"blue": ["127.0.0.1:9"]}, extra="admin:\n  %s" % key)
+        path.write_text(text)
+        lines = text.split("\n")
+        line = next(i for i, l in enumerate(lines) if l.startswith("  " + key)) + 1
+        where = "%s:%d:%d: " % (path, line, lines[line - 1].index(value) + 1)
+        for argv in (["--check", "-c", str(path)], ["-c", str(path)]):
+            r = run(*argv, timeout=10)
+            assert r.returncode == 2, (argv, r.stdout, r.stderr)
+            assert r.stderr == where + msg + "\nsluice: %s: 1 error\n" % path, (argv, r.stderr)
+    # The same keys, right, pass: a writable directory, a token off loopback.
+    path = tmp_path / "sluice.yaml"
+    path.write_text(config(free_port(), {"blue": ["127.0.0.1:9"]},
+                           extra='admin:\n  address: "0.0.0.0:%d"\n  token_file: %s\n'
+                                 '  state_file: %s/state.json' % (port, token, tmp_path)))
+    r = run("--check", "-c", str(path))
+    assert r.returncode == 0 and r.stdout.endswith("%s: ok\n" % path), r.stderr
