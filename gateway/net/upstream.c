@@ -477,13 +477,15 @@ static void on_idle_timeout(uv_timer_t *t)
  */
 #define LINGER_MS 5000
 
+/* Bytes libuv still holds, or the kernel has not sent yet (the peer's window
+   is full); sent ones, acknowledged or not, are the peer's already. */
 static bool bytes_unsent(sl_upstream_t *up)
 {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0)
         return true;
     uv_os_fd_t fd;
     int queued = 0;
-    return uv_fileno((uv_handle_t *)&up->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 &&
+    return uv_fileno((uv_handle_t *)&up->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQNSD, &queued) == 0 &&
            queued > 0;
 }
 

@@ -177,9 +177,24 @@ static void handshake_failed(sl_session_t *s)
         atomic_fetch_add(&s->up->backend->state->handshake_failures, 1);
 }
 
+/* The head after any interim (1xx) responses: a 103 Early Hints or an
+   unasked-for 100 Continue before the 101 is no answer to an upgrade and no
+   failure either; it is dropped, and the 101 behind it judged as usual. */
+static int skip_interim(sl_session_t *s, int rc)
+{
+    while (rc > 0 && s->resp->head.status >= 100 && s->resp->head.status < 200 &&
+           s->resp->head.status != 101) {
+        s->resp_len -= (uint32_t)rc;
+        memmove(s->resp_head, s->resp_head + rc, s->resp_len);
+        sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req->head.method);
+        rc = s->resp_len ? sl_http_parse_head(s->resp, s->resp_head, s->resp_len) : SL_NEED_MORE;
+    }
+    return rc;
+}
+
 static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
 {
-    int rc = sl_session_resp_feed(s, b, off);
+    int rc = skip_interim(s, sl_session_resp_feed(s, b, off));
     if (rc == SL_NEED_MORE)
         return;
     if (rc < 0) {

@@ -536,6 +536,8 @@ class ThreadBackend:
         for c in self.conns:
             c.close()
 
+    stop = close   # stops like the other backends (stop_all, Gateway.stop)
+
 
 class Response:
     """One HTTP response read from raw bytes: status, headers (list of

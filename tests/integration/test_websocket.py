@@ -494,6 +494,60 @@ def test_a_quiet_client_that_does_not_read_never_wedges_the_worker():
         g.stop()
 
 
+class EarlyHintsBackend(H.ThreadBackend):
+    """Answers an upgrade with a 103 Early Hints first, then its 101 (in the
+    same write or 0.2 s later; with a wrong accept key when asked), then
+    echoes one frame."""
+
+    def __init__(self, apart, wrong_key=False):
+        self.apart, self.wrong_key = apart, wrong_key
+        super().__init__()
+
+    def handle(self, conn):
+        head = H.recv_until(conn, b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")][0].decode()
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n"
+        ok = H.switching_protocols("x" + key[1:] if self.wrong_key else key)
+        if self.apart:
+            conn.sendall(hints)
+            time.sleep(0.2)
+            conn.sendall(ok)
+        else:
+            conn.sendall(hints + ok)
+        reader = H.WsConn.__new__(H.WsConn)
+        reader.sock, reader.buf = conn, b""
+        try:
+            f = reader.read_frame(timeout=5)
+            conn.sendall(H.ws_frame(f.opcode, f.payload, mask=False))
+            conn.recv(100)
+        except (OSError, EOFError):
+            pass
+
+
+@pytest.mark.parametrize("apart", [False, True])
+def test_an_interim_response_before_the_101_is_skipped(apart):
+    """A 103 before the 101 once made the gateway take the 103 as the
+    answer: the 101 went out unchecked (a wrong accept key passed), the
+    relay never started, and a handshake failure was counted."""
+    g = Gateway(EarlyHintsBackend(apart))
+    try:
+        c = H.WsConn(g.port)
+        assert c.status == 101, c.response
+        c.send(H.ws_frame(1, b"after the hints"))
+        assert c.read_message() == (1, b"after the hints")
+        c.close()
+    finally:
+        g.stop()
+    g = Gateway(EarlyHintsBackend(apart, wrong_key=True))
+    try:
+        c = H.WsConn(g.port)
+        assert c.status == 502
+        c.close()
+    finally:
+        g.stop()
+
+
 class BusyBackend(H.ThreadBackend):
     """Accepts an upgrade, then streams to its client without pause and does
     not read for 2.5 s (its receive buffer small), then reads every frame it
