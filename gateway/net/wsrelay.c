@@ -47,6 +47,14 @@ void sl_ws_begin(sl_session_t *s)
         sl_session_http_error(s, 400, NULL);
         return;
     }
+    /* The bytes after an upgrade's head are frames. A body would be read as
+       frames by the gateway and as a body by the backend (which would wait
+       for it before answering): the two framings must never disagree. */
+    if (s->req->head.content_length > 0 || s->req->head.chunked) {
+        sl_log_debug("client %s: bad upgrade: a request body", s->peer_ip);
+        sl_session_http_error(s, 400, NULL);
+        return;
+    }
     memcpy(s->ws_key, s->head + info.key.off, info.key.len);
     s->ws_key_len = (uint8_t)info.key.len;
     sl_session_admit_or_go(s);

@@ -372,6 +372,9 @@ def test_backend_killed_mid_frame_ends_the_client_connection():
     ("version 8", H.upgrade_request(version="8"), 426),
     ("HTTP/1.0", H.upgrade_request(proto="HTTP/1.0"), 400),
     ("POST", H.upgrade_request(method="POST", extra="Content-Length: 0\r\n"), 400),
+    # a body: the backend would wait for it, the gateway would relay it as frames
+    ("a body", H.upgrade_request(extra="Content-Length: 27\r\n") + b"x" * 27, 400),
+    ("a chunked body", H.upgrade_request(extra="Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n", 400),
 ])
 def test_bad_upgrade_refused_by_gateway(gw, name, req, status):
     before = backend_stats(gw.backend)
