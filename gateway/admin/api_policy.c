@@ -99,6 +99,23 @@ static bool only_keys(sl_admin_resp_t *resp, const sl_json_t *obj, const char *c
     return true;
 }
 
+/*
+ * Keep what the API just changed in the state file. The change is live
+ * either way (undoing it could fail as well), but an operator told "200"
+ * would expect it to survive a restart: when the file cannot be written the
+ * answer is 500 saying exactly that. Returns false when it answered so.
+ */
+static bool saved(sl_admin_resp_t *resp, sl_ctl_t *ctl)
+{
+    int rc = sl_state_save(ctl);
+    if (rc == 0)
+        return true;
+    sl_admin_error(resp, 500, "applied, but not saved to the state file %s: %s (the change "
+                   "is lost at the next restart)", ctl->rt->cfg->admin.state_file,
+                   strerror(-rc));
+    return false;
+}
+
 /* ---- admission ---- */
 
 static bool service_has_pool(const sl_cfg_service_t *s, size_t pool)
@@ -247,8 +264,8 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
         ctl->services[svc].admission_overridden = true;
     else
         ctl->pools[pool].admission_overridden = true;
-    sl_state_save(ctl);
-    sl__admin_get_admission(req, resp);
+    if (saved(resp, ctl))
+        sl__admin_get_admission(req, resp);
 }
 
 /* ---- deploys ---- */
@@ -596,7 +613,8 @@ void sl__admin_put_backends(sl_admin_req_t *req, sl_admin_resp_t *resp)
     }
     sl_diag_free(&diag);
     sl_state_forget_backends(old);
-    sl_state_save(req->gw->ctl);
+    if (!saved(resp, req->gw->ctl))
+        return;
     sl_runtime_t *rt = sl_gateway_runtime(req->gw);
     long p = sl_config_pool_index(rt->cfg, pool);
     sl_jw_obj(&resp->jw);

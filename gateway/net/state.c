@@ -47,6 +47,17 @@ static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
     sl_jw_end(w);
 }
 
+/* -errno of the call that just failed; never 0, which would read as saved. */
+static int failure(void)
+{
+    return errno ? -errno : -EIO;
+}
+
+/*
+ * Write what the API changed to admin.state_file. Returns 0 (also when no
+ * state file is configured) or -errno; callers tell whoever asked for the
+ * change that it will not survive a restart.
+ */
 int sl_state_save(sl_ctl_t *ctl)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
@@ -81,15 +92,16 @@ int sl_state_save(sl_ctl_t *ctl)
     sl_jw_end(&w);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    errno = buf.oom ? ENOMEM : 0;
+    FILE *f = buf.oom ? NULL : fopen(tmp, "w");
     int rc = 0;
     if (f == NULL || fwrite(buf.data, 1, buf.len, f) != buf.len || fputc('\n', f) == EOF ||
         fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = -errno;
+        rc = failure();
     if (f && fclose(f) != 0 && rc == 0)
-        rc = -errno;
+        rc = failure();
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
+        rc = failure();
     if (rc != 0)
         sl_log_error("state file %s: cannot write: %s", path, strerror(-rc));
     sl_buf_free(&buf);

@@ -368,6 +368,38 @@ def test_tokens_of_up_to_4096_bytes_work_from_server_to_ctl(tmp_path):
     assert ": admin.token_file: %s: the token is longer than 4096 bytes" % long in p.stderr
 
 
+def test_a_change_the_state_file_cannot_keep_is_answered_500(tmp_path):
+    """The state file's directory is checked at start, but it can go away
+    later (or the disk fill up). A change the API made and could not keep
+    once answered 200 and was gone after a restart; now it stays live and the
+    answer says it was not saved, and why."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    state = state_dir / "state.json"
+    s = start(admin_extra=", state_file: %s" % state,
+              admission="admission: { rate: 100/s, burst: 10 }")
+    try:
+        a = Admin(s.admin_port)
+        status, body = a.json("PUT", "/api/v1/services/app/admission", b'{"rate": 50}')
+        assert status == 200 and body["limits"]["rate"] == 50
+        assert json.loads(state.read_text())["services"]["app"]["admission"]["rate"] == 50
+        state.unlink()
+        state_dir.rmdir()
+        lost = ("applied, but not saved to the state file %s: No such file or directory (the "
+                "change is lost at the next restart)" % state)
+        assert a.json("PUT", "/api/v1/services/app/admission", b'{"rate": 20}') == \
+            (500, {"error": lost})
+        status, body = a.json("GET", "/api/v1/services/app/admission")
+        assert status == 200 and body["limits"]["rate"] == 20           # live all the same
+        assert a.json("PUT", "/api/v1/pools/green/backends",
+                      b'{"backends": [{"address": "127.0.0.1:10"}]}') == (500, {"error": lost})
+        status, pool = a.json("GET", "/api/v1/pools/green")
+        assert [b["address"] for b in pool["backends"]] == ["127.0.0.1:10"]
+        a.close()
+    finally:
+        stop_all(s)
+
+
 # ---- sluice ctl ----------------------------------------------------------------------------------
 
 def test_ctl():
