@@ -25,7 +25,9 @@ void sl_http_begin(sl_session_t *s)
     s->req_done = false;
     s->resp_done = false;
     s->resp_started = false;
-    s->keep_alive = s->req->head.keep_alive && !s->draining && !s->w->stopping;
+    /* keepalive: 0 means no second request: the response then says so. */
+    s->keep_alive = s->req->head.keep_alive && !s->draining && !s->w->stopping &&
+                    s->rt->cfg->timeouts.keepalive > 0;
     sl_count(&s->w->counters, SL_CTR_HTTP_REQUESTS, 1);
     /* Rewrite the head now, while its spans index the head buffer; then what
        follows the head (body, pipelined requests) moves to the front. */
@@ -200,22 +202,34 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
 {
     sl_http_head_t *h = &s->resp->head;
     bool interim = h->status >= 100 && h->status < 200 && h->status != 101;
+    if (h->status == 101 && s->state == SL_SS_HTTP) {
+        /* A protocol switch nobody asked for: the gateway stripped any
+           Upgrade from this request (RFC 9110 15.2.2). */
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
     if (!interim) {
         if (!h->keep_alive || sl_http_body_until_eof(s->resp) || s->state != SL_SS_HTTP)
             s->keep_alive = false;
     }
-    char *out = malloc(head_len + 256);
-    if (out == NULL) {
+    /* An HTTP/1.0 client cannot take a 1xx (RFC 9110 15.2): it is dropped. */
+    bool to_client = !interim || !s->req ||
+                     (s->req->head.http_major == 1 && s->req->head.http_minor >= 1);
+    /* The rewrite adds at most ": " for a compact header line, and its own lines. */
+    size_t cap = head_len + h->n_headers + 256;
+    char *out = to_client ? malloc(cap) : NULL;
+    if (to_client && out == NULL) {
         sl_session_close(s);
         return;
     }
-    ssize_t n = sl_http_write_response(h, s->resp_head, s->keep_alive, out, head_len + 256);
+    ssize_t n = to_client ? sl_http_write_response(h, s->resp_head, s->keep_alive, out, cap) : 0;
     if (n < 0) {
         free(out);
         sl_session_http_error(s, 502, NULL);
         return;
     }
-    sl_write_copy(s, true, out, (size_t)n);
+    if (to_client)
+        sl_write_copy(s, true, out, (size_t)n);
     free(out);
     if (!interim) {
         s->resp_started = true;
@@ -309,6 +323,10 @@ static void exchange_maybe_done(sl_session_t *s)
     s->log_status = 0;
     s->bytes_c2b = s->bytes_b2c = 0;
     sl_upstream_release(s, backend_reusable);
+    /* Backpressure from the backend connection just let go (an early answer
+       while the body still queued toward it) ends with it; the client stays
+       paused for the exchange's end (SL_PAUSE_WAITING) until resumed below. */
+    sl_client_resume(s, SL_PAUSE_BACKPRESSURE);
     sl_session_resp_free(s);
     if (!s->keep_alive || s->client_eof) {
         sl_session_finish(s);

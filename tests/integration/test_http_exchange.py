@@ -7,8 +7,6 @@ The backend is a thread of the test (harness.ThreadBackend) so each test can
 see the exact bytes it received and answer exactly as a misbehaving backend
 would; the client is a raw socket.
 """
-import socket
-import threading
 import time
 
 import harness as H
@@ -174,6 +172,73 @@ def test_every_stage_of_an_exchange_is_bounded():
         c.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"y" * 10)
         r, took = timed_response(c)
         assert r.status == 408 and 0.7 <= took <= 3.5, (r, took)
+        c.close()
+    finally:
+        H.stop_all(s)
+        backend.close()
+
+
+class ScriptedBackend(H.ThreadBackend):
+    """Answers each request with the bytes its path names in ANSWERS, on a
+    kept-alive connection."""
+
+    ANSWERS = {
+        b"/interim": b"HTTP/1.1 100 Continue\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/compact": b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d:v\r\n" % i for i in range(250))
+                     + b"Content-Length: 2\r\n\r\nok",
+        b"/switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                    b"Connection: Upgrade\r\n\r\n",
+        b"/plain": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    }
+
+    def handle(self, conn):
+        buf = b""
+        try:
+            while True:
+                head, _, buf = read_request(conn, buf)
+                if head is None:
+                    return
+                conn.sendall(self.ANSWERS[head.split(b" ")[1]])
+        except OSError:
+            return
+
+
+def test_what_the_client_is_told():
+    """Four answers the gateway must shape for its client: a 1xx never goes
+    to an HTTP/1.0 client; a response with many compact header lines fits
+    its rewrite; a 101 to a request that asked for no switch is a 502; and
+    with keepalive 0 the response says Connection: close before the close."""
+    backend = ScriptedBackend()
+    s = gateway(backend)
+    try:
+        c = H.raw_connect(s.port)
+        c.sendall(b"GET /interim HTTP/1.0\r\nHost: a\r\n\r\n")
+        data = H.recv_all(c)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"ok"), data
+        assert b"100 Continue" not in data
+        c.close()
+        c = H.raw_connect(s.port)
+        reader = H.HttpReader(c)
+        c.sendall(b"GET /interim HTTP/1.1\r\nHost: a\r\n\r\n")   # a 1.1 client gets it
+        assert [reader.read().status, reader.read().status] == [100, 200]
+        c.sendall(b"GET /compact HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        r = reader.read()
+        assert r.status == 200 and r.header("x-h249") == "v" and r.body == b"ok", r
+        assert r.header("connection") == "close"
+        c.close()
+        c = H.raw_connect(s.port)
+        c.sendall(b"GET /switch HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        assert H.HttpReader(c).read().status == 502
+        c.close()
+    finally:
+        H.stop_all(s)
+    s = gateway(backend, extra="timeouts: { keepalive: 0 }")
+    try:
+        c = H.raw_connect(s.port)
+        c.sendall(b"GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = H.recv_all(c)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nConnection: close\r\n" in data, data
         c.close()
     finally:
         H.stop_all(s)
