@@ -340,6 +340,19 @@ void sl_ws_write_done(sl_session_t *s, bool to_client)
 
 /* ---- relay ---- */
 
+/* Forward len bytes of b from off, counted for the metrics and the access log. */
+static int forward(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (to_client)
+        s->bytes_b2c += len;
+    else
+        s->bytes_c2b += len;
+    sl_count(&s->w->counters, to_client ? SL_CTR_BYTES_B2C : SL_CTR_BYTES_C2B, len);
+    return sl_write_block(s, to_client, b, off, len);
+}
+
 void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
 {
     if (s->state != SL_SS_WS_RELAY)
@@ -366,8 +379,8 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
                          reason ? reason : "?");
             /* The whole frames before the bad one reach the backend, then a
                close; the bad frame's bytes never do. */
-            if (bnd > (long)fwd && sl_write_block(s, false, b, fwd, (size_t)bnd - fwd) == 0)
-                sl_count(&w->counters, SL_CTR_BYTES_C2B, (size_t)bnd - fwd);
+            if (bnd > (long)fwd)
+                forward(s, false, b, fwd, (size_t)bnd - fwd);
             ws_abort_at(s, (uint16_t)code, reason, sl_ws_at_frame_boundary(&s->b2c),
                         SL_WS_CLOSE_GOING_AWAY, "client protocol error", bnd >= 0);
             return;
@@ -392,9 +405,7 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
         }
     }
     if (pos > fwd) {
-        s->bytes_c2b += pos - fwd;
-        sl_count(&w->counters, SL_CTR_BYTES_C2B, pos - fwd);
-        if (sl_write_block(s, false, b, fwd, pos - fwd) != 0) {
+        if (forward(s, false, b, fwd, pos - fwd) != 0) {
             ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend lost", 0, NULL);
             return;
         }
@@ -433,7 +444,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
                         s->up ? s->up->backend->name : "?", code, reason ? reason : "?");
             /* Forward the whole frames before the bad one, then 1014. */
             if (!dropping && bnd > (long)fwd)
-                sl_write_block(s, true, b, fwd, (size_t)bnd - fwd);
+                forward(s, true, b, fwd, (size_t)bnd - fwd);
             ws_abort_at(s, SL_WS_CLOSE_BAD_GATEWAY, "backend protocol error",
                         !dropping && bnd >= 0, (uint16_t)code, reason,
                         sl_ws_at_frame_boundary(&s->c2b));
@@ -458,8 +469,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             s->close_to_client = true;    /* forwarded below, as the backend sent it */
             dropping = true;
             if (pos > fwd) {
-                sl_write_block(s, true, b, fwd, pos - fwd);
-                sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
+                forward(s, true, b, fwd, pos - fwd);
             }
             fwd = pos;
             continue;
@@ -472,8 +482,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         /* A boundary: the place to inject what waits for one. */
         bool at_message = sl_ws_at_message_boundary(&s->b2c);
         if ((s->drain_pending && at_message) || s->ping_pending) {
-            sl_write_block(s, true, b, fwd, pos - fwd);
-            sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
+            forward(s, true, b, fwd, pos - fwd);
             fwd = pos;
             if (s->drain_pending && at_message) {
                 s->drain_pending = false;
@@ -485,9 +494,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         }
     }
     if (!dropping && pos > fwd) {
-        s->bytes_b2c += pos - fwd;
-        sl_count(&w->counters, SL_CTR_BYTES_B2C, pos - fwd);
-        sl_write_block(s, true, b, fwd, pos - fwd);
+        forward(s, true, b, fwd, pos - fwd);
     }
     /* A block that ends at a boundary serves a waiting drain or ping at once. */
     if (s->drain_pending && sl_ws_at_message_boundary(&s->b2c) && !s->close_to_client) {

@@ -45,7 +45,9 @@ def test_json_access_log_lines(tmp_path):
         ws_line = [l for l in lines if l["kind"] == "ws"][0]
         assert ws_line["status"] == 101 and ws_line["close_code"] == 1000
         assert ws_line["target"] == "/chat" and ws_line["backend"] == backend.addr
-        assert ws_line["bytes_in"] > 100 and ws_line["bytes_out"] > 100
+        # every byte relayed, close frames included (in: a masked 100-byte text frame
+        # and a masked close 1000; out: "hello blue", the echo, the backend's close)
+        assert (ws_line["bytes_in"], ws_line["bytes_out"]) == (106 + 8, 12 + 102 + 4)
         assert ws_line["duration_ms"] >= 0 and ws_line["queue_ms"] >= 0
     finally:
         stop_all(s, backend)
