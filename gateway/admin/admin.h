@@ -149,6 +149,9 @@ sl_admin_handler_t sl__admin_get_admission, sl__admin_put_admission, sl__admin_g
     sl__admin_post_deploy, sl__admin_post_pause, sl__admin_post_resume, sl__admin_post_abort,
     sl__admin_post_reload, sl__admin_put_backends, sl__admin_post_backend_drain;
 void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b);
+/* One label of /metrics, key="value", the value escaped per the text format
+   0.0.4 (backslash, double quote, line feed); every label goes through it. */
+void sl__admin_label(sl_buf_t *b, const char *key, const char *value);
 void sl__admin_sum_counters(sl_gateway_t *gw, uint64_t out[SL_CTR__COUNT]);
 
 #endif

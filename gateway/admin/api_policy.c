@@ -415,15 +415,88 @@ static void fam(sl_buf_t *b, const char *name, const char *type, const char *hel
     sl_buf_printf(b, "# HELP sluice_%s %s\n# TYPE sluice_%s %s\n", name, help, name, type);
 }
 
+/* "sluice_NAME{" and the labels in `lab` (written by sl__admin_label); the
+   caller adds any more labels, then "} value". */
+static void sample(sl_buf_t *b, const char *name, const char *suffix, const sl_buf_t *lab)
+{
+    sl_buf_printf(b, "sluice_%s%s{%s", name, suffix, lab->data ? lab->data : "");
+}
+
+/* Labels of one series, escaped, for sample(); a failed allocation fails the answer. */
+static void labels(sl_buf_t *lab, sl_buf_t *b, const char *k1, const char *v1, const char *k2,
+                   const char *v2)
+{
+    lab->len = 0;
+    if (lab->data)
+        lab->data[0] = '\0';
+    sl__admin_label(lab, k1, v1);
+    if (k2 != NULL) {
+        sl_buf_puts(lab, ",");
+        sl__admin_label(lab, k2, v2);
+    }
+    b->oom = b->oom || lab->oom;
+}
+
+/* One sample of an admission family for the queue whose labels are `lab`. */
+static void admission_sample(sl_buf_t *b, const char *name, size_t k, const sl_buf_t *lab,
+                             const sl_admission_stats_t *st)
+{
+    switch (k) {
+    case 0: sample(b, name, "", lab); sl_buf_printf(b, "} %u\n", st->depth); break;
+    case 1: sample(b, name, "", lab); sl_buf_printf(b, "} %u\n", st->depth_peak); break;
+    case 2: sample(b, name, "", lab); sl_buf_printf(b, "} %.3f\n", st->tokens); break;
+    case 3: sample(b, name, "", lab); sl_buf_printf(b, "} %.3f\n", st->rate); break;
+    case 4:
+        sample(b, name, "", lab);
+        sl_buf_printf(b, "} %llu\n", (unsigned long long)st->admitted);
+        break;
+    case 5:
+        for (int r = 1; r < SL_ADM_REASON_COUNT; r++) {
+            sample(b, name, "", lab);
+            sl_buf_puts(b, ",");
+            sl__admin_label(b, "reason", sl_admission_reason_name((sl_adm_reason_t)r));
+            sl_buf_printf(b, "} %llu\n", (unsigned long long)st->rejected[r]);
+        }
+        break;
+    case 6:
+        sample(b, name, "", lab);
+        sl_buf_printf(b, "} %.3f\n", (double)st->forfeited_ms / 1000.0);
+        break;
+    default:
+        for (int i = 0; i < SL_ADMISSION_WAIT_BUCKETS; i++) {
+            char le[32] = "+Inf";
+            if (sl_admission_wait_le[i] != SL_MSEC_NEVER)
+                snprintf(le, sizeof le, "%g", (double)sl_admission_wait_le[i] / 1000.0);
+            sample(b, name, "_bucket", lab);
+            sl_buf_puts(b, ",");
+            sl__admin_label(b, "le", le);
+            sl_buf_printf(b, "} %llu\n", (unsigned long long)st->wait_le[i]);
+        }
+        sample(b, name, "_sum", lab);
+        sl_buf_printf(b, "} %.3f\n", (double)st->wait_sum_ms / 1000.0);
+        sample(b, name, "_count", lab);
+        sl_buf_printf(b, "} %llu\n", (unsigned long long)st->admitted);
+        break;
+    }
+}
+
 void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
 {
     sl_ctl_t *ctl = gw->ctl;
+    sl_buf_t lab = {0};
     fam(b, "worker_connections_open", "gauge", "Client connections open on each worker");
-    for (size_t i = 0; i < gw->n_workers; i++)
-        sl_buf_printf(b, "sluice_worker_connections_open{worker=\"%zu\"} %zu\n", i,
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%zu", i);
+        labels(&lab, b, "worker", id, NULL, NULL);
+        sample(b, "worker_connections_open", "", &lab);
+        sl_buf_printf(b, "} %zu\n",
                       atomic_load_explicit(&gw->workers[i].open_sessions, memory_order_relaxed));
-    if (ctl == NULL)
+    }
+    if (ctl == NULL) {
+        sl_buf_free(&lab);
         return;
+    }
     const sl_config_t *cfg = ctl->rt->cfg;
     static const struct {
         const char *name, *type, *help;
@@ -446,69 +519,50 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
                 sl_admission_stats_t st;
                 if (sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0)
                     continue;
-                char lab[200];
-                snprintf(lab, sizeof lab, "service=\"%s\",queue=\"%s\"", cfg->services[svc].name,
-                         pool < 0 ? "service" : cfg->pools[pool].name);
-                switch (k) {
-                case 0: sl_buf_printf(b, "sluice_%s{%s} %u\n", f[k].name, lab, st.depth); break;
-                case 1: sl_buf_printf(b, "sluice_%s{%s} %u\n", f[k].name, lab, st.depth_peak); break;
-                case 2: sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab, st.tokens); break;
-                case 3: sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab, st.rate); break;
-                case 4:
-                    sl_buf_printf(b, "sluice_%s{%s} %llu\n", f[k].name, lab,
-                                  (unsigned long long)st.admitted);
-                    break;
-                case 5:
-                    for (int r = 1; r < SL_ADM_REASON_COUNT; r++)
-                        sl_buf_printf(b, "sluice_%s{%s,reason=\"%s\"} %llu\n", f[k].name, lab,
-                                      sl_admission_reason_name((sl_adm_reason_t)r),
-                                      (unsigned long long)st.rejected[r]);
-                    break;
-                case 6:
-                    sl_buf_printf(b, "sluice_%s{%s} %.3f\n", f[k].name, lab,
-                                  (double)st.forfeited_ms / 1000.0);
-                    break;
-                default:
-                    for (int i = 0; i < SL_ADMISSION_WAIT_BUCKETS; i++) {
-                        if (sl_admission_wait_le[i] == SL_MSEC_NEVER)
-                            sl_buf_printf(b, "sluice_%s_bucket{%s,le=\"+Inf\"} %llu\n", f[k].name,
-                                          lab, (unsigned long long)st.wait_le[i]);
-                        else
-                            sl_buf_printf(b, "sluice_%s_bucket{%s,le=\"%g\"} %llu\n", f[k].name,
-                                          lab, (double)sl_admission_wait_le[i] / 1000.0,
-                                          (unsigned long long)st.wait_le[i]);
-                    }
-                    sl_buf_printf(b, "sluice_%s_sum{%s} %.3f\n", f[k].name, lab,
-                                  (double)st.wait_sum_ms / 1000.0);
-                    sl_buf_printf(b, "sluice_%s_count{%s} %llu\n", f[k].name, lab,
-                                  (unsigned long long)st.admitted);
-                    break;
-                }
+                labels(&lab, b, "service", cfg->services[svc].name, "queue",
+                       pool < 0 ? "service" : cfg->pools[pool].name);
+                admission_sample(b, f[k].name, k, &lab, &st);
             }
         }
     }
     fam(b, "websockets_open", "gauge", "Proxied WebSockets open, by service and pool");
-    for (size_t svc = 0; svc < cfg->n_services; svc++)
-        for (size_t pool = 0; pool < cfg->n_pools; pool++)
-            sl_buf_printf(b, "sluice_websockets_open{service=\"%s\",pool=\"%s\"} %u\n",
-                          cfg->services[svc].name, cfg->pools[pool].name,
-                          atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, (long)pool)->open));
-    fam(b, "deploy_in_progress", "gauge", "1 while a cutover of the service runs");
-    fam(b, "deploy_drained_total", "counter", "Connections asked to drain by the current or last cutover");
-    fam(b, "deploy_remaining", "gauge", "Connections left on the old pool");
-    fam(b, "deploy_weight_to", "gauge", "Share of new connections going to the new pool");
     for (size_t svc = 0; svc < cfg->n_services; svc++) {
-        sl_deploy_status_t d;
-        if (sl_ctl_deploy_status(ctl, svc, &d) != 0)
-            continue;
-        const char *n = cfg->services[svc].name;
-        sl_buf_printf(b, "sluice_deploy_in_progress{service=\"%s\"} %d\n", n, d.in_progress);
-        sl_buf_printf(b, "sluice_deploy_drained_total{service=\"%s\"} %llu\n", n,
-                      (unsigned long long)d.progress.drained);
-        sl_buf_printf(b, "sluice_deploy_remaining{service=\"%s\"} %llu\n", n,
-                      (unsigned long long)d.progress.remaining);
-        sl_buf_printf(b, "sluice_deploy_weight_to{service=\"%s\"} %.4f\n", n, d.progress.weight_to);
+        for (size_t pool = 0; pool < cfg->n_pools; pool++) {
+            labels(&lab, b, "service", cfg->services[svc].name, "pool", cfg->pools[pool].name);
+            sample(b, "websockets_open", "", &lab);
+            sl_buf_printf(b, "} %u\n",
+                          atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, (long)pool)->open));
+        }
     }
+    /* Family by family: each one's samples right after its HELP and TYPE. */
+    static const struct {
+        const char *name, *type, *help;
+    } df[] = {
+        {"deploy_in_progress", "gauge", "1 while a cutover of the service runs"},
+        {"deploy_drained_total", "counter",
+         "Connections asked to drain by the current or last cutover"},
+        {"deploy_remaining", "gauge", "Connections left on the old pool"},
+        {"deploy_weight_to", "gauge", "Share of new connections going to the new pool"},
+    };
+    for (size_t k = 0; k < SL_ARRAY_SIZE(df); k++) {
+        fam(b, df[k].name, df[k].type, df[k].help);
+        for (size_t svc = 0; svc < cfg->n_services; svc++) {
+            sl_deploy_status_t d;
+            if (sl_ctl_deploy_status(ctl, svc, &d) != 0)
+                continue;
+            labels(&lab, b, "service", cfg->services[svc].name, NULL, NULL);
+            sample(b, df[k].name, "", &lab);
+            if (k == 0)
+                sl_buf_printf(b, "} %d\n", d.in_progress);
+            else if (k == 1)
+                sl_buf_printf(b, "} %llu\n", (unsigned long long)d.progress.drained);
+            else if (k == 2)
+                sl_buf_printf(b, "} %llu\n", (unsigned long long)d.progress.remaining);
+            else
+                sl_buf_printf(b, "} %.4f\n", d.progress.weight_to);
+        }
+    }
+    sl_buf_free(&lab);
 }
 
 /* ---- reload ---- */

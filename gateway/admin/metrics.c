@@ -5,9 +5,12 @@
  * what the gateway counts, with names and help texts, so a counter added
  * there appears here with no second edit. Every family gets its HELP and
  * TYPE lines once, then its samples; per-backend families carry the labels
- * pool and backend, with label values escaped as the format requires (\\,
- * \", \n). The per-backend families are named sluice_pool_backend_* so they
- * never collide with the gateway-wide sluice_backend_* counters of the table.
+ * pool and backend. Every label of every family (here and in api_policy.c)
+ * is written by sl__admin_label, which escapes values as the format requires
+ * (\\, \", \n): service and pool names may hold any character, and one bare
+ * quote or newline would make Prometheus drop the whole scrape. The
+ * per-backend families are named sluice_pool_backend_* so they never collide
+ * with the gateway-wide sluice_backend_* counters of the table.
  */
 #include <stdatomic.h>
 
@@ -20,9 +23,11 @@ static void family(sl_buf_t *b, const char *name, const char *type, const char *
     sl_buf_printf(b, "# HELP " PREFIX "%s %s\n# TYPE " PREFIX "%s %s\n", name, help, name, type);
 }
 
-static void label_value(sl_buf_t *b, const char *v)
+void sl__admin_label(sl_buf_t *b, const char *key, const char *value)
 {
-    for (; *v; v++) {
+    sl_buf_puts(b, key);
+    sl_buf_puts(b, "=\"");
+    for (const char *v = value; *v; v++) {
         if (*v == '\\' || *v == '"')
             sl_buf_printf(b, "\\%c", *v);
         else if (*v == '\n')
@@ -30,6 +35,7 @@ static void label_value(sl_buf_t *b, const char *v)
         else
             sl_buf_append(b, v, 1);
     }
+    sl_buf_puts(b, "\"");
 }
 
 typedef enum {
@@ -77,11 +83,11 @@ static void backend_families(sl_buf_t *b, const sl_runtime_t *rt)
             for (size_t i = 0; i < pool->n_backends; i++) {
                 sl_buf_puts(b, PREFIX);
                 sl_buf_puts(b, bfields[f].name);
-                sl_buf_puts(b, "{pool=\"");
-                label_value(b, pool->cfg->name);
-                sl_buf_puts(b, "\",backend=\"");
-                label_value(b, pool->backends[i].name);
-                sl_buf_printf(b, "\"} %llu\n",
+                sl_buf_puts(b, "{");
+                sl__admin_label(b, "pool", pool->cfg->name);
+                sl_buf_puts(b, ",");
+                sl__admin_label(b, "backend", pool->backends[i].name);
+                sl_buf_printf(b, "} %llu\n",
                               (unsigned long long)bvalue(pool->backends[i].state, (bfield_t)f));
             }
         }
@@ -116,5 +122,7 @@ void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_buf_printf(b, PREFIX "draining %d\n", atomic_load(&gw->draining) ? 1 : 0);
     sl__admin_policy_metrics(gw, b);
     family(b, "build_info", "gauge", "Always 1; the version is a label");
-    sl_buf_puts(b, PREFIX "build_info{version=\"" SLUICE_VERSION "\"} 1\n");
+    sl_buf_puts(b, PREFIX "build_info{");
+    sl__admin_label(b, "version", SLUICE_VERSION);
+    sl_buf_puts(b, "} 1\n");
 }

@@ -250,6 +250,51 @@ def test_metrics_and_status_after_a_websocket_session():
         stop_all(s, backend)
 
 
+def test_metrics_label_values_are_escaped():
+    """Service and pool names may hold any character; in /metrics a bare
+    backslash, quote or newline in a label value once broke the exposition
+    (Prometheus drops the whole scrape). Every family that carries a name
+    (admission, WebSockets, deploys, backends) escapes it (format 0.0.4)."""
+    service, pool = 'a\\p"p\nx', 'bl"ue'
+    port, admin_port = free_port(), free_port()
+    text = config(port, {"blue": ["127.0.0.1:9"], "green": ["127.0.0.1:9"]}, workers=1,
+                  service_extra="admission: { rate: 100/s, burst: 10 }",
+                  extra="admin: { address: 127.0.0.1:%d }" % admin_port)
+    text = text.replace("  app:\n", '  "a\\\\p\\"p\\nx":\n').replace("  blue:\n", '  "bl\\"ue":\n')
+    text = text.replace("pools: [blue, green]", 'pools: ["bl\\"ue", green]')
+    text = text.replace("active: blue", 'active: "bl\\"ue"\n    drain: { rate: 1/s }')
+    s = Sluice(text, port)
+    wait_port("127.0.0.1", admin_port, s.proc)
+    try:
+        a = Admin(admin_port)
+        status, st = a.json("GET", "/api/v1/status")
+        assert [x["name"] for x in st["services"]] == [service]
+        # a deploy, so that its families are written too
+        assert a.json("POST", "/api/v1/services/a%5Cp%22p%0Ax/deploys",
+                      b'{"to": "green", "ramp": "60s"}')[0] == 201
+        r = a.request("GET", "/metrics")
+        assert r.status == 200
+        m = parse_prometheus(r.body.decode())
+        svc = r'service="a\\p\"p\nx"'
+        assert m[("sluice_admission_rate", '{%s,queue="service"}' % svc)] == 100
+        assert ("sluice_admission_rejected_total", '{%s,queue="service",reason="queue_full"}'
+                % svc) in m
+        assert ("sluice_admission_wait_seconds_bucket", '{%s,queue="service",le="+Inf"}' % svc) in m
+        assert m[("sluice_websockets_open", r'{%s,pool="bl\"ue"}' % svc)] == 0
+        assert m[("sluice_deploy_in_progress", "{%s}" % svc)] == 1
+        assert ("sluice_pool_backend_up", r'{pool="bl\"ue",backend="127.0.0.1:9"}') in m
+        assert m[("sluice_build_info", '{version="0.1.0"}')] == 1
+        # and the values read back as the names
+        labels = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', r.body.decode())
+        unescape = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+        values = {re.sub(r"\\.", lambda e: unescape[e.group(0)], v) for k, v in labels
+                  if k in ("service", "pool")}
+        assert {service, pool, "green"} <= values
+        a.close()
+    finally:
+        stop_all(s)
+
+
 def test_readyz_fails_while_draining():
     backend = Backend("blue")
     s = start(backends=[backend.addr], extra="shutdown: { timeout: 20s }")
