@@ -16,6 +16,8 @@
 
 #include "sluice/log.h"
 
+/* Set at start and again by every reload (control thread), read by every
+   thread for every line: atomics, so a reload changes them under the workers. */
 static _Atomic int log_level = SL_LOG_INFO;
 static _Atomic int log_format = SL_LOG_TEXT;
 

@@ -12,7 +12,8 @@
  * them, like a live change, unless the API set their limits), deploys (in
  * progress, or the last one's outcome), backends being drained through the
  * API, and what the API changed (a cutover's new active pool, admission
- * limits), which stands over the YAML.
+ * limits), which stands over the YAML. The log's level and format apply at
+ * once.
  *
  * Listeners, the worker count, the access log and the admin listener (its
  * address, token file and state file) are fixed at start: changing them asks
@@ -273,6 +274,9 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
             sl_worker_post(&gw->workers[i], m);
         }
     }
+    /* The log's level and format are atomics read by every thread: they
+       apply at once, and this line is already written the new way. */
+    sl_log_setup(rt->cfg->log.level, rt->cfg->log.format);
     sl_log_info("reload: %s applied (generation %llu)", gw->config_path,
                 (unsigned long long)rt->generation);
     sl_runtime_unref(prev);

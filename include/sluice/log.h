@@ -11,6 +11,7 @@
 
 #include "sluice/config.h"
 
+/* Level and format, at start and at every reload; safe while other threads log. */
 void sl_log_setup(sl_log_level_t level, sl_log_format_t format);
 
 /* Now, as UTC ISO 8601 with milliseconds ("2026-11-27T16:38:22.518Z"). */

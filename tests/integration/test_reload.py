@@ -402,3 +402,38 @@ def test_removing_the_admin_token_on_reload_is_refused(tmp_path):
         assert reload("s3cret") == (200, {"status": "reloaded", "config_generation": 2})
     finally:
         stop_all(s, blue, green)
+
+
+def test_log_level_and_format_apply_at_reload(tmp_path):
+    """log.level and log.format were accepted by a reload and never applied:
+    info lines went on after a switch to level error. They apply at once;
+    the reload's own line is already written the new way."""
+    blue, green, s, admin, text = gateway(tmp_path, "")
+    try:
+        def lines_after(mark):
+            return s.output()[mark:].splitlines()
+        with open(s.cfg.name, "w") as f:
+            f.write(text + "log: { level: error, format: json }\n")
+        # (lines written while the reload is checked, before it applies, are the old way)
+        assert admin.call("POST", "/api/v1/reload") == (200, {"status": "reloaded",
+                                                             "config_generation": 2})
+        mark = len(s.output())
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        # A refused reload logs an error: JSON now. Nothing at info level came out.
+        with open(s.cfg.name, "a") as f:
+            f.write("bogus_key: 1\n")
+        s.proc.send_signal(1)
+        assert wait_until(lambda: "bogus_key" in s.output()[mark:], 5)
+        out = lines_after(mark)
+        assert out and all(json.loads(l)["level"] == "error" for l in out), out
+        assert json.loads(out[0])["msg"].startswith("reload refused: "), out
+        # Back to info and text: the reload says so in text.
+        with open(s.cfg.name, "w") as f:
+            f.write(text + "log: { level: info, format: text }\n")
+        mark = len(s.output())
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        out = lines_after(mark)
+        assert len(out) == 1 and re.match(r"\S+Z info  reload: .* applied \(generation 4\)$",
+                                          out[0]), out
+    finally:
+        stop_all(s, blue, green)
