@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice/config.h"
@@ -612,6 +613,35 @@ static long backend_index(sl_ctl_t *ctl, size_t pool, const char *addr)
     return -1;
 }
 
+/*
+ * Every name of a new backend list resolves, or the list is refused naming
+ * the entry ("pools.blue.backends[1]: cannot resolve ..."). The reload that
+ * applies the list resolves them again, but its errors point into the YAML
+ * file, where a list set through the API has no position. An address that
+ * does not parse is left to the reload's checks, which say what is wrong.
+ */
+static bool backends_resolve(sl_admin_resp_t *resp, const char *pool,
+                             const sl_cfg_backend_spec_t *specs, size_t n)
+{
+    sl_diag_t diag = {0};
+    for (size_t i = 0; i < n; i++) {
+        char *host = NULL, why[256], line[512];
+        uint16_t port = 0;
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (sl_parse_hostport(specs[i].address, &host, &port) == 0 && port != 0 &&
+            sl_resolve(host, port, &ss, &len, why, sizeof why) != 0) {
+            snprintf(line, sizeof line, "pools.%s.backends[%zu]: %s", pool, i, why);
+            sl_diag_add(&diag, line);
+        }
+        free(host);
+    }
+    if (diag.n == 0)
+        return true;
+    write_refusal(resp, 400, "backends refused; nothing changed", &diag);
+    return false;
+}
+
 void sl__admin_put_backends(sl_admin_req_t *req, sl_admin_resp_t *resp)
 {
     sl_ctl_t *ctl = req->gw->ctl;
@@ -656,6 +686,8 @@ void sl__admin_put_backends(sl_admin_req_t *req, sl_admin_resp_t *resp)
         specs[n].weight = (uint32_t)w;
         n++;
     }
+    if (!backends_resolve(resp, pool, specs, n))
+        return;
     /* Applied over the YAML by a reload: the same path, the same checks, and
        connections to backends that stay are not touched. */
     void *old = sl_state_swap_backends(pool, specs, n);

@@ -44,6 +44,7 @@ typedef struct conn {
     bool reading;
     bool continue_sent;
     bool lingering;            /* answered and shut down: discard input until EOF */
+    bool head_only;            /* the request being answered is a HEAD: no body is sent */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
     sl_http_parser_t parser;
@@ -189,7 +190,9 @@ static void send_response(conn_t *c, sl_admin_resp_t *r)
                      r->content_type ? r->content_type : "application/json",
                      r->body.len, r->extra_headers ? r->extra_headers : "",
                      c->close_after_write ? "Connection: close\r\n" : "");
-    send_raw(c, head, (size_t)SL_MIN((size_t)n, sizeof head - 1), r->body.data, r->body.len);
+    /* HEAD: the head a GET would get, Content-Length included, and no body. */
+    send_raw(c, head, (size_t)SL_MIN((size_t)n, sizeof head - 1), r->body.data,
+             c->head_only ? 0 : r->body.len);
 }
 
 void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
@@ -249,9 +252,10 @@ static void find_route(const char *method, const char *path, sl_admin_req_t *req
                            scratch, cap))
             continue;
         size_t n = strlen(lk->allow);
+        /* Wherever GET is, HEAD is too (dispatch answers it as a GET without the body). */
         if (!lk->path_known || strstr(lk->allow, rt->method) == NULL)
-            snprintf(lk->allow + n, sizeof lk->allow - n, "%s%s", lk->path_known ? ", " : "",
-                     rt->method);
+            snprintf(lk->allow + n, sizeof lk->allow - n, "%s%s%s", lk->path_known ? ", " : "",
+                     rt->method, strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
         lk->path_known = true;
         lk->public_path |= (rt->flags & SL_ADMIN_PUBLIC) != 0;
         if (strcmp(rt->method, method) == 0) {
@@ -286,28 +290,31 @@ static void run_handler(conn_t *c, const sl_admin_route_t *route, sl_admin_req_t
 /*
  * Route one complete request (head and body in c->buf) and answer it. The
  * token is checked before 404 and 405, so an anonymous client learns
- * nothing about which resources exist.
+ * nothing about which resources exist — a path too long for any route
+ * included. HEAD is answered as GET without the body (RFC 9110, 9.3.2):
+ * load balancers probe with it, and only GET routes, which change nothing,
+ * are reached this way.
  */
 static void dispatch(conn_t *c, const char *body, size_t body_len)
 {
     const sl_http_head_t *h = &c->parser.head;
-    char method[16], path[2048], scratch[2048];
+    char method[16], path[2048] = "", scratch[2048];
     snprintf(method, sizeof method, "%.*s", (int)h->method_text.len, c->buf + h->method_text.off);
-    if (h->url.len >= sizeof path) {
-        send_error(c, 404, false, NULL, "unknown resource");
-        return;
+    c->head_only = strcmp(method, "HEAD") == 0;
+    sl_admin_req_t req = {.gw = srv.gw, .method = c->head_only ? "GET" : method, .path = path,
+                          .query = "", .body = body, .body_len = body_len,
+                          .now = uv_now(srv.gw->loop)};
+    lookup_t lk = {0};
+    if (h->url.len < sizeof path) {
+        memcpy(path, c->buf + h->url.off, h->url.len);
+        path[h->url.len] = '\0';
+        char *q = strchr(path, '?');
+        if (q != NULL) {
+            *q = '\0';
+            req.query = q + 1;
+        }
+        find_route(req.method, path, &req, scratch, sizeof scratch, &lk);
     }
-    memcpy(path, c->buf + h->url.off, h->url.len);
-    path[h->url.len] = '\0';
-    sl_admin_req_t req = {.gw = srv.gw, .method = method, .path = path, .query = "",
-                          .body = body, .body_len = body_len, .now = uv_now(srv.gw->loop)};
-    char *q = strchr(path, '?');
-    if (q != NULL) {
-        *q = '\0';
-        req.query = q + 1;
-    }
-    lookup_t lk;
-    find_route(method, path, &req, scratch, sizeof scratch, &lk);
     if (!lk.public_path && !authorized(c)) {
         send_error(c, 401, false, "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
                    "missing or wrong bearer token");
@@ -319,6 +326,7 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
         strcat(lk.allow, "\r\n");
         send_error(c, 405, false, lk.allow, "method not allowed");
     }
+    c->head_only = false;
 }
 
 /* ---- reading requests ---------------------------------------------------------- */

@@ -94,21 +94,53 @@ def test_probes_routing_and_json_errors():
         assert a.json("GET", "/healthz/") == (404, {"error": "unknown resource"})
         assert a.json("GET", "/api/v1/pools/red") == (404, {"error": 'no pool "red"'})
         r = a.request("DELETE", "/healthz")
-        assert r.status == 405 and r.header("allow") == "GET"
+        assert r.status == 405 and r.header("allow") == "GET, HEAD"
         assert json.loads(r.body) == {"error": "method not allowed"}
         r = a.request("GET", "/api/v1/services/app/admission/x")
         assert r.status == 404
         r = a.request("POST", "/api/v1/services/app/admission")
-        assert r.status == 405 and r.header("allow") == "GET, PUT"
+        assert r.status == 405 and r.header("allow") == "GET, HEAD, PUT"
+        r = a.request("HEAD", "/api/v1/reload")
+        assert (r.status, r.header("allow"), r.body) == (405, "POST", b"")
         for method, path, body, status in BAD_REQUESTS:
             got, err = a.json(method, path, body)
             assert got == status and "error" in err, (path, got, err)
+        # a name that does not resolve: refused naming the entry (once "sluice.yaml:0:0: ...")
+        status, body = a.json("PUT", "/api/v1/pools/blue/backends",
+                              b'{"backends": [{"address": "127.0.0.1:10"}, '
+                              b'{"address": "no.such.host.invalid:80"}]}')
+        assert status == 400 and body["error"] == "backends refused; nothing changed", body
+        assert len(body["errors"]) == 1 and body["errors"][0].startswith(
+            'pools.blue.backends[1]: cannot resolve "no.such.host.invalid": '), body
+        assert [b["address"] for b in a.json("GET", "/api/v1/pools/blue")[1]["backends"]] == \
+            ["127.0.0.1:9"]
         status, err = a.json("POST", "/api/v1/reload", b'{"a": 1,}')
         assert status == 400
         assert err == {"error": "bad JSON at byte 8: expected a string key in the object"}
         # all of the above on one keep-alive connection; now two pipelined in one write
         a.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nHost: a\r\n\r\n")
         assert json.loads(a.reader.read().body) == {"status": "ok"}
+        assert json.loads(a.reader.read().body) == {"status": "ready"}
+        a.close()
+    finally:
+        stop_all(s)
+
+
+def test_head_is_answered_like_get_without_a_body():
+    """RFC 9110 9.3.2: HEAD wherever GET is (load balancers probe with it),
+    the same status and headers, Content-Length included, and no body: the
+    next answer on the connection starts right after the head."""
+    s = start()
+    try:
+        a = Admin(s.admin_port)
+        for path in ("/healthz", "/readyz", "/api/v1/pools/blue", "/api/v1/pools/red", "/nope"):
+            get = a.request("GET", path)
+            head = a.request("HEAD", path)
+            assert (head.status, head.body) == (get.status, b""), path
+            assert head.header("content-type") == get.header("content-type"), path
+            assert head.header("content-length") == str(len(get.body)), path
+        a.sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert a.reader.read("HEAD").status == 200
         assert json.loads(a.reader.read().body) == {"status": "ready"}
         a.close()
     finally:
@@ -340,6 +372,15 @@ def test_bearer_token(tmp_path):
         assert a.json("GET", "/api/v1/status", token="s3cret-token")[0] == 200
         assert a.request("GET", "/metrics", token="s3cret-token").status == 200
         assert a.json("GET", "/nope", token="s3cret-token")[0] == 404
+        # a path longer than any route's once got 404 before the token was checked
+        long = "/api/v1/pools/" + "a" * 2100
+        assert a.request("GET", long).status == 401
+        assert a.json("GET", long, token="s3cret-token") == (404, {"error": "unknown resource"})
+        # HEAD asks for the token where GET does, and not on the probes
+        r = a.request("HEAD", "/api/v1/status")
+        assert (r.status, r.header("www-authenticate"), r.body) == (401, 'Bearer realm="sluice"', b"")
+        assert a.request("HEAD", "/api/v1/status", token="s3cret-token").status == 200
+        assert a.request("HEAD", "/healthz").status == 200
         # probes stay open for load balancers
         assert a.json("GET", "/healthz") == (200, {"status": "ok"})
         assert a.json("GET", "/readyz")[0] == 200
