@@ -211,39 +211,40 @@ static long pool_named(const sl_config_t *cfg, const char *name)
     return sl_config_pool_index(cfg, name);
 }
 
+/* Today's pool index in the terms of the asking session's runtime (-1: it
+   has no pool of that name; the session keeps the pool it routed to). */
+static long their_pool(const sl_ctl_t *ctl, const sl_runtime_t *theirs, long pool)
+{
+    if (theirs == ctl->rt || pool < 0)
+        return pool;
+    return pool_named(theirs->cfg, ctl->rt->cfg->pools[pool].name);
+}
+
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
-    const sl_runtime_t *prev = ctl->prev_rt;
-    if (prev && m->generation == prev->generation && m->service >= 0 &&
-        (size_t)m->service < prev->cfg->n_services) {
-        /* A session from before a reload: queue it by its service's name in
-           today's config, and answer with a pool of its own runtime. */
-        const sl_cfg_service_t *old = &prev->cfg->services[m->service];
-        const sl_cfg_service_t *now = sl_config_service(cfg, old->name);
-        sl_cmsg_t t = *m;
-        t.generation = ctl->rt->generation;
-        t.service = now ? (long)(now - cfg->services) : -1;
-        if (t.service >= 0 && ctl->services[t.service].adm) {
-            long pool = pick_pool(ctl, t.service);
-            long theirs = pool_named(prev->cfg, cfg->pools[pool].name);
-            admit_in(ctl, &t, pool, theirs);
-            return;
-        }
+    const sl_runtime_t *theirs = m->rt ? m->rt : ctl->rt;
+    /* A session from before one reload or several (a kept-alive connection,
+       a requeued upgrade): its service by name in today's config. Its
+       runtime stays alive until it has its answer, so its names can be read. */
+    long svc = -1;
+    if (m->service >= 0 && (size_t)m->service < theirs->cfg->n_services) {
+        const sl_cfg_service_t *now =
+            theirs == ctl->rt ? &cfg->services[m->service]
+                              : sl_config_service(cfg, theirs->cfg->services[m->service].name);
+        svc = now ? (long)(now - cfg->services) : -1;
+    }
+    if (svc < 0 || ctl->services[svc].adm == NULL) {
+        /* Admission is off for it now (or its service is gone): let it through. */
         sl_admission_event_t ok = {.status = SL_ADM_ADMITTED};
-        answer(ctl, m->worker, m->session, -1, &ok);
+        answer(ctl, m->worker, m->session, svc >= 0 ? their_pool(ctl, theirs, pick_pool(ctl, svc))
+                                                    : -1, &ok);
         return;
     }
-    if (m->generation != ctl->rt->generation || m->service < 0 ||
-        (size_t)m->service >= cfg->n_services || ctl->services[m->service].adm == NULL) {
-        /* Asked under another config, or admission is off now: let it through. */
-        sl_admission_event_t ok = {.status = SL_ADM_ADMITTED};
-        answer(ctl, m->worker, m->session, m->service >= 0 && (size_t)m->service < cfg->n_services
-                                               ? pick_pool(ctl, m->service) : -1, &ok);
-        return;
-    }
-    long pool = pick_pool(ctl, m->service);
-    admit_in(ctl, m, pool, pool);
+    sl_cmsg_t t = *m;
+    t.service = svc;
+    long pool = pick_pool(ctl, svc);
+    admit_in(ctl, &t, pool, their_pool(ctl, theirs, pool));
 }
 
 /* Queue m for `pool` (today's index); answer with `answer_pool` (the session's terms). */

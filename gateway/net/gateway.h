@@ -70,6 +70,8 @@ typedef struct sl_cmsg {
     sl_cmsg_type_t type;
     int worker;
     uint64_t generation;    /* of the runtime the indexes below refer to */
+    const struct sl_runtime *rt;   /* ADMIT: that runtime (the asking session holds it
+                                      until the answer has come) */
     long service;
     long pool;
     long backend;

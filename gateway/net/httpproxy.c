@@ -332,7 +332,13 @@ static void exchange_maybe_done(sl_session_t *s)
         sl_session_finish(s);
         return;
     }
-    /* Ready for the next request on this connection. */
+    /* Ready for the next request on this connection, under the config in
+       force now: a reload's routes and limits reach kept-alive clients too. */
+    if (s->rt != s->w->rt) {
+        sl_runtime_t *old = s->rt;
+        s->rt = sl_runtime_ref(s->w->rt);
+        sl_runtime_unref(old);
+    }
     s->state = SL_SS_HEAD;
     s->awaiting_next = true;
     s->service = -1;

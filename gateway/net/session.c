@@ -869,6 +869,7 @@ void sl_session_admit_or_go(sl_session_t *s)
     m->type = SL_CMSG_ADMIT;
     m->worker = s->w->id;
     m->generation = s->rt->generation;
+    m->rt = s->rt;
     m->service = s->service;
     m->id = ((uint64_t)s->w->id << 48) | ++s->w->next_admit_id;
     m->session = s;

@@ -243,3 +243,31 @@ def test_what_the_client_is_told():
     finally:
         H.stop_all(s)
         backend.close()
+
+
+def test_reloads_never_let_a_kept_alive_connection_skip_admission():
+    """Requests on a connection opened before two reloads once went through
+    without a token (asked under a config two generations old, they were let
+    through); they now wait their turn like everyone's."""
+    backend = EchoBackend()
+    s = gateway(backend, route_admission=True, service_extra="admission: { rate: 2/s, burst: 1, "
+                "slow_start: 0, queue: { length: 100, max_wait: 10s } }")
+    try:
+        c = H.raw_connect(s.port)
+        reader = H.HttpReader(c)
+
+        def five():
+            t0 = time.monotonic()
+            for i in range(5):
+                c.sendall(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
+                assert reader.read().status == 200
+            return time.monotonic() - t0
+        assert five() >= 1.5                  # a token each: the burst, then 2/s
+        for generation in (2, 3):
+            s.proc.send_signal(1)
+            assert H.wait_until(lambda: "generation %d" % generation in s.output(), 5)
+        assert five() >= 1.5
+        c.close()
+    finally:
+        H.stop_all(s)
+        backend.close()
