@@ -148,8 +148,6 @@ static void on_shutdown_tick(uv_timer_t *t)
     gw->shutdown_credit -= whole;
     sl_wmsg_t what = {
         .type = SL_WMSG_DRAIN,
-        .service = -1,
-        .pool = -1,
         .close_code = sd->close_code,
     };
     snprintf(what.reason, sizeof what.reason, "gateway shutting down");

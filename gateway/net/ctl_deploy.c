@@ -77,8 +77,7 @@ static void send_drain(sl_ctl_t *ctl, size_t svc, uint64_t count)
     sl_ctl_service_t *cs = &ctl->services[svc];
     sl_wmsg_t what = {
         .type = SL_WMSG_DRAIN,
-        .service = (long)svc,
-        .pool = (long)cs->cut.from,
+        .ws = sl_runtime_ws(ctl->rt, (long)svc, (long)cs->cut.from),
         .close_code = cs->close_code,
     };
     snprintf(what.reason, sizeof what.reason, "%s", cs->reason);
@@ -149,8 +148,6 @@ static bool step_backend_drain(sl_ctl_t *ctl, sl_backend_drain_t *d, sl_msec_t n
     d->credit -= (double)count;
     sl_wmsg_t what = {
         .type = SL_WMSG_DRAIN,
-        .service = -1,
-        .pool = -1,
         .backend = d->state,
         .close_code = d->close_code,
     };

@@ -34,7 +34,7 @@ typedef struct sl_upstream sl_upstream_t;
 /* Messages from the control thread to a worker. */
 typedef enum sl_wmsg_type {
     SL_WMSG_RUNTIME,        /* a new runtime was published: pick it up for new sessions */
-    SL_WMSG_DRAIN,          /* drain up to `count` WebSockets (of `pool`, or any when -1) */
+    SL_WMSG_DRAIN,          /* drain up to `count` WebSockets (of `ws`, on `backend`, or any) */
     SL_WMSG_STOP_ACCEPT,    /* close the listeners (shutdown begins) */
     SL_WMSG_FORCE_CLOSE,    /* close everything now (shutdown timeout) */
     SL_WMSG_EXIT,           /* stop the loop once every handle is closed */
@@ -44,9 +44,12 @@ typedef enum sl_wmsg_type {
 typedef struct sl_wmsg {
     struct sl_wmsg *next;
     sl_wmsg_type_t type;
-    long service;           /* SL_WMSG_DRAIN: -1 for any */
+    /* SL_WMSG_DRAIN: only sessions counted in this service and pool's count
+       (shared by name across runtimes, so sessions of any config match);
+       NULL: any */
+    const struct sl_ws_count *ws;
     const sl_backend_shared_t *backend;   /* SL_WMSG_DRAIN: only sessions on it; NULL: any */
-    long pool;
+    long pool;              /* SL_WMSG_ADMIT_RESULT */
     uint32_t count;
     uint16_t close_code;
     char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */

@@ -51,6 +51,45 @@ static sl_backend_shared_t *carried_state(const sl_runtime_t *prev, const char *
     return NULL;
 }
 
+/* The counts of the same service and pool (by names) in prev, if any. */
+static sl_ws_count_t *carried_ws(const sl_runtime_t *prev, const char *service, const char *pool)
+{
+    if (prev == NULL)
+        return NULL;
+    const sl_cfg_service_t *s = sl_config_service(prev->cfg, service);
+    long p = sl_config_pool_index(prev->cfg, pool);
+    if (s == NULL || p < 0)
+        return NULL;
+    return prev->ws[(size_t)(s - prev->cfg->services) * prev->cfg->n_pools + (size_t)p];
+}
+
+static int build_ws(sl_runtime_t *rt, const sl_config_t *cfg, const sl_runtime_t *prev)
+{
+    rt->ws = calloc(cfg->n_services * cfg->n_pools + 1, sizeof *rt->ws);
+    if (rt->ws == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        for (size_t p = 0; p < cfg->n_pools; p++) {
+            sl_ws_count_t **slot = &rt->ws[i * cfg->n_pools + p];
+            *slot = carried_ws(prev, cfg->services[i].name, cfg->pools[p].name);
+            if (*slot == NULL)
+                *slot = calloc(1, sizeof **slot);
+            if (*slot == NULL)
+                return SL_ENOMEM;
+            atomic_fetch_add(&(*slot)->refs, 1);
+        }
+    }
+    return 0;
+}
+
+static void free_ws(sl_ws_count_t **ws, size_t n)
+{
+    for (size_t i = 0; ws && i < n; i++)
+        if (ws[i] && atomic_fetch_sub(&ws[i]->refs, 1) == 1)
+            free(ws[i]);
+    free(ws);
+}
+
 static void free_pools(sl_pool_rt_t *pools, size_t n)
 {
     for (size_t p = 0; p < n; p++) {
@@ -108,8 +147,7 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
     if (!ok)
         goto fail;
     rt->services = calloc(cfg->n_services ? cfg->n_services : 1, sizeof *rt->services);
-    rt->ws = calloc(cfg->n_services * cfg->n_pools + 1, sizeof *rt->ws);
-    if (rt->services == NULL || rt->ws == NULL)
+    if (rt->services == NULL || build_ws(rt, cfg, prev) != 0)
         goto fail;
     for (size_t i = 0; i < cfg->n_services; i++) {
         atomic_store(&rt->services[i].active, (long)cfg->services[i].active);
@@ -130,7 +168,7 @@ fail:
         free_pools(pools, cfg->n_pools);
     if (rt) {
         free(rt->services);
-        free(rt->ws);
+        free_ws(rt->ws, cfg->n_services * cfg->n_pools);
     }
     free(rt);
     return NULL;
@@ -143,7 +181,7 @@ void sl_runtime_unref(sl_runtime_t *rt)
     sl_router_free(rt->router);
     free_pools(rt->pools, rt->cfg->n_pools);
     free(rt->services);
-    free(rt->ws);
+    free_ws(rt->ws, rt->cfg->n_services * rt->cfg->n_pools);
     sl_config_free(rt->cfg);
     free(rt);
 }

@@ -64,10 +64,16 @@ typedef struct sl_service_rt {
     _Atomic uint32_t weight_to_ppm;
 } sl_service_rt_t;
 
-/* WebSockets per service and pool, all workers: what a cutover waits to see reach 0. */
+/*
+ * WebSockets per service and pool, all workers: what a cutover waits to see
+ * reach 0. Shared by every runtime in which the service still uses the pool
+ * (matched by names, like a backend's state): a session counts itself in its
+ * own runtime's, and a cutover after a reload must see it.
+ */
 typedef struct sl_ws_count {
     _Atomic uint32_t open;
     _Atomic uint32_t draining;           /* told to close, not closed yet */
+    _Atomic long refs;                   /* runtimes sharing it */
 } sl_ws_count_t;
 
 typedef struct sl_runtime {
@@ -76,13 +82,13 @@ typedef struct sl_runtime {
     sl_router_t *router;                 /* owned */
     sl_pool_rt_t *pools;                 /* parallel to cfg->pools */
     sl_service_rt_t *services;           /* parallel to cfg->services */
-    sl_ws_count_t *ws;                   /* [service * n_pools + pool] */
+    sl_ws_count_t **ws;                  /* [service * n_pools + pool] */
     uint64_t generation;
 } sl_runtime_t;
 
 static inline sl_ws_count_t *sl_runtime_ws(sl_runtime_t *rt, long service, long pool)
 {
-    return &rt->ws[(size_t)service * rt->cfg->n_pools + (size_t)pool];
+    return rt->ws[(size_t)service * rt->cfg->n_pools + (size_t)pool];
 }
 
 /*

@@ -73,8 +73,9 @@ void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
     uv_async_send(&w->wake);
 }
 
-/* Drain up to `count` WebSockets of `pool` (any when -1), chosen at random. */
-static void drain_some(sl_worker_t *w, long service, long pool,
+/* Drain up to `count` WebSockets counted in `ws` (any when NULL), on
+   `backend` (any when NULL), chosen at random. */
+static void drain_some(sl_worker_t *w, const sl_ws_count_t *ws,
                        const sl_backend_shared_t *backend, uint32_t count, uint16_t code,
                        const char *reason)
 {
@@ -86,9 +87,7 @@ static void drain_some(sl_worker_t *w, long service, long pool,
         sl_session_t *s = w->sessions[(start + k) % n];
         if (s->draining || s->state != SL_SS_WS_RELAY)
             continue;
-        if (pool >= 0 && s->pool != pool)
-            continue;
-        if (service >= 0 && s->service != service)
+        if (ws && sl_runtime_ws(s->rt, s->service, s->pool) != ws)
             continue;
         if (backend && (s->up == NULL || s->up->backend->state != backend))
             continue;
@@ -207,7 +206,7 @@ static void on_wake(uv_async_t *a)
         case SL_WMSG_DRAIN:
             if (m->backend)
                 sl_upstream_close_idle_to(w, m->backend);
-            drain_some(w, m->service, m->pool, m->backend, m->count, m->close_code, m->reason);
+            drain_some(w, m->ws, m->backend, m->count, m->close_code, m->reason);
             break;
         case SL_WMSG_STOP_ACCEPT:
             stop_accepting(w);

@@ -193,3 +193,38 @@ def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
         stop_all(sluice, blue, green)
+
+
+def test_a_cutover_after_a_reload_drains_the_connections_opened_before_it(tmp_path):
+    """Sessions count themselves in the runtime they started under; a cutover
+    after a reload once read only the new runtime's count (0), declared
+    itself done at once and left every older connection on blue."""
+    blue, green = Backend("blue"), Backend("green")
+    port, admin_port = free_port(), free_port()
+    s = Sluice(config(port, {"blue": [blue.addr], "green": [green.addr]}, workers=2,
+                      service_extra="admission: off",
+                      extra="admin: { address: 127.0.0.1:%d }" % admin_port), port)
+    admin = Admin(admin_port)
+    try:
+        async def scenario():
+            conns = [await websockets.connect(s.url, compression=None) for _ in range(20)]
+            assert {await asyncio.wait_for(c.recv(), 5) for c in conns} == {"hello blue"}
+            s.proc.send_signal(1)
+            assert wait_until(lambda: "generation 2" in s.output(), 5)
+            status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                      {"to": "green", "ramp": "0s", "drain_rate": "20/s"})
+            assert status == 201 and body["remaining"] == 20, body
+
+            async def closed(c):
+                try:
+                    await asyncio.wait_for(c.recv(), 8)
+                except websockets.ConnectionClosed as e:
+                    return e.rcvd.code if e.rcvd else None
+            assert await asyncio.gather(*[closed(c) for c in conns]) == [1012] * 20
+            assert wait_until(lambda: admin.call(
+                "GET", "/api/v1/services/app/deploys/current")[1]["phase"] == "done", 5)
+            async with websockets.connect(s.url, compression=None) as c:
+                assert await asyncio.wait_for(c.recv(), 5) == "hello green"
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        stop_all(s, blue, green)
