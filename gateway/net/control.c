@@ -181,6 +181,8 @@ void sl_control_shutdown(sl_gateway_t *gw)
     sl_log_info("shutdown: draining %zu connections at %.0f/s (timeout %llu ms)",
                 open_sessions(gw), sd->drain_rate, (unsigned long long)sd->timeout);
     post_all(gw, SL_WMSG_STOP_ACCEPT);
+    if (gw->ctl)
+        sl_ctl_admit_turn_away(gw->ctl);
     sl_msec_t now = uv_now(gw->loop);
     gw->shutdown_deadline = now + sd->timeout;
     gw->shutdown_last = now;

@@ -109,6 +109,7 @@ struct sl_ctl {
     size_t pending_closes;
     bool closing;
     bool admit_on_close;             /* closing for a reload: let waiters through */
+    bool turning_away;               /* shutting down: nobody is admitted any more */
     sl_runtime_t *prev_rt;           /* the runtime before a reload, for old sessions' asks */
 };
 
@@ -129,6 +130,9 @@ int sl_ctl_admit_setup(sl_ctl_t *ctl);
 void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m);
 void sl_ctl_admit_close(sl_ctl_t *ctl);
+/* Shutdown: every client waiting is turned away now (503 or 1013, with a
+   Retry-After spread over the queue's bounds), and so is every later ask. */
+void sl_ctl_admit_turn_away(sl_ctl_t *ctl);
 /* state.c: keep what the API changed in admin.state_file, and apply it at start. */
 int sl_state_save(sl_ctl_t *ctl);
 struct sl_jw;

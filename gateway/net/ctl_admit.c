@@ -133,6 +133,21 @@ static void answer(sl_ctl_t *ctl, int worker, sl_session_t *s, long pool,
 
 static void arm(sl_ctl_t *ctl);
 
+/* A turned-away answer with a Retry-After at `frac` (0..1) of q's bounds. */
+static void turn_away(sl_ctl_t *ctl, int worker, sl_session_t *session, long pool,
+                      const sl_admission_t *q, double frac)
+{
+    sl_admission_params_t p;
+    sl_admission_get_params(q, &p);
+    sl_admission_event_t ev = {
+        .status = SL_ADM_REJECTED,
+        .http_status = 503,
+        .retry_after_ms = p.retry_after_min +
+                          (sl_msec_t)(frac * (double)(p.retry_after_max - p.retry_after_min)),
+    };
+    answer(ctl, worker, session, pool, &ev);
+}
+
 static void drain_events(sl_ctl_t *ctl, sl_admission_t *q, sl_msec_t now)
 {
     sl_admission_event_t evs[64];
@@ -241,6 +256,11 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
                                                     : -1, &ok);
         return;
     }
+    if (ctl->turning_away) {
+        turn_away(ctl, m->worker, m->session, -1, ctl->services[svc].adm,
+                  (double)sl_rng_below(&ctl->rng, 1000) / 1000.0);
+        return;
+    }
     sl_cmsg_t t = *m;
     t.service = svc;
     long pool = pick_pool(ctl, svc);
@@ -290,6 +310,30 @@ void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m)
     sl_admission_cancel(w->queue, w->handle);
     answer(ctl, w->worker, w->session, w->pool, NULL);
     free(w);
+    arm(ctl);
+}
+
+/*
+ * A client still waiting when the gateway shuts down would otherwise be
+ * admitted only to be closed at once (its backend handshake wasted), or cut
+ * off without an answer at the shutdown's timeout. It is told to come back
+ * now, spread out, to this gateway's successor or another instance.
+ */
+void sl_ctl_admit_turn_away(sl_ctl_t *ctl)
+{
+    ctl->turning_away = true;
+    size_t n = ctl->n_waiters, i = 0;
+    for (size_t b = 0; b < ctl->waiters_cap && ctl->waiters; b++) {
+        while (ctl->waiters[b]) {
+            sl_waiter_t *w = ctl->waiters[b];
+            ctl->waiters[b] = w->next_in_bucket;
+            ctl->n_waiters--;
+            sl_admission_cancel(w->queue, w->handle);
+            turn_away(ctl, w->worker, w->session, w->pool, w->queue,
+                      n > 1 ? (double)i++ / (double)(n - 1) : 0.0);
+            free(w);
+        }
+    }
     arm(ctl);
 }
 

@@ -15,8 +15,9 @@ import time
 import pytest
 import websockets
 
-from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, recv_until, scrape,
-                     stop_all, switching_protocols, ws_frame)
+from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, raw_connect,
+                     recv_until, scrape, status_of, stop_all, switching_protocols, upgrade_request,
+                     ws_frame)
 from wsclient import connect_once, peak_in_window, peak_report, storm_client
 
 RATE, BURST, CLIENTS = 300, 50, 3000
@@ -223,3 +224,44 @@ def test_backend_503_sends_an_admitted_client_back_in_line_once(busy, requeue):
     finally:
         stop_all(s)
         backend.close()
+
+
+def test_a_shutdown_turns_the_queued_clients_away_at_once(tmp_path):
+    """SIGTERM with clients queued: they are told to come back (503 with a
+    Retry-After within the bounds, spread), at once; before, the queue went
+    on admitting them to a backend only for the drain to close them, and the
+    rest were cut off without an answer at the shutdown's timeout."""
+    backend = Backend("blue")
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, service_extra="""admission:
+  rate: 2/s
+  burst: 1
+  slow_start: 0
+  queue: { length: 100, max_wait: 30s, per_client: 0 }
+  retry_after: { min: 2s, max: 12s }""", extra="shutdown: { timeout: 10s }"), port)
+    results = []
+
+    def client():
+        sock = raw_connect(port)
+        sock.sendall(upgrade_request())
+        head = recv_until(sock, b"\r\n\r\n", timeout=15)
+        results.append((status_of(head), head, time.monotonic()))
+        sock.close()
+    try:
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for t in threads:
+            t.start()
+        time.sleep(1.2)                   # the burst and two tokens have gone: 9 wait
+        t_term = time.monotonic()
+        s.proc.send_signal(15)
+        for t in threads:
+            t.join(15)
+        statuses = sorted(r[0] for r in results)
+        assert statuses.count(101) <= 4 and statuses.count(503) >= 8, statuses
+        turned = [r for r in results if r[0] == 503]
+        assert all(r[2] - t_term < 1.0 for r in turned), [r[2] - t_term for r in turned]
+        retry = sorted(int(h.split(b"Retry-After: ")[1].split(b"\r\n")[0]) for _, h, _ in turned)
+        assert retry[0] >= 2 and retry[-1] <= 12 and len(set(retry)) >= 4, retry
+        assert s.proc.wait(15) == 0
+    finally:
+        stop_all(s, backend)
