@@ -362,6 +362,23 @@ void sl_ctl_admit_close(sl_ctl_t *ctl)
     ctl->waiters = NULL;
 }
 
+/* ---- slow start ---- */
+
+void sl_ctl_ramp_pool(sl_ctl_t *ctl, size_t pool, sl_msec_t now)
+{
+    /* Its clients wait in its own queue when it has one... */
+    if (ctl->pools[pool].adm) {
+        sl_bucket_slow_start(sl_admission_bucket(ctl->pools[pool].adm), now);
+        return;
+    }
+    /* ...else in the queue of each service that sends them there now. */
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++) {
+        sl_ctl_service_t *cs = &ctl->services[i];
+        if (cs->adm && (cs->active == pool || (cs->deploying && cs->cut.to == pool)))
+            sl_bucket_slow_start(sl_admission_bucket(cs->adm), now);
+    }
+}
+
 /* ---- live tuning (the admin API) ---- */
 
 long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool)

@@ -223,9 +223,7 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
     cs->close_code = p->close_code;
     snprintf(cs->reason, sizeof cs->reason, "%s", p->reason);
     /* The target pool ramps its admission rate from the floor. */
-    sl_admission_t *q = ctl->pools[to].adm;
-    if (q)
-        sl_bucket_slow_start(sl_admission_bucket(q), now);
+    sl_ctl_ramp_pool(ctl, (size_t)to, now);
     sl_log_info("deploy %s: %s -> %s (ramp %llu ms, drain %s)", ctl->rt->cfg->services[svc].name,
                 ctl->rt->cfg->pools[from].name, ctl->rt->cfg->pools[to].name,
                 (unsigned long long)p->ramp, p->drain_rate > 0 ? "paced" : "by admission rate");

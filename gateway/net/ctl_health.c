@@ -51,16 +51,28 @@ typedef struct probe_write {
     char data[];
 } probe_write_t;
 
+/* Whether any backend of the pool takes connections now. */
+static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
+{
+    const sl_ctl_pool_t *p = &ctl->pools[pool];
+    for (size_t i = 0; i < p->n_backends; i++)
+        if (atomic_load(&p->backends[i].rt->state->up))
+            return true;
+    return false;
+}
+
 static void apply_event(sl_ctl_backend_t *b, const sl_health_event_t *ev)
 {
     bool usable = sl_health_usable(&b->health);
+    bool pool_was_usable = pool_usable(b->ctl, b->pool);
     atomic_store(&b->rt->state->up, usable ? 1 : 0);
     sl_log_info("backend %s (pool %s): %s -> %s (%s)", b->rt->name,
                 b->ctl->rt->cfg->pools[b->pool].name, sl_health_state_name(ev->from),
                 sl_health_state_name(ev->to), sl_health_why_name(ev->why));
-    sl_admission_t *q = b->ctl->pools[b->pool].adm;
-    if (usable && q)
-        sl_bucket_slow_start(sl_admission_bucket(q), uv_now(b->ctl->gw->loop));
+    /* Slow start is for a pool coming back, not for one backend of a pool
+       that was serving all along (that would cut the pool to the floor). */
+    if (usable && !pool_was_usable)
+        sl_ctl_ramp_pool(b->ctl, b->pool, uv_now(b->ctl->gw->loop));
     sl_ctl_update_holds(b->ctl);
 }
 

@@ -2,8 +2,10 @@
 over worker loops — with the real binary and real backends.
 """
 import asyncio
+import json
 import socket
 import time
+import urllib.request
 
 import websockets
 
@@ -296,3 +298,69 @@ def test_connect_timeout_moves_an_upgrade_to_the_next_backend():
         stop_all(sluice, beta)
         filler.close()
         hole.close()
+
+
+def ramp_gateway(backends, pool_rate):
+    """Health-checked pool "app" of `backends`; slow start 10 s from 0.1 on the
+    pool's own queue (pool_rate) or, without one, on the service's (100/s)."""
+    port, admin = free_port(), free_port()
+    cfg = config(port, {"app": [b.addr for b in backends]}, workers=1,
+                 service_extra="""admission:
+  rate: 100/s
+  burst: 50
+  slow_start: 10s
+  slow_start_floor: 0.1""", extra="admin: { address: 127.0.0.1:%d }" % admin)
+    own = "    rate: %s\n    burst: 50\n    slow_start: 10s\n" % pool_rate if pool_rate else ""
+    cfg = cfg.replace("  app:\n    backends:", "  app:\n%s%s\n    backends:" % (own, HEALTH), 1)
+    return Sluice(cfg, port), admin
+
+
+def current_rates(admin):
+    body = json.loads(urllib.request.urlopen(
+        "http://127.0.0.1:%d/api/v1/services/app/admission" % admin, timeout=10).read())
+    return (body["limits"]["state"]["current_rate"],
+            {p: v["state"]["current_rate"] for p, v in body["pools"].items()})
+
+
+def restart(b, restarted, admin):
+    b.stop()
+    assert wait_until(lambda: backend_up(admin, b.addr) == 0)
+    restarted.append(Backend(b.name, port=b.port))
+    assert wait_until(lambda: backend_up(admin, b.addr) == 1)
+
+
+def test_slow_start_ramps_a_pool_coming_back_not_one_that_kept_serving(tmp_path):
+    """One backend of two coming back must not cut the pool's rate (it once
+    dropped to the floor); the whole pool coming back ramps from the floor."""
+    a, b = Backend("alpha"), Backend("beta")
+    s, admin = ramp_gateway([a, b], "100/s")
+    restarted = []
+    try:
+        restart(b, restarted, admin)                    # alpha served all along
+        assert current_rates(admin) == (100, {"app": 100})
+        a.stop()
+        restarted[0].stop()
+        restart(Backend("alpha", port=a.port), restarted, admin)   # the pool was down
+        service, pools = current_rates(admin)
+        assert service == 100 and 10 <= pools["app"] < 40, (service, pools)
+    finally:
+        stop_all(s)
+        for x in restarted + [a, b]:
+            x.stop()
+
+
+def test_slow_start_of_the_service_queue_ramps_when_its_pool_comes_back(tmp_path):
+    """services.*.admission.slow_start was accepted and never applied: a pool
+    without a queue of its own coming back left the service at full rate."""
+    a = Backend("alpha")
+    s, admin = ramp_gateway([a], None)
+    restarted = []
+    try:
+        assert current_rates(admin) == (100, {})
+        restart(a, restarted, admin)
+        service, _ = current_rates(admin)
+        assert 10 <= service < 40, service
+    finally:
+        stop_all(s)
+        for x in restarted + [a]:
+            x.stop()
