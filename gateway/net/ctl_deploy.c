@@ -99,6 +99,9 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
     };
     if (in.from_draining > in.from_open)
         in.from_draining = in.from_open;
+    /* Connections really told to close (the machine counts the credit it
+       hands out, some of which finds no connection left on a worker). */
+    cs->drained = atomic_load(&wc->drained) - cs->drained_base;
     sl_cutover_actions_t acts = {0};
     sl_cutover_phase_t phase = sl_cutover_step(&cs->cut, now, &in, &acts);
     const char *name = ctl->rt->cfg->services[svc].name;
@@ -220,6 +223,8 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
         return SL_EINVAL;
     }
     cs->deploying = true;
+    cs->drained_base = atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, from)->drained);
+    cs->drained = 0;
     cs->close_code = p->close_code;
     snprintf(cs->reason, sizeof cs->reason, "%s", p->reason);
     /* The target pool ramps its admission rate from the floor. */
@@ -273,6 +278,7 @@ int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out)
     if (cs->cut.phase == SL_CUTOVER_IDLE)
         return SL_ENOENT;
     sl_cutover_progress(&cs->cut, uv_now(ctl->gw->loop), &out->progress);
+    out->progress.drained = cs->drained;
     out->from = ctl->rt->cfg->pools[cs->cut.from].name;
     out->to = ctl->rt->cfg->pools[cs->cut.to].name;
     out->active = ctl->rt->cfg->pools[cs->active].name;

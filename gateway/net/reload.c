@@ -204,6 +204,8 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             cs->cut.to = (size_t)to;
             cs->deploying = ocs->deploying;
             cs->close_code = ocs->close_code;
+            cs->drained_base = ocs->drained_base;   /* the counts are shared across configs */
+            cs->drained = ocs->drained;
             memcpy(cs->reason, ocs->reason, sizeof cs->reason);
         }
     }

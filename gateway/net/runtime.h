@@ -73,6 +73,7 @@ typedef struct sl_service_rt {
 typedef struct sl_ws_count {
     _Atomic uint32_t open;
     _Atomic uint32_t draining;           /* told to close, not closed yet */
+    _Atomic uint64_t drained;            /* ever told to close (a cutover reports its part) */
     _Atomic long refs;                   /* runtimes sharing it */
 } sl_ws_count_t;
 

@@ -562,8 +562,11 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
         return;
     s->draining = true;
     sl_count(&s->w->counters, SL_CTR_DRAINS_STARTED, 1);
-    if (s->counted_ws)
-        atomic_fetch_add(&sl_runtime_ws(s->rt, s->service, s->pool)->draining, 1);
+    if (s->counted_ws) {
+        sl_ws_count_t *c = sl_runtime_ws(s->rt, s->service, s->pool);
+        atomic_fetch_add(&c->draining, 1);
+        atomic_fetch_add(&c->drained, 1);
+    }
     if (s->state != SL_SS_WS_RELAY) {
         /* Plain HTTP: finish the exchange in flight, then close. */
         s->keep_alive = false;

@@ -64,6 +64,29 @@ static uint8_t header_need(const sl_ws_parser_t *p)
     return need;
 }
 
+/*
+ * RSV bits are errors unless a negotiated extension defines them (RFC 6455
+ * 5.2). permessage-deflate defines RSV1 as "this message is compressed", so
+ * it belongs on a message's first frame only: on a continuation or a control
+ * frame it is an error (RFC 7692 6). An extension we do not know may use any
+ * bit on any frame as far as we can tell: those pass, as they always have.
+ */
+static int check_rsv(sl_ws_parser_t *p, uint8_t rsv, uint8_t opcode)
+{
+    if (p->extensions == SL_WS_EXT_UNKNOWN)
+        return 0;
+    if (p->extensions == SL_WS_EXT_DEFLATE && (rsv & 0x4)) {
+        if (opcode == SL_WS_OP_CONT)
+            return fail(p, SL_WS_CLOSE_PROTOCOL, "RSV1 on a continuation frame");
+        if (is_control(opcode))
+            return fail(p, SL_WS_CLOSE_PROTOCOL, "RSV1 on a control frame");
+        rsv &= 0x3;   /* RSV1 on a first frame: the message is compressed */
+    }
+    if (rsv & ~p->allowed_rsv)
+        return fail(p, SL_WS_CLOSE_PROTOCOL, "reserved bits set");
+    return 0;
+}
+
 /* The rules the first two bytes decide, in a fixed order. */
 static int check_base(sl_ws_parser_t *p)
 {
@@ -71,8 +94,8 @@ static int check_base(sl_ws_parser_t *p)
     bool fin = b0 & 0x80, masked = b1 & 0x80;
     uint8_t rsv = (b0 >> 4) & 0x7, opcode = b0 & 0xf, len7 = b1 & 0x7f;
 
-    if (rsv & ~p->allowed_rsv)
-        return fail(p, SL_WS_CLOSE_PROTOCOL, "reserved bits set");
+    if (check_rsv(p, rsv, opcode) < 0)
+        return SL_EINVAL;
     if (!is_known_opcode(opcode))
         return fail(p, SL_WS_CLOSE_PROTOCOL, "unknown opcode");
     if (is_control(opcode)) {
@@ -150,8 +173,11 @@ static void begin_frame(sl_ws_parser_t *p)
     if (c->opcode != SL_WS_OP_CONT) {
         p->message_opcode = c->opcode;
         p->message_is_text = c->opcode == SL_WS_OP_TEXT;
-        /* An extension (RSV bits) transforms the payload: it cannot be checked as text. */
-        p->message_validate = p->message_is_text && p->validate_utf8 && c->rsv == 0;
+        /* An extension that transforms the payload (RSV bits on the first frame,
+           RSV1 for a compressed message) leaves no text to check; nor may we check
+           under an extension we do not know, which may transform it unmarked. */
+        p->message_validate = p->message_is_text && p->validate_utf8 && c->rsv == 0 &&
+                              p->extensions != SL_WS_EXT_UNKNOWN;
         p->message_len = 0;
         p->utf8_state = SL_UTF8_ACCEPT;
     }

@@ -10,11 +10,19 @@
  * backend that answers with the wrong accept key, or not with a WebSocket at
  * all, gets the client a 502 instead of a stream of garbage.
  *
- * The response check also decides which RSV bits the relay's frame parser
- * must allow. permessage-deflate (RFC 7692) uses RSV1 only. An extension we do
- * not know may use any of them, and the relay cannot know what its payload
- * means, so all three are allowed (the shell then also turns off UTF-8
- * validation: the text on the wire is not the text of the message).
+ * The 101 is checked as RFC 6455 4.1 tells the client to check it, against
+ * the request it answers: a subprotocol or an extension the client did not
+ * offer makes the client fail the connection (steps 5 and 6), so the gateway
+ * answers 502 rather than switch a client that must then hang up.
+ *
+ * The response check also decides what the relay's frame parsers must expect
+ * of the RSV bits (sl_ws_extensions_t). permessage-deflate (RFC 7692) uses
+ * RSV1, and only on a message's first frame; a message without it is plain
+ * and its text is still checked. An extension we do not know may use any of
+ * the bits, and the relay cannot know what its payload means, so every bit
+ * passes and no text is checked: the text on the wire is not the text of the
+ * message. That lenient mode is also used when an unknown extension comes
+ * beside permessage-deflate, since it may use RSV1 as well.
  *
  * Heads come from http.c as spans into the caller's buffer; nothing here
  * allocates or keeps a pointer.
@@ -162,48 +170,138 @@ int sl_ws_check_request(const sl_http_head_t *h, const char *base,
     return 0;
 }
 
-/*
- * Walk every Sec-WebSocket-Extensions element ("name; params, name2"): was any
- * extension negotiated, and was any of them not permessage-deflate?
- */
-static void scan_extensions(const sl_http_head_t *h, const char *base, bool *any, bool *unknown)
+static bool is_ows(char c)
 {
-    *any = *unknown = false;
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * The next element of a comma-separated header value: false once the value
+ * is used up; else the element, OWS-trimmed, in *tok and *len (empty for an
+ * empty element, as in "a,,b", which counts for nothing). With `params`, the
+ * element is an extension ("name; param=value") and only its name is given:
+ * the gateway relays the payload as it is and leaves the parameters to the
+ * endpoints.
+ */
+static bool next_item(const char *v, size_t vlen, size_t *pos, bool params, const char **tok,
+                      size_t *len)
+{
+    if (*pos > vlen)
+        return false;
+    const char *s = v + *pos, *end = v + vlen, *e = s;
+    while (e < end && *e != ',')
+        e++;
+    *pos = (size_t)(e - v) + 1;
+    if (params) {
+        const char *semi = s;
+        while (semi < e && *semi != ';')
+            semi++;
+        e = semi;
+    }
+    while (s < e && is_ows(*s))
+        s++;
+    while (e > s && is_ows(e[-1]))
+        e--;
+    *tok = s;
+    *len = (size_t)(e - s);
+    return true;
+}
+
+/*
+ * Did the request offer this extension or subprotocol, on any line of the
+ * header (a list may be split over lines, RFC 6455 11.3.2 and 11.3.4)?
+ * Subprotocols compare byte for byte: RFC 6455 says where a value is
+ * case-insensitive (Upgrade, Connection) and says nothing of the kind for
+ * them, and the client compares the server's choice with the exact strings it
+ * offered. Extension names compare without case, as sluice has always
+ * recognised permessage-deflate, so that this check and that recognition read
+ * a name the same way.
+ */
+static bool offered(const sl_http_head_t *req, const char *req_base, const char *header,
+                    bool extension, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < req->n_headers; i++) {
+        const sl_http_header_t *hd = &req->headers[i];
+        if (!name_is(req_base, hd, header))
+            continue;
+        const char *tok;
+        size_t tlen, pos = 0;
+        while (next_item(req_base + hd->value.off, hd->value.len, &pos, extension, &tok, &tlen))
+            if (tlen > 0 && tlen == len &&
+                (extension ? strncasecmp(tok, name, len) : memcmp(tok, name, len)) == 0)
+                return true;
+    }
+    return false;
+}
+
+/*
+ * Every extension the 101 names (the list may be split over lines): each must
+ * be one the request offered (RFC 6455 4.1 step 5; not checked when `req` is
+ * NULL), and together they say what the frame parsers must expect.
+ */
+static int check_extensions(const sl_http_head_t *h, const char *base, const sl_http_head_t *req,
+                            const char *req_base, sl_ws_response_info_t *info, const char **why)
+{
+    static const char pmd[] = "permessage-deflate";
+
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *hd = &h->headers[i];
         if (!name_is(base, hd, "sec-websocket-extensions"))
             continue;
-        const char *v = base + hd->value.off, *end = v + hd->value.len;
-        while (v < end) {
-            const char *e = v;
-            while (e < end && *e != ',')
-                e++;
-            const char *ne = v;   /* the name ends at ';' or the element's end */
-            while (ne < e && *ne != ';')
-                ne++;
-            while (v < ne && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ne > v && (ne[-1] == ' ' || ne[-1] == '\t'))
-                ne--;
-            if (ne > v) {
-                static const char pmd[] = "permessage-deflate";
-                *any = true;
-                if ((size_t)(ne - v) != sizeof pmd - 1 || strncasecmp(v, pmd, sizeof pmd - 1))
-                    *unknown = true;
-            }
-            v = e + 1;
+        const char *name;
+        size_t len, pos = 0;
+        while (next_item(base + hd->value.off, hd->value.len, &pos, true, &name, &len)) {
+            if (len == 0)
+                continue;
+            if (req && !offered(req, req_base, "sec-websocket-extensions", true, name, len))
+                return refuse(why, "Sec-WebSocket-Extensions names an extension the client "
+                                   "did not offer", SL_EINVAL);
+            if (len == sizeof pmd - 1 && strncasecmp(name, pmd, len) == 0)
+                info->permessage_deflate = true;
+            else
+                info->other_extension = true;
         }
     }
+    info->extension_negotiated = info->permessage_deflate || info->other_extension;
+    if (info->other_extension) {
+        info->extensions = SL_WS_EXT_UNKNOWN;
+        info->allowed_rsv = 0x7;
+    } else if (info->permessage_deflate) {
+        info->extensions = SL_WS_EXT_DEFLATE;
+        info->allowed_rsv = 0x4;
+    }
+    return 0;
 }
 
-int sl_ws_check_response(const sl_http_head_t *h, const char *base,
-                         const char *client_key, size_t client_key_len,
-                         sl_ws_response_info_t *info, const char **why)
+/*
+ * The 101's subprotocol, if it names one: one header line (RFC 6455 11.3.4: not
+ * more than once in a response) whose value is exactly one subprotocol the
+ * request offered (4.1 step 6). An empty value or a list names none offered.
+ */
+static int check_protocol(const sl_http_head_t *h, const char *base, const sl_http_head_t *req,
+                          const char *req_base, const char **why)
+{
+    uint32_t n = count(h, base, "sec-websocket-protocol");
+    if (n == 0)
+        return 0;
+    if (n > 1)
+        return refuse(why, "Sec-WebSocket-Protocol more than once", SL_EINVAL);
+    const sl_http_header_t *p = sl_http_find(h, base, "sec-websocket-protocol");
+    if (!offered(req, req_base, "sec-websocket-protocol", false, base + p->value.off,
+                 p->value.len))
+        return refuse(why, "Sec-WebSocket-Protocol names a subprotocol the client did not offer",
+                      SL_EINVAL);
+    return 0;
+}
+
+/* Both checks of the 101; `req` NULL: what the client offered is not known, so not checked. */
+static int check_101(const sl_http_head_t *h, const char *base, const char *client_key,
+                     size_t client_key_len, const sl_http_head_t *req, const char *req_base,
+                     sl_ws_response_info_t *info, const char **why)
 {
     const char *dummy;
     const sl_http_header_t *accept;
     char want[29];
-    bool any, unknown;
 
     if (why == NULL)
         why = &dummy;
@@ -221,8 +319,32 @@ int sl_ws_check_response(const sl_http_head_t *h, const char *base,
         !value_is(base, accept, want))
         return refuse(why, "wrong or missing Sec-WebSocket-Accept", SL_EINVAL);
 
-    scan_extensions(h, base, &any, &unknown);
-    info->extension_negotiated = any;
-    info->allowed_rsv = !any ? 0 : unknown ? 0x7 : 0x4;
-    return 0;
+    int rc = check_extensions(h, base, req, req_base, info, why);
+    if (rc == 0 && req)
+        rc = check_protocol(h, base, req, req_base, why);
+    if (rc != 0)
+        memset(info, 0, sizeof *info);
+    return rc;
+}
+
+int sl_ws_check_response_to(const sl_http_head_t *h, const char *base,
+                            const sl_http_head_t *req, const char *req_base,
+                            sl_ws_response_info_t *info, const char **why)
+{
+    const sl_http_header_t *key = sl_http_find(req, req_base, "sec-websocket-key");
+    if (key == NULL) {
+        memset(info, 0, sizeof *info);
+        if (why)
+            *why = "the request has no Sec-WebSocket-Key";
+        return SL_EINVAL;
+    }
+    return check_101(h, base, req_base + key->value.off, key->value.len, req, req_base, info,
+                     why);
+}
+
+int sl_ws_check_response(const sl_http_head_t *h, const char *base,
+                         const char *client_key, size_t client_key_len,
+                         sl_ws_response_info_t *info, const char **why)
+{
+    return check_101(h, base, client_key, client_key_len, NULL, NULL, info, why);
 }

@@ -48,6 +48,20 @@ enum sl_ws_close_code {
     SL_WS_CLOSE_BAD_GATEWAY = 1014,
 };
 
+/*
+ * What the extensions negotiated in the handshake make of the RSV bits and of
+ * text (sl_ws_response_info_t.extensions gives the value for a connection).
+ */
+typedef enum sl_ws_extensions {
+    SL_WS_EXT_NONE = 0,      /* none: every RSV bit is a protocol error (RFC 6455 5.2) */
+    SL_WS_EXT_DEFLATE,       /* permessage-deflate alone (RFC 7692): RSV1 on the first frame of
+                                a data message marks it compressed; RSV1 on a continuation or
+                                a control frame is a protocol error (7692 6) */
+    SL_WS_EXT_UNKNOWN,       /* an extension we do not know (alone or beside permessage-deflate):
+                                any RSV bit passes and no text is validated, since we cannot
+                                know what it does to the bits or to the payload */
+} sl_ws_extensions_t;
+
 /* Which peer's frames a parser reads: client frames must be masked, server frames must not. */
 typedef enum sl_ws_role {
     SL_WS_FROM_CLIENT = 0,
@@ -85,8 +99,13 @@ typedef struct sl_ws_event {
 typedef struct sl_ws_parser {
     /* Settings: set before the first call. */
     sl_ws_role_t role;
-    uint8_t allowed_rsv;           /* RSV bits an extension negotiated (e.g. 0x4) */
-    bool validate_utf8;            /* check text messages (only when no extension) */
+    sl_ws_extensions_t extensions; /* what the negotiated extensions allow (SL_WS_EXT_*) */
+    uint8_t allowed_rsv;           /* RSV bits allowed on any frame besides what `extensions`
+                                      allows; in SL_WS_EXT_DEFLATE, RSV1 follows RFC 7692
+                                      whatever this says. The relay's setting from before
+                                      `extensions`; 0 once it sets that. */
+    bool validate_utf8;            /* check text messages that are plain text: not those an
+                                      extension transforms (see sl_ws_parse) */
     uint64_t max_frame;            /* payload bytes per frame; 0: no limit */
     uint64_t max_message;          /* payload bytes per message; 0: no limit */
 
@@ -103,7 +122,8 @@ typedef struct sl_ws_parser {
     uint64_t message_len;
     uint8_t message_opcode;
     bool message_is_text;
-    bool message_validate;         /* text, validate_utf8 set, and no RSV bit on its first frame */
+    bool message_validate;         /* text, validate_utf8 set, not SL_WS_EXT_UNKNOWN, and no RSV
+                                      bit on its first frame */
     uint64_t frame_start;
     uint32_t utf8_state;
     uint8_t ctl[125];
@@ -120,9 +140,12 @@ typedef struct sl_ws_parser {
  * sl_ws_parser_error() gives the close code (1002, 1007 or 1009) and reason.
  * Errors are sticky: every later call returns SL_EINVAL. A failing call
  * consumes nothing (pos does not move).
- * A text message is validated only when validate_utf8 is set and its first
- * frame has no RSV bit (an extension's payload is not plain text). A close
- * frame's code and reason are always checked (1002 / 1007).
+ * A text message is validated only when validate_utf8 is set, extensions is
+ * not SL_WS_EXT_UNKNOWN, and its first frame has no RSV bit (with
+ * permessage-deflate, RSV1 there means the payload is compressed, not text;
+ * an uncompressed text message is still checked, RFC 6455 8.1). A close
+ * frame's code and reason are always checked (1002 / 1007): no extension
+ * applies to control frames.
  */
 ssize_t sl_ws_parse(sl_ws_parser_t *p, const uint8_t *buf, size_t len, sl_ws_event_t *ev);
 

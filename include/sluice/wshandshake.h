@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "sluice/http.h"
+#include "sluice/wsframe.h"
 
 typedef struct sl_ws_request_info {
     sl_http_span_t key;          /* Sec-WebSocket-Key */
@@ -33,13 +34,33 @@ int sl_ws_check_request(const sl_http_head_t *h, const char *base,
 
 typedef struct sl_ws_response_info {
     bool extension_negotiated;   /* Sec-WebSocket-Extensions in the 101 */
-    uint8_t allowed_rsv;         /* RSV bits the extension may use (RSV1 for permessage-deflate) */
+    uint8_t allowed_rsv;         /* RSV bits the extensions may use on any frame (0x4 for
+                                    permessage-deflate alone, 0x7 with an unknown one): the
+                                    relay's old setting; `extensions` says more */
+    bool permessage_deflate;     /* permessage-deflate was negotiated (RFC 7692) */
+    bool other_extension;        /* an extension other than permessage-deflate was negotiated */
+    sl_ws_extensions_t extensions;   /* for both frame parsers' `extensions` setting */
 } sl_ws_response_info_t;
 
 /*
- * Check the backend's 101 against the client's key: Upgrade: websocket,
- * Connection: upgrade, Sec-WebSocket-Accept correct. Returns 0 or SL_EINVAL
- * with *why set (the gateway then answers the client 502).
+ * Check the backend's 101 against the client's request (`req`, the head that
+ * passed sl_ws_check_request, in its buffer `req_base`), as RFC 6455 4.1 tells
+ * the client to, so that a 101 the client would have to fail gets it a 502
+ * instead: status 101, Upgrade: websocket, Connection: upgrade, one
+ * Sec-WebSocket-Accept matching the request's key (step 4); every extension
+ * in Sec-WebSocket-Extensions one the request offered (step 5); at most one
+ * Sec-WebSocket-Protocol line, naming one subprotocol the request offered
+ * (step 6). Returns 0 and fills info, or SL_EINVAL with *why set.
+ */
+int sl_ws_check_response_to(const sl_http_head_t *h, const char *base,
+                            const sl_http_head_t *req, const char *req_base,
+                            sl_ws_response_info_t *info, const char **why);
+
+/*
+ * The same check with only the client's key: what was offered cannot be
+ * checked, so subprotocols and extensions pass unchecked (RFC 6455 4.1 steps
+ * 5 and 6 are not enforced). Kept only until the relay (wsrelay.c) calls
+ * sl_ws_check_response_to; use that.
  */
 int sl_ws_check_response(const sl_http_head_t *h, const char *base,
                          const char *client_key, size_t client_key_len,

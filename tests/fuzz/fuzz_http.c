@@ -8,8 +8,11 @@
  * bytes were split); spans must lie inside the head; the body phase must
  * never claim more bytes than it was given; a parsed head must rewrite, and
  * pass or fail the WebSocket handshake checks (wshandshake.c) with a status
- * and a reason. The health checks' status-line reader gives one verdict for
- * every prefix that has one, and agrees with the parser on what both accept.
+ * and a reason; a 101 is checked against a fixed request that offers
+ * subprotocols and extensions, and what passes that check must pass the
+ * key-only one with the same verdict on extensions. The health checks'
+ * status-line reader gives one verdict for every prefix that has one, and
+ * agrees with the parser on what both accept.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,6 +53,29 @@ static int parse_head(sl_http_parser_t *p, const char *buf, size_t len, size_t s
 /* The RFC 6455 example key: a fuzzed 101 may carry its accept value. */
 static const char client_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
 
+/* The request a fuzzed 101 answers: it offers two subprotocols and three extensions. */
+static const char offer[] =
+    "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, foo\r\n"
+    "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n";
+static sl_http_parser_t offer_parser;
+
+static const sl_http_head_t *offer_head(void)
+{
+    static bool parsed;
+    if (!parsed) {
+        sl_http_parser_init(&offer_parser, SL_HTTP_REQUEST, 0);
+        CHECK(sl_http_parse_head(&offer_parser, offer, sizeof offer - 1) ==
+              (int)(sizeof offer - 1));
+        sl_ws_request_info_t info;
+        CHECK(sl_ws_check_request(&offer_parser.head, offer, &info, NULL) == 0);
+        parsed = true;
+    }
+    return &offer_parser.head;
+}
+
 static void check_handshake(const sl_http_parser_t *p, const char *buf, uint32_t head_len)
 {
     const sl_http_head_t *h = &p->head;
@@ -69,9 +95,18 @@ static void check_handshake(const sl_http_parser_t *p, const char *buf, uint32_t
             CHECK((status == 400 || status == 426) && why != NULL);
         }
     } else if (h->status == 101) {
-        sl_ws_response_info_t info;
+        sl_ws_response_info_t info, full;
         int rc = sl_ws_check_response(h, buf, client_key, sizeof client_key - 1, &info, &why);
         CHECK(rc == 0 ? why == NULL : rc == SL_EINVAL && why != NULL);
+        int full_rc = sl_ws_check_response_to(h, buf, offer_head(), offer, &full, &why);
+        CHECK(full_rc == 0 ? why == NULL : full_rc == SL_EINVAL && why != NULL);
+        if (full_rc == 0) {
+            /* Stricter, never looser, and the same reading of the extensions. */
+            CHECK(rc == 0 && memcmp(&info, &full, sizeof info) == 0);
+            CHECK(full.extensions == (full.other_extension     ? SL_WS_EXT_UNKNOWN
+                                      : full.permessage_deflate ? SL_WS_EXT_DEFLATE
+                                                                : SL_WS_EXT_NONE));
+        }
     }
 }
 

@@ -3,11 +3,14 @@
  *
  * The first input byte chooses where the rest is split in two and a few
  * settings; the rest is a byte stream. It is parsed in both roles, with and
- * without UTF-8 validation, once whole and once split. Beyond "no crash",
+ * without UTF-8 validation, under each extensions mode (none, permessage-deflate,
+ * unknown), once whole and once split. Beyond "no crash",
  * every call is checked against the contract: consumed <= len, pos is the
  * sum of what calls returned, NONE only once the input is used up, HEADER and
  * FRAME_END at the offsets their header implies, boundary flags that agree
- * with the events, sticky errors with a close code of 1002, 1007 or 1009.
+ * with the events, RSV bits only where the mode allows them (with
+ * permessage-deflate, RSV1 only on a message's first frame), sticky errors
+ * with a close code of 1002, 1007 or 1009.
  * Finally the split run must report exactly what the whole run reported.
  */
 #include <stdint.h>
@@ -41,7 +44,12 @@ static void check_event(const sl_ws_parser_t *p, const sl_ws_event_t *ev)
     const sl_ws_frame_header_t *h = &ev->header;
     CHECK(h->header_len >= 2 && h->header_len <= SL_WS_MAX_HEADER);
     CHECK(h->masked == (p->role == SL_WS_FROM_CLIENT));
-    CHECK((h->rsv & ~p->allowed_rsv) == 0);
+    if (p->extensions == SL_WS_EXT_NONE)
+        CHECK((h->rsv & ~p->allowed_rsv) == 0);
+    if (p->extensions == SL_WS_EXT_DEFLATE) {
+        CHECK((h->rsv & 0x3 & ~p->allowed_rsv) == 0);
+        CHECK(!(h->rsv & 0x4) || h->opcode == SL_WS_OP_TEXT || h->opcode == SL_WS_OP_BINARY);
+    }
     CHECK(!p->max_frame || h->payload_len <= p->max_frame);
     if (ev->type == SL_WS_EV_HEADER) {
         CHECK(p->pos == ev->frame_start + h->header_len);
@@ -126,17 +134,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (int role = 0; role < 2; role++) {
         for (int validate = 0; validate < 2; validate++) {
-            sl_ws_parser_t s;
-            memset(&s, 0, sizeof s);
-            s.role = (sl_ws_role_t)role;
-            s.validate_utf8 = validate;
-            /* The knob's top bits also pick extension bits and small limits. */
-            s.allowed_rsv = (knob & 0x80) ? 0x4 : 0;
-            if (knob & 0x40) {
-                s.max_frame = 300;
-                s.max_message = 1000;
+            for (int ext = SL_WS_EXT_NONE; ext <= SL_WS_EXT_UNKNOWN; ext++) {
+                sl_ws_parser_t s;
+                memset(&s, 0, sizeof s);
+                s.role = (sl_ws_role_t)role;
+                s.validate_utf8 = validate;
+                s.extensions = (sl_ws_extensions_t)ext;
+                /* The knob's top bits also pick extension bits and small limits. */
+                s.allowed_rsv = (knob & 0x80) ? 0x4 : 0;
+                if (knob & 0x40) {
+                    s.max_frame = 300;
+                    s.max_message = 1000;
+                }
+                run(s, buf, len, cut);
             }
-            run(s, buf, len, cut);
         }
     }
     return 0;

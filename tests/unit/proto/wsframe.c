@@ -205,6 +205,12 @@ static void expect(const sl_ws_parser_t *settings, const buf_t *in, const xev_t 
         expect((s), (in), x_, sizeof x_ / sizeof x_[0], (error));          \
     } while (0)
 #define EXPECT_NO_EVENTS(s, in, error) expect((s), (in), NULL, 0, (error))
+/* EXPECT for events whose offsets are computed (not constant expressions). */
+#define EXPECT_AT(s, in, error, ...)                                       \
+    do {                                                                   \
+        const xev_t x_[] = {__VA_ARGS__};                                  \
+        expect((s), (in), x_, sizeof x_ / sizeof x_[0], (error));          \
+    } while (0)
 
 static sl_ws_parser_t server(void)
 {
@@ -324,6 +330,153 @@ static void test_rsv_allowed_by_extension(void **state)
     EXPECT_NO_EVENTS(&s, &in, 1002);
     s.allowed_rsv = 0x7;
     EXPECT(&s, &in, 0, H(2, 1, 0), E(2, 1, 0, true));
+    free(in.b);
+}
+
+/* The reason a parser gives for the error `in` ends in, fed whole. */
+static const char *reason_of(const sl_ws_parser_t *settings, const buf_t *in)
+{
+    static sl_ws_parser_t p;
+    sl_ws_event_t ev;
+    size_t off = 0;
+    ssize_t got = 0;
+    const char *why = NULL;
+
+    p = *settings;
+    while (off < in->n && (got = sl_ws_parse(&p, in->b + off, in->n - off, &ev)) >= 0)
+        off += (size_t)got;
+    assert_int_equal(got, SL_EINVAL);
+    assert_true(sl_ws_parser_error(&p, &why) != 0);
+    return why;
+}
+
+/*
+ * permessage-deflate (RFC 7692): RSV1 on a message's first frame says the
+ * message is compressed, so it is not checked as text; RSV1 anywhere else
+ * fails the connection (section 6); a message without it is plain text and is
+ * checked (RFC 6455 8.1). Both roles.
+ */
+static void test_permessage_deflate(void **state)
+{
+    (void)state;
+    buf_t in = {0};
+
+    for (int role = 0; role < 2; role++) {
+        sl_ws_parser_t p = role ? server() : client();
+        const uint8_t *m = role ? NULL : MASK;
+        uint8_t hl = role ? 2 : 6;   /* header bytes of a short frame */
+        p.extensions = SL_WS_EXT_DEFLATE;
+
+        /* "Hello" deflated (RFC 7692 7.2.3.1), then other bytes that are not UTF-8 either:
+           compressed, neither is read as text. Binary may be compressed too. */
+        reset(&in);
+        put_frame(&in, 0xC1, m, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7);
+        put_frame(&in, 0xC1, m, "\xff\xfe\xfd", 3);
+        put_frame(&in, 0xC2, m, "\xff", 1);
+        EXPECT_AT(&p, &in, 0, H(1, 7, 0), E(1, 7, 0, true), H(1, 3, hl + 7),
+               E(1, 3, hl + 7, true), H(2, 1, 2 * hl + 10), E(2, 1, 2 * hl + 10, true));
+
+        /* A compressed message in fragments: RSV1 on the first only; a ping between them. */
+        reset(&in);
+        put_frame(&in, 0x41, m, "\xf2\x48", 2);
+        put_frame(&in, 0x89, m, "p", 1);
+        put_frame(&in, 0x80, m, "\xcd\xc9\xc9\x07\x00", 5);
+        EXPECT_AT(&p, &in, 0, H(1, 2, 0), E(1, 2, 0, false), H(9, 1, hl + 2), EC(9, hl + 2, "p"),
+               H(0, 5, 2 * hl + 3), E(0, 5, 2 * hl + 3, true));
+
+        /* RSV1 on a continuation frame, with or without FIN. */
+        reset(&in);
+        put_frame(&in, 0x41, m, "a", 1);
+        put_frame(&in, 0xC0, m, "b", 1);
+        EXPECT(&p, &in, 1002, H(1, 1, 0), E(1, 1, 0, false));
+        assert_string_equal(reason_of(&p, &in), "RSV1 on a continuation frame");
+        reset(&in);
+        put_frame(&in, 0x02, m, "a", 1);
+        put_frame(&in, 0x40, m, "b", 1);
+        EXPECT(&p, &in, 1002, H(2, 1, 0), E(2, 1, 0, false));
+        assert_string_equal(reason_of(&p, &in), "RSV1 on a continuation frame");
+
+        /* RSV1 on each control opcode, alone and inside a compressed message. */
+        static const uint8_t ops[] = {0x8, 0x9, 0xA};
+        for (size_t i = 0; i < sizeof ops; i++) {
+            reset(&in);
+            put_frame(&in, (uint8_t)(0xC0 | ops[i]), m, "", 0);
+            EXPECT_NO_EVENTS(&p, &in, 1002);
+            assert_string_equal(reason_of(&p, &in), "RSV1 on a control frame");
+            reset(&in);
+            put_frame(&in, 0x41, m, "a", 1);
+            put_frame(&in, (uint8_t)(0xC0 | ops[i]), m, "", 0);
+            EXPECT(&p, &in, 1002, H(1, 1, 0), E(1, 1, 0, false));
+        }
+
+        /* RSV2 and RSV3 are still not negotiated. */
+        static const uint8_t rsv[] = {0x2, 0x1, 0x6, 0x7};
+        for (size_t i = 0; i < sizeof rsv; i++) {
+            reset(&in);
+            put_frame(&in, (uint8_t)(0x81 | rsv[i] << 4), m, "a", 1);
+            EXPECT_NO_EVENTS(&p, &in, 1002);
+            assert_string_equal(reason_of(&p, &in), "reserved bits set");
+        }
+
+        /* An uncompressed text message is text: checked whole, across fragments, and after a
+           compressed one (each message decides for itself). */
+        reset(&in);
+        put_frame(&in, 0x81, m, "\xc0\xaf", 2);
+        EXPECT(&p, &in, 1007, H(1, 2, 0));
+        reset(&in);
+        put_frame(&in, 0xC1, m, "\xff", 1);
+        put_frame(&in, 0x81, m, "caf\xC3\xA9", 5);
+        put_frame(&in, 0x01, m, "ab\xE2", 3);
+        put_frame(&in, 0x80, m, "\x82", 1);
+        EXPECT_AT(&p, &in, 1007, H(1, 1, 0), E(1, 1, 0, true), H(1, 5, hl + 1),
+               E(1, 5, hl + 1, true), H(1, 3, 2 * hl + 6), E(1, 3, 2 * hl + 6, false),
+               H(0, 1, 3 * hl + 9));
+        assert_string_equal(reason_of(&p, &in), "text message ends inside a UTF-8 character");
+        /* ... unless validation is off. */
+        p.validate_utf8 = false;
+        reset(&in);
+        put_frame(&in, 0x81, m, "\xc0\xaf", 2);
+        EXPECT(&p, &in, 0, H(1, 2, 0), E(1, 2, 0, true));
+        p.validate_utf8 = true;
+
+        /* A close frame's reason is checked as ever: no extension applies to control frames. */
+        reset(&in);
+        put_frame(&in, 0x88, m, "\x03\xe8\xC3\x28", 4);
+        EXPECT(&p, &in, 1007, H(8, 4, 0));
+
+        /* What allowed_rsv says of RSV1 does not change RFC 7692's rule. */
+        p.allowed_rsv = 0x4;
+        reset(&in);
+        put_frame(&in, 0xC9, m, "", 0);
+        EXPECT_NO_EVENTS(&p, &in, 1002);
+        assert_string_equal(reason_of(&p, &in), "RSV1 on a control frame");
+    }
+    free(in.b);
+}
+
+/*
+ * An extension we do not know: every RSV bit passes on every frame, and no
+ * text is checked, even with validate_utf8 on and no RSV bit set (it may
+ * transform the payload unmarked). Close frames are still checked.
+ */
+static void test_unknown_extension_is_lenient(void **state)
+{
+    (void)state;
+    buf_t in = {0};
+    sl_ws_parser_t p = client();
+    p.extensions = SL_WS_EXT_UNKNOWN;
+
+    put_frame(&in, 0xF1, MASK, "\xff", 1);    /* RSV1-3 on text */
+    put_frame(&in, 0x22, MASK, "a", 1);       /* RSV2 on a first fragment */
+    put_frame(&in, 0xD9, MASK, "p", 1);       /* RSV1 and RSV3 on a ping */
+    put_frame(&in, 0x90, MASK, "b", 1);       /* RSV3 on a continuation */
+    put_frame(&in, 0x81, MASK, "\xc0\xaf", 2);   /* not UTF-8, no RSV bit */
+    EXPECT(&p, &in, 0, H(1, 1, 0), E(1, 1, 0, true), H(2, 1, 7), E(2, 1, 7, false),
+           H(9, 1, 14), EC(9, 14, "p"), H(0, 1, 21), E(0, 1, 21, true), H(1, 2, 28),
+           E(1, 2, 28, true));
+    reset(&in);
+    put_frame(&in, 0x88, MASK, "\x03\xe8\xC3\x28", 4);
+    EXPECT(&p, &in, 1007, H(8, 4, 0));
     free(in.b);
 }
 
@@ -831,6 +984,8 @@ int main(void)
         cmocka_unit_test(test_zero_length_frames),
         cmocka_unit_test(test_control_inside_fragmented_message),
         cmocka_unit_test(test_rsv_allowed_by_extension),
+        cmocka_unit_test(test_permessage_deflate),
+        cmocka_unit_test(test_unknown_extension_is_lenient),
         cmocka_unit_test(test_masking_by_role),
         cmocka_unit_test(test_reserved_bits),
         cmocka_unit_test(test_unknown_opcodes),

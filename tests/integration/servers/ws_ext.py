@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""A raw-socket WebSocket backend that negotiates whatever it is told to, for
+tests of subprotocol and extension checks and of the RSV rules they bring.
+
+Each connection is steered by headers of its upgrade request (the gateway
+forwards them):
+
+  X-Answer-Protocol: P      the 101 carries "Sec-WebSocket-Protocol: P", whatever was offered
+  X-Answer-Extensions: E    the 101 carries "Sec-WebSocket-Extensions: E", whatever was offered
+  X-Send: HEX               bytes (hex) written right after the 101, in a write of their own
+  X-Tag: T                  names the connection in the log below
+
+After the 101 it echoes every frame exactly as it came (FIN, RSV bits, opcode,
+payload; unmasked, as a server must), control frames included, until a close
+frame, which it answers with the same status code. It compresses nothing and
+decompresses nothing: an RSV1 frame goes back as it came.
+
+It writes one line to stderr per frame it receives, "T got fin=F rsv=R op=O
+payload=HEX", and "T close CODE" (or "T close none") for a close, so a test can
+see what the gateway let through and which close code it sent.
+"""
+import argparse
+import base64
+import binascii
+import hashlib
+import socket
+import struct
+import sys
+import threading
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def log(line):
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+class Conn:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    def take(self, n):
+        self.need(n)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self.need(len(self.buf) + 1)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return headers
+
+    def frame(self):
+        b0, b1 = self.take(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self.take(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self.take(8))[0]
+        key = self.take(4) if b1 & 0x80 else b"\0\0\0\0"
+        payload = bytes(c ^ key[i & 3] for i, c in enumerate(self.take(n)))
+        return b0, payload
+
+
+def unmasked(b0, payload):
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", b0, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", b0, 126, n) + payload
+    return struct.pack("!BBQ", b0, 127, n) + payload
+
+
+def serve(sock):
+    c = Conn(sock)
+    try:
+        h = c.head()
+        tag = h.get("x-tag", "-")
+        accept = base64.b64encode(hashlib.sha1(h["sec-websocket-key"].encode() + GUID).digest())
+        head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n" % accept.decode())
+        if "x-answer-protocol" in h:
+            head += "Sec-WebSocket-Protocol: %s\r\n" % h["x-answer-protocol"]
+        if "x-answer-extensions" in h:
+            head += "Sec-WebSocket-Extensions: %s\r\n" % h["x-answer-extensions"]
+        sock.sendall((head + "\r\n").encode())
+        if h.get("x-send"):
+            sock.sendall(binascii.unhexlify(h["x-send"]))
+        while True:
+            b0, payload = c.frame()
+            op = b0 & 0xF
+            log("%s got fin=%d rsv=%d op=%d payload=%s" % (tag, b0 >> 7, (b0 >> 4) & 7, op,
+                                                           payload.hex()))
+            if op == 8:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                log("%s close %s" % (tag, code if code is not None else "none"))
+                sock.sendall(unmasked(0x88, payload[:2]))
+                while sock.recv(65536):
+                    pass
+                return
+            sock.sendall(unmasked(b0, payload))
+    except (OSError, EOFError, KeyError):
+        pass
+    finally:
+        sock.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    a = ap.parse_args()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((a.host, a.port))
+    ls.listen(64)
+    print("ws_ext listening on %s:%d" % (a.host, a.port), flush=True)
+    while True:
+        s, _ = ls.accept()
+        threading.Thread(target=serve, args=(s,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
