@@ -290,7 +290,7 @@ def test_metrics_label_values_are_escaped():
     service, pool = 'a\\p"p\nx', 'bl"ue'
     port, admin_port = free_port(), free_port()
     text = config(port, {"blue": ["127.0.0.1:9"], "green": ["127.0.0.1:9"]}, workers=1,
-                  service_extra="admission: { rate: 100/s, burst: 10 }",
+                  service_extra="admission: { rate: 100/s, burst: 10, slow_start: 0 }",
                   extra="admin: { address: 127.0.0.1:%d }" % admin_port)
     text = text.replace("  app:\n", '  "a\\\\p\\"p\\nx":\n').replace("  blue:\n", '  "bl\\"ue":\n')
     text = text.replace("pools: [blue, green]", 'pools: ["bl\\"ue", green]')
