@@ -348,3 +348,23 @@ def test_100_continue(cgw):
         assert r.body == b"hello blue POST /c"
     finally:
         s.close()
+
+
+def test_admin_411_has_its_reason_phrase():
+    """sl_http_status_text names every status sluice sends; the admin API's
+    411 for a chunked body went out as "411 Unknown"."""
+    port, admin_port = H.free_port(), H.free_port()
+    g = H.Sluice(H.config(port, {"blue": ["127.0.0.1:9"]},
+                          extra="admin: { address: 127.0.0.1:%d }" % admin_port), port=port)
+    try:
+        H.wait_port("127.0.0.1", admin_port, g.proc)
+        s = H.raw_connect(admin_port)
+        try:
+            s.sendall(b"POST /api/v1/reload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"0\r\n\r\n")
+            r = H.HttpReader(s, 5).read("POST")
+        finally:
+            s.close()
+        assert r.raw.startswith(b"HTTP/1.1 411 Length Required\r\n"), r.raw
+    finally:
+        H.stop_all(g)

@@ -599,16 +599,44 @@ static void test_write_simple(void **state)
     assert_memory_equal(out, want404, sizeof want404 - 1);
     for (size_t cap = 0; cap < sizeof want404 - 1; cap++)
         assert_int_equal(sl_http_write_simple(out, cap, 404, NULL, false), SL_EFULL);
+    n = sl_http_write_simple(out, sizeof out, 505, NULL, true);
+    static const char want505[] = "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                                  "Content-Type: text/plain\r\nContent-Length: 31\r\n"
+                                  "Connection: close\r\n\r\n505 HTTP Version Not Supported\n";
+    assert_int_equal(n, sizeof want505 - 1);
+    assert_memory_equal(out, want505, sizeof want505 - 1);
+    n = sl_http_write_simple(out, sizeof out, 411, NULL, true);
+    static const char want411[] = "HTTP/1.1 411 Length Required\r\n"
+                                  "Content-Type: text/plain\r\nContent-Length: 20\r\n"
+                                  "Connection: close\r\n\r\n411 Length Required\n";
+    assert_int_equal(n, sizeof want411 - 1);
+    assert_memory_equal(out, want411, sizeof want411 - 1);
 }
 
 static void test_status_text(void **state)
 {
+    /* Every status sluice, its admin API and the backend simulator send, with
+       RFC 9110's phrase; then the rest of RFC 9110 15 and RFC 6585. */
     static const struct { int status; const char *text; } t[] = {
-        {400, "Bad Request"}, {404, "Not Found"}, {408, "Request Timeout"},
-        {413, "Content Too Large"}, {414, "URI Too Long"}, {426, "Upgrade Required"},
-        {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
-        {504, "Gateway Timeout"}, {101, "Switching Protocols"}, {299, "Unknown"},
+        {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
+        {400, "Bad Request"}, {401, "Unauthorized"}, {404, "Not Found"},
+        {405, "Method Not Allowed"}, {408, "Request Timeout"}, {409, "Conflict"},
+        {411, "Length Required"}, {413, "Content Too Large"}, {414, "URI Too Long"},
+        {426, "Upgrade Required"}, {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
+        {501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
+        {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+        {100, "Continue"}, {202, "Accepted"}, {203, "Non-Authoritative Information"},
+        {204, "No Content"}, {205, "Reset Content"}, {206, "Partial Content"},
+        {300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"},
+        {303, "See Other"}, {304, "Not Modified"}, {305, "Use Proxy"},
+        {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {402, "Payment Required"},
+        {403, "Forbidden"}, {406, "Not Acceptable"}, {407, "Proxy Authentication Required"},
+        {410, "Gone"}, {412, "Precondition Failed"}, {415, "Unsupported Media Type"},
+        {416, "Range Not Satisfiable"}, {417, "Expectation Failed"},
+        {421, "Misdirected Request"}, {422, "Unprocessable Content"},
+        {428, "Precondition Required"},
+        {299, "Unknown"}, {306, "Unknown"}, {418, "Unknown"}, {599, "Unknown"},
     };
     for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++)
         assert_string_equal(sl_http_status_text(t[i].status), t[i].text);
