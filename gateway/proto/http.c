@@ -8,12 +8,14 @@
  * accepts obs-fold and whitespace before the colon, and only notices a
  * non-chunked final Transfer-Encoding once the body starts. So every head
  * byte also goes through a small raw scanner (NUL, bare CR, bare LF, obs-fold,
- * whitespace before the colon), and the header list is checked as a whole at
- * headers-complete (Content-Length and Transfer-Encoding, duplicate Host).
+ * whitespace before the colon, a request's HTTP version), and the header list
+ * is checked as a whole at headers-complete (Content-Length and
+ * Transfer-Encoding, duplicate Host).
  *
  * Why the scanner runs first: the scanner stops at the first bad byte and
  * also finds the end of the head, and llhttp is then fed exactly up to that
- * point. llhttp therefore never sees a byte past the head (it cannot consume
+ * point (and not into a request's version before the scanner has judged it
+ * whole). llhttp therefore never sees a byte past the head (it cannot consume
  * body bytes or frames), and every result depends only on the bytes, never on
  * how they were split across calls: the tests check that for every split.
  *
@@ -37,7 +39,10 @@ enum {
 enum { SPAN_NONE, SPAN_METHOD, SPAN_URL, SPAN_STATUS, SPAN_FIELD, SPAN_VALUE };
 
 /* Raw scanner states (p->scan_state). */
-enum { SC_PRE, SC_START, SC_TARGET, SC_VERSION, SC_LINE0, SC_NAME, SC_VALUE, SC_END_CR, SC_DONE };
+enum {
+    SC_PRE, SC_START, SC_TARGET, SC_VERSION, SC_START_CR, SC_LINE0, SC_NAME, SC_VALUE, SC_END_CR,
+    SC_DONE
+};
 
 static sl_http_parser_t *owner(llhttp_t *ll)
 {
@@ -406,16 +411,56 @@ static long scan_bad(bad_t *b, size_t at, int status, const char *why)
     return -1;
 }
 
-/* The start line: counts request-target bytes, so 414 comes at the limit. */
-static long scan_start_line(sl_http_parser_t *p, char c, size_t i, bad_t *b)
+/*
+ * One byte of a request line's HTTP-version, which must be exactly "HTTP/"
+ * DIGIT "." DIGIT CR (RFC 9112 2.3; the name is case-sensitive). llhttp
+ * accepts 0.9, 2.0 and RTSP/1.0 and refuses 3.0 with a 400 of its own, so
+ * the version is judged here, whole: a refusal is placed at the version's
+ * first byte, which llhttp has not been given (sl_http_parse_head holds the
+ * version back until this judgement), so the status never depends on how
+ * far llhttp got. A well-formed version of another major is 505 (RFC 9110
+ * 15.6.6). HTTP/1.2 to 1.9 get 400 like any other version but 1.0 and 1.1:
+ * RFC 9110 6.2 would have them read as 1.1, but llhttp cannot parse them.
+ */
+static long scan_version(sl_http_parser_t *p, const char *buf, char c, size_t i, bad_t *b)
 {
+    static const char pattern[] = "HTTP/D.D";
+    size_t k = i - p->version_at;
+    if (k < sizeof pattern - 1) {
+        bool ok = pattern[k] == 'D' ? c >= '0' && c <= '9' : c == pattern[k];
+        return ok ? 0 : scan_bad(b, p->version_at, 400, "malformed HTTP version");
+    }
+    if (c != '\r')
+        return scan_bad(b, p->version_at, 400, "malformed HTTP version");
+    const char *v = buf + p->version_at;
+    if (v[5] != '1')
+        return scan_bad(b, p->version_at, 505, "HTTP major version other than 1");
+    if (v[7] != '0' && v[7] != '1')
+        return scan_bad(b, p->version_at, 400, "HTTP/1 minor version other than 0 or 1");
+    p->scan_state = SC_START_CR;
+    return 0;
+}
+
+/* The start line: counts request-target bytes, so 414 comes at the limit. */
+static long scan_start_line(sl_http_parser_t *p, const char *buf, char c, size_t i, bad_t *b)
+{
+    if (p->type == SL_HTTP_REQUEST) {
+        if (p->scan_state == SC_VERSION)
+            return scan_version(p, buf, c, i, b);
+        /* HTTP/0.9's "GET /" CRLF, no version; judged at the LF, so that a
+           CR that is not followed by one is reported as a bare CR. */
+        if (p->scan_state == SC_TARGET && c == '\n')
+            return scan_bad(b, i, 400, "request line without an HTTP version");
+    }
     if (c == '\n') {
         p->scan_state = SC_LINE0;
     } else if (p->type == SL_HTTP_REQUEST && c == ' ') {
-        if (p->scan_state == SC_START)
+        if (p->scan_state == SC_START) {
             p->scan_state = SC_TARGET;
-        else if (p->scan_state == SC_TARGET)
+        } else {
             p->scan_state = SC_VERSION;
+            p->version_at = (uint32_t)(i + 1);
+        }
     } else if (p->scan_state == SC_TARGET && c != '\r') {
         if (++p->scan_target > p->max_request_line)
             return scan_bad(b, i, 414, "request target too long");
@@ -450,8 +495,11 @@ static long scan(sl_http_parser_t *p, const char *buf, size_t from, size_t to, b
         case SC_START:
         case SC_TARGET:
         case SC_VERSION:
-            if (scan_start_line(p, c, i, b) < 0)
+            if (scan_start_line(p, buf, c, i, b) < 0)
                 return -1;
+            break;
+        case SC_START_CR:   /* only '\n' gets here, bare CR is refused above */
+            p->scan_state = SC_LINE0;
             break;
         case SC_LINE0:
             if (is_ows(c))
@@ -515,12 +563,16 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
         return SL_EINVAL;
     if (p->phase != SL_HTTP_PHASE_HEAD)
         return (int)p->head.head_len;
-    if (len < p->fed)
+    if (len < p->scanned)
         return SL_ESTATE;   /* the caller's buffer shrank: misuse */
     size_t end = SL_MIN(len, (size_t)p->max_head);
     bad_t bad = {0};
-    long head_end = scan(p, buf, p->fed, end, &bad);
+    long head_end = scan(p, buf, p->scanned, end, &bad);
     size_t feed_to = head_end > 0 ? (size_t)head_end : head_end < 0 ? bad.at : end;
+    /* A request's version is judged whole by the scanner (scan_version):
+       until then llhttp gets none of it. */
+    if (head_end == 0 && p->scan_state == SC_VERSION)
+        feed_to = p->version_at;
 
     p->base = buf;
     p->ll.data = p;
@@ -540,6 +592,7 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
     if (head_end > 0)       /* the head ended but llhttp did not see it end */
         return refuse(p, 400, "malformed head");
     p->fed = feed_to;
+    p->scanned = end;
     if (len > p->max_head)
         return refuse(p, 431, "head too large");
     return SL_NEED_MORE;

@@ -12,7 +12,9 @@
  * Requests a backend could read differently from us are refused before a
  * byte is forwarded: Content-Length with Transfer-Encoding, duplicate or
  * invalid Content-Length, bad chunk sizes, obs-fold (llhttp 8.1 accepts it,
- * so the parser checks itself), NUL or bare CR in the head.
+ * so the parser checks itself), NUL or bare CR in the head. A request parses only as HTTP/1.0 or
+ * HTTP/1.1: a version "HTTP/" DIGIT "." DIGIT with another major is refused
+ * with 505, any other version (HTTP/1.2, RTSP/1.0, HTTP/0.9's none) with 400.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -75,7 +77,7 @@ typedef struct sl_http_parser {
     /* Results. */
     sl_http_head_t head;
     sl_http_phase_t phase;
-    int error_status;               /* 400, 414, 431 (requests) or 502 (responses) */
+    int error_status;               /* 400, 414, 431, 505 (requests) or 502 (responses) */
     const char *error_reason;       /* short text for logs */
 
     /* Private. */
@@ -83,6 +85,8 @@ typedef struct sl_http_parser {
     sl_http_type_t type;
     const char *base;
     size_t fed;                     /* bytes of the head buffer already given to llhttp */
+    size_t scanned;                 /* bytes of the head buffer the scanner has seen */
+    uint32_t version_at;            /* requests: where the request line's version starts */
     uint8_t span_state;
     uint32_t n_content_length;
     bool saw_transfer_encoding;

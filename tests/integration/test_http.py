@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import struct
+import tempfile
 import time
 
 import pytest
@@ -348,6 +349,101 @@ def test_100_continue(cgw):
         assert r.body == b"hello blue POST /c"
     finally:
         s.close()
+
+
+# ---- what a request must be, and what it is routed by (RFC 9112 2.3, 3.2, 6.1) ----
+#
+# Two services: green.test goes to the green echo backend, any other host to
+# blue. Both log every connection they accept, so "nothing reached a backend"
+# is "neither log grew".
+
+class RoutedGw:
+    def __init__(self):
+        self.logs, self.backends = {}, {}
+        for name in ("blue", "green"):
+            fd, self.logs[name] = tempfile.mkstemp(prefix="http-echo-%s-" % name, suffix=".log")
+            os.close(fd)
+            self.backends[name] = H.PyServer("http_echo.py", "--log", self.logs[name])
+        self.port = H.free_port()
+        lines = ["listeners:", '  - address: "127.0.0.1:%d"' % self.port, "workers: 1", "pools:"]
+        for name in ("blue", "green"):
+            lines += ["  %s:" % name, "    backends:",
+                      '      - address: "%s"' % self.backends[name].addr]
+        lines += ["services:",
+                  "  app:", '    routes: [ { host: "*", path_prefix: / } ]',
+                  "    pools: [blue]", "    active: blue",
+                  "  greensvc:", '    routes: [ { host: "green.test", path_prefix: / } ]',
+                  "    pools: [green]", "    active: green"]
+        self.sluice = H.Sluice("\n".join(lines) + "\n", port=self.port)
+        self.mark()
+
+    def log_lines(self, name):
+        with open(self.logs[name]) as f:
+            return f.read().splitlines()
+
+    def mark(self):
+        self.marks = {name: len(self.log_lines(name)) for name in self.logs}
+
+    def seen(self):
+        """The log lines of each backend since the last mark()."""
+        time.sleep(0.2)
+        return {name: self.log_lines(name)[self.marks[name]:] for name in self.logs}
+
+    def stop(self):
+        alive = self.sluice.alive()
+        H.stop_all(self.sluice, *self.backends.values())
+        assert alive, "sluice died:\n" + self.sluice.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def rgw():
+    g = RoutedGw()
+    yield g
+    g.stop()
+
+
+def refused(g, data, status):
+    """Send `data` on a new connection; assert that the one answer is the
+    gateway's own `status`, that the gateway closed the connection after it,
+    and that neither backend saw anything, not even a connection."""
+    g.mark()
+    s = H.raw_connect(g.port)
+    try:
+        s.sendall(data)
+        r = H.HttpReader(s, 5).read()
+        s.settimeout(5)
+        try:
+            rest = s.recv(1 << 16)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b"", "after the answer: %r" % rest[:200]       # closed, nothing more
+    finally:
+        s.close()
+    phrase = {400: b"Bad Request", 505: b"HTTP Version Not Supported"}[status]
+    assert r.raw.startswith(b"HTTP/1.1 %d %s\r\n" % (status, phrase)), r.raw
+    assert r.header("Connection") == "close", r
+    assert r.body == b"%d %s\n" % (status, phrase), r
+    assert g.seen() == {"blue": [], "green": []}
+
+
+VERSIONS = [
+    ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: green.test\r\n\r\n", 505),
+    ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: green.test\r\n\r\n", 505),
+    ("HTTP/0.9 spelled out", b"GET / HTTP/0.9\r\nHost: green.test\r\n\r\n", 505),
+    ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    ("HTTP/0.9 request line", b"GET /\r\n\r\n", 400),
+    ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: green.test\r\n\r\n", 400),
+    ("RTSP/1.0", b"GET / RTSP/1.0\r\nHost: green.test\r\n\r\n", 400),
+    ("lowercase http", b"GET / http/1.1\r\nHost: green.test\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize("name,data,status", VERSIONS, ids=[c[0] for c in VERSIONS])
+def test_versions_other_than_1_0_and_1_1_are_refused(rgw, name, data, status):
+    """RFC 9110 15.6.6: 505 for a major version other than 1 (sent as
+    "HTTP/" DIGIT "." DIGIT); 400 for anything else that is not HTTP/1.0 or
+    HTTP/1.1, HTTP/0.9's request line without a version included."""
+    refused(rgw, data, status)
 
 
 def test_admin_411_has_its_reason_phrase():

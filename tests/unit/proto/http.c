@@ -178,7 +178,7 @@ static void test_leading_empty_lines_and_versions(void **state)
     assert_true(r.head.keep_alive);
     r = REQ("GET / HTTP/1.0\r\n\r\n");
     assert_false(r.head.keep_alive);
-    r = REQ("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n");
+    r = REQ("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\n\r\n");
     assert_false(r.head.keep_alive);
 }
 
@@ -192,28 +192,28 @@ static void test_websocket_upgrade(void **state)
     assert_true(r.head.upgrade);
     assert_true(r.done);
     assert_int_equal(r.body, 0);       /* the frames are not the request's */
-    r = REQ("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    r = REQ("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n");
     assert_false(r.head.upgrade);      /* Upgrade without Connection: upgrade */
 }
 
 static void test_content_length_body(void **state)
 {
-    static const char in[] = "POST /t HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n";
+    static const char in[] = "POST /t HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n";
     result_t r = REQ(in);
     assert_int_equal(r.head.content_length, 5);
     assert_int_equal(r.body, 5);
     assert_true(r.done);
-    r = REQ("POST /t HTTP/1.1\r\nContent-Length: 0\r\n\r\nX");
+    r = REQ("POST /t HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\nX");
     assert_int_equal(r.body, 0);
     assert_true(r.done);
-    r = REQ("POST /t HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello");
+    r = REQ("POST /t HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello");
     assert_int_equal(r.body, 5);       /* all of it, more to come */
     assert_false(r.done);
 }
 
 static void test_chunked_body(void **state)
 {
-    static const char in[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    static const char in[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                              "5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\n"
                              "X-Trailer: t\r\n\r\nNEXT";
     result_t r = REQ(in);
@@ -221,10 +221,10 @@ static void test_chunked_body(void **state)
     assert_int_equal(r.head.content_length, -1);
     assert_true(r.done);
     assert_int_equal(r.body, sizeof(in) - 1 - (size_t)r.rc - 4);
-    r = REQ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    r = REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
     assert_true(r.head.chunked);
     assert_int_equal(r.body, 5);
-    r = REQ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    r = REQ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
     assert_true(r.head.chunked);
 }
 
@@ -236,7 +236,7 @@ static void test_bad_chunks(void **state)
     };
     for (size_t i = 0; i < SL_ARRAY_SIZE(bodies); i++) {
         char in[256];
-        int n = snprintf(in, sizeof in, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+        int n = snprintf(in, sizeof in, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n%s",
                          bodies[i]);
         result_t r = run_all(SL_HTTP_REQUEST, 0, NULL, in, (size_t)n);
         if (r.body != SL_EINVAL)
@@ -251,53 +251,78 @@ typedef struct refusal {
     const char *in;
     size_t len;
     int status;
+    const char *reason;     /* ours, exactly; NULL where the words are llhttp's */
 } refusal_t;
 
-#define BAD(n, st, s) {n, s, sizeof(s) - 1, st}
+#define BAD(n, st, s) {n, s, sizeof(s) - 1, st, NULL}
+#define BADR(n, st, why, s) {n, s, sizeof(s) - 1, st, why}
+
+#define V_MAJOR "HTTP major version other than 1"
+#define V_MINOR "HTTP/1 minor version other than 0 or 1"
+#define V_BAD "malformed HTTP version"
 
 static const refusal_t refusals[] = {
-    BAD("CL with TE", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
-    BAD("TE with CL", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
-    BAD("duplicate CL equal", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
-    BAD("duplicate CL differ", 400, "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
-    BAD("CL list", 400, "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n"),
-    BAD("CL letters", 400, "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n"),
-    BAD("CL negative", 400, "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
-    BAD("CL plus", 400, "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"),
-    BAD("CL empty", 400, "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n"),
-    BAD("CL huge", 400, "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
-    BAD("TE gzip", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-    BAD("TE chunked then gzip", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
-    BAD("TE chunked twice", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
-    BAD("TE identity", 400, "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n"),
-    BAD("obs-fold SP", 400, "GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"),
-    BAD("obs-fold HT", 400, "GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n"),
-    BAD("first header folded", 400, "GET / HTTP/1.1\r\n Host: a\r\n\r\n"),
-    BAD("NUL in value", 400, "GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n"),
-    BAD("NUL in URL", 400, "GET /a\0b HTTP/1.1\r\n\r\n"),
-    BAD("NUL in name", 400, "GET / HTTP/1.1\r\nX\0A: a\r\n\r\n"),
-    BAD("bare CR in value", 400, "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n"),
-    BAD("bare CR in request line", 400, "GET /\r HTTP/1.1\r\n\r\n"),
-    BAD("bare CR ending a line", 400, "GET / HTTP/1.1\r\nX-A: a\r\r\n\r\n"),
-    BAD("bare LF", 400, "GET / HTTP/1.1\nHost: a\r\n\r\n"),
-    BAD("bare LF end", 400, "GET / HTTP/1.1\r\nHost: a\r\n\n"),
-    BAD("space before colon", 400, "GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
-    BAD("tab before colon", 400, "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"),
-    BAD("space in name", 400, "GET / HTTP/1.1\r\nX A: a\r\n\r\n"),
-    BAD("@ in name", 400, "GET / HTTP/1.1\r\nHo@st: a\r\n\r\n"),
-    BAD("paren in name", 400, "GET / HTTP/1.1\r\nX(y): a\r\n\r\n"),
-    BAD("high byte in name", 400, "GET / HTTP/1.1\r\nX\xC3\xA9: a\r\n\r\n"),
-    BAD("empty name", 400, "GET / HTTP/1.1\r\n: a\r\n\r\n"),
+    BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BAD("TE with CL", 400, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+    BAD("duplicate CL equal", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"),
+    BAD("duplicate CL differ", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+    BAD("CL list", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n"),
+    BAD("CL letters", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n"),
+    BAD("CL negative", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"),
+    BAD("CL plus", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n"),
+    BAD("CL empty", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n"),
+    BAD("CL huge", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+    BADR("TE gzip", 400, "final transfer coding is not chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    BAD("TE chunked then gzip", 400, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+    BAD("TE chunked twice", 400, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BADR("TE identity", 400, "final transfer coding is not chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"),
+    BADR("obs-fold SP", 400, "obs-fold (header line starting with whitespace)", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n"),
+    BADR("obs-fold HT", 400, "obs-fold (header line starting with whitespace)", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n\tb\r\n\r\n"),
+    BADR("first header folded", 400, "obs-fold (header line starting with whitespace)", "GET / HTTP/1.1\r\n Host: a\r\n\r\n"),
+    BADR("NUL in value", 400, "NUL in head", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n"),
+    BADR("NUL in URL", 400, "NUL in head", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("NUL in name", 400, "NUL in head", "GET / HTTP/1.1\r\nHost: a\r\nX\0A: a\r\n\r\n"),
+    BADR("bare CR in value", 400, "bare CR in head", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n"),
+    BADR("bare CR in request line", 400, "bare CR in head", "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("bare CR ending a line", 400, "bare CR in head", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\r\n\r\n"),
+    BADR("bare LF", 400, "bare LF in head", "GET / HTTP/1.1\nHost: a\r\n\r\n"),
+    BADR("bare LF end", 400, "bare LF in head", "GET / HTTP/1.1\r\nHost: a\r\n\n"),
+    BADR("space before colon", 400, "whitespace in header name or before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+    BADR("tab before colon", 400, "whitespace in header name or before colon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"),
+    BADR("space in name", 400, "whitespace in header name or before colon", "GET / HTTP/1.1\r\nHost: a\r\nX A: a\r\n\r\n"),
+    BAD("@ in name", 400, "GET / HTTP/1.1\r\nHost: a\r\nHo@st: a\r\n\r\n"),
+    BAD("paren in name", 400, "GET / HTTP/1.1\r\nHost: a\r\nX(y): a\r\n\r\n"),
+    BAD("high byte in name", 400, "GET / HTTP/1.1\r\nHost: a\r\nX\xC3\xA9: a\r\n\r\n"),
+    BADR("empty name", 400, "empty header name", "GET / HTTP/1.1\r\nHost: a\r\n: a\r\n\r\n"),
     BAD("no colon", 400, "GET / HTTP/1.1\r\nHost\r\n\r\n"),
-    BAD("duplicate Host", 400, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-    BAD("bad method", 400, "G(T / HTTP/1.1\r\n\r\n"),
-    BAD("bad version", 400, "GET / HTTP/1.x\r\n\r\n"),
-    BAD("missing target", 400, "GET  HTTP/1.1\r\n\r\n"),
+    BADR("duplicate Host", 400, "duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    BAD("bad method", 400, "G(T / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("bad version", 400, "malformed HTTP version", "GET / HTTP/1.x\r\n\r\n"),
+    BAD("missing target", 400, "GET  HTTP/1.1\r\nHost: a\r\n\r\n"),
+    /* The version, judged whole before llhttp sees it (every split gives the same). */
+    BADR("HTTP/2.0", 505, V_MAJOR, "GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/3.0 (llhttp's own 400)", 505, V_MAJOR, "GET / HTTP/3.0\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/2.1", 505, V_MAJOR, "GET / HTTP/2.1\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/0.9 spelled out", 505, V_MAJOR, "GET / HTTP/0.9\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/9.9", 505, V_MAJOR, "GET / HTTP/9.9\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/2 preface", 505, V_MAJOR, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    BADR("HTTP/0.9 request line", 400, "request line without an HTTP version", "GET /\r\n\r\n"),
+    BADR("HTTP/1.2", 400, V_MINOR, "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/1.9", 400, V_MINOR, "GET / HTTP/1.9\r\nHost: a\r\n\r\n"),
+    BADR("lowercase http", 400, V_BAD, "GET / http/1.1\r\nHost: a\r\n\r\n"),
+    BADR("RTSP/1.0 (llhttp parses it)", 400, V_BAD, "GET / RTSP/1.0\r\nHost: a\r\n\r\n"),
+    BADR("two-digit major", 400, V_BAD, "GET / HTTP/11.1\r\nHost: a\r\n\r\n"),
+    BADR("two-digit minor", 400, V_BAD, "GET / HTTP/1.10\r\nHost: a\r\n\r\n"),
+    BADR("no minor", 400, V_BAD, "GET / HTTP/2\r\nHost: a\r\n\r\n"),
+    BADR("HTTP/2.0 and more", 400, V_BAD, "GET / HTTP/2.0x\r\nHost: a\r\n\r\n"),
+    BADR("space after the version", 400, V_BAD, "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
+    BADR("empty version", 400, V_BAD, "GET / \r\nHost: a\r\n\r\n"),
+    BADR("space in the target", 400, V_BAD, "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
     BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
     BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
     BAD("response CL and TE", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-    BAD("response obs-fold", 502, "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
+    BADR("response obs-fold", 502, "obs-fold (header line starting with whitespace)", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
 };
 
 static void test_refusals(void **state)
@@ -311,12 +336,28 @@ static void test_refusals(void **state)
         assert_int_equal(r.rc, SL_EINVAL);
         assert_int_equal(r.status, c->status);
         assert_non_null(r.reason);
+        if (c->reason != NULL && strcmp(r.reason, c->reason) != 0)
+            print_error("case '%s': reason '%s'\n", c->name, r.reason);
+        if (c->reason != NULL)
+            assert_string_equal(r.reason, c->reason);
     }
+}
+
+static void test_versions_accepted(void **state)
+{
+    result_t r = REQ("GET / HTTP/1.0\r\n\r\n");   /* HTTP/1.0 needs no Host */
+    assert_int_equal(r.rc, 18);
+    assert_int_equal(r.head.http_major, 1);
+    assert_int_equal(r.head.http_minor, 0);
+    r = REQ("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
+    assert_int_equal(r.body, 3);
+    r = REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(r.head.http_minor, 1);
 }
 
 static void test_error_is_sticky(void **state)
 {
-    static const char bad[] = "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+    static const char bad[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n";
     sl_http_parser_t *p = calloc(1, sizeof *p);
     assert_non_null(p);
     sl_http_parser_init(p, SL_HTTP_REQUEST, 0);
@@ -330,15 +371,15 @@ static void test_error_is_sticky(void **state)
     assert_int_equal(p->max_head, 100);
     assert_int_equal(p->max_headers, 100);
     assert_int_equal(p->error_status, 0);
-    assert_int_equal(sl_http_parse_head(p, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    assert_int_equal(sl_http_parse_head(p, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27), 27);
     free(p);
 }
 
-/* A head of `n` headers "X-Hnnn: v". */
+/* A head of `n` headers: "Host: a", then "X-Hnnn: v". */
 static size_t many_headers(char *buf, size_t cap, unsigned n)
 {
-    size_t len = (size_t)snprintf(buf, cap, "GET / HTTP/1.1\r\n");
-    for (unsigned i = 0; i < n; i++)
+    size_t len = (size_t)snprintf(buf, cap, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (unsigned i = 1; i < n; i++)
         len += (size_t)snprintf(buf + len, cap - len, "X-H%03u: v\r\n", i);
     len += (size_t)snprintf(buf + len, cap - len, "\r\n");
     return len;
@@ -370,11 +411,12 @@ static void test_header_count_limit(void **state)
 static void test_head_size_limit(void **state)
 {
     limits_t lim = {64, 0, 0};
-    static const char fits[] = "GET / HTTP/1.1\r\nX-A: 012345678901234567890123456789012345678\r\n\r\n";
+    /* HTTP/1.0, which needs no Host: one header is enough to reach the limit. */
+    static const char fits[] = "GET / HTTP/1.0\r\nX-A: 012345678901234567890123456789012345678\r\n\r\n";
     assert_int_equal(sizeof fits - 1, 64);
     result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, fits, sizeof fits - 1);
     assert_int_equal(r.rc, 64);
-    static const char over[] = "GET / HTTP/1.1\r\nX-A: 0123456789012345678901234567890123456789\r\n\r\n";
+    static const char over[] = "GET / HTTP/1.0\r\nX-A: 0123456789012345678901234567890123456789\r\n\r\n";
     r = run_all(SL_HTTP_REQUEST, 0, &lim, over, sizeof over - 1);
     assert_int_equal(r.rc, SL_EINVAL);
     assert_int_equal(r.status, 431);
@@ -397,10 +439,11 @@ static void test_head_size_limit(void **state)
 static void test_request_target_limit(void **state)
 {
     limits_t lim = {0, 0, 16};
-    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /234567890123456 HTTP/1.1\r\n\r\n", 33);
+    /* HTTP/1.0, which needs no Host: the request line alone is the head. */
+    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /234567890123456 HTTP/1.0\r\n\r\n", 33);
     assert_int_equal(r.rc, 33);
     assert_int_equal(r.head.url.len, 16);
-    r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /2345678901234567 HTTP/1.1\r\n\r\n", 34);
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, "GET /2345678901234567 HTTP/1.0\r\n\r\n", 34);
     assert_int_equal(r.rc, SL_EINVAL);
     assert_int_equal(r.status, 414);
 
@@ -709,7 +752,7 @@ static void test_real_client(void **state)
     };
     for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++) {
         char in[256];
-        snprintf(in, sizeof in, "GET / HTTP/1.1\r\nX-Forwarded-For: %s\r\n\r\n", t[i].xff);
+        snprintf(in, sizeof in, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: %s\r\n\r\n", t[i].xff);
         const sl_http_head_t *h = parse_req(in);
         char out[46] = "";
         int calls = 0;
@@ -729,8 +772,8 @@ static void test_real_client(void **state)
     assert_int_equal(sl_http_real_client(h, two, trusted_10, &calls, out), 0);
     assert_string_equal(out, "192.0.2.5");
     assert_int_equal(calls, 2);
-    h = parse_req("GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(sl_http_real_client(h, "GET / HTTP/1.1\r\n\r\n", trusted_10, &calls, out),
+    h = parse_req("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(sl_http_real_client(h, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", trusted_10, &calls, out),
                      SL_ENOENT);
 }
 
@@ -744,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_chunked_body),
         cmocka_unit_test(test_bad_chunks),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_error_is_sticky),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_head_size_limit),
