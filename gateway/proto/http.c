@@ -279,6 +279,20 @@ static int check_framing(sl_http_parser_t *p)
     return 0;
 }
 
+/*
+ * What a request must have besides framing (the scanner has let through only
+ * HTTP/1.0 and HTTP/1.1).
+ */
+static int check_request(sl_http_parser_t *p)
+{
+    sl_http_head_t *hd = &p->head;
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing: an
+       HTTP/1.0 backend would ignore it and read the chunks as requests. */
+    if (hd->http_minor == 0 && p->saw_transfer_encoding)
+        return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    return 0;
+}
+
 static bool connection_has(const sl_http_parser_t *p, const char *token)
 {
     for (uint32_t i = 0; i < p->head.n_headers; i++) {
@@ -305,6 +319,8 @@ static int on_headers_complete(llhttp_t *ll)
        body a third way, so the message is refused. */
     if (hd->chunked != ((ll->flags & F_CHUNKED) != 0))
         return fail(p, 400, "ambiguous Transfer-Encoding");
+    if (p->type == SL_HTTP_REQUEST && check_request(p) < 0)
+        return -1;
 
     bool has_upgrade = false;
     for (uint32_t i = 0; i < hd->n_headers && !has_upgrade; i++)

@@ -426,6 +426,15 @@ def refused(g, data, status):
     assert g.seen() == {"blue": [], "green": []}
 
 
+def test_http10_request_with_transfer_encoding_is_refused_and_closed(rgw):
+    """RFC 9112 6.1: faulty framing, and the connection closes after the
+    answer. Forwarded, an HTTP/1.0 backend would ignore Transfer-Encoding and
+    read the chunk below as a request of its own."""
+    refused(rgw, b"POST /te10 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n"
+                 b"20\r\nGET /smuggled HTTP/1.0\r\nX: y\r\n\r\n\r\n0\r\n\r\n", 400)
+
+
 VERSIONS = [
     ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: green.test\r\n\r\n", 505),
     ("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: green.test\r\n\r\n", 505),

@@ -260,6 +260,7 @@ typedef struct refusal {
 #define V_MAJOR "HTTP major version other than 1"
 #define V_MINOR "HTTP/1 minor version other than 0 or 1"
 #define V_BAD "malformed HTTP version"
+#define TE10 "Transfer-Encoding in an HTTP/1.0 request"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -318,6 +319,11 @@ static const refusal_t refusals[] = {
     BADR("space after the version", 400, V_BAD, "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
     BADR("empty version", 400, V_BAD, "GET / \r\nHost: a\r\n\r\n"),
     BADR("space in the target", 400, V_BAD, "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
+    BADR("TE in HTTP/1.0", 400, TE10,
+         "POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BADR("TE in HTTP/1.0 without Host", 400, TE10, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    BADR("TE list in HTTP/1.0", 400, TE10, "POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
     BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
     BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
