@@ -18,7 +18,6 @@
  *
  * One admin server per process: its state is the static `srv` below.
  */
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
