@@ -10,7 +10,7 @@
  * byte also goes through a small raw scanner (NUL, bare CR, bare LF, obs-fold,
  * whitespace before the colon, a request's HTTP version), and the header list
  * is checked as a whole at headers-complete (Content-Length and
- * Transfer-Encoding, duplicate Host).
+ * Transfer-Encoding, Host).
  *
  * Why the scanner runs first: the scanner stops at the first bad byte and
  * also finds the end of the head, and llhttp is then fed exactly up to that
@@ -279,6 +279,93 @@ static int check_framing(sl_http_parser_t *p)
     return 0;
 }
 
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_hexdig(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 2.3 unreserved and 2.2 sub-delims: the bytes of a reg-name besides pct-encoded. */
+static bool is_unreserved_or_sub_delim(char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+        return true;
+    return c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL;
+}
+
+/* RFC 3986 3.2.2 IP-literal without its brackets: IPv6address or IPvFuture. */
+static bool valid_ip_literal(const char *s, size_t n)
+{
+    if (n > 0 && (s[0] == 'v' || s[0] == 'V')) {   /* "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+        size_t i = 1;
+        while (i < n && is_hexdig(s[i]))
+            i++;
+        if (i == 1 || i + 1 >= n || s[i] != '.')
+            return false;
+        for (i++; i < n; i++)
+            if (s[i] != ':' && !is_unreserved_or_sub_delim(s[i]))
+                return false;
+        return true;
+    }
+    char tmp[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (n == 0 || n >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET6, tmp, addr) == 1;
+}
+
+/*
+ * A Host field value: uri-host [ ":" port ]
+ * (RFC 9110 7.2, 4.2.1; RFC 3986 3.2.2-3.2.3). No userinfo: RFC 9110 4.2.4
+ * has a recipient treat it as an error, and "evil@good.test" reads as two
+ * different hosts to two different parsers. The host may not be empty: RFC
+ * 9110 4.2.1 has a recipient reject an http URI with an empty host, which is
+ * what the target URI built from an empty Host would be (RFC 9112 3.3). The
+ * grammar's port is *DIGIT; beyond 65535 it names no TCP port and a backend
+ * storing it in 16 bits would read another one, so it is refused too.
+ */
+static bool valid_authority(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (close == NULL || !valid_ip_literal(s + 1, (size_t)(close - s) - 1))
+            return false;
+        i = (size_t)(close - s) + 1;
+    } else {
+        for (; i < n && s[i] != ':'; i++) {   /* reg-name, IPv4address among them */
+            if (s[i] == '%') {
+                if (i + 2 >= n || !is_hexdig(s[i + 1]) || !is_hexdig(s[i + 2]))
+                    return false;
+                i += 2;
+            } else if (!is_unreserved_or_sub_delim(s[i])) {
+                return false;
+            }
+        }
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (s[i] != ':')
+        return false;
+    unsigned long port = 0;
+    for (i++; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+        if (port > 65535)
+            return false;
+    }
+    return true;
+}
+
 /*
  * What a request must have besides framing (the scanner has let through only
  * HTTP/1.0 and HTTP/1.1).
@@ -290,6 +377,18 @@ static int check_request(sl_http_parser_t *p)
        HTTP/1.0 backend would ignore it and read the chunks as requests. */
     if (hd->http_minor == 0 && p->saw_transfer_encoding)
         return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    /* RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any
+       request with an invalid one (check_framing refused a second), also
+       when an absolute-form target would make Host unused. One rule for
+       every request, upgrades included. */
+    const sl_http_header_t *host = NULL;
+    for (uint32_t i = 0; i < hd->n_headers && host == NULL; i++)
+        if (name_is(p, &hd->headers[i], "host"))
+            host = &hd->headers[i];
+    if (host == NULL && hd->http_minor >= 1)
+        return fail(p, 400, "no Host in an HTTP/1.1 request");
+    if (host != NULL && !valid_authority(p->base + host->value.off, host->value.len))
+        return fail(p, 400, "invalid Host");
     return 0;
 }
 

@@ -13,7 +13,8 @@
  * byte is forwarded: Content-Length with Transfer-Encoding, duplicate or
  * invalid Content-Length, bad chunk sizes, obs-fold (llhttp 8.1 accepts it,
  * so the parser checks itself), NUL or bare CR in the head, Transfer-Encoding
- * in an HTTP/1.0 request (RFC 9112 6.1). A request parses only as HTTP/1.0 or
+ * in an HTTP/1.0 request (RFC 9112 6.1), a missing (HTTP/1.1), repeated or
+ * invalid Host. A request parses only as HTTP/1.0 or
  * HTTP/1.1: a version "HTTP/" DIGIT "." DIGIT with another major is refused
  * with 505, any other version (HTTP/1.2, RTSP/1.0, HTTP/0.9's none) with 400.
  */

@@ -426,6 +426,21 @@ def refused(g, data, status):
     assert g.seen() == {"blue": [], "green": []}
 
 
+def routed(g, data):
+    """Send `data`; return the backend that answered and the request as it saw it."""
+    g.mark()
+    s = H.raw_connect(g.port)
+    try:
+        s.sendall(data)
+        info = echoed(H.HttpReader(s, 5).read())
+    finally:
+        s.close()
+    seen = g.seen()
+    hit = [name for name in seen if any(l.startswith("req ") for l in seen[name])]
+    assert len(hit) == 1, seen
+    return hit[0], info
+
+
 def test_http10_request_with_transfer_encoding_is_refused_and_closed(rgw):
     """RFC 9112 6.1: faulty framing, and the connection closes after the
     answer. Forwarded, an HTTP/1.0 backend would ignore Transfer-Encoding and
@@ -433,6 +448,41 @@ def test_http10_request_with_transfer_encoding_is_refused_and_closed(rgw):
     refused(rgw, b"POST /te10 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
                  b"Transfer-Encoding: chunked\r\n\r\n"
                  b"20\r\nGET /smuggled HTTP/1.0\r\nX: y\r\n\r\n\r\n0\r\n\r\n", 400)
+
+
+BAD_HOSTS = [
+    ("no Host in HTTP/1.1", b"GET /nohost HTTP/1.1\r\n\r\n"),
+    ("Host with a space", b"GET /hs HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    ("Host with userinfo", b"GET /hat HTTP/1.1\r\nHost: evil@green.test\r\n\r\n"),
+    ("Host with a path", b"GET /hsl HTTP/1.1\r\nHost: green.test/x\r\n\r\n"),
+    ("empty Host", b"GET /emptyhost HTTP/1.1\r\nHost:\r\n\r\n"),
+    ("Host with a bad port", b"GET / HTTP/1.1\r\nHost: green.test:http\r\n\r\n"),
+    ("Host with a port beyond 65535", b"GET / HTTP/1.1\r\nHost: green.test:65616\r\n\r\n"),
+    ("Host with a bare IPv6 address", b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n"),
+    ("two Hosts", b"GET / HTTP/1.1\r\nHost: green.test\r\nHost: other.test\r\n\r\n"),
+    ("bad Host in HTTP/1.0", b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+    ("no Host, absolute-form", b"GET http://green.test/nh HTTP/1.1\r\n\r\n"),
+    ("bad Host, absolute-form", b"GET http://green.test/ HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    ("WebSocket upgrade without Host", H.upgrade_request().replace(b"Host: test.local\r\n", b"")),
+    ("WebSocket upgrade with a bad Host", H.upgrade_request(host="a b")),
+]
+
+
+@pytest.mark.parametrize("name,data", BAD_HOSTS, ids=[c[0] for c in BAD_HOSTS])
+def test_missing_or_invalid_host_gets_400_and_never_reaches_a_backend(rgw, name, data):
+    """RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any
+    request with more than one or an invalid one (uri-host [":" port]), also
+    when an absolute-form target makes Host unused and for upgrades."""
+    refused(rgw, data, 400)
+
+
+def test_valid_hosts_are_routed(rgw):
+    for host, want in [("green.test", "green"), ("GREEN.TEST:8080", "green"), ("green.test:", "green"),
+                       ("[::1]:8080", "blue"), ("127.0.0.1", "blue"), ("a%41b.test", "blue")]:
+        hit, info = routed(rgw, req(target="/h", host=host))
+        assert (hit, hdrs(info, "Host")) == (want, [host]), host
+    hit, info = routed(rgw, b"GET /old HTTP/1.0\r\n\r\n")       # HTTP/1.0 needs no Host
+    assert (hit, info["target"], hdrs(info, "Host")) == ("blue", "/old", [])
 
 
 VERSIONS = [

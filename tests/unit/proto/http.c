@@ -261,6 +261,8 @@ typedef struct refusal {
 #define V_MINOR "HTTP/1 minor version other than 0 or 1"
 #define V_BAD "malformed HTTP version"
 #define TE10 "Transfer-Encoding in an HTTP/1.0 request"
+#define NO_HOST "no Host in an HTTP/1.1 request"
+#define BAD_HOST "invalid Host"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -324,6 +326,37 @@ static const refusal_t refusals[] = {
          "POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"),
     BADR("TE in HTTP/1.0 without Host", 400, TE10, "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
     BADR("TE list in HTTP/1.0", 400, TE10, "POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+    /* RFC 9112 3.2: Host. */
+    BADR("no Host in HTTP/1.1", 400, NO_HOST, "GET / HTTP/1.1\r\n\r\n"),
+    BADR("no Host in an upgrade", 400, NO_HOST,
+         "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"),
+    BADR("no Host with an absolute-form target", 400, NO_HOST, "GET http://a/ HTTP/1.1\r\n\r\n"),
+    BADR("Host with a space", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    BADR("Host with userinfo", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: evil@green.test\r\n\r\n"),
+    BADR("Host with a path", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test/x\r\n\r\n"),
+    BADR("Host with a query", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test?x\r\n\r\n"),
+    BADR("empty Host", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost:\r\n\r\n"),
+    BADR("blank Host", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost:   \r\n\r\n"),
+    BADR("Host of a port alone", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: :80\r\n\r\n"),
+    BADR("Host port not digits", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test:http\r\n\r\n"),
+    BADR("Host port 65536", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test:65536\r\n\r\n"),
+    BADR("Host port signed", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test:+80\r\n\r\n"),
+    BADR("Host with two ports", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: green.test:80:81\r\n\r\n"),
+    BADR("Host bare IPv6", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: ::1\r\n\r\n"),
+    BADR("Host IPv6 unclosed", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"),
+    BADR("Host IPv6 not hex", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n"),
+    BADR("Host IPv6 with a zone", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n"),
+    BADR("Host after the bracket", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"),
+    BADR("Host empty brackets", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: []\r\n\r\n"),
+    BADR("Host IPvFuture without text", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: [v1.]\r\n\r\n"),
+    BADR("Host short escape", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n"),
+    BADR("Host bad escape", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n"),
+    BADR("Host not ASCII", 400, BAD_HOST, "GET / HTTP/1.1\r\nHost: gr\xC3\xA9" "en.test\r\n\r\n"),
+    BADR("Host invalid in HTTP/1.0", 400, BAD_HOST, "GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+    BADR("Host invalid, unused by absolute-form", 400, BAD_HOST,
+         "GET http://a/ HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    BADR("duplicate Host in HTTP/1.0", 400, "duplicate Host", "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
     BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
     BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
@@ -359,6 +392,25 @@ static void test_versions_accepted(void **state)
     assert_int_equal(r.body, 3);
     r = REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_int_equal(r.head.http_minor, 1);
+}
+
+/* Host values that are uri-host [":" port]. */
+static void test_host_values(void **state)
+{
+    static const char *const good[] = {
+        "green.test", "GREEN.TEST", "green.test.", "green.test:80", "green.test:",
+        "green.test:0", "green.test:65535", "green.test:00080", "127.0.0.1:8080",
+        "999.1.1.1", "[::1]", "[::1]:8080", "[2001:db8::ffff:1.2.3.4]:1", "[v1.x:y]",
+        "[V1F.a]", "a%41b", "a!$&'()*+,;=b", "xn--bcher-kva.example", "_srv-1.example~",
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(good); i++) {
+        char in[256];
+        int n = snprintf(in, sizeof in, "GET /p HTTP/1.1\r\nHost: \t%s \r\n\r\n", good[i]);
+        result_t r = run_all(SL_HTTP_REQUEST, 0, NULL, in, (size_t)n);
+        if (r.rc != n)
+            print_error("Host '%s' refused: %s\n", good[i], r.reason ? r.reason : "?");
+        assert_int_equal(r.rc, n);
+    }
 }
 
 static void test_error_is_sticky(void **state)
@@ -794,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_bad_chunks),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_versions_accepted),
+        cmocka_unit_test(test_host_values),
         cmocka_unit_test(test_error_is_sticky),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_head_size_limit),
