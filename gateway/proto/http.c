@@ -10,7 +10,7 @@
  * byte also goes through a small raw scanner (NUL, bare CR, bare LF, obs-fold,
  * whitespace before the colon, a request's HTTP version), and the header list
  * is checked as a whole at headers-complete (Content-Length and
- * Transfer-Encoding, Host).
+ * Transfer-Encoding, Host, the form of the request target).
  *
  * Why the scanner runs first: the scanner stops at the first bad byte and
  * also finds the end of the head, and llhttp is then fed exactly up to that
@@ -321,7 +321,7 @@ static bool valid_ip_literal(const char *s, size_t n)
 }
 
 /*
- * A Host field value: uri-host [ ":" port ]
+ * A Host field value or an http(s) target's authority: uri-host [ ":" port ]
  * (RFC 9110 7.2, 4.2.1; RFC 3986 3.2.2-3.2.3). No userinfo: RFC 9110 4.2.4
  * has a recipient treat it as an error, and "evil@good.test" reads as two
  * different hosts to two different parsers. The host may not be empty: RFC
@@ -367,8 +367,41 @@ static bool valid_authority(const char *s, size_t n)
 }
 
 /*
+ * An absolute-form target (RFC 9112 3.2.2), "scheme://authority[path-abempty][?query]"
+ * (llhttp has checked that much): its authority becomes the host to route
+ * by, the Host field being ignored, and its path the path, "/" when empty
+ * (RFC 9112 3.2.1). Only http and https are served; another scheme is not a
+ * resource of ours.
+ */
+static int absolute_target(sl_http_parser_t *p)
+{
+    sl_http_head_t *hd = &p->head;
+    const char *u = p->base + hd->url.off;
+    size_t n = hd->url.len, colon = 0;
+    while (colon < n && u[colon] != ':')
+        colon++;
+    if (colon + 3 > n || u[colon + 1] != '/' || u[colon + 2] != '/')
+        return fail(p, 400, "malformed absolute-form target");
+    if (!((colon == 4 && strncasecmp(u, "http", 4) == 0) ||
+          (colon == 5 && strncasecmp(u, "https", 5) == 0)))
+        return fail(p, 400, "absolute-form target with a scheme other than http or https");
+    size_t a = colon + 3, e = a;
+    while (e < n && u[e] != '/' && u[e] != '?')
+        e++;
+    if (!valid_authority(u + a, e - a))
+        return fail(p, 400, "invalid authority in the request target");
+    hd->absolute_form = true;
+    hd->host = (sl_http_span_t){hd->url.off + (uint32_t)a, (uint32_t)(e - a)};
+    if (e < n && u[e] == '/')
+        hd->path = (sl_http_span_t){hd->url.off + (uint32_t)e, (uint32_t)(n - e)};
+    else    /* an empty path: the second slash of "://" stands for its "/" */
+        hd->path = (sl_http_span_t){hd->url.off + (uint32_t)colon + 2, 1};
+    return 0;
+}
+
+/*
  * What a request must have besides framing (the scanner has let through only
- * HTTP/1.0 and HTTP/1.1).
+ * HTTP/1.0 and HTTP/1.1), and what to route it by.
  */
 static int check_request(sl_http_parser_t *p)
 {
@@ -379,8 +412,8 @@ static int check_request(sl_http_parser_t *p)
         return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
     /* RFC 9112 3.2: 400 for an HTTP/1.1 request without Host and for any
        request with an invalid one (check_framing refused a second), also
-       when an absolute-form target would make Host unused. One rule for
-       every request, upgrades included. */
+       when an absolute-form target makes Host unused. One rule for every
+       request, upgrades included. */
     const sl_http_header_t *host = NULL;
     for (uint32_t i = 0; i < hd->n_headers && host == NULL; i++)
         if (name_is(p, &hd->headers[i], "host"))
@@ -389,6 +422,13 @@ static int check_request(sl_http_parser_t *p)
         return fail(p, 400, "no Host in an HTTP/1.1 request");
     if (host != NULL && !valid_authority(p->base + host->value.off, host->value.len))
         return fail(p, 400, "invalid Host");
+    if (host != NULL)
+        hd->host = host->value;
+    hd->path = hd->url;
+    const char *u = p->base + hd->url.off;
+    bool origin_or_asterisk = hd->url.len > 0 && (u[0] == '/' || u[0] == '*');
+    if (hd->method != HTTP_CONNECT && !origin_or_asterisk)   /* CONNECT's is authority-form */
+        return absolute_target(p);
     return 0;
 }
 
@@ -926,14 +966,33 @@ ssize_t sl_http_write_request(const sl_http_head_t *h, const char *base,
     out_t o = { .p = out, .cap = cap };
     put_span(&o, base, h->method_text);
     put(&o, " ", 1);
-    put_span(&o, base, h->url);
+    if (h->absolute_form) {
+        /* To an origin server, origin-form (RFC 9112 3.2.1): what follows the
+           authority, with "/" for an empty path ("?q" becomes "/?q"). And the
+           authority as Host, the received one dropped (RFC 9112 3.2.2), so the
+           backend cannot pick a host other than the one we routed by. */
+        uint32_t rest = h->host.off + h->host.len;
+        uint32_t rest_len = h->url.off + h->url.len - rest;
+        if (rest_len == 0 || base[rest] != '/')
+            put(&o, "/", 1);
+        put(&o, base + rest, rest_len);
+    } else {
+        put_span(&o, base, h->url);
+    }
     puts_(&o, " HTTP/");
     put_uint(&o, h->http_major);
     put(&o, ".", 1);
     put_uint(&o, h->http_minor);
     puts_(&o, "\r\n");
+    if (h->absolute_form) {
+        puts_(&o, "Host: ");
+        put_span(&o, base, h->host);
+        puts_(&o, "\r\n");
+    }
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *x = &h->headers[i];
+        if (h->absolute_form && span_is(base, x->name, "host"))
+            continue;
         if (is_hop_by_hop(base, x->name) || named_by_connection(h, base, x->name) ||
             span_is(base, x->name, "x-forwarded-for") ||
             span_is(base, x->name, "x-forwarded-proto") || span_is(base, x->name, "forwarded"))

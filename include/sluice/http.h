@@ -14,7 +14,8 @@
  * invalid Content-Length, bad chunk sizes, obs-fold (llhttp 8.1 accepts it,
  * so the parser checks itself), NUL or bare CR in the head, Transfer-Encoding
  * in an HTTP/1.0 request (RFC 9112 6.1), a missing (HTTP/1.1), repeated or
- * invalid Host. A request parses only as HTTP/1.0 or
+ * invalid Host, and an absolute-form target whose authority is not a valid
+ * host[:port] of an http or https URI. A request parses only as HTTP/1.0 or
  * HTTP/1.1: a version "HTTP/" DIGIT "." DIGIT with another major is refused
  * with 505, any other version (HTTP/1.2, RTSP/1.0, HTTP/0.9's none) with 400.
  */
@@ -55,6 +56,14 @@ typedef struct sl_http_head {
     sl_http_span_t method_text;     /* requests */
     sl_http_span_t url;             /* requests */
     sl_http_span_t reason;          /* responses */
+    sl_http_span_t host;            /* requests: the authority to route by, port included:
+                                       an absolute-form target's (RFC 9112 3.2.2: Host is
+                                       then ignored), else the Host value; len 0 when
+                                       there is neither (HTTP/1.0 without Host) */
+    sl_http_span_t path;            /* requests: the target to route by: an absolute-form
+                                       target's path and query, or "/" alone when its path
+                                       is empty (RFC 9112 3.2.1); any other target as sent */
+    bool absolute_form;             /* requests: the target is http(s)://authority... */
     uint32_t head_len;              /* bytes of the head, final CRLF included */
     int64_t content_length;         /* -1 when absent */
     bool chunked;                   /* Transfer-Encoding ends in chunked */
@@ -152,7 +161,10 @@ typedef struct sl_http_forward {
  * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade unless
  * websocket, and every header named in Connection), Transfer-Encoding kept
  * because the body is forwarded as it came, X-Forwarded-For, -Proto and
- * Forwarded added. Returns the length, or SL_EFULL when `cap` is too small.
+ * Forwarded added. An absolute-form target goes out in origin-form (its path
+ * and query, "/" for an empty path) with its authority as the only Host,
+ * first after the request line (RFC 9112 3.2.1, 3.2.2). Returns the length,
+ * or SL_EFULL when `cap` is too small.
  */
 ssize_t sl_http_write_request(const sl_http_head_t *h, const char *base,
                               const sl_http_forward_t *fw, char *out, size_t cap);

@@ -463,6 +463,9 @@ BAD_HOSTS = [
     ("bad Host in HTTP/1.0", b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
     ("no Host, absolute-form", b"GET http://green.test/nh HTTP/1.1\r\n\r\n"),
     ("bad Host, absolute-form", b"GET http://green.test/ HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    ("userinfo in the target", b"GET http://evil@green.test/ HTTP/1.1\r\nHost: green.test\r\n\r\n"),
+    ("empty authority in the target", b"GET http:///x HTTP/1.1\r\nHost: green.test\r\n\r\n"),
+    ("a scheme other than http(s)", b"GET ftp://green.test/x HTTP/1.1\r\nHost: green.test\r\n\r\n"),
     ("WebSocket upgrade without Host", H.upgrade_request().replace(b"Host: test.local\r\n", b"")),
     ("WebSocket upgrade with a bad Host", H.upgrade_request(host="a b")),
 ]
@@ -503,6 +506,43 @@ def test_versions_other_than_1_0_and_1_1_are_refused(rgw, name, data, status):
     "HTTP/" DIGIT "." DIGIT); 400 for anything else that is not HTTP/1.0 or
     HTTP/1.1, HTTP/0.9's request line without a version included."""
     refused(rgw, data, status)
+
+
+def test_absolute_form_is_forwarded_in_origin_form_with_its_authority_as_host(rgw):
+    """RFC 9112 3.2.1-3.2.2: the backend gets the path and query, and the
+    target's authority as the only Host."""
+    hit, info = routed(rgw, b"GET http://green.test/abs?x=1 HTTP/1.1\r\nHost: green.test\r\n"
+                            b"X-Order: kept\r\n\r\n")
+    assert hit == "green"
+    assert info["target"] == "/abs?x=1"
+    assert [k for k, _ in info["headers"]][:2] == ["Host", "X-Order"]
+    assert hdrs(info, "Host") == ["green.test"]
+
+
+ROUTE_BY_AUTHORITY = pytest.mark.xfail(
+    strict=True, reason="needs route_and_dispatch in gateway/net/session.c to route by "
+                        "head.host and head.path (the change is in the http parser fixes' report)")
+
+
+@ROUTE_BY_AUTHORITY
+@pytest.mark.parametrize("target,host,want,path", [
+    ("http://green.test/abs", "other.test", "green", "/abs"),
+    ("http://other.test/abs2", "green.test", "blue", "/abs2"),
+    ("HTTP://GREEN.TEST:80/x?y", "other.test", "green", "/x?y"),
+], ids=["authority green, Host other", "authority other, Host green", "scheme and host in capitals"])
+def test_absolute_form_routes_by_its_authority_not_host(rgw, target, host, want, path):
+    """RFC 9112 3.2.2: a server MUST ignore Host and use the target's authority."""
+    hit, info = routed(rgw, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target.encode(), host.encode()))
+    assert (hit, info["target"], hdrs(info, "Host")) == (want, path, [target.split("/")[2]])
+
+
+@ROUTE_BY_AUTHORITY
+def test_absolute_form_with_an_empty_path_is_the_root(rgw):
+    """RFC 9112 3.2.1 (and 3.3): an empty path is "/"."""
+    hit, info = routed(rgw, b"GET http://green.test HTTP/1.1\r\nHost: green.test\r\n\r\n")
+    assert (hit, info["target"], hdrs(info, "Host")) == ("green", "/", ["green.test"])
+    hit, info = routed(rgw, b"GET http://green.test?q=1 HTTP/1.1\r\nHost: green.test\r\n\r\n")
+    assert (hit, info["target"]) == ("green", "/?q=1")
 
 
 def test_admin_411_has_its_reason_phrase():

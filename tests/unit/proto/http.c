@@ -263,6 +263,8 @@ typedef struct refusal {
 #define TE10 "Transfer-Encoding in an HTTP/1.0 request"
 #define NO_HOST "no Host in an HTTP/1.1 request"
 #define BAD_HOST "invalid Host"
+#define SCHEME "absolute-form target with a scheme other than http or https"
+#define BAD_AUTH "invalid authority in the request target"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -357,6 +359,15 @@ static const refusal_t refusals[] = {
     BADR("Host invalid, unused by absolute-form", 400, BAD_HOST,
          "GET http://a/ HTTP/1.1\r\nHost: a b\r\n\r\n"),
     BADR("duplicate Host in HTTP/1.0", 400, "duplicate Host", "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"),
+    /* RFC 9112 3.2.2 and RFC 9110 4.2: an absolute-form target. */
+    BADR("ftp target", 400, SCHEME, "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("ws target", 400, SCHEME, "GET ws://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("httpx target", 400, SCHEME, "GET httpx://a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("userinfo in the target", 400, BAD_AUTH, "GET http://evil@a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("empty authority", 400, BAD_AUTH, "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("authority of a port alone", 400, BAD_AUTH, "GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("authority port not digits", 400, BAD_AUTH, "GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("authority port 70000", 400, BAD_AUTH, "GET https://a:70000 HTTP/1.1\r\nHost: a\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
     BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
     BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
@@ -388,13 +399,14 @@ static void test_versions_accepted(void **state)
     assert_int_equal(r.rc, 18);
     assert_int_equal(r.head.http_major, 1);
     assert_int_equal(r.head.http_minor, 0);
+    assert_int_equal(r.head.host.len, 0);
     r = REQ("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
     assert_int_equal(r.body, 3);
     r = REQ("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_int_equal(r.head.http_minor, 1);
 }
 
-/* Host values that are uri-host [":" port]. */
+/* Host values that are uri-host [":" port]; the host to route by is the value, trimmed. */
 static void test_host_values(void **state)
 {
     static const char *const good[] = {
@@ -410,6 +422,40 @@ static void test_host_values(void **state)
         if (r.rc != n)
             print_error("Host '%s' refused: %s\n", good[i], r.reason ? r.reason : "?");
         assert_int_equal(r.rc, n);
+        assert_span(in, r.head.host, good[i]);
+        assert_span(in, r.head.path, "/p");
+        assert_false(r.head.absolute_form);
+    }
+}
+
+/* What a request routes by: the target's authority and path in absolute-form. */
+static void test_route_by(void **state)
+{
+    static const struct {
+        const char *in, *host, *path;
+        bool absolute;
+    } t[] = {
+        {"GET http://green.test/abs?x=1 HTTP/1.1\r\nHost: other.test\r\n\r\n",
+         "green.test", "/abs?x=1", true},
+        {"GET http://green.test HTTP/1.1\r\nHost: green.test\r\n\r\n", "green.test", "/", true},
+        {"GET http://green.test?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", "green.test", "/", true},
+        {"GET HTTPS://Green.Test:8443/x HTTP/1.1\r\nHost: x\r\n\r\n", "Green.Test:8443", "/x", true},
+        {"GET http://[::1]:80/ws HTTP/1.0\r\n\r\n", "[::1]:80", "/ws", true},
+        {"GET http://a:/ HTTP/1.1\r\nHost: a\r\n\r\n", "a:", "/", true},
+        {"GET /a?b HTTP/1.1\r\nHost: h:1\r\n\r\n", "h:1", "/a?b", false},
+        {"GET //a HTTP/1.1\r\nHost: h\r\n\r\n", "h", "//a", false},
+        {"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "h", "*", false},
+        {"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", "h:443", "h:443", false},
+        {"GET /x HTTP/1.0\r\n\r\n", "", "/x", false},
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(t); i++) {
+        result_t r = run_all(SL_HTTP_REQUEST, 0, NULL, t[i].in, strlen(t[i].in));
+        if (r.rc <= 0)
+            print_error("refused: %s: %s\n", t[i].in, r.reason ? r.reason : "?");
+        assert_int_equal(r.rc, (int)strlen(t[i].in));
+        assert_span(t[i].in, r.head.host, t[i].host);
+        assert_span(t[i].in, r.head.path, t[i].path);
+        assert_int_equal(r.head.absolute_form, t[i].absolute);
     }
 }
 
@@ -646,6 +692,37 @@ static void test_write_request_keeps_framing(void **state)
                    "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
 }
 
+static void test_write_request_absolute_form(void **state)
+{
+    /* Origin-form and the target's authority as the only Host, first (RFC 9112 3.2.1, 3.2.2). */
+    sl_http_forward_t fw = {.client_ip = "192.0.2.1"};
+    expect_request("GET http://green.test/abs?x=1 HTTP/1.1\r\nAccept: */*\r\nHost: other.test\r\n"
+                   "X-A: 1\r\n\r\n",
+                   &fw,
+                   "GET /abs?x=1 HTTP/1.1\r\nHost: green.test\r\nAccept: */*\r\nX-A: 1\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    expect_request("GET http://green.test?q HTTP/1.1\r\nHost: green.test\r\n\r\n", &fw,
+                   "GET /?q HTTP/1.1\r\nHost: green.test\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    expect_request("HEAD https://[::1]:8443 HTTP/1.0\r\n\r\n", &fw,
+                   "HEAD / HTTP/1.0\r\nHost: [::1]:8443\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    /* A WebSocket upgrade in absolute-form goes the same way. */
+    sl_http_forward_t ws = {.client_ip = "192.0.2.1", .websocket = true};
+    expect_request("GET http://green.test/chat HTTP/1.1\r\nHost: other.test\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   &ws,
+                   "GET /chat HTTP/1.1\r\nHost: green.test\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+}
+
 static const sl_http_head_t *parse_resp(const char *in, uint8_t method)
 {
     sl_http_parser_init(&parser, SL_HTTP_RESPONSE, method);
@@ -847,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
+        cmocka_unit_test(test_route_by),
         cmocka_unit_test(test_error_is_sticky),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_head_size_limit),
@@ -856,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_write_request_trusted),
         cmocka_unit_test(test_write_request_websocket_ipv6),
         cmocka_unit_test(test_write_request_keeps_framing),
+        cmocka_unit_test(test_write_request_absolute_form),
         cmocka_unit_test(test_write_response),
         cmocka_unit_test(test_write_simple),
         cmocka_unit_test(test_status_text),
