@@ -13,6 +13,10 @@
  * key-only one with the same verdict on extensions. The health checks'
  * status-line reader gives one verdict for every prefix that has one, and
  * agrees with the parser on what both accept.
+ * A parsed request is HTTP/1.0 or 1.1, has a Host if 1.1 and no
+ * Transfer-Encoding if 1.0, and the head written for the backend parses back
+ * with the host and path the request was routed by: the backend cannot read
+ * another.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,6 +30,7 @@
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
 static sl_http_parser_t parsers[2];
+static sl_http_parser_t reparser;
 static char out[1 << 17];
 
 static bool trusted(const char *ip, void *arg)
@@ -110,6 +115,36 @@ static void check_handshake(const sl_http_parser_t *p, const char *buf, uint32_t
     }
 }
 
+static bool same_bytes(const char *a, sl_http_span_t as, const char *b, sl_http_span_t bs)
+{
+    return as.len == bs.len && memcmp(a + as.off, b + bs.off, as.len) == 0;
+}
+
+/* A parsed request, and the head written for the backend (in `out`, n bytes). */
+static void check_request(const sl_http_head_t *h, const char *buf, uint32_t head_len, size_t n)
+{
+    check_span(h->host, head_len);
+    check_span(h->path, head_len);
+    CHECK(h->http_major == 1 && h->http_minor <= 1 && h->path.len > 0);
+    CHECK(h->http_minor == 0 || sl_http_find(h, buf, "host") != NULL);
+    CHECK(h->http_minor == 1 || sl_http_find(h, buf, "transfer-encoding") == NULL);
+    memset(&reparser, 0, sizeof reparser);
+    reparser.max_head = sizeof out;
+    reparser.max_headers = SL_HTTP_MAX_HEADERS;
+    reparser.max_request_line = sizeof out;
+    sl_http_parser_init(&reparser, SL_HTTP_REQUEST, 0);
+    CHECK(sl_http_parse_head(&reparser, out, n) == (int)n);
+    const sl_http_head_t *r = &reparser.head;
+    CHECK(!r->absolute_form && r->http_minor == h->http_minor && r->method == h->method);
+    CHECK(same_bytes(out, r->host, buf, h->host));
+    if (h->absolute_form) {   /* origin-form: the path, then the query if the path was empty */
+        sl_http_span_t lead = {r->url.off, h->path.len};
+        CHECK(r->url.len >= h->path.len && same_bytes(out, lead, buf, h->path));
+    } else {
+        CHECK(same_bytes(out, r->url, buf, h->url) && same_bytes(out, r->path, buf, h->path));
+    }
+}
+
 static void check_head(const sl_http_parser_t *p, const char *buf, uint32_t head_len)
 {
     const sl_http_head_t *h = &p->head;
@@ -125,6 +160,8 @@ static void check_head(const sl_http_parser_t *p, const char *buf, uint32_t head
     ssize_t n = p->type == SL_HTTP_REQUEST ? sl_http_write_request(h, buf, &fw, out, sizeof out)
                                            : sl_http_write_response(h, buf, false, out, sizeof out);
     CHECK(n > 0 && (size_t)n <= sizeof out);
+    if (p->type == SL_HTTP_REQUEST)
+        check_request(h, buf, head_len, (size_t)n);
     char ip[46];
     if (sl_http_real_client(h, buf, trusted, NULL, ip) == 0)
         CHECK(memchr(ip, '\0', sizeof ip) != NULL);
