@@ -122,8 +122,13 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
         case SL_CUTOVER_ACT_DONE:
             cs->active = cs->cut.to;
             cs->active_overridden = true;
-            sl_state_save(ctl);
             sl_log_info("deploy %s: done; %s is active", name, ctl->rt->cfg->pools[cs->active].name);
+            int saved = sl_state_save(ctl);
+            if (saved != 0)
+                sl_log_error("deploy %s: the state file %s cannot keep it (%s): %s is active "
+                             "until the next restart, then the config's pool again", name,
+                             ctl->rt->cfg->admin.state_file, strerror(-saved),
+                             ctl->rt->cfg->pools[cs->active].name);
             break;
         }
     }

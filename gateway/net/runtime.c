@@ -126,9 +126,13 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
             char err[256];
             if (sl_resolve(a->host, a->port, &br->addr, &br->addrlen, err, sizeof err) != 0) {
                 char line[512];
-                snprintf(line, sizeof line, "%s:%u:%u: pools.%s.backends[%zu].address: %s",
-                         cfg->file ? cfg->file : "config", a->pos.line, a->pos.col, pc->name,
-                         b, err);
+                if (a->pos.line == 0)   /* set through the API (or the state file): no place */
+                    snprintf(line, sizeof line, "pools.%s.backends[%zu].address: %s (set through "
+                             "the API)", pc->name, b, err);
+                else
+                    snprintf(line, sizeof line, "%s:%u:%u: pools.%s.backends[%zu].address: %s",
+                             cfg->file ? cfg->file : "config", a->pos.line, a->pos.col, pc->name,
+                             b, err);
                 sl_diag_add(diag, line);
                 ok = false;
             }
