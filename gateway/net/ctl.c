@@ -82,8 +82,6 @@ void sl_ctl_free(sl_ctl_t *ctl)
     }
     free(ctl->pools);
     free(ctl->services);
-    if (ctl->prev_rt)
-        sl_runtime_unref(ctl->prev_rt);
     sl_runtime_unref(ctl->rt);
     free(ctl);
 }

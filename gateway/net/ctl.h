@@ -112,7 +112,6 @@ struct sl_ctl {
     bool closing;
     bool admit_on_close;             /* closing for a reload: let waiters through */
     bool turning_away;               /* shutting down: nobody is admitted any more */
-    sl_runtime_t *prev_rt;           /* the runtime before a reload, for old sessions' asks */
 };
 
 /* Build the policy state for rt and start health checks. */

@@ -260,7 +260,6 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
     }
     sl_ctl_t *old = gw->ctl;
     sl_ctl_carry_over(ctl, old);
-    ctl->prev_rt = sl_runtime_ref(old->rt);
     old->admit_on_close = true;   /* waiters whose queue is gone now: let them through */
     gw->ctl = ctl;
     sl_ctl_close(old);
