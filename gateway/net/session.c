@@ -22,6 +22,10 @@
 #include "session.h"
 #include "tls.h"
 
+/* How long a finished connection keeps reading what the client still sends,
+   and how long its last bytes may go without progress on their way out. */
+#define LINGER_MS 2000
+
 static void on_timer(uv_timer_t *t);
 static void on_handle_closed(uv_handle_t *h);
 
@@ -484,8 +488,19 @@ void sl_session_client_eof(sl_session_t *s, int status)
     case SL_SS_HTTP:
         sl_http_on_client_eof(s);
         break;
+    case SL_SS_LINGER:
+        /* A half-close while the answer is still going out: let it go out
+           (on_shutdown closes); a reset: nothing more can be delivered. */
+        if (status != UV_EOF || !s->shutdown_pending)
+            sl_session_close(s);
+        break;
     default:
-        sl_session_close(s);
+        /* Between requests, a kept-alive client that ends its side may still
+           be reading the last answer: what is queued goes out first. */
+        if (status == UV_EOF && s->state == SL_SS_HEAD && sl_queued(s, true) > 0)
+            sl_session_finish(s);
+        else
+            sl_session_close(s);
         break;
     }
 }
@@ -600,9 +615,10 @@ void sl_session_backend_failed(sl_session_t *s, int status)
 
 void sl_session_write_done(sl_session_t *s, bool to_client)
 {
-    if (s->state == SL_SS_WS_RELAY) {
+    if (s->state == SL_SS_WS_RELAY)
         sl_ws_write_done(s, to_client);
-    }
+    else if (s->state == SL_SS_LINGER && to_client && s->shutdown_pending)
+        s->linger_deadline = sl_now(s) + LINGER_MS;   /* a slow reader, still reading */
 }
 
 /* ---- gateway-made answers ---- */
@@ -664,12 +680,18 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
     sl_session_t *s = req->data;
     free(req);
-    if (status < 0 && s->state != SL_SS_CLOSING)
+    if (s->state == SL_SS_CLOSING)
+        return;
+    s->shutdown_pending = false;
+    /* Every byte has gone (a FIN behind them). A client that has closed its
+       side already is done; another gets its lingering read. */
+    if (status < 0 || s->client_eof) {
         sl_session_close(s);
+        return;
+    }
+    s->linger_deadline = sl_now(s) + LINGER_MS;
+    sl_session_arm_timer(s);
 }
-
-/* How long a finished connection keeps reading what the client still sends. */
-#define LINGER_MS 2000
 
 void sl_session_finish(sl_session_t *s)
 {
@@ -682,9 +704,12 @@ void sl_session_finish(sl_session_t *s)
     s->head_deadline = 0;
     s->drain_deadline = 0;
     s->linger_deadline = sl_now(s) + LINGER_MS;
-    if (s->tlsc && !s->client_eof)
-        sl_tls_close_notify(s);
-    uv_shutdown_t *req = s->client_eof ? NULL : malloc(sizeof *req);
+    if (s->tlsc)
+        sl_tls_close_notify(s);   /* a client's close_notify is answered with ours too */
+    /* Even after the client's EOF: the shutdown completes once the queued
+       answer has gone (closing now would cancel it: a half-closed client's
+       response cut short). */
+    uv_shutdown_t *req = malloc(sizeof *req);
     if (req)
         req->data = s;
     if (req == NULL || uv_shutdown(req, (uv_stream_t *)&s->client, on_shutdown) != 0) {
@@ -692,6 +717,7 @@ void sl_session_finish(sl_session_t *s)
         sl_session_close(s);
         return;
     }
+    s->shutdown_pending = true;
     sl_client_resume(s, SL_PAUSE_WAITING | SL_PAUSE_BACKPRESSURE);
     sl_session_arm_timer(s);
 }

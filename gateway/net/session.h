@@ -74,6 +74,7 @@ struct sl_session {
     uint8_t backend_paused;
     bool client_reading;
     bool client_eof;
+    bool shutdown_pending;           /* LINGER: the answer's last bytes are still going out */
     bool tls;                        /* the client came over TLS */
     bool proxy_before_tls;           /* a PROXY header is due before the ClientHello */
     struct sl_tls_conn *tlsc;        /* the client side's TLS state (tls.c), or NULL */

@@ -230,7 +230,15 @@ static void pump(sl_session_t *s)
             if (err != SSL_ERROR_ZERO_RETURN)
                 sl_log_debug("client %s: TLS error: %s", s->peer_ip,
                              ERR_reason_error_string(ERR_peek_last_error()));
-            sl_session_client_eof(s, err == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO);
+            int status = err == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO;
+            /* A close_notify read in the same turn as the request before it:
+               the session stopped reading after the request (as it would on
+               plain TCP, where it sees the FIN only when it reads again), so
+               the end waits for then, like undelivered plaintext does. */
+            if (status == UV_EOF && !sl__client_wants_data(s))
+                c->eof_status = status;
+            else
+                sl_session_client_eof(s, status);
         }
         break;
     }
@@ -280,8 +288,11 @@ void sl_tls_on_eof(sl_session_t *s, int status)
         sl_session_close(s);   /* a half ClientHello costs nothing more */
         return;
     }
-    if (holds_input(c) && !sl__client_wants_data(s)) {
-        c->eof_status = status;   /* delivered after what is still undelivered */
+    if (!sl__client_wants_data(s)) {
+        /* Delivered after what is still undelivered, when the session reads
+           again (on plain TCP it would see the end only then, too). */
+        if (c->eof_status == 0)
+            c->eof_status = status;
         return;
     }
     pump(s);

@@ -706,3 +706,96 @@ def test_check_names_a_missing_ca_file(tmp_path):
     assert r.returncode == 2, r
     err = r.stdout + r.stderr
     assert "pools.blue.tls_ca_file: cannot read CA file %s" % missing in err, err
+
+
+class BigAnswer(H.ThreadBackend):
+    """Answers every request with 200 and SIZE bytes, kept alive."""
+
+    SIZE = 4 << 20
+
+    def handle(self, conn):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.SIZE)
+                conn.sendall(b"z" * self.SIZE)
+        except OSError:
+            return
+
+
+def body_length(resp):
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head[:200]
+    return len(body)
+
+
+def slow_read(recv):
+    """Everything recv() yields until the end, 64 KiB every 5 ms (a slow reader)."""
+    data = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        chunk = recv()
+        if not chunk:
+            return data
+        data += chunk
+        time.sleep(0.005)
+    raise AssertionError("no end after %d bytes" % len(data))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_client_that_half_closes_after_its_request_gets_the_whole_answer(certs, transport):
+    """A client may end its side after its request (a FIN, or a TLS
+    close_notify in the same write as the request) and still read. The
+    answer once lost its last queued bytes (the session closed at once,
+    cancelling its writes), and over TLS the request got no answer at all."""
+    backend = BigAnswer()
+    port = H.free_port()
+    text = (tls_config(port, backend, [certs["a"]]) if transport == "tls"
+            else H.config(port, {"blue": [backend.addr]}))
+    sl = H.Sluice(text, port=port)
+    request = b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+            if transport == "tcp":
+                raw.sendall(request)
+                raw.shutdown(socket.SHUT_WR)
+                resp = slow_read(lambda: raw.recv(65536))
+            else:
+                inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+                obj = client_ctx(certs["a"][0]).wrap_bio(inc, out, server_hostname="a.test")
+                while True:
+                    try:
+                        obj.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        raw.sendall(out.read())
+                        inc.write(raw.recv(65536))
+                obj.write(request)
+                try:
+                    obj.unwrap()                 # our close_notify, into `out`
+                except ssl.SSLWantReadError:
+                    pass
+                raw.sendall(out.read())          # the request and the close_notify, one write
+
+                def recv():
+                    while True:
+                        try:
+                            return obj.read(65536)
+                        except ssl.SSLWantReadError:
+                            data = raw.recv(65536)
+                            if not data:
+                                return b""
+                            inc.write(data)
+                        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                            return b""
+                resp = slow_read(recv)
+        assert body_length(resp) == BigAnswer.SIZE
+        assert sl.alive()
+    finally:
+        H.stop_all(sl, backend)
