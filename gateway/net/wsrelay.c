@@ -135,8 +135,8 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     memset(&s->b2c, 0, sizeof s->b2c);
     s->c2b.role = SL_WS_FROM_CLIENT;
     s->b2c.role = SL_WS_FROM_SERVER;
-    s->c2b.allowed_rsv = s->b2c.allowed_rsv = info->extension_negotiated ? info->allowed_rsv : 0;
-    bool utf8 = cfg->limits.validate_utf8 && !info->extension_negotiated;
+    s->c2b.extensions = s->b2c.extensions = info->extensions;
+    bool utf8 = cfg->limits.validate_utf8;   /* the parsers skip what an extension transforms */
     s->c2b.validate_utf8 = s->b2c.validate_utf8 = utf8;
     s->c2b.max_frame = s->b2c.max_frame = cfg->limits.frame_bytes;
     s->c2b.max_message = s->b2c.max_message = cfg->limits.message_bytes;
@@ -221,8 +221,8 @@ static void on_handshake_response(sl_session_t *s, sl_block_t *b, size_t off)
     }
     sl_ws_response_info_t info;
     const char *why = NULL;
-    if (sl_ws_check_response(&s->resp->head, s->resp_head, s->ws_key, s->ws_key_len, &info,
-                             &why) != 0) {
+    if (sl_ws_check_response_to(&s->resp->head, s->resp_head, &s->req->head, s->head, &info,
+                                &why) != 0) {
         sl_log_warn("backend %s: bad upgrade response: %s", s->up->backend->name,
                     why ? why : "?");
         handshake_failed(s);
