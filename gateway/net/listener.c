@@ -172,6 +172,16 @@ void sl_listeners_pause(sl_worker_t *w, sl_msec_t retry_after)
     uv_timer_start(&w->accept_timer, on_accept_retry, retry_after, 0);
 }
 
+/* The cap in force: from the worker's current config (a reload may change
+   it; the listeners themselves, their order included, cannot change). */
+static uint32_t max_handshakes(const sl_listener_t *l)
+{
+    const sl_config_t *cfg = l->worker->rt->cfg;
+    size_t i = (size_t)(l - l->worker->listeners);
+    return i < cfg->n_listeners ? cfg->listeners[i].tls.max_handshakes
+                                : l->cfg->tls.max_handshakes;
+}
+
 static void on_acceptable(uv_poll_t *p, int status, int events)
 {
     sl_listener_t *l = p->data;
@@ -180,7 +190,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         return;
     uint32_t cap = w->rt->cfg->limits.max_connections;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (l->cfg->tls.enabled && w->tls_handshakes >= l->cfg->tls.max_handshakes) {
+        if (l->cfg->tls.enabled && w->tls_handshakes >= max_handshakes(l)) {
             sl_log_debug("worker %d: %u TLS handshakes in progress; pausing %s", w->id,
                          w->tls_handshakes, l->cfg->address.text);
             l->tls_paused = true;
@@ -212,7 +222,7 @@ void sl_listeners_tls_resume(sl_worker_t *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++) {
         sl_listener_t *l = &w->listeners[i];
-        uint32_t max = l->cfg->tls.max_handshakes;
+        uint32_t max = max_handshakes(l);
         /* A little below the cap, so a busy listener does not flap per handshake. */
         if (!l->tls_paused || w->tls_handshakes + max / 8 >= max)
             continue;

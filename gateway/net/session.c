@@ -763,8 +763,12 @@ static void on_timer(uv_timer_t *t)
     } else if (s->head_deadline && now >= s->head_deadline) {
         s->head_deadline = 0;
         if (s->awaiting_next && s->head_len == 0) {
-            /* A kept-alive connection that sent no further request: just close. */
-            sl_session_close(s);
+            /* A kept-alive connection that sent no further request: close it
+               (over TLS with a close_notify first, RFC 8446 6.1). */
+            if (s->tlsc)
+                sl_session_finish(s);
+            else
+                sl_session_close(s);
         } else if (s->state == SL_SS_HTTP || s->state == SL_SS_WS_HANDSHAKE) {
             sl_count(&s->w->counters, SL_CTR_BACKEND_RESPONSE_TIMEOUTS, 1);
             sl_session_http_error(s, 504, NULL);

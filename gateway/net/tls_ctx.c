@@ -145,8 +145,14 @@ static int keyring_load(keyring_t *kr, const char *path, const char *where, sl_d
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     if (n == 0 || n % TICKET_KEY_LEN != 0 || n > TICKET_KEY_LEN * MAX_TICKET_KEYS) {
-        sl__tls_diag_add(d, "%s: ticket key file %s holds %zu bytes (expected 80 per key, 1 to %d keys)",
-                 where, path, n, MAX_TICKET_KEYS);
+        /* Only one byte past the most is read: say "more than", not a size. */
+        char size[48];
+        if (n > TICKET_KEY_LEN * MAX_TICKET_KEYS)
+            snprintf(size, sizeof size, "more than %d bytes", TICKET_KEY_LEN * MAX_TICKET_KEYS);
+        else
+            snprintf(size, sizeof size, "%zu bytes", n);
+        sl__tls_diag_add(d, "%s: ticket key file %s holds %s (expected 80 per key, 1 to %d keys)",
+                 where, path, size, MAX_TICKET_KEYS);
         return SL_EINVAL;
     }
     pthread_mutex_lock(&kr->lock);
@@ -338,12 +344,23 @@ static int read_names(cert_ctx_t *cc, X509 *x)
     return rc;
 }
 
+static bool has_name(const cert_ctx_t *cc, const char *name)
+{
+    for (size_t i = 0; i < cc->n_names; i++)
+        if (strcmp(cc->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The same set of names, in any order: a CA keeps no order between the
+   SANs of two certificates (an ECDSA and an RSA one issued for a site). */
 static bool same_names(const cert_ctx_t *a, const cert_ctx_t *b)
 {
-    if (a->n_names != b->n_names)
-        return false;
     for (size_t i = 0; i < a->n_names; i++)
-        if (strcmp(a->names[i], b->names[i]) != 0)
+        if (!has_name(b, a->names[i]))
+            return false;
+    for (size_t i = 0; i < b->n_names; i++)
+        if (!has_name(a, b->names[i]))
             return false;
     return true;
 }

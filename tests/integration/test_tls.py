@@ -799,3 +799,64 @@ def test_a_client_that_half_closes_after_its_request_gets_the_whole_answer(certs
         assert sl.alive()
     finally:
         H.stop_all(sl, backend)
+
+
+def test_ecdsa_and_rsa_pair_up_whatever_the_order_of_their_names(tmp_path):
+    """Two certificates for the same names, listed in another order (CAs keep
+    none between issuances), are served side by side: an RSA-only client
+    gets the RSA one. They once paired only in the same order, and the RSA
+    one was never chosen (handshake failure for RSA-only clients)."""
+    d = str(tmp_path)
+    made = {}
+    for kind, san, newkey in (("ec", "DNS:x.test,DNS:y.test",
+                               ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                              ("rsa", "DNS:y.test,DNS:x.test", ["-newkey", "rsa:2048"])):
+        cert, key = os.path.join(d, kind + ".pem"), os.path.join(d, kind + ".key")
+        subprocess.run([OPENSSL, "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=%s-xy" % kind, "-addext",
+                        "subjectAltName=" + san], check=True, capture_output=True, timeout=60)
+        made[kind] = (cert, key)
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [made["ec"], made["rsa"]]), port=port)
+    try:
+        for name in ("x.test", "y.test"):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+            with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+                with ctx.wrap_socket(raw, server_hostname=name) as s:
+                    der = s.getpeercert(binary_form=True)
+            text = subprocess.run([OPENSSL, "x509", "-inform", "DER", "-noout", "-subject"],
+                                  input=der, capture_output=True, timeout=10).stdout
+            assert b"rsa-xy" in text, (name, text)
+    finally:
+        H.stop_all(sl, backend)
+
+
+def test_a_reload_changes_the_handshake_cap(certs):
+    """max_handshakes was read from the config the listener started with: a
+    reload that raised it answered "applied" and the old cap stayed."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    text = tls_config(port, backend, [certs["a"]])
+    sl = H.Sluice(text, port=port)
+    stalled = []
+    try:
+        assert "max_handshakes: 2" in text
+        with open(sl.cfg.name, "w") as f:
+            f.write(text.replace("max_handshakes: 2", "max_handshakes: 8"))
+        sl.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "generation 2" in sl.output(), 5)
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=H.T) for _ in range(2)]
+        for s in stalled:
+            s.sendall(HALF_CLIENT_HELLO)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        peer_cn(port, "a.test", certs["a"][0])       # not held back behind the two
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        for s in stalled:
+            s.close()
+        H.stop_all(sl, backend)
