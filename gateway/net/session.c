@@ -286,19 +286,13 @@ static void route_and_dispatch(sl_session_t *s)
 {
     const sl_http_head_t *h = &s->req->head;
     const sl_config_t *cfg = s->rt->cfg;
-    const sl_http_header_t *host = sl_http_find(h, s->head, "host");
-    const char *path = s->head + h->url.off;
-    size_t path_len = h->url.len;
-    /* An absolute-form target routes by its path. */
-    if (path_len > 7 && (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
-        const char *p = memchr(path + 8, '/', path_len - 8);
-        size_t skip = p ? (size_t)(p - path) : path_len;
-        path += skip;
-        path_len -= skip;
-    }
+    /* The parser gives what to route by: an absolute-form target's authority
+       and path (RFC 9112 3.2.2: Host is then ignored), else Host and the target. */
+    const char *path = s->head + h->path.off;
+    size_t path_len = h->path.len;
     sl_route_match_t m;
-    if (sl_router_match(s->rt->router, host ? s->head + host->value.off : "",
-                        host ? host->value.len : 0, path, path_len, &m) != 0) {
+    if (sl_router_match(s->rt->router, s->head + h->host.off, h->host.len, path, path_len,
+                        &m) != 0) {
         sl_session_http_error(s, 404, NULL);
         return;
     }

@@ -519,12 +519,6 @@ def test_absolute_form_is_forwarded_in_origin_form_with_its_authority_as_host(rg
     assert hdrs(info, "Host") == ["green.test"]
 
 
-ROUTE_BY_AUTHORITY = pytest.mark.xfail(
-    strict=True, reason="needs route_and_dispatch in gateway/net/session.c to route by "
-                        "head.host and head.path (the change is in the http parser fixes' report)")
-
-
-@ROUTE_BY_AUTHORITY
 @pytest.mark.parametrize("target,host,want,path", [
     ("http://green.test/abs", "other.test", "green", "/abs"),
     ("http://other.test/abs2", "green.test", "blue", "/abs2"),
@@ -536,7 +530,6 @@ def test_absolute_form_routes_by_its_authority_not_host(rgw, target, host, want,
     assert (hit, info["target"], hdrs(info, "Host")) == (want, path, [target.split("/")[2]])
 
 
-@ROUTE_BY_AUTHORITY
 def test_absolute_form_with_an_empty_path_is_the_root(rgw):
     """RFC 9112 3.2.1 (and 3.3): an empty path is "/"."""
     hit, info = routed(rgw, b"GET http://green.test HTTP/1.1\r\nHost: green.test\r\n\r\n")
