@@ -297,6 +297,17 @@ static bool is_unreserved_or_sub_delim(char c)
     return c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL;
 }
 
+/* s[0..n) as an address of `family` (AF_INET or AF_INET6) into addr; false if it is none. */
+static bool parse_ip(const char *s, size_t n, int family, unsigned char addr[16])
+{
+    char tmp[INET6_ADDRSTRLEN];
+    if (n == 0 || n >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(family, tmp, addr) == 1;
+}
+
 /* RFC 3986 3.2.2 IP-literal without its brackets: IPv6address or IPvFuture. */
 static bool valid_ip_literal(const char *s, size_t n)
 {
@@ -311,13 +322,8 @@ static bool valid_ip_literal(const char *s, size_t n)
                 return false;
         return true;
     }
-    char tmp[INET6_ADDRSTRLEN];
     unsigned char addr[sizeof(struct in6_addr)];
-    if (n == 0 || n >= sizeof tmp)
-        return false;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    return inet_pton(AF_INET6, tmp, addr) == 1;
+    return parse_ip(s, n, AF_INET6, addr);
 }
 
 /*
@@ -1154,15 +1160,10 @@ ssize_t sl_http_write_simple(char *out, size_t cap, int status,
 /* One X-Forwarded-For entry as a canonical address text; false if it is none. */
 static bool canonical_ip(const char *s, size_t n, char out[46])
 {
-    char tmp[INET6_ADDRSTRLEN];
     unsigned char addr[sizeof(struct in6_addr)];
-    if (n == 0 || n >= sizeof tmp)
-        return false;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    if (inet_pton(AF_INET, tmp, addr) == 1)
+    if (parse_ip(s, n, AF_INET, addr))
         return inet_ntop(AF_INET, addr, out, 46) != NULL;
-    if (inet_pton(AF_INET6, tmp, addr) == 1)
+    if (parse_ip(s, n, AF_INET6, addr))
         return inet_ntop(AF_INET6, addr, out, 46) != NULL;
     return false;
 }

@@ -35,13 +35,9 @@ def read_request(conn, buf, with_body=True):
     return head, buf[:length], buf[length:]
 
 
-class EchoBackend(H.ThreadBackend):
-    """Answers every request with 200 and "<request line> | <body>"; keeps
-    every request it received, in order."""
-
-    def __init__(self):
-        self.requests = []
-        super().__init__()
+class KeptAliveBackend(H.ThreadBackend):
+    """Reads requests one after another on each connection and sends what
+    answer(head, body) returns for each."""
 
     def handle(self, conn):
         buf = b""
@@ -50,11 +46,23 @@ class EchoBackend(H.ThreadBackend):
                 head, body, buf = read_request(conn, buf)
                 if head is None:
                     return
-                self.requests.append((head.split(b"\r\n")[0], body))
-                out = head.split(b"\r\n")[0] + b" | " + body
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+                conn.sendall(self.answer(head, body))
         except OSError:
             return
+
+
+class EchoBackend(KeptAliveBackend):
+    """Answers every request with 200 and "<request line> | <body>"; keeps
+    every request it received, in order."""
+
+    def __init__(self):
+        self.requests = []
+        super().__init__()
+
+    def answer(self, head, body):
+        self.requests.append((head.split(b"\r\n")[0], body))
+        out = head.split(b"\r\n")[0] + b" | " + body
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out)
 
 
 def gateway(backend, service_extra="", extra="", route_admission=False):
@@ -178,7 +186,7 @@ def test_every_stage_of_an_exchange_is_bounded():
         backend.close()
 
 
-class ScriptedBackend(H.ThreadBackend):
+class ScriptedBackend(KeptAliveBackend):
     """Answers each request with the bytes its path names in ANSWERS, on a
     kept-alive connection."""
 
@@ -192,16 +200,8 @@ class ScriptedBackend(H.ThreadBackend):
         b"/plain": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     }
 
-    def handle(self, conn):
-        buf = b""
-        try:
-            while True:
-                head, _, buf = read_request(conn, buf)
-                if head is None:
-                    return
-                conn.sendall(self.ANSWERS[head.split(b" ")[1]])
-        except OSError:
-            return
+    def answer(self, head, body):
+        return self.ANSWERS[head.split(b" ")[1]]
 
 
 def test_what_the_client_is_told():
