@@ -56,19 +56,6 @@ class Conn(Reader):
                           (len(body), b"Connection: close\r\n" if close else b"") + body)
         return not close
 
-    def frame(self):
-        b0, b1 = self.take(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self.take(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.take(8))[0]
-        key = self.take(4) if b1 & 0x80 else b"\0\0\0\0"
-        data = bytearray(self.take(n))
-        for i in range(n):
-            data[i] ^= key[i % 4]
-        return b0 & 0x0F, bytes(data)
-
     def send_frame(self, opcode, data):
         n = len(data)
         if n < 126:
@@ -85,7 +72,8 @@ class Conn(Reader):
         self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                           b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         while True:
-            opcode, data = self.frame()
+            b0, data = self.frame()
+            opcode = b0 & 0x0F
             if opcode == 8:
                 self.send_frame(8, data[:2])
                 return

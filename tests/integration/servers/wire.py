@@ -1,4 +1,6 @@
-"""Buffered reading of an HTTP/1.1 connection, for the helper servers here."""
+"""Buffered reading of an HTTP/1.1 connection (and the WebSocket frames after
+an upgrade), for the helper servers here."""
+import struct
 
 
 class Reader:
@@ -38,3 +40,17 @@ class Reader:
             name, _, value = line.partition(":")
             headers.append((name.strip(), value.strip()))
         return method, target, version, headers
+
+    def frame(self):
+        """The next WebSocket frame: (its first byte, its payload unmasked)."""
+        b0, b1 = self.take(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self.take(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self.take(8))[0]
+        key = self.take(4) if b1 & 0x80 else b"\0\0\0\0"
+        data = bytearray(self.take(n))
+        for i in range(n):
+            data[i] ^= key[i % 4]
+        return b0, bytes(data)

@@ -28,6 +28,8 @@ import struct
 import sys
 import threading
 
+from wire import Reader
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -36,43 +38,11 @@ def log(line):
     sys.stderr.flush()
 
 
-class Conn:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-
-    def need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-
-    def take(self, n):
-        self.need(n)
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
+class Conn(Reader):
     def head(self):
-        while b"\r\n\r\n" not in self.buf:
-            self.need(len(self.buf) + 1)
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return headers
-
-    def frame(self):
-        b0, b1 = self.take(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self.take(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.take(8))[0]
-        key = self.take(4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(c ^ key[i & 3] for i, c in enumerate(self.take(n)))
-        return b0, payload
+        """The request's headers, by lower-case name."""
+        _, _, _, headers = self.read_head()
+        return {name.lower(): value for name, value in headers}
 
 
 def unmasked(b0, payload):
