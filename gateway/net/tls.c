@@ -354,7 +354,9 @@ int sl_tls_write(sl_session_t *s, const void *data, size_t len)
 void sl_tls_close_notify(sl_session_t *s)
 {
     sl_tls_conn_t *c = s->tlsc;
-    if (c->handshaking || c->shutdown_sent)
+    /* Never after a fatal error (OpenSSL: SSL_shutdown must not follow one);
+       a client's close_notify, though, is answered with ours. */
+    if (c->handshaking || c->shutdown_sent || c->failed)
         return;
     c->shutdown_sent = true;
     ERR_clear_error();
