@@ -119,14 +119,6 @@ static bool saved(sl_admin_resp_t *resp, sl_ctl_t *ctl)
 
 /* ---- admission ---- */
 
-static bool service_has_pool(const sl_cfg_service_t *s, size_t pool)
-{
-    for (size_t k = 0; k < s->n_pools; k++)
-        if (s->pools[k] == pool)
-            return true;
-    return false;
-}
-
 static void write_admission(sl_jw_t *w, const sl_admission_params_t *p,
                             const sl_admission_stats_t *st)
 {
@@ -211,7 +203,7 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
         sl_admin_error(resp, 404, "no pool \"%s\"", pool_name);
         return;
     }
-    if (pool >= 0 && !service_has_pool(&ctl->rt->cfg->services[svc], (size_t)pool)) {
+    if (pool >= 0 && !sl_config_service_uses(&ctl->rt->cfg->services[svc], (size_t)pool)) {
         sl_admin_error(resp, 404, "service \"%s\" has no pool \"%s\"", req->params[0],
                        pool_name);
         return;

@@ -537,6 +537,14 @@ const sl_cfg_service_t *sl_config_service(const sl_config_t *cfg, const char *na
     return NULL;
 }
 
+bool sl_config_service_uses(const sl_cfg_service_t *s, size_t pool)
+{
+    for (size_t k = 0; k < s->n_pools; k++)
+        if (s->pools[k] == pool)
+            return true;
+    return false;
+}
+
 /* ---- run-time changes ------------------------------------------------------------ */
 
 int sl_config_set_backends(sl_config_t *cfg, size_t pool, const sl_cfg_backend_spec_t *b,

@@ -113,6 +113,22 @@ static sl_waiter_t *waiter_take(sl_ctl_t *ctl, uint64_t id)
     return NULL;
 }
 
+/* Any waiter, taken out of the table and its queue; NULL when none is left.
+   *bucket (0 at first) keeps the place between calls. */
+static sl_waiter_t *waiter_take_any(sl_ctl_t *ctl, size_t *bucket)
+{
+    for (; ctl->waiters && *bucket < ctl->waiters_cap; (*bucket)++) {
+        sl_waiter_t *w = ctl->waiters[*bucket];
+        if (w == NULL)
+            continue;
+        ctl->waiters[*bucket] = w->next_in_bucket;
+        ctl->n_waiters--;
+        sl_admission_cancel(w->queue, w->handle);
+        return w;
+    }
+    return NULL;
+}
+
 /* ---- answers ---- */
 
 static void answer(sl_ctl_t *ctl, int worker, sl_session_t *s, long pool,
@@ -322,33 +338,20 @@ void sl_ctl_admit_cancel(sl_ctl_t *ctl, const sl_cmsg_t *m)
 void sl_ctl_admit_turn_away(sl_ctl_t *ctl)
 {
     ctl->turning_away = true;
-    size_t n = ctl->n_waiters, i = 0;
-    for (size_t b = 0; b < ctl->waiters_cap && ctl->waiters; b++) {
-        while (ctl->waiters[b]) {
-            sl_waiter_t *w = ctl->waiters[b];
-            ctl->waiters[b] = w->next_in_bucket;
-            ctl->n_waiters--;
-            sl_admission_cancel(w->queue, w->handle);
-            turn_away(ctl, w->worker, w->session, w->pool, w->queue,
-                      n > 1 ? (double)i++ / (double)(n - 1) : 0.0);
-            free(w);
-        }
-    }
+    size_t n = ctl->n_waiters, i = 0, bucket = 0;
+    for (sl_waiter_t *w; (w = waiter_take_any(ctl, &bucket)) != NULL; free(w))
+        turn_away(ctl, w->worker, w->session, w->pool, w->queue,
+                  n > 1 ? (double)i++ / (double)(n - 1) : 0.0);
     arm(ctl);
 }
 
 void sl_ctl_admit_close(sl_ctl_t *ctl)
 {
     /* Everyone still waiting is answered (turned away) before the queues go. */
-    for (size_t i = 0; i < ctl->waiters_cap; i++) {
-        while (ctl->waiters && ctl->waiters[i]) {
-            sl_waiter_t *w = ctl->waiters[i];
-            ctl->waiters[i] = w->next_in_bucket;
-            sl_admission_cancel(w->queue, w->handle);
-            sl_admission_event_t go = {.status = SL_ADM_ADMITTED};
-            answer(ctl, w->worker, w->session, w->pool, ctl->admit_on_close ? &go : NULL);
-            free(w);
-        }
+    size_t bucket = 0;
+    for (sl_waiter_t *w; (w = waiter_take_any(ctl, &bucket)) != NULL; free(w)) {
+        sl_admission_event_t go = {.status = SL_ADM_ADMITTED};
+        answer(ctl, w->worker, w->session, w->pool, ctl->admit_on_close ? &go : NULL);
     }
     for (size_t i = 0; i < ctl->rt->cfg->n_services; i++) {
         sl_admission_free(ctl->services[i].adm);
@@ -385,9 +388,8 @@ long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
     for (size_t i = 0; i < cfg->n_services; i++)
-        for (size_t k = 0; k < cfg->services[i].n_pools; k++)
-            if (cfg->services[i].pools[k] == pool && ctl->services[i].adm)
-                return (long)i;
+        if (ctl->services[i].adm && sl_config_service_uses(&cfg->services[i], pool))
+            return (long)i;
     return -1;
 }
 
@@ -398,11 +400,8 @@ static sl_admission_t *queue_of(sl_ctl_t *ctl, size_t svc, long pool)
         return NULL;
     if (pool < 0)
         return ctl->services[svc].adm;
-    const sl_cfg_service_t *s = &ctl->rt->cfg->services[svc];
-    for (size_t k = 0; k < s->n_pools; k++)
-        if (s->pools[k] == (size_t)pool)
-            return ctl->pools[pool].adm;
-    return NULL;
+    return sl_config_service_uses(&ctl->rt->cfg->services[svc], (size_t)pool)
+               ? ctl->pools[pool].adm : NULL;
 }
 
 /*
@@ -540,12 +539,17 @@ void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *f
 
 /* ---- holding queues while the pool behind them is down ---- */
 
+size_t sl_ctl_backends_up(const sl_ctl_t *ctl, size_t pool)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
+        n += sl_health_usable(&ctl->pools[pool].backends[i].health);
+    return n;
+}
+
 static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
 {
-    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
-        if (sl_health_usable(&ctl->pools[pool].backends[i].health))
-            return true;
-    return false;
+    return sl_ctl_backends_up(ctl, pool) > 0;
 }
 
 static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *what)

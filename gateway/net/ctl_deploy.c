@@ -55,14 +55,6 @@ sl_admission_t *sl_ctl_queue_for(sl_ctl_t *ctl, size_t svc, size_t pool)
     return ctl->pools[pool].adm ? ctl->pools[pool].adm : ctl->services[svc].adm;
 }
 
-static bool pool_healthy(sl_ctl_t *ctl, size_t pool)
-{
-    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
-        if (sl_health_usable(&ctl->pools[pool].backends[i].health))
-            return true;
-    return false;
-}
-
 static uint64_t pool_failures(sl_ctl_t *ctl, size_t pool)
 {
     uint64_t n = 0;
@@ -94,7 +86,7 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
         .from_draining = atomic_load(&wc->draining),
         .to_rate = q ? DRAIN_SHARE * sl_bucket_current_rate(sl_admission_bucket(q), now)
                      : SL_RATE_UNLIMITED,
-        .to_healthy = pool_healthy(ctl, cs->cut.to),
+        .to_healthy = sl_ctl_backends_up(ctl, cs->cut.to) > 0,
         .to_failures = pool_failures(ctl, cs->cut.to),
     };
     if (in.from_draining > in.from_open)
@@ -321,13 +313,12 @@ int sl_ctl_backend_drain(sl_ctl_t *ctl, size_t pool, size_t backend, bool drain)
     /* Pace and close code: the drain settings of the first service using the pool. */
     const sl_config_t *cfg = ctl->rt->cfg;
     const sl_cfg_drain_t *dc = &cfg->services[0].drain;
-    for (size_t s = 0; s < cfg->n_services; s++)
-        for (size_t k = 0; k < cfg->services[s].n_pools; k++)
-            if (cfg->services[s].pools[k] == pool) {
-                dc = &cfg->services[s].drain;
-                s = cfg->n_services - 1;
-                break;
-            }
+    for (size_t s = 0; s < cfg->n_services; s++) {
+        if (sl_config_service_uses(&cfg->services[s], pool)) {
+            dc = &cfg->services[s].drain;
+            break;
+        }
+    }
     *slot = (sl_backend_drain_t){
         .state = st,
         .pool = pool,

@@ -51,27 +51,18 @@ typedef struct probe_write {
     char data[];
 } probe_write_t;
 
-/* Whether any backend of the pool takes connections now. */
-static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
-{
-    const sl_ctl_pool_t *p = &ctl->pools[pool];
-    for (size_t i = 0; i < p->n_backends; i++)
-        if (atomic_load(&p->backends[i].rt->state->up))
-            return true;
-    return false;
-}
-
 static void apply_event(sl_ctl_backend_t *b, const sl_health_event_t *ev)
 {
     bool usable = sl_health_usable(&b->health);
-    bool pool_was_usable = pool_usable(b->ctl, b->pool);
     atomic_store(&b->rt->state->up, usable ? 1 : 0);
     sl_log_info("backend %s (pool %s): %s -> %s (%s)", b->rt->name,
                 b->ctl->rt->cfg->pools[b->pool].name, sl_health_state_name(ev->from),
                 sl_health_state_name(ev->to), sl_health_why_name(ev->why));
     /* Slow start is for a pool coming back, not for one backend of a pool
-       that was serving all along (that would cut the pool to the floor). */
-    if (usable && !pool_was_usable)
+       that was serving all along (that would cut the pool to the floor):
+       b has just turned usable, so it is the pool's only one when the pool
+       has just come back. */
+    if (usable && sl_ctl_backends_up(b->ctl, b->pool) == 1)
         sl_ctl_ramp_pool(b->ctl, b->pool, uv_now(b->ctl->gw->loop));
     sl_ctl_update_holds(b->ctl);
 }

@@ -306,6 +306,8 @@ void sl_config_free(sl_config_t *cfg);
 const sl_cfg_pool_t *sl_config_pool(const sl_config_t *cfg, const char *name);
 long sl_config_pool_index(const sl_config_t *cfg, const char *name);
 const sl_cfg_service_t *sl_config_service(const sl_config_t *cfg, const char *name);
+/* Whether the service may send to the pool (index into cfg->pools). */
+bool sl_config_service_uses(const sl_cfg_service_t *s, size_t pool);
 
 /*
  * Checks a value against the bounds the YAML schema gives a key, named by its
