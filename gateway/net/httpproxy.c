@@ -235,24 +235,20 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         s->resp_started = true;
         s->log_status = h->status;
     }
+    if (interim) {
+        /* 100 Continue and friends: the real response follows, in its time. */
+        int rc = sl_session_resp_next(s, head_len);
+        await_response(s);
+        if (rc > 0)
+            sl_http_forward_response(s, (uint32_t)rc);
+        else if (rc != SL_NEED_MORE)
+            sl_session_http_error(s, 502, NULL);
+        return;
+    }
     /* The rest of what was read follows the head. */
     uint32_t extra = s->resp_len - head_len;
     memmove(s->resp_head, s->resp_head + head_len, extra);
     s->resp_len = 0;
-    if (interim) {
-        /* 100 Continue and friends: the real response follows, in its time. */
-        sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req ? s->req->head.method : 0);
-        await_response(s);
-        if (extra) {
-            s->resp_len = extra;
-            int rc = sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
-            if (rc > 0)
-                sl_http_forward_response(s, (uint32_t)rc);
-            else if (rc != SL_NEED_MORE)
-                sl_session_http_error(s, 502, NULL);
-        }
-        return;
-    }
     s->head_deadline = 0;
     sl_session_arm_timer(s);   /* from here the idle timeout bounds the exchange */
     if (s->state != SL_SS_HTTP) {

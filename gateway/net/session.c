@@ -175,6 +175,14 @@ int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off)
     return sl_http_parse_head(s->resp, s->resp_head, s->resp_len);
 }
 
+int sl_session_resp_next(sl_session_t *s, uint32_t head_len)
+{
+    s->resp_len -= head_len;
+    memmove(s->resp_head, s->resp_head + head_len, s->resp_len);
+    sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req ? s->req->head.method : 0);
+    return s->resp_len ? sl_http_parse_head(s->resp, s->resp_head, s->resp_len) : SL_NEED_MORE;
+}
+
 void sl_session_resp_free(sl_session_t *s)
 {
     free(s->resp);

@@ -181,6 +181,10 @@ int sl_session_resp_begin(sl_session_t *s, uint8_t request_method);
 int sl_session_resp_feed(sl_session_t *s, const sl_block_t *b, size_t off);
 /* Free the response parser and head buffer (the response is done, or the
    session goes back to wait for another backend). */
+/* The response head just parsed (head_len bytes) is done with: what follows
+   it is parsed as the next head (after an interim 1xx). Returns as
+   sl_http_parse_head, SL_NEED_MORE when nothing followed. */
+int sl_session_resp_next(sl_session_t *s, uint32_t head_len);
 void sl_session_resp_free(sl_session_t *s);
 /* Parse the head buffer (after bytes were added, or for a pipelined request). */
 void sl_session_parse_head(sl_session_t *s);

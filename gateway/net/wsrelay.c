@@ -191,12 +191,8 @@ static void handshake_failed(sl_session_t *s)
 static int skip_interim(sl_session_t *s, int rc)
 {
     while (rc > 0 && s->resp->head.status >= 100 && s->resp->head.status < 200 &&
-           s->resp->head.status != 101) {
-        s->resp_len -= (uint32_t)rc;
-        memmove(s->resp_head, s->resp_head + rc, s->resp_len);
-        sl_http_parser_init(s->resp, SL_HTTP_RESPONSE, s->req->head.method);
-        rc = s->resp_len ? sl_http_parse_head(s->resp, s->resp_head, s->resp_len) : SL_NEED_MORE;
-    }
+           s->resp->head.status != 101)
+        rc = sl_session_resp_next(s, (uint32_t)rc);
     return rc;
 }
 
