@@ -43,8 +43,9 @@ typedef struct sl_ctl_service {
     bool admission_overridden;       /* the API set the limits */
     uint16_t close_code;
     char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
-    uint64_t drained_base;           /* the old pool's `drained` count when the cutover began */
+    uint64_t drained_base;           /* the old pool's cutover drains when the cutover began */
     uint64_t drained;                /* its connections told to close since (each step) */
+    bool drain_open;                 /* drain credit is being posted (DRAIN, not paused) */
     size_t drain_rotor;              /* which worker gets the odd drain first */
 } sl_ctl_service_t;
 

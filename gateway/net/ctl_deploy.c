@@ -67,9 +67,11 @@ static uint64_t pool_failures(sl_ctl_t *ctl, size_t pool)
 static void send_drain(sl_ctl_t *ctl, size_t svc, uint64_t count)
 {
     sl_ctl_service_t *cs = &ctl->services[svc];
+    sl_ws_count_t *wc = sl_runtime_ws(ctl->rt, (long)svc, (long)cs->cut.from);
     sl_wmsg_t what = {
         .type = SL_WMSG_DRAIN,
-        .ws = sl_runtime_ws(ctl->rt, (long)svc, (long)cs->cut.from),
+        .ws = wc,
+        .epoch = sl_ws_drain_epoch(atomic_load(&wc->cutover_drains)),
         .close_code = cs->close_code,
     };
     snprintf(what.reason, sizeof what.reason, "%s", cs->reason);
@@ -91,11 +93,17 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
     };
     if (in.from_draining > in.from_open)
         in.from_draining = in.from_open;
-    /* Connections really told to close (the machine counts the credit it
-       hands out, some of which finds no connection left on a worker). */
-    cs->drained = atomic_load(&wc->drained) - cs->drained_base;
     sl_cutover_actions_t acts = {0};
     sl_cutover_phase_t phase = sl_cutover_step(&cs->cut, now, &in, &acts);
+    /* Paused or over: credit still on its way to the workers is void, so
+       the drain stops now, not when the last message is read. */
+    bool open = phase == SL_CUTOVER_DRAIN && !cs->cut.paused;
+    uint64_t stamped = cs->drain_open && !open ? sl_ws_count_stop_drains(wc)
+                                               : atomic_load(&wc->cutover_drains);
+    cs->drain_open = open;
+    /* Connections really told to close (the machine counts the credit it
+       hands out, some of which finds no connection left on a worker). */
+    cs->drained = sl_ws_drain_count(stamped) - cs->drained_base;
     const char *name = ctl->rt->cfg->services[svc].name;
     for (size_t i = 0; i < acts.n; i++) {
         const sl_cutover_action_t *a = &acts.a[i];
@@ -220,8 +228,10 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
         return SL_EINVAL;
     }
     cs->deploying = true;
-    cs->drained_base = atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, from)->drained);
+    cs->drained_base =
+        sl_ws_drain_count(atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, from)->cutover_drains));
     cs->drained = 0;
+    cs->drain_open = false;
     cs->close_code = p->close_code;
     snprintf(cs->reason, sizeof cs->reason, "%s", p->reason);
     /* The target pool ramps its admission rate from the floor. */

@@ -46,8 +46,10 @@ typedef struct sl_wmsg {
     sl_wmsg_type_t type;
     /* SL_WMSG_DRAIN: only sessions counted in this service and pool's count
        (shared by name across runtimes, so sessions of any config match);
-       NULL: any */
-    const struct sl_ws_count *ws;
+       NULL: any. Such a drain is a cutover's: it spends only while the
+       count's drain epoch is still `epoch`. */
+    struct sl_ws_count *ws;
+    uint64_t epoch;
     const sl_backend_shared_t *backend;   /* SL_WMSG_DRAIN: only sessions on it; NULL: any */
     long pool;              /* SL_WMSG_ADMIT_RESULT */
     uint32_t count;

@@ -206,6 +206,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             cs->close_code = ocs->close_code;
             cs->drained_base = ocs->drained_base;   /* the counts are shared across configs */
             cs->drained = ocs->drained;
+            cs->drain_open = ocs->drain_open;
             memcpy(cs->reason, ocs->reason, sizeof cs->reason);
         }
     }

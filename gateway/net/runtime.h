@@ -73,7 +73,12 @@ typedef struct sl_service_rt {
 typedef struct sl_ws_count {
     _Atomic uint32_t open;
     _Atomic uint32_t draining;           /* told to close, not closed yet */
-    _Atomic uint64_t drained;            /* ever told to close (a cutover reports its part) */
+    /* Connections a cutover told to close, stamped: the bits from
+       SL_WS_EPOCH_SHIFT up are the drain epoch, which the control thread
+       bumps when a cutover pauses or ends. Credit posted before that finds
+       the epoch changed and closes nothing (sl_ws_count_take_drain), so an
+       abort stops the drain at once and the count stays exact. */
+    _Atomic uint64_t cutover_drains;
     _Atomic long refs;                   /* runtimes sharing it */
 } sl_ws_count_t;
 
@@ -90,6 +95,37 @@ typedef struct sl_runtime {
 static inline sl_ws_count_t *sl_runtime_ws(sl_runtime_t *rt, long service, long pool)
 {
     return rt->ws[(size_t)service * rt->cfg->n_pools + (size_t)pool];
+}
+
+#define SL_WS_EPOCH_SHIFT 40
+
+static inline uint64_t sl_ws_drain_epoch(uint64_t stamped)
+{
+    return stamped >> SL_WS_EPOCH_SHIFT;
+}
+
+static inline uint64_t sl_ws_drain_count(uint64_t stamped)
+{
+    return stamped & ((UINT64_C(1) << SL_WS_EPOCH_SHIFT) - 1);
+}
+
+/* Count one cutover drain under `epoch`: false when the epoch has moved on
+   (the cutover paused or ended since the credit was posted). */
+static inline bool sl_ws_count_take_drain(sl_ws_count_t *c, uint64_t epoch)
+{
+    uint64_t w = atomic_load(&c->cutover_drains);
+    do {
+        if (sl_ws_drain_epoch(w) != epoch)
+            return false;
+    } while (!atomic_compare_exchange_weak(&c->cutover_drains, &w, w + 1));
+    return true;
+}
+
+/* Void every cutover drain credit posted so far; returns the new stamp. */
+static inline uint64_t sl_ws_count_stop_drains(sl_ws_count_t *c)
+{
+    return atomic_fetch_add(&c->cutover_drains, UINT64_C(1) << SL_WS_EPOCH_SHIFT) +
+           (UINT64_C(1) << SL_WS_EPOCH_SHIFT);
 }
 
 /*

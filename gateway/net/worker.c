@@ -75,7 +75,7 @@ void sl_worker_post(sl_worker_t *w, sl_wmsg_t *msg)
 
 /* Drain up to `count` WebSockets counted in `ws` (any when NULL), on
    `backend` (any when NULL), chosen at random. */
-static void drain_some(sl_worker_t *w, const sl_ws_count_t *ws,
+static void drain_some(sl_worker_t *w, sl_ws_count_t *ws, uint64_t epoch,
                        const sl_backend_shared_t *backend, uint32_t count, uint16_t code,
                        const char *reason)
 {
@@ -91,6 +91,8 @@ static void drain_some(sl_worker_t *w, const sl_ws_count_t *ws,
             continue;
         if (backend && (s->up == NULL || s->up->backend->state != backend))
             continue;
+        if (ws && !sl_ws_count_take_drain(ws, epoch))
+            return;   /* the cutover paused or ended since this credit was posted */
         sl_session_drain(s, code, reason);
         count--;
     }
@@ -206,7 +208,7 @@ static void on_wake(uv_async_t *a)
         case SL_WMSG_DRAIN:
             if (m->backend)
                 sl_upstream_close_idle_to(w, m->backend);
-            drain_some(w, m->ws, m->backend, m->count, m->close_code, m->reason);
+            drain_some(w, m->ws, m->epoch, m->backend, m->count, m->close_code, m->reason);
             break;
         case SL_WMSG_STOP_ACCEPT:
             stop_accepting(w);

@@ -561,7 +561,6 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     if (s->counted_ws) {
         sl_ws_count_t *c = sl_runtime_ws(s->rt, s->service, s->pool);
         atomic_fetch_add(&c->draining, 1);
-        atomic_fetch_add(&c->drained, 1);
     }
     if (s->state != SL_SS_WS_RELAY) {
         /* Plain HTTP: finish the exchange in flight, then close. */
