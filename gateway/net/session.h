@@ -133,6 +133,8 @@ struct sl_session {
     const char *drain_reason;        /* interned by the worker (sl_worker_intern) */
     bool drain_pending;              /* close the client at the next message boundary */
     bool ping_pending;               /* ping the client at the next frame boundary */
+    bool fail_pending;               /* the client broke the protocol mid a backend frame: its
+                                        close (c2b's sticky error) goes at that frame's end */
     bool close_to_client;            /* we or the backend sent the client a close frame */
     bool close_from_client;          /* the client sent a close frame */
     bool close_from_backend;

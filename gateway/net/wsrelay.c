@@ -349,6 +349,40 @@ static int forward(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
     return sl_write_block(s, to_client, b, off, len);
 }
 
+/*
+ * The client broke the protocol while a backend frame is half relayed to it:
+ * a close frame now would land inside that frame. RFC 6455 7.1.7 wants the
+ * client told why, so the backend's frame is finished first (reading it on,
+ * within the close-wait bound) and the close follows at its end. Nothing
+ * more of the client's is read; the backend is told to close if its stream
+ * is at a frame boundary.
+ */
+static void fail_after_backend_frame(sl_session_t *s, bool backend_at_boundary)
+{
+    if (backend_at_boundary && !s->close_to_backend)
+        send_close_to_backend(s, SL_WS_CLOSE_GOING_AWAY, "client protocol error");
+    s->close_from_client = s->close_to_backend = true;
+    s->fail_pending = true;
+    s->drain_pending = s->ping_pending = false;
+    sl_client_pause(s, SL_PAUSE_WAITING);
+    sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
+    if (s->drain_deadline == 0 || s->drain_deadline > limit)
+        s->drain_deadline = limit;
+    sl_session_arm_timer(s);
+}
+
+/* The backend frame a client's failure waited for ended at pos: relay it, then the close. */
+static void fail_now(sl_session_t *s, sl_block_t *b, size_t fwd, size_t pos, bool was_close)
+{
+    const char *reason = NULL;
+    uint16_t code = (uint16_t)sl_ws_parser_error(&s->c2b, &reason);
+    forward(s, true, b, fwd, pos - fwd);
+    s->fail_pending = false;
+    if (was_close)
+        s->close_to_client = true;   /* the backend's own close went out instead */
+    ws_abort_at(s, code, reason, true, 0, NULL, false);
+}
+
 void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
 {
     if (s->state != SL_SS_WS_RELAY)
@@ -377,6 +411,10 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
                close; the bad frame's bytes never do. */
             if (bnd > (long)fwd)
                 forward(s, false, b, fwd, (size_t)bnd - fwd);
+            if (!s->close_to_client && !sl_ws_at_frame_boundary(&s->b2c)) {
+                fail_after_backend_frame(s, bnd >= 0);
+                return;
+            }
             ws_abort_at(s, (uint16_t)code, reason, sl_ws_at_frame_boundary(&s->b2c),
                         SL_WS_CLOSE_GOING_AWAY, "client protocol error", bnd >= 0);
             return;
@@ -454,6 +492,10 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         if (ev.type != SL_WS_EV_FRAME_END)
             continue;
         bnd = (long)pos;
+        if (s->fail_pending) {
+            fail_now(s, b, fwd, pos, ev.header.opcode == SL_WS_OP_CLOSE);
+            return;
+        }
         if (ev.header.opcode == SL_WS_OP_CLOSE) {
             if (!dropping && !s->log_close)
                 s->log_close = close_code_of(&ev);

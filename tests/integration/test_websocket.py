@@ -308,6 +308,37 @@ def test_invalid_backend_frame_gives_client_1014(mode, pause):
         g.stop()
 
 
+@pytest.mark.parametrize("bad,code", [(H.ws_frame(1, b"bad", mask=False), 1002),
+                                      (H.ws_frame(1, b"\xff"), 1007)])
+def test_client_error_mid_backend_frame_gets_its_close_after_that_frame(bad, code):
+    """The client breaks the protocol while half of a backend frame has been
+    relayed to it: a close now would land inside that frame, so the gateway
+    finishes relaying it (the backend sends the rest once told to close),
+    then sends the client its close code, then ends the connection."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "split-frame"))
+    try:
+        ws = H.WsConn(g.port)
+        try:
+            assert ws.status == 101, ws.response
+            assert ws.read_message() == (1, b"hello")
+            # The first half of the frame is through the gateway.
+            deadline = time.monotonic() + H.T
+            while len(ws.buf) < 1004:
+                assert time.monotonic() < deadline, len(ws.buf)
+                chunk = ws.sock.recv(65536)
+                assert chunk, "the gateway hung up"
+                ws.buf += chunk
+            ws.send(bad)
+            seen, close = ws.read_until_close()
+            assert [(f.opcode, f.payload) for f in seen] == [(2, b"s" * 2000)], seen
+            assert close.close_code == code, close
+            assert ws.wait_eof(5)
+        finally:
+            ws.close()
+    finally:
+        g.stop()
+
+
 def test_backend_killed_mid_stream_gives_client_1014():
     g = Gateway(H.Backend("blue"))
     try:

@@ -7,6 +7,9 @@
   --mode rsv          a correct handshake, then a text frame with RSV1 set (nothing negotiated)
   --mode slow-101     waits --pause seconds before its 101, then after the hello answers the
                       client's first (small, masked) frame with a text frame "got <payload>"
+  --mode split-frame  a correct handshake, the hello, then the first half of a 2,000-byte
+                      binary frame of b"s"; the second half only once the gateway sends
+                      something (its close), then a close 1000 of its own
   --pause S           wait S seconds between the hello and the bad frame (default: none,
                       so both may arrive in the gateway's first read, behind the 101)
 
@@ -71,6 +74,12 @@ def serve(sock, mode, pause):
             sock.sendall(b"\x83\x03bad")
         elif mode == "rsv":
             sock.sendall(b"\xc1\x03bad")
+        elif mode == "split-frame":
+            frame = b"\x82\x7e" + (2000).to_bytes(2, "big") + b"s" * 2000
+            sock.sendall(frame[:1004])
+            if not sock.recv(65536):
+                return
+            sock.sendall(frame[1004:] + b"\x88\x02\x03\xe8")
         elif mode == "slow-101":
             got = data.split(b"\r\n\r\n", 1)[1]
             while len(got) < 2 or len(got) < 6 + (got[1] & 0x7F):
@@ -94,7 +103,8 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--mode", required=True,
-                    choices=["bad-accept", "masked", "opcode3", "rsv", "slow-101"])
+                    choices=["bad-accept", "masked", "opcode3", "rsv", "slow-101",
+                             "split-frame"])
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between the hello and the bad frame (slow-101: before the 101)")
     a = ap.parse_args()
