@@ -9,6 +9,7 @@
  * bounds nesting depth so the walkers that recurse over it can never run the
  * stack out. Every node keeps libyaml's start mark, made 1-based.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,6 +161,32 @@ static bool step(builder_t *b, const yaml_event_t *ev, bool *done)
     }
 }
 
+/*
+ * A reader error (bad UTF-8, a control character) leaves problem_mark unset
+ * (it read 1:1 whatever the byte); libyaml gives the byte offset instead. The
+ * line and column are counted here the way marks count them (characters,
+ * so UTF-8 continuation bytes do not add to the column).
+ */
+static void reader_error(const yaml_parser_t *p, const char *text, size_t len, const char *file,
+                         sl_diag_t *diag)
+{
+    size_t off = SL_MIN(p->problem_offset, len), line = 1, col = 1;
+    for (size_t i = 0; i < off; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n') {
+            line++;
+            col = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            col++;
+        }
+    }
+    char value[32] = "";
+    if (p->problem_value >= 0)
+        snprintf(value, sizeof value, " (0x%02X)", (unsigned)p->problem_value);
+    sl__diag_add(diag, "%s:%zu:%zu: syntax error: %s%s (expected UTF-8 text)", file, line, col,
+                 p->problem ? p->problem : "unreadable input", value);
+}
+
 sl__ynode_t *sl__yaml_load(const char *text, size_t len, const char *file, sl_diag_t *diag,
                            bool *ok)
 {
@@ -175,6 +202,11 @@ sl__ynode_t *sl__yaml_load(const char *text, size_t len, const char *file, sl_di
     while (good && !done) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
+            if (parser.error == YAML_READER_ERROR) {
+                reader_error(&parser, text, len, file, diag);
+                good = false;
+                break;
+            }
             const char *ctx = parser.context;
             sl__diag_add(diag, "%s:%zu:%zu: syntax error: %s%s%s", file,
                          parser.problem_mark.line + 1, parser.problem_mark.column + 1,
