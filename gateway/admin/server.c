@@ -44,6 +44,7 @@ typedef struct conn {
     bool continue_sent;
     bool lingering;            /* answered and shut down: discard input until EOF */
     bool head_only;            /* the request being answered is a HEAD: no body is sent */
+    bool answered;             /* a request was answered: kept alive, it may be idle */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
     sl_http_parser_t parser;
@@ -57,6 +58,7 @@ static struct {
     sl_gateway_t *gw;
     uv_tcp_t listener;
     bool listening;
+    bool accept_waiting;       /* a connection waits in the backlog for a free slot */
     bool have_token;
     unsigned char token_digest[SL_ADMIN_TOKEN_DIGEST];
     conn_t *conns;
@@ -64,6 +66,7 @@ static struct {
 } srv;
 
 static void process(conn_t *c);
+static void accept_one(void);
 
 /* ---- connection lifetime ------------------------------------------------------ */
 
@@ -93,6 +96,11 @@ static void conn_close(conn_t *c)
     c->pending_closes = 2;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+    /* A slot is free: take the client waiting in the backlog (see on_connection). */
+    if (srv.accept_waiting && srv.listening && srv.n_conns < MAX_CONNS) {
+        srv.accept_waiting = false;
+        accept_one();
+    }
 }
 
 static void on_idle(uv_timer_t *t)
@@ -426,6 +434,7 @@ static void process(conn_t *c)
         char saved = c->buf[end];
         c->buf[end] = '\0';
         dispatch(c, c->buf + hl, c->body_got);
+        c->answered = true;
         c->buf[end] = saved;
         consume(c, end);
     }
@@ -469,10 +478,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- accepting ------------------------------------------------------------------ */
 
-static void on_connection(uv_stream_t *server, int status)
+static void accept_one(void)
 {
-    if (status < 0)
-        return;
     conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return;
@@ -485,7 +492,7 @@ static void on_connection(uv_stream_t *server, int status)
         srv.conns->prev = c;
     srv.conns = c;
     srv.n_conns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || srv.n_conns > MAX_CONNS) {
+    if (uv_accept((uv_stream_t *)&srv.listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
@@ -494,6 +501,39 @@ static void on_connection(uv_stream_t *server, int status)
     sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
     uv_timer_start(&c->timer, on_idle, IDLE_MS, IDLE_MS);
     start_reading(c);
+}
+
+/* A kept-alive connection between requests: nothing read, nothing being written. */
+static conn_t *an_idle_conn(void)
+{
+    for (conn_t *c = srv.conns; c; c = c->next)
+        if (c->answered && !c->closing && !c->lingering && c->len == 0 &&
+            c->tcp.write_queue_size == 0)
+            return c;
+    return NULL;
+}
+
+/*
+ * At MAX_CONNS a new connection is not accepted and closed (a reset: 100
+ * threads calling at once saw half their calls fail so): it is left
+ * unaccepted — libuv holds it and stops watching the listener, the rest
+ * wait in the kernel's backlog — and the next connection to close takes
+ * its slot. A kept-alive connection idle between requests gives its slot up
+ * at once, so idle clients cannot keep a busy one out.
+ */
+static void on_connection(uv_stream_t *server, int status)
+{
+    (void)server;
+    if (status < 0)
+        return;
+    if (srv.n_conns >= MAX_CONNS) {
+        srv.accept_waiting = true;
+        conn_t *idle = an_idle_conn();
+        if (idle != NULL)
+            conn_close(idle);   /* accepts the waiting one */
+        return;
+    }
+    accept_one();
 }
 
 /* ---- start and stop ----------------------------------------------------------------- */

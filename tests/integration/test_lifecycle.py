@@ -1,0 +1,110 @@
+"""Process lifecycle and the control plane under concurrency: the admin
+listener when many clients call at once, signals during reloads and
+deploys, the state file when it is damaged, and config errors.
+
+Every test starts the real binary on loopback and stops it by PID; every
+wait is bounded.
+"""
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from harness import T, HttpReader, Sluice, config, free_port, stop_all, wait_port
+
+MAX_ADMIN_CONNS = 64   # server.c's MAX_CONNS
+
+
+def start(extra="", admin_extra="", service_extra="admission: off", pools=None):
+    port, admin_port = free_port(), free_port()
+    text = config(port, pools or {"blue": ["127.0.0.1:9"]}, workers=1,
+                  service_extra=service_extra,
+                  extra="admin: { address: 127.0.0.1:%d%s }\n%s" % (admin_port, admin_extra,
+                                                                      extra))
+    s = Sluice(text, port)
+    wait_port("127.0.0.1", admin_port, s.proc)
+    s.admin_port = admin_port
+    s.text = text
+    return s
+
+
+def call(admin_port, method, path, body=None, timeout=T):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (admin_port, path), data=data,
+                                 method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def keepalive_get(admin_port, path="/healthz"):
+    """A connection that has been answered once and is kept alive."""
+    sock = socket.create_connection(("127.0.0.1", admin_port), timeout=T)
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path).encode())
+    assert HttpReader(sock).read().status == 200
+    return sock
+
+
+# ---- the admin listener at its connection cap ----------------------------------------------
+
+def test_admin_calls_beyond_the_connection_cap_wait_instead_of_being_reset():
+    s = start()
+    held = []
+    try:
+        # Every slot taken by a client that sent half a request: a new call
+        # waits for a slot (it was accepted and closed at once: a reset).
+        for _ in range(MAX_ADMIN_CONNS):
+            c = socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
+            c.sendall(b"GET /healthz HTTP/1.1\r\n")
+            held.append(c)
+        got = []
+        t = threading.Thread(target=lambda: got.append(call(s.admin_port, "GET", "/healthz")))
+        t.start()
+        time.sleep(0.5)
+        assert got == [], got   # still waiting, not failed
+        held.pop().close()
+        t.join(T)
+        assert got == [(200, {"status": "ok"})]
+        # Slots held by kept-alive connections idle between requests are given up.
+        for c in held:
+            c.close()
+        held = [keepalive_get(s.admin_port) for _ in range(MAX_ADMIN_CONNS)]
+        for _ in range(5):
+            assert call(s.admin_port, "GET", "/api/v1/status", timeout=5)[0] == 200
+    finally:
+        for c in held:
+            c.close()
+        stop_all(s)
+
+
+def test_many_threads_reloading_and_changing_limits_at_once_all_get_answers():
+    s = start(service_extra="admission: { rate: 100/s, burst: 10, queue: { length: 10 } }")
+    statuses, lock = [], threading.Lock()
+
+    def worker(i):
+        for k in range(4):
+            try:
+                if k % 2:
+                    st = call(s.admin_port, "POST", "/api/v1/reload")[0]
+                else:
+                    st = call(s.admin_port, "PUT", "/api/v1/services/app/admission",
+                              {"rate": "%d/s" % (10 + i)})[0]
+            except OSError as e:
+                st = repr(e)
+            with lock:
+                statuses.append(st)
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 400 or sorted(set(map(str, statuses))) == ["200"], \
+            [x for x in statuses if x != 200][:5]
+        assert len(statuses) == 400
+    finally:
+        stop_all(s)
