@@ -9,6 +9,10 @@
  * applied over the YAML at start. The status resource shows which values
  * come from the state file rather than the YAML.
  *
+ * A file that cannot be read as version 1 (cut short, not JSON, another
+ * version's) is ignored at start and renamed to <state_file>.bad, so the next
+ * change through the API does not write over what an operator may want back.
+ *
  * Format (JSON, version 1):
  *   {"version": 1, "services": {"app": {"active": "green",
  *     "admission": {"rate": 300, "burst": 50, "queue_length": 50000, ...}}}}
@@ -223,29 +227,73 @@ static void apply_pool(sl_ctl_t *ctl, size_t p, const sl_json_t *o, const char *
                     path, what);
 }
 
+#define STATE_MAX (1 << 20)
+
+/*
+ * Read and check the state file: a JSON object with "version": 1. Returns
+ * 0 with *doc filled, 1 when there is no file, or -1 with the reason in why
+ * (a file cut short, not JSON, bigger than we read, or another version's:
+ * applying part of it, or reading a newer format as ours, would be wrong).
+ */
+static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT)
+            return 1;
+        snprintf(why, whylen, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    char *text = malloc(STATE_MAX + 1);
+    size_t n = text ? fread(text, 1, STATE_MAX + 1, f) : 0;
+    bool failed = text != NULL && ferror(f);
+    fclose(f);
+    sl_json_error_t err = {0};
+    const sl_json_t *v = NULL;
+    int rc = -1;
+    if (text == NULL)
+        snprintf(why, whylen, "out of memory");
+    else if (failed)
+        snprintf(why, whylen, "cannot read: %s", strerror(EIO));
+    else if (n > STATE_MAX)
+        snprintf(why, whylen, "larger than %d bytes (expected a file sluice wrote)", STATE_MAX);
+    else if (sl_json_parse(doc, text, n, NULL, &err) != 0)
+        snprintf(why, whylen, "not valid JSON at byte %zu (%s)", err.offset,
+                 err.msg ? err.msg : "no memory");
+    else if (doc->root == NULL || doc->root->type != SL_JSON_OBJECT)
+        snprintf(why, whylen, "expected a JSON object at the top");
+    else if ((v = sl_json_get(doc->root, "version")) == NULL || v->type != SL_JSON_NUMBER ||
+             v->num != 1)
+        snprintf(why, whylen, "expected \"version\": 1 (this sluice reads version 1 only)");
+    else
+        rc = 0;
+    if (rc != 0)
+        sl_json_doc_free(doc);   /* safe on a document never filled */
+    free(text);
+    return rc;
+}
+
 void sl_state_apply(sl_ctl_t *ctl)
 {
     const char *path = ctl->rt->cfg->admin.state_file;
     if (path == NULL)
         return;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        if (errno != ENOENT)
-            sl_log_warn("state file %s: cannot read: %s", path, strerror(errno));
-        return;
-    }
-    char *text = malloc(1 << 20);
-    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
     sl_json_doc_t doc = {0};
-    sl_json_error_t err = {0};
-    if (text == NULL || sl_json_parse(&doc, text, n, NULL, &err) != 0) {
-        sl_log_error("state file %s: not valid JSON at byte %zu (%s); ignoring it", path,
-                     err.offset, err.msg ? err.msg : "no memory");
-        free(text);
+    char why[300];
+    int rc = read_state(path, &doc, why, sizeof why);
+    if (rc > 0)
+        return;
+    if (rc < 0) {
+        /* The next change through the API rewrites the file: keep what was
+           there aside, so an operator can still see (and mend) it. */
+        char aside[4096];
+        snprintf(aside, sizeof aside, "%s.bad", path);
+        if (rename(path, aside) == 0)
+            sl_log_error("state file %s: %s; ignoring it (kept as %s)", path, why, aside);
+        else
+            sl_log_error("state file %s: %s; ignoring it", path, why);
         return;
     }
-    free(text);
     const sl_json_t *svcs = sl_json_get(doc.root, "services");
     for (const sl_json_t *m = svcs ? svcs->child : NULL; m; m = m->next) {
         const sl_cfg_service_t *s = sl_config_service(ctl->rt->cfg, m->key);
@@ -387,18 +435,10 @@ void sl_state_read_overrides(const sl_config_t *cfg)
     const char *path = cfg->admin.state_file;
     if (path == NULL)
         return;
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    char *text = malloc(1 << 20);
-    size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
     sl_json_doc_t doc = {0};
-    if (text == NULL || sl_json_parse(&doc, text, n, NULL, NULL) != 0) {
-        free(text);
+    char why[300];
+    if (read_state(path, &doc, why, sizeof why) != 0)
         return;   /* sl_state_apply reports a bad file */
-    }
-    free(text);
     const sl_json_t *pools = sl_json_get(doc.root, "pools");
     for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
         const sl_json_t *list = sl_json_get(m, "backends");

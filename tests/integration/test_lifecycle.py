@@ -108,3 +108,49 @@ def test_many_threads_reloading_and_changing_limits_at_once_all_get_answers():
         assert len(statuses) == 400
     finally:
         stop_all(s)
+
+
+# ---- the state file ------------------------------------------------------------------------
+
+ADMISSION = "admission: { rate: 100/s, burst: 10, queue: { length: 10 } }"
+
+
+def rate_now(admin_port):
+    status, body = call(admin_port, "GET", "/api/v1/services/app/admission")
+    assert status == 200, body
+    return body["limits"]["rate"]
+
+
+def test_a_damaged_or_foreign_state_file_is_refused_and_kept_aside(tmp_path):
+    state = tmp_path / "state.json"
+    cases = [
+        (b'{"version": 1, "services": {"app": {"admission": {"rate": 5', "not valid JSON"),
+        (b'[{"version": 1}]', "expected a JSON object at the top"),
+        # a newer format is not read as ours (it was: its rate applied)
+        (b'{"version": 2, "services": {"app": {"admission": {"rate": 5}}}}',
+         'expected "version": 1'),
+        (b'{"services": {"app": {"admission": {"rate": 5}}}}', 'expected "version": 1'),
+        (b'{"version": 1, "pad": "' + b"x" * (1 << 20) + b'"}', "larger than"),
+    ]
+    for content, why in cases:
+        state.write_bytes(content)
+        s = start(admin_extra=", state_file: %s" % state, service_extra=ADMISSION)
+        try:
+            assert rate_now(s.admin_port) == 100
+            # What was there is kept for the operator; the next change writes a good file.
+            assert (tmp_path / "state.json.bad").read_bytes() == content
+            assert call(s.admin_port, "PUT", "/api/v1/services/app/admission",
+                        {"rate": "7/s"})[0] == 200
+            assert json.loads(state.read_text())["services"]["app"]["admission"]["rate"] == 7
+        finally:
+            stop_all(s)
+        line = [x for x in s.output().splitlines() if "state file" in x and "error" in x]
+        assert len(line) == 1 and why in line[0] and "kept as %s.bad" % state in line[0], \
+            (why, line)
+        # ...and the file written is read back at the next start.
+        s = start(admin_extra=", state_file: %s" % state, service_extra=ADMISSION)
+        try:
+            assert rate_now(s.admin_port) == 7
+        finally:
+            stop_all(s)
+        state.unlink()
