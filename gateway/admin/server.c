@@ -32,6 +32,7 @@
 #define MAX_HEAD (16 * 1024)
 #define MAX_CONNS 64
 #define IDLE_MS 60000
+#define REQUEST_MS 10000   /* from a request's first byte to its last: see on_read */
 #define WRITE_QUEUE_MAX (4 * 1024 * 1024)
 
 typedef struct conn {
@@ -106,6 +107,19 @@ static void conn_close(conn_t *c)
 static void on_idle(uv_timer_t *t)
 {
     conn_close(t->data);
+}
+
+static void send_error(conn_t *c, int status, bool close, const char *extra, const char *msg);
+
+/* A request still incomplete REQUEST_MS after its first byte: 408, and the connection ends. */
+static void on_request_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing || c->lingering || c->close_after_write)
+        return;
+    send_error(c, 408, true, NULL, "request not received in time");
+    if (!c->closing)
+        uv_timer_start(&c->timer, on_idle, IDLE_MS, 0);   /* bounds the write, as before */
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -415,6 +429,20 @@ static bool request_ready(conn_t *c, size_t *head_len)
     return true;
 }
 
+/*
+ * Between requests a connection may idle for IDLE_MS; once a request has
+ * begun, it must be whole within REQUEST_MS of its first byte. Resetting
+ * one timer on every read let a client sending a byte a minute hold one of
+ * the MAX_CONNS slots for ever, and 64 such clients shut the API out.
+ */
+static void request_clock(conn_t *c)
+{
+    if (c->len == 0)
+        uv_timer_start(&c->timer, on_idle, IDLE_MS, IDLE_MS);
+    else
+        uv_timer_start(&c->timer, on_request_timeout, REQUEST_MS, 0);
+}
+
 /* Answer every complete request in the buffer, in order; then read on. */
 static void process(conn_t *c)
 {
@@ -437,6 +465,9 @@ static void process(conn_t *c)
         c->answered = true;
         c->buf[end] = saved;
         consume(c, end);
+        /* The next request's clock starts with its first byte (here, if pipelined). */
+        if (!c->closing && !c->lingering)
+            request_clock(c);
     }
     if (c->closing || c->close_after_write)
         stop_reading(c);
@@ -453,7 +484,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->lingering)
         return;
-    uv_timer_again(&c->timer);
+    bool first_bytes = c->len == 0;
     /* The buffer is bounded by one head and one body, and one byte for a NUL. */
     size_t need = c->len + (size_t)nread + 1;
     if (need > MAX_HEAD + SL_ADMIN_MAX_BODY + 1) {
@@ -473,6 +504,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     memcpy(c->buf + c->len, buf->base, (size_t)nread);
     c->len += (size_t)nread;
+    if (first_bytes)
+        request_clock(c);
     process(c);
 }
 

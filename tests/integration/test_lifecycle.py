@@ -154,3 +154,38 @@ def test_a_damaged_or_foreign_state_file_is_refused_and_kept_aside(tmp_path):
         finally:
             stop_all(s)
         state.unlink()
+
+
+def test_a_request_dribbled_in_gets_408_instead_of_holding_a_slot_for_ever():
+    s = start()
+    try:
+        c = socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
+        t0 = time.monotonic()
+        request = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"x" * 100
+        got = b""
+        c.settimeout(0.5)
+        # One byte every 0.5 s: each read used to push the 60 s idle timer back.
+        for b in request:
+            try:
+                c.sendall(bytes([b]))
+            except OSError:
+                break   # answered and closed: the request took too long
+            try:
+                got += c.recv(4096)
+            except socket.timeout:
+                pass
+            if got or time.monotonic() - t0 > 20:
+                break
+            time.sleep(0.5)
+        took = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 408 "), (got, took)
+        assert 9 < took < 15, took
+        c.close()
+        # A client idle between requests is not hurried.
+        k = keepalive_get(s.admin_port)
+        time.sleep(1)
+        k.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert HttpReader(k).read().status == 200
+        k.close()
+    finally:
+        stop_all(s)
