@@ -45,6 +45,17 @@
 #define ACCEPT_BATCH 4
 /* How soon to try again after a pause. */
 #define ACCEPT_RETRY_MS 100
+/* Idle kept-alive clients one pause may close for those waiting (nginx
+   frees 32 reusable connections the same way). */
+#define RECLAIM_BATCH 32
+
+/* A shortage of descriptors (or kernel memory) is logged at its start and
+   its end, not at every retry (ten lines a second for as long as it lasted):
+   it began at short_since (0: none) and was last met at short_last; it is
+   over after SHORT_QUIET_MS without one. Per thread: a worker's listeners
+   and sessions run on its own thread only. */
+#define SHORT_QUIET_MS 1000
+static _Thread_local sl_msec_t short_since, short_last;
 
 static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errlen)
 {
@@ -182,6 +193,49 @@ static uint32_t max_handshakes(const sl_listener_t *l)
                                 : l->cfg->tls.max_handshakes;
 }
 
+/*
+ * The cap is reached or descriptors ran out, and clients wait in the
+ * backlog: what is held by nobody's work gives way to them. Kept-alive
+ * clients idle between requests are closed, the longest idle first (a
+ * server may close an idle connection at any time; clients open a new one):
+ * otherwise idle keep-alives held every place for the keepalive timeout
+ * (60 s by default) while clients with requests waited.
+ */
+static void make_room(sl_worker_t *w, bool fds)
+{
+    if (fds)
+        sl_upstream_close_idle(w);   /* kept-alive backend connections are a cache */
+    size_t n = sl_session_reclaim_idle(w, RECLAIM_BATCH);
+    if (n > 0)
+        sl_log_debug("worker %d: closed %zu idle kept-alive clients for waiting ones", w->id, n);
+}
+
+void sl_listeners_short(sl_worker_t *w, const char *what, int err)
+{
+    sl_msec_t now = uv_now(&w->loop);
+    sl_count(&w->counters, SL_CTR_CONN_EMFILE_PAUSES, 1);
+    if (short_since == 0 || now - short_last >= SHORT_QUIET_MS) {
+        short_since = now | 1;
+        sl_log_warn("worker %d: %s: %s; accepting paused until descriptors free up", w->id,
+                    what, uv_strerror(err));
+    }
+    short_last = now;
+    make_room(w, true);
+    sl_listeners_pause(w, ACCEPT_RETRY_MS);
+}
+
+/* An accept went through: the end of a shortage, once it has not come back
+   for a while (in a lasting one, each freed descriptor lets one in). */
+static void maybe_short_over(sl_worker_t *w)
+{
+    sl_msec_t now = uv_now(&w->loop);
+    if (short_since == 0 || now - short_last < SHORT_QUIET_MS)
+        return;
+    sl_log_info("worker %d: descriptors available again after %llu ms short", w->id,
+                (unsigned long long)(short_last - short_since));
+    short_since = 0;
+}
+
 static void on_acceptable(uv_poll_t *p, int status, int events)
 {
     sl_listener_t *l = p->data;
@@ -199,6 +253,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         }
         if (atomic_load_explicit(&w->gw->clients, memory_order_relaxed) >= cap) {
             sl_count(&w->counters, SL_CTR_CONN_CAP_PAUSES, 1);
+            make_room(w, false);
             sl_listeners_pause(w, ACCEPT_RETRY_MS);
             return;
         }
@@ -206,14 +261,12 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
         socklen_t peer_len = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                sl_count(&w->counters, SL_CTR_CONN_EMFILE_PAUSES, 1);
-                sl_log_warn("worker %d: accept: %s; pausing accepts for %d ms", w->id,
-                            strerror(errno), ACCEPT_RETRY_MS);
-                sl_listeners_pause(w, ACCEPT_RETRY_MS);
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                sl_listeners_short(w, "accept", uv_translate_sys_error(errno));
             return;   /* EAGAIN, or a connection that died in the backlog */
         }
+        if (short_since)
+            maybe_short_over(w);
         sl_session_accept(w, l->cfg, fd, (struct sockaddr *)&peer);
     }
 }

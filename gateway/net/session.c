@@ -806,6 +806,48 @@ static void on_timer(uv_timer_t *t)
     sl_session_arm_timer(s);
 }
 
+/* ---- making room ---- */
+
+/* Kept-alive, between requests, nothing sent or still going out: its close
+   loses nothing (the keepalive timeout would close it the same way). */
+static bool idle_kept_alive(sl_session_t *s)
+{
+    return s->state == SL_SS_HEAD && s->awaiting_next && s->head_len == 0 &&
+           sl_queued(s, true) == 0;
+}
+
+static void close_idle(sl_session_t *s)
+{
+    if (s->tlsc)
+        sl_session_finish(s);   /* with a close_notify, as the keepalive timeout does */
+    else
+        sl_session_close(s);
+}
+
+size_t sl_session_reclaim_idle(sl_worker_t *w, size_t max)
+{
+    /* The max longest idle: their keepalive deadlines are the nearest. */
+    sl_session_t *pick[64];
+    size_t n = 0;
+    if (max > SL_ARRAY_SIZE(pick))
+        max = SL_ARRAY_SIZE(pick);
+    for (size_t i = 0; i < w->n_sessions && max > 0; i++) {
+        sl_session_t *s = w->sessions[i];
+        if (!idle_kept_alive(s))
+            continue;
+        if (n == max && s->head_deadline >= pick[n - 1]->head_deadline)
+            continue;
+        size_t j = n < max ? n++ : n - 1;
+        for (; j > 0 && pick[j - 1]->head_deadline > s->head_deadline; j--)
+            pick[j] = pick[j - 1];
+        pick[j] = s;
+    }
+    /* Closing changes w->sessions: chosen first, closed after. */
+    for (size_t i = 0; i < n; i++)
+        close_idle(pick[i]);
+    return n;
+}
+
 /* ---- teardown ---- */
 
 void sl_session_close(sl_session_t *s)

@@ -272,6 +272,13 @@ void sl_upstream_watch_idle(sl_upstream_t *up);
 void sl__upstream_linger_read(sl_upstream_t *up, ssize_t nread);
 void sl_upstream_drop_idle(sl_upstream_t *up);
 
+/* listener.c: the worker ran short of descriptors (or kernel memory) where it
+   says: log it (once for a shortage), free what idles, pause accepting. */
+void sl_listeners_short(sl_worker_t *w, const char *what, int err);
+/* Close up to max kept-alive clients idle between requests, the longest idle
+   first (the cap or the descriptors are reached and others wait). How many. */
+size_t sl_session_reclaim_idle(sl_worker_t *w, size_t max);
+
 /* io.c: writes and reads shared by both paths. */
 typedef struct sl_wreq {
     uv_write_t req;

@@ -374,6 +374,32 @@ static int connect_uv(sl_upstream_t *up, const struct sockaddr *addr)
     return rc;
 }
 
+/* The gateway itself is short (descriptors, socket buffers, memory): no
+   backend was asked anything. */
+static bool out_of_resources(int status)
+{
+    return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+           status == UV_ENOMEM;
+}
+
+/*
+ * A backend socket could not even be made. That is not the backend's
+ * failure: counting it as one (consecutive failures, passive health) ejected
+ * healthy backends, so every client got 503 for passive_eject after the
+ * shortage was over, and the log blamed the backend. Trying the next backend
+ * would meet the same shortage. The client gets 503 with a Retry-After (the
+ * shortage is ours and passing), and the listeners pause and free what idles
+ * (listener.c), so the backlog waits instead of meeting the same.
+ */
+static void gateway_short(sl_session_t *s, int status)
+{
+    sl_upstream_t *up = s->up;
+    s->up = NULL;
+    upstream_close(up);
+    sl_listeners_short(s->w, "backend socket", status);
+    sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+}
+
 static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
 {
     for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
@@ -431,6 +457,10 @@ static void try_connect(sl_session_t *s)
     bool write_at_once = s->ws_key_len && !s->rt->cfg->pools[s->pool].tls;
     int rc = write_at_once ? connect_now(up, (struct sockaddr *)&b->addr)
                            : connect_uv(up, (struct sockaddr *)&b->addr);
+    if (rc < 0 && out_of_resources(rc)) {
+        gateway_short(s, rc);
+        return;
+    }
     if (rc < 0) {
         connect_failed(s, rc);
         return;

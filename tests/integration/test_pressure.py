@@ -1,0 +1,151 @@
+"""The real binary when it runs out of something: file descriptors, its
+connection cap. It must keep serving the clients it can, tell the others
+clearly, not blame a backend for its own shortage, and recover when the
+pressure goes.
+
+The descriptor tests start sluice with RLIMIT_NOFILE at 64 and fill the rest
+with idle clients (half a request head each), counted in /proc/PID/fd, so
+the next descriptor the gateway needs is the one a test frees.
+"""
+import os
+import resource
+import subprocess
+import tempfile
+import time
+
+import harness as H
+
+NOFILE = 64
+
+
+class LowFdSluice(H.Proc):
+    """sluice with at most NOFILE descriptors (set in the child before exec)."""
+
+    def __init__(self, config, port):
+        self.port = port
+        self.cfg = tempfile.NamedTemporaryFile("w", prefix="sluice-", suffix=".yaml",
+                                                 delete=False)
+        self.cfg.write(config)
+        self.cfg.close()
+        self.log = tempfile.NamedTemporaryFile(prefix="sluice-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([H.SLUICE, "-c", self.cfg.name], stdout=subprocess.PIPE,
+                                     stderr=self.log, stdin=subprocess.DEVNULL, text=True,
+                                     preexec_fn=self._limit)
+        self.pid = self.proc.pid
+        H.wait_port("127.0.0.1", port, self.proc)
+
+    @staticmethod
+    def _limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+    def fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def cpu_ticks(self):
+        with open("/proc/%d/stat" % self.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+
+def fill_descriptors(gw, limit=NOFILE):
+    """Idle clients until the gateway holds every descriptor it may have."""
+    held = []
+    for _ in range(2 * limit):
+        n = gw.fds()
+        if n >= limit:
+            return held
+        s = H.raw_connect(gw.port)
+        s.sendall(b"GET / HTTP/1.1\r\n")   # handed over at once despite defer_accept
+        held.append(s)
+        H.wait_until(lambda: gw.fds() > n, timeout=2, step=0.01)
+    assert gw.fds() >= limit, "the gateway holds %d descriptors" % gw.fds()
+    return held
+
+
+def get(port, timeout=H.T):
+    s = H.raw_connect(port, timeout=timeout)
+    s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    return s
+
+
+def test_backend_socket_shortage_is_503_not_the_backends_fault():
+    """Descriptors run out between a client's accept and its backend socket.
+    The client gets 503 with a Retry-After at once; the backend is not
+    counted failed (with passive_failures: 1 a count would eject it, and
+    every client would get 503 for passive_eject after the shortage); the
+    shortage is logged once, not at every 100 ms retry; the paused listener
+    does not spin; and once descriptors are back, requests pass."""
+    backend = H.Backend("blue")
+    port, admin = H.free_port(), H.free_port()
+    cfg = H.config(port, {"blue": [backend.addr]}, extra="admin: { address: 127.0.0.1:%d }" % admin)
+    cfg = cfg.replace("    backends:", "    health: { passive_failures: 1, interval: 1h }\n"
+                                        "    backends:", 1)
+    gw = LowFdSluice(cfg, port)
+    held, waiting = [], []
+    try:
+        held = fill_descriptors(gw)
+        # The shortage lasts a while: accept keeps meeting EMFILE.
+        c0 = gw.cpu_ticks()
+        time.sleep(1.5)
+        busy = gw.cpu_ticks() - c0
+        assert busy < 0.5 * os.sysconf("SC_CLK_TCK"), "%d ticks paused" % busy
+        # Two clients wait in the backlog; one descriptor frees up: the first
+        # is accepted and its backend socket is the one that fails.
+        waiting = [get(port, timeout=5) for _ in range(2)]
+        time.sleep(0.2)
+        held.pop(0).close()
+        r = H.HttpReader(waiting[0], timeout=5).read()
+        assert r.status == 503, r
+        assert r.header("retry-after") == "1", r
+        # Descriptors back: the one still waiting and a new one pass.
+        for s in held:
+            s.close()
+        held = []
+        assert H.HttpReader(waiting[1], timeout=5).read().status == 200
+        s = get(port)
+        assert H.HttpReader(s).read().status == 200
+        s.close()
+        m = H.scrape(admin)
+        assert H.metric(m, "sluice_pool_backend_up", pool="blue", backend=backend.addr) == 1
+        assert H.metric(m, "sluice_pool_backend_connect_failures_total", pool="blue",
+                        backend=backend.addr) == 0
+        assert H.metric(m, "sluice_accept_emfile_pauses_total") >= 5
+        log = gw.output()
+        assert "connect failed" not in log, log[-2000:]
+        shortage = [line for line in log.splitlines() if "too many open files" in line]
+        assert 1 <= len(shortage) <= 2, "\n".join(shortage[:20])
+    finally:
+        for s in held + waiting:
+            s.close()
+        H.stop_all(gw, backend)
+
+
+def test_idle_keepalive_clients_give_way_at_the_connection_cap():
+    """At max_connections, kept-alive clients idle between requests are
+    closed, the longest idle first, for a client waiting with a request:
+    before, it waited in the backlog for the keepalive timeout (60 s by
+    default, 30 s here)."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                           extra="limits: { max_connections: 3 }\ntimeouts: { keepalive: 30s }"),
+                  port)
+    idle = []
+    try:
+        time.sleep(0.2)   # the start-up probe's connection is gone
+        for _ in range(3):
+            s = get(port)
+            assert H.HttpReader(s).read().status == 200
+            idle.append(s)
+            time.sleep(0.05)
+        late = get(port, timeout=5)
+        t0 = time.monotonic()
+        assert H.HttpReader(late).read().status == 200
+        assert time.monotonic() - t0 < 3
+        late.close()
+        # The longest idle gave way; it sees the gateway's close (EOF).
+        assert H.recv_all(idle[0], timeout=2) == b""
+    finally:
+        for s in idle:
+            s.close()
+        H.stop_all(gw, backend)
