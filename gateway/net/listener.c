@@ -51,10 +51,11 @@
 
 /* A shortage of descriptors (or kernel memory) is logged at its start and
    its end, not at every retry (ten lines a second for as long as it lasted):
-   it began at short_since (0: none) and was last met at short_last; it is
+   one (is_short) began at short_since and was last met at short_last; it is
    over after SHORT_QUIET_MS without one. Per thread: a worker's listeners
    and sessions run on its own thread only. */
 #define SHORT_QUIET_MS 1000
+static _Thread_local bool is_short;
 static _Thread_local sl_msec_t short_since, short_last;
 
 static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errlen)
@@ -214,8 +215,9 @@ void sl_listeners_short(sl_worker_t *w, const char *what, int err)
 {
     sl_msec_t now = uv_now(&w->loop);
     sl_count(&w->counters, SL_CTR_CONN_EMFILE_PAUSES, 1);
-    if (short_since == 0 || now - short_last >= SHORT_QUIET_MS) {
-        short_since = now | 1;
+    if (!is_short || now - short_last >= SHORT_QUIET_MS) {
+        is_short = true;
+        short_since = now;
         sl_log_warn("worker %d: %s: %s; accepting paused until descriptors free up", w->id,
                     what, uv_strerror(err));
     }
@@ -229,11 +231,11 @@ void sl_listeners_short(sl_worker_t *w, const char *what, int err)
 static void maybe_short_over(sl_worker_t *w)
 {
     sl_msec_t now = uv_now(&w->loop);
-    if (short_since == 0 || now - short_last < SHORT_QUIET_MS)
+    if (now - short_last < SHORT_QUIET_MS)
         return;
     sl_log_info("worker %d: descriptors available again after %llu ms short", w->id,
                 (unsigned long long)(short_last - short_since));
-    short_since = 0;
+    is_short = false;
 }
 
 static void on_acceptable(uv_poll_t *p, int status, int events)
@@ -265,7 +267,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
                 sl_listeners_short(w, "accept", uv_translate_sys_error(errno));
             return;   /* EAGAIN, or a connection that died in the backlog */
         }
-        if (short_since)
+        if (is_short)
             maybe_short_over(w);
         sl_session_accept(w, l->cfg, fd, (struct sockaddr *)&peer);
     }
