@@ -368,11 +368,23 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     write_deploy(&resp->jw, req->params[0], &d);
 }
 
+/*
+ * An action that takes no parameters (reload, pause, resume, abort) takes no
+ * body, or an empty object: a field sent with it is refused like a typo
+ * elsewhere, rather than a 200 that leaves the caller believing it counted
+ * ("POST /reload {\"file\": ...}" reloaded the old file).
+ */
+static bool no_fields(const sl_admin_req_t *req, sl_admin_resp_t *resp)
+{
+    static const char *const none[] = {NULL};
+    return req->json == NULL || only_keys(resp, req->json, none);
+}
+
 static void deploy_op(sl_admin_req_t *req, sl_admin_resp_t *resp,
                       int (*op)(sl_ctl_t *, size_t))
 {
     long svc = service_index(req, resp);
-    if (svc < 0)
+    if (svc < 0 || !no_fields(req, resp))
         return;
     int rc = op(req->gw->ctl, (size_t)svc);
     if (rc == SL_ENOENT) {
@@ -577,6 +589,8 @@ static void write_refusal(sl_admin_resp_t *resp, int status, const char *what, s
 
 void sl__admin_post_reload(sl_admin_req_t *req, sl_admin_resp_t *resp)
 {
+    if (!no_fields(req, resp))
+        return;
     sl_diag_t diag = {0};
     int rc = sl_control_reload(req->gw, &diag);
     if (rc != 0) {

@@ -189,3 +189,22 @@ def test_a_request_dribbled_in_gets_408_instead_of_holding_a_slot_for_ever():
         k.close()
     finally:
         stop_all(s)
+
+
+def test_actions_without_parameters_refuse_a_body_with_fields():
+    s = start(pools={"blue": ["127.0.0.1:9"], "green": ["127.0.0.1:9"]})
+    try:
+        for path in ["/api/v1/reload", "/api/v1/services/app/deploys/current/pause",
+                     "/api/v1/services/app/deploys/current/resume",
+                     "/api/v1/services/app/deploys/current/abort"]:
+            # A parameter the action does not take was ignored, with a 200 for a reload.
+            assert call(s.admin_port, "POST", path, {"file": "/etc/other.yaml"}) == \
+                (400, {"error": 'unknown field "file"'}), path
+            assert call(s.admin_port, "POST", path, [1])[0] == 400, path
+        assert call(s.admin_port, "POST", "/api/v1/reload", {}) == \
+            (200, {"status": "reloaded", "config_generation": 2})
+        assert call(s.admin_port, "POST", "/api/v1/reload")[0] == 200
+        assert call(s.admin_port, "POST", "/api/v1/services/app/deploys/current/pause", {})[0] \
+            == 409
+    finally:
+        stop_all(s)
