@@ -202,8 +202,17 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     }
     if (atomic_load(&gw->draining)) {
-        sl_log_warn("second signal: closing everything now");
-        gw->shutdown_deadline = 0;
+        /* Said as what it is: this used to pass for the timeout ("shutdown:
+           timeout with N connections open") a tick later. */
+        if (!gw->force_sent) {
+            sl_log_warn("second signal: closing %zu connections now", open_sessions(gw));
+            post_all(gw, SL_WMSG_FORCE_CLOSE);
+            gw->force_sent = true;
+            gw->shutdown_deadline = uv_now(gw->loop) + 1000;
+        } else {
+            sl_log_warn("another signal: exiting now");
+            gw->shutdown_deadline = 0;
+        }
         return;
     }
     sl_control_shutdown(gw);

@@ -6,6 +6,7 @@ Every test starts the real binary on loopback and stops it by PID; every
 wait is bounded.
 """
 import json
+import signal
 import socket
 import threading
 import time
@@ -208,3 +209,31 @@ def test_actions_without_parameters_refuse_a_body_with_fields():
             == 409
     finally:
         stop_all(s)
+
+
+# ---- signals -----------------------------------------------------------------------------
+
+def test_a_second_sigterm_closes_at_once_and_says_so():
+    from harness import Backend, WsConn
+    blue = Backend("blue")
+    s = start(pools={"blue": [blue.addr]}, extra="shutdown: { drain_rate: 1/s, timeout: 60s }")
+    try:
+        conns = [WsConn(s.port) for _ in range(4)]
+        time.sleep(0.3)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # A SIGHUP while shutting down is refused, not applied.
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=T) == 0
+        assert time.monotonic() - t0 < 3
+        for c in conns:
+            c.close()
+    finally:
+        stop_all(s, blue)
+    log = s.output()
+    assert "reload refused: %s: not reloading while shutting down" % s.cfg.name in log, log
+    assert "second signal: closing" in log and "connections now" in log, log
+    assert "shutdown: timeout" not in log, log
