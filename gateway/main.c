@@ -43,10 +43,13 @@ static void usage(FILE *out)
             "exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.\n");
 }
 
-static void print_diag(const sl_diag_t *d)
+/* Every error line, then the count, whichever check refused the file (frees d). */
+static void print_diags(const char *path, sl_diag_t *d)
 {
     for (size_t i = 0; i < d->n; i++)
         fprintf(stderr, "%s\n", d->lines[i]);
+    fprintf(stderr, "sluice: %s: %zu error%s\n", path, d->n, d->n == 1 ? "" : "s");
+    sl_diag_free(d);
 }
 
 /* A process with thousands of sockets needs its descriptor limit raised to the hard cap. */
@@ -206,24 +209,20 @@ int main(int argc, char **argv)
     sl_config_t *cfg = NULL;
     sl_diag_t diag = {0};
     if (sl_config_load(path, &cfg, &diag) != 0) {
-        print_diag(&diag);
-        fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
-        sl_diag_free(&diag);
+        print_diags(path, &diag);
         return EXIT_CONFIG;
     }
     /* What the API changed (backends) stands over the YAML. */
     sl_state_read_overrides(cfg);
     if (sl_state_apply_overrides(cfg, &diag) != 0) {
-        print_diag(&diag);
-        sl_diag_free(&diag);
+        print_diags(path, &diag);
         sl_config_free(cfg);
         sl_state_free_overrides();
         return EXIT_CONFIG;
     }
     sl_runtime_t *rt = sl_runtime_new(cfg, NULL, &diag);
     if (rt == NULL) {
-        print_diag(&diag);
-        sl_diag_free(&diag);
+        print_diags(path, &diag);
         sl_config_free(cfg);
         sl_state_free_overrides();
         return EXIT_CONFIG;
@@ -234,9 +233,7 @@ int main(int argc, char **argv)
        --check and a start run these, so a config --check passes is one that starts. */
     int tls_rc = sl_tls_check(rt->cfg, &diag);
     if (sl_admin_check(rt->cfg, &diag) != 0 || tls_rc != 0) {
-        print_diag(&diag);
-        fprintf(stderr, "sluice: %s: %zu error%s\n", path, diag.n, diag.n == 1 ? "" : "s");
-        sl_diag_free(&diag);
+        print_diags(path, &diag);
         sl_runtime_unref(rt);
         sl_state_free_overrides();
         return EXIT_CONFIG;

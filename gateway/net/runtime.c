@@ -128,7 +128,9 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
                 char line[512];
                 if (a->pos.line == 0)   /* set through the API (or the state file): no place */
                     snprintf(line, sizeof line, "pools.%s.backends[%zu].address: %s (set through "
-                             "the API)", pc->name, b, err);
+                             "the API%s%s)", pc->name, b, err,
+                             cfg->admin.state_file ? "; kept in " : "",
+                             cfg->admin.state_file ? cfg->admin.state_file : "");
                 else
                     snprintf(line, sizeof line, "%s:%u:%u: pools.%s.backends[%zu].address: %s",
                              cfg->file ? cfg->file : "config", a->pos.line, a->pos.col, pc->name,

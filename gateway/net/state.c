@@ -421,8 +421,10 @@ int sl_state_apply_overrides(sl_config_t *cfg, sl_diag_t *diag)
         }
         char err[256];
         if (sl_config_set_backends(cfg, (size_t)p, specs, n, err, sizeof err) != 0) {
-            char line[400];
-            snprintf(line, sizeof line, "state: pools.%s.backends: %s", o->pool, err);
+            /* Name where the list comes from: the YAML has no such line to fix. */
+            char line[4400];
+            snprintf(line, sizeof line, "%s: pools.%s.backends: %s (set through the API)",
+                     cfg->admin.state_file ? cfg->admin.state_file : "state", o->pool, err);
             sl_diag_add(diag, line);
             return SL_EINVAL;
         }

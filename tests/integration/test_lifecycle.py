@@ -237,3 +237,25 @@ def test_a_second_sigterm_closes_at_once_and_says_so():
     assert "reload refused: %s: not reloading while shutting down" % s.cfg.name in log, log
     assert "second signal: closing" in log and "connections now" in log, log
     assert "shutdown: timeout" not in log, log
+
+
+def test_a_state_file_that_stops_the_start_is_named(tmp_path):
+    from harness import SLUICE
+    import subprocess
+    state = tmp_path / "state.json"
+    port, admin_port = free_port(), free_port()
+    text = config(port, {"blue": ["127.0.0.1:9"]}, workers=1,
+                  extra="admin: { address: 127.0.0.1:%d, state_file: %s }" % (admin_port, state))
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(text)
+    for backends, why in [([{"address": "bad address"}], 'bad address "bad address"'),
+                          ([], "at least one backend"),
+                          ([{"address": "no.such.host.invalid:80"}], "cannot resolve")]:
+        state.write_text(json.dumps({"version": 1, "pools": {"blue": {"backends": backends}}}))
+        for argv in (["--check", "-c", str(cfg)], ["-c", str(cfg)]):
+            p = subprocess.run([SLUICE, *argv], capture_output=True, text=True, timeout=T)
+            errors = [x for x in p.stderr.splitlines() if " info " not in x]
+            assert p.returncode == 2, p.stderr
+            # Which file holds the list, and the count line every config error ends with.
+            assert len(errors) == 2 and why in errors[0] and str(state) in errors[0], errors
+            assert errors[1] == "sluice: %s: 1 error" % cfg, errors
