@@ -17,6 +17,22 @@
 
 static void exchange_maybe_done(sl_session_t *s);
 
+/*
+ * The response is whole but the exchange cannot go on (the client is still
+ * sending a body the backend will not read). A plain close lost the answer:
+ * libuv drops writes still queued, and closing a socket with the upload's
+ * bytes unread makes the kernel send a reset, which throws away what it had
+ * not sent yet (a 2 MiB 413 to a client that reads after its upload: 96 KiB
+ * arrived). Finish instead: the answer goes out, then a FIN, and the rest of
+ * the upload is read and dropped for the lingering time.
+ */
+static void finish_early(sl_session_t *s)
+{
+    s->keep_alive = false;
+    sl_session_log(s);
+    sl_session_finish(s);
+}
+
 void sl_http_begin(sl_session_t *s)
 {
     /* The body is read when the backend can take it (sl_http_backend_ready). */
@@ -276,7 +292,9 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         return;
     }
     if (s->resp_done) {
-        sl_session_close(s);   /* a backend that talks after its response is broken */
+        /* A backend that talks after its response is broken: let it go, and
+           the client with it, once its whole answer has gone (finish_early). */
+        finish_early(s);
         return;
     }
     forward_body(s, b, off, b->len - off, false);
@@ -294,6 +312,12 @@ void sl_http_on_client_eof(sl_session_t *s)
 
 void sl_http_on_backend_eof(sl_session_t *s)
 {
+    if (s->resp_done) {
+        /* A whole answer, and the backend closed before the request's end
+           (a 413 to an upload, Connection: close): normal. */
+        finish_early(s);
+        return;
+    }
     if (s->resp && s->resp->phase == SL_HTTP_PHASE_BODY && sl_http_body_until_eof(s->resp)) {
         s->resp_done = true;
         s->keep_alive = false;

@@ -9,6 +9,7 @@ the next descriptor the gateway needs is the one a test frees.
 """
 import os
 import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -152,4 +153,69 @@ def test_idle_keepalive_clients_give_way_at_the_connection_cap():
     finally:
         for s in idle:
             s.close()
+        H.stop_all(gw, backend)
+
+
+class EarlyAnswerBackend(H.ThreadBackend):
+    """Answers an upload before its end with a big 413 and Connection: close,
+    then shuts its side and drains what comes for a while, as a careful
+    server does."""
+
+    BODY = 2 << 20
+
+    def handle(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                return
+            data += d
+        c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % self.BODY + b"z" * self.BODY)
+        c.shutdown(socket.SHUT_WR)
+        c.settimeout(0.5)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            try:
+                if not c.recv(65536):
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+        c.close()
+
+
+def test_early_answer_to_an_upload_reaches_the_client_whole(tmp_path):
+    """The backend answers an upload early (a 2 MiB 413) and closes; the
+    client reads only after sending for a while. The whole answer must reach
+    it: before, the gateway closed the client at the backend's EOF, with the
+    upload unread (a reset) and the answer still queued, and the client got
+    about 100 KiB of it and ECONNRESET. The exchange is in the access log."""
+    backend = EarlyAnswerBackend()
+    port = H.free_port()
+    log = str(tmp_path / "access.log")
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                           extra="access_log: { path: %s }" % log), port)
+    try:
+        c = H.raw_connect(port)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n")
+        c.settimeout(0.2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                c.send(b"x" * 65536)
+            except socket.timeout:
+                pass
+            except OSError:
+                break   # the gateway's lingering read ended: it is done with us
+            time.sleep(0.005)
+        r = H.HttpReader(c, timeout=10).read()
+        assert r.status == 413
+        assert len(r.body) == EarlyAnswerBackend.BODY
+        c.close()
+        assert H.wait_until(lambda: os.path.exists(log) and " 413 " in open(log).read(), 5), \
+            open(log).read() if os.path.exists(log) else "no access log"
+    finally:
         H.stop_all(gw, backend)
