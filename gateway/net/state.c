@@ -30,6 +30,32 @@
 
 static void write_pools(sl_jw_t *w, sl_ctl_t *ctl);
 
+/*
+ * Service entries of the file read at start that this run could not apply
+ * (a service the config no longer has, a pool no longer its own, limits
+ * for a queue that is off). They are written back as they were until the
+ * API sets that service's state anew: a service taken out of the YAML for
+ * a while must find its finished cutover again when it returns, as a
+ * pool's backends do. Control thread only; freed at exit.
+ */
+static sl_json_doc_t kept_doc;
+static const sl_json_t *kept_services;
+
+static void write_kept_services(sl_jw_t *w, sl_ctl_t *ctl)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    for (const sl_json_t *m = kept_services ? kept_services->child : NULL; m; m = m->next) {
+        const sl_cfg_service_t *s = sl_config_service(cfg, m->key);
+        if (s != NULL) {
+            const sl_ctl_service_t *cs = &ctl->services[s - cfg->services];
+            if (cs->active_overridden || cs->admission_overridden)
+                continue;   /* written from the live state: the API's newer word */
+        }
+        sl_jw_key(w, m->key);
+        sl_jw_value(w, m);
+    }
+}
+
 /* The limits as object members: the state file and the admin API write the same names. */
 void sl_state_write_limits(sl_jw_t *w, const sl_admission_params_t *p)
 {
@@ -91,6 +117,7 @@ int sl_state_save(sl_ctl_t *ctl)
         }
         sl_jw_end(&w);
     }
+    write_kept_services(&w, ctl);
     sl_jw_end(&w);
     write_pools(&w, ctl);
     sl_jw_end(&w);
@@ -295,14 +322,20 @@ void sl_state_apply(sl_ctl_t *ctl)
         return;
     }
     const sl_json_t *svcs = sl_json_get(doc.root, "services");
+    bool keep = false;
     for (const sl_json_t *m = svcs ? svcs->child : NULL; m; m = m->next) {
         const sl_cfg_service_t *s = sl_config_service(ctl->rt->cfg, m->key);
         if (s == NULL) {
-            sl_log_warn("state file %s: no service \"%s\" in the config now", path, m->key);
+            sl_log_warn("state file %s: no service \"%s\" in the config now; its entry is "
+                        "kept", path, m->key);
+            keep = true;
             continue;
         }
+        size_t i = (size_t)(s - ctl->rt->cfg->services);
         if (m->type == SL_JSON_OBJECT)
-            apply_service(ctl, (size_t)(s - ctl->rt->cfg->services), m, path);
+            apply_service(ctl, i, m, path);
+        keep = keep || (!ctl->services[i].active_overridden &&
+                        !ctl->services[i].admission_overridden);
     }
     /* Pools: their backends were applied to the config before it was built. */
     const sl_json_t *pools = sl_json_get(doc.root, "pools");
@@ -311,7 +344,13 @@ void sl_state_apply(sl_ctl_t *ctl)
         if (p >= 0)
             apply_pool(ctl, (size_t)p, m, path);
     }
-    sl_json_doc_free(&doc);
+    if (keep && svcs != NULL && svcs->type == SL_JSON_OBJECT) {
+        sl_json_doc_free(&kept_doc);
+        kept_doc = doc;
+        kept_services = svcs;
+    } else {
+        sl_json_doc_free(&doc);
+    }
     sl_ctl_publish_all(ctl);
 }
 
@@ -476,6 +515,8 @@ void sl_state_read_overrides(const sl_config_t *cfg)
 
 void sl_state_free_overrides(void)
 {
+    kept_services = NULL;
+    sl_json_doc_free(&kept_doc);
     while (overrides) {
         override_t *o = overrides;
         overrides = o->next;

@@ -259,3 +259,22 @@ def test_a_state_file_that_stops_the_start_is_named(tmp_path):
             # Which file holds the list, and the count line every config error ends with.
             assert len(errors) == 2 and why in errors[0] and str(state) in errors[0], errors
             assert errors[1] == "sluice: %s: 1 error" % cfg, errors
+
+
+def test_state_for_a_service_the_config_lost_survives_the_next_save(tmp_path):
+    state = tmp_path / "state.json"
+    gone = {"active": "green", "admission": {"rate": 5}}
+    state.write_text(json.dumps({"version": 1, "services": {
+        "gone": gone, "app": {"active": "nopool"}}}))
+    s = start(admin_extra=", state_file: %s" % state, service_extra=ADMISSION)
+    try:
+        # A change through the API rewrites the file...
+        assert call(s.admin_port, "PUT", "/api/v1/services/app/admission",
+                    {"rate": "7/s"})[0] == 200
+        services = json.loads(state.read_text())["services"]
+        # ...keeping what it could not apply (it was dropped), beside the new state.
+        assert services["gone"] == gone, services
+        assert services["app"]["admission"]["rate"] == 7 and "active" not in services["app"]
+    finally:
+        stop_all(s)
+    assert 'no service "gone" in the config now; its entry is kept' in s.output()
