@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 import harness as H
 
 NOFILE = 64
@@ -69,7 +71,8 @@ def get(port, timeout=H.T):
     return s
 
 
-def test_backend_socket_shortage_is_503_not_the_backends_fault():
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+def test_backend_socket_shortage_is_503_not_the_backends_fault(kind):
     """Descriptors run out between a client's accept and its backend socket.
     The client gets 503 with a Retry-After at once; the backend is not
     counted failed (with passive_failures: 1 a count would eject it, and
@@ -92,7 +95,11 @@ def test_backend_socket_shortage_is_503_not_the_backends_fault():
         assert busy < 0.5 * os.sysconf("SC_CLK_TCK"), "%d ticks paused" % busy
         # Two clients wait in the backlog; one descriptor frees up: the first
         # is accepted and its backend socket is the one that fails.
-        waiting = [get(port, timeout=5) for _ in range(2)]
+        first = H.raw_connect(port, timeout=5)
+        # An upgrade connects its own way (upstream.c connect_now).
+        first.sendall(H.upgrade_request() if kind == "websocket"
+                      else b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        waiting = [first, get(port, timeout=5)]
         time.sleep(0.2)
         held.pop(0).close()
         r = H.HttpReader(waiting[0], timeout=5).read()
