@@ -335,8 +335,14 @@ static int exchange(const char *addr, const char *token, const request_t *r)
     sl_buf_append(&req, "\r\n", 2);
     sl_buf_append(&req, r->body.data, r->body.len);
     int rc = EXIT_FAIL;
+    errno = 0;
     if (req.oom || !send_all(fd, req.data, req.len) || !read_all(fd, &resp)) {
-        fprintf(stderr, "sluice ctl: %s: %s\n", addr, errno ? strerror(errno) : "I/O error");
+        /* The socket timeouts end a silent exchange with EAGAIN, which would
+           read "Resource temporarily unavailable": say what happened. */
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            fprintf(stderr, "sluice ctl: %s: no answer within %d s\n", addr, TIMEOUT_S);
+        else
+            fprintf(stderr, "sluice ctl: %s: %s\n", addr, errno ? strerror(errno) : "I/O error");
         goto out;
     }
     static sl_http_parser_t p;
@@ -367,8 +373,12 @@ int sl_ctl_main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         }
-        if (i + 1 >= argc || (strcmp(argv[i], "--admin") != 0 && strcmp(argv[i], "--token-file") != 0)) {
-            fprintf(stderr, "sluice ctl: unknown option \"%s\"\n", argv[i]);
+        bool known = strcmp(argv[i], "--admin") == 0 || strcmp(argv[i], "--token-file") == 0;
+        if (!known || i + 1 >= argc) {
+            if (known)
+                fprintf(stderr, "sluice ctl: %s: expected a value after it\n", argv[i]);
+            else
+                fprintf(stderr, "sluice ctl: unknown option \"%s\"\n", argv[i]);
             usage(stderr);
             return EXIT_USAGE;
         }
@@ -382,8 +392,13 @@ int sl_ctl_main(int argc, char **argv)
     request_t r = {0};
     int rc = i < argc ? build_request(argc - i, argv + i, &r) : EXIT_USAGE;
     if (rc != 0) {
-        if (i < argc)
-            fprintf(stderr, "sluice ctl: bad command: %s\n", argv[i]);
+        if (i < argc) {
+            /* The whole command: "admission set" without its words is not a bad "admission". */
+            fprintf(stderr, "sluice ctl: bad command:");
+            for (int k = i; k < argc; k++)
+                fprintf(stderr, " %s", argv[k]);
+            fprintf(stderr, "\n");
+        }
         usage(stderr);
         sl_buf_free(&r.body);
         return EXIT_USAGE;

@@ -278,3 +278,30 @@ def test_state_for_a_service_the_config_lost_survives_the_next_save(tmp_path):
     finally:
         stop_all(s)
     assert 'no service "gone" in the config now; its entry is kept' in s.output()
+
+
+# ---- sluice ctl --------------------------------------------------------------------------
+
+def test_ctl_says_what_went_wrong():
+    from harness import SLUICE
+    import subprocess
+
+    def ctl(*args, timeout=30):
+        p = subprocess.run([SLUICE, "ctl", *args], capture_output=True, text=True,
+                           timeout=timeout)
+        return p.returncode, p.stderr.splitlines()[0] if p.stderr else ""
+
+    # A listener that accepts and never answers: the 10 s socket timeout was
+    # reported as "Resource temporarily unavailable".
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        addr = "127.0.0.1:%d" % silent.getsockname()[1]
+        assert ctl("--admin", addr, "status") == \
+            (1, "sluice ctl: %s: no answer within 10 s" % addr)
+    finally:
+        silent.close()
+    assert ctl("--admin") == (2, "sluice ctl: --admin: expected a value after it")
+    assert ctl("--admin", "127.0.0.1:1", "admission", "set") == \
+        (2, "sluice ctl: bad command: admission set")
