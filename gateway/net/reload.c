@@ -196,6 +196,13 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             if (from < 0 || to < 0) {
                 if (ocs->deploying)
                     sl_log_warn("reload: deploy of %s stopped: its pools are gone", s->name);
+                /* As a pause or abort does: credit still on its way to the
+                   workers must not close connections of a deploy now over
+                   (the old pool's count outlives this config). */
+                if (ocs->drain_open) {
+                    sl_ws_count_stop_drains(sl_runtime_ws(old->rt, (long)oi, (long)ocs->cut.from));
+                    ocs->drain_open = false;
+                }
                 continue;
             }
             sl_ctl_service_t *cs = &ctl->services[i];

@@ -305,3 +305,42 @@ def test_ctl_says_what_went_wrong():
     assert ctl("--admin") == (2, "sluice ctl: --admin: expected a value after it")
     assert ctl("--admin", "127.0.0.1:1", "admission", "set") == \
         (2, "sluice ctl: bad command: admission set")
+
+
+# ---- reloads under traffic ------------------------------------------------------------------
+
+def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
+    import asyncio
+    import websockets
+    from harness import Backend, metric, scrape
+    blue, green = Backend("blue"), Backend("green")
+    s = start(pools={"blue": [blue.addr], "green": [green.addr]})
+    try:
+        async def scenario():
+            held = [await websockets.connect(s.url, compression=None) for _ in range(30)]
+            status, body = call(s.admin_port, "POST", "/api/v1/services/app/deploys",
+                                {"to": "green", "drain_rate": "20/s"})
+            assert status == 201, body
+            await asyncio.sleep(0.5)
+            with open(s.cfg.name, "w") as f:
+                f.write(config(s.port, {"blue": [blue.addr]}, workers=1,
+                               service_extra="admission: off",
+                               extra="admin: { address: 127.0.0.1:%d }" % s.admin_port))
+            status, body = call(s.admin_port, "POST", "/api/v1/reload")
+            assert status == 200, body
+            open_after = metric(scrape(s.admin_port), "sluice_websockets_open", service="app",
+                                pool="blue")
+            await asyncio.sleep(1)
+            # Nothing more is drained once the deploy is over.
+            assert metric(scrape(s.admin_port), "sluice_websockets_open", service="app",
+                          pool="blue") == open_after
+            assert 0 < open_after < 30
+            for h in held:
+                await h.close()
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+        from harness import wait_until
+        assert wait_until(lambda: metric(scrape(s.admin_port), "sluice_websockets_open",
+                                         service="app", pool="blue") == 0)
+    finally:
+        stop_all(s, blue, green)
+    assert "reload: deploy of app stopped: its pools are gone" in s.output()
