@@ -344,3 +344,79 @@ def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
     finally:
         stop_all(s, blue, green)
     assert "reload: deploy of app stopped: its pools are gone" in s.output()
+
+
+def test_reloads_in_a_loop_under_traffic_a_deploy_and_a_full_queue_leave_nothing_behind():
+    import asyncio
+    import os
+    import urllib.request
+    import websockets
+    from harness import Backend, metric_samples, scrape, wait_until
+    blue, green = Backend("blue"), Backend("green")
+    s = start(pools={"blue": [blue.addr], "green": [green.addr]},
+              service_extra="admission: { rate: 40/s, burst: 5, "
+                            "queue: { length: 20, max_wait: 2s, per_client: 0 } }")
+    stop = time.monotonic() + 4
+    reloads = {"sig": 0, "api": 0}
+
+    def reloader(kind):
+        while time.monotonic() < stop:
+            if kind == "sig":
+                os.kill(s.pid, signal.SIGHUP)
+            else:
+                assert call(s.admin_port, "POST", "/api/v1/reload")[0] == 200
+            reloads[kind] += 1
+            time.sleep(0.02)
+
+    def deployer():
+        k = 0
+        while time.monotonic() < stop:
+            call(s.admin_port, "POST", "/api/v1/services/app/deploys",
+                 {"to": "green" if k % 2 == 0 else "blue", "drain_rate": "50/s"})
+            time.sleep(0.3)
+            if k % 2:
+                call(s.admin_port, "POST", "/api/v1/services/app/deploys/current/abort")
+            k += 1
+
+    def http():
+        while time.monotonic() < stop:
+            try:
+                urllib.request.urlopen(s.base + "/", timeout=5).read()
+            except OSError:
+                pass   # 503/429 from the full queue
+
+    async def ws_client():
+        while time.monotonic() < stop:
+            try:
+                c = await websockets.connect(s.url, compression=None, open_timeout=5)
+                await c.send("x")
+                await asyncio.wait_for(c.recv(), 5)
+                await c.close()
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+                pass
+
+    async def clients():
+        held = [await websockets.connect(s.url, compression=None) for _ in range(3)]
+        await asyncio.gather(*[ws_client() for _ in range(20)])
+        for h in held:
+            await h.close()
+
+    try:
+        threads = [threading.Thread(target=f, args=a) for f, a in
+                   [(reloader, ("sig",)), (reloader, ("api",)), (deployer, ()), (http, ())]]
+        for t in threads:
+            t.start()
+        asyncio.run(asyncio.wait_for(clients(), 60))
+        for t in threads:
+            t.join(30)
+        assert reloads["sig"] > 20 and reloads["api"] > 20, reloads
+
+        def settled():
+            m = scrape(s.admin_port)
+            counts = list(metric_samples(m, "sluice_websockets_open").values())
+            counts += list(metric_samples(m, "sluice_connections_open").values())
+            return counts and all(v == 0 for v in counts)
+        assert wait_until(settled, timeout=20), scrape(s.admin_port)
+        assert s.alive()
+    finally:
+        stop_all(s, blue, green)
