@@ -331,6 +331,10 @@ static void check_admin(sl__cfg_ctx_t *c, sl_config_t *cfg)
 
 void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
+    /* Kept for a reload that refuses a change to them (reload.c: no tree then). */
+    cfg->workers_pos = at(c, &cfg->workers, (sl_cfg_pos_t){0});
+    sl_cfg_access_log_t *al = &cfg->access_log;   /* a mapping: where one of its keys is */
+    al->pos = at(c, &al->path, at(c, &al->format, at(c, &al->enabled, (sl_cfg_pos_t){0})));
     check_admin(c, cfg);
     check_listeners(c, cfg);
     check_pools(c, cfg);

@@ -40,6 +40,28 @@ static bool same_str(const char *a, const char *b)
     return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+/* A refused change at its place in the new file: what it was, what it is now. */
+static void fixed_refusal(sl_diag_t *d, const sl_config_t *b, sl_cfg_pos_t pos, const char *key,
+                          const char *was, const char *now)
+{
+    char line[768];
+    snprintf(line, sizeof line, "%s:%u:%u: %s: cannot change on reload (expected %s as at "
+             "start, got %s); restart sluice", b->file, pos.line ? pos.line : 1,
+             pos.col ? pos.col : 1, key, was, now);
+    sl_diag_add(d, line);
+}
+
+static const char *on_off(bool v)
+{
+    return v ? "on" : "off";
+}
+
+static const char *proxy_name(sl_proxy_protocol_t p)
+{
+    static const char *const names[] = {"off", "v1", "v2", "any"};
+    return (size_t)p < SL_ARRAY_SIZE(names) ? names[p] : "?";
+}
+
 /* A refused change to one admin key, at the key (or the admin mapping) in the new file. */
 static void admin_refusal(sl_diag_t *d, const sl_config_t *b, sl_cfg_pos_t pos, const char *key,
                           const char *why)
@@ -62,7 +84,13 @@ static bool same_admin(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
 {
     if (a->admin.enabled != b->admin.enabled ||
         (a->admin.enabled && strcmp(a->admin.address.text, b->admin.address.text) != 0)) {
-        diag_line(d, b->file, "the admin listener cannot change on reload; restart sluice");
+        char was[300], now[300];
+        snprintf(was, sizeof was, a->admin.enabled ? "\"%s\"" : "%s",
+                 a->admin.enabled ? a->admin.address.text : "no admin listener");
+        snprintf(now, sizeof now, b->admin.enabled ? "\"%s\"" : "%s",
+                 b->admin.enabled ? b->admin.address.text : "none");
+        fixed_refusal(d, b, b->admin.enabled ? b->admin.address.pos : (sl_cfg_pos_t){0},
+                      "admin.address", was, now);
         return false;
     }
     bool same = true;
@@ -80,27 +108,86 @@ static bool same_admin(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
     return same;
 }
 
-/* What cannot change without a restart. */
+/* One listener against the one at the same place at start: the first field that differs. */
+static bool same_listener(const sl_cfg_listener_t *x, const sl_cfg_listener_t *y, size_t i,
+                          const sl_config_t *b, sl_diag_t *d)
+{
+    char key[64], was[300], now[300];
+    const char *what = NULL;
+    sl_cfg_pos_t pos = y->pos;
+    if (strcmp(x->address.text, y->address.text) != 0) {
+        what = "address";
+        pos = y->address.pos;
+        snprintf(was, sizeof was, "\"%s\"", x->address.text);
+        snprintf(now, sizeof now, "\"%s\"", y->address.text);
+    } else if (x->proxy_protocol != y->proxy_protocol) {
+        what = "proxy_protocol";
+        snprintf(was, sizeof was, "%s", proxy_name(x->proxy_protocol));
+        snprintf(now, sizeof now, "%s", proxy_name(y->proxy_protocol));
+    } else if (x->backlog != y->backlog) {
+        what = "backlog";
+        snprintf(was, sizeof was, "%u", x->backlog);
+        snprintf(now, sizeof now, "%u", y->backlog);
+    } else if (x->defer_accept != y->defer_accept) {
+        what = "defer_accept";
+        snprintf(was, sizeof was, "%llu ms", (unsigned long long)x->defer_accept);
+        snprintf(now, sizeof now, "%llu ms", (unsigned long long)y->defer_accept);
+    } else if (x->delayed_ack != y->delayed_ack) {
+        what = "delayed_ack";
+        snprintf(was, sizeof was, "%s", on_off(x->delayed_ack));
+        snprintf(now, sizeof now, "%s", on_off(y->delayed_ack));
+    } else if (x->tls.enabled != y->tls.enabled) {
+        what = "tls";
+        snprintf(was, sizeof was, "tls %s", on_off(x->tls.enabled));
+        snprintf(now, sizeof now, "tls %s", on_off(y->tls.enabled));
+    }
+    if (what == NULL)
+        return true;
+    snprintf(key, sizeof key, "listeners[%zu].%s", i, what);
+    fixed_refusal(d, b, pos, key, was, now);
+    return false;
+}
+
+/*
+ * What cannot change without a restart: each refusal names the key in the
+ * new file and what it was at start (a bare "listeners and workers cannot
+ * change" left the operator to diff the files).
+ */
 static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
 {
-    bool same = a->n_listeners == b->n_listeners && a->workers == b->workers;
-    for (size_t i = 0; same && i < a->n_listeners; i++) {
-        const sl_cfg_listener_t *x = &a->listeners[i], *y = &b->listeners[i];
-        same = strcmp(x->address.text, y->address.text) == 0 &&
-               x->proxy_protocol == y->proxy_protocol && x->backlog == y->backlog &&
-               x->defer_accept == y->defer_accept && x->delayed_ack == y->delayed_ack &&
-               x->tls.enabled == y->tls.enabled;
+    bool same = true;
+    char was[64], now[64];
+    if (a->n_listeners != b->n_listeners) {
+        snprintf(was, sizeof was, "%zu listeners", a->n_listeners);
+        snprintf(now, sizeof now, "%zu", b->n_listeners);
+        fixed_refusal(d, b, b->n_listeners ? b->listeners[0].pos : (sl_cfg_pos_t){0},
+                      "listeners", was, now);
+        same = false;
     }
-    bool log_same = a->access_log.enabled == b->access_log.enabled &&
-                    a->access_log.format == b->access_log.format &&
-                    (a->access_log.path == NULL) == (b->access_log.path == NULL) &&
-                    (a->access_log.path == NULL || strcmp(a->access_log.path, b->access_log.path) == 0);
-    if (!log_same)
-        diag_line(d, b->file, "access_log cannot change on reload; restart sluice");
-    if (!same)
-        diag_line(d, b->file, "listeners and workers cannot change on reload (address, "
-                              "backlog, defer_accept, delayed_ack, proxy_protocol, tls on/off, "
-                              "workers); restart sluice");
+    for (size_t i = 0; i < a->n_listeners && i < b->n_listeners; i++)
+        same = same_listener(&a->listeners[i], &b->listeners[i], i, b, d) && same;
+    if (a->workers != b->workers) {
+        snprintf(was, sizeof was, a->workers ? "%u" : "auto", a->workers);
+        snprintf(now, sizeof now, b->workers ? "%u" : "auto", b->workers);
+        fixed_refusal(d, b, b->workers_pos, "workers", was, now);
+        same = false;
+    }
+    const sl_cfg_access_log_t *x = &a->access_log, *y = &b->access_log;
+    bool log_same = x->enabled == y->enabled && x->format == y->format &&
+                    (x->path == NULL) == (y->path == NULL) &&
+                    (x->path == NULL || strcmp(x->path, y->path) == 0);
+    if (!log_same) {
+        char lw[300], ln[300];
+        snprintf(lw, sizeof lw, "%s%s", x->enabled ? "path " : "off",
+                 x->enabled ? (x->path ? x->path : "stdout") : "");
+        snprintf(ln, sizeof ln, "%s%s", y->enabled ? "path " : "off",
+                 y->enabled ? (y->path ? y->path : "stdout") : "");
+        if (strcmp(lw, ln) == 0) {   /* the same file: the format changed */
+            snprintf(lw, sizeof lw, "format %s", x->format == SL_LOG_JSON ? "json" : "text");
+            snprintf(ln, sizeof ln, "format %s", y->format == SL_LOG_JSON ? "json" : "text");
+        }
+        fixed_refusal(d, b, y->pos, "access_log", lw, ln);
+    }
     bool admin_same = same_admin(a, b, d);
     return same && admin_same && log_same;
 }

@@ -244,6 +244,7 @@ typedef struct sl_cfg_access_log {
     bool enabled;
     char *path;                  /* NULL: standard output */
     sl_log_format_t format;
+    sl_cfg_pos_t pos;            /* the key (absent: 1:1), for a reload's refusal */
 } sl_cfg_access_log_t;
 
 typedef struct sl_config {
@@ -252,6 +253,7 @@ typedef struct sl_config {
     size_t n_listeners;
     sl_cfg_admin_t admin;
     uint32_t workers;            /* 0: one per core ("auto") */
+    sl_cfg_pos_t workers_pos;    /* where it was written (absent: 1:1), for a reload's refusal */
     sl_cfg_cidr_t *trusted_proxies;
     size_t n_trusted_proxies;
     sl_cfg_pool_t *pools;

@@ -420,3 +420,43 @@ def test_reloads_in_a_loop_under_traffic_a_deploy_and_a_full_queue_leave_nothing
         assert s.alive()
     finally:
         stop_all(s, blue, green)
+
+
+# ---- config errors -------------------------------------------------------------------------
+
+def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_path):
+    s = start()
+    try:
+        listener = '  - address: "127.0.0.1:%d"' % s.port
+        # (old, new, the message, the line's start and the text the column points at)
+        cases = [
+            ("workers: 1", "workers: 3", "workers: cannot change on reload (expected 1 as at "
+                                         "start, got 3); restart sluice", "workers: 3", "3"),
+            (listener, listener + "\n    backlog: 77",
+             "listeners[0].backlog: cannot change on reload (expected 4096 as at start, got "
+             "77); restart sluice", "  - address", "address"),
+            (listener, listener + "\n    proxy_protocol: v2",
+             "listeners[0].proxy_protocol: cannot change on reload (expected off as at start, "
+             "got v2); restart sluice", "  - address", "address"),
+            ("workers: 1", "workers: 1\naccess_log: { path: %s/a.log }" % tmp_path,
+             "access_log: cannot change on reload (expected off as at start, got path "
+             "%s/a.log); restart sluice" % tmp_path, "access_log", str(tmp_path)),
+        ]
+        for old, new, message, where, at in cases:
+            text = s.text.replace(old, new)
+            with open(s.cfg.name, "w") as f:
+                f.write(text)
+            status, body = call(s.admin_port, "POST", "/api/v1/reload")
+            assert status == 400, body
+            # FILE:LINE:COL in the new file and both values (it was "FILE: listeners and
+            # workers cannot change on reload (...)", with no place and no values).
+            lines = text.split("\n")
+            line = next(i for i, x in enumerate(lines) if x.startswith(where)) + 1
+            col = lines[line - 1].index(at) + 1
+            assert body["errors"] == ["%s:%d:%d: %s" % (s.cfg.name, line, col, message)], body
+        # The gateway still runs the config it started with.
+        with open(s.cfg.name, "w") as f:
+            f.write(s.text)
+        assert call(s.admin_port, "POST", "/api/v1/reload")[0] == 200
+    finally:
+        stop_all(s)
