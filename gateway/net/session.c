@@ -427,6 +427,19 @@ int sl_session_proxy_before_tls(sl_session_t *s, sl_block_t *b)
     return 1;
 }
 
+/*
+ * Early bytes wait in the head buffer, one read block at a time: reading
+ * stops after each, and resumes for an admission wait (to see a client that
+ * gives up) only while another block fits. The buffer may already hold most
+ * of a block of body that came with the head, so it may hold one block more
+ * than a head: a POST queued for admission had its next block refused and
+ * the client was closed without an answer.
+ */
+static uint32_t early_max(const sl_session_t *s)
+{
+    return sl_head_max(s) + SL_BLOCK_SIZE;
+}
+
 void sl_session_client_read(sl_session_t *s, sl_block_t *b)
 {
     switch (s->state) {
@@ -463,7 +476,7 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
     case SL_SS_CONNECTING:
     case SL_SS_WS_HANDSHAKE:
         /* Early bytes (a body, or frames sent before the 101) wait with the head. */
-        if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, sl_head_max(s)) != 0) {
+        if (sl_fit(&s->head, &s->head_cap, s->head_len + b->len, early_max(s)) != 0) {
             sl_session_close(s);
             return;
         }
@@ -953,8 +966,10 @@ void sl_session_admit_or_go(sl_session_t *s)
     s->admit_pending = true;
     s->pending_closes++;   /* the answer will come, and finds this memory */
     s->state = SL_SS_ADMISSION;
-    /* Keep reading: a client that gives up while queued leaves the queue at once. */
-    sl_client_resume(s, SL_PAUSE_WAITING);
+    /* Keep reading: a client that gives up while queued leaves the queue at
+       once (unless its early bytes leave no room for another block). */
+    if (s->head_len + SL_BLOCK_SIZE <= early_max(s))
+        sl_client_resume(s, SL_PAUSE_WAITING);
     sl_control_post(s->w->gw, m);
 }
 

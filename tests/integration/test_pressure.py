@@ -226,3 +226,31 @@ def test_early_answer_to_an_upload_reaches_the_client_whole(tmp_path):
             open(log).read() if os.path.exists(log) else "no access log"
     finally:
         H.stop_all(gw, backend)
+
+
+def test_an_upload_queued_for_admission_is_served_whole():
+    """A POST with a 200 KB body waits in an HTTP route's admission queue.
+    The gateway reads on while it waits (to see a client that gives up), so
+    a block of body arrives on top of the one that came with the head: it
+    must wait with it, and the request be served whole once admitted.
+    Before, that block did not fit the head buffer and the client was
+    closed without an answer."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    text = H.config(port, {"blue": [backend.addr]},
+                    service_extra="admission: { rate: 2/s, burst: 1, slow_start: 0, "
+                                  "queue: { length: 10, max_wait: 10s } }")
+    text = text.replace("path_prefix: / }", "path_prefix: /, admission: true }")
+    gw = H.Sluice(text, port)
+    try:
+        c = H.raw_connect(port)
+        reader = H.HttpReader(c)
+        c.sendall(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")   # takes the one token
+        assert reader.read().status == 200
+        body = b"x" * 200000
+        c.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        r = reader.read(timeout=8)
+        assert (r.status, r.header("x-body-bytes")) == (200, "200000"), r
+        c.close()
+    finally:
+        H.stop_all(gw, backend)
