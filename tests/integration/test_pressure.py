@@ -254,3 +254,26 @@ def test_an_upload_queued_for_admission_is_served_whole():
         c.close()
     finally:
         H.stop_all(gw, backend)
+
+
+def test_a_big_first_message_right_behind_the_upgrade_is_relayed():
+    """A client sends a 100 KB message right behind its upgrade request,
+    before the 101. Frames sent early wait with the head; the second read
+    block of them did not fit (the head buffer held a head plus one block)
+    and the client was reset. It must be relayed (the backend echoes it)."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]}), port)
+    ws = None
+    try:
+        ws = H.WsConn(port, request=H.upgrade_request() + H.ws_frame(2, b"q" * 100000))
+        assert ws.status == 101
+        assert ws.read_message(timeout=5) == (1, b"hello blue")
+        assert ws.read_message(timeout=5) == (2, b"q" * 100000)
+        ws.send(H.ws_frame(8, H.close_payload(1000)))
+        _, close = ws.read_until_close(timeout=5)
+        assert close.close_code == 1000
+    finally:
+        if ws:
+            ws.close()
+        H.stop_all(gw, backend)
