@@ -205,6 +205,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_CONFIG;
     }
+    /* A SIGHUP before the control loop handles it (loading, resolving: tens of
+       ms) would kill the process with the default action; a supervisor that
+       reloads right after a start must not. Held pending until
+       sl_control_start installs the handler, which then reloads. */
+    if (!check)
+        sl_control_hold_sighup(true);
 
     sl_config_t *cfg = NULL;
     sl_diag_t diag = {0};

@@ -218,6 +218,14 @@ static void on_signal(uv_signal_t *sig, int signum)
     sl_control_shutdown(gw);
 }
 
+void sl_control_hold_sighup(bool hold)
+{
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &hup, NULL);
+}
+
 int sl_control_start(sl_gateway_t *gw)
 {
     uv_mutex_init(&gw->inbox_lock);
@@ -236,6 +244,9 @@ int sl_control_start(sl_gateway_t *gw)
         sigs[i]->data = gw;
         uv_signal_start(sigs[i], on_signal, nums[i]);
     }
+    /* A SIGHUP held since main began is delivered now, to the handler: the
+       loop reloads once it runs. */
+    sl_control_hold_sighup(false);
     gw->started = uv_now(gw->loop);
     return 0;
 }

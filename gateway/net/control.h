@@ -8,6 +8,9 @@
 
 /* Install signal handlers and timers on gw->loop. */
 int sl_control_start(sl_gateway_t *gw);
+/* Block (true) or unblock SIGHUP in the calling thread: held pending from the
+   start of main until sl_control_start handles it (it unblocks). */
+void sl_control_hold_sighup(bool hold);
 
 /* Hand count drain credits to the workers as copies of *what, split without
    rounding up; *rotor says which worker gets the odd credit first, and moves on.

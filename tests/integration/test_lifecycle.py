@@ -6,6 +6,7 @@ Every test starts the real binary on loopback and stops it by PID; every
 wait is bounded.
 """
 import json
+import os
 import signal
 import socket
 import threading
@@ -348,7 +349,6 @@ def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
 
 def test_reloads_in_a_loop_under_traffic_a_deploy_and_a_full_queue_leave_nothing_behind():
     import asyncio
-    import os
     import urllib.request
     import websockets
     from harness import Backend, metric_samples, scrape, wait_until
@@ -460,3 +460,42 @@ def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_p
         assert call(s.admin_port, "POST", "/api/v1/reload")[0] == 200
     finally:
         stop_all(s)
+
+
+def test_a_sighup_during_start_is_held_and_reloads_instead_of_killing():
+    from harness import Proc
+    port = free_port()
+    # Many pools make loading and resolving take a while: the window a
+    # supervisor's early reload falls into (SIGHUP's default action killed it).
+    pools = {"p%d" % i: ["localhost:%d" % (20000 + i)] for i in range(300)}
+    text = config(port, pools, workers=1)
+    import tempfile
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(text)
+    cfg.close()
+    from harness import SLUICE
+    s = Proc([SLUICE, "-c", cfg.name], "sluice")
+
+    def hup_held():
+        try:
+            with open("/proc/%d/status" % s.pid) as f:
+                blocked = [x for x in f if x.startswith("SigBlk:")][0]
+            return int(blocked.split()[1], 16) & 1   # bit 0: SIGHUP
+        except (OSError, IndexError):
+            return 0
+    try:
+        # As soon as main holds it, before the handler exists: sent there, it
+        # must wait for the handler and reload (it killed the process).
+        deadline = time.monotonic() + 5
+        while not hup_held() and time.monotonic() < deadline and s.alive():
+            time.sleep(0.0005)
+        assert hup_held(), "SIGHUP is not held while sluice starts"
+        s.proc.send_signal(signal.SIGHUP)
+        wait_port("127.0.0.1", port, s.proc)
+        from harness import wait_until
+        assert wait_until(lambda: "reload: %s applied (generation 2)" % cfg.name in s.output())
+        assert not hup_held()
+    finally:
+        rc = s.stop()
+        os.unlink(cfg.name)
+    assert rc == 0, s.output()[-2000:]
