@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "sluice/log.h"
 #include "session.h"
@@ -310,7 +311,21 @@ void sl_http_on_client_eof(sl_session_t *s)
     s->keep_alive = false;
 }
 
-void sl_http_on_backend_eof(sl_session_t *s)
+/*
+ * The response was cut short where the client cannot tell from its framing:
+ * a body that ends with the connection. An orderly close (a FIN) would tell
+ * the client it has the whole body; a reset tells it the truth.
+ */
+static void abort_client(sl_session_t *s)
+{
+    uv_os_fd_t fd;
+    struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+    if (uv_fileno((uv_handle_t *)&s->client, &fd) == 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    sl_session_close(s);
+}
+
+void sl_http_on_backend_eof(sl_session_t *s, int status)
 {
     if (s->resp_done) {
         /* A whole answer, and the backend closed before the request's end
@@ -319,6 +334,12 @@ void sl_http_on_backend_eof(sl_session_t *s)
         return;
     }
     if (s->resp && s->resp->phase == SL_HTTP_PHASE_BODY && sl_http_body_until_eof(s->resp)) {
+        if (status != UV_EOF) {
+            /* A reset, not the end: the body ends with the connection, so
+               finishing here passed a part off as the whole response. */
+            abort_client(s);
+            return;
+        }
         s->resp_done = true;
         s->keep_alive = false;
         sl_upstream_release(s, false);

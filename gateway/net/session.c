@@ -535,7 +535,7 @@ void sl_session_backend_eof(sl_session_t *s, int status)
     if (s->state == SL_SS_WS_RELAY || s->state == SL_SS_WS_HANDSHAKE)
         sl_ws_on_backend_eof(s);
     else if (s->state == SL_SS_HTTP)
-        sl_http_on_backend_eof(s);
+        sl_http_on_backend_eof(s, status);
 }
 
 

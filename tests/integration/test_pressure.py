@@ -10,6 +10,7 @@ the next descriptor the gateway needs is the one a test frees.
 import os
 import resource
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -276,4 +277,49 @@ def test_a_big_first_message_right_behind_the_upgrade_is_relayed():
     finally:
         if ws:
             ws.close()
+        H.stop_all(gw, backend)
+
+
+class ResetMidBodyBackend(H.ThreadBackend):
+    """Answers with a body that ends with the connection (no length, not
+    chunked), sends part of it, then resets the connection."""
+
+    def handle(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                return
+            data += d
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"y" * 50000)
+        time.sleep(0.3)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+
+def test_a_reset_mid_body_is_not_passed_off_as_the_end():
+    """A backend resets mid-way through a body that ends with the
+    connection. The client must learn that the body was cut short: the
+    gateway resets it too. Before, it closed in order, and for such a body
+    an orderly close says the body is complete."""
+    backend = ResetMidBodyBackend()
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]}), port)
+    try:
+        c = H.raw_connect(port, timeout=5)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        data, end = b"", None
+        while end is None:
+            try:
+                d = c.recv(65536)
+            except ConnectionResetError:
+                end = "reset"
+                break
+            if not d:
+                end = "orderly close"
+            data += d
+        assert H.status_of(data) == 200, data[:200]
+        assert end == "reset", "%s after %d bytes" % (end, len(data))
+        c.close()
+    finally:
         H.stop_all(gw, backend)
