@@ -324,14 +324,18 @@ static void write_cb(uv_write_t *req, int status)
         sl_tls_up_on_eof(up, status);   /* a failed handshake: a connect failure */
         return;
     }
-    if (status < 0) {
-        /* A peer that cannot take writes is gone. */
-        if (to_client) {
-            sl_session_close(s);
-            return;
-        }
-        sl_upstream_release(s, false);
+    if (status < 0 && to_client) {
+        sl_session_close(s);   /* a client that cannot take writes is gone */
+        return;
     }
+    /* A backend that cannot take writes (it reset, or closed and its FIN
+       came back as EPIPE) is not let go here: what it sent before, an early
+       answer say, is still in the socket ahead of its end, and the read side
+       reports both (backend_read_cb, then sl_session_backend_eof). Closing
+       the socket here hid that end when this callback ran first, and the
+       session waited out its idle timeout with nothing to wake it. */
+    if (status < 0)
+        up->write_failed = true;
     const sl_config_t *cfg = s->rt->cfg;
     if (sl_queued(s, to_client) <= cfg->limits.write_low_water) {
         if (to_client && (s->backend_paused & SL_PAUSE_BACKPRESSURE))

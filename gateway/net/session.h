@@ -53,6 +53,7 @@ struct sl_upstream {
     bool counted_active;             /* holds one of backend->state->active */
     bool acks_delayed;               /* out of quick-ack mode until the request has gone */
     bool lingering;                  /* released; its last bytes still going out (upstream.c) */
+    bool write_failed;               /* a write to it failed: never reused */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */

@@ -557,7 +557,7 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
         return;
     s->up = NULL;
     sl_worker_t *w = s->w;
-    if (!reusable || !up->connected || up->closing || w->stopping ||
+    if (!reusable || !up->connected || up->closing || up->write_failed || w->stopping ||
         uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0 ||
         (SL_UP_TLS(up) && sl_tls_up_holds_input(up)) ||
         w->n_idle_upstreams >= MAX_IDLE_UPSTREAMS) {

@@ -339,6 +339,39 @@ def test_client_error_mid_backend_frame_gets_its_close_after_that_frame(bad, cod
         g.stop()
 
 
+def test_backend_reset_while_its_reading_is_paused_still_ends_the_session():
+    """The client does not read, so the gateway stops reading the backend
+    (backpressure); the backend then resets. The client's next frame fails
+    to reach the backend. The gateway used to let the backend socket go at
+    that failed write, and with it the reset its paused read side had not
+    reported: once the client read again the session waited out its idle
+    timeout. Now the read side reports the end, and the client gets the
+    backend's frames and then the close, at once."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "flood-reset"), extra="timeouts: { idle: 60s }")
+    try:
+        ws = H.WsConn(g.port)
+        try:
+            assert ws.status == 101, ws.response
+            time.sleep(2)   # the flood fills every buffer; the backend resets
+            ws.send(H.ws_frame(2, b"x" * 1000))
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            ws.sock.settimeout(10)
+            got = len(ws.buf)
+            while True:
+                chunk = ws.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+            took = time.monotonic() - t0
+            assert got > 1 << 20, got   # the flood that was in the buffers arrived
+            assert took < 5, took
+        finally:
+            ws.close()
+    finally:
+        g.stop()
+
+
 def test_backend_killed_mid_stream_gives_client_1014():
     g = Gateway(H.Backend("blue"))
     try:

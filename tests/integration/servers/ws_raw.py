@@ -10,6 +10,8 @@
   --mode split-frame  a correct handshake, the hello, then the first half of a 2,000-byte
                       binary frame of b"s"; the second half only once the gateway sends
                       something (its close), then a close 1000 of its own
+  --mode flood-reset  a correct handshake, the hello, then 64 KiB binary frames until the
+                      gateway stops taking them for half a second; then a reset (SO_LINGER 0)
   --pause S           wait S seconds between the hello and the bad frame (default: none,
                       so both may arrive in the gateway's first read, behind the 101)
 
@@ -23,6 +25,7 @@ import argparse
 import base64
 import hashlib
 import socket
+import struct
 import threading
 import time
 
@@ -74,6 +77,16 @@ def serve(sock, mode, pause):
             sock.sendall(b"\x83\x03bad")
         elif mode == "rsv":
             sock.sendall(b"\xc1\x03bad")
+        elif mode == "flood-reset":
+            frame = b"\x82\x7f" + (65536).to_bytes(8, "big") + b"f" * 65536
+            sock.settimeout(0.5)
+            try:
+                for _ in range(2000):   # 128 MiB at most; the buffers fill long before
+                    sock.sendall(frame)
+            except socket.timeout:
+                pass
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
         elif mode == "split-frame":
             frame = b"\x82\x7e" + (2000).to_bytes(2, "big") + b"s" * 2000
             sock.sendall(frame[:1004])
@@ -104,7 +117,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--mode", required=True,
                     choices=["bad-accept", "masked", "opcode3", "rsv", "slow-101",
-                             "split-frame"])
+                             "split-frame", "flood-reset"])
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between the hello and the bad frame (slow-101: before the 101)")
     a = ap.parse_args()
