@@ -264,8 +264,14 @@ void sl_client_pause(sl_session_t *s, uint8_t why)
 
 void sl_client_resume(sl_session_t *s, uint8_t why)
 {
+    bool backpressure_ends = (why & s->client_paused & SL_PAUSE_BACKPRESSURE) != 0;
     s->client_paused &= (uint8_t)~why;
     update_client_reading(s);
+    if (backpressure_ends && s->state == SL_SS_WS_RELAY) {
+        /* The ping clock, stopped while the client could not be heard, runs again. */
+        s->client_unpaused_at = sl_now(s);
+        sl_session_arm_timer(s);
+    }
 }
 
 void sl_backend_pause(sl_session_t *s, uint8_t why)

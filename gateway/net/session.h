@@ -126,6 +126,7 @@ struct sl_session {
     sl_msec_t last_client_rx;
     sl_msec_t last_rx;               /* either side */
     sl_msec_t ping_sent_at;          /* 0: no ping outstanding */
+    sl_msec_t client_unpaused_at;    /* when backpressure on the client's reads last ended */
     sl_msec_t drain_deadline;        /* 0: not draining */
     sl_msec_t head_deadline;
     sl_msec_t linger_deadline;

@@ -624,11 +624,33 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
 }
 
 /*
+ * The ping clock stops while the client's reads are paused for backpressure
+ * (the backend is not taking its bytes): its pong, or anything else of it,
+ * cannot be heard then, and a live client must not be closed as gone. Both
+ * deadlines count from the end of such a pause at the earliest.
+ */
+static bool ping_clock_stopped(const sl_session_t *s)
+{
+    return (s->client_paused & SL_PAUSE_BACKPRESSURE) != 0;
+}
+
+static sl_msec_t ping_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
+{
+    return SL_MAX(s->last_client_rx, s->client_unpaused_at) + t->ping_interval;
+}
+
+static sl_msec_t pong_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
+{
+    return SL_MAX(s->ping_sent_at, s->client_unpaused_at) + t->ping_timeout;
+}
+
+/*
  * Must agree with sl_ws_on_timer: a deadline returned here that the handler
  * does not clear would have the timer fire again and again. Once both close
  * handshakes are settled only the close-wait bound is left (ws_maybe_done
  * sets it); no ping is due after a close was sent, nor while one waits for
- * the backend's frame to end (it goes out from the read that ends it).
+ * the backend's frame to end (it goes out from the read that ends it), nor
+ * while the ping clock is stopped.
  */
 sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
 {
@@ -639,9 +661,8 @@ sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
         return next;
     if (t->idle)
         next = SL_MIN(next, s->last_rx + t->idle);
-    if (t->ping_interval && !s->close_to_client && !s->ping_pending)
-        next = SL_MIN(next, s->ping_sent_at ? s->ping_sent_at + t->ping_timeout
-                                            : s->last_client_rx + t->ping_interval);
+    if (t->ping_interval && !s->close_to_client && !s->ping_pending && !ping_clock_stopped(s))
+        next = SL_MIN(next, s->ping_sent_at ? pong_due(s, t) : ping_due(s, t));
     return next;
 }
 
@@ -667,14 +688,14 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
                  "idle timeout");
         return;
     }
-    if (t->ping_interval && !s->close_to_client) {
-        if (s->ping_sent_at && now >= s->ping_sent_at + t->ping_timeout) {
+    if (t->ping_interval && !s->close_to_client && !ping_clock_stopped(s)) {
+        if (s->ping_sent_at && now >= pong_due(s, t)) {
             sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
             ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,
                      "client gone");
             return;
         }
-        if (!s->ping_sent_at && now >= s->last_client_rx + t->ping_interval) {
+        if (!s->ping_sent_at && now >= ping_due(s, t)) {
             if (sl_ws_at_frame_boundary(&s->b2c))
                 send_ping(s);
             else

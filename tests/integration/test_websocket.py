@@ -372,6 +372,53 @@ def test_backend_reset_while_its_reading_is_paused_still_ends_the_session():
         g.stop()
 
 
+def test_a_client_unheard_because_the_backend_stalls_is_not_closed_as_gone():
+    """The backend stops reading for 4 s; the client's bytes back up until the
+    gateway stops reading the client too (backpressure). Its pong could not
+    be heard then, so the ping clock must stop: before, the gateway closed
+    this live client with 1001 "ping timeout" after ping_interval +
+    ping_timeout (2 s here)."""
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "stall-read", "--pause", "4"),
+                extra="timeouts: { ping_interval: 1s, ping_timeout: 1s }")
+    try:
+        ws = H.WsConn(g.port)
+        try:
+            assert ws.read_message() == (1, b"hello")
+            t0 = time.monotonic()
+            # Fill every buffer between the client and the stalled backend.
+            out = H.ws_frame(2, b"z" * 65536) * 256
+            ws.sock.setblocking(False)
+            blocked_since = None
+            while out and time.monotonic() - t0 < 3:
+                try:
+                    out = out[ws.sock.send(out):]
+                    blocked_since = None
+                except BlockingIOError:
+                    blocked_since = blocked_since or time.monotonic()
+                    if time.monotonic() - blocked_since > 0.3:
+                        break
+                    time.sleep(0.01)
+            assert out, "16 MiB went through a backend that does not read"
+            # Until just after the backend reads again, nothing but pings may come.
+            frames = []
+            while time.monotonic() - t0 < 4.3:
+                try:
+                    chunk = ws.sock.recv(65536)
+                except BlockingIOError:
+                    time.sleep(0.02)
+                    continue
+                assert chunk, "the gateway hung up on a live client"
+                ws.buf += chunk
+                while len(ws.buf) >= 2 and len(ws.buf) >= 2 + (ws.buf[1] & 0x7F):
+                    f = ws.read_frame()
+                    frames.append((f.opcode, f.payload[:2]))
+            assert all(op == 9 for op, _ in frames), frames
+        finally:
+            ws.close()
+    finally:
+        g.stop()
+
+
 def test_backend_killed_mid_stream_gives_client_1014():
     g = Gateway(H.Backend("blue"))
     try:

@@ -12,6 +12,8 @@
                       something (its close), then a close 1000 of its own
   --mode flood-reset  a correct handshake, the hello, then 64 KiB binary frames until the
                       gateway stops taking them for half a second; then a reset (SO_LINGER 0)
+  --mode stall-read   a correct handshake, the hello, then no reading for --pause seconds;
+                      then it reads (and drops) what comes until the peer closes
   --pause S           wait S seconds between the hello and the bad frame (default: none,
                       so both may arrive in the gateway's first read, behind the 101)
 
@@ -117,7 +119,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--mode", required=True,
                     choices=["bad-accept", "masked", "opcode3", "rsv", "slow-101",
-                             "split-frame", "flood-reset"])
+                             "split-frame", "flood-reset", "stall-read"])
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between the hello and the bad frame (slow-101: before the 101)")
     a = ap.parse_args()
