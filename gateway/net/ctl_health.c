@@ -265,8 +265,9 @@ static void probe_start(sl_ctl_backend_t *b)
     sl_probe_t *p = calloc(1, sizeof *p);
     if (p == NULL) {
         sl_health_event_t ev;
-        if (sl_health_check_result(&b->health, uv_now(loop), SL_CHECK_FAIL, &ev))
+        if (sl_health_check_result(&b->health, uv_now(loop), SL_CHECK_SKIPPED, &ev))
             apply_event(b, &ev);
+        schedule(b);
         return;
     }
     p->b = b;
@@ -281,10 +282,20 @@ static void probe_start(sl_ctl_backend_t *b)
     p->tcp.data = p->timer.data = p->connect.data = p;
     p->pending = 2;
     uv_timer_start(&p->timer, probe_timeout, pc->health.timeout, 0);
-    if ((pc->tls && probe_tls(p, pc) != 0) ||
-        uv_tcp_connect(&p->connect, &p->tcp, (struct sockaddr *)&b->rt->addr,
-                       probe_connected) != 0)
-        probe_finish(p, SL_CHECK_FAIL);
+    /* A check the gateway cannot even start (no descriptor, no memory)
+       says nothing about the backend: marking it down for that turned a
+       moment's shortage into 503s for everyone after it was over. */
+    if (pc->tls && probe_tls(p, pc) != 0) {
+        probe_finish(p, SL_CHECK_SKIPPED);
+        return;
+    }
+    int rc = uv_tcp_connect(&p->connect, &p->tcp, (struct sockaddr *)&b->rt->addr,
+                            probe_connected);
+    if (rc != 0) {
+        if (sl_out_of_resources(rc))
+            sl_log_debug("health check of %s skipped: %s", b->rt->name, uv_strerror(rc));
+        probe_finish(p, sl_out_of_resources(rc) ? SL_CHECK_SKIPPED : SL_CHECK_FAIL);
+    }
 }
 
 static void on_tick(uv_timer_t *t)

@@ -26,6 +26,15 @@
 #include "runtime.h"
 #include "slab.h"
 
+/* The gateway itself is short (descriptors, socket buffers, memory): a
+   socket could not be made, so no peer was asked anything and none is to
+   blame (not a backend's failure, not a health check's verdict). */
+static inline bool sl_out_of_resources(int uv_status)
+{
+    return uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS ||
+           uv_status == UV_ENOMEM;
+}
+
 typedef struct sl_gateway sl_gateway_t;
 typedef struct sl_worker sl_worker_t;
 typedef struct sl_session sl_session_t;

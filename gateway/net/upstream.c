@@ -374,14 +374,6 @@ static int connect_uv(sl_upstream_t *up, const struct sockaddr *addr)
     return rc;
 }
 
-/* The gateway itself is short (descriptors, socket buffers, memory): no
-   backend was asked anything. */
-static bool out_of_resources(int status)
-{
-    return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
-           status == UV_ENOMEM;
-}
-
 /*
  * A backend socket could not even be made. That is not the backend's
  * failure: counting it as one (consecutive failures, passive health) ejected
@@ -457,7 +449,7 @@ static void try_connect(sl_session_t *s)
     bool write_at_once = s->ws_key_len && !s->rt->cfg->pools[s->pool].tls;
     int rc = write_at_once ? connect_now(up, (struct sockaddr *)&b->addr)
                            : connect_uv(up, (struct sockaddr *)&b->addr);
-    if (rc < 0 && out_of_resources(rc)) {
+    if (rc < 0 && sl_out_of_resources(rc)) {
         gateway_short(s, rc);
         return;
     }

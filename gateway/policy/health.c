@@ -79,7 +79,7 @@ int sl_health_check_result(sl_health_t *h, sl_msec_t now, sl_health_result_t r,
 {
     (void)now;
     h->check_in_flight = false;
-    if (!h->cfg.active)
+    if (!h->cfg.active || r == SL_CHECK_SKIPPED)
         return 0;
     if (r == SL_CHECK_OK) {
         h->fail_run = 0;

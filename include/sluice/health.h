@@ -62,6 +62,8 @@ typedef enum sl_health_result {
     SL_CHECK_OK = 0,         /* 2xx or 3xx within the timeout */
     SL_CHECK_FAIL,           /* connect refused, reset, other status */
     SL_CHECK_TIMEOUT,        /* no answer within the check timeout (counts as a failure) */
+    SL_CHECK_SKIPPED,        /* the gateway could not run it (out of descriptors or memory):
+                                no verdict either way; the next one runs at its interval */
 } sl_health_result_t;
 
 typedef struct sl_health_cfg {

@@ -72,6 +72,37 @@ def get(port, timeout=H.T):
     return s
 
 
+def test_health_checks_the_gateway_cannot_start_are_no_verdict():
+    """Active checks every 100 ms with fall 1: while descriptors are out, a
+    check cannot get a socket. That said nothing about the backend, yet it
+    counted as a failed check, the backend went down, and the first clients
+    after the shortage got 503 until enough checks passed again (rise 5)."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    cfg = H.config(port, {"blue": [backend.addr]}, extra="log: { level: info }")
+    cfg = cfg.replace("    backends:", "    health: { path: /healthz, interval: 100ms, timeout: 1s,"
+                                        " fall: 1, rise: 5 }\n    backends:", 1)
+    gw = LowFdSluice(cfg, port)
+    held = []
+    try:
+        time.sleep(0.5)   # a few checks pass
+        held = fill_descriptors(gw)
+        time.sleep(1.0)   # ten checks come due, none can get a socket
+        for s in held:
+            s.close()
+        held = []
+        s = get(port)
+        r = H.HttpReader(s, timeout=5).read()
+        s.close()
+        assert r.status == 200, r
+        assert "-> down" not in gw.output(), gw.output()[-2000:]
+    finally:
+        for s in held:
+            s.close()
+        gw.stop()
+        backend.stop()
+
+
 @pytest.mark.parametrize("kind", ["http", "websocket"])
 def test_backend_socket_shortage_is_503_not_the_backends_fault(kind):
     """Descriptors run out between a client's accept and its backend socket.

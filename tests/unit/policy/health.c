@@ -14,7 +14,7 @@
 
 #include "sluice/health.h"
 
-typedef enum { TICK, CHK_OK, CHK_FAIL, CHK_TIMEOUT, CONN_OK, CONN_FAIL } op_t;
+typedef enum { TICK, CHK_OK, CHK_FAIL, CHK_TIMEOUT, CHK_SKIPPED, CONN_OK, CONN_FAIL } op_t;
 
 #define NONE (-1)
 
@@ -40,6 +40,7 @@ static void run(const sl_health_cfg_t *cfg, const step_t *steps, size_t n)
         case CHK_OK: ret = sl_health_check_result(&h, s->t, SL_CHECK_OK, &ev); break;
         case CHK_FAIL: ret = sl_health_check_result(&h, s->t, SL_CHECK_FAIL, &ev); break;
         case CHK_TIMEOUT: ret = sl_health_check_result(&h, s->t, SL_CHECK_TIMEOUT, &ev); break;
+        case CHK_SKIPPED: ret = sl_health_check_result(&h, s->t, SL_CHECK_SKIPPED, &ev); break;
         case CONN_OK: ret = sl_health_conn_result(&h, s->t, true, &ev); break;
         case CONN_FAIL: ret = sl_health_conn_result(&h, s->t, false, &ev); break;
         }
@@ -92,6 +93,34 @@ static void test_fall_then_rise(void **state)
         {5010, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},       /* second in a row */
         {6000, TICK, RUN_CHECK, UP, NONE},
         {6010, CHK_OK, 0, UP, NONE},
+    };
+    run(&active_cfg, steps, SL_ARRAY_SIZE(steps));
+}
+
+/* A check the gateway could not run (out of descriptors) is no verdict: it
+   neither breaks a run nor extends one, and the next check comes at its
+   interval as usual. */
+static void test_skipped_check_is_no_verdict(void **state)
+{
+    (void)state;
+    const step_t steps[] = {
+        {0, TICK, RUN_CHECK, UP, NONE},
+        {10, CHK_FAIL, 0, UP, NONE},
+        {1000, TICK, RUN_CHECK, UP, NONE},
+        {1010, CHK_FAIL, 0, UP, NONE},
+        {2000, TICK, RUN_CHECK, UP, NONE},
+        {2001, CHK_SKIPPED, 0, UP, NONE},        /* not the third failure */
+        {2500, TICK, 0, UP, NONE},               /* nor a reason to retry early */
+        {3000, TICK, RUN_CHECK, UP, NONE},
+        {3001, CHK_SKIPPED, 0, UP, NONE},
+        {4000, TICK, RUN_CHECK, UP, NONE},
+        {4010, CHK_FAIL, 1, DOWN, SL_HEALTH_WHY_FALL},   /* the run of 3 failures goes on */
+        {5000, TICK, RUN_CHECK, DOWN, NONE},
+        {5010, CHK_OK, 0, DOWN, NONE},
+        {6000, TICK, RUN_CHECK, DOWN, NONE},
+        {6001, CHK_SKIPPED, 0, DOWN, NONE},      /* not the second success either */
+        {7000, TICK, RUN_CHECK, DOWN, NONE},
+        {7010, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},
     };
     run(&active_cfg, steps, SL_ARRAY_SIZE(steps));
 }
@@ -256,6 +285,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fall_then_rise),
+        cmocka_unit_test(test_skipped_check_is_no_verdict),
         cmocka_unit_test(test_start_down_needs_rise),
         cmocka_unit_test(test_flapping_never_transitions),
         cmocka_unit_test(test_late_result_and_late_tick),
