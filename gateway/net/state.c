@@ -18,6 +18,7 @@
  *     "admission": {"rate": 300, "burst": 50, "queue_length": 50000, ...}}}}
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,28 @@ static int failure(void)
 }
 
 /*
+ * The rename is durable only once the directory is on disk too: without
+ * this a power loss could bring back the file before the save. Best effort:
+ * the new state is in place whatever happens here, so a failure is logged,
+ * not reported as a failed save.
+ */
+static void sync_directory_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        sl_log_warn("state file %s: its directory %s is not synced: %s", path, dir,
+                    strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+/*
  * Write what the API changed to admin.state_file. Returns 0 (also when no
  * state file is configured) or -errno; callers tell whoever asked for the
  * change that it will not survive a restart.
@@ -133,6 +156,8 @@ int sl_state_save(sl_ctl_t *ctl)
         rc = failure();
     if (rc == 0 && rename(tmp, path) != 0)
         rc = failure();
+    if (rc == 0)
+        sync_directory_of(path);
     if (rc != 0)
         sl_log_error("state file %s: cannot write: %s", path, strerror(-rc));
     sl_buf_free(&buf);
