@@ -306,7 +306,11 @@ void sl__admin_get_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
         return;
     sl_deploy_status_t d;
     if (sl_ctl_deploy_status(req->gw->ctl, (size_t)svc, &d) != 0) {
-        sl_admin_error(resp, 404, "service \"%s\" has had no deploy", req->params[0]);
+        if (req->gw->ctl->services[svc].deploy_dropped)
+            sl_admin_error(resp, 404, "service \"%s\": its last deploy ended with a reload "
+                           "that removed one of its pools", req->params[0]);
+        else
+            sl_admin_error(resp, 404, "service \"%s\" has had no deploy", req->params[0]);
         return;
     }
     write_deploy(&resp->jw, req->params[0], &d);

@@ -46,6 +46,7 @@ typedef struct sl_ctl_service {
     uint64_t drained_base;           /* the old pool's cutover drains when the cutover began */
     uint64_t drained;                /* its connections told to close since (each step) */
     bool drain_open;                 /* drain credit is being posted (DRAIN, not paused) */
+    bool deploy_dropped;             /* the last deploy's pools left with a reload (status: 404) */
     size_t drain_rotor;              /* which worker gets the odd drain first */
 } sl_ctl_service_t;
 

@@ -232,6 +232,7 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
         sl_ws_drain_count(atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, from)->cutover_drains));
     cs->drained = 0;
     cs->drain_open = false;
+    cs->deploy_dropped = false;
     cs->close_code = p->close_code;
     snprintf(cs->reason, sizeof cs->reason, "%s", p->reason);
     /* The target pool ramps its admission rate from the floor. */

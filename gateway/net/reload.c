@@ -277,6 +277,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
             ctl->services[i].active_overridden = true;
         }
         /* A deploy in progress goes on; a finished or aborted one stays readable. */
+        ctl->services[i].deploy_dropped = ocs->deploy_dropped;
         if (ocs->cut.phase != SL_CUTOVER_IDLE) {
             long from = service_pool(ctl, i, ocfg->pools[ocs->cut.from].name);
             long to = service_pool(ctl, i, ocfg->pools[ocs->cut.to].name);
@@ -290,6 +291,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
                     sl_ws_count_stop_drains(sl_runtime_ws(old->rt, (long)oi, (long)ocs->cut.from));
                     ocs->drain_open = false;
                 }
+                ctl->services[i].deploy_dropped = true;   /* its status names pools gone */
                 continue;
             }
             sl_ctl_service_t *cs = &ctl->services[i];

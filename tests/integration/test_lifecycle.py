@@ -329,6 +329,10 @@ def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
                                extra="admin: { address: 127.0.0.1:%d }" % s.admin_port))
             status, body = call(s.admin_port, "POST", "/api/v1/reload")
             assert status == 200, body
+            # Its status cannot name a pool that is gone, but it says why.
+            status, body = call(s.admin_port, "GET", "/api/v1/services/app/deploys/current")
+            assert status == 404 and "reload that removed one of its pools" in body["error"], \
+                body
             open_after = metric(scrape(s.admin_port), "sluice_websockets_open", service="app",
                                 pool="blue")
             await asyncio.sleep(1)
