@@ -5,16 +5,22 @@ deploys, the state file when it is damaged, and config errors.
 Every test starts the real binary on loopback and stops it by PID; every
 wait is bounded.
 """
+import asyncio
 import json
 import os
 import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 
-from harness import T, HttpReader, Sluice, config, free_port, stop_all, wait_port
+import websockets
+
+from harness import (SLUICE, T, Backend, HttpReader, Proc, Sluice, WsConn, config, free_port,
+                     metric, metric_samples, scrape, stop_all, wait_port, wait_until)
 
 MAX_ADMIN_CONNS = 64   # server.c's MAX_CONNS
 
@@ -215,7 +221,6 @@ def test_actions_without_parameters_refuse_a_body_with_fields():
 # ---- signals -----------------------------------------------------------------------------
 
 def test_a_second_sigterm_closes_at_once_and_says_so():
-    from harness import Backend, WsConn
     blue = Backend("blue")
     s = start(pools={"blue": [blue.addr]}, extra="shutdown: { drain_rate: 1/s, timeout: 60s }")
     try:
@@ -241,8 +246,6 @@ def test_a_second_sigterm_closes_at_once_and_says_so():
 
 
 def test_a_state_file_that_stops_the_start_is_named(tmp_path):
-    from harness import SLUICE
-    import subprocess
     state = tmp_path / "state.json"
     port, admin_port = free_port(), free_port()
     text = config(port, {"blue": ["127.0.0.1:9"]}, workers=1,
@@ -284,8 +287,6 @@ def test_state_for_a_service_the_config_lost_survives_the_next_save(tmp_path):
 # ---- sluice ctl --------------------------------------------------------------------------
 
 def test_ctl_says_what_went_wrong():
-    from harness import SLUICE
-    import subprocess
 
     def ctl(*args, timeout=30):
         p = subprocess.run([SLUICE, "ctl", *args], capture_output=True, text=True,
@@ -311,9 +312,6 @@ def test_ctl_says_what_went_wrong():
 # ---- reloads under traffic ------------------------------------------------------------------
 
 def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
-    import asyncio
-    import websockets
-    from harness import Backend, metric, scrape
     blue, green = Backend("blue"), Backend("green")
     s = start(pools={"blue": [blue.addr], "green": [green.addr]})
     try:
@@ -343,7 +341,6 @@ def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
             for h in held:
                 await h.close()
         asyncio.run(asyncio.wait_for(scenario(), 30))
-        from harness import wait_until
         assert wait_until(lambda: metric(scrape(s.admin_port), "sluice_websockets_open",
                                          service="app", pool="blue") == 0)
     finally:
@@ -352,10 +349,6 @@ def test_a_reload_that_removes_a_deploys_pool_stops_its_drain():
 
 
 def test_reloads_in_a_loop_under_traffic_a_deploy_and_a_full_queue_leave_nothing_behind():
-    import asyncio
-    import urllib.request
-    import websockets
-    from harness import Backend, metric_samples, scrape, wait_until
     blue, green = Backend("blue"), Backend("green")
     s = start(pools={"blue": [blue.addr], "green": [green.addr]},
               service_extra="admission: { rate: 40/s, burst: 5, "
@@ -467,17 +460,14 @@ def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_p
 
 
 def test_a_sighup_during_start_is_held_and_reloads_instead_of_killing():
-    from harness import Proc
     port = free_port()
     # Many pools make loading and resolving take a while: the window a
     # supervisor's early reload falls into (SIGHUP's default action killed it).
     pools = {"p%d" % i: ["localhost:%d" % (20000 + i)] for i in range(300)}
     text = config(port, pools, workers=1)
-    import tempfile
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     cfg.write(text)
     cfg.close()
-    from harness import SLUICE
     s = Proc([SLUICE, "-c", cfg.name], "sluice")
 
     def hup_held():
@@ -496,7 +486,6 @@ def test_a_sighup_during_start_is_held_and_reloads_instead_of_killing():
         assert hup_held(), "SIGHUP is not held while sluice starts"
         s.proc.send_signal(signal.SIGHUP)
         wait_port("127.0.0.1", port, s.proc)
-        from harness import wait_until
         assert wait_until(lambda: "reload: %s applied (generation 2)" % cfg.name in s.output())
         assert not hup_held()
     finally:
