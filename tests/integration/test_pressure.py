@@ -203,12 +203,8 @@ class EarlyAnswerBackend(H.ThreadBackend):
     BODY = 2 << 20
 
     def handle(self, c):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = c.recv(65536)
-            if not d:
-                return
-            data += d
+        if b"\r\n\r\n" not in H.recv_until(c, b"\r\n\r\n"):
+            return
         c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n"
                   b"Connection: close\r\n\r\n" % self.BODY + b"z" * self.BODY)
         c.shutdown(socket.SHUT_WR)
@@ -316,12 +312,8 @@ class ResetMidBodyBackend(H.ThreadBackend):
     chunked), sends part of it, then resets the connection."""
 
     def handle(self, c):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = c.recv(65536)
-            if not d:
-                return
-            data += d
+        if b"\r\n\r\n" not in H.recv_until(c, b"\r\n\r\n"):
+            return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"y" * 50000)
         time.sleep(0.3)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
