@@ -147,6 +147,7 @@ static int run(const char *path, sl_runtime_t *rt)
 
     for (size_t i = 0; i < gw.n_workers; i++)
         uv_thread_join(&gw.workers[i].thread);
+    sl_control_discard_inbox(&gw);
     for (size_t i = 0; i < gw.n_workers; i++)
         sl_worker_destroy(&gw.workers[i]);
     sl_tls_cleanup();

@@ -99,6 +99,19 @@ static void on_wake(uv_async_t *a)
     }
 }
 
+void sl_control_discard_inbox(sl_gateway_t *gw)
+{
+    /* A worker may still post (a connect result, a requeued admission) between
+       finish()'s last read of the inbox and its own SL_WMSG_EXIT. */
+    sl_cmsg_t *m = gw->inbox_head;
+    gw->inbox_head = gw->inbox_tail = NULL;
+    while (m) {
+        sl_cmsg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
 static void finish(sl_gateway_t *gw)
 {
     sl_admin_stop(gw);

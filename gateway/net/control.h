@@ -18,6 +18,10 @@ void sl_control_hold_sighup(bool hold);
 void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count,
                            size_t *rotor);
 
+/* Free what workers posted after the control loop stopped reading (call
+   once the workers are joined). */
+void sl_control_discard_inbox(sl_gateway_t *gw);
+
 /* Begin a graceful shutdown: stop accepting, drain paced, exit. Idempotent. */
 void sl_control_shutdown(sl_gateway_t *gw);
 
