@@ -218,8 +218,22 @@ def run_quiet(cmd):
 
 # ---------------------------------------------------------------- binaries
 
+# The commit the binaries were built from, read when they are built: HEAD at
+# the end of a 27-minute run may be a later commit than what was measured.
+BUILT_FROM = None
+
+
+def source_commit():
+    head = run_quiet(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])[1].strip()
+    dirty = run_quiet(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])[1]
+    return head + (" with uncommitted changes" if dirty.strip() else "")
+
+
 def build_dir():
+    global BUILT_FROM
     b = ARGS.build or os.path.join(REPO, "build-bench")
+    BUILT_FROM = source_commit() if ARGS.build is None else \
+        "binaries from %s (tree at %s)" % (b, source_commit())
     if ARGS.build is None:
         if not os.path.exists(os.path.join(b, "build.ninja")):
             subprocess.run(["meson", "setup", b, "--buildtype=release"], cwd=REPO, check=True,
@@ -982,7 +996,7 @@ def machine():
     }
     return ["- nproc: %d; CPU: %s; kernel: %s" % (os.cpu_count(), model, os.uname().release),
             "- versions: " + "; ".join("%s" % v for v in vers.values()),
-            "- commit: " + run_quiet(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])[1].strip()]
+            "- commit: " + (BUILT_FROM or source_commit())]
 
 
 NOTES_MARK = "<!-- hand-written notes below this line are kept when run.py rewrites the file -->"
@@ -1160,7 +1174,8 @@ def main():
         run_rows(res)
         with open(os.path.join(DIR, "results.json"), "w") as f:
             json.dump(res, f, indent=1)
-        charts_dir = os.path.join(HERE, "charts")
+        # Beside the report it belongs to (a quick run to /tmp leaves bench/charts alone).
+        charts_dir = os.path.join(os.path.dirname(os.path.abspath(ARGS.out)), "charts")
         os.makedirs(charts_dir, exist_ok=True)
         made = write_charts(res, charts_dir)
         write_results(res, ARGS.out, made, sys.argv[1:])
