@@ -20,11 +20,10 @@ assert a request never reached the backend, not even as a connection.
 """
 import argparse
 import json
-import socket
 import sys
 import threading
 
-from wire import Reader
+from wire import Reader, serve_forever
 
 PATTERN = bytes(range(256)) * 4096
 
@@ -104,15 +103,9 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--log")
     a = ap.parse_args()
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((a.host, a.port))
-    ls.listen(512)
     lock = threading.Lock()
-    print("http_echo listening on %s:%d" % (a.host, a.port), flush=True)
-    while True:
-        s, peer = ls.accept()
-        threading.Thread(target=serve, args=(s, peer, a.log, lock), daemon=True).start()
+    serve_forever("http_echo", a.host, a.port, lambda s, peer: serve(s, peer, a.log, lock),
+                  backlog=512)
 
 
 if __name__ == "__main__":

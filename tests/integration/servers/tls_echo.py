@@ -11,18 +11,13 @@ answer. A WebSocket upgrade is answered with 101 and every text or binary
 message is sent back; a close is answered with a close.
 """
 import argparse
-import base64
-import hashlib
 import json
-import socket
 import ssl
 import struct
 import sys
-import threading
 
-from wire import Reader
+from wire import Reader, serve_forever, ws_accept
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Conn(Reader):
@@ -67,8 +62,7 @@ class Conn(Reader):
         self.sock.sendall(hdr + data)
 
     def websocket(self, headers):
-        accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + GUID)
-                                  .digest())
+        accept = ws_accept(headers["sec-websocket-key"]).encode()
         self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                           b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         while True:
@@ -122,11 +116,8 @@ def main():
         sock.sni_seen = name
 
     ctx.sni_callback = on_sni
-    srv = socket.create_server(("127.0.0.1", args.port), backlog=128)
-    print("listening", flush=True)
-    while True:
-        raw, peer = srv.accept()
-        threading.Thread(target=handle, args=(ctx, raw, peer), daemon=True).start()
+    serve_forever("tls_echo", "127.0.0.1", args.port, lambda raw, peer: handle(ctx, raw, peer),
+                  backlog=128)
 
 
 if __name__ == "__main__":

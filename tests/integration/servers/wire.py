@@ -1,6 +1,28 @@
-"""Buffered reading of an HTTP/1.1 connection (and the WebSocket frames after
-an upgrade), for the helper servers here."""
+"""What the helper servers here share: buffered reading of an HTTP/1.1
+connection (and the WebSocket frames after an upgrade), the handshake's
+accept value, and the listen-and-serve loop."""
+import base64
+import hashlib
+import socket
 import struct
+import threading
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def serve_forever(name, host, port, handle, backlog=64):
+    """Listen on host:port, say so (harness.PyServer waits for the line), and
+    serve each connection with handle(sock, peer) in a thread of its own."""
+    ls = socket.create_server((host, port), backlog=backlog)
+    print("%s listening on %s:%d" % (name, host, port), flush=True)
+    while True:
+        s, peer = ls.accept()
+        threading.Thread(target=handle, args=(s, peer), daemon=True).start()
 
 
 class Reader:

@@ -20,17 +20,12 @@ payload=HEX", and "T close CODE" (or "T close none") for a close, so a test can
 see what the gateway let through and which close code it sent.
 """
 import argparse
-import base64
 import binascii
-import hashlib
-import socket
 import struct
 import sys
-import threading
 
-from wire import Reader
+from wire import Reader, serve_forever, ws_accept
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def log(line):
@@ -59,9 +54,9 @@ def serve(sock):
     try:
         h = c.head()
         tag = h.get("x-tag", "-")
-        accept = base64.b64encode(hashlib.sha1(h["sec-websocket-key"].encode() + GUID).digest())
         head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n" % accept.decode())
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                % ws_accept(h["sec-websocket-key"]))
         if "x-answer-protocol" in h:
             head += "Sec-WebSocket-Protocol: %s\r\n" % h["x-answer-protocol"]
         if "x-answer-extensions" in h:
@@ -93,14 +88,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     a = ap.parse_args()
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((a.host, a.port))
-    ls.listen(64)
-    print("ws_ext listening on %s:%d" % (a.host, a.port), flush=True)
-    while True:
-        s, _ = ls.accept()
-        threading.Thread(target=serve, args=(s,), daemon=True).start()
+    serve_forever("ws_ext", a.host, a.port, lambda s, _peer: serve(s))
 
 
 if __name__ == "__main__":

@@ -24,19 +24,11 @@ Each connection gets "hello" as a valid text frame first (except bad-accept),
 then the bad frame; the server then reads until the peer closes.
 """
 import argparse
-import base64
-import hashlib
 import socket
 import struct
-import threading
 import time
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def accept_value(key):
-    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-
+from wire import serve_forever, ws_accept
 
 def serve(sock, mode, pause):
     try:
@@ -60,12 +52,12 @@ def serve(sock, mode, pause):
             while sock.recv(65536):
                 pass
             return
-        acc = accept_value(key)
+        acc = ws_accept(key)
         if mode == "slow-101" and pause:
             time.sleep(pause)
             pause = 0
         if mode == "bad-accept":
-            acc = accept_value("AAAAAAAAAAAAAAAAAAAAAA==")
+            acc = ws_accept("AAAAAAAAAAAAAAAAAAAAAA==")
         sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % acc).encode())
         if mode != "bad-accept":
@@ -123,14 +115,7 @@ def main():
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between the hello and the bad frame (slow-101: before the 101)")
     a = ap.parse_args()
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((a.host, a.port))
-    ls.listen(64)
-    print("ws_raw listening on %s:%d" % (a.host, a.port), flush=True)
-    while True:
-        s, _ = ls.accept()
-        threading.Thread(target=serve, args=(s, a.mode, a.pause), daemon=True).start()
+    serve_forever("ws_raw", a.host, a.port, lambda s, _peer: serve(s, a.mode, a.pause))
 
 
 if __name__ == "__main__":
