@@ -284,6 +284,16 @@ def recv_all(sock, timeout=T):
     return data
 
 
+def exchange(port, data, timeout=T):
+    """Connect, send data, and return all the peer sends until it closes."""
+    s = raw_connect(port, timeout=timeout)
+    try:
+        s.sendall(data)
+        return recv_all(s, timeout=timeout)
+    finally:
+        s.close()
+
+
 def status_of(response):
     m = re.match(rb"HTTP/1\.[01] (\d{3})", response)
     return int(m.group(1)) if m else None

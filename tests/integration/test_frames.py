@@ -16,18 +16,25 @@ LIMITS = "limits: {frame_bytes: 64KiB, message_bytes: 128KiB}"
 F = H.ws_frame
 
 
-@pytest.fixture(scope="module")
-def gw():
-    b = H.Backend("blue")
+def gateway_before(b):
+    """A gateway with LIMITS in front of backend b, for a module's tests;
+    checked alive and cleanly stopped at the end."""
     port = H.free_port()
     s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=LIMITS), port=port)
     s.backend = b
     yield s
     alive = s.alive()
-    rc = s.stop()
-    b.stop()
+    try:
+        rc = s.stop()
+    finally:
+        b.stop()
     assert alive, "sluice died:\n" + s.output()[-3000:]
     assert rc == 0, s.output()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def gw():
+    yield from gateway_before(H.Backend("blue"))
 
 
 def opened(gw):
@@ -180,18 +187,7 @@ HELLO_DEFLATED = b"\xf2\x48\xcd\xc9\xc9\x07\x00"   # "Hello" (RFC 7692 7.2.3.1);
 
 @pytest.fixture(scope="module")
 def ext_gw():
-    b = H.PyServer("ws_ext.py")
-    port = H.free_port()
-    s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=LIMITS), port=port)
-    s.backend = b
-    yield s
-    alive = s.alive()
-    try:
-        rc = s.stop()
-    finally:
-        b.stop()
-    assert alive, "sluice died:\n" + s.output()[-3000:]
-    assert rc == 0, s.output()[-3000:]
+    yield from gateway_before(H.PyServer("ws_ext.py"))
 
 
 _tags = iter(range(1, 1 << 30))
@@ -273,12 +269,7 @@ def test_unoffered_negotiation_gets_502(ext_gw, name, kw):
     instead, as for a wrong Sec-WebSocket-Accept. [needs wsrelay.c:
     sl_ws_check_response_to]"""
     req, tag = ext_request(**kw)
-    s = H.raw_connect(ext_gw.port)
-    try:
-        s.sendall(req)
-        resp = H.recv_all(s, timeout=5)
-    finally:
-        s.close()
+    resp = H.exchange(ext_gw.port, req, timeout=5)
     assert H.status_of(resp) == 502, resp
     assert b"Sec-WebSocket" not in resp, resp
 

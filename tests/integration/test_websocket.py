@@ -196,12 +196,7 @@ def refusing():
 @pytest.mark.parametrize("status", [401, 403, 500])
 def test_non_101_answer_reaches_client_as_is(refusing, status):
     req = H.upgrade_request(extra="X-Backend-Status: %d\r\n" % status)
-    s = H.raw_connect(refusing.port)
-    try:
-        s.sendall(req)
-        resp = H.recv_all(s, timeout=5)
-    finally:
-        s.close()
+    resp = H.exchange(refusing.port, req, timeout=5)
     assert H.status_of(resp) == status, resp
     head, _, body = resp.partition(b"\r\n\r\n")
     assert b"\r\nX-Backend: pyraw\r\n" in head, head   # the backend's answer, not ours
@@ -213,10 +208,7 @@ def test_non_101_answer_reaches_client_as_is(refusing, status):
 def test_backend_101_with_wrong_accept_gives_502():
     g = Gateway(H.PyServer("ws_raw.py", "--mode", "bad-accept"))
     try:
-        s = H.raw_connect(g.port)
-        s.sendall(H.upgrade_request())
-        resp = H.recv_all(s, timeout=5)
-        s.close()
+        resp = H.exchange(g.port, H.upgrade_request(), timeout=5)
         assert H.status_of(resp) == 502, resp
         assert b"Sec-WebSocket-Accept" not in resp
     finally:
@@ -489,12 +481,7 @@ def test_backend_killed_mid_frame_ends_the_client_connection():
 ])
 def test_bad_upgrade_refused_by_gateway(gw, name, req, status):
     before = backend_stats(gw.backend)
-    s = H.raw_connect(gw.port)
-    try:
-        s.sendall(req)
-        resp = H.recv_all(s, timeout=5)
-    finally:
-        s.close()
+    resp = H.exchange(gw.port, req, timeout=5)
     assert H.status_of(resp) == status, resp
     head = resp.partition(b"\r\n\r\n")[0]
     if status == 426:
