@@ -60,7 +60,7 @@ static sl_ws_count_t *carried_ws(const sl_runtime_t *prev, const char *service, 
     long p = sl_config_pool_index(prev->cfg, pool);
     if (s == NULL || p < 0)
         return NULL;
-    return prev->ws[(size_t)(s - prev->cfg->services) * prev->cfg->n_pools + (size_t)p];
+    return sl_runtime_ws(prev, (long)(s - prev->cfg->services), p);
 }
 
 static int build_ws(sl_runtime_t *rt, const sl_config_t *cfg, const sl_runtime_t *prev)

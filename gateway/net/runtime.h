@@ -92,7 +92,7 @@ typedef struct sl_runtime {
     uint64_t generation;
 } sl_runtime_t;
 
-static inline sl_ws_count_t *sl_runtime_ws(sl_runtime_t *rt, long service, long pool)
+static inline sl_ws_count_t *sl_runtime_ws(const sl_runtime_t *rt, long service, long pool)
 {
     return rt->ws[(size_t)service * rt->cfg->n_pools + (size_t)pool];
 }
