@@ -173,9 +173,15 @@ static int on_value_complete(llhttp_t *ll)
     return 0;
 }
 
+/* Does span s of base read `name`, case aside? */
+static bool span_is(const char *base, sl_http_span_t s, const char *name)
+{
+    return s.len == strlen(name) && strncasecmp(base + s.off, name, s.len) == 0;
+}
+
 static bool name_is(const sl_http_parser_t *p, const sl_http_header_t *h, const char *name)
 {
-    return h->name.len == strlen(name) && strncasecmp(p->base + h->name.off, name, h->name.len) == 0;
+    return span_is(p->base, h->name, name);
 }
 
 /*
@@ -420,10 +426,7 @@ static int check_request(sl_http_parser_t *p)
        request with an invalid one (check_framing refused a second), also
        when an absolute-form target makes Host unused. One rule for every
        request, upgrades included. */
-    const sl_http_header_t *host = NULL;
-    for (uint32_t i = 0; i < hd->n_headers && host == NULL; i++)
-        if (name_is(p, &hd->headers[i], "host"))
-            host = &hd->headers[i];
+    const sl_http_header_t *host = sl_http_find(hd, p->base, "host");
     if (host == NULL && hd->http_minor >= 1)
         return fail(p, 400, "no Host in an HTTP/1.1 request");
     if (host != NULL && !valid_authority(p->base + host->value.off, host->value.len))
@@ -796,11 +799,6 @@ ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, boo
 bool sl_http_body_until_eof(const sl_http_parser_t *p)
 {
     return p->body_until_eof;
-}
-
-static bool span_is(const char *base, sl_http_span_t s, const char *name)
-{
-    return s.len == strlen(name) && strncasecmp(base + s.off, name, s.len) == 0;
 }
 
 const sl_http_header_t *sl_http_find(const sl_http_head_t *h, const char *base, const char *name)
