@@ -184,11 +184,8 @@ static bool name_is(const sl_http_parser_t *p, const sl_http_header_t *h, const 
     return span_is(p->base, h->name, name);
 }
 
-/*
- * Walk a comma-separated list: returns false at the end, else the next
- * element, OWS-trimmed, in *tok / *tlen (may be empty for "a,,b").
- */
-static bool next_element(const char *v, size_t len, size_t *pos, const char **tok, size_t *tlen)
+bool sl_http_next_element(const char *v, size_t len, size_t *pos, const char **tok,
+                          size_t *tlen)
 {
     if (*pos > len)
         return false;
@@ -209,7 +206,7 @@ bool sl_http_has_token(const char *value, size_t len, const char *token)
 {
     size_t pos = 0, tlen, want = strlen(token);
     const char *tok;
-    while (next_element(value, len, &pos, &tok, &tlen))
+    while (sl_http_next_element(value, len, &pos, &tok, &tlen))
         if (tlen == want && strncasecmp(tok, token, want) == 0)
             return true;
     return false;
@@ -242,7 +239,7 @@ static int transfer_coding(const sl_http_parser_t *p, bool *chunked)
             continue;
         size_t pos = 0, tlen;
         const char *tok;
-        while (next_element(p->base + h->value.off, h->value.len, &pos, &tok, &tlen)) {
+        while (sl_http_next_element(p->base + h->value.off, h->value.len, &pos, &tok, &tlen)) {
             if (tlen == 0)
                 continue;
             if (last_chunked)

@@ -170,40 +170,26 @@ int sl_ws_check_request(const sl_http_head_t *h, const char *base,
     return 0;
 }
 
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 /*
- * The next element of a comma-separated header value: false once the value
- * is used up; else the element, OWS-trimmed, in *tok and *len (empty for an
- * empty element, as in "a,,b", which counts for nothing). With `params`, the
- * element is an extension ("name; param=value") and only its name is given:
- * the gateway relays the payload as it is and leaves the parameters to the
+ * The next element of a comma-separated header value (sl_http_next_element;
+ * empty for "a,,b", which counts for nothing). With `params`, the element is
+ * an extension ("name; param=value") and only its name is given: the
+ * gateway relays the payload as it is and leaves the parameters to the
  * endpoints.
  */
 static bool next_item(const char *v, size_t vlen, size_t *pos, bool params, const char **tok,
                       size_t *len)
 {
-    if (*pos > vlen)
+    if (!sl_http_next_element(v, vlen, pos, tok, len))
         return false;
-    const char *s = v + *pos, *end = v + vlen, *e = s;
-    while (e < end && *e != ',')
-        e++;
-    *pos = (size_t)(e - v) + 1;
     if (params) {
-        const char *semi = s;
-        while (semi < e && *semi != ';')
-            semi++;
-        e = semi;
+        const char *semi = memchr(*tok, ';', *len);
+        if (semi != NULL) {
+            *len = (size_t)(semi - *tok);
+            while (*len > 0 && ((*tok)[*len - 1] == ' ' || (*tok)[*len - 1] == '\t'))
+                (*len)--;
+        }
     }
-    while (s < e && is_ows(*s))
-        s++;
-    while (e > s && is_ows(e[-1]))
-        e--;
-    *tok = s;
-    *len = (size_t)(e - s);
     return true;
 }
 

@@ -145,6 +145,12 @@ bool sl_http_body_until_eof(const sl_http_parser_t *p);
 const sl_http_header_t *sl_http_find(const sl_http_head_t *h, const char *base,
                                      const char *name);
 
+/* Walk a comma-separated header value from *pos (0 at first): false at its
+   end, else the next element, OWS-trimmed, in *tok / *tlen (empty for the
+   empty element of "a,,b"). */
+bool sl_http_next_element(const char *v, size_t len, size_t *pos, const char **tok,
+                          size_t *tlen);
+
 /* True when a comma-separated header value holds `token` (case-insensitive). */
 bool sl_http_has_token(const char *value, size_t len, const char *token);
 
