@@ -292,9 +292,11 @@ static void probe_start(sl_ctl_backend_t *b)
     int rc = uv_tcp_connect(&p->connect, &p->tcp, (struct sockaddr *)&b->rt->addr,
                             probe_connected);
     if (rc != 0) {
-        if (sl_out_of_resources(rc))
+        /* EADDRNOTAVAIL: no local port left toward this backend (upstream.c). */
+        bool ours = sl_out_of_resources(rc) || rc == UV_EADDRNOTAVAIL;
+        if (ours)
             sl_log_debug("health check of %s skipped: %s", b->rt->name, uv_strerror(rc));
-        probe_finish(p, sl_out_of_resources(rc) ? SL_CHECK_SKIPPED : SL_CHECK_FAIL);
+        probe_finish(p, ours ? SL_CHECK_SKIPPED : SL_CHECK_FAIL);
     }
 }
 

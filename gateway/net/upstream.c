@@ -392,6 +392,39 @@ static void gateway_short(sl_session_t *s, int status)
     sl_session_http_error(s, 503, "Retry-After: 1\r\n");
 }
 
+/*
+ * No local port is left toward this backend: connect(2) says EADDRNOTAVAIL
+ * when every ephemeral port is taken (or in TIME_WAIT) for this destination.
+ * That is ours too, not the backend's, so it is not counted against it
+ * (counted, it could get the backend ejected). Accepting goes on, since an
+ * accept takes no port; another backend of the pool is another destination
+ * with ports of its own, so the next try goes on as after a failed connect,
+ * and when the tries are spent the client gets 503 with a Retry-After. The
+ * log says so once a second at most: in such a shortage every upgrade meets it.
+ */
+static void ports_short(sl_session_t *s, int status)
+{
+    static _Thread_local sl_msec_t logged_at;
+    static _Thread_local bool logged;
+    sl_upstream_t *up = s->up;
+    sl_msec_t now = uv_now(&s->w->loop);
+    if (!logged || now - logged_at >= 1000) {
+        logged = true;
+        logged_at = now;
+        sl_log_warn("backend %s: no local port left to connect from (%s); "
+                    "widen net.ipv4.ip_local_port_range or add backend addresses",
+                    up->backend->name, uv_strerror(status));
+    }
+    s->up = NULL;
+    upstream_close(up);
+    s->port_short = true;
+    if (s->tries <= s->rt->cfg->pools[s->pool].connect_retries) {
+        try_connect(s);
+        return;
+    }
+    sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+}
+
 static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
 {
     for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
@@ -406,6 +439,10 @@ static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
 static void try_connect(sl_session_t *s)
 {
     long i = pick_backend(s);
+    if (i < 0 && s->port_short) {   /* every backend left was out of ports */
+        sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+        return;
+    }
     if (i < 0) {
         sl_session_backend_failed(s, pool_has_up_backend(s) ? 502 : 503);
         return;
@@ -453,6 +490,10 @@ static void try_connect(sl_session_t *s)
         gateway_short(s, rc);
         return;
     }
+    if (rc == UV_EADDRNOTAVAIL) {
+        ports_short(s, rc);
+        return;
+    }
     if (rc < 0) {
         connect_failed(s, rc);
         return;
@@ -478,6 +519,7 @@ static void try_connect(sl_session_t *s)
 void sl_upstream_connect(sl_session_t *s)
 {
     s->tries = 0;
+    s->port_short = false;
     try_connect(s);
 }
 

@@ -387,8 +387,8 @@ class WsConn:
         """early: bytes sent early_after seconds after the request, before
         the response is read (frames a client sends before the 101)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if local_addr:
-            self.sock.bind((local_addr, 0))
+        if local_addr:   # an address, or (address, port)
+            self.sock.bind(local_addr if isinstance(local_addr, tuple) else (local_addr, 0))
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

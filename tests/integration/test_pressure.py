@@ -346,3 +346,97 @@ def test_a_reset_mid_body_is_not_passed_off_as_the_end():
         c.close()
     finally:
         H.stop_all(gw, backend)
+
+
+# ---- local ports: a network namespace of the test's own ----
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+class OwnNetns:
+    """The test thread (and every process it starts) in a new network
+    namespace with loopback up, so the test can narrow the local port range
+    (a per-namespace sysctl) without touching the machine's. Back in the
+    original namespace on exit; the new one goes with its last process."""
+
+    def __enter__(self):
+        import ctypes
+        import fcntl
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        if self.libc.unshare(CLONE_NEWNET) != 0:
+            os.close(self.orig)
+            pytest.skip("unshare(CLONE_NEWNET): %s" % os.strerror(ctypes.get_errno()))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        return self
+
+    def port_range(self, low, high):
+        with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+            f.write("%d %d\n" % (low, high))
+
+    def __exit__(self, *exc):
+        self.libc.setns(self.orig, CLONE_NEWNET)
+        os.close(self.orig)
+
+
+def test_no_local_port_to_a_backend_is_503_not_the_backends_fault():
+    """connect(2) to a backend fails with EADDRNOTAVAIL once every local port
+    toward it is taken. That is the gateway's shortage, not the backend's:
+    the next backend of the pool (another destination, ports of its own) is
+    tried, and when none has a port left the client gets 503 with a
+    Retry-After; no backend is counted failed or ejected (passive_failures:
+    1 would eject it at the first count), and the log says why, once."""
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace of its own needs root")
+    with OwnNetns() as ns:
+        blue1, blue2 = H.Backend("blue1"), H.Backend("blue2")
+        port, admin = H.free_port(), H.free_port()
+        cfg = H.config(port, {"blue": [blue1.addr, blue2.addr]},
+                       extra="admin: { address: 127.0.0.1:%d }" % admin)
+        cfg = cfg.replace("    backends:", "    health: { passive_failures: 1, interval: 1h }\n"
+                                            "    backends:", 1)
+        gw = H.Sluice(cfg, port)
+        held = []
+        try:
+            # Two local ports, never used before here (the default range
+            # ends at 60999): two connections toward each backend, at most.
+            ns.port_range(61000, 61001)
+            # Clients bind ports below the range: a port bound by bind(2) is
+            # one connect(2) will not share, and the gateway would be short
+            # of it.
+            for i in range(4):
+                c = H.WsConn(port, local_addr=("127.0.0.2", 5000 + i), timeout=5)
+                assert c.status == 101, c.response
+                held.append(c)
+            extra = H.WsConn(port, local_addr=("127.0.0.2", 5004), timeout=5)
+            held.append(extra)
+            assert extra.status == 503, extra.response
+            assert b"\r\nRetry-After: 1\r\n" in extra.response, extra.response
+            s = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=("127.0.0.2", 5005))
+            held.append(s)
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = H.HttpReader(s, timeout=5).read()
+            assert r.status == 503 and r.header("retry-after") == "1", r
+            # The four held WebSockets relay as before.
+            for c in held[:4]:
+                assert c.read_message()[1].startswith(b"hello blue")
+                c.send(H.ws_frame(0x1, b"still here"))
+                assert c.read_message() == (1, b"still here")
+            m = H.scrape(admin)
+            for b in (blue1, blue2):
+                assert H.metric(m, "sluice_pool_backend_up", pool="blue", backend=b.addr) == 1
+                assert H.metric(m, "sluice_pool_backend_connect_failures_total", pool="blue",
+                                backend=b.addr) == 0
+            log = gw.output()
+            assert "connect failed" not in log, log[-2000:]
+            said = [line for line in log.splitlines() if "no local port left" in line]
+            assert len(said) == 1, log[-2000:]
+        finally:
+            for c in held:
+                c.close()
+            H.stop_all(gw, blue1, blue2)
