@@ -235,8 +235,13 @@ double sl_cutover_weight_to(const sl_cutover_t *c, sl_msec_t now)
 {
     switch (c->phase) {
     case SL_CUTOVER_RAMP:
+        /* A ramp of 0 moves everything at once, at the first unpaused step,
+           which enters DRAIN. Still in RAMP and paused means the machine
+           paused itself at that first step (the new pool was unhealthy):
+           nothing has moved yet, and new connections stay on the old pool
+           rather than all going to a pool that cannot take them. */
         if (c->cfg.ramp == 0)
-            return 1.0;
+            return c->paused ? 0.0 : 1.0;
         return SL_MIN(1.0, (double)ramp_elapsed(c, now) / (double)c->cfg.ramp);
     case SL_CUTOVER_DRAIN:
     case SL_CUTOVER_DONE:

@@ -478,6 +478,38 @@ static void test_self_pause_unhealthy(void **state)
     assert_true(fabs(sl_cutover_weight_to(&c, 40000) - 0.35) < 1e-12);
 }
 
+/* A ramp-0 cutover to a pool that is unhealthy from the start pauses itself
+   at its first step: the weights freeze where they stand, with nothing
+   moved, not with every new connection sent to the pool that cannot take it. */
+static void test_self_pause_unhealthy_at_start_with_ramp_zero(void **state)
+{
+    (void)state;
+    sl_cutover_t c;
+    sl_cutover_actions_t a;
+    start(&c, 0, 100, 0);
+    sl_cutover_input_t in = healthy_in;
+    in.to_healthy = false;
+    assert_int_equal(sl_cutover_step(&c, 0, &in, &a), SL_CUTOVER_RAMP);
+    assert_true(has(&a, SL_CUTOVER_ACT_PAUSED));
+    assert_int_equal(drains(&a), 0);
+    assert_true(sl_cutover_weight_to(&c, 5000) == 0.0);
+    sl_rng_t rng = {7};
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(sl_cutover_pick_pool(&c, 5000, &rng), BLUE);
+    sl_cutover_progress_t p;
+    sl_cutover_progress(&c, 5000, &p);
+    assert_true(p.paused && p.weight_from == 1.0 && p.weight_to == 0.0);
+    /* Resumed once the pool is healthy: everything moves at once. */
+    assert_int_equal(sl_cutover_resume(&c, 6000), 0);
+    assert_true(sl_cutover_weight_to(&c, 6000) == 1.0);
+    in.to_healthy = true;
+    assert_int_equal(sl_cutover_step(&c, 6000, &in, &a), SL_CUTOVER_DRAIN);
+    assert_true(has(&a, SL_CUTOVER_ACT_DRAIN_START));
+    assert_int_equal(drains(&a), 1);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(sl_cutover_pick_pool(&c, 6000, &rng), GREEN);
+}
+
 static void test_self_pause_on_handshake_failures(void **state)
 {
     (void)state;
@@ -604,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_abort_mid_drain_and_while_paused),
         cmocka_unit_test(test_completion),
         cmocka_unit_test(test_self_pause_unhealthy),
+        cmocka_unit_test(test_self_pause_unhealthy_at_start_with_ramp_zero),
         cmocka_unit_test(test_self_pause_on_handshake_failures),
         cmocka_unit_test(test_eta_decreases),
         cmocka_unit_test(test_errors_and_idle),

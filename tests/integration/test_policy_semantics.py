@@ -1,0 +1,87 @@
+"""Admission and blue-green cutover semantics against docs/admission.md,
+docs/deploys.md and docs/admin-api.md, with the real binary, the C backend
+simulator and raw clients on loopback: the edge cases an operator meets in
+a reconnect storm or a deploy.
+"""
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from harness import Backend, Sluice, config, free_port, recv_until, stop_all, upgrade_request, \
+    wait_until
+
+
+class Admin:
+    def __init__(self, port):
+        self.port = port
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def deploy(self):
+        return self.call("GET", "/api/v1/services/app/deploys/current")[1]
+
+
+def gateway(pools, service_extra, green_extra=""):
+    """sluice with the given pools ({name: [addr]}), admin API on; green_extra
+    goes into the green pool's mapping."""
+    port, ap = free_port(), free_port()
+    cfg = config(port, pools, service_extra=service_extra,
+                 extra="admin: { address: 127.0.0.1:%d }" % ap)
+    if green_extra:
+        cfg = cfg.replace("  green:\n    backends:", "  green:\n    %s\n    backends:" % green_extra)
+    return Sluice(cfg, port), Admin(ap)
+
+
+def upgrade(port, source="127.0.0.1", timeout=10):
+    """A raw upgrade: (socket, response head and whatever came with it)."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(upgrade_request())
+    return sock, recv_until(sock, b"\r\n\r\n", timeout=timeout)
+
+
+def test_ramp_zero_deploy_to_a_dead_pool_keeps_new_clients_on_the_old_one():
+    """A deploy with ramp 0s to a pool with no backend up pauses itself
+    (new_pool_unhealthy) at its first step. Paused, the weights freeze where
+    they stand, and nothing had moved yet: new clients must keep reaching
+    blue. (They were all sent to the dead green pool and got 503.)"""
+    blue = Backend("blue")
+    dead = "127.0.0.1:%d" % free_port()
+    s, admin = gateway({"blue": [blue.addr], "green": [dead]}, """admission:
+  rate: 50/s
+  burst: 10
+  slow_start: 0
+  queue: { length: 100, max_wait: 3s, per_client: 0 }
+drain: { grace: 1s }""", "health: { interval: 100ms, timeout: 50ms, fall: 1, rise: 1 }")
+    socks = []
+    try:
+        assert wait_until(lambda: admin.call("GET", "/api/v1/pools/green")[1]["backends_up"] == 0)
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "0s"})
+        assert status == 201, body
+        assert (body["phase"], body["paused"], body["paused_why"]) == \
+            ("ramp", True, "new_pool_unhealthy"), body
+        assert body["weights"] == {"blue": 1, "green": 0}, body
+        for i in range(5):
+            sock, head = upgrade(s.port)
+            socks.append(sock)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            if b"hello" not in head:
+                head += recv_until(sock, b"hello", timeout=5)
+            assert b"hello blue" in head, head
+        assert admin.deploy()["weights"] == {"blue": 1, "green": 0}
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue)
