@@ -61,6 +61,24 @@ void sl_control_post(sl_gateway_t *gw, sl_cmsg_t *msg)
     uv_async_send(&gw->wake);
 }
 
+/* One worker's clients wait at the connection cap (or for descriptors) and
+   it has nothing idle of its own to close: the cap and the descriptors are
+   the process's, so what idles on the others gives way. Through here, not
+   worker to worker: this thread knows when a worker stops taking messages. */
+static void ask_room(sl_gateway_t *gw, const sl_cmsg_t *ask)
+{
+    for (size_t i = 0; i < gw->n_workers; i++) {
+        if ((int)i == ask->worker)
+            continue;
+        sl_wmsg_t *m = calloc(1, sizeof *m);
+        if (m == NULL)
+            return;   /* the asking worker asks again at its next retry */
+        m->type = SL_WMSG_MAKE_ROOM;
+        m->fds = ask->fds;
+        sl_worker_post(&gw->workers[i], m);
+    }
+}
+
 static void on_wake(uv_async_t *a)
 {
     sl_gateway_t *gw = a->data;
@@ -92,6 +110,9 @@ static void on_wake(uv_async_t *a)
         case SL_CMSG_CANCEL:
             if (gw->ctl)
                 sl_ctl_admit_cancel(gw->ctl, m);
+            break;
+        case SL_CMSG_MAKE_ROOM:
+            ask_room(gw, m);
             break;
         }
         free(m);

@@ -48,6 +48,7 @@ typedef enum sl_wmsg_type {
     SL_WMSG_FORCE_CLOSE,    /* close everything now (shutdown timeout) */
     SL_WMSG_EXIT,           /* stop the loop once every handle is closed */
     SL_WMSG_ADMIT_RESULT,   /* the answer to an SL_CMSG_ADMIT */
+    SL_WMSG_MAKE_ROOM,      /* another worker's clients wait: close what idles here */
 } sl_wmsg_type_t;
 
 typedef struct sl_wmsg {
@@ -64,6 +65,7 @@ typedef struct sl_wmsg {
     uint32_t count;
     uint16_t close_code;
     char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
+    bool fds;               /* SL_WMSG_MAKE_ROOM: descriptors ran out (not the cap) */
     /* SL_WMSG_ADMIT_RESULT */
     sl_session_t *session;
     int admit_status;       /* sl_adm_status_t: ADMITTED or REJECTED (cancelled: REJECTED) */
@@ -77,6 +79,8 @@ typedef enum sl_cmsg_type {
     SL_CMSG_CONN_RESULT,    /* a real connect to a backend succeeded or failed (passive health) */
     SL_CMSG_ADMIT,          /* may this session go to a backend? answer: SL_WMSG_ADMIT_RESULT */
     SL_CMSG_CANCEL,         /* the session asking (id) is gone; an answer still comes */
+    SL_CMSG_MAKE_ROOM,      /* clients wait and this worker has nothing idle to close:
+                               ask the others (SL_WMSG_MAKE_ROOM) */
 } sl_cmsg_type_t;
 
 typedef struct sl_cmsg {
@@ -90,6 +94,7 @@ typedef struct sl_cmsg {
     long pool;
     long backend;
     bool ok;
+    bool fds;               /* MAKE_ROOM: descriptors ran out (not the cap) */
     uint64_t id;            /* admission request id, unique per process */
     sl_session_t *session;  /* opaque to the control thread: returned in the answer */
     int family;             /* the client's address, for per-client limits */
@@ -210,6 +215,10 @@ int sl_listeners_open(sl_gateway_t *gw, const sl_config_t *cfg, char *err, size_
 /* Start polling a worker's listeners; pause and resume accepting. */
 int sl_listeners_start(sl_worker_t *w);
 void sl_listeners_pause(sl_worker_t *w, sl_msec_t retry_after);
+/* Close what idles on this worker so that waiting clients get in (fds:
+   descriptors ran out, so idle backend connections go too); how many
+   clients were closed. */
+size_t sl_listeners_free_idle(sl_worker_t *w, bool fds);
 void sl_listeners_close(sl_worker_t *w);
 
 #endif

@@ -202,13 +202,31 @@ static uint32_t max_handshakes(const sl_listener_t *l)
  * otherwise idle keep-alives held every place for the keepalive timeout
  * (60 s by default) while clients with requests waited.
  */
-static void make_room(sl_worker_t *w, bool fds)
+size_t sl_listeners_free_idle(sl_worker_t *w, bool fds)
 {
     if (fds)
         sl_upstream_close_idle(w);   /* kept-alive backend connections are a cache */
     size_t n = sl_session_reclaim_idle(w, RECLAIM_BATCH);
     if (n > 0)
         sl_log_debug("worker %d: closed %zu idle kept-alive clients for waiting ones", w->id, n);
+    return n;
+}
+
+/* The cap and the descriptors are the process's, and the kernel hands a
+   waiting client to one worker's listener only: with nothing idle here, the
+   other workers' idle clients give way (the control thread passes the
+   word on). Asked again at every retry while clients still wait here. */
+static void make_room(sl_worker_t *w, bool fds)
+{
+    if (sl_listeners_free_idle(w, fds) > 0 || w->gw->n_workers < 2)
+        return;
+    sl_cmsg_t *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return;
+    m->type = SL_CMSG_MAKE_ROOM;
+    m->worker = w->id;
+    m->fds = fds;
+    sl_control_post(w->gw, m);
 }
 
 void sl_listeners_short(sl_worker_t *w, const char *what, int err)

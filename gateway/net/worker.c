@@ -219,6 +219,10 @@ static void on_wake(uv_async_t *a)
         case SL_WMSG_ADMIT_RESULT:
             sl_session_admit_result(m->session, m);
             break;
+        case SL_WMSG_MAKE_ROOM:
+            if (!w->stopping)
+                sl_listeners_free_idle(w, m->fds);
+            break;
         case SL_WMSG_EXIT:
             /* No answer will come any more: stop holding memory for one. */
             w->control_gone = true;

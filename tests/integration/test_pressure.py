@@ -195,6 +195,40 @@ def test_idle_keepalive_clients_give_way_at_the_connection_cap():
         H.stop_all(gw, backend)
 
 
+def test_idle_keepalive_clients_of_another_worker_give_way_at_the_cap():
+    """The cap is the process's, but the kernel hands a waiting client to
+    one worker's listener (SO_REUSEPORT), and that worker had only its own
+    idle clients to close: a client that landed on the other worker waited
+    for the keepalive timeout. One place, two workers; the idle client and
+    the late one come from fresh source ports each round, so about half the
+    rounds put them on different workers (1 in 256 that eight rounds never
+    do, and the old code passes)."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]}, workers=2,
+                           extra="limits: { max_connections: 1 }\ntimeouts: { keepalive: 30s }"),
+                  port)
+    open_ = []
+    try:
+        time.sleep(0.2)   # the start-up probe's connection is gone
+        for round_ in range(8):
+            idle = get(port)
+            open_.append(idle)
+            assert H.HttpReader(idle).read().status == 200
+            late = get(port, timeout=5)
+            open_.append(late)
+            t0 = time.monotonic()
+            assert H.HttpReader(late, timeout=5).read().status == 200, round_
+            assert time.monotonic() - t0 < 3, round_
+            assert H.recv_all(idle, timeout=2) == b"", round_   # it gave way
+            for s in (idle, late):
+                s.close()
+    finally:
+        for s in open_:
+            s.close()
+        H.stop_all(gw, backend)
+
+
 class EarlyAnswerBackend(H.ThreadBackend):
     """Answers an upload before its end with a big 413 and Connection: close,
     then shuts its side and drains what comes for a while, as a careful
