@@ -55,6 +55,7 @@ typedef struct waiter {
     uint32_t prev, next;         /* FIFO; next also links the free list */
     uint32_t aprev, anext;       /* this address's waiters, oldest first */
     bool live;
+    bool pc_token;               /* took its address's token when it queued */
     sl_client_key_t key;
 } waiter_t;
 
@@ -333,6 +334,25 @@ static void waiter_remove(sl_admission_t *q, uint32_t i)
     q->depth--;
 }
 
+/*
+ * A waiter that leaves without being admitted (cancelled, expired) gives its
+ * address's token back: per_client_rate counts admissions, and a client that
+ * gave up in line, or was turned away at the end of it, was never admitted.
+ */
+static void refund_client_token(sl_admission_t *q, uint32_t i)
+{
+    waiter_t *w = &q->w[i];
+    if (!w->pc_token)
+        return;
+    uint32_t ci = client_find(q, &w->key, key_hash(q, &w->key));
+    if (ci == NIL)
+        return;
+    client_t *c = &q->ct[ci];
+    client_refill(q, c, q->now);
+    c->tokens = SL_MIN(c->tokens + SL_BUCKET_UNIT, q->pc_cap);
+    w->pc_token = false;
+}
+
 static sl_msec_t deadline(const sl_admission_t *q, const waiter_t *w)
 {
     sl_msec_t d = w->arrived + q->p.max_wait;
@@ -470,6 +490,7 @@ static int enqueue(sl_admission_t *q, sl_msec_t now, const sl_client_key_t *k,
     if (q->pc_rate_u > 0)
         q->ct[ci].tokens -= SL_BUCKET_UNIT;
     uint32_t i = waiter_push(q, ci, now, k, user_data);
+    q->w[i].pc_token = q->pc_rate_u > 0;
     q->st.queued++;
     out->status = SL_ADM_QUEUED;
     out->handle = handle_of(q, i);
@@ -518,6 +539,7 @@ int sl_admission_cancel(sl_admission_t *q, sl_admission_handle_t h)
     uint32_t i = (uint32_t)(slot - 1);
     if (!q->w[i].live || q->w[i].gen != (uint32_t)(h >> 32))
         return SL_ENOENT;
+    refund_client_token(q, i);
     waiter_remove(q, i);
     q->st.cancelled++;
     return SL_OK;
@@ -537,6 +559,7 @@ size_t sl_admission_tick(sl_admission_t *q, sl_msec_t now, sl_admission_event_t 
             record_wait(q, ev.waited_ms);
             waiter_remove(q, i);
         } else if (now >= deadline(q, w)) {
+            refund_client_token(q, i);
             waiter_remove(q, i);
             reject(q, &ev, SL_ADM_WAIT_EXPIRED, retry_for_place(q, now, q->depth + 1ull, true));
         } else {

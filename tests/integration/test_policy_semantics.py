@@ -85,3 +85,40 @@ drain: { grace: 1s }""", "health: { interval: 100ms, timeout: 50ms, fall: 1, ris
         for sock in socks:
             sock.close()
         stop_all(s, blue)
+
+
+def test_a_client_that_leaves_the_queue_does_not_spend_its_address_rate():
+    """per_client_rate counts admissions. A client that queues and then
+    disconnects was never admitted: the next client of its address must
+    queue and get in, not be answered 429 client_rate (its address's token
+    went with the one that left)."""
+    blue = Backend("blue")
+    s, admin = gateway({"blue": [blue.addr]}, """admission:
+  rate: 1/s
+  burst: 1
+  slow_start: 0
+  queue: { length: 10, max_wait: 10s, per_client: 0 }
+  per_client: { rate: 6/m, burst: 1 }
+drain: { grace: 1s }""")
+    adm = "/api/v1/services/app/admission"
+    socks = []
+    try:
+        first, head = upgrade(s.port, "127.0.0.3")          # takes the one global token
+        socks.append(first)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        gone = socket.create_connection(("127.0.0.1", s.port), timeout=10,
+                                        source_address=("127.0.0.2", 0))
+        gone.sendall(upgrade_request())
+        assert wait_until(lambda: admin.call("GET", adm)[1]["limits"]["state"]["queue_depth"] == 1)
+        gone.close()                                         # gives up in line
+        assert wait_until(lambda: admin.call("GET", adm)[1]["limits"]["state"]["queue_depth"] == 0)
+        sock, head = upgrade(s.port, "127.0.0.2")
+        socks.append(sock)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        state = admin.call("GET", adm)[1]["limits"]["state"]
+        assert state["rejected"]["client_rate"] == 0, state
+        assert state["admitted"] == 2, state
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue)

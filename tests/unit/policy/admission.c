@@ -342,6 +342,41 @@ static void test_per_client_rate(void **state)
     sl_admission_free(q);
 }
 
+/* per_client_rate counts admissions: a waiter that gives up in line
+   (cancel) or is turned away at the end of it (expired) gives its address's
+   token back, so the address's next client is not answered 429 client_rate
+   for an admission that never happened. */
+static void test_per_client_rate_refunds_unadmitted_waiters(void **state)
+{
+    (void)state;
+    sl_admission_params_t p = params(1, 1, 100, 500);
+    p.per_client_rate = 1;
+    p.per_client_burst = 1;
+    sl_admission_t *q = mkq(&p, 0);
+    sl_admission_event_t ev, evs[4];
+    assert_int_equal(arrive(q, 0, 9, 1, NULL), SL_ADM_ADMITTED);   /* the global burst */
+    assert_int_equal(arrive(q, 0, 1, 2, &ev), SL_ADM_QUEUED);
+    assert_int_equal(sl_admission_cancel(q, ev.handle), SL_OK);
+    assert_int_equal(arrive(q, 100, 1, 3, &ev), SL_ADM_QUEUED);    /* not 429 */
+    assert_int_equal(sl_admission_tick(q, 1000, evs, 4), 1);
+    assert_int_equal(ID(evs[0]), 3);
+    assert_int_equal(evs[0].status, SL_ADM_ADMITTED);
+    /* Admitted: that one's token stays spent. */
+    assert_int_equal(arrive(q, 1000, 1, 4, &ev), SL_ADM_REJECTED);
+    assert_int_equal(ev.reason, SL_ADM_CLIENT_RATE);
+    /* Expired in line: its token comes back. */
+    assert_int_equal(arrive(q, 1000, 2, 5, NULL), SL_ADM_QUEUED);
+    assert_int_equal(sl_admission_tick(q, 1500, evs, 4), 1);
+    assert_int_equal(ID(evs[0]), 5);
+    assert_int_equal(evs[0].reason, SL_ADM_WAIT_EXPIRED);
+    assert_int_equal(arrive(q, 1500, 2, 6, NULL), SL_ADM_QUEUED);   /* not 429 */
+    sl_admission_stats_t st;
+    sl_admission_stats(q, 1500, &st);
+    assert_int_equal(st.rejected[SL_ADM_CLIENT_RATE], 1);
+    assert_int_equal(st.rejected[SL_ADM_WAIT_EXPIRED], 1);
+    sl_admission_free(q);
+}
+
 /* A waiter past max_wait is rejected as expired, and its place is free again. */
 static void test_expiry(void **state)
 {
@@ -819,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_long_run),
         cmocka_unit_test(test_per_client_cap),
         cmocka_unit_test(test_per_client_rate),
+        cmocka_unit_test(test_per_client_rate_refunds_unadmitted_waiters),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_hold),
         cmocka_unit_test(test_stall_forfeit),
