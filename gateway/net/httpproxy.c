@@ -353,17 +353,31 @@ void sl_http_on_backend_eof(sl_session_t *s, int status)
     sl_session_close(s);   /* cut off mid-body: the client must see it was truncated */
 }
 
+/*
+ * May the backend connection serve another request? Its response must leave
+ * it open, and so must the request: an HTTP/1.0 request goes out without the
+ * client's Connection header (hop-by-hop), so without keep-alive, and a
+ * backend then closes after its answer even when that answer is an HTTP/1.1
+ * response that does not say so (RFC 9112 9.3). Reused, the connection was
+ * gone under the next request: a 502 for it.
+ */
+static bool backend_reusable(const sl_session_t *s)
+{
+    if (s->resp == NULL || !s->resp->head.keep_alive || sl_http_body_until_eof(s->resp))
+        return false;
+    return s->req != NULL && s->req->head.http_major == 1 && s->req->head.http_minor >= 1;
+}
+
 static void exchange_maybe_done(sl_session_t *s)
 {
     if (!s->req_done || !s->resp_done || s->state != SL_SS_HTTP)
         return;
-    bool backend_reusable = s->resp && s->resp->head.keep_alive &&
-                            !sl_http_body_until_eof(s->resp);
+    bool reusable = backend_reusable(s);
     sl_session_log(s);
     s->logged = false;
     s->log_status = 0;
     s->bytes_c2b = s->bytes_b2c = 0;
-    sl_upstream_release(s, backend_reusable);
+    sl_upstream_release(s, reusable);
     /* Backpressure from the backend connection just let go (an early answer
        while the body still queued toward it) ends with it; the client stays
        paused for the exchange's end (SL_PAUSE_WAITING) until resumed below. */

@@ -1,0 +1,117 @@
+"""The plain HTTP proxy path read as RFC 9110/9112 read it, against the real
+binary: what a backend is told and may keep, what the client is told, found
+by probing sluice with raw sockets on both sides.
+
+The backend is a thread of the test (harness.ThreadBackend) that answers by
+the request's path and records every byte each connection received, so a
+test sees exactly what went over the wire and on which backend connection.
+"""
+import threading
+
+import pytest
+
+import harness as H
+
+
+def read_head(conn, buf):
+    """One request head (without its body) from conn; returns (head, rest) or (None, buf)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, buf
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def body_length(head):
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+class ScriptedBackend(H.ThreadBackend):
+    """Answers each request by its path (ANSWERS; "/" + anything else gets a
+    plain 200 "ok") on a kept-alive connection. An HTTP/1.0 request that did
+    not ask for keep-alive gets an HTTP/1.1 answer without Connection: close
+    and then the connection closes, as Python's http.server and others do
+    (RFC 9112 9.3: the request decides). Every request head is kept, with the
+    index of the backend connection it came on."""
+
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    ANSWERS = {}
+
+    def __init__(self):
+        self.requests = []          # (connection index, request head)
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def handle(self, conn):
+        with self.lock:
+            index = len(self.conns) - 1
+        buf = b""
+        try:
+            while True:
+                head, buf = read_head(conn, buf)
+                if head is None:
+                    return
+                n = body_length(head)
+                while len(buf) < n:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf[n:]
+                with self.lock:
+                    self.requests.append((index, head))
+                line = head.split(b"\r\n")[0]
+                conn.sendall(self.ANSWERS.get(line.split(b" ")[1].split(b"?")[0], self.OK))
+                lower = head.lower()
+                if line.endswith(b"HTTP/1.0") and b"keep-alive" not in lower:
+                    conn.close()
+                    return
+        except OSError:
+            return
+
+
+@pytest.fixture(scope="module")
+def gw():
+    backend = ScriptedBackend()
+    port = H.free_port()
+    g = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                          extra="timeouts: { backend_response: 3s, idle: 3s }"), port)
+    g.backend = backend
+    yield g
+    alive = g.alive()
+    H.stop_all(g)
+    backend.close()
+    assert alive, "sluice died:\n" + g.output()[-3000:]
+
+
+def connect(g):
+    c = H.raw_connect(g.port, timeout=5)
+    return c, H.HttpReader(c, timeout=5)
+
+
+# ---- HTTP/1.0 clients ----
+
+def test_a_backend_connection_is_not_reused_after_an_http10_request(gw):
+    """An HTTP/1.0 request goes to the backend without keep-alive (the
+    client's Connection header is hop-by-hop), so the backend closes after
+    its answer, even when that answer is an HTTP/1.1 response that does not
+    say so. The gateway kept the connection for the next request anyway: a
+    pipelined second request was written to the closing connection and got
+    502."""
+    c, reader = connect(gw)
+    try:
+        req = b"GET /one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        c.sendall(req + req.replace(b"/one", b"/two"))
+        first, second = reader.read(), reader.read()
+        assert (first.status, first.body) == (200, b"ok"), first
+        assert (second.status, second.body) == (200, b"ok"), second
+    finally:
+        c.close()
+    heads = [h for _, h in gw.backend.requests if h.split(b" ")[1] in (b"/one", b"/two")]
+    assert [h.split(b"\r\n")[0] for h in heads] == [b"GET /one HTTP/1.0", b"GET /two HTTP/1.0"]
