@@ -214,6 +214,27 @@ static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len,
     }
 }
 
+/*
+ * An HTTP/1.0 client keeps its connection only when the response says so
+ * (RFC 9112 9.3 and C.2.2: keep-alive is negotiated in HTTP/1.0, not the
+ * default). The backend's own Connection header is hop-by-hop and gone, so
+ * the gateway says it: without it, such a client waited for a close that
+ * came only with the keepalive timeout, or closed and reconnected.
+ */
+static ssize_t add_keep_alive(char *out, ssize_t n, size_t cap)
+{
+    static const char line[] = "Connection: keep-alive\r\n\r\n";
+    if (n < 2 || (size_t)n - 2 + sizeof line - 1 > cap)
+        return SL_EFULL;
+    memcpy(out + n - 2, line, sizeof line - 1);   /* over the head's final CRLF */
+    return n - 2 + (ssize_t)sizeof line - 1;
+}
+
+static bool client_is_http10(const sl_session_t *s)
+{
+    return s->req != NULL && s->req->head.http_major == 1 && s->req->head.http_minor == 0;
+}
+
 /* The response head is complete in resp_head[0..head_len): send it and its first body bytes. */
 void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
 {
@@ -240,6 +261,8 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         return;
     }
     ssize_t n = to_client ? sl_http_write_response(h, s->resp_head, s->keep_alive, out, cap) : 0;
+    if (n > 0 && !interim && s->keep_alive && client_is_http10(s))
+        n = add_keep_alive(out, n, cap);
     if (n < 0) {
         free(out);
         sl_session_http_error(s, 502, NULL);

@@ -115,3 +115,29 @@ def test_a_backend_connection_is_not_reused_after_an_http10_request(gw):
         c.close()
     heads = [h for _, h in gw.backend.requests if h.split(b" ")[1] in (b"/one", b"/two")]
     assert [h.split(b"\r\n")[0] for h in heads] == [b"GET /one HTTP/1.0", b"GET /two HTTP/1.0"]
+
+
+def test_an_http10_client_kept_alive_is_told_so(gw):
+    """RFC 9112 9.3 and C.2.2: HTTP/1.0 keep-alive is negotiated, so a
+    kept-alive HTTP/1.0 client must read "Connection: keep-alive" in the
+    response. The backend's Connection header is hop-by-hop and dropped, and
+    the gateway said nothing: the client was kept, without knowing it (one
+    that waits for the close waited for the keepalive timeout). One that did
+    not ask is told close, and closed."""
+    c, reader = connect(gw)
+    try:
+        for path in (b"/ka1", b"/ka2"):
+            c.sendall(b"GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % path)
+            r = reader.read()
+            assert (r.status, r.body) == (200, b"ok"), r
+            assert r.header("connection") == "keep-alive", r.raw
+    finally:
+        c.close()
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET /close10 HTTP/1.0\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (200, "close"), r.raw
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
