@@ -871,6 +871,19 @@ static bool is_hop_by_hop(const char *base, sl_http_span_t name)
     return false;
 }
 
+/* Does the Connection value v name the header `name`? Compared in place:
+   a copy into a fixed buffer once let a listed name of 128 bytes or more
+   through to the next hop (RFC 9110 7.6.1: it MUST be removed). */
+static bool connection_names(const char *v, size_t len, const char *name, size_t name_len)
+{
+    size_t pos = 0, tlen;
+    const char *tok;
+    while (sl_http_next_element(v, len, &pos, &tok, &tlen))
+        if (tlen == name_len && strncasecmp(tok, name, tlen) == 0)
+            return true;
+    return false;
+}
+
 /*
  * True when a Connection header names this header. Framing and routing
  * headers are never dropped that way: "Connection: Content-Length" would
@@ -882,15 +895,10 @@ static bool named_by_connection(const sl_http_head_t *h, const char *base, sl_ht
     for (size_t i = 0; i < SL_ARRAY_SIZE(keep); i++)
         if (span_is(base, name, keep[i]))
             return false;
-    char tmp[128];
-    if (name.len >= sizeof tmp)
-        return false;
-    memcpy(tmp, base + name.off, name.len);
-    tmp[name.len] = '\0';
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *c = &h->headers[i];
         if (span_is(base, c->name, "connection") &&
-            sl_http_has_token(base + c->value.off, c->value.len, tmp))
+            connection_names(base + c->value.off, c->value.len, base + name.off, name.len))
             return true;
     }
     return false;

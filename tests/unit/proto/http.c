@@ -761,6 +761,36 @@ static void test_write_response(void **state)
                     "Connection: Upgrade\r\n\r\n");
 }
 
+static void test_write_request_drops_long_connection_names(void **state)
+{
+    /* RFC 9110 7.6.1: every header Connection names goes, whatever its length
+       (one of 128 bytes or more was once kept), in requests and responses. */
+    char name[301];
+    memset(name, 'x', sizeof name - 1);
+    name[0] = 'X';
+    name[sizeof name - 1] = '\0';
+    char in[1024], resp[1024];
+    snprintf(in, sizeof in, "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, %s\r\n"
+             "%s: secret\r\nX-Kept: 1\r\n\r\n", name, name);
+    sl_http_forward_t fw = {.client_ip = "192.0.2.1"};
+    expect_request(in, &fw,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 1\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nConnection: %s\r\n%s: secret\r\n"
+             "Content-Length: 0\r\n\r\n", name, name);
+    expect_response(resp, true, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    /* A name that only starts like a listed one stays. */
+    snprintf(in, sizeof in, "GET / HTTP/1.1\r\nHost: h\r\nConnection: %s\r\n%sy: kept\r\n\r\n",
+             name, name);
+    const sl_http_head_t *h = parse_req(in);
+    char out[2048];
+    ssize_t n = sl_http_write_request(h, in, &fw, out, sizeof out);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "y: kept\r\n"));
+}
+
 static void test_write_simple(void **state)
 {
     char out[512];
@@ -936,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_write_request_keeps_framing),
         cmocka_unit_test(test_write_request_absolute_form),
         cmocka_unit_test(test_write_response),
+        cmocka_unit_test(test_write_request_drops_long_connection_names),
         cmocka_unit_test(test_write_simple),
         cmocka_unit_test(test_status_text),
         cmocka_unit_test(test_status_code),
