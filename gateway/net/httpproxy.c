@@ -209,6 +209,13 @@ static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len,
         s->bytes_b2c += (uint64_t)n;
     }
     if (done) {
+        /* Bytes after the response's end, read with it: the backend frames
+           its answers otherwise than we do (a body to a HEAD, a 204 or a 304,
+           more than its Content-Length), so nothing it sends next on this
+           connection can be trusted to start the next response. They are
+           dropped, and the connection with them (backend_reusable). */
+        if ((size_t)n < len)
+            s->resp->head.keep_alive = false;
         s->resp_done = true;
         exchange_maybe_done(s);
     }

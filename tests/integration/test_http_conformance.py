@@ -41,7 +41,11 @@ class ScriptedBackend(H.ThreadBackend):
     index of the backend connection it came on."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    ANSWERS = {}
+    ANSWERS = {
+        b"/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+                      b"Content-Length: 4\r\n\r\nevil",
+        b"/head-with-body": b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody",
+    }
 
     def __init__(self):
         self.requests = []          # (connection index, request head)
@@ -141,3 +145,30 @@ def test_an_http10_client_kept_alive_is_told_so(gw):
         assert H.recv_all(c, timeout=3) == b""
     finally:
         c.close()
+
+
+# ---- backend connections ----
+
+def backend_conn_of(g, path):
+    """The index of the backend connection the last request for path came on."""
+    return [i for i, h in g.backend.requests if h.split(b" ")[1] == path][-1]
+
+
+@pytest.mark.parametrize("method,path", [("GET", b"/overlong"), ("HEAD", b"/head-with-body")])
+def test_a_backend_that_sends_more_than_its_response_is_not_reused(gw, method, path):
+    """Bytes that follow a complete response in the same read (more than the
+    Content-Length said; a body to a HEAD) mean the backend frames its
+    answers otherwise than the gateway does, so what it sends next on that
+    connection may not start the next response. They were dropped and the
+    connection was kept for the next request; now it is let go."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"%s %s HTTP/1.1\r\nHost: a\r\n\r\n" % (method.encode(), path))
+        r = reader.read(method)
+        assert r.status == 200 and r.body == (b"ok" if method == "GET" else b""), r
+        c.sendall(b"GET /after-extra HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    assert backend_conn_of(gw, b"/after-extra") != backend_conn_of(gw, path)
