@@ -15,7 +15,9 @@
  *
  * Format (JSON, version 1):
  *   {"version": 1, "services": {"app": {"active": "green",
- *     "admission": {"rate": 300, "burst": 50, "queue_length": 50000, ...}}}}
+ *     "admission": {"rate": 300, "burst": 50, "queue_length": 50000, ...}}},
+ *    "pools": {"green": {"backends": [{"address": "10.0.0.5:9000", "weight": 1}],
+ *     "admission": {"rate": 200, ...}}}}
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,13 +36,27 @@ static void write_pools(sl_jw_t *w, sl_ctl_t *ctl);
 /*
  * Service entries of the file read at start that this run could not apply
  * (a service the config no longer has, a pool no longer its own, limits
- * for a queue that is off). They are written back as they were until the
- * API sets that service's state anew: a service taken out of the YAML for
- * a while must find its finished cutover again when it returns, as a
- * pool's backends do. Control thread only; freed at exit.
+ * for a queue that is off), and pools' admission limits likewise (a pool
+ * the config no longer has, or one with no queue of its own now). They are
+ * written back as they were until the API sets that service's or pool's
+ * state anew: a service taken out of the YAML for a while must find its
+ * finished cutover again when it returns, as a pool's backends do.
+ * Control thread only; freed at exit.
  */
 static sl_json_doc_t kept_doc;
 static const sl_json_t *kept_services;
+static const sl_json_t *kept_pools;   /* the file's "pools"; only "admission" is read */
+
+/* The kept admission limits of a pool the API has not set since the start. */
+static const sl_json_t *kept_admission(sl_ctl_t *ctl, const char *pool)
+{
+    const sl_json_t *m = kept_pools ? sl_json_get(kept_pools, pool) : NULL;
+    const sl_json_t *a = m ? sl_json_get(m, "admission") : NULL;
+    if (a == NULL || a->type != SL_JSON_OBJECT)
+        return NULL;
+    long p = sl_config_pool_index(ctl->rt->cfg, pool);
+    return p >= 0 && ctl->pools[p].admission_overridden ? NULL : a;
+}
 
 static void write_kept_services(sl_jw_t *w, sl_ctl_t *ctl)
 {
@@ -272,11 +288,15 @@ static void apply_pool(sl_ctl_t *ctl, size_t p, const sl_json_t *o, const char *
     char what[200];
     snprintf(what, sizeof what, "pool %s", ctl->rt->cfg->pools[p].name);
     long svc = sl_ctl_pool_service(ctl, p);
-    if (svc >= 0 && apply_limits(ctl, (size_t)svc, (long)p, a, path, what))
+    sl_admission_params_t cur;
+    sl_admission_stats_t st;
+    if (svc < 0 || sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &cur, &st) != 0) {
+        sl_log_warn("state file %s: %s: no admission queue of its own now; its limits are "
+                    "not applied (kept in the file)", path, what);
+        return;
+    }
+    if (apply_limits(ctl, (size_t)svc, (long)p, a, path, what))
         ctl->pools[p].admission_overridden = true;
-    else if (svc < 0)
-        sl_log_warn("state file %s: %s: no admission queue now; its limits are not applied",
-                    path, what);
 }
 
 #define STATE_MAX (1 << 20)
@@ -364,15 +384,24 @@ void sl_state_apply(sl_ctl_t *ctl)
     }
     /* Pools: their backends were applied to the config before it was built. */
     const sl_json_t *pools = sl_json_get(doc.root, "pools");
+    bool keep_pools = false;
     for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
         long p = sl_config_pool_index(ctl->rt->cfg, m->key);
         if (p >= 0)
             apply_pool(ctl, (size_t)p, m, path);
+        else if (sl_json_get(m, "admission") != NULL)
+            sl_log_warn("state file %s: no pool \"%s\" in the config now; its admission "
+                        "limits are kept", path, m->key);
+        keep_pools = keep_pools || (sl_json_get(m, "admission") != NULL &&
+                                    (p < 0 || !ctl->pools[p].admission_overridden));
     }
-    if (keep && svcs != NULL && svcs->type == SL_JSON_OBJECT) {
+    keep = keep && svcs != NULL && svcs->type == SL_JSON_OBJECT;
+    keep_pools = keep_pools && pools->type == SL_JSON_OBJECT;
+    if (keep || keep_pools) {
         sl_json_doc_free(&kept_doc);
         kept_doc = doc;
-        kept_services = svcs;
+        kept_services = keep ? svcs : NULL;
+        kept_pools = keep_pools ? pools : NULL;
     } else {
         sl_json_doc_free(&doc);
     }
@@ -540,7 +569,7 @@ void sl_state_read_overrides(const sl_config_t *cfg)
 
 void sl_state_free_overrides(void)
 {
-    kept_services = NULL;
+    kept_services = kept_pools = NULL;
     sl_json_doc_free(&kept_doc);
     while (overrides) {
         override_t *o = overrides;
@@ -571,43 +600,51 @@ static void write_backends(sl_jw_t *w, const override_t *o)
 }
 
 /* The pools section of the state file: backends and a pool's own limits set through the API. */
+/* One pool's entry: its backends set through the API, and its admission
+   limits, live (adm) or kept from the file read at start. */
+static void write_pool(sl_jw_t *w, const char *name, const override_t *o,
+                       const sl_admission_params_t *adm, const sl_json_t *kept)
+{
+    if (o == NULL && adm == NULL && kept == NULL)
+        return;
+    sl_jw_key(w, name);
+    sl_jw_obj(w);
+    if (o)
+        write_backends(w, o);
+    if (adm || kept)
+        sl_jw_key(w, "admission");
+    if (adm)
+        write_params(w, adm);
+    else if (kept)
+        sl_jw_value(w, kept);
+    sl_jw_end(w);
+}
+
 static void write_pools(sl_jw_t *w, sl_ctl_t *ctl)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
-    bool any = overrides != NULL;
+    bool any = overrides != NULL || kept_pools != NULL;
     for (size_t p = 0; p < cfg->n_pools && !any; p++)
         any = ctl->pools[p].admission_overridden;
     if (!any)
         return;
     sl_jw_key(w, "pools");
     sl_jw_obj(w);
-    /* Backends set for a pool the config no longer has stay, as they were kept. */
-    for (override_t *o = overrides; o; o = o->next) {
-        if (sl_config_pool_index(cfg, o->pool) >= 0)
-            continue;
-        sl_jw_key(w, o->pool);
-        sl_jw_obj(w);
-        write_backends(w, o);
-        sl_jw_end(w);
-    }
+    /* A pool the config no longer has keeps what it had, as it was. */
+    for (override_t *o = overrides; o; o = o->next)
+        if (sl_config_pool_index(cfg, o->pool) < 0)
+            write_pool(w, o->pool, o, NULL, kept_admission(ctl, o->pool));
+    for (const sl_json_t *m = kept_pools ? kept_pools->child : NULL; m; m = m->next)
+        if (sl_config_pool_index(cfg, m->key) < 0 && override_of(m->key) == NULL)
+            write_pool(w, m->key, NULL, NULL, kept_admission(ctl, m->key));
     for (size_t p = 0; p < cfg->n_pools; p++) {
-        override_t *o = override_of(cfg->pools[p].name);
+        const char *name = cfg->pools[p].name;
         sl_admission_params_t lim;
         sl_admission_stats_t st;
         long svc = sl_ctl_pool_service(ctl, p);
         bool adm = ctl->pools[p].admission_overridden && svc >= 0 &&
                    sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &lim, &st) == 0;
-        if (o == NULL && !adm)
-            continue;
-        sl_jw_key(w, cfg->pools[p].name);
-        sl_jw_obj(w);
-        if (o)
-            write_backends(w, o);
-        if (adm) {
-            sl_jw_key(w, "admission");
-            write_params(w, &lim);
-        }
-        sl_jw_end(w);
+        write_pool(w, name, override_of(name), adm ? &lim : NULL, kept_admission(ctl, name));
     }
     sl_jw_end(w);
 }

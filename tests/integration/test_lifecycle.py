@@ -284,6 +284,33 @@ def test_state_for_a_service_the_config_lost_survives_the_next_save(tmp_path):
     assert 'no service "gone" in the config now; its entry is kept' in s.output()
 
 
+def test_pool_limits_the_start_could_not_apply_survive_the_next_save(tmp_path):
+    """A pool's own admission limits set through the API, for a pool the
+    config no longer has or that has no queue of its own now (no rate of
+    its own in the YAML), are kept in the file as they were, as a service's
+    are: before, the next save dropped them, and the pool's limits were gone
+    when it came back. A pool's backends set through the API stay beside
+    them."""
+    state = tmp_path / "state.json"
+    gone = {"admission": {"rate": 5, "burst": 2},
+            "backends": [{"address": "127.0.0.1:9", "weight": 1}]}
+    blue = {"admission": {"rate": 6}}
+    state.write_text(json.dumps({"version": 1, "pools": {"gone": gone, "blue": blue}}))
+    s = start(admin_extra=", state_file: %s" % state, service_extra=ADMISSION)
+    try:
+        assert call(s.admin_port, "PUT", "/api/v1/services/app/admission",
+                    {"rate": "7/s"})[0] == 200
+        saved = json.loads(state.read_text())
+        assert saved["pools"] == {"gone": gone, "blue": blue}, saved
+        assert saved["services"]["app"]["admission"]["rate"] == 7, saved
+    finally:
+        stop_all(s)
+    log = s.output()
+    assert 'no pool "gone" in the config now; its admission limits are kept' in log, log
+    assert "pool blue: no admission queue of its own now; its limits are not applied " \
+        "(kept in the file)" in log, log
+
+
 # ---- sluice ctl --------------------------------------------------------------------------
 
 def test_ctl_says_what_went_wrong():
