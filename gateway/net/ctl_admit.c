@@ -471,6 +471,42 @@ static int check_limits(const sl_admission_params_t *p, bool pool, char *err, si
     return 0;
 }
 
+/*
+ * A pool's own queue has the pool's rate, burst and slow start and the
+ * service's queue bounds (docs/admission.md). When the service's bounds
+ * change live, the queues of its pools follow: each bound a pool queue held
+ * at the service's old value takes the new one; a bound set for the pool
+ * itself (a different value) stays. The same rule carries a change from the
+ * state file at a start, and across a reload.
+ */
+static void follow_service(sl_ctl_t *ctl, size_t svc, const sl_admission_params_t *was,
+                           const sl_admission_params_t *now)
+{
+    const sl_cfg_service_t *s = &ctl->rt->cfg->services[svc];
+    for (size_t k = 0; k < s->n_pools; k++) {
+        size_t pi = s->pools[k];
+        sl_admission_t *pq = ctl->pools[pi].adm;
+        if (pq == NULL || sl_ctl_pool_service(ctl, pi) != (long)svc)
+            continue;   /* no queue of its own, or it follows another service */
+        sl_admission_params_t pp;
+        sl_admission_get_params(pq, &pp);
+#define FOLLOW(f) do { if (pp.f == was->f) pp.f = now->f; } while (0)
+        FOLLOW(queue_length);
+        FOLLOW(max_wait);
+        FOLLOW(per_client);
+        FOLLOW(per_client_rate);
+        FOLLOW(per_client_burst);
+        FOLLOW(retry_after_min);
+        FOLLOW(retry_after_max);
+        FOLLOW(bucket.slow_start_floor);
+#undef FOLLOW
+        if (sl_admission_set_params(pq, &pp, uv_now(ctl->gw->loop)) != 0)
+            sl_log_warn("admission %s pool %s: keeps its queue bounds: the service's new ones "
+                        "do not fit with those set for the pool", s->name,
+                        ctl->rt->cfg->pools[pi].name);
+    }
+}
+
 int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
                          sl_admission_stats_t *st)
 {
@@ -497,11 +533,15 @@ int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admissio
         snprintf(err, errlen, "invalid limits (rate, burst, queue bounds or retry_after)");
         return SL_EINVAL;
     }
+    sl_admission_params_t was;
+    sl_admission_get_params(q, &was);
     /* Queued clients keep their places and their order. */
     if (sl_admission_set_params(q, p, uv_now(ctl->gw->loop)) != 0) {
         snprintf(err, errlen, "invalid limits");
         return SL_EINVAL;
     }
+    if (pool < 0)
+        follow_service(ctl, svc, &was, p);
     sl_log_info("admission %s%s%s: rate %.3g/s burst %u queue %u max_wait %llu ms",
                 ctl->rt->cfg->services[svc].name, pool >= 0 ? " pool " : "",
                 pool >= 0 ? ctl->rt->cfg->pools[pool].name : "", p->bucket.rate,

@@ -30,14 +30,14 @@ class Admin:
         return self.call("GET", "/api/v1/services/app/deploys/current")[1]
 
 
-def gateway(pools, service_extra, green_extra=""):
-    """sluice with the given pools ({name: [addr]}), admin API on; green_extra
-    goes into the green pool's mapping."""
+def gateway(pools, service_extra, pool_extra=None):
+    """sluice with the given pools ({name: [addr]}), admin API on;
+    pool_extra ({name: "key: value"}) goes into those pools' mappings."""
     port, ap = free_port(), free_port()
     cfg = config(port, pools, service_extra=service_extra,
                  extra="admin: { address: 127.0.0.1:%d }" % ap)
-    if green_extra:
-        cfg = cfg.replace("  green:\n    backends:", "  green:\n    %s\n    backends:" % green_extra)
+    for name, line in (pool_extra or {}).items():
+        cfg = cfg.replace("  %s:\n    backends:" % name, "  %s:\n    %s\n    backends:" % (name, line))
     return Sluice(cfg, port), Admin(ap)
 
 
@@ -63,7 +63,7 @@ def test_ramp_zero_deploy_to_a_dead_pool_keeps_new_clients_on_the_old_one():
   burst: 10
   slow_start: 0
   queue: { length: 100, max_wait: 3s, per_client: 0 }
-drain: { grace: 1s }""", "health: { interval: 100ms, timeout: 50ms, fall: 1, rise: 1 }")
+drain: { grace: 1s }""", {"green": "health: { interval: 100ms, timeout: 50ms, fall: 1, rise: 1 }"})
     socks = []
     try:
         assert wait_until(lambda: admin.call("GET", "/api/v1/pools/green")[1]["backends_up"] == 0)
@@ -118,6 +118,51 @@ drain: { grace: 1s }""")
         state = admin.call("GET", adm)[1]["limits"]["state"]
         assert state["rejected"]["client_rate"] == 0, state
         assert state["admitted"] == 2, state
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue)
+
+
+def test_the_service_queue_bounds_set_live_reach_a_pool_with_its_own_rate():
+    """A pool with its own rate waits its clients in its own queue, with the
+    pool's rate and burst and the service's queue bounds. A live change of
+    the service's bounds (an operator shortening max_wait and the queue in a
+    storm) must reach that queue too; it changed only the service's queue,
+    which the pool's clients never wait in."""
+    blue = Backend("blue")
+    s, admin = gateway({"blue": [blue.addr]}, """admission:
+  rate: 100/s
+  burst: 10
+  slow_start: 0
+  queue: { length: 100, max_wait: 30s, per_client: 0 }
+drain: { grace: 1s }""", {"blue": "rate: 12/m   # one token per 5 s\n    burst: 1"})
+    adm = "/api/v1/services/app/admission"
+    socks = []
+    try:
+        status, body = admin.call("PUT", adm, {"max_wait": "1s", "queue_length": 1})
+        assert status == 200, body
+        pool = body["pools"]["blue"]
+        assert (pool["max_wait_ms"], pool["queue_length"], pool["rate"]) == (1000, 1, 0.2), pool
+        first, head = upgrade(s.port)                        # the pool's one token
+        socks.append(first)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        waiting = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        socks.append(waiting)
+        waiting.sendall(upgrade_request())
+        assert wait_until(lambda: admin.call("GET", adm)[1]["pools"]["blue"]["state"]
+                          ["queue_depth"] == 1)
+        full, head = upgrade(s.port, timeout=4)              # the queue of 1 is full
+        socks.append(full)
+        assert head.startswith(b"HTTP/1.1 503"), head
+        head = recv_until(waiting, b"\r\n\r\n", timeout=4)   # expires after 1 s, not 30
+        assert head.startswith(b"HTTP/1.1 503") and b"Retry-After: " in head, head
+        rejected = admin.call("GET", adm)[1]["pools"]["blue"]["state"]["rejected"]
+        assert (rejected["queue_full"], rejected["wait_expired"]) == (1, 1), rejected
+        # What the API set stands over the YAML across a reload, for the pool's queue too.
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        pool = admin.call("GET", adm)[1]["pools"]["blue"]
+        assert (pool["max_wait_ms"], pool["queue_length"]) == (1000, 1), pool
     finally:
         for sock in socks:
             sock.close()
