@@ -329,6 +329,34 @@ static void check_admin(sl__cfg_ctx_t *c, sl_config_t *cfg)
                       "expected a file name (got \"\"; leave the key out to keep no state)");
 }
 
+static bool wildcard_host(const char *host)
+{
+    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || host[0] == '\0';
+}
+
+/* The admin API on a listener's port: sluice failed at start with "Address
+   already in use" after --check had said OK. Same port with the same host,
+   or a wildcard on either side (the listeners share their port between
+   workers, the admin socket does not). */
+static void check_admin_clash(sl__cfg_ctx_t *c, const sl_config_t *cfg)
+{
+    const sl_cfg_addr_t *a = &cfg->admin.address;
+    if (!cfg->admin.enabled || a->host == NULL)
+        return;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const sl_cfg_addr_t *l = &cfg->listeners[i].address;
+        if (l->host == NULL || l->port != a->port)
+            continue;
+        if (same_addr(a, l) || wildcard_host(a->host) || wildcard_host(l->host)) {
+            sl_cfg_pos_t p = at(c, a, a->pos);
+            sl__cfg_error(c, p.line, p.col, "admin.address",
+                          "%s is also listeners[%zu] (line %u); expected a port of its own",
+                          a->text, i, at(c, l, l->pos).line);
+            return;
+        }
+    }
+}
+
 void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
     /* Kept for a reload that refuses a change to them (reload.c: no tree then). */
@@ -337,6 +365,7 @@ void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
     al->pos = at(c, &al->path, at(c, &al->format, at(c, &al->enabled, (sl_cfg_pos_t){0})));
     check_admin(c, cfg);
     check_listeners(c, cfg);
+    check_admin_clash(c, cfg);
     check_pools(c, cfg);
     check_services(c, cfg);
     check_limits(c, cfg);
