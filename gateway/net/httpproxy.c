@@ -333,6 +333,16 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
 
 void sl_http_on_client_eof(sl_session_t *s)
 {
+    if (!s->req_done && s->resp_started) {
+        /* Half-closed in the middle of its upload, with the (early) answer
+           on its way: the client stopped sending, not reading. The answer
+           goes out whole (exchange_maybe_done), the backend is let go. A
+           close here dropped what was still queued for the client. */
+        s->keep_alive = false;
+        if (s->resp_done)
+            finish_early(s);
+        return;
+    }
     if (!s->req_done || s->resp == NULL) {
         sl_session_close(s);
         return;
@@ -400,6 +410,10 @@ static bool backend_reusable(const sl_session_t *s)
 
 static void exchange_maybe_done(sl_session_t *s)
 {
+    if (s->resp_done && !s->req_done && s->client_eof && s->state == SL_SS_HTTP) {
+        finish_early(s);   /* the rest of an upload the client gave up on never comes */
+        return;
+    }
     if (!s->req_done || !s->resp_done || s->state != SL_SS_HTTP)
         return;
     bool reusable = backend_reusable(s);

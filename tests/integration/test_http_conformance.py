@@ -8,9 +8,14 @@ test sees exactly what went over the wire and on which backend connection.
 """
 import threading
 
+import socket
+
 import pytest
 
 import harness as H
+
+
+BIG = 8 << 20     # more than the sockets' buffers hold: part of it waits in the gateway
 
 
 def read_head(conn, buf):
@@ -37,15 +42,19 @@ class ScriptedBackend(H.ThreadBackend):
     plain 200 "ok") on a kept-alive connection. An HTTP/1.0 request that did
     not ask for keep-alive gets an HTTP/1.1 answer without Connection: close
     and then the connection closes, as Python's http.server and others do
-    (RFC 9112 9.3: the request decides). Every request head is kept, with the
-    index of the backend connection it came on."""
+    (RFC 9112 9.3: the request decides). Paths in EARLY are answered as soon
+    as their head is read, before the body. Every request head is kept, with
+    the index of the backend connection it came on."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     ANSWERS = {
         b"/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
                       b"Content-Length: 4\r\n\r\nevil",
         b"/head-with-body": b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody",
+        b"/early-big": b"HTTP/1.1 413 Content Too Large\r\nContent-Length: %d\r\n\r\n" % BIG
+                       + b"z" * BIG,
     }
+    EARLY = {b"/early-big"}
 
     def __init__(self):
         self.requests = []          # (connection index, request head)
@@ -61,6 +70,13 @@ class ScriptedBackend(H.ThreadBackend):
                 head, buf = read_head(conn, buf)
                 if head is None:
                     return
+                with self.lock:
+                    self.requests.append((index, head))
+                line = head.split(b"\r\n")[0]
+                path = line.split(b" ")[1].split(b"?")[0]
+                answer = self.ANSWERS.get(path, self.OK)
+                if path in self.EARLY:        # answered before the body is read
+                    conn.sendall(answer)
                 n = body_length(head)
                 while len(buf) < n:
                     chunk = conn.recv(65536)
@@ -68,10 +84,8 @@ class ScriptedBackend(H.ThreadBackend):
                         return
                     buf += chunk
                 buf = buf[n:]
-                with self.lock:
-                    self.requests.append((index, head))
-                line = head.split(b"\r\n")[0]
-                conn.sendall(self.ANSWERS.get(line.split(b" ")[1].split(b"?")[0], self.OK))
+                if path not in self.EARLY:
+                    conn.sendall(answer)
                 lower = head.lower()
                 if line.endswith(b"HTTP/1.0") and b"keep-alive" not in lower:
                     conn.close()
@@ -172,3 +186,24 @@ def test_a_backend_that_sends_more_than_its_response_is_not_reused(gw, method, p
     finally:
         c.close()
     assert backend_conn_of(gw, b"/after-extra") != backend_conn_of(gw, path)
+
+
+# ---- early answers ----
+
+def test_a_client_that_stops_its_upload_still_gets_the_whole_early_answer(gw):
+    """The backend answers before the body (413 here, 8 MiB long); the
+    client stops its upload and shuts down its sending side, and reads the
+    answer. The gateway closed the connection at the client's FIN, dropping
+    the part of the answer still queued for the client (about half of it)."""
+    c, _ = connect(gw)
+    try:
+        c.sendall(b"POST /early-big HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
+                  + b"u" * 10)
+        data = H.recv_until(c, b"\r\n\r\n", timeout=5)    # the answer has begun
+        c.shutdown(socket.SHUT_WR)
+        data += H.recv_all(c, timeout=5)
+    finally:
+        c.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert len(body) == BIG and body == b"z" * BIG, len(body)
