@@ -343,8 +343,16 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
         bad = "from: expected a pool name";
     if (get_duration(j, "ramp", &p.ramp) < 0)
         bad = "ramp: expected a duration like 30s";
-    if (get_rate(j, "drain_rate", &p.drain_rate) < 0)
+    char range[128];
+    int dr = get_rate(j, "drain_rate", &p.drain_rate);
+    if (dr < 0)
         bad = "drain_rate: expected a rate like 400/s";
+    /* The YAML's drain.rate bounds: 0 once meant "no cap of its own", and
+       with no admission rate on the new pool it closed every connection of
+       the old one at once, the reconnect storm a cutover must not be. */
+    else if (dr > 0 && !sl_config_check_bound("services.drain.rate", p.drain_rate, range,
+                                              sizeof range))
+        bad = range;
     if (get_duration(j, "drain_window", &p.drain_window) < 0)
         bad = "drain_window: expected a duration";
     if (get_uint(j, "pause_after_failures", 1000000000, &p.pause_after_failures) < 0)
@@ -357,7 +365,7 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     if (get_str(j, "reason", p.reason, sizeof p.reason) < 0)
         bad = "reason: expected a string of at most 123 bytes";
     if (bad) {
-        sl_admin_error(resp, 400, "%s", bad);
+        sl_admin_error(resp, 400, bad == range ? "drain_rate: %s" : "%s", bad);
         return;
     }
     char err[160];

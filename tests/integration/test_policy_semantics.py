@@ -167,3 +167,33 @@ drain: { grace: 1s }""", {"blue": "rate: 12/m   # one token per 5 s\n    burst: 
         for sock in socks:
             sock.close()
         stop_all(s, blue)
+
+
+def test_a_deploy_refuses_a_drain_rate_the_yaml_could_not_hold():
+    """drain_rate 0 was taken as "no cap of its own": with no admission rate
+    on the new pool, the first step closed every connection of the old pool
+    at once (20 of 20 here), the reconnect storm a cutover exists to avoid.
+    The YAML's drain.rate is 0.001/s..10000000/s; the API now holds to it,
+    as it does for the admission limits, and starts nothing."""
+    blue, green = Backend("blue"), Backend("green")
+    s, admin = gateway({"blue": [blue.addr], "green": [green.addr]},
+                       "admission: off\ndrain: { grace: 1s, rate: 5/s }")
+    socks = []
+    try:
+        for _ in range(20):
+            sock, head = upgrade(s.port)
+            socks.append(sock)
+            assert head.startswith(b"HTTP/1.1 101"), head
+        for bad in (0, "0/s", "20000000/s"):
+            status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                      {"to": "green", "drain_rate": bad})
+            assert status == 400 and body["error"].startswith("drain_rate: out of range"), \
+                (bad, status, body)
+            assert admin.call("GET", "/api/v1/services/app/deploys/current")[0] == 404
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "drain_rate": "10/s"})
+        assert status == 201 and body["pace"] == 10, body
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue, green)
