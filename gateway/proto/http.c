@@ -492,10 +492,20 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED;
 }
 
+/* Trailer section scanner states (p->trailer_state); TR_NONE before it. */
+enum { TR_NONE, TR_LINE0, TR_NAME, TR_VALUE, TR_CR, TR_END_CR, TR_DONE };
+
 static int on_chunk_header(llhttp_t *ll)
 {
-    owner(ll)->chunk_left = ll->content_length;
-    return 0;
+    sl_http_parser_t *p = owner(ll);
+    p->chunk_left = ll->content_length;
+    if (ll->content_length > 0)
+        return 0;
+    /* The last chunk: the trailer section starts after this line. Pause so
+       that sl_http_parse_body learns where, and scans it (scan_trailers). */
+    p->trailer_state = TR_LINE0;
+    p->trailer_pause = true;
+    return HPE_PAUSED;
 }
 
 /*
@@ -759,6 +769,73 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
     return SL_NEED_MORE;
 }
 
+/*
+ * The raw checks of the head, over a chunked body's trailer section
+ * buf[from, len): llhttp 8.1 in its default mode accepts obs-fold and
+ * whitespace before the colon there, and a bare LF ending a line or the
+ * section, and forwarded as they are, a backend could read the section's
+ * end (and so where the next request starts) elsewhere. The state goes on
+ * across calls; the scan stops at the section's end.
+ */
+static int scan_trailers(sl_http_parser_t *p, const char *buf, size_t from, size_t len)
+{
+    for (size_t i = from; i < len && p->trailer_state != TR_DONE; i++) {
+        char c = buf[i];
+        if (c == '\0')
+            return fail(p, 400, "NUL in trailer section");
+        switch (p->trailer_state) {
+        case TR_LINE0:
+            if (c == '\r')
+                p->trailer_state = TR_END_CR;
+            else if (is_ows(c))
+                return fail(p, 400, "obs-fold in trailer section");
+            else if (c == '\n')
+                return fail(p, 400, "bare LF in trailer section");
+            else if (!is_tchar((unsigned char)c))
+                return fail(p, 400, "invalid trailer field name");
+            else
+                p->trailer_state = TR_NAME;
+            break;
+        case TR_NAME:
+            if (c == ':')
+                p->trailer_state = TR_VALUE;
+            else if (is_ows(c))
+                return fail(p, 400, "whitespace in trailer field name or before colon");
+            else if (!is_tchar((unsigned char)c))
+                return fail(p, 400, "invalid trailer field name");
+            break;
+        case TR_VALUE:
+            if (c == '\r')
+                p->trailer_state = TR_CR;
+            else if (c == '\n')
+                return fail(p, 400, "bare LF in trailer section");
+            break;
+        default:            /* TR_CR, TR_END_CR: only LF may follow a CR */
+            if (c != '\n')
+                return fail(p, 400, "bare CR in trailer section");
+            p->trailer_state = p->trailer_state == TR_CR ? TR_LINE0 : TR_DONE;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* llhttp over body bytes, with the trailer section scanned as it comes. */
+static llhttp_errno_t execute_body(sl_http_parser_t *p, const char *buf, size_t len)
+{
+    if (p->trailer_state != TR_NONE && scan_trailers(p, buf, 0, len) < 0)
+        return HPE_USER;
+    llhttp_errno_t e = llhttp_execute(&p->ll, buf, len);
+    if (e != HPE_PAUSED || !p->trailer_pause)
+        return e;
+    p->trailer_pause = false;
+    size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
+    llhttp_resume(&p->ll);
+    if (scan_trailers(p, buf, at, len) < 0)
+        return HPE_USER;
+    return llhttp_execute(&p->ll, buf + at, len - at);
+}
+
 ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done)
 {
     *done = false;
@@ -782,10 +859,14 @@ ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, boo
     p->ll.data = p;
     if (check_chunk_crlf(p, buf) < 0)
         return SL_EINVAL;
-    llhttp_errno_t e = llhttp_execute(&p->ll, buf, len);
+    llhttp_errno_t e = execute_body(p, buf, len);
     if (e == HPE_OK)
         return (ssize_t)len;
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        /* Where llhttp ended the trailer section, ours ended too: the
+           scanner refuses every line ending it would read otherwise. */
+        if (p->trailer_state != TR_NONE && p->trailer_state != TR_DONE)
+            return refuse(p, 400, "malformed trailer section");
         p->phase = SL_HTTP_PHASE_DONE;
         *done = true;
         return llhttp_get_error_pos(&p->ll) - buf;

@@ -110,6 +110,8 @@ typedef struct sl_http_parser {
     uint8_t crlf_pending;           /* chunk data's CRLF bytes not yet checked */
     uint64_t chunk_left;            /* data bytes left in the current chunk */
     size_t body_len;                /* length of the body buffer being parsed */
+    uint8_t trailer_state;          /* raw checks of a chunked body's trailer section */
+    bool trailer_pause;             /* llhttp paused at the last chunk's size line */
 } sl_http_parser_t;
 
 /*

@@ -207,3 +207,29 @@ def test_a_client_that_stops_its_upload_still_gets_the_whole_early_answer(gw):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 "), head
     assert len(body) == BIG and body == b"z" * BIG, len(body)
+
+
+# ---- chunked trailers ----
+
+@pytest.mark.parametrize("trailers", [
+    b"X-T: a\r\n\n",            # the section ended by a bare LF
+    b"\n",                      # an empty section ended by a bare LF
+    b"X-T: a\r\n b\r\n\r\n",    # obs-fold
+    b"X-T : a\r\n\r\n",         # whitespace before the colon
+], ids=["bare LF ending the section", "bare LF alone", "obs-fold", "space before colon"])
+def test_a_trailer_section_a_backend_could_read_otherwise_is_refused(gw, trailers):
+    """The head's raw checks hold for a chunked body's trailer section too:
+    llhttp 8.1 took these, and the gateway forwarded the request, with what
+    followed the section it saw end read as the next request, where a
+    stricter backend may see the section go on."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"POST /trailers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabc\r\n0\r\n" + trailers + b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert r.status == 400 and r.header("connection") == "close", r
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+    paths = [h.split(b" ")[1] for _, h in gw.backend.requests]
+    assert b"/trailers" not in paths and b"/smuggled" not in paths, paths

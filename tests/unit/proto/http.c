@@ -233,6 +233,10 @@ static void test_bad_chunks(void **state)
     static const char *const bodies[] = {
         "zz\r\n", "-1\r\n", "5\r\nhelloXX", "5\r\nhelloX\n0\r\n\r\n", "5\r\nhello\rX",
         "5\r\nhello\n\r0\r\n\r\n", "ffffffffffffffffff\r\n", "\r\n", "5\nhello\r\n", " 5\r\nhello\r\n",
+        /* The trailer section gets the head's raw checks (llhttp 8.1 took these). */
+        "0\r\n\n", "0\r\nX: a\r\n\n", "0\r\nX: a\n\r\n", "5\r\nhello\r\n0\r\nX: a\r\n b\r\n\r\n",
+        "0\r\nX: a\r\n\tb\r\n\r\n", "0\r\n X: a\r\n\r\n", "0\r\nX : a\r\n\r\n", "0\r\nX\t: a\r\n\r\n",
+        "0\r\nX: a\rb\r\n\r\n", "0\r\nX: a\r\n\rX", "0\r\n: a\r\n\r\n", "0\r\nX(: a\r\n\r\n",
     };
     for (size_t i = 0; i < SL_ARRAY_SIZE(bodies); i++) {
         char in[256];
@@ -244,6 +248,26 @@ static void test_bad_chunks(void **state)
         assert_int_equal(r.body, SL_EINVAL);
         assert_int_equal(r.status, 400);
     }
+    /* A backend's chunked response the same way: 502. */
+    result_t r = RESP(HTTP_GET, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "0\r\nX: a\r\n b\r\n\r\n");
+    assert_int_equal(r.body, SL_EINVAL);
+    assert_int_equal(r.status, 502);
+}
+
+static void test_trailers(void **state)
+{
+    /* Well-formed trailer sections end where they end, however split, and
+       what follows them is not part of the message. */
+    static const char in[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "3\r\nabc\r\n0;last\r\nX-Sum: 1 2\r\nB-2:\tx\ty\r\nEmpty:\r\n\r\n"
+                             "GET / HTTP/1.1\r\n";
+    result_t r = REQ(in);
+    assert_true(r.done);
+    assert_int_equal(r.body, sizeof(in) - 1 - (size_t)r.rc - 16);
+    r = RESP(HTTP_GET, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\r\n\r\nX");
+    assert_true(r.done);
+    assert_int_equal(r.body, 11);
 }
 
 typedef struct refusal {
@@ -951,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_content_length_body),
         cmocka_unit_test(test_chunked_body),
         cmocka_unit_test(test_bad_chunks),
+        cmocka_unit_test(test_trailers),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
