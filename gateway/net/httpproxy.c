@@ -267,7 +267,11 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         sl_session_close(s);
         return;
     }
-    ssize_t n = to_client ? sl_http_write_response(h, s->resp_head, s->keep_alive, out, cap) : 0;
+    /* Connection: close goes on the final response only: a 1xx is not the
+       response after which the connection closes (RFC 9112 9.6), and a
+       client reading it on a 100 Continue may give up sending its body. */
+    bool keep = interim || s->keep_alive;
+    ssize_t n = to_client ? sl_http_write_response(h, s->resp_head, keep, out, cap) : 0;
     if (n > 0 && !interim && s->keep_alive && client_is_http10(s))
         n = add_keep_alive(out, n, cap);
     if (n < 0) {

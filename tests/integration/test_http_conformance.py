@@ -43,7 +43,8 @@ class ScriptedBackend(H.ThreadBackend):
     not ask for keep-alive gets an HTTP/1.1 answer without Connection: close
     and then the connection closes, as Python's http.server and others do
     (RFC 9112 9.3: the request decides). Paths in EARLY are answered as soon
-    as their head is read, before the body. Every request head is kept, with
+    as their head is read, before the body; paths in INTERIM get their 1xx
+    then. Every request head is kept, with
     the index of the backend connection it came on."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -55,6 +56,8 @@ class ScriptedBackend(H.ThreadBackend):
                        + b"z" * BIG,
     }
     EARLY = {b"/early-big"}
+    INTERIM = {b"/continue": b"HTTP/1.1 100 Continue\r\n\r\n",
+               b"/hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"}
 
     def __init__(self):
         self.requests = []          # (connection index, request head)
@@ -77,6 +80,8 @@ class ScriptedBackend(H.ThreadBackend):
                 answer = self.ANSWERS.get(path, self.OK)
                 if path in self.EARLY:        # answered before the body is read
                     conn.sendall(answer)
+                if path in self.INTERIM:      # 1xx first, the answer after the body
+                    conn.sendall(self.INTERIM[path])
                 n = body_length(head)
                 while len(buf) < n:
                     chunk = conn.recv(65536)
@@ -233,3 +238,23 @@ def test_a_trailer_section_a_backend_could_read_otherwise_is_refused(gw, trailer
         c.close()
     paths = [h.split(b" ")[1] for _, h in gw.backend.requests]
     assert b"/trailers" not in paths and b"/smuggled" not in paths, paths
+
+
+# ---- interim responses ----
+
+@pytest.mark.parametrize("path,status", [(b"/continue", 100), (b"/hints", 103)])
+def test_connection_close_goes_on_the_final_response_only(gw, path, status):
+    """A client that will not be kept alive is told Connection: close on the
+    final response. It was also put on the interim ones (RFC 9112 9.6: the
+    close follows the response that says so, and a 1xx is not it)."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 4\r\n"
+                  b"Expect: 100-continue\r\n\r\n" % path)
+        interim = reader.read()
+        assert interim.status == status and interim.header("connection") is None, interim.raw
+        c.sendall(b"body")
+        final = reader.read()
+        assert (final.status, final.body, final.header("connection")) == (200, b"ok", "close"), final
+    finally:
+        c.close()
