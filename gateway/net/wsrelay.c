@@ -25,7 +25,7 @@
 #include "session.h"
 
 
-/* How long to wait for the backend's close reply once the client is done. */
+/* How long to wait for the backend's close reply once the client sent its close. */
 #define BACKEND_CLOSE_WAIT_MS 2000
 
 static void ws_maybe_done(sl_session_t *s);
@@ -297,6 +297,16 @@ static void ws_abort(sl_session_t *s, uint16_t client_code, const char *client_r
                 backend_reason, sl_ws_at_frame_boundary(&s->c2b));
 }
 
+/* Bring the session's deadline to `ms` from now at the latest. */
+static void close_wait(sl_session_t *s, sl_msec_t ms)
+{
+    sl_msec_t limit = sl_now(s) + ms;
+    if (s->drain_deadline == 0 || s->drain_deadline > limit) {
+        s->drain_deadline = limit;
+        sl_session_arm_timer(s);
+    }
+}
+
 /* The session ends when both close handshakes are complete and the backend has every byte. */
 static void ws_maybe_done(sl_session_t *s)
 {
@@ -304,24 +314,22 @@ static void ws_maybe_done(sl_session_t *s)
         return;
     bool client_done = s->close_to_client && s->close_from_client;
     bool backend_done = s->close_to_backend && s->close_from_backend;
-    if (client_done && !backend_done && s->close_to_backend) {
-        /* Waiting for the backend's close reply, but not forever. */
-        sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
-        if (s->drain_deadline == 0 || s->drain_deadline > limit) {
-            s->drain_deadline = limit;
-            sl_session_arm_timer(s);
-        }
-    }
+    /* A close relayed from one side is waited on for the other's reply, but
+       not forever: pings stop once a close is under way, so nothing else
+       but the idle timeout would end the wait. The client's close waits for
+       the backend's reply (the client waits for it too); the backend's close
+       gives the client ping_timeout, as a ping would. A drain's close keeps
+       its grace. */
+    if (s->close_from_client && s->close_to_backend && !s->close_from_backend)
+        close_wait(s, BACKEND_CLOSE_WAIT_MS);
+    if (s->close_from_backend && s->close_to_client && !s->close_from_client && !s->draining)
+        close_wait(s, s->rt->cfg->timeouts.ping_timeout);
     if (!(client_done && backend_done))
         return;
     if (sl_queued(s, false) > 0) {
         /* sl_ws_write_done calls again; a backend that stopped reading is
            given up on at the deadline (the session holds both sockets). */
-        sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
-        if (s->drain_deadline == 0 || s->drain_deadline > limit) {
-            s->drain_deadline = limit;
-            sl_session_arm_timer(s);
-        }
+        close_wait(s, BACKEND_CLOSE_WAIT_MS);
         return;
     }
     sl_upstream_release(s, false);
@@ -648,9 +656,11 @@ static sl_msec_t pong_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
  * Must agree with sl_ws_on_timer: a deadline returned here that the handler
  * does not clear would have the timer fire again and again. Once both close
  * handshakes are settled only the close-wait bound is left (ws_maybe_done
- * sets it); no ping is due after a close was sent, nor while one waits for
- * the backend's frame to end (it goes out from the read that ends it), nor
- * while the ping clock is stopped.
+ * sets it); no ping is due once a close was sent to the client or came from
+ * it (the close wait bounds the session then, and what the client sends
+ * after its close is not read), nor while one waits for the backend's frame
+ * to end (it goes out from the read that ends it), nor while the ping clock
+ * is stopped.
  */
 sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
 {
@@ -661,7 +671,8 @@ sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
         return next;
     if (t->idle)
         next = SL_MIN(next, s->last_rx + t->idle);
-    if (t->ping_interval && !s->close_to_client && !s->ping_pending && !ping_clock_stopped(s))
+    if (t->ping_interval && !s->close_to_client && !s->close_from_client && !s->ping_pending &&
+        !ping_clock_stopped(s))
         next = SL_MIN(next, s->ping_sent_at ? pong_due(s, t) : ping_due(s, t));
     return next;
 }
@@ -673,8 +684,9 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
         s->drain_deadline = 0;
         if (s->draining && !s->close_from_client)
             sl_count(&s->w->counters, SL_CTR_DRAIN_GRACE_EXPIRED, 1);
-        ws_abort(s, s->drain_code ? s->drain_code : SL_WS_CLOSE_GOING_AWAY, "grace ended",
-                 SL_WS_CLOSE_GOING_AWAY, "gateway closing");
+        ws_abort(s, s->drain_code ? s->drain_code : SL_WS_CLOSE_GOING_AWAY,
+                 s->draining ? "grace ended" : "close timeout", SL_WS_CLOSE_GOING_AWAY,
+                 "gateway closing");
         if (s->state == SL_SS_WS_RELAY) {
             /* The backend did not answer in time either: give up on it. */
             sl_upstream_release(s, false);
@@ -688,7 +700,8 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
                  "idle timeout");
         return;
     }
-    if (t->ping_interval && !s->close_to_client && !ping_clock_stopped(s)) {
+    if (t->ping_interval && !s->close_to_client && !s->close_from_client &&
+        !ping_clock_stopped(s)) {
         if (s->ping_sent_at && now >= pong_due(s, t)) {
             sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
             ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,

@@ -1,0 +1,193 @@
+"""RFC 6455 conformance of the WebSocket relay where the other tests do not
+look: the close handshake when one side never answers, and the backend's 101
+checked as a client must check it (RFC 6455 4.1, RFC 7692).
+
+One gateway per module (ping off, ping_timeout 1 s, idle 20 s) in front of a
+scripted backend served by a thread of the test: each upgrade request tells
+it, in X-* headers, what its 101 says and which frames follow it; it records
+every byte it reads after the 101, so a test sees the close the gateway sent
+it. Clients are raw sockets (harness.WsConn) and, where a library's verdict
+matters, websockets 10.4.
+"""
+import binascii
+import socket
+import threading
+import time
+
+import pytest
+
+import harness as H
+
+F = H.ws_frame
+# idle is far above every bound a test waits for: a wait that only the idle
+# timeout ends must fail the test, not pass it late.
+TIMEOUTS = "timeouts: {idle: 20s, ping_interval: 0s, ping_timeout: 1s}"
+
+
+def parse_frames(data):
+    """The frames in `data` (bytes a peer sent), as harness.Frame; a torn
+    last frame is left out."""
+    r = H.WsConn.__new__(H.WsConn)
+    r.sock, r.buf = None, data
+    frames = []
+    while True:
+        try:
+            frames.append(r.read_frame(timeout=0))
+        except (socket.timeout, EOFError, AttributeError):
+            return frames
+
+
+class ScriptedBackend(H.ThreadBackend):
+    """Answers each upgrade as its request's headers say:
+
+      X-Tag: T           names the connection (self.got[T], self.ended[T])
+      X-Resp: HEX        the whole response head instead of a good 101; "{accept}"
+                         in it becomes the right Sec-WebSocket-Accept
+      X-Resp-Extra: HEX  header lines added to the good 101
+      X-Send: HEX        bytes written right after the head
+      X-Hang-Up: S       shut the socket down S seconds after X-Send
+
+    Then it reads (never answering) until the peer closes or 15 s pass; what
+    it read is in self.got[T], and self.ended[T] is set when it stops."""
+
+    def __init__(self):
+        self.got, self.ended = {}, {}
+        super().__init__()
+
+    def handle(self, conn):
+        head = H.recv_until(conn, b"\r\n\r\n")
+        lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+        h = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            h[name.strip().lower()] = value.strip()
+        tag = h.get("x-tag", "-")
+        self.got[tag], self.ended[tag] = b"", threading.Event()
+        try:
+            accept = H.ws_accept(h.get("sec-websocket-key", ""))
+            if "x-resp" in h:
+                resp = binascii.unhexlify(h["x-resp"]).replace(b"{accept}", accept.encode())
+            else:
+                resp = H.switching_protocols(h["sec-websocket-key"])
+                resp = resp[:-2] + binascii.unhexlify(h.get("x-resp-extra", "")) + b"\r\n"
+            conn.sendall(resp + binascii.unhexlify(h.get("x-send", "")))
+            if "x-hang-up" in h:
+                time.sleep(float(h["x-hang-up"]))
+                conn.shutdown(socket.SHUT_RDWR)
+                return
+            conn.settimeout(15)
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                self.got[tag] += chunk
+        except OSError:
+            pass
+        finally:
+            self.ended[tag].set()
+
+
+@pytest.fixture(scope="module")
+def gw():
+    b = ScriptedBackend()
+    port = H.free_port()
+    s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=TIMEOUTS), port=port)
+    s.backend = b
+    yield s
+    alive = s.alive()
+    try:
+        rc = s.stop()
+    finally:
+        b.close()
+    assert alive, "sluice died:\n" + s.output()[-3000:]
+    assert rc == 0, s.output()[-3000:]
+
+
+_tags = iter(range(1, 1 << 30))
+
+
+def request(resp=None, resp_extra="", send=b"", hang_up=None, offer=""):
+    """An upgrade request steering the scripted backend; (bytes, tag)."""
+    tag = "c%d" % next(_tags)
+    extra = "X-Tag: %s\r\n" % tag + offer
+    if resp is not None:
+        extra += "X-Resp: %s\r\n" % resp.encode().hex()
+    if resp_extra:
+        extra += "X-Resp-Extra: %s\r\n" % resp_extra.encode().hex()
+    if send:
+        extra += "X-Send: %s\r\n" % send.hex()
+    if hang_up is not None:
+        extra += "X-Hang-Up: %s\r\n" % hang_up
+    return H.upgrade_request(extra=extra), tag
+
+
+def backend_frames(gw, tag, timeout=5):
+    """The frames the backend read on connection `tag`, once it has ended."""
+    assert gw.backend.ended[tag].wait(timeout), "the backend's connection is still open"
+    return parse_frames(gw.backend.got[tag])
+
+
+# ---- the close handshake when one side never answers ----
+
+def test_a_backend_that_never_answers_the_clients_close_is_given_up_on(gw):
+    """The client's close goes to the backend, which stays connected and
+    silent. The gateway once waited for its reply without a bound of its own
+    (the ping timer, or here the 20 s idle timeout, ended it; with pings on,
+    the client that had closed was pinged and then closed as "ping timeout").
+    Now the wait for the backend's close reply is bounded (2 s), the client
+    gets a close, and both connections end."""
+    req, tag = request()
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response
+        ws.send(F(8, H.close_payload(1000, b"bye")))
+        t0 = time.monotonic()
+        seen, close = ws.read_until_close(timeout=5)
+        assert seen == []
+        assert close.close_code == 1001, close
+        assert ws.wait_eof(3)
+        assert time.monotonic() - t0 < 4
+    finally:
+        ws.close()
+    frames = backend_frames(gw, tag)
+    assert [(f.opcode, f.payload) for f in frames] == [(8, H.close_payload(1000, b"bye"))]
+
+
+@pytest.mark.parametrize("hang_up", [None, 0.2], ids=["backend stays", "backend hangs up"])
+def test_a_client_that_never_answers_the_backends_close_is_given_up_on(gw, hang_up):
+    """The backend sends a close (and stays, or hangs up 0.2 s later); the
+    client never answers. With pings stopped by the close, only the idle
+    timeout (300 s by default) once ended such a session. Now the client has
+    ping_timeout (1 s here) to answer, as for a ping; then the gateway
+    closes it, and a backend still there gets a close as its reply."""
+    req, tag = request(send=F(8, H.close_payload(1000, b"done"), mask=False), hang_up=hang_up)
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response
+        t0 = time.monotonic()
+        seen, close = ws.read_until_close(timeout=5)
+        assert (seen, close.close_code, close.payload[2:]) == ([], 1000, b"done")
+        assert ws.wait_eof(5), "the gateway kept the silent client"
+        assert 0.7 < time.monotonic() - t0 < 3
+    finally:
+        ws.close()
+    frames = backend_frames(gw, tag)
+    if hang_up is None:
+        assert [f.opcode for f in frames] == [8] and frames[0].close_code == 1001, frames
+
+
+def test_a_client_that_answers_the_backends_close_ends_cleanly(gw):
+    """The bound above does not cut a close handshake that completes: the
+    client's reply reaches the backend, as it came."""
+    req, tag = request(send=F(8, H.close_payload(4000, b"done"), mask=False))
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        _, close = ws.read_until_close(timeout=5)
+        assert close.close_code == 4000
+        ws.send(F(8, H.close_payload(4000)))
+        assert ws.wait_eof(5)
+    finally:
+        ws.close()
+    assert [(f.opcode, f.payload) for f in backend_frames(gw, tag)] == \
+        [(8, H.close_payload(4000))]
+
