@@ -242,9 +242,14 @@ static int check_extensions(const sl_http_head_t *h, const char *base, const sl_
             if (req && !offered(req, req_base, "sec-websocket-extensions", true, name, len))
                 return refuse(why, "Sec-WebSocket-Extensions names an extension the client "
                                    "did not offer", SL_EINVAL);
-            if (len == sizeof pmd - 1 && strncasecmp(name, pmd, len) == 0)
+            if (len == sizeof pmd - 1 && strncasecmp(name, pmd, len) == 0) {
+                /* Twice would be two users of RSV1, which RFC 7692 5 tells
+                   the client to fail (websockets does). */
+                if (info->permessage_deflate)
+                    return refuse(why, "Sec-WebSocket-Extensions names permessage-deflate "
+                                       "twice", SL_EINVAL);
                 info->permessage_deflate = true;
-            else
+            } else
                 info->other_extension = true;
         }
     }
@@ -280,6 +285,34 @@ static int check_protocol(const sl_http_head_t *h, const char *base, const sl_ht
     return 0;
 }
 
+/*
+ * Does the 101's Upgrade name websocket, and nothing else? RFC 6455 4.1
+ * step 2 has the client fail a response whose Upgrade is not "websocket"
+ * (in any case): unlike a request's, which need only contain the token, the
+ * answer names the one protocol the connection now speaks, so "websocket,
+ * h2c" fails the client as surely as no Upgrade at all. The list may be
+ * split over lines; empty elements count for nothing.
+ */
+static bool upgrade_is_websocket_alone(const sl_http_head_t *h, const char *base)
+{
+    uint32_t named = 0;
+    bool websocket = false;
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *hd = &h->headers[i];
+        if (!name_is(base, hd, "upgrade"))
+            continue;
+        const char *tok;
+        size_t tlen, pos = 0;
+        while (sl_http_next_element(base + hd->value.off, hd->value.len, &pos, &tok, &tlen)) {
+            if (tlen == 0)
+                continue;
+            named++;
+            websocket = tlen == 9 && strncasecmp(tok, "websocket", 9) == 0;
+        }
+    }
+    return named == 1 && websocket;
+}
+
 /* Both checks of the 101; `req` NULL: what the client offered is not known, so not checked. */
 static int check_101(const sl_http_head_t *h, const char *base, const char *client_key,
                      size_t client_key_len, const sl_http_head_t *req, const char *req_base,
@@ -297,6 +330,8 @@ static int check_101(const sl_http_head_t *h, const char *base, const char *clie
         return refuse(why, "status is not 101", SL_EINVAL);
     if (!any_has_token(h, base, "upgrade", "websocket"))
         return refuse(why, "Upgrade does not name websocket", SL_EINVAL);
+    if (!upgrade_is_websocket_alone(h, base))
+        return refuse(why, "Upgrade names another protocol beside websocket", SL_EINVAL);
     if (!any_has_token(h, base, "connection", "upgrade"))
         return refuse(why, "Connection does not name upgrade", SL_EINVAL);
     accept = sl_http_find(h, base, "sec-websocket-accept");

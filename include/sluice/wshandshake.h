@@ -46,9 +46,10 @@ typedef struct sl_ws_response_info {
  * Check the backend's 101 against the client's request (`req`, the head that
  * passed sl_ws_check_request, in its buffer `req_base`), as RFC 6455 4.1 tells
  * the client to, so that a 101 the client would have to fail gets it a 502
- * instead: status 101, Upgrade: websocket, Connection: upgrade, one
- * Sec-WebSocket-Accept matching the request's key (step 4); every extension
- * in Sec-WebSocket-Extensions one the request offered (step 5); at most one
+ * instead: status 101, Upgrade: websocket and no other protocol (step 2),
+ * Connection: upgrade, one Sec-WebSocket-Accept matching the request's key
+ * (step 4); every extension in Sec-WebSocket-Extensions one the request
+ * offered (step 5), permessage-deflate at most once (RFC 7692 5); at most one
  * Sec-WebSocket-Protocol line, naming one subprotocol the request offered
  * (step 6). Returns 0 and fills info, or SL_EINVAL with *why set.
  */

@@ -9,12 +9,14 @@ every byte it reads after the 101, so a test sees the close the gateway sent
 it. Clients are raw sockets (harness.WsConn) and, where a library's verdict
 matters, websockets 10.4.
 """
+import asyncio
 import binascii
 import socket
 import threading
 import time
 
 import pytest
+import websockets
 
 import harness as H
 
@@ -190,4 +192,73 @@ def test_a_client_that_answers_the_backends_close_ends_cleanly(gw):
         ws.close()
     assert [(f.opcode, f.payload) for f in backend_frames(gw, tag)] == \
         [(8, H.close_payload(4000))]
+
+
+# ---- the backend's 101, checked as the client must check it ----
+
+PMD = "permessage-deflate"
+SWITCH = "HTTP/1.1 101 Switching Protocols\r\n"
+ACCEPT = "Sec-WebSocket-Accept: {accept}\r\n"
+
+# (name, the backend's head or the lines added to a good 101)
+BAD_101 = [
+    ("Upgrade names websocket and h2c",
+     dict(resp=SWITCH + "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n" + ACCEPT + "\r\n")),
+    ("a second Upgrade line names h2c",
+     dict(resp=SWITCH + "Upgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n" + ACCEPT
+          + "\r\n")),
+    ("permessage-deflate twice in one line",
+     dict(resp_extra="Sec-WebSocket-Extensions: %s, %s\r\n" % (PMD, PMD))),
+    ("permessage-deflate on two lines",
+     dict(resp_extra="Sec-WebSocket-Extensions: %s\r\nSec-WebSocket-Extensions: %s\r\n"
+          % (PMD, PMD))),
+]
+
+
+async def websockets_verdict(port, tag_headers):
+    """What websockets 10.4, offering permessage-deflate, makes of the answer."""
+    try:
+        async with websockets.connect("ws://127.0.0.1:%d/" % port, extra_headers=tag_headers,
+                                      compression="deflate", open_timeout=5, close_timeout=2):
+            return "open"
+    except websockets.exceptions.InvalidStatusCode as e:
+        return e.status_code
+    except websockets.exceptions.InvalidHandshake as e:
+        return type(e).__name__
+
+
+@pytest.mark.parametrize("name,kw", BAD_101, ids=[b[0] for b in BAD_101])
+def test_a_101_the_client_must_fail_gets_502(gw, name, kw):
+    """RFC 6455 4.1 step 2: a 101 whose Upgrade is more than "websocket";
+    RFC 7692 5: permessage-deflate accepted twice (two users of RSV1). Both
+    once went to the client as they were, switched, and websockets then failed
+    the connection itself (InvalidUpgrade, NegotiationError); the gateway
+    answers 502 instead, as for a wrong Sec-WebSocket-Accept."""
+    offer = "Sec-WebSocket-Extensions: %s\r\n" % PMD
+    req, tag = request(offer=offer, **kw)
+    resp = H.exchange(gw.port, req, timeout=5)
+    assert H.status_of(resp) == 502, resp
+    assert b"Sec-WebSocket" not in resp, resp
+    # The same answer, judged by a third-party client through the gateway.
+    req, tag = request(**kw)
+    headers = [l.split(": ", 1) for l in req.decode().split("\r\n") if l.startswith("X-")]
+    assert H.run(websockets_verdict(gw.port, headers), timeout=10) == 502
+
+
+def test_a_101_with_websocket_alone_and_one_deflate_still_opens(gw):
+    """The checks above refuse no good answer: Upgrade in another case with
+    empty list elements, permessage-deflate once with parameters, through to
+    websockets, which then exchanges a compressed message with the backend's
+    frame."""
+    resp = (SWITCH + "Upgrade: , WebSocket\r\nConnection: keep-alive, Upgrade\r\n" + ACCEPT
+            + "Sec-WebSocket-Extensions: %s; server_no_context_takeover\r\n\r\n" % PMD)
+    req, tag = request(resp=resp, send=F(1, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=4, mask=False))
+    headers = [l.split(": ", 1) for l in req.decode().split("\r\n") if l.startswith("X-")]
+
+    async def client():
+        async with websockets.connect("ws://127.0.0.1:%d/" % gw.port, extra_headers=headers,
+                                      compression="deflate", open_timeout=5,
+                                      close_timeout=1) as ws:
+            return await asyncio.wait_for(ws.recv(), 5)
+    assert H.run(client(), timeout=15) == "Hello"
 
