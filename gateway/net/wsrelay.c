@@ -621,7 +621,9 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     }
     s->drain_code = code;
     s->drain_reason = sl_worker_intern(s->w, reason ? reason : "");
-    s->drain_deadline = sl_now(s) + s->rt->cfg->services[s->service].drain.grace;
+    /* A close already under way keeps its own bound when that is sooner:
+       the grace is the most a drain waits, not the least. */
+    close_wait(s, s->rt->cfg->services[s->service].drain.grace);
     if (s->close_to_client)
         return;
     if (sl_ws_at_message_boundary(&s->b2c))

@@ -11,6 +11,7 @@ matters, websockets 10.4.
 """
 import asyncio
 import binascii
+import signal
 import socket
 import threading
 import time
@@ -262,3 +263,31 @@ def test_a_101_with_websocket_alone_and_one_deflate_still_opens(gw):
             return await asyncio.wait_for(ws.recv(), 5)
     assert H.run(client(), timeout=15) == "Hello"
 
+
+def test_a_drain_does_not_stretch_a_close_already_under_way():
+    """A session waiting for the backend's reply to the client's close (2 s
+    at most) is drained by a SIGTERM: the drain once set its deadline to
+    the drain's grace (10 s by default) over the shorter one, so the
+    gateway took the whole grace to stop. It keeps the earlier one now."""
+    b = ScriptedBackend()
+    port = H.free_port()
+    s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=TIMEOUTS), port=port)
+    try:
+        req, tag = request()
+        ws = H.WsConn(port, request=req)
+        assert ws.status == 101, ws.response
+        ws.send(F(8, H.close_payload(1000)))
+        assert H.wait_until(lambda: b.got.get(tag), timeout=5), "the close did not reach the backend"
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        seen, close = ws.read_until_close(timeout=5)
+        assert seen == [] and close.close_code == 1001, (seen, close)
+        assert ws.wait_eof(5)
+        ws.close()
+        assert s.stop(timeout=6) == 0, s.output()[-3000:]
+        assert time.monotonic() - t0 < 3.5
+    finally:
+        try:
+            s.stop()
+        finally:
+            b.close()
