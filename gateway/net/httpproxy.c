@@ -444,6 +444,11 @@ static void exchange_maybe_done(sl_session_t *s)
     }
     s->state = SL_SS_HEAD;
     s->awaiting_next = true;
+    /* Nothing of the next exchange has reached the client: the gateway may
+       answer it itself (400, 404, 408, 502, 503...). Left set, every such
+       answer on a kept-alive connection became a close without a word, and
+       a client takes that for a stale connection and retries at once. */
+    s->resp_started = false;
     s->service = -1;
     s->pool = -1;
     if (s->head_len == 0) {

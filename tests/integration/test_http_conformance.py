@@ -258,3 +258,53 @@ def test_connection_close_goes_on_the_final_response_only(gw, path, status):
         assert (final.status, final.body, final.header("connection")) == (200, b"ok", "close"), final
     finally:
         c.close()
+
+
+# ---- the gateway's own answers on a kept-alive connection ----
+
+@pytest.fixture(scope="module")
+def ogw():
+    """A gateway that routes only /ok (anything else is its own 404)."""
+    backend = ScriptedBackend()
+    port = H.free_port()
+    text = H.config(port, {"blue": [backend.addr]}, extra="timeouts: { head: 1s }")
+    text = text.replace('path_prefix: / }', 'path_prefix: /ok }')
+    g = H.Sluice(text, port)
+    yield g
+    alive = g.alive()
+    H.stop_all(g)
+    backend.close()
+    assert alive, "sluice died:\n" + g.output()[-3000:]
+
+
+LATER = [
+    ("unrouted", b"GET /elsewhere HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+    ("malformed", b"GARBAGE\r\n\r\n", 400),
+    ("HTTP/2.0", b"GET /ok HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+]
+
+
+@pytest.mark.parametrize("pipelined,second,status",
+                         [(p, d, st) for p in (True, False) for _, d, st in LATER]
+                         + [(False, b"GET /ok HTTP/1.1\r\n", 408)],     # a head that never ends
+                         ids=["pipelined " + n for n, _, _ in LATER] + ["later " + n for n, _, _ in LATER]
+                         + ["later slow head"])
+def test_a_later_request_on_a_kept_alive_connection_gets_the_gateways_answer(ogw, second, status,
+                                                                           pipelined):
+    """After a first exchange, the gateway's own answer to the next request
+    on the connection (404, 400, 505, 408 here; 502 and 503 the same way)
+    was never sent: the exchange's "response started" mark stayed set, so
+    the connection was closed without a word, which a client reads as a
+    stale kept-alive connection (and retries)."""
+    c, reader = connect(ogw)
+    try:
+        first = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
+        c.sendall(first + second if pipelined else first)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+        if not pipelined:
+            c.sendall(second)
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (status, "close"), r
+    finally:
+        c.close()
