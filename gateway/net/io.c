@@ -139,6 +139,12 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     sl_upstream_t *up = sl_container_of((uv_tcp_t *)st, sl_upstream_t, tcp);
     sl_session_t *s = up->session;
     sl_block_t *b = buf->base ? sl_block_of(buf->base) : NULL;
+    if (up->lingering) {   /* released: what comes, TLS records or not, is dropped unread */
+        if (b)
+            sl_block_unref(&up->worker->bufs, b);
+        sl__upstream_linger_read(up, nread);
+        return;
+    }
     if (SL_UP_TLS(up) && nread != 0) {
         /* tls.c decides: handshake, plaintext for the session, or an idle
            connection's tickets (fine) and anything else (not reusable). */
@@ -155,9 +161,7 @@ static void backend_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (s == NULL) {
         if (b)
             sl_block_unref(&up->worker->bufs, b);
-        if (up->lingering)
-            sl__upstream_linger_read(up, nread);
-        else if (nread != 0)
+        if (nread != 0)
             sl_upstream_drop_idle(up);   /* an idle kept-alive one spoke or closed: not reusable */
         return;
     }

@@ -440,6 +440,7 @@ struct sl_tls_up {
     bool handshaking;
     bool failed;
     bool eof_delivered;
+    bool shutdown_sent;
 };
 
 static int up_send(void *owner, sl_block_t *b)
@@ -638,6 +639,19 @@ void sl_tls_up_kick(sl_upstream_t *up)
 {
     if (!up->closing && sl_tls_up_holds_input(up))
         uv_timer_start(&up->timer, up_on_kick, 0, 0);
+}
+
+void sl_tls_up_close_notify(sl_upstream_t *up)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    /* As for a client (sl_tls_close_notify): never after a fatal error. */
+    if (t == NULL || t->handshaking || t->failed || t->shutdown_sent)
+        return;
+    t->shutdown_sent = true;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    flush_io(&t->io);
 }
 
 int sl_tls_up_write(sl_upstream_t *up, const void *data, size_t len)

@@ -153,6 +153,9 @@ int sl_tls_up_write(sl_upstream_t *up, const void *data, size_t len);
 bool sl_tls_up_handshaking(const sl_upstream_t *up);
 /* Whether input is held that the session has not seen yet (plaintext, ciphertext, EOF). */
 bool sl_tls_up_holds_input(const sl_upstream_t *up);
+/* Queue a close_notify alert before the connection is released for good
+   (not after a failure, nor twice). */
+void sl_tls_up_close_notify(sl_upstream_t *up);
 /* Reading was resumed: deliver held input from a zero timer on up->timer. */
 void sl_tls_up_kick(sl_upstream_t *up);
 /* Free the SSL and the pool reference (from the upstream's last close callback). */

@@ -595,7 +595,11 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
         uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0 ||
         (SL_UP_TLS(up) && sl_tls_up_holds_input(up)) ||
         w->n_idle_upstreams >= MAX_IDLE_UPSTREAMS) {
-        if (up->connected && !up->closing && !SL_UP_TLS(up) && bytes_unsent(up))
+        /* A TLS connection says it is done first (its close_notify goes
+           out behind what is queued), so the backend reads a clean end. */
+        if (up->connected && !up->closing && SL_UP_TLS(up))
+            sl_tls_up_close_notify(up);
+        if (up->connected && !up->closing && bytes_unsent(up))
             upstream_linger(up);
         else
             upstream_close(up);

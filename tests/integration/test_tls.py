@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -634,6 +635,84 @@ def test_backend_tls_session_resumes(tls_up):
         time.sleep(0.1)
     assert len({x["peer_port"] for x in seen}) == 3, seen
     assert seen[-1]["reused"] is True, seen
+
+
+class BusyTlsBackend(H.ThreadBackend):
+    """A TLS backend that accepts an upgrade, then writes to its client
+    without pause and reads nothing for 2.5 s (its receive buffer small),
+    then reads every frame it was sent until a close; what it read is in
+    self.frames. One thread per connection: the flood is non-blocking
+    writes from the same thread (an SSL object is not for two threads)."""
+
+    def __init__(self, cert_key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*cert_key)
+        self.frames, self.ended = [], threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        conn = self.ctx.wrap_socket(conn, server_side=True)
+        head = H.recv_until(conn, b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")][0]
+        conn.sendall(H.switching_protocols(key.decode()))
+        conn.setblocking(False)
+        frame, off = H.ws_frame(2, b"x" * 65536, mask=False), 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            try:
+                off = (off + conn.send(frame[off:])) % len(frame)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                time.sleep(0.005)
+            except OSError as e:   # the gateway's reset
+                self.frames.append(repr(e))
+                break
+        conn.settimeout(8)
+        reader = H.WsConn.__new__(H.WsConn)
+        reader.sock, reader.buf = conn, head.split(b"\r\n\r\n", 1)[1]
+        try:
+            while True:
+                f = reader.read_frame(timeout=8)
+                self.frames.append((f.opcode, f.payload if f.opcode == 8 else len(f.payload)))
+                if f.opcode == 8:
+                    break
+        except (OSError, EOFError) as e:
+            self.frames.append(repr(e))
+        self.ended.set()
+
+
+def test_what_the_client_sent_before_a_hang_up_reaches_a_busy_tls_backend(tmp_path):
+    """test_websocket's busy-backend test over a TLS backend: the client
+    sends a whole 400 kB message and hangs up while the backend is busy
+    writing and slow to read. The backend must get the message and the
+    close 1001: the gateway closed a released TLS backend connection at
+    once, with the backend's bytes unread, and the reset that close sends
+    threw away what was still waiting to go. Now it lingers as a plain one
+    does, after its close_notify."""
+    ck = make_cert(str(tmp_path), "backend.test", "ec")
+    backend = BusyTlsBackend(ck)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(
+        port, backend, "tls: true\ntls_ca_file: %s\ntls_sni: backend.test" % ck[0]).replace(
+        "workers: 1", "workers: 1\nlimits: {write_high_water: 64KiB, write_low_water: 16KiB}"),
+        port)
+    try:
+        c = H.WsConn(port)
+        assert c.status == 101, c.response
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(1.0)                      # the backend's stream is backed up in the gateway
+        c.send(H.ws_frame(2, b"M" * 400000))
+        c.sock.shutdown(socket.SHUT_WR)      # no close frame
+        assert backend.ended.wait(15)
+        assert backend.frames[0] == (2, 400000), backend.frames[:3]
+        assert backend.frames[-1][0] == 8 and backend.frames[-1][1][:2] == b"\x03\xe9", \
+            backend.frames[-3:]                                         # 1001
+        c.close()
+        assert sl.alive()
+    finally:
+        H.stop_all(sl)
+        backend.close()
 
 
 def test_backend_tls_unknown_ca_refused_unless_not_verified(tmp_path):
