@@ -460,13 +460,19 @@ static void exchange_maybe_done(sl_session_t *s)
         s->req->max_request_line = s->rt->cfg->limits.request_line;
         sl_http_parser_init(s->req, SL_HTTP_REQUEST, 0);
     }
-    s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.keepalive;
+    /* Bytes already here are the next head, or its start: the head timeout
+       runs for it, not the keepalive one. */
+    s->awaiting_next = s->head_len == 0;
+    s->head_deadline = sl_now(s) + (s->awaiting_next ? s->rt->cfg->timeouts.keepalive
+                                                     : s->rt->cfg->timeouts.head);
     sl_session_arm_timer(s);
     if (s->head_len > 0) {
-        s->awaiting_next = false;
-        s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.head;
         sl_session_parse_head(s);
-        return;
+        if (s->state != SL_SS_HEAD)
+            return;     /* dispatched, or answered */
     }
+    /* Read the next head, or the rest of one that came with the last read
+       (a pipelined head cut by a segment or block boundary): the client was
+       left paused then, and the rest never read until the timer's 408. */
     sl_client_resume(s, SL_PAUSE_WAITING);
 }

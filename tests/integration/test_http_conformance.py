@@ -9,6 +9,7 @@ test sees exactly what went over the wire and on which backend connection.
 import threading
 
 import socket
+import time
 
 import pytest
 
@@ -308,3 +309,29 @@ def test_a_later_request_on_a_kept_alive_connection_gets_the_gateways_answer(ogw
         assert (r.status, r.header("connection")) == (status, "close"), r
     finally:
         c.close()
+
+
+# ---- pipelining ----
+
+def test_a_pipelined_head_cut_by_a_read_boundary_is_read_to_its_end(gw):
+    """The next request's head begins in the read that ends this exchange's
+    request and ends in a later one (a TCP segment or the 32 KiB read block
+    cut it). The gateway parsed the part it had and left the client paused:
+    the rest was never read, and the client got 408 at the keepalive timeout."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHo")
+        assert reader.read().status == 200
+        time.sleep(0.2)
+        c.sendall(b"st: a\r\n\r\n")
+        r = reader.read(timeout=3)
+        assert (r.status, r.body) == (200, b"ok"), r
+        # Forty 1000-byte requests at once: the 32 KiB read block cuts one of them.
+        reqs = [b"GET /batch%02d HTTP/1.1\r\nHost: a\r\nX-Pad: " % i for i in range(40)]
+        c.sendall(b"".join(r + b"p" * (1000 - len(r) - 4) + b"\r\n\r\n" for r in reqs))
+        got = [reader.read(timeout=3).status for _ in reqs]
+        assert got == [200] * 40, got
+    finally:
+        c.close()
+    paths = [h.split(b" ")[1] for _, h in gw.backend.requests]
+    assert [p for p in paths if p.startswith(b"/batch")] == [b"/batch%02d" % i for i in range(40)]
