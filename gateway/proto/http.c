@@ -635,6 +635,12 @@ static long scan_start_line(sl_http_parser_t *p, const char *buf, char c, size_t
     } else if (p->scan_state == SC_TARGET && c != '\r') {
         if (++p->scan_target > p->max_request_line)
             return scan_bad(b, i, 414, "request target too long");
+        /* No request-target form has a fragment (RFC 9112 3.2). llhttp takes
+           one into the URL, so we would route "/a#/b" by a path the backend,
+           dropping the fragment, does not serve ("/img.png" rules and the
+           like; HAProxy's CVE-2023-45539). */
+        if (c == '#' && p->type == SL_HTTP_REQUEST)
+            return scan_bad(b, i, 400, "fragment in the request target");
     }
     return 0;
 }

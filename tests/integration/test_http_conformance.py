@@ -335,3 +335,22 @@ def test_a_pipelined_head_cut_by_a_read_boundary_is_read_to_its_end(gw):
         c.close()
     paths = [h.split(b" ")[1] for _, h in gw.backend.requests]
     assert [p for p in paths if p.startswith(b"/batch")] == [b"/batch%02d" % i for i in range(40)]
+
+
+# ---- the request target ----
+
+@pytest.mark.parametrize("target", [b"/static/x.png#/../../admin", b"/a?q=1#f",
+                                    b"http://a/img#x"], ids=["path", "after a query", "absolute-form"])
+def test_a_fragment_in_the_request_target_is_refused(gw, target):
+    """RFC 9112 3.2: no form of request-target has a fragment, and a client
+    never sends one. llhttp took it into the URL: the gateway routed by one
+    reading of the target and the backend, dropping the fragment, served
+    another (HAProxy's CVE-2023-45539)."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target)
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+    finally:
+        c.close()
+    assert not [h for _, h in gw.backend.requests if b"#" in h.split(b"\r\n")[0]]

@@ -289,6 +289,7 @@ typedef struct refusal {
 #define BAD_HOST "invalid Host"
 #define SCHEME "absolute-form target with a scheme other than http or https"
 #define BAD_AUTH "invalid authority in the request target"
+#define FRAGMENT "fragment in the request target"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -347,6 +348,11 @@ static const refusal_t refusals[] = {
     BADR("space after the version", 400, V_BAD, "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
     BADR("empty version", 400, V_BAD, "GET / \r\nHost: a\r\n\r\n"),
     BADR("space in the target", 400, V_BAD, "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+    /* RFC 9112 3.2: no form of request-target has a fragment. */
+    BADR("fragment", 400, FRAGMENT, "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("fragment alone", 400, FRAGMENT, "GET /# HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("fragment after a query", 400, FRAGMENT, "GET /a?q=1#b HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("fragment in absolute-form", 400, FRAGMENT, "GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n"),
     /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
     BADR("TE in HTTP/1.0", 400, TE10,
          "POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"),
