@@ -87,6 +87,39 @@ int sl_ctl_admit_setup(sl_ctl_t *ctl)
 
 /* ---- waiters by id ---- */
 
+/* A waiter as this file allocates it: what ctl.h declares, and the asking
+   session's runtime (alive until the session has its answer), in whose
+   terms the pool is answered. */
+typedef struct adm_waiter {
+    sl_waiter_t w;                   /* first: a waiter's pointer is this one's */
+    const sl_runtime_t *rt;
+} adm_waiter_t;
+
+static long their_pool(const sl_ctl_t *ctl, const sl_runtime_t *theirs, long pool);
+
+/*
+ * The pool an admitted waiter goes to. A waiter of a pool's own queue waited
+ * for that pool's tokens: the pool chosen on arrival. A waiter of the
+ * service's queue goes where the service's new connections go now, when its
+ * turn comes: one that arrived before a cutover started (or while its ramp
+ * still favoured the old pool) is not sent to the pool being drained, only
+ * to be closed with 1012 and come back again. A pick that would need another
+ * queue's tokens (a pool with a rate of its own) keeps the arrival's choice.
+ */
+static long admitted_pool(sl_ctl_t *ctl, const adm_waiter_t *x)
+{
+    for (size_t i = 0; i < ctl->rt->cfg->n_services; i++) {
+        if (ctl->services[i].adm != x->w.queue)
+            continue;
+        size_t p = sl_ctl_pick_pool(ctl, i);
+        if (sl_ctl_queue_for(ctl, i, p) != x->w.queue)
+            return x->w.pool;
+        long theirs = their_pool(ctl, x->rt, (long)p);
+        return theirs >= 0 ? theirs : x->w.pool;
+    }
+    return x->w.pool;
+}
+
 static size_t slot_of(const sl_ctl_t *ctl, uint64_t id)
 {
     return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 20) & (ctl->waiters_cap - 1);
@@ -172,7 +205,9 @@ static void drain_events(sl_ctl_t *ctl, sl_admission_t *q, sl_msec_t now)
         for (size_t i = 0; i < n; i++) {
             sl_waiter_t *w = evs[i].user_data;
             waiter_take(ctl, w->id);
-            answer(ctl, w->worker, w->session, w->pool, &evs[i]);
+            answer(ctl, w->worker, w->session,
+                   evs[i].status == SL_ADM_ADMITTED ? admitted_pool(ctl, (adm_waiter_t *)w)
+                                                    : w->pool, &evs[i]);
             free(w);
         }
     }
@@ -287,11 +322,13 @@ void sl_ctl_admit(sl_ctl_t *ctl, const sl_cmsg_t *m)
 static void admit_in(sl_ctl_t *ctl, const sl_cmsg_t *m, long pool, long answer_pool)
 {
     sl_admission_t *q = sl_ctl_queue_for(ctl, (size_t)m->service, (size_t)pool);
-    sl_waiter_t *w = calloc(1, sizeof *w);
-    if (w == NULL) {
+    adm_waiter_t *x = calloc(1, sizeof *x);
+    if (x == NULL) {
         answer(ctl, m->worker, m->session, answer_pool, NULL);
         return;
     }
+    x->rt = m->rt ? m->rt : ctl->rt;
+    sl_waiter_t *w = &x->w;
     w->id = m->id;
     w->worker = m->worker;
     w->session = m->session;

@@ -197,3 +197,39 @@ def test_a_deploy_refuses_a_drain_rate_the_yaml_could_not_hold():
         for sock in socks:
             sock.close()
         stop_all(s, blue, green)
+
+
+def test_a_client_queued_before_a_cutover_is_admitted_to_the_new_pool():
+    """A client waiting in the service's queue when a cutover starts (ramp
+    0s: every new connection to green) was answered with the pool picked on
+    its arrival, blue, and so landed on the pool being drained, to be
+    closed with 1012 and reconnect once more. It goes where new connections
+    go when its turn comes."""
+    blue, green = Backend("blue"), Backend("green")
+    s, admin = gateway({"blue": [blue.addr], "green": [green.addr]}, """admission:
+  rate: 20/m   # a token every 3 s
+  burst: 1
+  slow_start: 0
+  queue: { length: 10, max_wait: 20s, per_client: 0 }
+drain: { grace: 1s, rate: 100/s }""")
+    adm = "/api/v1/services/app/admission"
+    socks = []
+    try:
+        first, head = upgrade(s.port)                        # the one token, to blue
+        socks.append(first)
+        if b"hello" not in head:
+            head += recv_until(first, b"hello", timeout=5)
+        assert head.startswith(b"HTTP/1.1 101") and b"hello blue" in head, head
+        waiting = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        socks.append(waiting)
+        waiting.sendall(upgrade_request())
+        assert wait_until(lambda: admin.call("GET", adm)[1]["limits"]["state"]["queue_depth"] == 1)
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "0s"})
+        assert status == 201 and body["phase"] == "drain", body
+        head = recv_until(waiting, b"hello", timeout=10)    # its turn: the next token
+        assert head.startswith(b"HTTP/1.1 101") and b"hello green" in head, head
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue, green)
