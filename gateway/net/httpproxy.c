@@ -34,6 +34,12 @@ static void finish_early(sl_session_t *s)
     sl_session_finish(s);
 }
 
+/* The status for a request body the parser refused: its own (400, 431). */
+static int body_error(const sl_session_t *s)
+{
+    return s->req->error_status ? s->req->error_status : 400;
+}
+
 void sl_http_begin(sl_session_t *s)
 {
     /* The body is read when the backend can take it (sl_http_backend_ready). */
@@ -73,7 +79,7 @@ void sl_http_begin(sl_session_t *s)
     bool done = false;
     ssize_t body = sl_http_parse_body(s->req, s->head, s->head_len, &done);
     if (body < 0) {
-        sl_session_http_error(s, 400, NULL);
+        sl_session_http_error(s, body_error(s), NULL);
         return;
     }
     s->body_buffered = (uint32_t)body;
@@ -129,7 +135,7 @@ void sl_http_backend_ready(sl_session_t *s)
 {
     const sl_http_head_t *h = &s->req->head;
     if (judge_early_body(s) != 0) {
-        sl_session_http_error(s, 400, NULL);
+        sl_session_http_error(s, body_error(s), NULL);
         return;
     }
     int rc = sl_write_copy(s, false, s->fwd, s->fwd_len);
@@ -169,7 +175,7 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
     bool done = false;
     ssize_t n = sl_http_parse_body(s->req, b->data + off, b->len - off, &done);
     if (n < 0) {
-        sl_session_http_error(s, 400, NULL);
+        sl_session_http_error(s, body_error(s), NULL);
         return;
     }
     if (n > 0) {

@@ -776,8 +776,8 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
 }
 
 /*
- * The raw checks of the head, over a chunked body's trailer section
- * buf[from, len): llhttp 8.1 in its default mode accepts obs-fold and
+ * The raw checks and limits of the head, over a chunked body's trailer
+ * section buf[from, len): llhttp 8.1 in its default mode accepts obs-fold and
  * whitespace before the colon there, and a bare LF ending a line or the
  * section, and forwarded as they are, a backend could read the section's
  * end (and so where the next request starts) elsewhere. The state goes on
@@ -789,8 +789,13 @@ static int scan_trailers(sl_http_parser_t *p, const char *buf, size_t from, size
         char c = buf[i];
         if (c == '\0')
             return fail(p, 400, "NUL in trailer section");
+        /* The head's limits: fields are fields, wherever they come. */
+        if (++p->trailer_bytes > p->max_head)
+            return fail(p, 431, "trailer section too large");
         switch (p->trailer_state) {
         case TR_LINE0:
+            if (c != '\r' && ++p->trailer_fields > p->max_headers)
+                return fail(p, 431, "too many trailer fields");
             if (c == '\r')
                 p->trailer_state = TR_END_CR;
             else if (is_ows(c))

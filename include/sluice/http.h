@@ -112,6 +112,8 @@ typedef struct sl_http_parser {
     size_t body_len;                /* length of the body buffer being parsed */
     uint8_t trailer_state;          /* raw checks of a chunked body's trailer section */
     bool trailer_pause;             /* llhttp paused at the last chunk's size line */
+    uint32_t trailer_bytes;         /* of the trailer section, bounded like the head */
+    uint32_t trailer_fields;
 } sl_http_parser_t;
 
 /*
@@ -135,8 +137,9 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len);
 /*
  * After a complete head: how many of these body bytes belong to this message.
  * Returns that count (<= len) and sets *done when the message ended within
- * them; SL_EINVAL on a malformed body (bad chunk size). A message with no
- * body is done at once (call with len 0).
+ * them; SL_EINVAL on a malformed body (bad chunk size, a trailer section that
+ * fails the head's checks or limits: p->error_status says which). A message
+ * with no body is done at once (call with len 0).
  */
 ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done);
 

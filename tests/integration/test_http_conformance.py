@@ -241,6 +241,22 @@ def test_a_trailer_section_a_backend_could_read_otherwise_is_refused(gw, trailer
     assert b"/trailers" not in paths and b"/smuggled" not in paths, paths
 
 
+
+def test_a_trailer_section_is_held_to_the_heads_limits(gw):
+    """Trailer fields are fields: limits.headers (100 by default) bounds
+    them as it bounds the head's. They went to the backend unbounded (a
+    request of 5,000 trailer fields was forwarded)."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"POST /many-trailers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n" + b"".join(b"T%d: v\r\n" % i for i in range(5000)) + b"\r\n")
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (431, "close"), r
+    finally:
+        c.close()
+    assert b"/many-trailers" not in [h.split(b" ")[1] for _, h in gw.backend.requests]
+
+
 # ---- interim responses ----
 
 @pytest.mark.parametrize("path,status", [(b"/continue", 100), (b"/hints", 103)])

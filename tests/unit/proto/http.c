@@ -268,6 +268,25 @@ static void test_trailers(void **state)
     r = RESP(HTTP_GET, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\r\n\r\nX");
     assert_true(r.done);
     assert_int_equal(r.body, 11);
+
+    /* The head's limits bound the trailer section too (head 56 bytes). */
+#define TE_HEAD "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    static const limits_t lim = {.max_head = 64, .max_headers = 3};
+    static const char three[] = TE_HEAD "0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, three, sizeof three - 1);
+    assert_true(r.done);
+    static const char four[] = TE_HEAD "0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, four, sizeof four - 1);
+    assert_int_equal(r.body, SL_EINVAL);
+    assert_int_equal(r.status, 431);
+    static const char at_max[] = TE_HEAD "0\r\nA: 012345678901234567890123456789012345678901234567890123456\r\n\r\n";
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, at_max, sizeof at_max - 1);   /* 64 bytes of trailers */
+    assert_true(r.done);
+    static const char over[] = TE_HEAD "0\r\nA: 0123456789012345678901234567890123456789012345678901234567\r\n\r\n";
+    r = run_all(SL_HTTP_REQUEST, 0, &lim, over, sizeof over - 1);
+    assert_int_equal(r.body, SL_EINVAL);
+    assert_int_equal(r.status, 431);
+#undef TE_HEAD
 }
 
 typedef struct refusal {
