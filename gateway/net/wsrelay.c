@@ -121,9 +121,18 @@ static void replay(sl_session_t *s, const char *data, size_t len, bool from_clie
 static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint32_t resp_head_len)
 {
     const sl_config_t *cfg = s->rt->cfg;
-    char out[8192];
-    ssize_t n = sl_http_write_response(&s->resp->head, s->resp_head, true, out, sizeof out);
+    /* The head as the client gets it is the backend's (any size up to
+       limits.head_bytes) with at most ": " and "\r\n" more per line, and
+       what the gateway writes itself (status text, Connection: Upgrade).
+       Sized so, not to a fixed buffer: a 101 with 8 KiB of cookies is
+       a good answer, not a 502. */
+    size_t cap = resp_head_len + 2 * (size_t)s->resp->head.n_headers + 256;
+    char *out = malloc(cap);
+    ssize_t n = out ? sl_http_write_response(&s->resp->head, s->resp_head, true, out, cap) : -1;
     if (n < 0) {
+        sl_log_warn("backend %s: the 101 could not be written for the client",
+                    s->up->backend->name);
+        free(out);
         sl_session_http_error(s, 502, NULL);
         return;
     }
@@ -165,6 +174,7 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     s->resp = NULL;
     replay(s, resp_head + resp_head_len, backend_extra, false);
     int rc = sl_client_release(s);   /* alone, if nothing came behind it */
+    free(out);                       /* held until released (copied if not all written) */
     replay(s, head + client_off, client_extra, true);
     free(head);
     free(resp_head);

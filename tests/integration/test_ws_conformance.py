@@ -47,6 +47,7 @@ class ScriptedBackend(H.ThreadBackend):
       X-Resp: HEX        the whole response head instead of a good 101; "{accept}"
                          in it becomes the right Sec-WebSocket-Accept
       X-Resp-Extra: HEX  header lines added to the good 101
+      X-Resp-Pad: N      and an "X-Pad:" line of N bytes of value
       X-Send: HEX        bytes written right after the head
       X-Hang-Up: S       shut the socket down S seconds after X-Send
 
@@ -72,7 +73,10 @@ class ScriptedBackend(H.ThreadBackend):
                 resp = binascii.unhexlify(h["x-resp"]).replace(b"{accept}", accept.encode())
             else:
                 resp = H.switching_protocols(h["sec-websocket-key"])
-                resp = resp[:-2] + binascii.unhexlify(h.get("x-resp-extra", "")) + b"\r\n"
+                resp = resp[:-2] + binascii.unhexlify(h.get("x-resp-extra", ""))
+                if "x-resp-pad" in h:
+                    resp += b"X-Pad: %s\r\n" % (b"p" * int(h["x-resp-pad"]))
+                resp += b"\r\n"
             conn.sendall(resp + binascii.unhexlify(h.get("x-send", "")))
             if "x-hang-up" in h:
                 time.sleep(float(h["x-hang-up"]))
@@ -291,3 +295,29 @@ def test_a_drain_does_not_stretch_a_close_already_under_way():
             s.stop()
         finally:
             b.close()
+
+
+@pytest.mark.parametrize("pad", [7000, 12000, 16000])
+def test_a_101_up_to_the_head_limit_reaches_the_client(gw, pad):
+    """limits.head_bytes (16 KiB by default) bounds the backend's answer, but
+    the 101 was rewritten for the client into an 8 KiB stack buffer: a 101
+    with a bigger head (cookies, say) passed every check and then got the
+    client a 502, with nothing logged. It goes through whole now."""
+    req, tag = request(send=F(1, b"after a big head", mask=False))
+    req = req.replace(b"\r\n\r\n", b"\r\nX-Resp-Pad: %d\r\n\r\n" % pad)
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response[:300]
+        assert b"\r\nX-Pad: " + b"p" * pad + b"\r\n" in ws.response
+        assert ws.read_message() == (1, b"after a big head")
+    finally:
+        ws.close()
+
+
+def test_a_101_over_the_head_limit_gets_502(gw):
+    """The bound itself still holds: a 101 head over limits.head_bytes is
+    refused, not relayed."""
+    req, tag = request()
+    req = req.replace(b"\r\n\r\n", b"\r\nX-Resp-Pad: %d\r\n\r\n" % (17 << 10))
+    resp = H.exchange(gw.port, req, timeout=5)
+    assert H.status_of(resp) == 502, resp[:300]
