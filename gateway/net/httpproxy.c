@@ -222,6 +222,13 @@ static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len,
            dropped, and the connection with them (backend_reusable). */
         if ((size_t)n < len)
             s->resp->head.keep_alive = false;
+        /* A whole answer before the whole request: the backend read its head
+           and answered (a 413, a 401), and may never read the body the
+           client sends on, or read it as a request of its own, whose answer
+           then waits on the connection for whoever is given it next. So it
+           is not reused (nginx does the same). */
+        if (!s->req_done)
+            s->resp->head.keep_alive = false;
         s->resp_done = true;
         exchange_maybe_done(s);
     }

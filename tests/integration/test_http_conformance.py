@@ -56,7 +56,7 @@ class ScriptedBackend(H.ThreadBackend):
         b"/early-big": b"HTTP/1.1 413 Content Too Large\r\nContent-Length: %d\r\n\r\n" % BIG
                        + b"z" * BIG,
     }
-    EARLY = {b"/early-big"}
+    EARLY = {b"/early-big", b"/early"}
     INTERIM = {b"/continue": b"HTTP/1.1 100 Continue\r\n\r\n",
                b"/hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"}
 
@@ -213,6 +213,28 @@ def test_a_client_that_stops_its_upload_still_gets_the_whole_early_answer(gw):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 "), head
     assert len(body) == BIG and body == b"z" * BIG, len(body)
+
+
+
+def test_a_backend_that_answered_before_the_body_is_not_reused(gw):
+    """The backend answers once it has the head (a 413, a 401 does); the
+    client sends its body after that, and the gateway forwards it. Whether
+    that backend reads the body, drops it, or reads it as a request of its
+    own (answering it later, to whoever gets the connection next) is not
+    known, so the connection is not kept: it was, and the next client's
+    request went on it."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 35\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+        c.sendall(b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")   # the 35 bytes of body
+        c.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    assert backend_conn_of(gw, b"/next") != backend_conn_of(gw, b"/early")
 
 
 # ---- chunked trailers ----
