@@ -399,6 +399,13 @@ void sl_http_on_backend_eof(sl_session_t *s, int status)
         }
         s->resp_done = true;
         s->keep_alive = false;
+        if (!s->req_done) {
+            /* An early answer that ends with the connection: the client
+               knows it is whole only by our close, so that comes now, not
+               after the idle timeout its unfinished upload would wait for. */
+            finish_early(s);
+            return;
+        }
         sl_upstream_release(s, false);
         exchange_maybe_done(s);
         return;

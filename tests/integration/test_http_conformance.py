@@ -53,10 +53,12 @@ class ScriptedBackend(H.ThreadBackend):
         b"/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
                       b"Content-Length: 4\r\n\r\nevil",
         b"/head-with-body": b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody",
+        b"/early-eof": b"HTTP/1.1 200 OK\r\n\r\nthe body ends with the connection",
         b"/early-big": b"HTTP/1.1 413 Content Too Large\r\nContent-Length: %d\r\n\r\n" % BIG
                        + b"z" * BIG,
     }
-    EARLY = {b"/early-big", b"/early"}
+    EARLY = {b"/early-big", b"/early", b"/early-eof"}
+    CLOSE = {b"/early-eof"}             # the connection closes after the answer
     INTERIM = {b"/continue": b"HTTP/1.1 100 Continue\r\n\r\n",
                b"/hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"}
 
@@ -81,6 +83,9 @@ class ScriptedBackend(H.ThreadBackend):
                 answer = self.ANSWERS.get(path, self.OK)
                 if path in self.EARLY:        # answered before the body is read
                     conn.sendall(answer)
+                    if path in self.CLOSE:
+                        conn.close()
+                        return
                 if path in self.INTERIM:      # 1xx first, the answer after the body
                     conn.sendall(self.INTERIM[path])
                 n = body_length(head)
@@ -235,6 +240,26 @@ def test_a_backend_that_answered_before_the_body_is_not_reused(gw):
     finally:
         c.close()
     assert backend_conn_of(gw, b"/next") != backend_conn_of(gw, b"/early")
+
+
+
+def test_an_early_answer_that_ends_with_the_connection_ends_at_once(gw):
+    """A backend answers before the body with a response whose end is its
+    close (no Content-Length, no chunking), and closes. The client can only
+    learn the answer is whole from the gateway's close; the gateway waited
+    for the rest of the upload instead, and closed at the idle timeout (3 s
+    here, 60 s by default)."""
+    c, _ = connect(gw)
+    try:
+        c.sendall(b"POST /early-eof HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + b"u" * 10)
+        t0 = time.monotonic()
+        data = H.recv_all(c, timeout=6)
+        took = time.monotonic() - t0
+    finally:
+        c.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+    assert data.endswith(b"\r\n\r\nthe body ends with the connection"), data
+    assert took < 2, took
 
 
 # ---- chunked trailers ----
