@@ -99,6 +99,8 @@ static void unlink_idle(sl_worker_t *w, sl_upstream_t *up)
 void sl_upstream_drop_idle(sl_upstream_t *up)
 {
     unlink_idle(up->worker, up);
+    if (SL_UP_TLS(up) && !up->write_failed)
+        sl_tls_up_close_notify(up);   /* an idle one is between exchanges: a clean end */
     upstream_close(up);
 }
 

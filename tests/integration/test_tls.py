@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -710,6 +711,60 @@ def test_what_the_client_sent_before_a_hang_up_reaches_a_busy_tls_backend(tmp_pa
             backend.frames[-3:]                                         # 1001
         c.close()
         assert sl.alive()
+    finally:
+        H.stop_all(sl)
+        backend.close()
+
+
+class EndWatchingTlsBackend(H.ThreadBackend):
+    """A TLS backend that answers a request with the start of a long body,
+    then reads to see how the gateway ends the connection: "close_notify"
+    (a clean TLS end) or the error a bare TCP end raises."""
+
+    def __init__(self, cert_key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(*cert_key)
+        self.ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF   # Python sets it: a bare end reads b""
+        self.ends, self.client_gone = [], threading.Event()
+        super().__init__()
+
+    def handle(self, conn):
+        conn = self.ctx.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
+        H.recv_until(conn, b"\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"b" * 1000)
+        # More of the body once the client is gone: the gateway learns it
+        # is when it writes this (it does not read a client between the
+        # request and the end of its answer).
+        self.client_gone.wait(5)
+        conn.sendall(b"b" * 1000)
+        conn.settimeout(5)
+        try:
+            self.ends.append("close_notify" if conn.recv(100) == b"" else "data")
+        except (OSError, ssl.SSLError) as e:
+            self.ends.append(repr(e))
+
+
+def test_a_tls_backend_connection_let_go_ends_with_close_notify(tmp_path):
+    """The client hangs up mid-response, so the backend connection cannot be
+    reused: the gateway ends it with a close_notify (RFC 8446 6.1), where it
+    once closed the TCP connection bare, which the backend reads as a
+    truncation attack ("EOF occurred in violation of protocol")."""
+    ck = make_cert(str(tmp_path), "backend.test", "ec")
+    backend = EndWatchingTlsBackend(ck)
+    port = H.free_port()
+    sl = H.Sluice(backend_tls_config(
+        port, backend, "tls: true\ntls_ca_file: %s\ntls_sni: backend.test" % ck[0]), port)
+    try:
+        c = H.raw_connect(port)
+        c.sendall(b"GET /long HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"200 OK" in H.recv_until(c, b"\r\n\r\n")
+        # A reset: a FIN alone would read as a half-close, answered in full.
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        time.sleep(0.2)
+        backend.client_gone.set()
+        assert wait_until(lambda: backend.ends, 8), "the backend saw no end"
+        assert backend.ends == ["close_notify"], backend.ends
     finally:
         H.stop_all(sl)
         backend.close()
