@@ -42,6 +42,7 @@
     X(DRAIN_GRACE_EXPIRED, "drain_grace_expired_total", "Drained connections closed at the end of grace", 0) \
     X(DRAIN_UNDELIVERABLE, "drain_undeliverable_frames_total", "Backend frames that arrived after the client's close and could not be delivered", 0) \
     X(BACKEND_CONNECT_FAILURES, "backend_connect_failures_total", "Backend connects that failed or timed out", 0) \
+    X(BACKEND_PORT_SHORTAGES, "backend_port_shortages_total", "Backend connects that found no local port left (EADDRNOTAVAIL; not the backend's failure)", 0) \
     X(BACKEND_RESPONSE_TIMEOUTS, "backend_response_timeouts_total", "Backend responses that timed out (504)", 0) \
     X(BACKEND_REUSED, "backend_connections_reused_total", "HTTP requests sent on a kept-alive backend connection", 0) \
     X(ADMISSION_ADMITTED, "admission_sessions_admitted_total", "Sessions admitted by the admission controller", 0) \

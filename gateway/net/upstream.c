@@ -410,6 +410,7 @@ static void ports_short(sl_session_t *s, int status)
     static _Thread_local bool logged;
     sl_upstream_t *up = s->up;
     sl_msec_t now = uv_now(&s->w->loop);
+    sl_count(&s->w->counters, SL_CTR_BACKEND_PORT_SHORTAGES, 1);
     if (!logged || now - logged_at >= 1000) {
         logged = true;
         logged_at = now;

@@ -466,6 +466,9 @@ def test_no_local_port_to_a_backend_is_503_not_the_backends_fault():
                 assert H.metric(m, "sluice_pool_backend_up", pool="blue", backend=b.addr) == 1
                 assert H.metric(m, "sluice_pool_backend_connect_failures_total", pool="blue",
                                 backend=b.addr) == 0
+            # Each of the two clients turned away tried both backends.
+            assert H.metric(m, "sluice_backend_port_shortages_total") == 4
+            assert H.metric(m, "sluice_backend_connect_failures_total") == 0
             log = gw.output()
             assert "connect failed" not in log, log[-2000:]
             said = [line for line in log.splitlines() if "no local port left" in line]
