@@ -371,7 +371,8 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     char err[160];
     int rc = sl_ctl_deploy_start(req->gw->ctl, (size_t)svc, &p, err, sizeof err);
     if (rc != 0) {
-        sl_admin_error(resp, rc == SL_EEXIST ? 409 : rc == SL_ENOENT ? 404 : 400, "%s", err);
+        sl_admin_error(resp, rc == SL_EEXIST || rc == SL_ESTATE ? 409 : rc == SL_ENOENT ? 404 : 400,
+                       "%s", err);
         return;
     }
     resp->status = 201;

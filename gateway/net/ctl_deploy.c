@@ -210,6 +210,15 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
         snprintf(err, errlen, "from and to are the same pool");
         return SL_EINVAL;
     }
+    /* The old pool's weight is where new connections go until the ramp has
+       moved them: from a pool that is not the active one, a deploy would
+       first send every new connection there (a stale or half-built pool,
+       most often a typo or an out-of-date view of which pool is live). */
+    if ((size_t)from != cs->active) {
+        snprintf(err, errlen, "from: %s is not the service's active pool (%s is)",
+                 ctl->rt->cfg->pools[from].name, ctl->rt->cfg->pools[cs->active].name);
+        return SL_ESTATE;
+    }
     if (!sl_ws_close_code_valid(p->close_code)) {
         snprintf(err, errlen, "close code %u cannot be sent", p->close_code);
         return SL_EINVAL;

@@ -233,3 +233,33 @@ drain: { grace: 1s, rate: 100/s }""")
         for sock in socks:
             sock.close()
         stop_all(s, blue, green)
+
+
+def test_a_deploy_from_a_pool_that_is_not_active_is_refused():
+    """`from` is the pool new connections leave. A deploy "from green to
+    blue" while blue is active started with green's weight at 1: every new
+    connection went to green, a pool the service was not using. It is
+    refused (409, saying which pool is active) and nothing changes; from the
+    active pool, the default, it starts."""
+    blue, green = Backend("blue"), Backend("green")
+    s, admin = gateway({"blue": [blue.addr], "green": [green.addr]}, "admission: off")
+    deploys = "/api/v1/services/app/deploys"
+    try:
+        status, body = admin.call("POST", deploys, {"from": "green", "to": "blue", "ramp": "60s"})
+        assert status == 409 and "blue is" in body["error"], (status, body)
+        assert admin.call("GET", deploys + "/current")[0] == 404
+        sock, head = upgrade(s.port)
+        if b"hello" not in head:
+            head += recv_until(sock, b"hello", timeout=5)
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 101") and b"hello blue" in head, head
+        # from the active pool: a cutover to green, done at once (nothing open),
+        # after which green is the pool a deploy starts from.
+        status, body = admin.call("POST", deploys, {"from": "blue", "to": "green", "ramp": "0s"})
+        assert status == 201, body
+        assert wait_until(lambda: admin.deploy()["phase"] == "done")
+        assert admin.call("POST", deploys, {"from": "blue", "to": "green"})[0] == 409
+        status, body = admin.call("POST", deploys, {"from": "green", "to": "blue", "ramp": "60s"})
+        assert status == 201 and body["weights"] == {"green": 1, "blue": 0}, body
+    finally:
+        stop_all(s, blue, green)
