@@ -39,8 +39,13 @@ void sl_ws_begin(sl_session_t *s)
     int status = sl_ws_check_request(&s->req->head, s->head, &info, &why);
     if (status != 0) {
         sl_log_debug("client %s: bad upgrade: %s", s->peer_ip, why ? why : "?");
+        /* A 426 names the protocol it requires in Upgrade, and a sender of
+           Upgrade lists it in Connection (RFC 9110 15.5.22, 7.8); this
+           Connection line stands beside the answer's own "close". */
         sl_session_http_error(s, status,
-                              status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+                              status == 426 ? "Sec-WebSocket-Version: 13\r\n"
+                                              "Upgrade: websocket\r\nConnection: upgrade\r\n"
+                                            : NULL);
         return;
     }
     if (info.key.len >= sizeof s->ws_key) {

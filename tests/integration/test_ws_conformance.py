@@ -321,3 +321,23 @@ def test_a_101_over_the_head_limit_gets_502(gw):
     req = req.replace(b"\r\n\r\n", b"\r\nX-Resp-Pad: %d\r\n\r\n" % (17 << 10))
     resp = H.exchange(gw.port, req, timeout=5)
     assert H.status_of(resp) == 502, resp[:300]
+
+
+# ---- the client's handshake ----
+
+@pytest.mark.parametrize("version", ["8", "14", None, "13, 8"])
+def test_a_version_other_than_13_gets_426_naming_websocket(gw, version):
+    """RFC 6455 4.2.2: 426 with Sec-WebSocket-Version: 13. RFC 9110 15.5.22:
+    a 426 MUST name the protocol it requires in Upgrade, and (7.8) whoever
+    sends Upgrade lists "upgrade" in Connection; the 426 had neither."""
+    tag = "v%d" % next(_tags)
+    req = H.upgrade_request(version=version, extra="X-Tag: %s\r\n" % tag)
+    resp = H.exchange(gw.port, req, timeout=5)
+    assert H.status_of(resp) == 426, resp
+    lines = resp.partition(b"\r\n\r\n")[0].decode().split("\r\n")[1:]
+    fields = [(n.strip().lower(), v.strip()) for n, _, v in (l.partition(":") for l in lines)]
+    assert ("sec-websocket-version", "13") in fields, fields
+    assert [v for n, v in fields if n == "upgrade"] == ["websocket"], fields
+    connection = ",".join(v for n, v in fields if n == "connection")
+    assert "upgrade" in [t.strip().lower() for t in connection.split(",")], fields
+    assert tag not in gw.backend.got   # refused before any backend was asked
