@@ -1,6 +1,8 @@
 """RFC 6455 conformance of the WebSocket relay where the other tests do not
-look: the close handshake when one side never answers, and the backend's 101
-checked as a client must check it (RFC 6455 4.1, RFC 7692).
+look: the close handshake when one side never answers (and a drain meeting
+it), the backend's 101 checked as a client must check it (RFC 6455 4.1, RFC
+7692) and relayed whatever its size within the head limit, and the 426 for a
+version other than 13.
 
 One gateway per module (ping off, ping_timeout 1 s, idle 20 s) in front of a
 scripted backend served by a thread of the test: each upgrade request tells
