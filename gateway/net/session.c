@@ -530,8 +530,10 @@ void sl_session_backend_read(sl_session_t *s, sl_block_t *b)
 
 void sl_session_backend_eof(sl_session_t *s, int status)
 {
-    if (s->up)
+    if (s->up) {
         s->up->reading = false;
+        s->up->read_eof = true;
+    }
     if (s->state == SL_SS_WS_RELAY || s->state == SL_SS_WS_HANDSHAKE)
         sl_ws_on_backend_eof(s);
     else if (s->state == SL_SS_HTTP)

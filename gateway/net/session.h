@@ -54,6 +54,7 @@ struct sl_upstream {
     bool acks_delayed;               /* out of quick-ack mode until the request has gone */
     bool lingering;                  /* released; its last bytes still going out (upstream.c) */
     bool write_failed;               /* a write to it failed: never reused */
+    bool read_eof;                   /* its end (or an error) was read */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */
@@ -219,6 +220,10 @@ void sl_session_dispatch(sl_session_t *s);
 void sl_upstream_connect(sl_session_t *s);
 /* Give the connection back: to the idle pool when reusable, else close it. */
 void sl_upstream_release(sl_session_t *s, bool reusable);
+/* The WebSocket close handshake is over: let the backend close the TCP
+   connection first (it then holds TIME_WAIT, not one of our ports toward
+   it), closing ours when its end arrives, or after a bound. */
+void sl_upstream_release_after_close(sl_session_t *s);
 /* Close every idle kept-alive connection (shutdown), or those to one backend (its drain). */
 void sl_upstream_close_idle(sl_worker_t *w);
 void sl_upstream_close_idle_to(sl_worker_t *w, const sl_backend_shared_t *backend);

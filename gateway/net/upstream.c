@@ -587,6 +587,39 @@ static void upstream_linger(sl_upstream_t *up)
     uv_timer_start(&up->timer, on_linger_timeout, LINGER_MS, 0);
 }
 
+/*
+ * RFC 6455 7.1.1: after the close handshake the server closes the TCP
+ * connection first, so that it, not the client, holds TIME_WAIT. To the
+ * backend the gateway is the client: closing at once when the backend's
+ * close frame arrived left about one connection in five in TIME_WAIT on our
+ * side (its FIN not read yet), each holding a local port toward that backend
+ * for a minute, and ports toward one backend address are what a busy
+ * gateway runs out of. So the connection waits, read and its input dropped,
+ * for the backend's end (then our close is the passive one), for
+ * CLOSE_WAIT_MS at most.
+ */
+#define CLOSE_WAIT_MS 2000
+
+void sl_upstream_release_after_close(sl_session_t *s)
+{
+    sl_upstream_t *up = s->up;
+    if (up == NULL)
+        return;
+    /* Shutting down, the worker does not wait on backends that are slow to close. */
+    if (!up->connected || up->closing || up->read_eof || up->write_failed || s->w->stopping ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&up->tcp) > 0) {
+        sl_upstream_release(s, false);
+        return;
+    }
+    s->up = NULL;
+    if (SL_UP_TLS(up))
+        sl_tls_up_close_notify(up);
+    up->lingering = true;   /* the lingering read: drop what comes, close at the end */
+    up->session = NULL;
+    sl__upstream_read_start(up);
+    uv_timer_start(&up->timer, on_linger_timeout, CLOSE_WAIT_MS, 0);
+}
+
 void sl_upstream_release(sl_session_t *s, bool reusable)
 {
     sl_upstream_t *up = s->up;

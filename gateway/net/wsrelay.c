@@ -347,7 +347,7 @@ static void ws_maybe_done(sl_session_t *s)
         close_wait(s, BACKEND_CLOSE_WAIT_MS);
         return;
     }
-    sl_upstream_release(s, false);
+    sl_upstream_release_after_close(s);
     sl_session_finish(s);
 }
 
