@@ -624,9 +624,22 @@ size_t sl_ctl_backends_up(const sl_ctl_t *ctl, size_t pool)
     return n;
 }
 
+/* A backend up and not drained through the API: the workers pick no
+   drained one, so a pool of drained backends is as good as down to a client
+   waiting for it, or to a cutover moving onto it. */
+bool sl_ctl_pool_takes_connections(const sl_ctl_t *ctl, size_t pool)
+{
+    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
+        if (sl_health_usable(&ctl->pools[pool].backends[i].health) &&
+            !atomic_load_explicit(&ctl->pools[pool].backends[i].rt->state->admin_drain,
+                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
 static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
 {
-    return sl_ctl_backends_up(ctl, pool) > 0;
+    return sl_ctl_pool_takes_connections(ctl, pool);
 }
 
 static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *what)
@@ -635,9 +648,10 @@ static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *wh
         return;
     sl_admission_hold(q, hold);
     if (hold)
-        sl_log_warn("admission %s: holding the queue: no backend is up", what);
+        sl_log_warn("admission %s: holding the queue: no backend is up and taking connections",
+                    what);
     else
-        sl_log_info("admission %s: a backend is up again: admitting", what);
+        sl_log_info("admission %s: a backend takes connections again: admitting", what);
 }
 
 void sl_ctl_update_holds(sl_ctl_t *ctl)

@@ -88,7 +88,7 @@ static void step(sl_ctl_t *ctl, size_t svc, sl_msec_t now)
         .from_draining = atomic_load(&wc->draining),
         .to_rate = q ? DRAIN_SHARE * sl_bucket_current_rate(sl_admission_bucket(q), now)
                      : SL_RATE_UNLIMITED,
-        .to_healthy = sl_ctl_backends_up(ctl, cs->cut.to) > 0,
+        .to_healthy = sl_ctl_pool_takes_connections(ctl, cs->cut.to),
         .to_failures = pool_failures(ctl, cs->cut.to),
     };
     if (in.from_draining > in.from_open)
@@ -323,11 +323,13 @@ int sl_ctl_backend_drain(sl_ctl_t *ctl, size_t pool, size_t backend, bool drain)
         if (slot && slot->active && slot->state == st)
             slot->active = false;
         sl_log_info("backend %s: taking new connections again", name);
+        sl_ctl_update_holds(ctl);   /* a queue held for want of a backend may go on */
         return 0;
     }
     if (slot == NULL)
         return SL_EFULL;
     atomic_store(&st->admin_drain, 1);
+    sl_ctl_update_holds(ctl);       /* the pool's last one: its queue holds */
     if (slot->active && slot->state == st)
         return 0;
     /* Pace and close code: the drain settings of the first service using the pool. */

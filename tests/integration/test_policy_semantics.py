@@ -263,3 +263,46 @@ def test_a_deploy_from_a_pool_that_is_not_active_is_refused():
         assert status == 201 and body["weights"] == {"green": 1, "blue": 0}, body
     finally:
         stop_all(s, blue, green)
+
+
+def test_a_pool_whose_backends_are_all_drained_holds_its_queue():
+    """A backend drained through the API takes no new connections. When it
+    was the pool's last, the queue went on admitting into a pool the workers
+    could pick nothing from, and each admitted client got a 502 at once;
+    a cutover onto such a pool did not pause either. Now the queue holds
+    (clients wait, as while no backend is up) until the drain is taken
+    back, and a cutover onto a drained pool pauses (new_pool_unhealthy)."""
+    blue, green = Backend("blue"), Backend("green")
+    s, admin = gateway({"blue": [blue.addr], "green": [green.addr]}, """admission:
+  rate: 50/s
+  burst: 10
+  slow_start: 0
+  queue: { length: 100, max_wait: 10s, per_client: 0 }""")
+    waiting = socket.socket()
+    try:
+        drain = "/api/v1/pools/%s/backends/%s/drain"
+        assert admin.call("POST", drain % ("blue", blue.addr))[0] == 202
+        waiting.settimeout(10)
+        waiting.connect(("127.0.0.1", s.port))
+        waiting.sendall(upgrade_request())
+        # Held: no answer while the drain lasts.
+        waiting.settimeout(1.0)
+        try:
+            early = waiting.recv(4096)
+        except socket.timeout:
+            early = b""
+        assert early == b"", early
+        assert admin.call("POST", drain % ("blue", blue.addr), {"drain": False})[0] == 200
+        # The waiting client goes through once blue takes connections again.
+        head = recv_until(waiting, b"\r\n\r\n", timeout=5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # A cutover onto a pool whose backends are all drained pauses at once.
+        assert admin.call("POST", drain % ("green", green.addr))[0] == 202
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "0s"})
+        assert status == 201, body
+        assert (body["paused"], body["paused_why"]) == (True, "new_pool_unhealthy"), body
+        assert body["weights"] == {"blue": 1, "green": 0}, body
+    finally:
+        waiting.close()
+        stop_all(s, blue, green)
