@@ -154,7 +154,9 @@ void sl_http_backend_ready(sl_session_t *s)
         return;
     }
     await_response(s);
-    if (!s->req_done)
+    /* Read on: the rest of the body, or, once the request is all sent and
+       nothing of a next one waits, the client's end (see client_gone). */
+    if (!s->req_done || s->head_len == 0)
         sl_client_resume(s, SL_PAUSE_WAITING);
 }
 
@@ -192,8 +194,8 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
             }
             memcpy(s->head + s->head_len, b->data + off + n, rest);
             s->head_len += (uint32_t)rest;
+            sl_client_pause(s, SL_PAUSE_WAITING);   /* a next request waits its turn */
         }
-        sl_client_pause(s, SL_PAUSE_WAITING);
         await_response(s);
         exchange_maybe_done(s);
     }
@@ -348,8 +350,20 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
     forward_body(s, b, off, b->len - off, false);
 }
 
-void sl_http_on_client_eof(sl_session_t *s)
+/*
+ * The client is read while its answer is awaited (until a next request's
+ * bytes arrive), so that its end is seen: a reset says it is gone, and
+ * the exchange ends there, with the backend connection let go, instead of
+ * going on (a long poll, a slow answer) for nobody until the answer's end
+ * or the idle timeout. A FIN is a half-close: the answer still goes out.
+ */
+void sl_http_on_client_eof(sl_session_t *s, int status)
 {
+    if (status != UV_EOF) {
+        sl_log_debug("client %s: gone mid-exchange: %s", s->peer_ip, uv_strerror(status));
+        sl_session_close(s);
+        return;
+    }
     if (!s->req_done && s->resp_started) {
         /* Half-closed in the middle of its upload, with the (early) answer
            on its way: the client stopped sending, not reading. The answer

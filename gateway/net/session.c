@@ -501,7 +501,7 @@ void sl_session_client_eof(sl_session_t *s, int status)
         sl_ws_on_client_eof(s);
         break;
     case SL_SS_HTTP:
-        sl_http_on_client_eof(s);
+        sl_http_on_client_eof(s, status);
         break;
     case SL_SS_LINGER:
         /* A half-close while the answer is still going out: let it go out

@@ -252,7 +252,7 @@ sl_msec_t sl_ws_next_deadline(const sl_session_t *s);
 void sl_http_begin(sl_session_t *s);
 void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off);
 void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off);
-void sl_http_on_client_eof(sl_session_t *s);
+void sl_http_on_client_eof(sl_session_t *s, int status);
 void sl_http_on_backend_eof(sl_session_t *s, int status);   /* UV_EOF, or an error */
 
 /* Internal hand-offs between the files of this layer. */

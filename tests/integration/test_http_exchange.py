@@ -7,6 +7,8 @@ The backend is a thread of the test (harness.ThreadBackend) so each test can
 see the exact bytes it received and answer exactly as a misbehaving backend
 would; the client is a raw socket.
 """
+import socket
+import struct
 import time
 
 import harness as H
@@ -270,4 +272,56 @@ def test_reloads_never_let_a_kept_alive_connection_skip_admission():
         c.close()
     finally:
         H.stop_all(s)
+        backend.close()
+
+
+class SlowAnswerBackend(H.ThreadBackend):
+    """Answers each request after `delay` seconds, unless its connection
+    ends first; records when that end was seen (self.ended_at)."""
+
+    def __init__(self, delay):
+        self.delay, self.ended_at = delay, None
+        super().__init__()
+
+    def handle(self, conn):
+        H.recv_until(conn, b"\r\n\r\n")
+        conn.settimeout(self.delay)
+        try:
+            if conn.recv(1) == b"":
+                self.ended_at = time.monotonic()
+                return
+        except socket.timeout:
+            pass
+        except OSError:
+            self.ended_at = time.monotonic()
+            return
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except OSError:
+            pass
+
+
+def test_a_client_that_resets_while_its_answer_is_awaited_lets_the_backend_go():
+    """A long poll or a slow answer: the client gives up with a reset. The
+    gateway stopped reading a client once its request was sent, so it saw
+    the reset only when it wrote the answer, and the backend worked on for
+    nobody until then (or the idle timeout). It reads on now, and lets the
+    backend connection go at once; a half-close (FIN) still gets the
+    answer (test_tls's half-close test)."""
+    backend = SlowAnswerBackend(delay=4)
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]}), port)
+    try:
+        c = H.raw_connect(port)
+        c.sendall(b"GET /poll HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.3)   # the request is at the backend
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset_at = time.monotonic()
+        c.close()
+        assert H.wait_until(lambda: backend.ended_at, timeout=3), \
+            "the backend connection outlived its client by 3 s"
+        assert backend.ended_at - reset_at < 1.0
+        assert gw.alive()
+    finally:
+        H.stop_all(gw)
         backend.close()
