@@ -1120,10 +1120,17 @@ ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
     else
         puts_(&o, sl_http_status_text(h->status));
     puts_(&o, "\r\n");
+    /* A 1xx has no body, and RFC 9110 8.6 / RFC 9112 6.1 forbid it body
+       framing: passed on, a client could read bytes after a 101 (frames) or
+       after a 100 (the final answer) as that body. */
+    bool interim = h->status < 200;
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *x = &h->headers[i];
         bool keep_upgrade = switching && span_is(base, x->name, "upgrade");
         if (!keep_upgrade && (is_hop_by_hop(base, x->name) || named_by_connection(h, base, x->name)))
+            continue;
+        if (interim && (span_is(base, x->name, "content-length") ||
+                        span_is(base, x->name, "transfer-encoding")))
             continue;
         put_header(&o, base, x);
     }

@@ -808,6 +808,17 @@ static void test_write_response(void **state)
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
                     "Connection: Upgrade\r\n\r\n");
+    /* A 1xx carries no body framing onward (RFC 9110 8.6, RFC 9112 6.1). */
+    expect_response("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Content-Length: 5\r\nConnection: upgrade\r\n"
+                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+                    false,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                    "Connection: Upgrade\r\n\r\n");
+    expect_response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n"
+                    "Content-Length: 0\r\n\r\n", true,
+                    "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
 }
 
 static void test_write_request_drops_long_connection_names(void **state)
