@@ -79,6 +79,54 @@ static void ask_room(sl_gateway_t *gw, const sl_cmsg_t *ask)
     }
 }
 
+/* An admission asked for with no control state left to ask (the last turn
+   of a shutdown): turned away, with the service's shortest Retry-After (a
+   0 told a browser's 1013 to come back at once, to a gateway going away). */
+static void admit_refused(sl_gateway_t *gw, const sl_cmsg_t *m)
+{
+    sl_wmsg_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        abort();   /* an answer must arrive: the session waits for it */
+    r->type = SL_WMSG_ADMIT_RESULT;
+    r->session = m->session;
+    r->admit_status = SL_ADM_REJECTED;
+    r->http_status = 503;
+    r->retry_after_ms = SL_MAX(m->rt->cfg->services[m->service].admission.retry_after_min,
+                               (sl_msec_t)1000);
+    sl_worker_post(&gw->workers[m->worker], r);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The ids of the admissions cancelled in this batch, sorted (NULL: none, or
+ * no memory, which only costs a token). A client that asked and left within
+ * one turn has its ADMIT here before its CANCEL: admitted at once, it spent
+ * a token the backend never saw a client for, and in a storm of clients
+ * giving up that is capacity thrown away.
+ */
+static uint64_t *cancelled_ids(const sl_cmsg_t *m, size_t *n)
+{
+    *n = 0;
+    for (const sl_cmsg_t *c = m; c; c = c->next)
+        *n += c->type == SL_CMSG_CANCEL;
+    uint64_t *ids = *n ? malloc(*n * sizeof *ids) : NULL;
+    if (ids == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    size_t k = 0;
+    for (const sl_cmsg_t *c = m; c; c = c->next)
+        if (c->type == SL_CMSG_CANCEL)
+            ids[k++] = c->id;
+    qsort(ids, k, sizeof *ids, by_id);
+    return ids;
+}
+
 static void on_wake(uv_async_t *a)
 {
     sl_gateway_t *gw = a->data;
@@ -86,6 +134,8 @@ static void on_wake(uv_async_t *a)
     sl_cmsg_t *m = gw->inbox_head;
     gw->inbox_head = gw->inbox_tail = NULL;
     uv_mutex_unlock(&gw->inbox_lock);
+    size_t n_cancelled;
+    uint64_t *cancelled = cancelled_ids(m, &n_cancelled);
     while (m) {
         sl_cmsg_t *next = m->next;
         switch (m->type) {
@@ -94,18 +144,11 @@ static void on_wake(uv_async_t *a)
                 sl_ctl_health_conn_result(gw->ctl, m);
             break;
         case SL_CMSG_ADMIT:
-            if (gw->ctl) {
+            if (gw->ctl && !(n_cancelled &&
+                             bsearch(&m->id, cancelled, n_cancelled, sizeof *cancelled, by_id)))
                 sl_ctl_admit(gw->ctl, m);
-            } else {
-                sl_wmsg_t *r = calloc(1, sizeof *r);
-                if (r == NULL)
-                    abort();
-                r->type = SL_WMSG_ADMIT_RESULT;
-                r->session = m->session;
-                r->admit_status = SL_ADM_REJECTED;
-                r->http_status = 503;
-                sl_worker_post(&gw->workers[m->worker], r);
-            }
+            else
+                admit_refused(gw, m);   /* gone already, or nothing left to ask */
             break;
         case SL_CMSG_CANCEL:
             if (gw->ctl)
@@ -118,6 +161,7 @@ static void on_wake(uv_async_t *a)
         free(m);
         m = next;
     }
+    free(cancelled);
 }
 
 void sl_control_discard_inbox(sl_gateway_t *gw)
