@@ -48,6 +48,7 @@ void sl_http_begin(sl_session_t *s)
     s->req_done = false;
     s->resp_done = false;
     s->resp_started = false;
+    s->up_reused = s->fresh_only = false;
     /* keepalive: 0 means no second request: the response then says so. */
     s->keep_alive = s->req->head.keep_alive && !s->draining && !s->w->stopping &&
                     s->rt->cfg->timeouts.keepalive > 0;
@@ -131,6 +132,39 @@ static int judge_early_body(sl_session_t *s)
     return 0;
 }
 
+/* A request that may be sent again (RFC 9110 9.2.2, RFC 9112 9.3.1): an
+   idempotent method, no body, all of it written at once from s->fwd. */
+static bool replayable(const sl_session_t *s)
+{
+    const sl_http_head_t *h = &s->req->head;
+    bool idempotent = h->method == HTTP_GET || h->method == HTTP_HEAD ||
+                      h->method == HTTP_OPTIONS || h->method == HTTP_TRACE ||
+                      h->method == HTTP_PUT || h->method == HTTP_DELETE;
+    return idempotent && s->req_done && s->body_buffered == 0 && h->content_length <= 0 &&
+           !h->chunked;
+}
+
+/*
+ * A kept-alive backend connection can be closed by the backend just as we
+ * reuse it (its own keep-alive timeout ran out: Node's is 5 s): the request
+ * meets an end or a reset before any byte of an answer. Idle connections are
+ * watched, but the close can cross the request on the wire. The request then
+ * goes once more, on a new connection, when it is safe to send twice; before,
+ * the client got a 502 for the backend's ordinary housekeeping.
+ */
+static bool stale_retry(sl_session_t *s)
+{
+    if (s->fwd == NULL || s->fresh_only || s->resp_started)
+        return false;
+    sl_log_debug("client %s: kept-alive backend connection closed under the request; "
+                 "sending it again on a new one", s->peer_ip);
+    sl_upstream_release(s, false);
+    sl_session_resp_free(s);
+    s->fresh_only = true;
+    sl_upstream_connect(s);
+    return true;
+}
+
 void sl_http_backend_ready(sl_session_t *s)
 {
     const sl_http_head_t *h = &s->req->head;
@@ -139,8 +173,12 @@ void sl_http_backend_ready(sl_session_t *s)
         return;
     }
     int rc = sl_write_copy(s, false, s->fwd, s->fwd_len);
-    free(s->fwd);
-    s->fwd = NULL;
+    /* Kept for one more try while no answer has come, if sent on a
+       kept-alive connection and safe to send twice (see stale_retry). */
+    if (!(s->up_reused && !s->fresh_only && replayable(s))) {
+        free(s->fwd);
+        s->fwd = NULL;
+    }
     if (rc != 0) {
         sl_session_http_error(s, 502, NULL);
         return;
@@ -330,6 +368,10 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
 {
     if (s->resp == NULL)
         return;
+    if (s->fwd) {   /* an answer is coming: the request is not sent again */
+        free(s->fwd);
+        s->fwd = NULL;
+    }
     if (s->resp->phase == SL_HTTP_PHASE_HEAD) {
         int rc = sl_session_resp_feed(s, b, off);
         if (rc == SL_NEED_MORE)
@@ -424,6 +466,8 @@ void sl_http_on_backend_eof(sl_session_t *s, int status)
         exchange_maybe_done(s);
         return;
     }
+    if (stale_retry(s))
+        return;
     if (!s->resp_started) {
         sl_session_http_error(s, 502, NULL);
         return;

@@ -104,6 +104,8 @@ struct sl_session {
     uint8_t tries;                   /* connect attempts so far */
     uint8_t requeues;                /* times sent back to admission (session.c requeue) */
     bool port_short;                 /* a try found no local port toward its backend */
+    bool up_reused;                  /* s->up came from the kept-alive list */
+    bool fresh_only;                 /* connect anew: a reused connection was stale */
     uint16_t tried[12];              /* backends already tried (connect_retries <= 10) */
     uint64_t hash_key;               /* FNV-1a of the sticky key (hash balancing) */
     long hash_pool;                  /* the pool whose hash_by made hash_key; -1: none */

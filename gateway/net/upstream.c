@@ -457,7 +457,9 @@ static void try_connect(sl_session_t *s)
 
     if (s->state == SL_SS_HTTP || s->state == SL_SS_CONNECTING) {
         bool tls = s->rt->cfg->pools[s->pool].tls;
-        sl_upstream_t *idle = s->state == SL_SS_HTTP ? take_idle(s->w, b, tls) : NULL;
+        sl_upstream_t *idle =
+            s->state == SL_SS_HTTP && !s->fresh_only ? take_idle(s->w, b, tls) : NULL;
+        s->up_reused = idle != NULL;
         if (idle) {
             idle->session = s;
             s->up = idle;

@@ -11,6 +11,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 import harness as H
 
 
@@ -322,6 +324,60 @@ def test_a_client_that_resets_while_its_answer_is_awaited_lets_the_backend_go():
             "the backend connection outlived its client by 3 s"
         assert backend.ended_at - reset_at < 1.0
         assert gw.alive()
+    finally:
+        H.stop_all(gw)
+        backend.close()
+
+
+class ClosesUnderTheSecondRequest(H.ThreadBackend):
+    """Answers a connection's first request (kept alive), and closes it
+    under the second without a word, as a backend whose keep-alive timeout
+    ran out just as the gateway reused the connection. Every request line
+    it read is in self.seen."""
+
+    def __init__(self):
+        self.seen = []
+        super().__init__()
+
+    def handle(self, conn):
+        buf = b""
+        for i in range(2):
+            head, body, buf = read_request(conn, buf)
+            if head is None:
+                return
+            self.seen.append(head.split(b"\r\n")[0])
+            if i == 1:
+                break
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        conn.close()
+
+
+@pytest.mark.parametrize("method, sent_again", [("GET", True), ("DELETE", True),
+                                                ("POST", False)])
+def test_a_stale_kept_alive_connection_costs_a_safe_request_nothing(method, sent_again):
+    """The backend closes a kept-alive connection just as the gateway sends
+    the next request on it. A request safe to send twice (an idempotent
+    method, no body) goes again on a new connection and the client gets its
+    answer; before, it got a 502. A POST is not sent twice: 502."""
+    backend = ClosesUnderTheSecondRequest()
+    gw = gateway(backend)
+    try:
+        c = H.raw_connect(gw.port)
+        c.sendall(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = H.HttpReader(c).read()
+        assert (r.status, r.body) == (200, b"first")
+        # The same worker sends the next request on the kept-alive connection.
+        c.sendall(b"%s /two HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % method.encode()
+                  if method == "POST" else b"%s /two HTTP/1.1\r\nHost: a\r\n\r\n" % method.encode())
+        r = H.HttpReader(c).read()
+        line = b"%s /two HTTP/1.1" % method.encode()
+        if sent_again:
+            assert (r.status, r.body) == (200, b"first"), r
+            assert backend.seen == [b"GET /one HTTP/1.1", line, line], backend.seen
+        else:
+            assert r.status == 502, r
+            assert backend.seen == [b"GET /one HTTP/1.1", line], backend.seen
+        c.close()
     finally:
         H.stop_all(gw)
         backend.close()
