@@ -322,6 +322,46 @@ def switching_protocols(key):
             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % ws_accept(key)).encode()
 
 
+def ws_key_of(head):
+    """The Sec-WebSocket-Key of a raw request head (bytes), as a str; None if absent."""
+    keys = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")]
+    return keys[0].decode() if keys else None
+
+
+def frames_until_close(sock, buf=b"", timeout=8):
+    """Frames read from sock (buf: bytes already read past the head) until
+    a close: (opcode, payload) for a close, (opcode, length) for the rest,
+    and the repr of the error that ended the reading, if one did."""
+    reader = WsConn.__new__(WsConn)
+    reader.sock, reader.buf, frames = sock, buf, []
+    try:
+        while True:
+            f = reader.read_frame(timeout=timeout)
+            frames.append((f.opcode, f.payload if f.opcode == 8 else len(f.payload)))
+            if f.opcode == 8:
+                return frames
+    except (OSError, EOFError) as e:
+        frames.append(repr(e))
+        return frames
+
+
+def gateway_before(b, extra=""):
+    """A module fixture's body: a gateway (config `extra`) in front of
+    backend b, checked alive and cleanly stopped at the end, b stopped too."""
+    port = free_port()
+    s = Sluice(config(port, {"blue": [b.addr]}, extra=extra), port=port)
+    s.backend = b
+    yield s
+    alive = s.alive()
+    try:
+        rc = s.stop()
+    finally:
+        b.close() if isinstance(b, ThreadBackend) else b.stop()
+    assert alive, "sluice died:\n" + s.output()[-3000:]
+    assert rc == 0, s.output()[-3000:]
+
+
 def upgrade_request(path="/", host="test.local", key=WS_KEY, version="13", extra="",
                     method="GET", proto="HTTP/1.1"):
     """The bytes of a WebSocket upgrade request (extra: header lines with CRLF)."""

@@ -16,25 +16,9 @@ LIMITS = "limits: {frame_bytes: 64KiB, message_bytes: 128KiB}"
 F = H.ws_frame
 
 
-def gateway_before(b):
-    """A gateway with LIMITS in front of backend b, for a module's tests;
-    checked alive and cleanly stopped at the end."""
-    port = H.free_port()
-    s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=LIMITS), port=port)
-    s.backend = b
-    yield s
-    alive = s.alive()
-    try:
-        rc = s.stop()
-    finally:
-        b.stop()
-    assert alive, "sluice died:\n" + s.output()[-3000:]
-    assert rc == 0, s.output()[-3000:]
-
-
 @pytest.fixture(scope="module")
 def gw():
-    yield from gateway_before(H.Backend("blue"))
+    yield from H.gateway_before(H.Backend("blue"), LIMITS)
 
 
 def opened(gw):
@@ -187,7 +171,7 @@ HELLO_DEFLATED = b"\xf2\x48\xcd\xc9\xc9\x07\x00"   # "Hello" (RFC 7692 7.2.3.1);
 
 @pytest.fixture(scope="module")
 def ext_gw():
-    yield from gateway_before(H.PyServer("ws_ext.py"))
+    yield from H.gateway_before(H.PyServer("ws_ext.py"), LIMITS)
 
 
 _tags = iter(range(1, 1 << 30))

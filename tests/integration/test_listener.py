@@ -10,7 +10,8 @@ import pytest
 import websockets
 
 from harness import (Backend, Sluice, ThreadBackend, config, free_port, raw_connect, recv_until,
-                     socket_option_in, status_of, stop_all, switching_protocols, upgrade_request, WS_KEY)
+                     socket_option_in, status_of, stop_all, switching_protocols, upgrade_request,
+                     ws_key_of, WS_KEY)
 from test_deploy import Admin
 
 
@@ -159,13 +160,12 @@ class AckCountingBackend(ThreadBackend):
         if not head:
             return
         bare = segments_without_data(c)
-        keys = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
-                if l.lower().startswith(b"sec-websocket-key:")]
-        if keys:
-            c.sendall(switching_protocols(keys[0]))
+        key = ws_key_of(head)
+        if key:
+            c.sendall(switching_protocols(key))
         else:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        self.served.append(("upgrade" if keys else "get", bare, c))
+        self.served.append(("upgrade" if key else "get", bare, c))
 
 
 @pytest.mark.parametrize("delayed", [True, False])

@@ -164,16 +164,22 @@ def test_backend_socket_shortage_is_503_not_the_backends_fault(kind):
         H.stop_all(gw, backend)
 
 
+def capped_gateway(backend, max_connections, workers=1):
+    """sluice at a connection cap, kept-alive clients idle for up to 30 s."""
+    port = H.free_port()
+    return H.Sluice(H.config(port, {"blue": [backend.addr]}, workers=workers,
+                             extra="limits: { max_connections: %d }\n"
+                                   "timeouts: { keepalive: 30s }" % max_connections), port)
+
+
 def test_idle_keepalive_clients_give_way_at_the_connection_cap():
     """At max_connections, kept-alive clients idle between requests are
     closed, the longest idle first, for a client waiting with a request:
     before, it waited in the backlog for the keepalive timeout (60 s by
     default, 30 s here)."""
     backend = H.Backend("blue")
-    port = H.free_port()
-    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
-                           extra="limits: { max_connections: 3 }\ntimeouts: { keepalive: 30s }"),
-                  port)
+    gw = capped_gateway(backend, 3)
+    port = gw.port
     idle = []
     try:
         time.sleep(0.2)   # the start-up probe's connection is gone
@@ -204,10 +210,8 @@ def test_idle_keepalive_clients_of_another_worker_give_way_at_the_cap():
     rounds put them on different workers (1 in 256 that eight rounds never
     do, and the old code passes)."""
     backend = H.Backend("blue")
-    port = H.free_port()
-    gw = H.Sluice(H.config(port, {"blue": [backend.addr]}, workers=2,
-                           extra="limits: { max_connections: 1 }\ntimeouts: { keepalive: 30s }"),
-                  port)
+    gw = capped_gateway(backend, 1, workers=2)
+    port = gw.port
     open_ = []
     try:
         time.sleep(0.2)   # the start-up probe's connection is gone

@@ -655,9 +655,7 @@ class BusyTlsBackend(H.ThreadBackend):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         conn = self.ctx.wrap_socket(conn, server_side=True)
         head = H.recv_until(conn, b"\r\n\r\n")
-        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
-               if l.lower().startswith(b"sec-websocket-key:")][0]
-        conn.sendall(H.switching_protocols(key.decode()))
+        conn.sendall(H.switching_protocols(H.ws_key_of(head)))
         conn.setblocking(False)
         frame, off = H.ws_frame(2, b"x" * 65536, mask=False), 0
         deadline = time.monotonic() + 2.5
@@ -670,16 +668,7 @@ class BusyTlsBackend(H.ThreadBackend):
                 self.frames.append(repr(e))
                 break
         conn.settimeout(8)
-        reader = H.WsConn.__new__(H.WsConn)
-        reader.sock, reader.buf = conn, head.split(b"\r\n\r\n", 1)[1]
-        try:
-            while True:
-                f = reader.read_frame(timeout=8)
-                self.frames.append((f.opcode, f.payload if f.opcode == 8 else len(f.payload)))
-                if f.opcode == 8:
-                    break
-        except (OSError, EOFError) as e:
-            self.frames.append(repr(e))
+        self.frames += H.frames_until_close(conn, head.split(b"\r\n\r\n", 1)[1])
         self.ended.set()
 
 

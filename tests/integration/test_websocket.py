@@ -608,8 +608,7 @@ class EarlyHintsBackend(H.ThreadBackend):
 
     def handle(self, conn):
         head = H.recv_until(conn, b"\r\n\r\n")
-        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
-               if l.lower().startswith(b"sec-websocket-key:")][0].decode()
+        key = H.ws_key_of(head)
         hints = b"HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n"
         ok = H.switching_protocols("x" + key[1:] if self.wrong_key else key)
         if self.apart:
@@ -663,9 +662,7 @@ class BusyBackend(H.ThreadBackend):
     def handle(self, conn):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         head = H.recv_until(conn, b"\r\n\r\n")
-        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
-               if l.lower().startswith(b"sec-websocket-key:")][0]
-        conn.sendall(H.switching_protocols(key.decode()))
+        conn.sendall(H.switching_protocols(H.ws_key_of(head)))
 
         def flood():
             try:
@@ -675,16 +672,7 @@ class BusyBackend(H.ThreadBackend):
                 pass
         threading.Thread(target=flood, daemon=True).start()
         time.sleep(2.5)
-        reader = H.WsConn.__new__(H.WsConn)
-        reader.sock, reader.buf = conn, head.split(b"\r\n\r\n", 1)[1]
-        try:
-            while True:
-                f = reader.read_frame(timeout=8)
-                self.frames.append((f.opcode, f.payload if f.opcode == 8 else len(f.payload)))
-                if f.opcode == 8:
-                    break
-        except (OSError, EOFError) as e:
-            self.frames.append(repr(e))
+        self.frames += H.frames_until_close(conn, head.split(b"\r\n\r\n", 1)[1])
         self.ended.set()
 
 

@@ -98,18 +98,7 @@ class ScriptedBackend(H.ThreadBackend):
 
 @pytest.fixture(scope="module")
 def gw():
-    b = ScriptedBackend()
-    port = H.free_port()
-    s = H.Sluice(H.config(port, {"blue": [b.addr]}, extra=TIMEOUTS), port=port)
-    s.backend = b
-    yield s
-    alive = s.alive()
-    try:
-        rc = s.stop()
-    finally:
-        b.close()
-    assert alive, "sluice died:\n" + s.output()[-3000:]
-    assert rc == 0, s.output()[-3000:]
+    yield from H.gateway_before(ScriptedBackend(), TIMEOUTS)
 
 
 _tags = iter(range(1, 1 << 30))
