@@ -292,7 +292,10 @@ static void run_handler(conn_t *c, const sl_admin_route_t *route, sl_admin_req_t
     sl_json_doc_t doc = {0};
     if (req->body_len > 0) {
         sl_json_error_t jerr = {0};
-        if (sl_json_parse(&doc, req->body, req->body_len, NULL, &jerr) != 0) {
+        /* Handlers read names and values as C strings (and keys with strcmp):
+           a \u0000 would cut them short and the rest be silently ignored. */
+        const sl_json_limits_t lim = {.no_nul = true};
+        if (sl_json_parse(&doc, req->body, req->body_len, &lim, &jerr) != 0) {
             char msg[160];
             snprintf(msg, sizeof msg, "bad JSON at byte %zu: %s", jerr.offset, jerr.msg);
             send_error(c, 400, false, NULL, msg);

@@ -43,6 +43,7 @@ typedef struct parser {
     uint32_t max_depth;
     uint32_t max_nodes;
     uint32_t nodes;
+    bool no_nul;            /* \u0000 refused: the caller reads strings as C strings */
     int rc;                 /* first error: SL_EINVAL, SL_ELIMIT or SL_ENOMEM */
     size_t err_off;
     const char *err_msg;
@@ -199,6 +200,12 @@ static bool parse_escape(parser_t *p, char *out, size_t *o)
         }
         p->pos += 6;
         u = 0x10000 + ((u - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+    }
+    /* A caller that reads strings as C strings would see "50/s\u0000junk" as
+       "50/s" and a key "burst\u0000" as "burst": refused where it is written. */
+    if (u == 0 && p->no_nul) {
+        fail(p, SL_EINVAL, at, "\\u0000 in a string (not accepted here)");
+        return false;
     }
     *o += put_utf8(out + *o, u);
     return true;
@@ -453,6 +460,7 @@ int sl_json_parse(sl_json_doc_t *doc, const char *buf, size_t len,
     parser_t p = {.s = buf, .len = len, .doc = doc};
     p.max_depth = lim && lim->max_depth ? lim->max_depth : DEFAULT_DEPTH;
     p.max_nodes = lim && lim->max_nodes ? lim->max_nodes : DEFAULT_NODES;
+    p.no_nul = lim && lim->no_nul;
     doc->root = NULL;
     doc->blocks = NULL;
     sl_json_t *root = parse_value(&p, 0);

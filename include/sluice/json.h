@@ -7,7 +7,8 @@
  * outlives its document. Depth, node count and input size are bounded by
  * the caller's limits, so a hostile body costs at most what the limits say.
  * Strings are decoded (escapes resolved, \u surrogate pairs joined) into
- * NUL-terminated UTF-8 copies; the input must be valid UTF-8. Duplicate
+ * NUL-terminated UTF-8 copies (a \u0000 makes a string hold a NUL: use its
+ * length, or set no_nul to refuse it); the input must be valid UTF-8. Duplicate
  * object keys are refused: a body meaning two things is an error, not a
  * guess. No I/O, no clock, no global state.
  */
@@ -48,7 +49,8 @@ struct sl_json {
 /* Bounds on one parse; 0 in a field means the default given in brackets. */
 typedef struct sl_json_limits {
     uint32_t max_depth;      /* nesting of arrays and objects [32] */
-    uint32_t max_nodes;      /* values, members included [10000] */
+    uint32_t max_nodes;      /* values, members included [4096] */
+    bool no_nul;             /* refuse \u0000 in strings and keys [false: allowed] */
 } sl_json_limits_t;
 
 /* Where and why a parse failed. `offset` is a byte offset into the input. */

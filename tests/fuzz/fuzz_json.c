@@ -6,7 +6,9 @@
  * and a message; a failed parse leaves the document empty. An accepted text
  * is walked whole (types valid, counts match, decoded strings NUL-ended and
  * valid UTF-8 unless they hold escaped surrogates, which the parser
- * refuses), and the same text with a junk byte appended is refused.
+ * refuses), and the same text with a junk byte appended is refused. With
+ * no_nul set, an accepted text is accepted again exactly when none of its
+ * strings or keys holds a NUL.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,10 +21,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static bool has_nul;   /* walk saw a NUL in a decoded string or key */
+
 static size_t walk(const sl_json_t *v, uint32_t depth, uint32_t max_depth)
 {
     CHECK(v->type <= SL_JSON_OBJECT);
     size_t nodes = 1;
+    if (v->key != NULL && memchr(v->key, '\0', v->key_len) != NULL)
+        has_nul = true;
+    if (v->type == SL_JSON_STRING && memchr(v->str, '\0', v->len) != NULL)
+        has_nul = true;
     if (v->type == SL_JSON_STRING) {
         CHECK(v->str[v->len] == '\0');
         CHECK(sl_utf8_valid((const uint8_t *)v->str, v->len));
@@ -60,8 +68,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(err.msg != NULL && err.offset <= len);
         return 0;
     }
+    has_nul = false;
     size_t nodes = walk(doc.root, 0, lim.max_depth ? lim.max_depth : 32);
     CHECK(nodes <= (lim.max_nodes ? lim.max_nodes : 4096));
+    sl_json_doc_free(&doc);
+    sl_json_limits_t strict = lim;
+    strict.no_nul = true;
+    rc = sl_json_parse(&doc, text, len, &strict, &err);
+    CHECK(rc == (has_nul ? SL_EINVAL : 0));
     sl_json_doc_free(&doc);
 
     char *more = malloc(len + 1);

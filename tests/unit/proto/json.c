@@ -300,6 +300,34 @@ static void node_limit(void **state)
     sl_buf_free(&b);
 }
 
+/* no_nul: \u0000 refused in values and keys, at the escape; other escapes are fine. */
+static void nul_refused_when_asked(void **state)
+{
+    (void)state;
+    static const struct { const char *in; size_t off; } nul[] = {
+        {"\"50/s\\u0000junk\"", 5},
+        {"{\"burst\\u0000\": 5}", 7},
+        {"[\"ok\", {\"k\": \"\\u0000\"}]", 14},
+    };
+    sl_json_limits_t lim = {.no_nul = true};
+    sl_json_doc_t doc = {0};
+    sl_json_error_t err = {0};
+    for (size_t i = 0; i < SL_ARRAY_SIZE(nul); i++) {
+        const char *in = nul[i].in;
+        assert_int_equal(parse_copy(&doc, in, strlen(in), &lim, &err), SL_EINVAL);
+        assert_int_equal(err.offset, nul[i].off);
+        assert_string_equal(err.msg, "\\u0000 in a string (not accepted here)");
+        assert_null(doc.root);
+        /* without the flag the same text parses, the NUL inside the string */
+        assert_int_equal(parse_copy(&doc, in, strlen(in), NULL, &err), 0);
+        sl_json_doc_free(&doc);
+    }
+    const char *ok = "{\"a\": \"\\u0001\\u00e9\\ud83d\\ude00\"}";
+    assert_int_equal(parse_copy(&doc, ok, strlen(ok), &lim, &err), 0);
+    assert_int_equal(sl_json_get(doc.root, "a")->len, 7);
+    sl_json_doc_free(&doc);
+}
+
 /* Long strings cross arena blocks and still decode whole. */
 static void long_strings(void **state)
 {
@@ -434,6 +462,7 @@ int main(void)
         cmocka_unit_test(every_prefix_of_a_container_is_refused),
         cmocka_unit_test(depth_limit),
         cmocka_unit_test(node_limit),
+        cmocka_unit_test(nul_refused_when_asked),
         cmocka_unit_test(long_strings),
         cmocka_unit_test(writer_compact_and_pretty),
         cmocka_unit_test(writer_strings_and_numbers),
