@@ -111,9 +111,11 @@ int sl_admin_check(const sl_config_t *cfg, sl_diag_t *diag);
 /*
  * The bearer token (token.c). A token file holds one line of 1 to
  * SL_ADMIN_MAX_TOKEN bytes; line ends after it (any number of CR and LF) are
- * not part of it. sl_admin_token_read puts it in tok (cap at least
+ * not part of it; a header must carry it whole (no space or tab at its ends,
+ * no control character). sl_admin_token_read puts it in tok (cap at least
  * SL_ADMIN_MAX_TOKEN + 1, NUL-terminated) and returns its length, or -1 with
- * `err` saying why (cannot read, empty, longer, more than one line); the
+ * `err` saying why (cannot read, empty, longer, more than one line, not
+ * sendable); the
  * server and `sluice ctl` both use it. sl_admin_token_load reads it and keeps
  * only its SHA-256 digest (SL_EINVAL with `err`). sl_admin_token_ok checks an
  * Authorization header value ("Bearer <token>") against the digest in

@@ -31,6 +31,25 @@ static bool only_line_ends_left(FILE *f)
     return true;
 }
 
+/*
+ * Can an Authorization header carry tok[0..n) whole? A field value loses
+ * its leading and trailing white space to the parser (RFC 9110, 5.5) and
+ * the server skips the spaces after "Bearer", so a token that begins or
+ * ends with one would be refused to every client, `sluice ctl` included;
+ * and a field value holds no control character but HTAB.
+ */
+static bool sendable(const char *tok, size_t n)
+{
+    if (tok[0] == ' ' || tok[0] == '\t' || tok[n - 1] == ' ' || tok[n - 1] == '\t')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)tok[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 long sl_admin_token_read(const char *file, char *tok, size_t cap, char *err, size_t errlen)
 {
     if (cap < SL_ADMIN_MAX_TOKEN + 1) {
@@ -63,6 +82,9 @@ long sl_admin_token_read(const char *file, char *tok, size_t cap, char *err, siz
     } else if (memchr(tok, '\n', n) != NULL || memchr(tok, '\r', n) != NULL) {
         /* A header value cannot hold a line end: no client could send such a token. */
         snprintf(err, errlen, "%s: the token spans more than one line (expected one line)", file);
+    } else if (!sendable(tok, n)) {
+        snprintf(err, errlen, "%s: the token begins or ends with white space or holds a control "
+                 "character (no Authorization header can carry it whole)", file);
     } else {
         return (long)n;
     }

@@ -5,8 +5,11 @@ strings hold what C strings cannot, bearer tokens no client can send, and
 Each test starts the real binary on loopback (test_admin's helpers), talks
 to it with raw sockets or `sluice ctl`, and stops it by PID.
 """
-from harness import stop_all
-from test_admin import Admin, start
+import json
+import subprocess
+
+from harness import SLUICE, T, free_port, stop_all
+from test_admin import Admin, admin_config, ctl, start
 
 ADMISSION = "admission: { rate: 100/s, burst: 10 }"
 
@@ -33,6 +36,40 @@ def test_a_nul_in_a_body_string_is_refused_not_cut_short():
         # other escapes still decode: the body is read, and its field refused by name
         status, err = a.json("POST", "/api/v1/reload", rb'{"\u00e9\u0001": 1}')
         assert (status, err) == (400, {"error": 'unknown field "\u00e9\x01"'})
+        a.close()
+    finally:
+        stop_all(s)
+
+
+def test_a_token_no_header_can_carry_is_refused_at_start_and_by_ctl(tmp_path):
+    """A token file "secret \\n" was accepted at start, but a header value
+    loses its trailing white space (and the server skips spaces after
+    "Bearer"): every request got 401, `sluice ctl` with the same file
+    included. Such a token (white space at an end, a control character) is
+    refused now, by a start and by ctl, like a token of two lines."""
+    why = ("the token begins or ends with white space or holds a control character "
+           "(no Authorization header can carry it whole)")
+    for i, content in enumerate([b"secret \n", b" secret\n", b"secret\t\r\n", b"sec\x01ret\n",
+                                 b"sec\x7fret"]):
+        tok = tmp_path / ("tok%d" % i)
+        tok.write_bytes(content)
+        path, line = admin_config(tmp_path, "admin: { address: 127.0.0.1:%d, token_file: %s }"
+                                  % (free_port(), tok))
+        p = subprocess.run([SLUICE, "-c", str(path)], capture_output=True, text=True, timeout=T)
+        assert p.returncode == 2, (content, p.stderr)
+        assert ": admin.token_file: %s: %s\n" % (tok, why) in p.stderr, p.stderr
+        rc, out, err = ctl("--token-file", str(tok), "status", admin_port=free_port())
+        assert (rc, out, err) == (1, "", "sluice ctl: --token-file: %s: %s\n" % (tok, why))
+    # white space inside the token is carried whole, from the file through ctl
+    tok = tmp_path / "inner"
+    tok.write_bytes(b"sec ret\tx\n")
+    s = start(admin_extra=", token_file: %s" % tok)
+    try:
+        rc, out, err = ctl("--token-file", str(tok), "status", admin_port=s.admin_port)
+        assert rc == 0 and json.loads(out)["version"] == "0.1.0", err
+        a = Admin(s.admin_port)
+        assert a.request("GET", "/api/v1/status", token="sec ret\tx").status == 200
+        assert a.request("GET", "/api/v1/status", token="sec ret").status == 401
         a.close()
     finally:
         stop_all(s)
