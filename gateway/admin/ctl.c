@@ -285,6 +285,21 @@ static bool load_token(const char *file, char *tok, size_t cap)
     return true;
 }
 
+/*
+ * A refusal's reasons ("errors": a refused reload's FILE:LINE:COL lines, a
+ * refused backend list's entries), one a line on stderr: the one-line
+ * "reload refused; the running config is unchanged" alone left the operator
+ * to guess what was wrong with the file.
+ */
+static void print_reasons(const sl_json_t *errors)
+{
+    if (errors == NULL || errors->type != SL_JSON_ARRAY)
+        return;
+    for (const sl_json_t *l = errors->child; l != NULL; l = l->next)
+        if (l->type == SL_JSON_STRING)
+            fprintf(stderr, "%s\n", l->str);
+}
+
 /* Print the answer: JSON pretty on stdout (2xx) or its error on stderr. */
 static int report(const sl_http_head_t *h, const char *base, const char *body, size_t len)
 {
@@ -303,6 +318,7 @@ static int report(const sl_http_head_t *h, const char *base, const char *body, s
     if (!ok && e != NULL && e->type == SL_JSON_STRING) {
         fprintf(stderr, "sluice ctl: HTTP %d %s: %s\n", h->status,
                 sl_http_status_text(h->status), e->str);
+        print_reasons(sl_json_get(doc.root, "errors"));
     } else {
         sl_buf_t out = {0};
         sl_jw_t w;

@@ -73,3 +73,30 @@ def test_a_token_no_header_can_carry_is_refused_at_start_and_by_ctl(tmp_path):
         a.close()
     finally:
         stop_all(s)
+
+
+def test_ctl_says_why_a_reload_or_a_backend_list_was_refused():
+    """`sluice ctl reload` of a bad file printed only "reload refused; the
+    running config is unchanged": the FILE:LINE:COL reasons the server sent
+    in "errors" were dropped. They follow the error line now, one a line."""
+    s = start()
+    try:
+        with open(s.cfg.name, "a") as f:
+            f.write("bogus_key: 1\nworkers: 0\n")
+        lines = open(s.cfg.name).read().count("\n")
+        rc, out, err = ctl("reload", admin_port=s.admin_port)
+        assert (rc, out) == (1, ""), err
+        assert err.splitlines()[0] == ("sluice ctl: HTTP 400 Bad Request: reload refused; the "
+                                       "running config is unchanged")
+        reasons = err.splitlines()[1:]
+        assert len(reasons) >= 2, err
+        assert reasons[0].startswith('%s:%d:1: bogus_key: unknown key "bogus_key"'
+                                     % (s.cfg.name, lines - 1)), err
+        assert any(r.startswith("%s:%d:" % (s.cfg.name, lines)) for r in reasons[1:]), err
+        # the reasons are the server's, in its order
+        a = Admin(s.admin_port)
+        status, body = a.json("POST", "/api/v1/reload")
+        assert status == 400 and body["errors"] == reasons
+        a.close()
+    finally:
+        stop_all(s)
