@@ -329,9 +329,12 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
                           .query = "", .body = body, .body_len = body_len,
                           .now = uv_now(srv.gw->loop)};
     lookup_t lk = {0};
-    if (h->url.len < sizeof path) {
-        memcpy(path, c->buf + h->url.off, h->url.len);
-        path[h->url.len] = '\0';
+    /* Routed by the path, not the target as sent: an absolute-form target
+       ("GET http://admin/healthz", RFC 9112 3.2.2: a server must accept it)
+       was looked up whole and answered 404. */
+    if (h->path.len < sizeof path) {
+        memcpy(path, c->buf + h->path.off, h->path.len);
+        path[h->path.len] = '\0';
         char *q = strchr(path, '?');
         if (q != NULL) {
             *q = '\0';

@@ -100,3 +100,28 @@ def test_ctl_says_why_a_reload_or_a_backend_list_was_refused():
         a.close()
     finally:
         stop_all(s)
+
+
+def test_an_absolute_form_target_is_routed_by_its_path(tmp_path):
+    """RFC 9112 3.2.2: a server must accept "GET http://host/path". The
+    admin server looked the whole target up as a path: 404 for every one,
+    and the token check never reached a handler."""
+    tok = tmp_path / "token"
+    tok.write_text("t0k\n")
+    s = start(admin_extra=", token_file: %s" % tok)
+    try:
+        a = Admin(s.admin_port)
+        base = "http://127.0.0.1:%d" % s.admin_port
+        assert a.json("GET", base + "/healthz") == (200, {"status": "ok"})
+        assert a.json("GET", "HTTPS://admin/readyz") == (200, {"status": "ready"})
+        # the token and the route table apply to it as to any other target
+        assert a.request("GET", base + "/api/v1/pools/blue").status == 401
+        status, pool = a.json("GET", base + "/api/v1/pools/blue?x=1", token="t0k")
+        assert status == 200 and pool["name"] == "blue", pool
+        assert a.json("GET", base + "/nope", token="t0k") == (404, {"error": "unknown resource"})
+        assert a.json("GET", base, token="t0k") == (404, {"error": "unknown resource"})
+        r = a.request("DELETE", base + "/healthz")
+        assert (r.status, r.header("allow")) == (405, "GET, HEAD")
+        a.close()
+    finally:
+        stop_all(s)
