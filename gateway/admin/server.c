@@ -345,6 +345,12 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
     if (!lk.public_path && !authorized(c)) {
         send_error(c, 401, false, "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
                    "missing or wrong bearer token");
+    } else if (lk.found != NULL && req.query[0] != '\0' && strcmp(req.method, "GET") != 0) {
+        /* No resource takes a query string. On a GET one changes nothing (a
+           cache-buster); on an action it would be a parameter silently
+           ignored: "POST /api/v1/reload?dry_run=1" reloaded for real. */
+        send_error(c, 400, false, NULL, "a query string is not taken here: send the fields in "
+                   "the JSON body");
     } else if (lk.found != NULL) {
         run_handler(c, lk.found, &req);
     } else if (!lk.path_known) {

@@ -125,3 +125,33 @@ def test_an_absolute_form_target_is_routed_by_its_path(tmp_path):
         a.close()
     finally:
         stop_all(s)
+
+
+def test_a_query_string_on_an_action_is_refused_not_ignored():
+    """No resource takes a query string, and bodies refuse unknown fields so
+    that a typo is not a silent no-op; "POST /api/v1/reload?dry_run=1"
+    still reloaded for real and "PUT .../admission?burst=5" answered 200
+    having changed nothing. A GET ignores one (cache-busters)."""
+    s = start(admission=ADMISSION)
+    try:
+        a = Admin(s.admin_port)
+        refused = {"error": "a query string is not taken here: send the fields in the JSON body"}
+        assert a.json("POST", "/api/v1/reload?dry_run=1") == (400, refused)
+        assert a.json("GET", "/api/v1/status?x")[1]["config_generation"] == 1
+        assert a.json("PUT", "/api/v1/services/app/admission?burst=5", b'{"rate": 20}') == \
+            (400, refused)
+        status, got = a.json("GET", "/api/v1/services/app/admission?fresh=1")
+        assert status == 200 and (got["limits"]["rate"], got["limits"]["burst"]) == (100, 10)
+        assert a.json("POST", "/api/v1/services/app/deploys?to=green", b'{"to": "green"}') == \
+            (400, refused)
+        assert a.json("GET", "/api/v1/services/app/deploys/current")[0] == 404
+        r = a.request("HEAD", "/healthz?probe=1")
+        assert (r.status, r.body) == (200, b"")
+        # an empty query is no query; the routes still decide 404 and 405 first
+        assert a.json("POST", "/api/v1/reload?") == (200, {"status": "reloaded",
+                                                           "config_generation": 2})
+        assert a.json("POST", "/nope?x=1")[0] == 404
+        assert a.request("POST", "/healthz?x=1").status == 405
+        a.close()
+    finally:
+        stop_all(s)
