@@ -355,6 +355,10 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
         bad = range;
     if (get_duration(j, "drain_window", &p.drain_window) < 0)
         bad = "drain_window: expected a duration";
+    /* A window sets the rate itself (cutover.c's cap_rate): with both, the
+       drain_rate the caller chose was silently not the one in force. */
+    else if (dr > 0 && sl_json_get(j, "drain_window") != NULL)
+        bad = "drain_rate and drain_window: give one or the other (a window sets the rate)";
     if (get_uint(j, "pause_after_failures", 1000000000, &p.pause_after_failures) < 0)
         bad = "pause_after_failures: expected a whole number";
     int r = get_uint(j, "close_code", 4999, &u);

@@ -155,3 +155,27 @@ def test_a_query_string_on_an_action_is_refused_not_ignored():
         a.close()
     finally:
         stop_all(s)
+
+
+def test_a_deploy_with_both_drain_rate_and_drain_window_is_refused():
+    """A drain window sets the drain's rate itself, so a drain_rate sent
+    beside one was accepted (201) and silently not the pace in force."""
+    s = start(admission=ADMISSION)
+    try:
+        a = Admin(s.admin_port)
+        path = "/api/v1/services/app/deploys"
+        status, err = a.json("POST", path, b'{"to": "green", "drain_rate": "5/s", '
+                                           b'"drain_window": "10s"}')
+        assert (status, err) == (400, {"error": "drain_rate and drain_window: give one or the "
+                                                "other (a window sets the rate)"})
+        assert a.json("GET", path + "/current")[0] == 404       # nothing started
+        assert a.json("GET", "/api/v1/status")[1]["services"][0]["active"] == "blue"
+        # either one alone is taken
+        status, d = a.json("POST", path, b'{"to": "green", "ramp": "1h", "drain_window": "10s"}')
+        assert status == 201 and d["phase"] == "ramp", d
+        assert a.json("POST", path + "/current/abort")[0] == 200
+        status, d = a.json("POST", path, b'{"to": "green", "ramp": "1h", "drain_rate": "5/s"}')
+        assert status == 201 and d["phase"] == "ramp", d
+        a.close()
+    finally:
+        stop_all(s)
