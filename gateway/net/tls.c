@@ -173,9 +173,22 @@ static void io_clear(tls_io_t *io)
     io->in = io->out = NULL;
 }
 
+/*
+ * Bytes that SSL_read can turn into something without reading the socket:
+ * ciphertext of ours OpenSSL has not taken, or plaintext it decrypted and
+ * has not handed out (SSL_pending). Not SSL_has_pending: that is also true
+ * for the start of a record whose rest is still on the wire, and a kick
+ * for that finds nothing to do, keeps the socket unread and kicks again, a
+ * busy loop for as long as the connection lives.
+ */
+static bool io_holds(const tls_io_t *io, const SSL *ssl)
+{
+    return (io->in && io->in_off < io->in->len) || SSL_pending(ssl) > 0;
+}
+
 static bool holds_input(const sl_tls_conn_t *c)
 {
-    return (c->io.in && c->io.in_off < c->io.in->len) || SSL_has_pending(c->ssl);
+    return io_holds(&c->io, c->ssl);
 }
 
 static void handshake_done(sl_session_t *s)
@@ -460,7 +473,7 @@ static sl_session_t *up_reader(sl_upstream_t *up)
 
 static bool up_holds(const sl_tls_up_t *t)
 {
-    return (t->io.in && t->io.in_off < t->io.in->len) || SSL_has_pending(t->ssl);
+    return io_holds(&t->io, t->ssl);   /* see holds_input */
 }
 
 static void up_fail(sl_upstream_t *up, sl_tls_up_t *t, int status)
