@@ -191,6 +191,15 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     }
     if (!only_keys(resp, j, admission_keys))
         return;
+    /* A PUT stands over the YAML from then on (all its limits, kept in the
+       state file): one that changes nothing must not pin them, or a later
+       edit of the YAML is silently not applied at reload. */
+    if (j->n == (sl_json_get(j, "pool") != NULL ? 1u : 0u)) {
+        sl_admin_error(resp, 400, "no limit to change (expected rate, burst, queue_length, "
+                       "max_wait, per_client, per_client_rate, retry_after_min, retry_after_max "
+                       "or slow_start)");
+        return;
+    }
     sl_ctl_t *ctl = req->gw->ctl;
     long pool = -1;
     char pool_name[64];

@@ -179,3 +179,30 @@ def test_a_deploy_with_both_drain_rate_and_drain_window_is_refused():
         a.close()
     finally:
         stop_all(s)
+
+
+def test_an_admission_put_that_changes_nothing_does_not_pin_the_yaml():
+    """PUT .../admission {} answered 200 and marked the limits overridden:
+    from then on a reload kept them over the YAML, so an edit of the file's
+    burst was silently not applied. A body with no limit is refused now."""
+    s = start(admission=ADMISSION)
+    try:
+        a = Admin(s.admin_port)
+        path = "/api/v1/services/app/admission"
+        for body in (b"{}", b'{"pool": "blue"}'):
+            status, err = a.json("PUT", path, body)
+            assert status == 400 and err["error"].startswith("no limit to change"), (body, err)
+        assert a.json("GET", "/api/v1/status")[1]["services"][0]["overridden"] == []
+        with open(s.cfg.name) as f:
+            text = f.read()
+        with open(s.cfg.name, "w") as f:
+            f.write(text.replace("burst: 10", "burst: 20"))
+        assert a.json("POST", "/api/v1/reload")[0] == 200
+        assert a.json("GET", path)[1]["limits"]["burst"] == 20
+        # a real change still stands over the YAML, as documented
+        status, got = a.json("PUT", path, b'{"burst": 7}')
+        assert status == 200 and got["limits"]["burst"] == 7, got
+        assert a.json("GET", "/api/v1/status")[1]["services"][0]["overridden"] == ["admission"]
+        a.close()
+    finally:
+        stop_all(s)
