@@ -46,6 +46,7 @@ typedef struct conn {
     bool lingering;            /* answered and shut down: discard input until EOF */
     bool head_only;            /* the request being answered is a HEAD: no body is sent */
     bool answered;             /* a request was answered: kept alive, it may be idle */
+    bool http10_keep_alive;    /* an HTTP/1.0 request asked to be kept alive: say we do */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
     sl_http_parser_t parser;
@@ -210,7 +211,8 @@ static void send_response(conn_t *c, sl_admin_resp_t *r)
                      r->status, sl_http_status_text(r->status),
                      r->content_type ? r->content_type : "application/json",
                      r->body.len, r->extra_headers ? r->extra_headers : "",
-                     c->close_after_write ? "Connection: close\r\n" : "");
+                     c->close_after_write ? "Connection: close\r\n"
+                     : c->http10_keep_alive ? "Connection: keep-alive\r\n" : "");
     /* HEAD: the head a GET would get, Content-Length included, and no body. */
     send_raw(c, head, (size_t)SL_MIN((size_t)n, sizeof head - 1), r->body.data,
              c->head_only ? 0 : r->body.len);
@@ -469,11 +471,16 @@ static void process(conn_t *c)
         const sl_http_head_t *h = &c->parser.head;
         if (!h->keep_alive)
             c->close_after_write = true;
+        /* An HTTP/1.0 client takes the connection as closed after the answer
+           unless it says "keep-alive" (RFC 9112, C.2.2): without it, the
+           client left and the connection held a slot until the idle timer. */
+        c->http10_keep_alive = h->keep_alive && h->http_major == 1 && h->http_minor == 0;
         /* NUL-terminate the body for handlers, restoring the byte after it. */
         size_t end = hl + c->body_got;
         char saved = c->buf[end];
         c->buf[end] = '\0';
         dispatch(c, c->buf + hl, c->body_got);
+        c->http10_keep_alive = false;
         c->answered = true;
         c->buf[end] = saved;
         consume(c, end);

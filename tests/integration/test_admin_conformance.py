@@ -206,3 +206,31 @@ def test_an_admission_put_that_changes_nothing_does_not_pin_the_yaml():
         a.close()
     finally:
         stop_all(s)
+
+
+def test_an_http10_keep_alive_request_is_told_it_is_kept_alive():
+    """HTTP/1.0 with "Connection: keep-alive" was kept open but answered
+    without "Connection: keep-alive", which such a client reads as "closed
+    after the answer" (RFC 9112 C.2.2): it left, and the connection held one
+    of the 64 slots until the idle timer."""
+    s = start()
+    try:
+        a = Admin(s.admin_port)
+        a.sock.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = a.reader.read()
+        assert (r.status, r.header("connection")) == (200, "keep-alive"), r
+        a.sock.sendall(b"GET /readyz HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        r = a.reader.read()
+        assert (r.status, r.header("connection"), r.body) == \
+            (200, "keep-alive", b'{"status":"ready"}\n')
+        a.sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        r = a.reader.read()
+        assert (r.status, r.header("connection")) == (200, "close"), r
+        assert a.sock.recv(10) == b""
+        a.close()
+        a = Admin(s.admin_port)          # HTTP/1.1 kept alive says nothing, as before
+        r = a.request("GET", "/healthz")
+        assert (r.status, r.header("connection")) == (200, None), r
+        a.close()
+    finally:
+        stop_all(s)
