@@ -129,6 +129,13 @@ int sl_admin_token_load(const char *file, unsigned char digest[SL_ADMIN_TOKEN_DI
 bool sl_admin_token_ok(const unsigned char digest[SL_ADMIN_TOKEN_DIGEST],
                        const char *authorization, size_t len);
 
+/*
+ * For a reload: does `file` still hold the token the running server checks
+ * (read at start, only its digest kept)? 0 yes (or no token is in force),
+ * 1 it holds another token, -1 it cannot be read as a token (`why` says why).
+ */
+int sl_admin_token_changed(const char *file, char *why, size_t len);
+
 /* Replace the response with {"error": "<message>"} and the given status. */
 void sl_admin_error(sl_admin_resp_t *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "sluice/http.h"
 #include "sluice/log.h"
 #include "sluice/pathmatch.h"
@@ -633,6 +635,18 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
 out:
     sl_runtime_unref(rt);
     return rc;
+}
+
+int sl_admin_token_changed(const char *file, char *why, size_t len)
+{
+    unsigned char digest[SL_ADMIN_TOKEN_DIGEST];
+    if (!srv.have_token)
+        return 0;
+    if (sl_admin_token_load(file, digest, why, len) != 0)
+        return -1;
+    int changed = CRYPTO_memcmp(digest, srv.token_digest, sizeof digest) != 0;
+    OPENSSL_cleanse(digest, sizeof digest);
+    return changed;
 }
 
 void sl_admin_stop(sl_gateway_t *gw)

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "sluice/log.h"
+#include "../admin/admin.h"
 #include "control.h"
 #include "ctl.h"
 #include "tls.h"
@@ -98,6 +99,22 @@ static bool same_admin(const sl_config_t *a, const sl_config_t *b, sl_diag_t *d)
         admin_refusal(d, b, b->admin.token_file_pos, "token_file",
                       "the admin listener cannot change on reload (its bearer token is read "
                       "at start)");
+        same = false;
+    }
+    /* The same file with another token in it (a rotation, say) is the same
+       trap: "reloaded", and the old token, perhaps the leaked one, still
+       opens the API. */
+    char why[400], msg[512];
+    int tok = same && b->admin.token_file != NULL
+                  ? sl_admin_token_changed(b->admin.token_file, why, sizeof why) : 0;
+    if (tok != 0) {
+        if (tok > 0)
+            snprintf(msg, sizeof msg, "the token in the file changed, and the token in force "
+                     "is the one read at start (it cannot change on reload)");
+        else
+            snprintf(msg, sizeof msg, "%s (the token in force, read at start, is unchanged)",
+                     why);
+        admin_refusal(d, b, b->admin.token_file_pos, "token_file", msg);
         same = false;
     }
     if (!same_str(a->admin.state_file, b->admin.state_file)) {

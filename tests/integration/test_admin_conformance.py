@@ -234,3 +234,37 @@ def test_an_http10_keep_alive_request_is_told_it_is_kept_alive():
         a.close()
     finally:
         stop_all(s)
+
+
+def test_a_reload_after_the_token_file_changed_is_refused(tmp_path):
+    """The token is read at start. Rotating it in the same file and
+    reloading answered "reloaded", while the old token (perhaps the leaked
+    one) still opened the API and the new one got 401. Such a reload is
+    refused now, at the key, as a change of the file's name is."""
+    tok = tmp_path / "token"
+    tok.write_text("old-token\n")
+    s = start(admin_extra=", token_file: %s" % tok)
+    try:
+        text = open(s.cfg.name).read()
+        line = text[:text.index("token_file: ")].count("\n") + 1
+        col = text.split("\n")[line - 1].index("token_file: ") + len("token_file: ") + 1
+        where = "%s:%d:%d: admin.token_file: " % (s.cfg.name, line, col)
+        a = Admin(s.admin_port, token="old-token")
+        tok.write_text("new-token\n")
+        status, body = a.json("POST", "/api/v1/reload")
+        assert status == 400 and body["errors"] == [
+            where + "the token in the file changed, and the token in force is the one read at "
+            "start (it cannot change on reload); restart sluice"], body
+        assert a.request("GET", "/api/v1/status", token="new-token").status == 401
+        tok.unlink()
+        status, body = a.json("POST", "/api/v1/reload")
+        assert status == 400 and body["errors"] == [
+            where + "cannot read %s: No such file or directory (the token in force, read at "
+            "start, is unchanged); restart sluice" % tok], body
+        # the token of the start back in its file: the reload goes through
+        tok.write_text("old-token\r\n")
+        assert a.json("POST", "/api/v1/reload") == (200, {"status": "reloaded",
+                                                          "config_generation": 2})
+        a.close()
+    finally:
+        stop_all(s)
