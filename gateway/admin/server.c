@@ -36,6 +36,7 @@
 #define IDLE_MS 60000
 #define REQUEST_MS 10000   /* from a request's first byte to its last: see on_read */
 #define WRITE_QUEUE_MAX (4 * 1024 * 1024)
+#define SILENT_MS 1000     /* a new connection silent this long may give its slot up */
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -51,6 +52,7 @@ typedef struct conn {
     bool http10_keep_alive;    /* an HTTP/1.0 request asked to be kept alive: say we do */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
+    uint64_t accepted_at;      /* uv_now() at accept */
     sl_http_parser_t parser;
     char *buf;                 /* bytes received, not yet consumed */
     size_t len;
@@ -65,6 +67,7 @@ static struct {
     bool accept_waiting;       /* a connection waits in the backlog for a free slot */
     bool have_token;
     unsigned char token_digest[SL_ADMIN_TOKEN_DIGEST];
+    uv_timer_t evict_timer;    /* a client waits and no slot is free yet: look again */
     conn_t *conns;
     size_t n_conns;
 } srv;
@@ -551,20 +554,49 @@ static void accept_one(void)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->accepted_at = uv_now(srv.gw->loop);
     c->parser.max_head = MAX_HEAD;
     sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
     uv_timer_start(&c->timer, on_idle, IDLE_MS, IDLE_MS);
     start_reading(c);
 }
 
-/* A kept-alive connection between requests: nothing read, nothing being written. */
+/*
+ * A connection that may give its slot up: kept alive between requests
+ * (nothing read, nothing being written), or else the oldest one that has
+ * sent nothing at all for SILENT_MS since it was accepted. Without the
+ * second, 64 connections that never send a byte, no token needed, kept
+ * every client out, /healthz probes included, for the 60 s idle timeout,
+ * and again after each reconnect. SILENT_MS spares a client whose request
+ * is on its way but not read yet.
+ */
 static conn_t *an_idle_conn(void)
 {
-    for (conn_t *c = srv.conns; c; c = c->next)
-        if (c->answered && !c->closing && !c->lingering && c->len == 0 &&
-            c->tcp.write_queue_size == 0)
+    conn_t *silent = NULL;
+    uint64_t now = uv_now(srv.gw->loop);
+    for (conn_t *c = srv.conns; c; c = c->next) {
+        if (c->closing || c->lingering || c->len != 0 || c->tcp.write_queue_size != 0)
+            continue;
+        if (c->answered)
             return c;
-    return NULL;
+        if (now - c->accepted_at >= SILENT_MS)
+            silent = c;   /* the list is newest first: the last one found is the oldest */
+    }
+    return silent;
+}
+
+/* Give the waiting client a slot when one may be given up; else look again
+   soon: libuv does not report the listener again until we accept. */
+static void evict_for_waiting(uv_timer_t *t)
+{
+    (void)t;
+    if (!srv.accept_waiting || !srv.listening)
+        return;
+    conn_t *idle = an_idle_conn();
+    if (idle != NULL)
+        conn_close(idle);   /* accepts the waiting one */
+    else
+        uv_timer_start(&srv.evict_timer, evict_for_waiting, SILENT_MS / 2, 0);
 }
 
 /*
@@ -573,7 +605,8 @@ static conn_t *an_idle_conn(void)
  * unaccepted — libuv holds it and stops watching the listener, the rest
  * wait in the kernel's backlog — and the next connection to close takes
  * its slot. A kept-alive connection idle between requests gives its slot up
- * at once, so idle clients cannot keep a busy one out.
+ * at once, so idle clients cannot keep a busy one out; so does one that has
+ * sent nothing since it was accepted SILENT_MS ago (an_idle_conn).
  */
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -582,9 +615,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     if (srv.n_conns >= MAX_CONNS) {
         srv.accept_waiting = true;
-        conn_t *idle = an_idle_conn();
-        if (idle != NULL)
-            conn_close(idle);   /* accepts the waiting one */
+        evict_for_waiting(NULL);
         return;
     }
     accept_one();
@@ -630,6 +661,7 @@ int sl_admin_start(sl_gateway_t *gw, char *err, size_t errlen)
         goto out;
     }
     srv.listening = true;
+    uv_timer_init(gw->loop, &srv.evict_timer);
     sl_log_info("admin API on %s%s", a->address.text,
                 srv.have_token ? " (bearer token required)" : "");
 out:
@@ -654,6 +686,7 @@ void sl_admin_stop(sl_gateway_t *gw)
     (void)gw;
     if (srv.listening) {
         uv_close((uv_handle_t *)&srv.listener, NULL);
+        uv_close((uv_handle_t *)&srv.evict_timer, NULL);
         srv.listening = false;
     }
     while (srv.conns != NULL)

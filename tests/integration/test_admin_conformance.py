@@ -6,9 +6,11 @@ Each test starts the real binary on loopback (test_admin's helpers), talks
 to it with raw sockets or `sluice ctl`, and stops it by PID.
 """
 import json
+import socket
 import subprocess
+import time
 
-from harness import SLUICE, T, free_port, stop_all
+from harness import SLUICE, T, HttpReader, free_port, stop_all
 from test_admin import Admin, admin_config, ctl, start
 
 ADMISSION = "admission: { rate: 100/s, burst: 10 }"
@@ -267,4 +269,33 @@ def test_a_reload_after_the_token_file_changed_is_refused(tmp_path):
                                                           "config_generation": 2})
         a.close()
     finally:
+        stop_all(s)
+
+
+def test_connections_that_never_send_a_byte_cannot_shut_the_api_out():
+    """64 connections that send nothing held every slot, no token needed,
+    for the 60 s idle timeout: /healthz went unanswered and a load balancer
+    took the gateway out. A connection silent for 1 s since its accept now
+    gives its slot up to a waiting one, the oldest first; one with a request
+    under way is never chosen."""
+    s = start()
+    socks = []
+    try:
+        busy = socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
+        busy.sendall(b"GET /readyz HTTP/1.1\r\n")          # the oldest, mid-request
+        socks = [socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
+                 for _ in range(63)]
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        a = Admin(s.admin_port)
+        assert a.json("GET", "/healthz") == (200, {"status": "ok"})
+        assert time.monotonic() - t0 < 4
+        a.close()
+        busy.sendall(b"Host: a\r\n\r\n")
+        r = HttpReader(busy).read()
+        assert (r.status, r.body) == (200, b'{"status":"ready"}\n')
+        busy.close()
+    finally:
+        for x in socks:
+            x.close()
         stop_all(s)
