@@ -63,7 +63,18 @@ struct sl_tls_conn {
     bool handshaking;                /* counted in w->tls_handshakes */
     bool shutdown_sent;
     bool failed;                     /* a TLS error: its session must not be resumed */
+    unsigned key_updates;            /* KeyUpdates read since the last application data */
 };
+
+/*
+ * A TLS 1.3 KeyUpdate that asks for ours makes us write one at once, whether
+ * or not the client reads; and the client's write queue only ever pauses the
+ * backend. A client that sends KeyUpdates and never reads would so grow that
+ * queue by what it sends, for as long as it sends. A real client updates its
+ * keys now and then, between data: more than this many in a row, with no
+ * application data among them, is treated as a TLS error.
+ */
+#define MAX_KEY_UPDATES 32
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
@@ -205,6 +216,20 @@ static void handshake_done(sl_session_t *s)
     sl_session_arm_timer(s);
 }
 
+/* OpenSSL's message callback on a client connection: counts KeyUpdates in a row. */
+static void client_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                          SSL *ssl, void *arg)
+{
+    sl_tls_conn_t *c = arg;
+    const uint8_t *p = buf;
+    if (write_p || len == 0)
+        return;
+    if (content_type == SSL3_RT_INNER_CONTENT_TYPE && p[0] == SSL3_RT_APPLICATION_DATA)
+        c->key_updates = 0;
+    else if (content_type == SSL3_RT_HANDSHAKE && p[0] == SSL3_MT_KEY_UPDATE)
+        c->key_updates++;
+}
+
 /* Decrypt into b until it is full (SSL_ERROR_NONE) or OpenSSL says why not. */
 static int read_plain(SSL *ssl, sl_block_t *b)
 {
@@ -229,6 +254,15 @@ static void pump(sl_session_t *s)
             return;
         }
         int err = read_plain(c->ssl, b);
+        if (c->key_updates > MAX_KEY_UPDATES) {
+            /* Our answers are still in c->io.out: they go with the connection. */
+            sl_log_debug("client %s: TLS: %u key updates in a row, closing", s->peer_ip,
+                         c->key_updates);
+            sl_block_unref(&s->w->bufs, b);
+            c->failed = true;
+            sl_session_close(s);
+            return;
+        }
         flush_out(s);   /* tickets, key updates, alerts */
         if (b->len > 0)
             sl_session_client_read(s, b);
@@ -408,6 +442,8 @@ int sl_tls_conn_start(sl_session_t *s, size_t index)
     BIO_set_data(bio, &c->io);
     SSL_set_bio(c->ssl, bio, bio);
     SSL_set_accept_state(c->ssl);
+    SSL_set_msg_callback(c->ssl, client_msg_cb);
+    SSL_set_msg_callback_arg(c->ssl, c);
     c->handshaking = true;
     s->w->tls_handshakes++;
     uv_timer_start(&c->timer, on_timer, sl_tls_set_handshake_timeout(c->set), 0);

@@ -1,15 +1,20 @@
-"""TLS termination and the PROXY protocol against hostile or unusual clients.
+"""TLS termination against hostile or unusual clients.
 
 What test_tls.py does not already cover: reading paused and resumed with part
 of a TLS record taken off the socket (both towards clients and towards TLS
-backends), and PROXY headers of every shape a balancer may send in front of
-TLS. Certificates are made with the openssl command; clients are Python's
-ssl module over memory BIOs, so the test decides every byte that is sent.
+backends), and TLS 1.3 KeyUpdate messages sent the way a real client does and
+as a flood. Certificates are made with the openssl command; clients are
+Python's ssl module over memory BIOs, so the test decides every byte that is
+sent. For KeyUpdates, which Python's ssl cannot send, the test does the TLS 1.3
+record layer itself (RFC 8446, 5.2 and 7.2) with the traffic secrets Python
+logs, using the cryptography package.
 """
 import os
 import select
 import socket
 import ssl
+import struct
+import tempfile
 import threading
 import time
 
@@ -35,10 +40,11 @@ class TlsClient:
     """A TLS client over memory BIOs on a blocking socket: the test sends
     exactly the bytes it wants (a PROXY header before the ClientHello)."""
 
-    def __init__(self, port, pre=b"", sndbuf=None):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+    def __init__(self, port, pre=b"", sndbuf=None, ctx=None):
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="a.test")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -181,6 +187,170 @@ def test_a_tls_backend_paused_with_half_a_record_read_is_read_again(cert):
             assert ws.read_message() == (2, payload)
         writer.join(H.T)
         ws.sock.close()
+        assert sl.alive()
+    finally:
+        H.stop_all(sl, backend)
+
+
+# ---- TLS 1.3 KeyUpdate ----
+
+def expand_label(secret, label, length, algorithm):
+    """HKDF-Expand-Label (RFC 8446, 7.1) with an empty context."""
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+    full = b"tls13 " + label
+    info = struct.pack("!HB", length, len(full)) + full + b"\x00"
+    return HKDFExpand(algorithm, length, info).derive(secret)
+
+
+class Tls13Keys:
+    """One direction's traffic keys: protect or open records, update keys."""
+
+    def __init__(self, secret, suite):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+        self.hash = hashes.SHA384() if suite.endswith("SHA384") else hashes.SHA256()
+        self.aead_class = ChaCha20Poly1305 if "CHACHA20" in suite else AESGCM
+        self.key_len = 16 if "AES_128" in suite else 32
+        self.set(secret)
+
+    def set(self, secret):
+        self.secret, self.seq = secret, 0
+        self.aead = self.aead_class(expand_label(secret, b"key", self.key_len, self.hash))
+        self.iv = expand_label(secret, b"iv", 12, self.hash)
+
+    def update(self):
+        self.set(expand_label(self.secret, b"traffic upd", self.hash.digest_size, self.hash))
+
+    def nonce(self):
+        n = bytes(a ^ b for a, b in zip(self.iv, struct.pack("!4xQ", self.seq)))
+        self.seq += 1
+        return n
+
+    def seal(self, inner, content_type):
+        aad = b"\x17\x03\x03" + struct.pack("!H", len(inner) + 1 + 16)
+        return aad + self.aead.encrypt(self.nonce(), inner + bytes([content_type]), aad)
+
+    def open(self, header, body):
+        inner = self.aead.decrypt(self.nonce(), body, header).rstrip(b"\x00")
+        return inner[-1], inner[:-1]
+
+
+class Tls13Client:
+    """A TLS 1.3 connection whose handshake Python does; after it, the test
+    writes and reads records itself, so it may send KeyUpdates."""
+
+    def __init__(self, port):
+        pytest.importorskip("cryptography")
+        fd, keylog = tempfile.mkstemp(prefix="keylog-")
+        os.close(fd)
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            ctx.keylog_filename = keylog
+            self.tls = TlsClient(port, ctx=ctx)
+            suite = self.tls.obj.cipher()[0]
+            secrets = dict(line.split()[::2] for line in open(keylog) if line.count(" ") == 2)
+        finally:
+            os.unlink(keylog)
+        self.sock = self.tls.sock
+        self.sock.sendall(self.tls.out.read())   # the client's Finished, if still here
+        self.send_keys = Tls13Keys(bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]), suite)
+        self.recv_keys = Tls13Keys(bytes.fromhex(secrets["SERVER_TRAFFIC_SECRET_0"]), suite)
+        self.buf = b""
+
+    def key_update(self, n=1):
+        """n KeyUpdates that ask for the server's too, in one write."""
+        out = []
+        for _ in range(n):
+            out.append(self.send_keys.seal(b"\x18\x00\x00\x01\x01", 22))
+            self.send_keys.update()
+        self.sock.sendall(b"".join(out))
+
+    def send(self, data):
+        self.sock.sendall(self.send_keys.seal(data, 23))
+
+    def read_until(self, marker, timeout=H.T):
+        """Application data up to marker; counts the server's KeyUpdates.
+        Returns (data, key updates seen), or (data, None) at the end."""
+        data, updates = b"", 0
+        deadline = time.monotonic() + timeout
+        while marker not in data:
+            while len(self.buf) >= 5 and len(self.buf) >= 5 + struct.unpack("!H", self.buf[3:5])[0]:
+                n = 5 + struct.unpack("!H", self.buf[3:5])[0]
+                header, body, self.buf = self.buf[:5], self.buf[5:n], self.buf[n:]
+                assert header[0] == 23, header
+                kind, inner = self.recv_keys.open(header, body)
+                if kind == 23:
+                    data += inner
+                elif kind == 22 and inner[0] == 24:
+                    updates += 1
+                    self.recv_keys.update()
+                elif kind == 21:
+                    return data, None   # an alert: close_notify, or an error
+            if marker in data:
+                break
+            left = deadline - time.monotonic()
+            assert left > 0, "no %r in %r" % (marker, data[-200:])
+            if not select.select([self.sock], [], [], left)[0]:
+                continue
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return data, None
+            self.buf += chunk
+        return data, updates
+
+
+def test_key_updates_between_data_are_answered(cert):
+    """A client updating its keys between requests, asking for the server's
+    too each time: every update is answered and the connection goes on."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
+    try:
+        c = Tls13Client(port)
+        for i in range(20):
+            c.key_update(8)
+            c.send(b"GET /k%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i)
+            data, updates = c.read_until(b"hello blue GET /k%d" % i)
+            assert updates == 8, (i, updates)
+        c.sock.close()
+        assert sl.alive()
+    finally:
+        H.stop_all(sl, backend)
+
+
+def test_a_flood_of_key_updates_is_cut_off(cert):
+    """A client that sends KeyUpdates without end and never reads made
+    sluice queue an answer to each: its memory grew by what the client sent
+    (measured: 2.8 MiB per 100,000, without bound). A run of more than 32
+    with no application data among them now ends the connection."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
+    try:
+        c = Tls13Client(port)
+        c.send(H.upgrade_request(host="a.test"))
+        assert c.read_until(b"hello blue")[1] == 0
+        try:
+            for _ in range(50):
+                c.key_update(100)
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # cut off while still sending
+        _, updates = c.read_until(b"never sent", timeout=5)
+        assert updates is None, "the connection is still open"
+        c.sock.close()
+        # Everybody else is served as before.
+        c = Tls13Client(port)
+        c.key_update(1)
+        c.send(b"GET /after HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert c.read_until(b"hello blue GET /after")[1] == 1
+        c.sock.close()
         assert sl.alive()
     finally:
         H.stop_all(sl, backend)
