@@ -63,18 +63,20 @@ struct sl_tls_conn {
     bool handshaking;                /* counted in w->tls_handshakes */
     bool shutdown_sent;
     bool failed;                     /* a TLS error: its session must not be resumed */
-    unsigned key_updates;            /* KeyUpdates read since the last application data */
+    unsigned answers;                /* records written in answer since the client's last data */
 };
 
 /*
- * A TLS 1.3 KeyUpdate that asks for ours makes us write one at once, whether
- * or not the client reads; and the client's write queue only ever pauses the
- * backend. A client that sends KeyUpdates and never reads would so grow that
- * queue by what it sends, for as long as it sends. A real client updates its
- * keys now and then, between data: more than this many in a row, with no
- * application data among them, is treated as a TLS error.
+ * Some records make OpenSSL write one back at once, whether or not the client
+ * reads: a TLS 1.3 KeyUpdate that asks for ours, a TLS 1.2 ClientHello after
+ * the handshake (renegotiation: refused with a warning alert, and the
+ * connection goes on). The client's write queue only ever pauses the backend,
+ * so a client that sends those and never reads would grow it by what it
+ * sends, for as long as it sends. A real client does either now and then,
+ * between data: more than this many answers in a row, with no application
+ * data from the client among them, is treated as a TLS error.
  */
-#define MAX_KEY_UPDATES 32
+#define MAX_ANSWERS 32
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
@@ -216,18 +218,26 @@ static void handshake_done(sl_session_t *s)
     sl_session_arm_timer(s);
 }
 
-/* OpenSSL's message callback on a client connection: counts KeyUpdates in a row. */
+/* OpenSSL's message callback on a client connection, after the handshake:
+   counts the handshake and alert messages we write, back to 0 at each
+   application data record the client sends (TLS 1.3 hides a record's type
+   inside it: its outer header always says application data; and the
+   callback's version argument is not the protocol's for a header). */
 static void client_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
                           SSL *ssl, void *arg)
 {
     sl_tls_conn_t *c = arg;
     const uint8_t *p = buf;
-    if (write_p || len == 0)
+    if (len == 0 || c->handshaking)
         return;
-    if (content_type == SSL3_RT_INNER_CONTENT_TYPE && p[0] == SSL3_RT_APPLICATION_DATA)
-        c->key_updates = 0;
-    else if (content_type == SSL3_RT_HANDSHAKE && p[0] == SSL3_MT_KEY_UPDATE)
-        c->key_updates++;
+    if (write_p) {
+        if (content_type == SSL3_RT_HANDSHAKE || content_type == SSL3_RT_ALERT)
+            c->answers++;
+    } else if (p[0] == SSL3_RT_APPLICATION_DATA &&
+               (content_type == SSL3_RT_INNER_CONTENT_TYPE ||
+                (content_type == SSL3_RT_HEADER && SSL_version(ssl) != TLS1_3_VERSION))) {
+        c->answers = 0;
+    }
 }
 
 /* Decrypt into b until it is full (SSL_ERROR_NONE) or OpenSSL says why not. */
@@ -254,10 +264,10 @@ static void pump(sl_session_t *s)
             return;
         }
         int err = read_plain(c->ssl, b);
-        if (c->key_updates > MAX_KEY_UPDATES) {
-            /* Our answers are still in c->io.out: they go with the connection. */
-            sl_log_debug("client %s: TLS: %u key updates in a row, closing", s->peer_ip,
-                         c->key_updates);
+        if (c->answers > MAX_ANSWERS) {
+            /* Answers not yet flushed from c->io.out go with the connection. */
+            sl_log_debug("client %s: TLS: %u answers to the client without data from it, "
+                         "closing", s->peer_ip, c->answers);
             sl_block_unref(&s->w->bufs, b);
             c->failed = true;
             sl_session_close(s);

@@ -2,13 +2,16 @@
 
 What test_tls.py does not already cover: reading paused and resumed with part
 of a TLS record taken off the socket (both towards clients and towards TLS
-backends), and TLS 1.3 KeyUpdate messages sent the way a real client does and
-as a flood. Certificates are made with the openssl command; clients are
+backends), TLS 1.3 KeyUpdate messages sent the way a real client does and as
+a flood, and a flood of TLS 1.2 renegotiation attempts. Certificates are made with the openssl command; clients are
 Python's ssl module over memory BIOs, so the test decides every byte that is
-sent. For KeyUpdates, which Python's ssl cannot send, the test does the TLS 1.3
-record layer itself (RFC 8446, 5.2 and 7.2) with the traffic secrets Python
-logs, using the cryptography package.
+sent. For KeyUpdates and renegotiation, which Python's ssl cannot send, the
+test does the record layer itself (TLS 1.3: RFC 8446, 5.2 and 7; TLS 1.2 with
+AES-GCM: RFC 5246, 6.3, and RFC 5288) from the secrets Python logs, using the
+cryptography package.
 """
+import hashlib
+import hmac
 import os
 import select
 import socket
@@ -41,6 +44,7 @@ class TlsClient:
     exactly the bytes it wants (a PROXY header before the ClientHello)."""
 
     def __init__(self, port, pre=b"", sndbuf=None, ctx=None):
+        self.first = b""   # the first bytes the server sent (its ServerHello)
         if ctx is None:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -63,6 +67,7 @@ class TlsClient:
                 data = self.sock.recv(65536)
                 if not data:
                     raise ConnectionError("closed during the handshake")
+                self.first = self.first or data
                 self.inc.write(data)
         raise AssertionError("handshake did not end")
 
@@ -327,8 +332,8 @@ def test_key_updates_between_data_are_answered(cert):
 def test_a_flood_of_key_updates_is_cut_off(cert):
     """A client that sends KeyUpdates without end and never reads made
     sluice queue an answer to each: its memory grew by what the client sent
-    (measured: 2.8 MiB per 100,000, without bound). A run of more than 32
-    with no application data among them now ends the connection."""
+    (measured: 2.8 MiB per 100,000, without bound). More than 32 answers in a
+    row with no application data from the client now end the connection."""
     backend = H.Backend("blue")
     port = H.free_port()
     sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
@@ -350,6 +355,90 @@ def test_a_flood_of_key_updates_is_cut_off(cert):
         c.key_update(1)
         c.send(b"GET /after HTTP/1.1\r\nHost: a.test\r\n\r\n")
         assert c.read_until(b"hello blue GET /after")[1] == 1
+        c.sock.close()
+        assert sl.alive()
+    finally:
+        H.stop_all(sl, backend)
+
+
+def tls12_prf(secret, label, seed, n):
+    """The TLS 1.2 PRF with SHA-256 (RFC 5246, 5)."""
+    out, a = b"", label + seed
+    while len(out) < n:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + label + seed, hashlib.sha256).digest()
+    return out[:n]
+
+
+class Tls12Client:
+    """A TLS 1.2 AES-128-GCM connection whose handshake Python does; after it
+    the test seals its own records (only the client's direction)."""
+
+    def __init__(self, port):
+        pytest.importorskip("cryptography")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        fd, keylog = tempfile.mkstemp(prefix="keylog-")
+        os.close(fd)
+        try:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+            ctx.keylog_filename = keylog
+            self.tls = TlsClient(port, ctx=ctx)
+            line = [l.split() for l in open(keylog) if l.startswith("CLIENT_RANDOM ")][0]
+        finally:
+            os.unlink(keylog)
+        self.sock = self.tls.sock
+        self.sock.sendall(self.tls.out.read())
+        client_random, master = bytes.fromhex(line[1]), bytes.fromhex(line[2])
+        server_random = self.tls.first[11:43]   # record header 5, message header 4, version 2
+        keys = tls12_prf(master, b"key expansion", server_random + client_random, 40)
+        self.aead, self.salt = AESGCM(keys[:16]), keys[32:36]
+        self.seq = 1   # 0 was the client's Finished
+
+    def seal(self, data, content_type):
+        explicit = struct.pack("!Q", self.seq)
+        self.seq += 1
+        aad = explicit + struct.pack("!BHH", content_type, 0x0303, len(data))
+        body = explicit + self.aead.encrypt(self.salt + explicit, data, aad)
+        return struct.pack("!BHH", content_type, 0x0303, len(body)) + body
+
+
+def read_to_end(sock, timeout):
+    """Bytes until the peer ends the connection; None if it has not by then."""
+    data, deadline = b"", time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return None
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_flood_of_tls12_renegotiations_is_cut_off(cert):
+    """TLS 1.2: a ClientHello after the handshake is refused with a warning
+    alert and the connection goes on; sent without end by a client that
+    never reads, each one made sluice queue an alert (1,000 of them: 1,000
+    alerts, and the connection still up). A few are answered, a flood ends
+    the connection."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
+    hello = b"\x01\x00\x00\x00"   # a handshake header saying ClientHello
+    request = b"GET /r HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    try:
+        c = Tls12Client(port)
+        c.sock.sendall(b"".join(c.seal(hello, 22) for _ in range(10)) + c.seal(request, 23))
+        assert H.recv_until(c.sock, b"\x17\x03\x03")   # the answer to the request
+        c.sock.sendall(b"".join(c.seal(hello, 22) for _ in range(1000)))
+        assert read_to_end(c.sock, 5) is not None, "the connection is still open"
         c.sock.close()
         assert sl.alive()
     finally:
