@@ -286,10 +286,15 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         return SSL_TLSEXT_ERR_OK;
     char host[256];
     size_t n = strlen(sni);
+    /* "b.test." is b.test written absolute: RFC 6066 wants it sent without
+       the dot, but some clients keep the one their user typed. */
+    if (n > 1 && sni[n - 1] == '.')
+        n--;
     if (n >= sizeof host)
         return SSL_TLSEXT_ERR_OK;
-    for (size_t i = 0; i <= n; i++)
+    for (size_t i = 0; i < n; i++)
         host[i] = (char)tolower((unsigned char)sni[i]);
+    host[n] = '\0';
     for (int pass = 0; pass < 2; pass++)   /* exact names first, then wildcards */
         for (size_t c = 0; c < set->n_certs; c++)
             for (size_t k = 0; k < set->certs[c].n_names; k++) {

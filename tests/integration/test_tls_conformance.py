@@ -3,7 +3,8 @@
 What test_tls.py does not already cover: reading paused and resumed with part
 of a TLS record taken off the socket (both towards clients and towards TLS
 backends), TLS 1.3 KeyUpdate messages sent the way a real client does and as
-a flood, and a flood of TLS 1.2 renegotiation attempts. Certificates are made with the openssl command; clients are
+a flood, a flood of TLS 1.2 renegotiation attempts, and SNI names written
+absolute (with a trailing dot). Certificates are made with the openssl command; clients are
 Python's ssl module over memory BIOs, so the test decides every byte that is
 sent. For KeyUpdates and renegotiation, which Python's ssl cannot send, the
 test does the record layer itself (TLS 1.3: RFC 8446, 5.2 and 7; TLS 1.2 with
@@ -24,7 +25,7 @@ import time
 import pytest
 
 import harness as H
-from test_tls import make_cert, tls_backend, tls_config, backend_tls_config
+from test_tls import make_cert, tls_backend, tls_config, backend_tls_config, peer_cn
 
 
 @pytest.fixture(scope="module")
@@ -441,5 +442,25 @@ def test_a_flood_of_tls12_renegotiations_is_cut_off(cert):
         assert read_to_end(c.sock, 5) is not None, "the connection is still open"
         c.sock.close()
         assert sl.alive()
+    finally:
+        H.stop_all(sl, backend)
+
+
+def test_an_sni_name_with_a_trailing_dot_picks_its_certificate(tmp_path):
+    """"b.test." is b.test written absolute (some clients send the dot their
+    user typed): it got the default certificate, a.test's."""
+    d = str(tmp_path)
+    a, b = make_cert(d, "a.test", "ec"), make_cert(d, "b.test", "ec")
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [a, b]), port=port)
+    try:
+        ctx = ssl.create_default_context(cafile=b[0])
+        ctx.check_hostname = False   # Python would compare "b.test." with the name
+        with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
+            with ctx.wrap_socket(raw, server_hostname="B.Test.") as s:
+                assert dict(x[0] for x in s.getpeercert()["subject"])["commonName"] == "b.test"
+        assert peer_cn(port, "b.test", b[0])[0] == "b.test"
+        assert peer_cn(port, "a.test", a[0])[0] == "a.test"
     finally:
         H.stop_all(sl, backend)
