@@ -371,6 +371,13 @@ static int exchange(const char *addr, const char *token, const request_t *r)
     size_t blen = resp.len - (size_t)hl;
     if (p.head.content_length >= 0 && (uint64_t)p.head.content_length < blen)
         blen = (size_t)p.head.content_length;
+    /* A connection that ended early (the server died, a reset) left a part
+       of the answer: printed with exit 0, a script took it for the whole. */
+    if (p.head.content_length >= 0 && blen < (uint64_t)p.head.content_length) {
+        fprintf(stderr, "sluice ctl: %s: the answer was cut short (%zu of %lld bytes)\n", addr,
+                blen, (long long)p.head.content_length);
+        goto out;
+    }
     rc = report(&p.head, resp.data, resp.data + hl, blen);
 out:
     close(fd);

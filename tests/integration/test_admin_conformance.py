@@ -8,6 +8,7 @@ to it with raw sockets or `sluice ctl`, and stops it by PID.
 import json
 import socket
 import subprocess
+import threading
 import time
 
 from harness import SLUICE, T, HttpReader, free_port, stop_all
@@ -299,3 +300,31 @@ def test_connections_that_never_send_a_byte_cannot_shut_the_api_out():
         for x in socks:
             x.close()
         stop_all(s)
+
+
+def test_ctl_fails_on_an_answer_cut_short():
+    """An answer shorter than its Content-Length (the server died mid-way, a
+    reset) was printed as it was, with exit 0: a script took half a status
+    for the whole. It is exit 1 now, saying so, and nothing on stdout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(T)
+    port = srv.getsockname()[1]
+
+    def serve():
+        c, _ = srv.accept()
+        c.settimeout(T)
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{\"status\":")
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        rc, out, err = ctl("status", admin_port=port)
+        assert (rc, out, err) == (1, "", "sluice ctl: 127.0.0.1:%d: the answer was cut short "
+                                         "(10 of 100 bytes)\n" % port)
+    finally:
+        t.join(T)
+        srv.close()
