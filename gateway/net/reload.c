@@ -67,7 +67,7 @@ static const char *proxy_name(sl_proxy_protocol_t p)
 static void admin_refusal(sl_diag_t *d, const sl_config_t *b, sl_cfg_pos_t pos, const char *key,
                           const char *why)
 {
-    char line[512];
+    char line[1024];
     snprintf(line, sizeof line, "%s:%u:%u: admin.%s: %s; restart sluice", b->file, pos.line,
              pos.col, key, why);
     sl_diag_add(d, line);
