@@ -119,6 +119,15 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
     char path[600], nb[96];
     for (size_t i = 0; i < cfg->n_pools; i++) {
         sl_cfg_pool_t *p = &cfg->pools[i];
+        /* The admission metrics label a service's own queue queue="service"
+           and a pool's own queue with the pool's name: a pool of that name
+           made two series of one, and a scrape that refuses the page. */
+        if (p->name && strcmp(p->name, "service") == 0) {
+            sl_cfg_pos_t pos = at(c, NULL, p->pos);
+            sl__cfg_error(c, pos.line, pos.col, "pools.service",
+                          "the pool name \"service\" is reserved (the admission metrics "
+                          "label a service's own queue queue=\"service\"); expected another name");
+        }
         if (p->n_backends == 0) {
             sl_cfg_pos_t pos = at(c, NULL, p->pos);
             snprintf(path, sizeof path, "pools.%s", safe(nb, sizeof nb, p->name));
