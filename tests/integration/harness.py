@@ -22,12 +22,22 @@ BACKEND = os.environ.get("SLUICE_BACKEND_BIN", os.path.join(BUILD, "bench", "slu
 T = 10  # seconds: the default bound on every wait
 
 
+_given_ports = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago (the kernel's choice)."""
+    """A port that was free a moment ago (the kernel's choice), and not one
+    this process was given before: `port, admin = free_port(), free_port()`
+    could otherwise name one port twice, and sluice refuses that config."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+    raise AssertionError("no port this process was not given already")
 
 
 def wait_port(host, port, proc=None, timeout=T):
