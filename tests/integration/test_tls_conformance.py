@@ -246,7 +246,6 @@ class Tls13Client:
     writes and reads records itself, so it may send KeyUpdates."""
 
     def __init__(self, port):
-        pytest.importorskip("cryptography")
         fd, keylog = tempfile.mkstemp(prefix="keylog-")
         os.close(fd)
         try:
@@ -376,7 +375,6 @@ class Tls12Client:
     the test seals its own records (only the client's direction)."""
 
     def __init__(self, port):
-        pytest.importorskip("cryptography")
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         fd, keylog = tempfile.mkstemp(prefix="keylog-")
         os.close(fd)
