@@ -511,8 +511,9 @@ void sl_session_client_eof(sl_session_t *s, int status)
         break;
     default:
         /* Between requests, a kept-alive client that ends its side may still
-           be reading the last answer: what is queued goes out first. */
-        if (status == UV_EOF && s->state == SL_SS_HEAD && sl_queued(s, true) > 0)
+           be reading the last answer: what is queued goes out first. Over
+           TLS its close_notify is answered with ours (RFC 8446 6.1). */
+        if (status == UV_EOF && s->state == SL_SS_HEAD && (sl_queued(s, true) > 0 || s->tlsc))
             sl_session_finish(s);
         else
             sl_session_close(s);

@@ -462,3 +462,57 @@ def test_an_sni_name_with_a_trailing_dot_picks_its_certificate(tmp_path):
         assert peer_cn(port, "a.test", a[0])[0] == "a.test"
     finally:
         H.stop_all(sl, backend)
+
+
+def test_a_kept_alive_client_s_close_notify_is_answered_with_ours(cert):
+    """RFC 8446 6.1: each side sends close_notify before it closes its write
+    side. A kept-alive client between requests that sent its close_notify
+    got a bare TCP close back (the WebSocket and half-close paths answered;
+    this one closed at once)."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
+    c = None
+    try:
+        c = TlsClient(port)
+        c.send(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += c.recv()
+        assert got.startswith(b"HTTP/1.1 200"), got[:100]
+        head, body = got.split(b"\r\n\r\n", 1)
+        length = int([l.split(b":", 1)[1] for l in head.split(b"\r\n")
+                      if l.lower().startswith(b"content-length:")][0])
+        while len(body) < length:   # the whole answer: the connection idles now
+            body += c.recv()
+        try:
+            c.obj.unwrap()   # our close_notify, into the out BIO
+        except ssl.SSLWantReadError:
+            pass
+        c.sock.sendall(c.out.read())
+        end = None
+        deadline = time.monotonic() + 5
+        while end is None and time.monotonic() < deadline:
+            try:
+                c.obj.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                end = "close_notify"
+                break
+            except ssl.SSLError as e:
+                end = repr(e)
+                break
+            if not select.select([c.sock], [], [], 0.5)[0]:
+                continue
+            data = c.sock.recv(65536)
+            if not data:
+                end = "bare TCP close"
+                break
+            c.inc.write(data)
+        assert end == "close_notify", end
+    finally:
+        if c:
+            c.close()
+        H.stop_all(sl, backend)
