@@ -160,15 +160,23 @@ static int parse_v2(const uint8_t *buf, size_t len, sl_proxy_header_t *out)
         return SL_EINVAL;
     if (!local && fam == 0x21 && body < 36)
         return SL_EINVAL;
-    if (!local && fam != 0x11 && fam != 0x21 && fam != 0x00)
-        return SL_EINVAL;               /* UNIX sockets and datagrams: not for a TCP listener */
+    /* The valid combinations are UNSPEC, and TCP or UDP over IPv4 or IPv6,
+       and stream or datagram UNIX sockets; anything else is refused. */
+    bool valid = fam == 0x00 || fam == 0x11 || fam == 0x12 || fam == 0x21 || fam == 0x22 ||
+                 fam == 0x31 || fam == 0x32;
+    if (!local && !valid)
+        return SL_EINVAL;
     if (len < 16 + body)
         return SL_NEED_MORE;
     out->version = 2;
     /* LOCAL (health checks from the balancer itself) and PROXY over UNSPEC
-     * carry no client: keep the peer address. TLVs after the addresses are
-     * skipped: nothing in them changes who the client is. */
-    out->local = local || fam == 0x00;
+     * carry no client: keep the peer address. So do the valid combinations
+     * a TCP listener has no use for (UDP, UNIX sockets: a balancer whose own
+     * client came over a unix socket sends 0x31): the spec lets a receiver
+     * leave them out only if it falls back to UNSPEC for them, and refused,
+     * such a balancer's clients were all cut off. TLVs after the addresses
+     * are skipped: nothing in them changes who the client is. */
+    out->local = local || (fam != 0x11 && fam != 0x21);
     if (!out->local && fam == 0x11) {
         set_v4(&out->src, buf + 16, buf + 24);
         set_v4(&out->dst, buf + 20, buf + 26);
