@@ -356,6 +356,31 @@ def frames_until_close(sock, buf=b"", timeout=8):
         return frames
 
 
+def message_then_end_reaches(port, backend, ending="hang-up"):
+    """The busy-backend tests' client: a WebSocket through the gateway at
+    port, whose backend writes without pause and is slow to read; once the
+    backend's stream is backed up in the gateway, a whole 400 kB message,
+    then a bad frame ("protocol error") or a half-close without a close
+    frame ("hang-up"). The backend (its .frames, .ended) must get the
+    message whole and then a close 1001."""
+    c = WsConn(port)
+    try:
+        assert c.status == 101, c.response
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        time.sleep(1.0)                      # the backend's stream is backed up in the gateway
+        c.send(ws_frame(2, b"M" * 400000))
+        if ending == "protocol error":
+            c.send(ws_frame(1, b"\xff"))      # invalid UTF-8: the gateway aborts
+        else:
+            c.sock.shutdown(socket.SHUT_WR)  # no close frame
+        assert backend.ended.wait(15)
+        assert backend.frames[0] == (2, 400000), backend.frames[:3]
+        assert backend.frames[-1][0] == 8 and backend.frames[-1][1][:2] == b"\x03\xe9", \
+            backend.frames[-3:]                                         # 1001
+    finally:
+        c.close()
+
+
 def gateway_before(b, extra=""):
     """A module fixture's body: a gateway (config `extra`) in front of
     backend b, checked alive and cleanly stopped at the end, b stopped too."""

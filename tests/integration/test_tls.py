@@ -688,17 +688,7 @@ def test_what_the_client_sent_before_a_hang_up_reaches_a_busy_tls_backend(tmp_pa
         "workers: 1", "workers: 1\nlimits: {write_high_water: 64KiB, write_low_water: 16KiB}"),
         port)
     try:
-        c = H.WsConn(port)
-        assert c.status == 101, c.response
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        time.sleep(1.0)                      # the backend's stream is backed up in the gateway
-        c.send(H.ws_frame(2, b"M" * 400000))
-        c.sock.shutdown(socket.SHUT_WR)      # no close frame
-        assert backend.ended.wait(15)
-        assert backend.frames[0] == (2, 400000), backend.frames[:3]
-        assert backend.frames[-1][0] == 8 and backend.frames[-1][1][:2] == b"\x03\xe9", \
-            backend.frames[-3:]                                         # 1001
-        c.close()
+        H.message_then_end_reaches(port, backend, "hang-up")
         assert sl.alive()
     finally:
         H.stop_all(sl)

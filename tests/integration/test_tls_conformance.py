@@ -241,24 +241,35 @@ class Tls13Keys:
         return inner[-1], inner[:-1]
 
 
+def keylogged_client(port, ciphers=None, **ctx_settings):
+    """A TlsClient (no certificate check) whose handshake secrets Python
+    wrote to a key log: (client, key log lines)."""
+    fd, keylog = tempfile.mkstemp(prefix="keylog-")
+    os.close(fd)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        for k, v in ctx_settings.items():
+            setattr(ctx, k, v)
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        ctx.keylog_filename = keylog
+        tls = TlsClient(port, ctx=ctx)
+        with open(keylog) as f:
+            return tls, f.readlines()
+    finally:
+        os.unlink(keylog)
+
+
 class Tls13Client:
     """A TLS 1.3 connection whose handshake Python does; after it, the test
     writes and reads records itself, so it may send KeyUpdates."""
 
     def __init__(self, port):
-        fd, keylog = tempfile.mkstemp(prefix="keylog-")
-        os.close(fd)
-        try:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-            ctx.keylog_filename = keylog
-            self.tls = TlsClient(port, ctx=ctx)
-            suite = self.tls.obj.cipher()[0]
-            secrets = dict(line.split()[::2] for line in open(keylog) if line.count(" ") == 2)
-        finally:
-            os.unlink(keylog)
+        self.tls, lines = keylogged_client(port, minimum_version=ssl.TLSVersion.TLSv1_3)
+        suite = self.tls.obj.cipher()[0]
+        secrets = dict(line.split()[::2] for line in lines if line.count(" ") == 2)
         self.sock = self.tls.sock
         self.sock.sendall(self.tls.out.read())   # the client's Finished, if still here
         self.send_keys = Tls13Keys(bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]), suite)
@@ -376,19 +387,9 @@ class Tls12Client:
 
     def __init__(self, port):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        fd, keylog = tempfile.mkstemp(prefix="keylog-")
-        os.close(fd)
-        try:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
-            ctx.keylog_filename = keylog
-            self.tls = TlsClient(port, ctx=ctx)
-            line = [l.split() for l in open(keylog) if l.startswith("CLIENT_RANDOM ")][0]
-        finally:
-            os.unlink(keylog)
+        self.tls, lines = keylogged_client(port, maximum_version=ssl.TLSVersion.TLSv1_2,
+                                           ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+        line = [l.split() for l in lines if l.startswith("CLIENT_RANDOM ")][0]
         self.sock = self.tls.sock
         self.sock.sendall(self.tls.out.read())
         client_random, master = bytes.fromhex(line[1]), bytes.fromhex(line[2])

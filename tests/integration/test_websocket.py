@@ -688,20 +688,7 @@ def test_what_the_client_sent_before_an_abort_reaches_a_busy_backend(ending):
     s = H.Sluice(H.config(port, {"blue": [backend.addr]},
                           extra="limits: {write_high_water: 64KiB, write_low_water: 16KiB}"), port)
     try:
-        c = H.WsConn(port)
-        assert c.status == 101
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        time.sleep(1.0)                      # the backend's stream is backed up in the gateway
-        c.send(H.ws_frame(2, b"M" * 400000))
-        if ending == "protocol error":
-            c.send(H.ws_frame(1, b"\xff"))   # invalid UTF-8: the gateway aborts
-        else:
-            c.sock.shutdown(socket.SHUT_WR)  # no close frame
-        assert backend.ended.wait(15)
-        assert backend.frames[0] == (2, 400000), backend.frames[:3]
-        assert backend.frames[-1][0] == 8 and backend.frames[-1][1][:2] == b"\x03\xe9", \
-            backend.frames[-3:]                                         # 1001
-        c.close()
+        H.message_then_end_reaches(port, backend, ending)
         assert s.alive()
     finally:
         H.stop_all(s)
