@@ -156,33 +156,38 @@ def test_connections_spread_over_both_workers(tmp_path):
 
 def test_round_robin_and_sticky_hash(tmp_path):
     a, b, c = Backend("a"), Backend("b"), Backend("c")
-    port, admin = free_port(), free_port()
-    cfg = pool_config(port, admin, [a, b, c], balance="round_robin").replace("workers: 2", "workers: 1")
-    sluice = Sluice(cfg, port)
     try:
-        names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
-        assert sorted(names.count(n) for n in {"hello a", "hello b", "hello c"}) == [10, 10, 10]
-    finally:
-        stop_all(sluice)
+        port, admin = free_port(), free_port()
+        cfg = pool_config(port, admin, [a, b, c], balance="round_robin").replace(
+            "workers: 2", "workers: 1")
+        sluice = Sluice(cfg, port)
+        try:
+            names = asyncio.run(asyncio.wait_for(hellos(sluice.url, 30), 30))
+            assert sorted(names.count(n) for n in {"hello a", "hello b", "hello c"}) == [10, 10, 10]
+        finally:
+            stop_all(sluice)
 
-    port2 = free_port()
-    cfg = pool_config(port2, free_port(), [a, b, c], balance="hash").replace(
-        "    backends:", "    hash_by: header\n    hash_key: X-User\n    backends:", 1)
-    sluice = Sluice(cfg, port2)
-    try:
-        async def sticky():
-            seen = {}
-            for user in ["u%d" % i for i in range(30)]:
-                for _ in range(3):
-                    async with websockets.connect(sluice.url, compression=None,
-                                                  extra_headers={"X-User": user}) as ws:
-                        seen.setdefault(user, set()).add(await asyncio.wait_for(ws.recv(), 5))
-            return seen
-        seen = asyncio.run(asyncio.wait_for(sticky(), 60))
-        assert all(len(v) == 1 for v in seen.values()), seen
-        assert len({next(iter(v)) for v in seen.values()}) == 3
+        port2 = free_port()
+        cfg = pool_config(port2, free_port(), [a, b, c], balance="hash").replace(
+            "    backends:", "    hash_by: header\n    hash_key: X-User\n    backends:", 1)
+        sluice = Sluice(cfg, port2)
+        try:
+            async def sticky():
+                seen = {}
+                for user in ["u%d" % i for i in range(30)]:
+                    for _ in range(3):
+                        async with websockets.connect(sluice.url, compression=None,
+                                                      extra_headers={"X-User": user}) as ws:
+                            seen.setdefault(user, set()).add(await asyncio.wait_for(ws.recv(), 5))
+                return seen
+            seen = asyncio.run(asyncio.wait_for(sticky(), 60))
+            assert all(len(v) == 1 for v in seen.values()), seen
+            assert len({next(iter(v)) for v in seen.values()}) == 3
+        finally:
+            stop_all(sluice)
     finally:
-        stop_all(sluice, a, b, c)
+        for backend in (a, b, c):
+            backend.stop()
 
 
 def admission_gateway(a):
