@@ -231,6 +231,15 @@ static void report(sl_session_t *s, sl_upstream_t *up, bool ok)
     sl_control_post(s->w->gw, m);
 }
 
+/* Another try, on the next backend, while the pool's connect_retries allow. */
+static bool try_again(sl_session_t *s)
+{
+    if (s->tries > s->rt->cfg->pools[s->pool].connect_retries)
+        return false;
+    try_connect(s);
+    return true;
+}
+
 static void connect_failed(sl_session_t *s, int status)
 {
     sl_upstream_t *up = s->up;
@@ -248,12 +257,8 @@ static void connect_failed(sl_session_t *s, int status)
     report(s, up, false);
     s->up = NULL;
     upstream_close(up);
-    const sl_cfg_pool_t *pc = &s->rt->cfg->pools[s->pool];
-    if (s->tries <= pc->connect_retries) {
-        try_connect(s);
-        return;
-    }
-    sl_session_backend_failed(s, 502);
+    if (!try_again(s))
+        sl_session_backend_failed(s, 502);
 }
 
 static void on_connect_timeout(uv_timer_t *t)
@@ -385,13 +390,16 @@ static int connect_uv(sl_upstream_t *up, const struct sockaddr *addr)
  * shortage is ours and passing), and the listeners pause and free what idles
  * (listener.c), so the backlog waits instead of meeting the same.
  */
+/* A shortage of ours passes: the client may come back in a second. */
+#define SHORT_RETRY_AFTER "Retry-After: 1\r\n"
+
 static void gateway_short(sl_session_t *s, int status)
 {
     sl_upstream_t *up = s->up;
     s->up = NULL;
     upstream_close(up);
     sl_listeners_short(s->w, "backend socket", status);
-    sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+    sl_session_http_error(s, 503, SHORT_RETRY_AFTER);
 }
 
 /*
@@ -421,11 +429,8 @@ static void ports_short(sl_session_t *s, int status)
     s->up = NULL;
     upstream_close(up);
     s->port_short = true;
-    if (s->tries <= s->rt->cfg->pools[s->pool].connect_retries) {
-        try_connect(s);
-        return;
-    }
-    sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+    if (!try_again(s))
+        sl_session_http_error(s, 503, SHORT_RETRY_AFTER);
 }
 
 static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
@@ -443,7 +448,7 @@ static void try_connect(sl_session_t *s)
 {
     long i = pick_backend(s);
     if (i < 0 && s->port_short) {   /* every backend left was out of ports */
-        sl_session_http_error(s, 503, "Retry-After: 1\r\n");
+        sl_session_http_error(s, 503, SHORT_RETRY_AFTER);
         return;
     }
     if (i < 0) {
@@ -575,6 +580,16 @@ void sl__upstream_linger_read(sl_upstream_t *up, ssize_t nread)
         upstream_close(up);
 }
 
+/* Detached from its session: read and drop what comes, close at the
+   backend's end or after ms (backend_read_cb, sl__upstream_linger_read). */
+static void linger_read(sl_upstream_t *up, sl_msec_t ms)
+{
+    up->lingering = true;
+    up->session = NULL;
+    sl__upstream_read_start(up);
+    uv_timer_start(&up->timer, on_linger_timeout, ms, 0);
+}
+
 static void upstream_linger(sl_upstream_t *up)
 {
     uv_shutdown_t *req = malloc(sizeof *req);
@@ -583,10 +598,7 @@ static void upstream_linger(sl_upstream_t *up)
         upstream_close(up);
         return;
     }
-    up->lingering = true;
-    up->session = NULL;
-    sl__upstream_read_start(up);
-    uv_timer_start(&up->timer, on_linger_timeout, LINGER_MS, 0);
+    linger_read(up, LINGER_MS);
 }
 
 /*
@@ -616,10 +628,7 @@ void sl_upstream_release_after_close(sl_session_t *s)
     s->up = NULL;
     if (SL_UP_TLS(up))
         sl_tls_up_close_notify(up);
-    up->lingering = true;   /* the lingering read: drop what comes, close at the end */
-    up->session = NULL;
-    sl__upstream_read_start(up);
-    uv_timer_start(&up->timer, on_linger_timeout, CLOSE_WAIT_MS, 0);
+    linger_read(up, CLOSE_WAIT_MS);
 }
 
 void sl_upstream_release(sl_session_t *s, bool reusable)
