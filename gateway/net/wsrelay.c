@@ -388,10 +388,8 @@ static void fail_after_backend_frame(sl_session_t *s, bool backend_at_boundary)
     s->fail_pending = true;
     s->drain_pending = s->ping_pending = false;
     sl_client_pause(s, SL_PAUSE_WAITING);
-    sl_msec_t limit = sl_now(s) + BACKEND_CLOSE_WAIT_MS;
-    if (s->drain_deadline == 0 || s->drain_deadline > limit)
-        s->drain_deadline = limit;
-    sl_session_arm_timer(s);
+    close_wait(s, BACKEND_CLOSE_WAIT_MS);
+    sl_session_arm_timer(s);   /* no ping is due now either */
 }
 
 /* The backend frame a client's failure waited for ended at pos: relay it, then the close. */
@@ -579,8 +577,7 @@ void sl_ws_on_client_eof(sl_session_t *s)
            client's side takes it, then the session ends. */
         ws_maybe_done(s);
         if (s->state == SL_SS_WS_RELAY && !s->close_from_backend) {
-            s->drain_deadline = SL_MIN(s->drain_deadline ? s->drain_deadline : SL_MSEC_NEVER,
-                                       sl_now(s) + BACKEND_CLOSE_WAIT_MS);
+            close_wait(s, BACKEND_CLOSE_WAIT_MS);
             sl_session_arm_timer(s);
         }
         return;
@@ -649,14 +646,19 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
 }
 
 /*
- * The ping clock stops while the client's reads are paused for backpressure
- * (the backend is not taking its bytes): its pong, or anything else of it,
- * cannot be heard then, and a live client must not be closed as gone. Both
- * deadlines count from the end of such a pause at the earliest.
+ * Does the ping clock run? Not without ping_interval, nor once a close was
+ * sent to the client or came from it (the close wait bounds the session
+ * then, and what the client sends after its close is not read). And it
+ * stops while the client's reads are paused for backpressure (the backend
+ * is not taking its bytes): its pong, or anything else of it, cannot be
+ * heard then, and a live client must not be closed as gone. Both deadlines
+ * count from the end of such a pause at the earliest. One test for
+ * sl_ws_next_deadline and sl_ws_on_timer, which must agree.
  */
-static bool ping_clock_stopped(const sl_session_t *s)
+static bool ping_clock_runs(const sl_session_t *s, const sl_cfg_timeouts_t *t)
 {
-    return (s->client_paused & SL_PAUSE_BACKPRESSURE) != 0;
+    return t->ping_interval && !s->close_to_client && !s->close_from_client &&
+           (s->client_paused & SL_PAUSE_BACKPRESSURE) == 0;
 }
 
 static sl_msec_t ping_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
@@ -673,11 +675,9 @@ static sl_msec_t pong_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
  * Must agree with sl_ws_on_timer: a deadline returned here that the handler
  * does not clear would have the timer fire again and again. Once both close
  * handshakes are settled only the close-wait bound is left (ws_maybe_done
- * sets it); no ping is due once a close was sent to the client or came from
- * it (the close wait bounds the session then, and what the client sends
- * after its close is not read), nor while one waits for the backend's frame
- * to end (it goes out from the read that ends it), nor while the ping clock
- * is stopped.
+ * sets it); no ping is due while the ping clock does not run
+ * (ping_clock_runs), nor while one waits for the backend's frame to end (it
+ * goes out from the read that ends it).
  */
 sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
 {
@@ -688,8 +688,7 @@ sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
         return next;
     if (t->idle)
         next = SL_MIN(next, s->last_rx + t->idle);
-    if (t->ping_interval && !s->close_to_client && !s->close_from_client && !s->ping_pending &&
-        !ping_clock_stopped(s))
+    if (ping_clock_runs(s, t) && !s->ping_pending)
         next = SL_MIN(next, s->ping_sent_at ? pong_due(s, t) : ping_due(s, t));
     return next;
 }
@@ -717,8 +716,7 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
                  "idle timeout");
         return;
     }
-    if (t->ping_interval && !s->close_to_client && !s->close_from_client &&
-        !ping_clock_stopped(s)) {
+    if (ping_clock_runs(s, t)) {
         if (s->ping_sent_at && now >= pong_due(s, t)) {
             sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
             ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,
