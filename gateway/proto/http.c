@@ -202,14 +202,22 @@ bool sl_http_next_element(const char *v, size_t len, size_t *pos, const char **t
     return true;
 }
 
-bool sl_http_has_token(const char *value, size_t len, const char *token)
+/* Does the list value[0..len) hold token[0..want), case aside? Compared in
+   place, of any length: a copy into a fixed buffer once let a header name
+   of 128 bytes or more that Connection listed through to the next hop. */
+static bool has_token_n(const char *value, size_t len, const char *token, size_t want)
 {
-    size_t pos = 0, tlen, want = strlen(token);
+    size_t pos = 0, tlen;
     const char *tok;
     while (sl_http_next_element(value, len, &pos, &tok, &tlen))
         if (tlen == want && strncasecmp(tok, token, want) == 0)
             return true;
     return false;
+}
+
+bool sl_http_has_token(const char *value, size_t len, const char *token)
+{
+    return has_token_n(value, len, token, strlen(token));
 }
 
 /* 1*DIGIT without overflow; the value is already trimmed. */
@@ -963,19 +971,6 @@ static bool is_hop_by_hop(const char *base, sl_http_span_t name)
     return false;
 }
 
-/* Does the Connection value v name the header `name`? Compared in place:
-   a copy into a fixed buffer once let a listed name of 128 bytes or more
-   through to the next hop (RFC 9110 7.6.1: it MUST be removed). */
-static bool connection_names(const char *v, size_t len, const char *name, size_t name_len)
-{
-    size_t pos = 0, tlen;
-    const char *tok;
-    while (sl_http_next_element(v, len, &pos, &tok, &tlen))
-        if (tlen == name_len && strncasecmp(tok, name, tlen) == 0)
-            return true;
-    return false;
-}
-
 /*
  * True when a Connection header names this header. Framing and routing
  * headers are never dropped that way: "Connection: Content-Length" would
@@ -990,7 +985,7 @@ static bool named_by_connection(const sl_http_head_t *h, const char *base, sl_ht
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *c = &h->headers[i];
         if (span_is(base, c->name, "connection") &&
-            connection_names(base + c->value.off, c->value.len, base + name.off, name.len))
+            has_token_n(base + c->value.off, c->value.len, base + name.off, name.len))
             return true;
     }
     return false;
