@@ -408,18 +408,24 @@ int sl_tls_write(sl_session_t *s, const void *data, size_t len)
     return c->io.out_err;
 }
 
+/* Our close_notify, written out at once (callers see it is the first, and
+   not after a fatal error: OpenSSL's SSL_shutdown must not follow one). */
+static void send_close_notify(SSL *ssl, tls_io_t *io)
+{
+    ERR_clear_error();
+    SSL_shutdown(ssl);
+    ERR_clear_error();
+    flush_io(io);
+}
+
 void sl_tls_close_notify(sl_session_t *s)
 {
     sl_tls_conn_t *c = s->tlsc;
-    /* Never after a fatal error (OpenSSL: SSL_shutdown must not follow one);
-       a client's close_notify, though, is answered with ours. */
+    /* A client's close_notify, though, is answered with ours. */
     if (c->handshaking || c->shutdown_sent || c->failed)
         return;
     c->shutdown_sent = true;
-    ERR_clear_error();
-    SSL_shutdown(c->ssl);
-    ERR_clear_error();
-    flush_out(s);
+    send_close_notify(c->ssl, &c->io);
 }
 
 /* ---- life ---- */
@@ -703,14 +709,10 @@ void sl_tls_up_kick(sl_upstream_t *up)
 void sl_tls_up_close_notify(sl_upstream_t *up)
 {
     sl_tls_up_t *t = SL_UP_TLS(up);
-    /* As for a client (sl_tls_close_notify): never after a fatal error. */
     if (t == NULL || t->handshaking || t->failed || t->shutdown_sent)
         return;
     t->shutdown_sent = true;
-    ERR_clear_error();
-    SSL_shutdown(t->ssl);
-    ERR_clear_error();
-    flush_io(&t->io);
+    send_close_notify(t->ssl, &t->io);
 }
 
 int sl_tls_up_write(sl_upstream_t *up, const void *data, size_t len)
