@@ -79,21 +79,34 @@ static void ask_room(sl_gateway_t *gw, const sl_cmsg_t *ask)
     }
 }
 
+void sl_control_admit_answer(sl_gateway_t *gw, int worker, sl_session_t *s, long pool,
+                             const sl_admission_event_t *ev)
+{
+    sl_wmsg_t *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        abort();   /* an answer must arrive: the session waits for it */
+    m->type = SL_WMSG_ADMIT_RESULT;
+    m->session = s;
+    m->pool = pool;
+    m->admit_status = ev ? (int)ev->status : SL_ADM_REJECTED;
+    m->http_status = ev ? ev->http_status : 503;
+    m->retry_after_ms = ev ? ev->retry_after_ms : 0;
+    m->waited_ms = ev ? ev->waited_ms : 0;
+    sl_worker_post(&gw->workers[worker], m);
+}
+
 /* An admission asked for with no control state left to ask (the last turn
    of a shutdown): turned away, with the service's shortest Retry-After (a
    0 told a browser's 1013 to come back at once, to a gateway going away). */
 static void admit_refused(sl_gateway_t *gw, const sl_cmsg_t *m)
 {
-    sl_wmsg_t *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        abort();   /* an answer must arrive: the session waits for it */
-    r->type = SL_WMSG_ADMIT_RESULT;
-    r->session = m->session;
-    r->admit_status = SL_ADM_REJECTED;
-    r->http_status = 503;
-    r->retry_after_ms = SL_MAX(m->rt->cfg->services[m->service].admission.retry_after_min,
-                               (sl_msec_t)1000);
-    sl_worker_post(&gw->workers[m->worker], r);
+    sl_admission_event_t ev = {
+        .status = SL_ADM_REJECTED,
+        .http_status = 503,
+        .retry_after_ms = SL_MAX(m->rt->cfg->services[m->service].admission.retry_after_min,
+                                 (sl_msec_t)1000),
+    };
+    sl_control_admit_answer(gw, m->worker, m->session, -1, &ev);
 }
 
 static int by_id(const void *a, const void *b)

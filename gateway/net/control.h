@@ -5,6 +5,7 @@
 #define SLUICE_NET_CONTROL_H
 
 #include "gateway.h"
+#include "sluice/admission.h"
 
 /* Install signal handlers and timers on gw->loop. */
 int sl_control_start(sl_gateway_t *gw);
@@ -17,6 +18,13 @@ void sl_control_hold_sighup(bool hold);
    Shutdown, cutovers and backend drains all pace their drains through this. */
 void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count,
                            size_t *rotor);
+
+/* Answer a worker's SL_CMSG_ADMIT: ev's status, HTTP status, Retry-After
+   and wait (NULL: turned away with 503 and no Retry-After); pool is where an
+   admitted session goes. Every ADMIT gets exactly one answer: the session
+   waits for it. */
+void sl_control_admit_answer(sl_gateway_t *gw, int worker, sl_session_t *s, long pool,
+                             const sl_admission_event_t *ev);
 
 /* Free what workers posted after the control loop stopped reading (call
    once the workers are joined). */

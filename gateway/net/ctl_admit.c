@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "sluice/log.h"
+#include "control.h"
 #include "ctl.h"
 
 void sl_admission_params_from_config(const sl_cfg_admission_t *a, const sl_cfg_pool_t *pool,
@@ -167,17 +168,7 @@ static sl_waiter_t *waiter_take_any(sl_ctl_t *ctl, size_t *bucket)
 static void answer(sl_ctl_t *ctl, int worker, sl_session_t *s, long pool,
                    const sl_admission_event_t *ev)
 {
-    sl_wmsg_t *m = calloc(1, sizeof *m);
-    if (m == NULL)
-        abort();   /* an answer must arrive: the session waits for it */
-    m->type = SL_WMSG_ADMIT_RESULT;
-    m->session = s;
-    m->pool = pool;
-    m->admit_status = ev ? (int)ev->status : SL_ADM_REJECTED;
-    m->http_status = ev ? ev->http_status : 503;
-    m->retry_after_ms = ev ? ev->retry_after_ms : 0;
-    m->waited_ms = ev ? ev->waited_ms : 0;
-    sl_worker_post(&ctl->gw->workers[worker], m);
+    sl_control_admit_answer(ctl->gw, worker, s, pool, ev);
 }
 
 static void arm(sl_ctl_t *ctl);
@@ -637,11 +628,6 @@ bool sl_ctl_pool_takes_connections(const sl_ctl_t *ctl, size_t pool)
     return false;
 }
 
-static bool pool_usable(const sl_ctl_t *ctl, size_t pool)
-{
-    return sl_ctl_pool_takes_connections(ctl, pool);
-}
-
 static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *what)
 {
     if (q == NULL || sl_admission_held(q) == hold)
@@ -660,11 +646,13 @@ void sl_ctl_update_holds(sl_ctl_t *ctl)
         return;
     const sl_config_t *cfg = ctl->rt->cfg;
     for (size_t p = 0; p < cfg->n_pools; p++)
-        set_hold(ctl, ctl->pools[p].adm, !pool_usable(ctl, p), cfg->pools[p].name);
+        set_hold(ctl, ctl->pools[p].adm, !sl_ctl_pool_takes_connections(ctl, p),
+                 cfg->pools[p].name);
     for (size_t i = 0; i < cfg->n_services; i++) {
         const sl_ctl_service_t *cs = &ctl->services[i];
-        bool usable = cs->deploying ? pool_usable(ctl, cs->cut.from) || pool_usable(ctl, cs->cut.to)
-                                    : pool_usable(ctl, cs->active);
+        bool usable = cs->deploying ? sl_ctl_pool_takes_connections(ctl, cs->cut.from) ||
+                                          sl_ctl_pool_takes_connections(ctl, cs->cut.to)
+                                    : sl_ctl_pool_takes_connections(ctl, cs->active);
         set_hold(ctl, cs->adm, !usable, cfg->services[i].name);
     }
     arm(ctl);
