@@ -193,7 +193,7 @@ void sl_http_backend_ready(sl_session_t *s)
     }
     await_response(s);
     /* Read on: the rest of the body, or, once the request is all sent and
-       nothing of a next one waits, the client's end (see client_gone). */
+       nothing of a next one waits, the client's end (sl_http_on_client_eof). */
     if (!s->req_done || s->head_len == 0)
         sl_client_resume(s, SL_PAUSE_WAITING);
 }

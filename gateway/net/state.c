@@ -387,13 +387,13 @@ void sl_state_apply(sl_ctl_t *ctl)
     bool keep_pools = false;
     for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
         long p = sl_config_pool_index(ctl->rt->cfg, m->key);
+        bool limits = sl_json_get(m, "admission") != NULL;
         if (p >= 0)
             apply_pool(ctl, (size_t)p, m, path);
-        else if (sl_json_get(m, "admission") != NULL)
+        else if (limits)
             sl_log_warn("state file %s: no pool \"%s\" in the config now; its admission "
                         "limits are kept", path, m->key);
-        keep_pools = keep_pools || (sl_json_get(m, "admission") != NULL &&
-                                    (p < 0 || !ctl->pools[p].admission_overridden));
+        keep_pools = keep_pools || (limits && (p < 0 || !ctl->pools[p].admission_overridden));
     }
     keep = keep && svcs != NULL && svcs->type == SL_JSON_OBJECT;
     keep_pools = keep_pools && pools->type == SL_JSON_OBJECT;
@@ -599,7 +599,6 @@ static void write_backends(sl_jw_t *w, const override_t *o)
     sl_jw_end(w);
 }
 
-/* The pools section of the state file: backends and a pool's own limits set through the API. */
 /* One pool's entry: its backends set through the API, and its admission
    limits, live (adm) or kept from the file read at start. */
 static void write_pool(sl_jw_t *w, const char *name, const override_t *o,
@@ -620,6 +619,7 @@ static void write_pool(sl_jw_t *w, const char *name, const override_t *o,
     sl_jw_end(w);
 }
 
+/* The pools section of the state file: backends and a pool's own limits set through the API. */
 static void write_pools(sl_jw_t *w, sl_ctl_t *ctl)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
