@@ -37,6 +37,7 @@
 #define REQUEST_MS 10000   /* from a request's first byte to its last: see on_read */
 #define WRITE_QUEUE_MAX (4 * 1024 * 1024)
 #define SILENT_MS 1000     /* a new connection silent this long may give its slot up */
+#define SLOW_MS 2000       /* ... and so may a request still incomplete this long */
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -50,9 +51,11 @@ typedef struct conn {
     bool head_only;            /* the request being answered is a HEAD: no body is sent */
     bool answered;             /* a request was answered: kept alive, it may be idle */
     bool http10_keep_alive;    /* an HTTP/1.0 request asked to be kept alive: say we do */
+    bool vouched;              /* this request's head is whole and has the right token */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
     uint64_t accepted_at;      /* uv_now() at accept */
+    uint64_t request_at;       /* uv_now() at the first byte of the request being read */
     sl_http_parser_t parser;
     char *buf;                 /* bytes received, not yet consumed */
     size_t len;
@@ -402,6 +405,7 @@ static void consume(conn_t *c, size_t n)
     c->len -= n;
     c->body_got = 0;
     c->continue_sent = false;
+    c->vouched = false;
     sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
 }
 
@@ -418,6 +422,9 @@ static bool request_ready(conn_t *c, size_t *head_len)
         return false;
     }
     const sl_http_head_t *h = &p->head;
+    /* A token shown spares a slow body from being shed (an_idle_conn). */
+    if (srv.have_token && !c->vouched)
+        c->vouched = authorized(c);
     if (h->chunked) {
         send_error(c, 411, true, NULL, "chunked bodies are not accepted: send Content-Length");
         return false;
@@ -456,10 +463,12 @@ static bool request_ready(conn_t *c, size_t *head_len)
  */
 static void request_clock(conn_t *c)
 {
-    if (c->len == 0)
+    if (c->len == 0) {
         uv_timer_start(&c->timer, on_idle, IDLE_MS, IDLE_MS);
-    else
+    } else {
+        c->request_at = uv_now(srv.gw->loop);
         uv_timer_start(&c->timer, on_request_timeout, REQUEST_MS, 0);
+    }
 }
 
 /* Answer every complete request in the buffer, in order; then read on. */
@@ -562,27 +571,40 @@ static void accept_one(void)
 }
 
 /*
- * A connection that may give its slot up: kept alive between requests
- * (nothing read, nothing being written), or else the oldest one that has
- * sent nothing at all for SILENT_MS since it was accepted. Without the
- * second, 64 connections that never send a byte, no token needed, kept
- * every client out, /healthz probes included, for the 60 s idle timeout,
- * and again after each reconnect. SILENT_MS spares a client whose request
- * is on its way but not read yet.
+ * A connection that may give its slot up, asked only when every slot is
+ * taken and a client waits: one kept alive between requests (nothing read,
+ * nothing being written); else the oldest that has sent nothing at all for
+ * SILENT_MS since it was accepted; else the one whose request began
+ * longest ago, once that is SLOW_MS, unless its head showed the right
+ * token. Without the second, 64 connections that never sent a byte, no
+ * token needed, kept every client out, /healthz probes included, for the
+ * 60 s idle timeout, and again after each reconnect; without the third, 64
+ * that sent a byte every few seconds did the same for the 10 s request
+ * deadline, over and over, the operator's `sluice ctl` included. A request
+ * from a real client arrives in one packet or a few, in milliseconds; the
+ * 10 s deadline stays for when nobody waits. This is nginx's reuse of idle
+ * connections when worker_connections run out, carried to the half-sent
+ * requests that slowloris leaves. SILENT_MS spares a client whose request
+ * is on its way but not read yet; a request that has begun gets twice as
+ * long, and a silent connection goes before it.
  */
 static conn_t *an_idle_conn(void)
 {
-    conn_t *silent = NULL;
+    conn_t *silent = NULL, *slow = NULL;
     uint64_t now = uv_now(srv.gw->loop);
     for (conn_t *c = srv.conns; c; c = c->next) {
-        if (c->closing || c->lingering || c->len != 0 || c->tcp.write_queue_size != 0)
+        if (c->closing || c->lingering || c->close_after_write || c->tcp.write_queue_size != 0)
             continue;
-        if (c->answered)
+        if (c->len == 0 && c->answered)
             return c;
-        if (now - c->accepted_at >= SILENT_MS)
-            silent = c;   /* the list is newest first: the last one found is the oldest */
+        /* The list is newest first: the last one found is the oldest. */
+        if (c->len == 0 && now - c->accepted_at >= SILENT_MS)
+            silent = c;
+        else if (c->len != 0 && !c->vouched && now - c->request_at >= SLOW_MS &&
+                 (slow == NULL || c->request_at <= slow->request_at))
+            slow = c;
     }
-    return silent;
+    return silent != NULL ? silent : slow;
 }
 
 /* Give the waiting client a slot when one may be given up; else look again
@@ -606,7 +628,8 @@ static void evict_for_waiting(uv_timer_t *t)
  * wait in the kernel's backlog — and the next connection to close takes
  * its slot. A kept-alive connection idle between requests gives its slot up
  * at once, so idle clients cannot keep a busy one out; so does one that has
- * sent nothing since it was accepted SILENT_MS ago (an_idle_conn).
+ * sent nothing since it was accepted SILENT_MS ago, or one whose request is
+ * still incomplete SLOW_MS after it began (an_idle_conn).
  */
 static void on_connection(uv_stream_t *server, int status)
 {
