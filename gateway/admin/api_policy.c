@@ -45,13 +45,18 @@ static int get_rate(const sl_json_t *obj, const char *key, double *out)
     return v->type == SL_JSON_STRING && sl_parse_rate(v->str, out) == 0 ? 1 : -1;
 }
 
-/* A duration: "30s" or a number of milliseconds. */
+/*
+ * A duration: "30s" or a whole number of milliseconds. A fraction is
+ * refused, as the config refuses "1.5ms": cut to whole milliseconds, 1.5
+ * became 1 and 0.5 became 0 without a word, and 0 is "off" for slow_start
+ * and "at once" for a ramp.
+ */
 static int get_duration(const sl_json_t *obj, const char *key, sl_msec_t *out)
 {
     const sl_json_t *v = sl_json_get(obj, key);
     if (v == NULL)
         return 0;
-    if (v->type == SL_JSON_NUMBER && v->num >= 0 && v->num < 1e12) {
+    if (v->type == SL_JSON_NUMBER && v->num >= 0 && v->num < 1e12 && floor(v->num) == v->num) {
         *out = (sl_msec_t)v->num;
         return 1;
     }
@@ -68,6 +73,43 @@ static int get_uint(const sl_json_t *obj, const char *key, uint64_t max, uint64_
     *out = (uint64_t)v->num;
     return 1;
 }
+
+#define BAD_LEN 256
+
+/*
+ * Note why a field is refused, unless one was already: the answer names the
+ * first field refused, what it takes and what was sent (as JSON, up to 64
+ * bytes), so "1e2" or 1.5 sent where the config's notation was due is seen.
+ */
+static void refuse(char *bad, const sl_json_t *obj, const char *key, const char *want)
+{
+    if (bad[0] != '\0')
+        return;
+    sl_buf_t got = {0};
+    sl_jw_t w;
+    sl_jw_init(&w, &got, false);
+    sl_jw_value(&w, sl_json_get(obj, key));
+    size_t n = got.len;
+    if (n > 64) {
+        n = 64;
+        while (n > 0 && ((unsigned char)got.data[n] & 0xC0) == 0x80)
+            n--;   /* not in the middle of a UTF-8 sequence */
+    }
+    snprintf(bad, BAD_LEN, "%s: expected %s (got %.*s%s)", key, want, (int)n,
+             got.data ? got.data : "", n < got.len ? "..." : "");
+    sl_buf_free(&got);
+}
+
+/* The same for a refusal that is not about one value's form. */
+static void refuse_msg(char *bad, const char *msg)
+{
+    if (bad[0] == '\0')
+        snprintf(bad, BAD_LEN, "%s", msg);
+}
+
+#define WANT_RATE "a rate like 300/s or a number per second"
+#define WANT_MSEC "a duration like 30s or a whole number of milliseconds"
+#define WANT_WHOLE "a whole number"
 
 static int get_str(const sl_json_t *obj, const char *key, char *out, size_t cap)
 {
@@ -226,34 +268,34 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     }
     uint64_t u;
     sl_msec_t d;
-    const char *bad = NULL;
-    if ((r = get_rate(j, "rate", &p.bucket.rate)) < 0)
-        bad = "rate: expected a rate like 300/s";
+    char bad[BAD_LEN] = "";
+    if (get_rate(j, "rate", &p.bucket.rate) < 0)
+        refuse(bad, j, "rate", WANT_RATE);
     if ((r = get_uint(j, "burst", 10000000, &u)) < 0)
-        bad = "burst: expected a whole number";
+        refuse(bad, j, "burst", WANT_WHOLE);
     else if (r > 0)
         p.bucket.burst = (uint32_t)u;
     if ((r = get_uint(j, "queue_length", 10000000, &u)) < 0)
-        bad = "queue_length: expected a whole number";
+        refuse(bad, j, "queue_length", WANT_WHOLE);
     else if (r > 0)
         p.queue_length = (uint32_t)u;
     if ((r = get_duration(j, "max_wait", &d)) < 0)
-        bad = "max_wait: expected a duration like 30s";
+        refuse(bad, j, "max_wait", WANT_MSEC);
     else if (r > 0)
         p.max_wait = d;
     if ((r = get_uint(j, "per_client", 1000000, &u)) < 0)
-        bad = "per_client: expected a whole number";
+        refuse(bad, j, "per_client", WANT_WHOLE);
     else if (r > 0)
         p.per_client = (uint32_t)u;
     if (get_rate(j, "per_client_rate", &p.per_client_rate) < 0)
-        bad = "per_client_rate: expected a rate like 1/s";
+        refuse(bad, j, "per_client_rate", WANT_RATE);
     if (get_duration(j, "retry_after_min", &p.retry_after_min) < 0)
-        bad = "retry_after_min: expected a duration";
+        refuse(bad, j, "retry_after_min", WANT_MSEC);
     if (get_duration(j, "retry_after_max", &p.retry_after_max) < 0)
-        bad = "retry_after_max: expected a duration";
+        refuse(bad, j, "retry_after_max", WANT_MSEC);
     if (get_duration(j, "slow_start", &p.bucket.slow_start) < 0)
-        bad = "slow_start: expected a duration";
-    if (bad) {
+        refuse(bad, j, "slow_start", WANT_MSEC);
+    if (bad[0] != '\0') {
         sl_admin_error(resp, 400, "%s", bad);
         return;
     }
@@ -345,40 +387,43 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_deploy_params_t p = {.close_code = s->drain.close_code, .drain_rate = s->drain.rate};
     snprintf(p.reason, sizeof p.reason, "%s", s->drain.reason ? s->drain.reason : "");
     uint64_t u;
-    const char *bad = NULL;
+    char bad[BAD_LEN] = "";
     if (get_str(j, "to", p.to, sizeof p.to) <= 0)
-        bad = "to: the pool to move to is required";
+        refuse_msg(bad, "to: the pool to move to is required");
     if (get_str(j, "from", p.from, sizeof p.from) < 0)
-        bad = "from: expected a pool name";
+        refuse_msg(bad, "from: expected a pool name");
     if (get_duration(j, "ramp", &p.ramp) < 0)
-        bad = "ramp: expected a duration like 30s";
-    char range[128];
-    int dr = get_rate(j, "drain_rate", &p.drain_rate);
-    if (dr < 0)
-        bad = "drain_rate: expected a rate like 400/s";
+        refuse(bad, j, "ramp", WANT_MSEC);
     /* The YAML's drain.rate bounds: 0 once meant "no cap of its own", and
        with no admission rate on the new pool it closed every connection of
        the old one at once, the reconnect storm a cutover must not be. */
-    else if (dr > 0 && !sl_config_check_bound("services.drain.rate", p.drain_rate, range,
-                                              sizeof range))
-        bad = range;
+    char range[128], msg[160];
+    int dr = get_rate(j, "drain_rate", &p.drain_rate);
+    if (dr < 0) {
+        refuse(bad, j, "drain_rate", WANT_RATE);
+    } else if (dr > 0 && !sl_config_check_bound("services.drain.rate", p.drain_rate, range,
+                                                sizeof range)) {
+        snprintf(msg, sizeof msg, "drain_rate: %s", range);
+        refuse_msg(bad, msg);
+    }
     if (get_duration(j, "drain_window", &p.drain_window) < 0)
-        bad = "drain_window: expected a duration";
+        refuse(bad, j, "drain_window", WANT_MSEC);
     /* A window sets the rate itself (cutover.c's cap_rate): with both, the
        drain_rate the caller chose was silently not the one in force. */
     else if (dr > 0 && sl_json_get(j, "drain_window") != NULL)
-        bad = "drain_rate and drain_window: give one or the other (a window sets the rate)";
+        refuse_msg(bad, "drain_rate and drain_window: give one or the other (a window sets "
+                        "the rate)");
     if (get_uint(j, "pause_after_failures", 1000000000, &p.pause_after_failures) < 0)
-        bad = "pause_after_failures: expected a whole number";
+        refuse(bad, j, "pause_after_failures", WANT_WHOLE);
     int r = get_uint(j, "close_code", 4999, &u);
     if (r < 0)
-        bad = "close_code: expected a close code like 1012";
+        refuse(bad, j, "close_code", "a close code like 1012");
     else if (r > 0)
         p.close_code = (uint16_t)u;
     if (get_str(j, "reason", p.reason, sizeof p.reason) < 0)
-        bad = "reason: expected a string of at most 123 bytes";
-    if (bad) {
-        sl_admin_error(resp, 400, bad == range ? "drain_rate: %s" : "%s", bad);
+        refuse_msg(bad, "reason: expected a string of at most 123 bytes");
+    if (bad[0] != '\0') {
+        sl_admin_error(resp, 400, "%s", bad);
         return;
     }
     char err[160];

@@ -7,7 +7,10 @@
  * It is deliberately plain: one blocking HTTP/1.1 request per run with
  * Connection: close, a timeout on every socket call, the response read with
  * the project's own HTTP parser. Exit codes follow main.c: 0 when the server
- * answered 2xx, 1 otherwise (the server's error goes to stderr), 2 on usage.
+ * answered 2xx; 1 when it answered anything else (its error goes to stderr)
+ * or could not be asked (token file, name lookup, connect, no or broken
+ * answer); 2 on usage, which includes an --admin that is not HOST:PORT: a
+ * script can tell a command it must fix from a gateway it may retry.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -52,7 +55,8 @@ static void usage(FILE *out)
             "\n"
             "--admin defaults to $SLUICE_ADMIN or " DEFAULT_ADMIN "; --token-file to\n"
             "$SLUICE_TOKEN_FILE (the file holds the bearer token).\n"
-            "exit codes: 0 the server answered 2xx, 1 it did not (or cannot be reached), 2 usage.\n");
+            "exit codes: 0 the server answered 2xx, 1 it did not (or cannot be reached),\n"
+            "2 usage (bad options or words, --admin not HOST:PORT).\n");
 }
 
 /* ---- building the request ------------------------------------------------------- */
@@ -78,12 +82,21 @@ static void service_path(request_t *r, const char *service, const char *rest)
     strncat(r->path, rest, sizeof r->path - strlen(r->path) - 1);
 }
 
-/* A KEY=VALUE value as JSON: a number or boolean when it reads as one, else a string. */
+/*
+ * A KEY=VALUE value as JSON: a number when the config file would read it as
+ * a plain decimal ("50", "1.5": digits, then at most six after a point; the
+ * rate notation's number, as the config's own NUMBER keys read it), a
+ * boolean for true/false, else a string. strtod once typed "1." and ".5" as
+ * numbers, forms the config refuses, and ".5" as max_wait became 0 ms;
+ * "1e2", "+3", "0x10" or " 3" go as strings now, and the server refuses
+ * them naming the field, as the config would.
+ */
 static void typed_value(sl_jw_t *w, const char *v)
 {
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (*v != '\0' && end != NULL && *end == '\0' && strspn(v, "0123456789.-") == strlen(v))
+    char rate[64];
+    double d;
+    if (strchr(v, '/') == NULL && snprintf(rate, sizeof rate, "%s/s", v) < (int)sizeof rate &&
+        sl_parse_rate(rate, &d) == SL_OK)
         sl_jw_num(w, d);
     else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
         sl_jw_bool(w, v[0] == 't');
@@ -204,21 +217,28 @@ static int build_request(int argc, char **argv, request_t *r)
 
 /* ---- talking to the server ------------------------------------------------------------ */
 
-static int connect_to(const char *addr)
+/*
+ * The admin address as HOST:PORT, checked before anything is sent: a
+ * malformed one is the command's fault (exit 2), where a name that does not
+ * resolve or a port nobody listens on is the gateway's side (exit 1).
+ */
+static bool parse_admin(const char *addr, char **host, uint16_t *port)
 {
-    char *host = NULL;
-    uint16_t port = 0;
-    if (sl_parse_hostport(addr, &host, &port) != 0 || host == NULL || port == 0) {
-        fprintf(stderr, "sluice ctl: --admin \"%s\": expected HOST:PORT\n", addr);
-        free(host);
-        return -1;
-    }
+    *host = NULL;
+    if (sl_parse_hostport(addr, host, port) == SL_OK && *port != 0)
+        return true;
+    free(*host);
+    *host = NULL;
+    return false;
+}
+
+static int connect_to(const char *addr, const char *host, uint16_t port)
+{
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
-    free(host);
     if (rc != 0) {
         fprintf(stderr, "sluice ctl: %s: %s\n", addr, gai_strerror(rc));
         return -1;
@@ -334,9 +354,10 @@ static int report(const sl_http_head_t *h, const char *base, const char *body, s
     return ok ? EXIT_OK : EXIT_FAIL;
 }
 
-static int exchange(const char *addr, const char *token, const request_t *r)
+static int exchange(const char *addr, const char *host, uint16_t port, const char *token,
+                    const request_t *r)
 {
-    int fd = connect_to(addr);
+    int fd = connect_to(addr, host, port);
     if (fd < 0)
         return EXIT_FAIL;
     sl_buf_t req = {0}, resp = {0};
@@ -389,6 +410,7 @@ out:
 int sl_ctl_main(int argc, char **argv)
 {
     const char *addr = getenv("SLUICE_ADMIN");
+    const char *addr_from = "$SLUICE_ADMIN";
     const char *token_file = getenv("SLUICE_TOKEN_FILE");
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -405,13 +427,28 @@ int sl_ctl_main(int argc, char **argv)
             usage(stderr);
             return EXIT_USAGE;
         }
-        if (strcmp(argv[i], "--admin") == 0)
+        /* Empty given on the command line is a mistake ("--admin $ADDR" with
+           ADDR unset), not the default: that could be another gateway. */
+        if (argv[i + 1][0] == '\0') {
+            fprintf(stderr, "sluice ctl: %s: expected a value, got \"\"\n", argv[i]);
+            return EXIT_USAGE;
+        }
+        if (strcmp(argv[i], "--admin") == 0) {
             addr = argv[++i];
-        else
+            addr_from = "--admin";
+        } else {
             token_file = argv[++i];
+        }
     }
     if (addr == NULL || *addr == '\0')
         addr = DEFAULT_ADMIN;
+    char *host = NULL;
+    uint16_t port = 0;
+    if (!parse_admin(addr, &host, &port)) {
+        fprintf(stderr, "sluice ctl: %s \"%s\": expected HOST:PORT (a port from 1 to 65535; "
+                "brackets around an IPv6 address)\n", addr_from, addr);
+        return EXIT_USAGE;
+    }
     request_t r = {0};
     int rc = i < argc ? build_request(argc - i, argv + i, &r) : EXIT_USAGE;
     if (rc != 0) {
@@ -424,15 +461,16 @@ int sl_ctl_main(int argc, char **argv)
         }
         usage(stderr);
         sl_buf_free(&r.body);
+        free(host);
         return EXIT_USAGE;
     }
     char token[SL_ADMIN_MAX_TOKEN + 1];
-    if (token_file != NULL && *token_file != '\0' && !load_token(token_file, token, sizeof token)) {
-        sl_buf_free(&r.body);
-        return EXIT_FAIL;
-    }
     bool have_token = token_file != NULL && *token_file != '\0';
-    rc = exchange(addr, have_token ? token : NULL, &r);
+    if (have_token && !load_token(token_file, token, sizeof token))
+        rc = EXIT_FAIL;
+    else
+        rc = exchange(addr, host, port, have_token ? token : NULL, &r);
     sl_buf_free(&r.body);
+    free(host);
     return rc;
 }

@@ -437,3 +437,109 @@ def test_a_slow_body_behind_the_right_token_keeps_its_slot(tmp_path):
             tr.stop()
         stop_all(s)
 
+
+def test_ctl_exit_status_by_class(tmp_path):
+    """docs/admin-api.md: 0 the server answered 2xx; 1 it answered anything
+    else or could not be asked; 2 a usage error. An --admin that is not
+    HOST:PORT ("nohost", port 0, a bare IPv6 address) was exit 1, as if the
+    gateway were down; it is a usage error now, said before anything is
+    sent, and so is an empty --admin (a script's unset variable) that once
+    fell back to the default address: another gateway, perhaps."""
+    s = start()
+    try:
+        # 0: answered 2xx
+        assert ctl("status", admin_port=s.admin_port)[0] == 0
+        # 1: answered, not 2xx (its error on stderr, nothing on stdout)
+        rc, out, err = ctl("admission", "get", "nope", admin_port=s.admin_port)
+        assert (rc, out, err) == (1, "", 'sluice ctl: HTTP 404 Not Found: no service "nope"\n')
+        # 2: usage, the admin address included, whatever comes after it
+        for addr in ("nohost", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "::1:9900",
+                     "127.0.0.1:99x"):
+            rc, out, err = ctl("--admin", addr, "status")
+            assert (rc, out) == (2, ""), (addr, rc, err)
+            assert err == ("sluice ctl: --admin \"%s\": expected HOST:PORT (a port from 1 to "
+                           "65535; brackets around an IPv6 address)\n" % addr), err
+        env = {"SLUICE_ADMIN": "nohost", "PATH": "/usr/bin:/bin"}
+        rc, out, err = ctl("status", env=env)
+        assert (rc, out) == (2, "") and err.startswith('sluice ctl: $SLUICE_ADMIN "nohost": '), err
+        for opt in ("--admin", "--token-file"):
+            rc, out, err = ctl(opt, "", "status")
+            assert (rc, out, err) == (2, "", 'sluice ctl: %s: expected a value, got ""\n' % opt)
+        # 1: could not be asked: a name that does not resolve, nobody listening, no token file
+        rc, out, err = ctl("--admin", "no.such.host.invalid:9900", "status")
+        assert (rc, out) == (1, "") and err.startswith("sluice ctl: no.such.host.invalid:9900: "), err
+        rc, out, err = ctl("--admin", "127.0.0.1:%d" % free_port(), "status")
+        assert (rc, out) == (1, "") and "cannot connect" in err, err
+        rc, out, err = ctl("--token-file", str(tmp_path / "none"), "status", admin_port=s.admin_port)
+        assert (rc, out) == (1, "") and err.startswith("sluice ctl: --token-file: "), err
+    finally:
+        stop_all(s)
+
+
+def test_numbers_are_read_as_the_config_reads_them_or_refused_naming_the_field():
+    """`sluice ctl` typed a value with strtod: "1." and ".5" went as numbers
+    (the config refuses both forms), and a duration in milliseconds was cut
+    to whole ones by the API: max_wait 1.5 became 1, 0.5 and slow_start 0.4
+    became 0 ("no slow start"), a deploy's ramp 0.5 "at once", without a
+    word. ctl now sends a number only for what the config reads as a plain
+    decimal, and the API refuses a fraction of a millisecond as the config
+    refuses "1.5ms"; every refusal names the field, what it takes and what
+    was sent. A JSON exponent is JSON's own notation for the same number:
+    1e3 is 1000."""
+    s = start(admission=ADMISSION)
+    try:
+        a = Admin(s.admin_port)
+
+        def limits():
+            return a.json("GET", "/api/v1/services/app/admission")[1]["limits"]
+        before = limits()
+        want_ms = "a duration like 30s or a whole number of milliseconds"
+        want_rate = "a rate like 300/s or a number per second"
+        for body, msg in (
+                (b'{"max_wait": 1.5}', "max_wait: expected %s (got 1.5)" % want_ms),
+                (b'{"max_wait": 0.5}', "max_wait: expected %s (got 0.5)" % want_ms),
+                (b'{"slow_start": 0.4}', "slow_start: expected %s (got 0.4)" % want_ms),
+                (b'{"retry_after_max": 1000.5}',
+                 "retry_after_max: expected %s (got 1000.5)" % want_ms),
+                (b'{"max_wait": "0.5ms"}', 'max_wait: expected %s (got "0.5ms")' % want_ms),
+                (b'{"rate": "1e2/s"}', 'rate: expected %s (got "1e2/s")' % want_rate),
+                (b'{"burst": 2.5}', "burst: expected a whole number (got 2.5)"),
+                (b'{"burst": "1e2"}', 'burst: expected a whole number (got "1e2")')):
+            assert a.json("PUT", "/api/v1/services/app/admission", body) == (400, {"error": msg})
+        assert limits() == before                       # nothing changed
+        status, body = a.json("POST", "/api/v1/services/app/deploys",
+                              b'{"to": "green", "ramp": 0.5}')
+        assert (status, body) == (400, {"error": "ramp: expected %s (got 0.5)" % want_ms})
+        status, body = a.json("POST", "/api/v1/services/app/deploys",
+                              b'{"to": "green", "drain_window": 0.4}')
+        assert (status, body) == (400, {"error": "drain_window: expected %s (got 0.4)" % want_ms})
+        assert a.json("GET", "/api/v1/services/app/deploys/current")[0] == 404
+        # JSON numbers, exponents included, that are whole where whole is due
+        status, body = a.json("PUT", "/api/v1/services/app/admission",
+                              b'{"max_wait": 1e3, "burst": 1E2, "rate": 2.5e1}')
+        assert status == 200, body
+        assert (body["limits"]["max_wait_ms"], body["limits"]["burst"],
+                body["limits"]["rate"]) == (1000, 100, 25)
+        a.close()
+        # sluice ctl: a number only where the config reads a plain decimal
+        for v in ("1e2", "1E2", "0x10", "1.", ".5", "+3", " 3", "-3"):
+            rc, out, err = ctl("admission", "set", "app", "burst=" + v, admin_port=s.admin_port)
+            assert (rc, out, err) == (1, "", 'sluice ctl: HTTP 400 Bad Request: burst: expected '
+                                             'a whole number (got "%s")\n' % v), (v, err)
+        for key, v, got, want in (("max_wait", ".5", '".5"', want_ms),
+                                  ("max_wait", "1.5", "1.5", want_ms),
+                                  ("max_wait", "1.", '"1."', want_ms),
+                                  ("rate", ".5", '".5"', want_rate),
+                                  ("rate", "1e2", '"1e2"', want_rate)):
+            rc, out, err = ctl("admission", "set", "app", "%s=%s" % (key, v),
+                               admin_port=s.admin_port)
+            assert (rc, out, err) == (1, "", "sluice ctl: HTTP 400 Bad Request: %s: expected %s "
+                                             "(got %s)\n" % (key, want, got)), (key, v, err)
+        rc, out, err = ctl("admission", "set", "app", "burst=007", "max_wait=1.5s", "rate=0.5",
+                           "retry_after_max=2500", admin_port=s.admin_port)
+        assert rc == 0, err
+        lim = json.loads(out)["limits"]
+        assert (lim["burst"], lim["max_wait_ms"], lim["rate"], lim["retry_after_max_ms"]) == \
+            (7, 1500, 0.5, 2500)
+    finally:
+        stop_all(s)
