@@ -239,16 +239,14 @@ void sl_http_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
     }
 }
 
-static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len, bool copy)
+/* The n bytes of a read (from block b, or from resp_head when b is NULL)
+   that the parser took as response body go to the client; `done`: the
+   response ended in them. */
+static void send_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len, ssize_t n,
+                      bool done)
 {
-    bool done = false;
-    ssize_t n = sl_http_parse_body(s->resp, b ? b->data + off : s->resp_head, len, &done);
-    if (n < 0) {
-        sl_session_close(s);
-        return;
-    }
     if (n > 0) {
-        if (copy)
+        if (b == NULL)
             sl_write_copy(s, true, s->resp_head, (size_t)n);
         else
             sl_write_block(s, true, b, off, (size_t)n);
@@ -272,6 +270,20 @@ static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len,
         s->resp_done = true;
         exchange_maybe_done(s);
     }
+}
+
+static void forward_body(sl_session_t *s, sl_block_t *b, size_t off, size_t len)
+{
+    bool done = false;
+    ssize_t n = sl_http_parse_body(s->resp, b->data + off, len, &done);
+    if (n < 0) {
+        /* Malformed after its head went (a chunk-size line beyond its
+           bound): the client is cut off, and a chunked body without its
+           last chunk tells it the answer is not whole. */
+        sl_session_close(s);
+        return;
+    }
+    send_body(s, b, off, len, n, done);
 }
 
 /*
@@ -313,6 +325,18 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
     /* An HTTP/1.0 client cannot take a 1xx (RFC 9110 15.2): it is dropped. */
     bool to_client = !interim || !s->req ||
                      (s->req->head.http_major == 1 && s->req->head.http_minor >= 1);
+    /* The body bytes read with the head are judged before the head goes:
+       what is malformed there is a 502, not an answer cut short. */
+    bool body_done = false;
+    ssize_t body = 0;
+    if (!interim) {
+        body = sl_http_parse_body(s->resp, s->resp_head + head_len, s->resp_len - head_len,
+                                  &body_done);
+        if (body < 0) {
+            sl_session_http_error(s, 502, NULL);
+            return;
+        }
+    }
     /* The rewrite adds at most ": " for a compact header line, and its own lines. */
     size_t cap = head_len + h->n_headers + 256;
     char *out = to_client ? malloc(cap) : NULL;
@@ -361,7 +385,7 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         s->req_done = true;
         s->keep_alive = false;
     }
-    forward_body(s, NULL, 0, extra, true);
+    send_body(s, NULL, 0, extra, body, body_done);
 }
 
 void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
@@ -389,7 +413,7 @@ void sl_http_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         finish_early(s);
         return;
     }
-    forward_body(s, b, off, b->len - off, false);
+    forward_body(s, b, off, b->len - off);
 }
 
 /*

@@ -10,7 +10,9 @@
  * byte also goes through a small raw scanner (NUL, bare CR, bare LF, obs-fold,
  * whitespace before the colon, a request's HTTP version), and the header list
  * is checked as a whole at headers-complete (Content-Length and
- * Transfer-Encoding, Host, the form of the request target).
+ * Transfer-Encoding, Host, the form of the request target). A chunked body's
+ * framing goes through a scanner of its own the same way (scan_chunked): its
+ * chunk-size lines, bounded, the CRLF after each chunk, the trailer section.
  *
  * Why the scanner runs first: the scanner stops at the first bad byte and
  * also finds the end of the head, and llhttp is then fed exactly up to that
@@ -503,45 +505,6 @@ static int on_message_complete(llhttp_t *ll)
 /* Trailer section scanner states (p->trailer_state); TR_NONE before it. */
 enum { TR_NONE, TR_LINE0, TR_NAME, TR_VALUE, TR_CR, TR_END_CR, TR_DONE };
 
-static int on_chunk_header(llhttp_t *ll)
-{
-    sl_http_parser_t *p = owner(ll);
-    p->chunk_left = ll->content_length;
-    if (ll->content_length > 0)
-        return 0;
-    /* The last chunk: the trailer section starts after this line. Pause so
-       that sl_http_parse_body learns where, and scans it (scan_trailers). */
-    p->trailer_state = TR_LINE0;
-    p->trailer_pause = true;
-    return HPE_PAUSED;
-}
-
-/*
- * llhttp 8.1 in its default mode skips the two bytes after chunk data
- * without looking at them ("5\r\nhelloXX0\r\n\r\n" passes), and a backend
- * would read that body differently: check they are CRLF, across calls.
- */
-static int check_chunk_crlf(sl_http_parser_t *p, const char *from)
-{
-    const char *end = p->base + p->body_len;
-    for (; p->crlf_pending > 0 && from < end; from++, p->crlf_pending--)
-        if (*from != (p->crlf_pending == 2 ? '\r' : '\n'))
-            return fail(p, 400, "chunk data not followed by CRLF");
-    return 0;
-}
-
-static int on_body(llhttp_t *ll, const char *at, size_t n)
-{
-    sl_http_parser_t *p = owner(ll);
-    if (!p->head.chunked || n == 0)
-        return 0;
-    p->chunk_left -= SL_MIN((uint64_t)n, p->chunk_left);
-    if (p->chunk_left > 0)
-        return 0;
-    p->crlf_pending = 2;
-    return check_chunk_crlf(p, at + n);
-}
-
 static const llhttp_settings_t settings = {
     .on_method = on_method,
     .on_url = on_url,
@@ -550,8 +513,6 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_value,
     .on_headers_complete = on_headers_complete,
     .on_message_complete = on_message_complete,
-    .on_body = on_body,
-    .on_chunk_header = on_chunk_header,
     .on_method_complete = on_span_complete,
     .on_url_complete = on_span_complete,
     .on_status_complete = on_span_complete,
@@ -789,29 +750,32 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
  * whitespace before the colon there, and a bare LF ending a line or the
  * section, and forwarded as they are, a backend could read the section's
  * end (and so where the next request starts) elsewhere. The state goes on
- * across calls; the scan stops at the section's end.
+ * across calls; the scan stops at the section's end. Returns the offset just
+ * after that end, 0 when the section goes on past len, or -1 with the first
+ * bad byte in *b.
  */
-static int scan_trailers(sl_http_parser_t *p, const char *buf, size_t from, size_t len)
+static long scan_trailers(sl_http_parser_t *p, const char *buf, size_t from, size_t len,
+                          bad_t *b)
 {
-    for (size_t i = from; i < len && p->trailer_state != TR_DONE; i++) {
+    for (size_t i = from; i < len; i++) {
         char c = buf[i];
         if (c == '\0')
-            return fail(p, 400, "NUL in trailer section");
+            return scan_bad(b, i, 400, "NUL in trailer section");
         /* The head's limits: fields are fields, wherever they come. */
         if (++p->trailer_bytes > p->max_head)
-            return fail(p, 431, "trailer section too large");
+            return scan_bad(b, i, 431, "trailer section too large");
         switch (p->trailer_state) {
         case TR_LINE0:
             if (c != '\r' && ++p->trailer_fields > p->max_headers)
-                return fail(p, 431, "too many trailer fields");
+                return scan_bad(b, i, 431, "too many trailer fields");
             if (c == '\r')
                 p->trailer_state = TR_END_CR;
             else if (is_ows(c))
-                return fail(p, 400, "obs-fold in trailer section");
+                return scan_bad(b, i, 400, "obs-fold in trailer section");
             else if (c == '\n')
-                return fail(p, 400, "bare LF in trailer section");
+                return scan_bad(b, i, 400, "bare LF in trailer section");
             else if (!is_tchar((unsigned char)c))
-                return fail(p, 400, "invalid trailer field name");
+                return scan_bad(b, i, 400, "invalid trailer field name");
             else
                 p->trailer_state = TR_NAME;
             break;
@@ -819,40 +783,203 @@ static int scan_trailers(sl_http_parser_t *p, const char *buf, size_t from, size
             if (c == ':')
                 p->trailer_state = TR_VALUE;
             else if (is_ows(c))
-                return fail(p, 400, "whitespace in trailer field name or before colon");
+                return scan_bad(b, i, 400, "whitespace in trailer field name or before colon");
             else if (!is_tchar((unsigned char)c))
-                return fail(p, 400, "invalid trailer field name");
+                return scan_bad(b, i, 400, "invalid trailer field name");
             break;
         case TR_VALUE:
             if (c == '\r')
                 p->trailer_state = TR_CR;
             else if (c == '\n')
-                return fail(p, 400, "bare LF in trailer section");
+                return scan_bad(b, i, 400, "bare LF in trailer section");
             break;
         default:            /* TR_CR, TR_END_CR: only LF may follow a CR */
             if (c != '\n')
-                return fail(p, 400, "bare CR in trailer section");
-            p->trailer_state = p->trailer_state == TR_CR ? TR_LINE0 : TR_DONE;
+                return scan_bad(b, i, 400, "bare CR in trailer section");
+            if (p->trailer_state == TR_END_CR) {
+                p->trailer_state = TR_DONE;
+                return (long)(i + 1);
+            }
+            p->trailer_state = TR_LINE0;
             break;
         }
     }
     return 0;
 }
 
-/* llhttp over body bytes, with the trailer section scanned as it comes. */
-static llhttp_errno_t execute_body(sl_http_parser_t *p, const char *buf, size_t len)
+/* Chunked framing scanner states (p->chunk_state): a chunk-size line, from
+   its size through its extensions to its LF, the chunk's data and the CRLF
+   after it, and after the last chunk the trailer section (scan_trailers). */
+enum {
+    CK_SIZE0, CK_SIZE, CK_NAME0, CK_NAME, CK_VALUE0, CK_TOKEN, CK_QUOTED, CK_QUOTED_END, CK_LF,
+    CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILERS
+};
+
+/* RFC 9110 5.6.4 qdtext: llhttp's quoted chunk extension values take DEL too. */
+static bool is_qdtext(unsigned char c)
 {
-    if (p->trailer_state != TR_NONE && scan_trailers(p, buf, 0, len) < 0)
-        return HPE_USER;
-    llhttp_errno_t e = llhttp_execute(&p->ll, buf, len);
-    if (e != HPE_PAUSED || !p->trailer_pause)
-        return e;
-    p->trailer_pause = false;
-    size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
-    llhttp_resume(&p->ll);
-    if (scan_trailers(p, buf, at, len) < 0)
-        return HPE_USER;
-    return llhttp_execute(&p->ll, buf + at, len - at);
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5B) ||
+           (c >= 0x5D && c <= 0x7E) || c >= 0x80;
+}
+
+static unsigned hex_value(unsigned char c)
+{
+    return is_digit((char)c) ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* After a size, a name or a value: another extension, or the line's CR. */
+static long chunk_ext_next(sl_http_parser_t *p, unsigned char c, size_t i, bad_t *b)
+{
+    if (c == ';')
+        p->chunk_state = CK_NAME0;
+    else if (c == '\r')
+        p->chunk_state = CK_LF;
+    else
+        return scan_bad(b, i, 400, "invalid chunk extension");
+    return 0;
+}
+
+/* The size, a hex number that must fit in 64 bits (llhttp's bound too). */
+static long chunk_size_digit(sl_http_parser_t *p, unsigned char c, size_t i, bad_t *b)
+{
+    if (!is_hexdig((char)c)) {
+        if (p->chunk_state == CK_SIZE0)
+            return scan_bad(b, i, 400, "invalid chunk size");
+        return chunk_ext_next(p, c, i, b);
+    }
+    if (p->chunk_left >> 60 != 0)
+        return scan_bad(b, i, 400, "chunk size overflow");
+    p->chunk_left = p->chunk_left << 4 | hex_value(c);
+    p->chunk_state = CK_SIZE;
+    return 0;
+}
+
+/*
+ * One byte of a chunk-size line (RFC 9112 7.1, 7.1.1):
+ *     chunk-size *( ";" token [ "=" ( token / quoted-string ) ] ) CRLF
+ * bounded at SL_HTTP_MAX_CHUNK_LINE bytes however it arrives. BWS around ";"
+ * and "=" and a quoted-pair in a value are refused, as llhttp refuses them: a
+ * line we both read alike keeps the chunk boundaries ours. llhttp 8.1 in its
+ * default mode lets through what is refused here: any byte after the CR
+ * taken for the LF, an empty name or value, a token running into a quote,
+ * DEL in a quoted value. At the LF the size is the chunk's data to skip, or
+ * for the last chunk (size 0) the trailer section begins.
+ */
+static long scan_size_line(sl_http_parser_t *p, unsigned char c, size_t i, bad_t *b)
+{
+    if (++p->chunk_line > SL_HTTP_MAX_CHUNK_LINE)
+        return scan_bad(b, i, 400, "chunk-size line too long");
+    switch (p->chunk_state) {
+    case CK_SIZE0:
+    case CK_SIZE:
+        return chunk_size_digit(p, c, i, b);
+    case CK_NAME0:
+        if (!is_tchar(c))
+            return scan_bad(b, i, 400, "invalid chunk extension");
+        p->chunk_state = CK_NAME;
+        return 0;
+    case CK_NAME:
+        if (c == '=') {
+            p->chunk_state = CK_VALUE0;
+            return 0;
+        }
+        return is_tchar(c) ? 0 : chunk_ext_next(p, c, i, b);
+    case CK_VALUE0:
+        if (c != '"' && !is_tchar(c))
+            return scan_bad(b, i, 400, "invalid chunk extension");
+        p->chunk_state = c == '"' ? CK_QUOTED : CK_TOKEN;
+        return 0;
+    case CK_TOKEN:
+        return is_tchar(c) ? 0 : chunk_ext_next(p, c, i, b);
+    case CK_QUOTED:
+        if (c == '"')
+            p->chunk_state = CK_QUOTED_END;
+        else if (!is_qdtext(c))
+            return scan_bad(b, i, 400, "invalid chunk extension");
+        return 0;
+    case CK_QUOTED_END:
+        return chunk_ext_next(p, c, i, b);
+    default:            /* CK_LF */
+        if (c != '\n')
+            return scan_bad(b, i, 400, "bare CR in chunk-size line");
+        p->chunk_line = 0;
+        p->chunk_state = p->chunk_left > 0 ? CK_DATA : CK_TRAILERS;
+        if (p->chunk_state == CK_TRAILERS)
+            p->trailer_state = TR_LINE0;
+        return 0;
+    }
+}
+
+/*
+ * The raw checks of a chunked body over buf[0, len), ahead of llhttp as the
+ * head's are (scan): the chunk-size lines, the CRLF after each chunk's data
+ * (llhttp 8.1 skips those two bytes unread: "5\r\nhelloXX0\r\n\r\n" passed),
+ * and the trailer section. Data bytes are skipped, not looked at. Returns the
+ * offset just after the body's end, 0 when it goes on past len, or -1 with
+ * the first bad byte in *b. The state goes on across calls, so where a check
+ * or the line bound trips never depends on how the bytes were split.
+ */
+static long scan_chunked(sl_http_parser_t *p, const char *buf, size_t len, bad_t *b)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        switch (p->chunk_state) {
+        case CK_DATA: {
+            uint64_t n = SL_MIN(p->chunk_left, (uint64_t)(len - i));
+            p->chunk_left -= n;
+            i += (size_t)n - 1;
+            if (p->chunk_left == 0)
+                p->chunk_state = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+        case CK_DATA_LF:
+            if (c != (p->chunk_state == CK_DATA_CR ? '\r' : '\n'))
+                return scan_bad(b, i, 400, "chunk data not followed by CRLF");
+            p->chunk_state = p->chunk_state == CK_DATA_CR ? CK_DATA_LF : CK_SIZE0;
+            break;
+        case CK_TRAILERS:
+            return scan_trailers(p, buf, i, len, b);
+        default:
+            if (scan_size_line(p, c, i, b) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* llhttp paused at the message's end: the body ends at `at`. */
+static ssize_t body_done(sl_http_parser_t *p, size_t at, bool *done)
+{
+    p->phase = SL_HTTP_PHASE_DONE;
+    *done = true;
+    return (ssize_t)at;
+}
+
+/*
+ * A chunked body, scanned first, then given to llhttp up to the scanner's
+ * verdict, as the head is (sl_http_parse_head): an error llhttp finds before
+ * the scanner's wins, and the two must agree on where the body ends.
+ */
+static ssize_t parse_chunked(sl_http_parser_t *p, const char *buf, size_t len, bool *done)
+{
+    bad_t bad = {0};
+    long end = scan_chunked(p, buf, len, &bad);
+    size_t feed_to = end > 0 ? (size_t)end : end < 0 ? bad.at : len;
+    llhttp_errno_t e = feed_to > 0 ? llhttp_execute(&p->ll, buf, feed_to) : HPE_OK;
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
+        if (end <= 0 || at != (size_t)end)
+            return refuse(p, 400, "malformed chunked body");
+        return body_done(p, at, done);
+    }
+    if (e != HPE_OK)
+        return llhttp_failed(p, e);
+    if (end < 0)
+        return refuse(p, bad.status, bad.why);
+    if (end > 0)            /* the body ended but llhttp did not see it end */
+        return refuse(p, 400, "malformed chunked body");
+    return (ssize_t)len;
 }
 
 ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done)
@@ -874,22 +1001,14 @@ ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, boo
     if (p->body_until_eof || len == 0)
         return (ssize_t)len;
     p->base = buf;
-    p->body_len = len;
     p->ll.data = p;
-    if (check_chunk_crlf(p, buf) < 0)
-        return SL_EINVAL;
-    llhttp_errno_t e = execute_body(p, buf, len);
+    if (p->head.chunked)
+        return parse_chunked(p, buf, len, done);
+    llhttp_errno_t e = llhttp_execute(&p->ll, buf, len);
     if (e == HPE_OK)
         return (ssize_t)len;
-    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-        /* Where llhttp ended the trailer section, ours ended too: the
-           scanner refuses every line ending it would read otherwise. */
-        if (p->trailer_state != TR_NONE && p->trailer_state != TR_DONE)
-            return refuse(p, 400, "malformed trailer section");
-        p->phase = SL_HTTP_PHASE_DONE;
-        *done = true;
-        return llhttp_get_error_pos(&p->ll) - buf;
-    }
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
+        return body_done(p, (size_t)(llhttp_get_error_pos(&p->ll) - buf), done);
     return llhttp_failed(p, e);
 }
 

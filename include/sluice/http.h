@@ -18,6 +18,8 @@
  * host[:port] of an http or https URI. A request parses only as HTTP/1.0 or
  * HTTP/1.1: a version "HTTP/" DIGIT "." DIGIT with another major is refused
  * with 505, any other version (HTTP/1.2, RTSP/1.0, HTTP/0.9's none) with 400.
+ * A chunked body's chunk-size lines are held to RFC 9112 7.1.1 without BWS
+ * or quoted-pairs (llhttp refuses those), and to SL_HTTP_MAX_CHUNK_LINE bytes.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -32,6 +34,15 @@
 #include "sluice/common.h"
 
 #define SL_HTTP_MAX_HEADERS 256   /* hard ceiling of limits.headers */
+
+/*
+ * The longest chunk-size line of a chunked body, extensions and CRLF
+ * included. Extensions carry nothing a gateway uses, and a line needs a few
+ * bytes; unbounded, it streamed megabytes to a backend whose parser may keep
+ * the line whole (Go and Twisted bound it at 4 KiB as well, Node the
+ * extensions at 16 KiB).
+ */
+#define SL_HTTP_MAX_CHUNK_LINE 4096
 
 typedef struct sl_http_span {
     uint32_t off;    /* offset from the head buffer's base */
@@ -107,11 +118,10 @@ typedef struct sl_http_parser {
     uint32_t scan_target;           /* request target bytes seen by the scanner */
     uint32_t scan_headers;          /* header lines seen by the scanner */
     uint8_t request_method;         /* responses: the method of the request answered */
-    uint8_t crlf_pending;           /* chunk data's CRLF bytes not yet checked */
-    uint64_t chunk_left;            /* data bytes left in the current chunk */
-    size_t body_len;                /* length of the body buffer being parsed */
+    uint8_t chunk_state;            /* raw checks of a chunked body's framing */
+    uint16_t chunk_line;            /* bytes of the chunk-size line so far */
+    uint64_t chunk_left;            /* the size being read, then its data bytes left */
     uint8_t trailer_state;          /* raw checks of a chunked body's trailer section */
-    bool trailer_pause;             /* llhttp paused at the last chunk's size line */
     uint32_t trailer_bytes;         /* of the trailer section, bounded like the head */
     uint32_t trailer_fields;
 } sl_http_parser_t;
@@ -137,9 +147,10 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len);
 /*
  * After a complete head: how many of these body bytes belong to this message.
  * Returns that count (<= len) and sets *done when the message ended within
- * them; SL_EINVAL on a malformed body (bad chunk size, a trailer section that
- * fails the head's checks or limits: p->error_status says which). A message
- * with no body is done at once (call with len 0).
+ * them; SL_EINVAL on a malformed body (a bad or too long chunk-size line,
+ * chunk data without its CRLF, a trailer section that fails the head's
+ * checks or limits: p->error_status says which). A message with no body is
+ * done at once (call with len 0).
  */
 ssize_t sl_http_parse_body(sl_http_parser_t *p, const char *buf, size_t len, bool *done);
 

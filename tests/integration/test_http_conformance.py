@@ -30,12 +30,57 @@ def read_head(conn, buf):
     return head, rest
 
 
-def body_length(head):
+def header_value(head, want):
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
+        if name.strip().lower() == want:
+            return value.strip()
+    return None
+
+
+def read_more(conn, buf):
+    """buf and the next bytes from conn; EOFError (carrying buf) at the end."""
+    chunk = conn.recv(65536)
+    if not chunk:
+        raise EOFError(buf)
+    return buf + chunk
+
+
+def line_end(conn, buf, pos):
+    """(index of the CRLF ending the line at pos, buf read on as needed)."""
+    while buf.find(b"\r\n", pos) < 0:
+        buf = read_more(conn, buf)
+    return buf.find(b"\r\n", pos), buf
+
+
+def chunked_length(conn, buf):
+    """How many bytes of buf a chunked body takes, trailer section included,
+    reading on from conn as needed: (length, buf)."""
+    pos = 0
+    while True:
+        eol, buf = line_end(conn, buf, pos)
+        size = int(buf[pos:eol].split(b";")[0], 16)
+        pos = eol + 2
+        if size == 0:
+            break
+        while len(buf) < pos + size + 2:
+            buf = read_more(conn, buf)
+        pos += size + 2
+    while True:     # the trailer section, to its empty line
+        eol, buf = line_end(conn, buf, pos)
+        empty, pos = eol == pos, eol + 2
+        if empty:
+            return pos, buf
+
+
+def body_extent(conn, head, buf):
+    """(length, buf): the request body's bytes at the front of buf, read on as needed."""
+    if (header_value(head, b"transfer-encoding") or b"").lower().endswith(b"chunked"):
+        return chunked_length(conn, buf)
+    n = int(header_value(head, b"content-length") or 0)
+    while len(buf) < n:
+        buf = read_more(conn, buf)
+    return n, buf
 
 
 class ScriptedBackend(H.ThreadBackend):
@@ -45,10 +90,14 @@ class ScriptedBackend(H.ThreadBackend):
     and then the connection closes, as Python's http.server and others do
     (RFC 9112 9.3: the request decides). Paths in EARLY are answered as soon
     as their head is read, before the body; paths in INTERIM get their 1xx
-    then. Every request head is kept, with
-    the index of the backend connection it came on."""
+    then. An answer given as a list is sent in parts, each after the first
+    once the test sets `gate`. Every request head is kept, with the index of
+    the backend connection it came on, and every body (Content-Length or
+    chunked, raw) with its path: as far as it came when the connection ended
+    before its end."""
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
     ANSWERS = {
         b"/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
                       b"Content-Length: 4\r\n\r\nevil",
@@ -56,6 +105,9 @@ class ScriptedBackend(H.ThreadBackend):
         b"/early-eof": b"HTTP/1.1 200 OK\r\n\r\nthe body ends with the connection",
         b"/early-big": b"HTTP/1.1 413 Content Too Large\r\nContent-Length: %d\r\n\r\n" % BIG
                        + b"z" * BIG,
+        b"/ext-resp-at-once": CHUNKED + b"\r\n2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n",
+        b"/ext-resp-later": [CHUNKED + b"\r\n2\r\nok\r\n",
+                             b"2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n"],
     }
     EARLY = {b"/early-big", b"/early", b"/early-eof"}
     CLOSE = {b"/early-eof"}             # the connection closes after the answer
@@ -64,8 +116,18 @@ class ScriptedBackend(H.ThreadBackend):
 
     def __init__(self):
         self.requests = []          # (connection index, request head)
+        self.bodies = []            # (path, raw body)
+        self.gate = threading.Event()
         self.lock = threading.Lock()
         super().__init__()
+
+    def send(self, conn, answer):
+        parts = answer if isinstance(answer, list) else [answer]
+        conn.sendall(parts[0])
+        for part in parts[1:]:
+            if not self.gate.wait(5):
+                return
+            conn.sendall(part)
 
     def handle(self, conn):
         with self.lock:
@@ -82,21 +144,27 @@ class ScriptedBackend(H.ThreadBackend):
                 path = line.split(b" ")[1].split(b"?")[0]
                 answer = self.ANSWERS.get(path, self.OK)
                 if path in self.EARLY:        # answered before the body is read
-                    conn.sendall(answer)
+                    self.send(conn, answer)
                     if path in self.CLOSE:
                         conn.close()
                         return
                 if path in self.INTERIM:      # 1xx first, the answer after the body
                     conn.sendall(self.INTERIM[path])
-                n = body_length(head)
-                while len(buf) < n:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
+                try:
+                    n, buf = body_extent(conn, head, buf)
+                except EOFError as e:
+                    with self.lock:
+                        self.bodies.append((path, e.args[0]))
+                    return
+                except ValueError:      # a chunk size it cannot read: kept, and it hangs up
+                    with self.lock:
+                        self.bodies.append((path, buf))
+                    return
+                with self.lock:
+                    self.bodies.append((path, buf[:n]))
                 buf = buf[n:]
                 if path not in self.EARLY:
-                    conn.sendall(answer)
+                    self.send(conn, answer)
                 lower = head.lower()
                 if line.endswith(b"HTTP/1.0") and b"keep-alive" not in lower:
                     conn.close()
@@ -417,3 +485,122 @@ def test_a_fragment_in_the_request_target_is_refused(gw, target):
     finally:
         c.close()
     assert not [h for _, h in gw.backend.requests if b"#" in h.split(b"\r\n")[0]]
+
+
+# ---- chunk extensions ----
+
+CHUNKED_POST = b"POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+LINE_MAX = 4096     # a chunk-size line, extensions and CRLF included
+
+
+def bodies_of(g, path):
+    return [b for p, b in g.backend.bodies if p == path]
+
+
+@pytest.mark.parametrize("pieces", [1, 16], ids=["one write", "in pieces"])
+def test_a_chunk_size_line_longer_than_4_KiB_is_refused(gw, pieces):
+    """A chunk-size line ("5;" and extensions) of 64 KiB: the gateway
+    streamed it to the backend, whatever its length (a backend's or another
+    parser's line buffer may choke, and smuggling research plays on long
+    extensions). The line is bounded at 4 KiB, counted byte by byte, so it
+    is refused the same when it comes in one write or in pieces: 400, the
+    connection closed, and the backend gets no more of the line than the
+    bound."""
+    path = b"/ext-long-%d" % pieces
+    line = b"5;" + b"e" * (64 << 10)
+    c, reader = connect(gw)
+    try:
+        c.sendall(CHUNKED_POST % path)
+        step = -(-len(line) // pieces)
+        try:
+            for i in range(0, len(line), step):
+                c.sendall(line[i:i + step])
+                if pieces > 1:
+                    time.sleep(0.02)
+            c.sendall(b"\r\nhello\r\n0\r\n\r\n")
+        except OSError:
+            pass    # refused and closed while the line was still going
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+    got = bodies_of(gw, path)
+    assert all(len(b) <= LINE_MAX for b in got), [len(b) for b in got]
+
+
+def test_a_chunk_size_line_of_4_KiB_is_forwarded_as_it_came(gw):
+    """The bound is not tighter than it says: a line of exactly 4 KiB passes,
+    and the backend gets the body byte for byte."""
+    line = b"5;" + b"e" * (LINE_MAX - 4) + b"\r\n"
+    body = line + b"hello\r\n0;last=\"q v\"\r\n\r\n"
+    c, reader = connect(gw)
+    try:
+        c.sendall(CHUNKED_POST % b"/ext-at-max" + body)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    assert bodies_of(gw, b"/ext-at-max") == [body]
+
+
+@pytest.mark.parametrize("body", [
+    b"5\rXhello\r\n0\r\n\r\n",
+    b"5\r\x00hello\r\n0\r\n\r\n",
+    b"0\rX\r\n",
+    b"5;a\rXhello\r\n0\r\n\r\n",
+    b"5;=v\r\nhello\r\n0\r\n\r\n",
+    b"5;a=\r\nhello\r\n0\r\n\r\n",
+    b"5;a=b\"c\"\r\nhello\r\n0\r\n\r\n",
+    b"5;a=\"x\x7fy\"\r\nhello\r\n0\r\n\r\n",
+], ids=["bare CR ending the size line", "CR NUL", "bare CR ending the last chunk's line",
+        "bare CR after an extension", "extension without a name", "extension with an empty value",
+        "token and quoted-string run together", "DEL in a quoted value"])
+def test_a_chunk_size_line_outside_rfc_9112_is_refused(gw, body):
+    """RFC 9112 7.1.1: chunk-size [ ";" token [ "=" token / quoted-string ] ]
+    CRLF. llhttp 8.1 (default mode) takes any byte after the line's CR as
+    its LF, names and values that are empty, a token running into a quote,
+    and DEL in a quoted value; the gateway forwarded them, and a backend
+    may find the line (and the chunk data, and the next request) elsewhere."""
+    path = b"/ext-bad"
+    before = len(bodies_of(gw, path))
+    c, reader = connect(gw)
+    try:
+        c.sendall(CHUNKED_POST % path + body)
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+    finally:
+        c.close()
+    assert len(bodies_of(gw, path)) == before, bodies_of(gw, path)[before:]
+
+
+def test_a_backend_chunk_size_line_beyond_4_KiB_is_a_502(gw):
+    """The same bound on a backend's response: read with the head, nothing
+    has gone to the client yet, and the client gets a 502 instead of the
+    line (the gateway sent the head, then streamed the 8 KiB line on)."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET /ext-resp-at-once HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (502, "close"), r
+    finally:
+        c.close()
+
+
+def test_a_backend_chunk_size_line_beyond_4_KiB_cuts_the_response(gw):
+    """Once the response has begun, the client connection is cut before the
+    long line: the client sees a chunked body without its last chunk, which
+    it knows is incomplete. The gateway forwarded the line and the rest."""
+    gw.backend.gate.clear()
+    c, _ = connect(gw)
+    try:
+        c.sendall(b"GET /ext-resp-later HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = H.recv_until(c, b"\r\n2\r\nok\r\n", timeout=5)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"2\r\nok\r\n"), data
+        gw.backend.gate.set()
+        data += H.recv_all(c, timeout=5)
+    finally:
+        gw.backend.gate.clear()
+        c.close()
+    assert b"e" * 100 not in data and not data.endswith(b"0\r\n\r\n"), data[-200:]
+

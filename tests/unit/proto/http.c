@@ -99,6 +99,7 @@ static void run(sl_http_type_t type, uint8_t method, const limits_t *lim, const 
         feed_body(p, buf + r->rc, len - (size_t)r->rc, mode, bk, r);
         r->until_eof = sl_http_body_until_eof(p);
         r->status = p->error_status;
+        r->reason = p->error_reason;
     }
     free(p);
     free(buf);
@@ -287,6 +288,188 @@ static void test_trailers(void **state)
     assert_int_equal(r.body, SL_EINVAL);
     assert_int_equal(r.status, 431);
 #undef TE_HEAD
+}
+
+/* A chunked request or response with this body (n bytes, NULs allowed), parsed every way. */
+static result_t chunked(sl_http_type_t type, const char *body, size_t n)
+{
+    static const char req[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *head = type == SL_HTTP_REQUEST ? req : resp;
+    size_t h = strlen(head);
+    char *in = malloc(h + n);
+    assert_non_null(in);
+    memcpy(in, head, h);
+    memcpy(in + h, body, n);
+    result_t r = run_all(type, HTTP_GET, NULL, in, h + n);
+    free(in);
+    return r;
+}
+
+#define CHUNKED(s) chunked(SL_HTTP_REQUEST, s, sizeof(s) - 1)
+
+/* RFC 9112 7.1.1 chunk extensions: what passes, whole, however split. */
+static void test_chunk_extensions(void **state)
+{
+    static const struct {
+        const char *body;
+        size_t len;
+    } good[] = {
+#define G(s) {s, sizeof(s) - 1}
+        G("5;a\r\nhello\r\n0\r\n\r\n"),
+        G("5;a=b\r\nhello\r\n0\r\n\r\n"),
+        G("5;a=\"\"\r\nhello\r\n0\r\n\r\n"),
+        G("5;a=\"x y\t!#[]~\x80\xff\"\r\nhello\r\n0\r\n\r\n"),
+        G("5;a;d=\"e\";f;b=c\r\nhello\r\n0;last=1\r\n\r\n"),
+        G("5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~\r\nhello\r\n0\r\n\r\n"),
+        G("A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n"),
+        G("000000000000000000000000005\r\nhello\r\n000\r\n\r\n"),
+#undef G
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(good); i++) {
+        result_t r = chunked(SL_HTTP_REQUEST, good[i].body, good[i].len);
+        if (!r.done)
+            print_error("refused: %s: %s\n", good[i].body, r.reason ? r.reason : "?");
+        assert_true(r.done);
+        assert_int_equal(r.body, (ssize_t)good[i].len);
+    }
+    /* The largest size that fits in 64 bits is a size (whose data is to come). */
+    result_t r = CHUNKED("ffffffffffffffff\r\nxyz");
+    assert_false(r.done);
+    assert_int_equal(r.body, 21);
+}
+
+/* What llhttp 8.1 takes and a backend may read otherwise; what llhttp refuses itself. */
+static void test_bad_chunk_extensions(void **state)
+{
+#define CR_LINE "bare CR in chunk-size line"
+#define EXT "invalid chunk extension"
+    static const struct {
+        const char *body;
+        size_t len;
+        const char *reason;     /* NULL where the words are llhttp's */
+    } bad[] = {
+#define B(s, why) {s, sizeof(s) - 1, why}
+        /* llhttp takes any byte after the line's CR for its LF. */
+        B("5\rXhello\r\n0\r\n\r\n", CR_LINE),
+        B("5\r\0hello\r\n0\r\n\r\n", CR_LINE),
+        B("5;a\rXhello\r\n0\r\n\r\n", CR_LINE),
+        B("5;a=\"b\"\r\rhello\r\n0\r\n\r\n", CR_LINE),
+        B("0\rX\r\n", CR_LINE),
+        B("0;a=b\r\r\r\n", CR_LINE),
+        /* llhttp takes these too: RFC 9112 7.1.1 does not. */
+        B("5;=v\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=;b\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=b\"c\"\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=\"x\x7fy\"\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=\"x\0y\"\r\nhello\r\n0\r\n\r\n", EXT),
+        /* And these llhttp refuses as well. */
+        B("5;a=b;c\r\nhello\r\n0\r\n\r\n", NULL),   /* valid, but llhttp 8.1 wants no
+                                                     extension after a token value */
+        B("5;a=\"x\\\"y\"\r\nhello\r\n0\r\n\r\n", EXT),      /* a quoted-pair */
+        B("5;a=\"x\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=\"x\"y\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5 ;a\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5\t\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5; a\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a =b\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a= b\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a;\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a\0\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a,b\r\nhello\r\n0\r\n\r\n", EXT),
+        B("5;a=b=c\r\nhello\r\n0\r\n\r\n", EXT),
+        B("g\r\n", "invalid chunk size"),
+        B(";a\r\nhello\r\n0\r\n\r\n", "invalid chunk size"),
+        B("ffffffffffffffff0\r\n", "chunk size overflow"),
+        B("5\r\nhello\r\r0\r\n\r\n", "chunk data not followed by CRLF"),
+#undef B
+    };
+    for (size_t i = 0; i < SL_ARRAY_SIZE(bad); i++) {
+        for (int type = SL_HTTP_REQUEST; type <= SL_HTTP_RESPONSE; type++) {
+            result_t r = chunked((sl_http_type_t)type, bad[i].body, bad[i].len);
+            if (r.body != SL_EINVAL)
+                print_error("accepted: %s\n", bad[i].body);
+            assert_int_equal(r.body, SL_EINVAL);
+            assert_int_equal(r.status, type == SL_HTTP_REQUEST ? 400 : 502);
+            if (bad[i].reason != NULL)
+                assert_string_equal(r.reason, bad[i].reason);
+        }
+    }
+#undef CR_LINE
+#undef EXT
+}
+
+/* A chunk-size line of `line` bytes (CRLF included): "5;eee...\r\n", or the last chunk's. */
+static char *size_line(bool last, size_t line, bool crlf, size_t *n)
+{
+    static const char data[] = "hello\r\n0\r\n\r\n";
+    const char *after = last ? "\r\n" : data;
+    size_t tail = crlf ? 2 + strlen(after) : 0;
+    char *b = malloc(line + tail);
+    assert_non_null(b);
+    b[0] = last ? '0' : '5';
+    b[1] = ';';
+    memset(b + 2, 'e', line - 4);
+    memcpy(b + line - 2, "\r\n", 2);
+    if (crlf)
+        memcpy(b + line, after, strlen(after));
+    *n = crlf ? line + strlen(after) : line - 2;
+    return b;
+}
+
+/*
+ * SL_HTTP_MAX_CHUNK_LINE bounds the whole line, size and CRLF included,
+ * counted byte by byte: the same verdict at the same byte whether the line
+ * comes whole, split anywhere or a byte at a time (run_all), for a request
+ * (400) and a response (502), for a data chunk and the last chunk, and for a
+ * line that never ends.
+ */
+static void test_chunk_line_limit(void **state)
+{
+    for (int type = SL_HTTP_REQUEST; type <= SL_HTTP_RESPONSE; type++) {
+        for (int last = 0; last <= 1; last++) {
+            size_t n;
+            char *b = size_line(last, SL_HTTP_MAX_CHUNK_LINE, true, &n);
+            result_t r = chunked((sl_http_type_t)type, b, n);
+            assert_true(r.done);
+            assert_int_equal(r.body, (ssize_t)n);
+            free(b);
+
+            b = size_line(last, SL_HTTP_MAX_CHUNK_LINE + 1, true, &n);
+            r = chunked((sl_http_type_t)type, b, n);
+            assert_int_equal(r.body, SL_EINVAL);
+            assert_int_equal(r.status, type == SL_HTTP_REQUEST ? 400 : 502);
+            assert_string_equal(r.reason, "chunk-size line too long");
+            free(b);
+
+            /* SL_HTTP_MAX_CHUNK_LINE + 1 bytes, no end in sight. */
+            b = size_line(last, SL_HTTP_MAX_CHUNK_LINE + 3, false, &n);
+            r = chunked((sl_http_type_t)type, b, n);
+            assert_int_equal(r.body, SL_EINVAL);
+            assert_string_equal(r.reason, "chunk-size line too long");
+            free(b);
+        }
+    }
+    /* The bound is per line: two lines at it pass. */
+    size_t n;
+    char *one = size_line(false, SL_HTTP_MAX_CHUNK_LINE, false, &n);
+    char *two = malloc(2 * (n + 2 + 7) + 5);
+    assert_non_null(two);
+    size_t at = 0;
+    for (int i = 0; i < 2; i++) {
+        memcpy(two + at, one, n);
+        memcpy(two + at + n, "\r\nhello\r\n", 9);
+        at += n + 9;
+    }
+    memcpy(two + at, "0\r\n\r\n", 5);
+    result_t r = chunked(SL_HTTP_REQUEST, two, at + 5);
+    assert_true(r.done);
+    assert_int_equal(r.body, (ssize_t)(at + 5));
+    free(one);
+    free(two);
 }
 
 typedef struct refusal {
@@ -1012,6 +1195,9 @@ int main(void)
         cmocka_unit_test(test_chunked_body),
         cmocka_unit_test(test_bad_chunks),
         cmocka_unit_test(test_trailers),
+        cmocka_unit_test(test_chunk_extensions),
+        cmocka_unit_test(test_bad_chunk_extensions),
+        cmocka_unit_test(test_chunk_line_limit),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
