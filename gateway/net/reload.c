@@ -12,8 +12,10 @@
  * them, like a live change, unless the API set their limits), deploys (in
  * progress, or the last one's outcome), backends being drained through the
  * API, and what the API changed (a cutover's new active pool, admission
- * limits), which stands over the YAML. The log's level and format apply at
- * once.
+ * limits), which stands over the YAML. What the API set for a queue, pool or
+ * service the new config does not have is kept (state.c) and is in force
+ * again when a later reload brings it back. The log's level and format
+ * apply at once.
  *
  * Listeners, the worker count, the access log and the admin listener (its
  * address, token file and state file) are fixed at start: changing them asks
@@ -238,11 +240,12 @@ static long service_pool(const sl_ctl_t *ctl, size_t svc, const char *name)
 /*
  * An admission queue moves to the new config with its waiting clients. Its
  * limits become the new YAML's, unless the API set them: those stand over
- * the YAML at a reload as they do at a start (from the state file).
+ * the YAML at a reload as they do at a start (from the state file). Limits
+ * that cannot be set again here are tried once more, and reported, by
+ * sl_state_apply.
  */
 static void take_queue(sl_ctl_t *ctl, long svc, long pool, sl_ctl_t *old, sl_admission_t **slot,
-                       sl_admission_t **old_slot, bool overridden, bool *overridden_now,
-                       const char *name)
+                       sl_admission_t **old_slot, bool overridden, bool *overridden_now)
 {
     if (*slot == NULL || *old_slot == NULL)
         return;
@@ -254,9 +257,6 @@ static void take_queue(sl_ctl_t *ctl, long svc, long pool, sl_ctl_t *old, sl_adm
     char err[200];
     if (sl_ctl_admission_set(ctl, (size_t)svc, pool, &keep, err, sizeof err) == 0)
         *overridden_now = true;
-    else
-        sl_log_warn("reload: %s %s: the admission limits set through the API no longer apply "
-                    "(%s); the config's are in force", pool < 0 ? "service" : "pool", name, err);
 }
 
 void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
@@ -286,7 +286,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
         size_t oi = (size_t)(os - ocfg->services);
         sl_ctl_service_t *ocs = &old->services[oi];
         take_queue(ctl, (long)i, -1, old, &ctl->services[i].adm, &ocs->adm,
-                   ocs->admission_overridden, &ctl->services[i].admission_overridden, s->name);
+                   ocs->admission_overridden, &ctl->services[i].admission_overridden);
         /* The API's word stands over the YAML: a finished cutover's pool stays active. */
         long active = service_pool(ctl, i, ocfg->pools[ocs->active].name);
         if (ocs->active_overridden && active >= 0) {
@@ -336,10 +336,11 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
         long svc = sl_ctl_pool_service(ctl, p);
         if (op >= 0 && svc >= 0)
             take_queue(ctl, svc, (long)p, old, &ctl->pools[p].adm, &old->pools[op].adm,
-                       old->pools[op].admission_overridden, &ctl->pools[p].admission_overridden,
-                       cfg->pools[p].name);
+                       old->pools[op].admission_overridden, &ctl->pools[p].admission_overridden);
     }
-    sl_ctl_publish_all(ctl);
+    /* What the API set that no queue carried (one this config gives back, or
+       whose limits did not fit) from the words kept in state.c; publishes. */
+    sl_state_apply(ctl);
     sl_ctl_update_holds(ctl);
 }
 

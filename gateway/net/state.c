@@ -1,5 +1,5 @@
 /*
- * state.c: what the API changed, kept across restarts.
+ * state.c: what the API changed, kept across restarts and reloads.
  *
  * A finished cutover makes the new pool active, and PUT .../admission sets
  * limits; both are decisions an operator made at run time, and a restart
@@ -8,6 +8,11 @@
  * over the old one: a crash leaves the old state or the new, never half) and
  * applied over the YAML at start. The status resource shows which values
  * come from the state file rather than the YAML.
+ *
+ * A reload may take away what a value applies to (a service, a pool, an
+ * admission queue) and a later one bring it back: the value is kept, not in
+ * force, meanwhile, and is in force again when its queue is back (see "the
+ * API's word" below).
  *
  * A file that cannot be read as version 1 (cut short, not JSON, another
  * version's) is ignored at start and renamed to <state_file>.bad, so the next
@@ -31,46 +36,124 @@
 #include "../admin/json_out.h"
 #include "ctl.h"
 
-static void write_pools(sl_jw_t *w, sl_ctl_t *ctl);
+static void write_pools(sl_jw_t *w);
+
+/* ---- the API's word ---- */
 
 /*
- * Service entries of the file read at start that this run could not apply
- * (a service the config no longer has, a pool no longer its own, limits
- * for a queue that is off), and pools' admission limits likewise (a pool
- * the config no longer has, or one with no queue of its own now). They are
- * written back as they were until the API sets that service's or pool's
- * state anew: a service taken out of the YAML for a while must find its
- * finished cutover again when it returns, as a pool's backends do.
- * Control thread only; freed at exit.
+ * Every value the API set that stands over the YAML, by service or pool
+ * name, whether it is in force now or not: a service's active pool (a
+ * finished cutover) and admission limits, a pool's own admission limits.
+ * The policy state (sl_ctl_t) is rebuilt at every reload and holds only what
+ * its config can take; this list outlives it. A value whose service, pool or
+ * queue is gone is kept here (and in the file), and applied again when a
+ * reload or a start brings its queue back; only the API's next word for it
+ * replaces it. (Kept in the policy state alone, a reload that took a queue
+ * away lost its limits, and the next save dropped them from the file.)
+ *
+ * Filled from the file at start, brought up to date with the live state at
+ * every save (every change through the API saves), applied over each new
+ * policy state (at start, and at every reload for what the reload did not
+ * carry over), and written to the file as it is. Control thread only; freed
+ * at exit.
  */
-static sl_json_doc_t kept_doc;
-static const sl_json_t *kept_services;
-static const sl_json_t *kept_pools;   /* the file's "pools"; only "admission" is read */
+typedef struct word {
+    struct word *next;
+    bool pool;                   /* a pool's word, else a service's */
+    char *name;
+    char *active;                /* services: the pool a finished cutover made active */
+    sl_json_doc_t limits;        /* admission limits as the file has them (root NULL: none) */
+    bool active_in_force, limits_in_force;   /* as last seen: reloads log the changes */
+} word_t;
 
-/* The kept admission limits of a pool the API has not set since the start. */
-static const sl_json_t *kept_admission(sl_ctl_t *ctl, const char *pool)
+static word_t *words;
+
+static word_t *word_find(bool pool, const char *name)
 {
-    const sl_json_t *m = kept_pools ? sl_json_get(kept_pools, pool) : NULL;
-    const sl_json_t *a = m ? sl_json_get(m, "admission") : NULL;
-    if (a == NULL || a->type != SL_JSON_OBJECT)
-        return NULL;
-    long p = sl_config_pool_index(ctl->rt->cfg, pool);
-    return p >= 0 && ctl->pools[p].admission_overridden ? NULL : a;
+    for (word_t *e = words; e; e = e->next)
+        if (e->pool == pool && strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
 }
 
-static void write_kept_services(sl_jw_t *w, sl_ctl_t *ctl)
+/* The word for name, added at the end (the file keeps its order); NULL: no memory. */
+static word_t *word_get(bool pool, const char *name)
 {
-    const sl_config_t *cfg = ctl->rt->cfg;
-    for (const sl_json_t *m = kept_services ? kept_services->child : NULL; m; m = m->next) {
-        const sl_cfg_service_t *s = sl_config_service(cfg, m->key);
-        if (s != NULL) {
-            const sl_ctl_service_t *cs = &ctl->services[s - cfg->services];
-            if (cs->active_overridden || cs->admission_overridden)
-                continue;   /* written from the live state: the API's newer word */
-        }
-        sl_jw_key(w, m->key);
-        sl_jw_value(w, m);
+    word_t **end = &words;
+    for (; *end; end = &(*end)->next)
+        if ((*end)->pool == pool && strcmp((*end)->name, name) == 0)
+            return *end;
+    word_t *e = calloc(1, sizeof *e);
+    if (e == NULL || (e->name = strdup(name)) == NULL) {
+        free(e);
+        sl_log_error("state: out of memory: %s %s: what the API set is not kept",
+                     pool ? "pool" : "service", name);
+        return NULL;
     }
+    e->pool = pool;
+    *end = e;
+    return e;
+}
+
+static void word_free(word_t *e)
+{
+    free(e->name);
+    free(e->active);
+    sl_json_doc_free(&e->limits);
+    free(e);
+}
+
+/* Words left with nothing in them go. */
+static void words_tidy(void)
+{
+    for (word_t **p = &words; *p;) {
+        word_t *e = *p;
+        if (e->active == NULL && e->limits.root == NULL) {
+            *p = e->next;
+            word_free(e);
+        } else {
+            p = &e->next;
+        }
+    }
+}
+
+static void word_set_active(word_t *e, const char *pool)
+{
+    if (e->active && pool && strcmp(e->active, pool) == 0)
+        return;
+    char *copy = pool ? strdup(pool) : NULL;
+    if (pool && copy == NULL) {
+        sl_log_error("state: out of memory: service %s: its active pool is not kept", e->name);
+        return;
+    }
+    free(e->active);
+    e->active = copy;
+}
+
+/* The limits become what w wrote into b (b is freed); false when out of memory. */
+static bool word_take_limits(word_t *e, sl_buf_t *b)
+{
+    sl_json_doc_t d = {0};
+    bool ok = !b->oom && sl_json_parse(&d, b->data, b->len, NULL, NULL) == 0;
+    sl_buf_free(b);
+    if (!ok) {
+        sl_log_error("state: out of memory: %s %s: its admission limits are not kept",
+                     e->pool ? "pool" : "service", e->name);
+        return false;
+    }
+    sl_json_doc_free(&e->limits);
+    e->limits = d;
+    return true;
+}
+
+/* A copy of the file's value (as it is: it may hold only some limits). */
+static void word_copy_limits(word_t *e, const sl_json_t *v)
+{
+    sl_buf_t b = {0};
+    sl_jw_t w;
+    sl_jw_init(&w, &b, false);
+    sl_jw_value(&w, v);
+    word_take_limits(e, &b);
 }
 
 /* The limits as object members: the state file and the admin API write the same names. */
@@ -87,11 +170,57 @@ void sl_state_write_limits(sl_jw_t *w, const sl_admission_params_t *p)
     sl_jw_kuint(w, "slow_start_ms", p->bucket.slow_start);
 }
 
-static void write_params(sl_jw_t *w, const sl_admission_params_t *p)
+static void word_set_params(word_t *e, const sl_admission_params_t *p)
 {
-    sl_jw_obj(w);
-    sl_state_write_limits(w, p);
-    sl_jw_end(w);
+    sl_buf_t b = {0};
+    sl_jw_t w;
+    sl_jw_init(&w, &b, false);
+    sl_jw_obj(&w);
+    sl_state_write_limits(&w, p);
+    sl_jw_end(&w);
+    word_take_limits(e, &b);
+}
+
+/*
+ * The live state into the words: what the API set is in force there, and
+ * newer than anything kept. A finished cutover's pool that could not be
+ * applied (not one of the service's pools now) goes once the service has
+ * anything else from the API in force: the API spoke for the service since,
+ * and that entry is the service's state now, as at start.
+ */
+static void take_live_state(sl_ctl_t *ctl)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
+    for (word_t *e = words; e; e = e->next)
+        e->active_in_force = e->limits_in_force = false;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const sl_ctl_service_t *cs = &ctl->services[i];
+        sl_admission_params_t p;
+        sl_admission_stats_t st;
+        bool limits = cs->admission_overridden && sl_ctl_admission_get(ctl, i, -1, &p, &st) == 0;
+        word_t *e = cs->active_overridden || limits ? word_get(false, cfg->services[i].name)
+                                                    : NULL;
+        if (e == NULL)
+            continue;
+        word_set_active(e, cs->active_overridden ? cfg->pools[cs->active].name : NULL);
+        e->active_in_force = cs->active_overridden;
+        if (limits)
+            word_set_params(e, &p);
+        e->limits_in_force = limits;
+    }
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        long svc = sl_ctl_pool_service(ctl, p);
+        sl_admission_params_t lim;
+        sl_admission_stats_t st;
+        word_t *e;
+        if (ctl->pools[p].admission_overridden && svc >= 0 &&
+            sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &lim, &st) == 0 &&
+            (e = word_get(true, cfg->pools[p].name)) != NULL) {
+            word_set_params(e, &lim);
+            e->limits_in_force = true;
+        }
+    }
+    words_tidy();
 }
 
 /* -errno of the call that just failed; never 0, which would read as saved. */
@@ -125,12 +254,14 @@ static void sync_directory_of(const char *path)
 /*
  * Write what the API changed to admin.state_file. Returns 0 (also when no
  * state file is configured) or -errno; callers tell whoever asked for the
- * change that it will not survive a restart.
+ * change that it will not survive a restart. Every change through the API
+ * comes here, so the words learn it here too, with or without a file: a
+ * reload keeps it either way.
  */
 int sl_state_save(sl_ctl_t *ctl)
 {
-    const sl_config_t *cfg = ctl->rt->cfg;
-    const char *path = cfg->admin.state_file;
+    take_live_state(ctl);
+    const char *path = ctl->rt->cfg->admin.state_file;
     if (path == NULL)
         return 0;
     sl_buf_t buf = {0};
@@ -140,25 +271,21 @@ int sl_state_save(sl_ctl_t *ctl)
     sl_jw_kuint(&w, "version", 1);
     sl_jw_key(&w, "services");
     sl_jw_obj(&w);
-    for (size_t i = 0; i < cfg->n_services; i++) {
-        sl_ctl_service_t *cs = &ctl->services[i];
-        if (!cs->active_overridden && !cs->admission_overridden)
+    for (const word_t *e = words; e; e = e->next) {
+        if (e->pool)
             continue;
-        sl_jw_key(&w, cfg->services[i].name);
+        sl_jw_key(&w, e->name);
         sl_jw_obj(&w);
-        if (cs->active_overridden)
-            sl_jw_kstr(&w, "active", cfg->pools[cs->active].name);
-        sl_admission_params_t p;
-        sl_admission_stats_t st;
-        if (cs->admission_overridden && sl_ctl_admission_get(ctl, i, -1, &p, &st) == 0) {
+        if (e->active)
+            sl_jw_kstr(&w, "active", e->active);
+        if (e->limits.root) {
             sl_jw_key(&w, "admission");
-            write_params(&w, &p);
+            sl_jw_value(&w, e->limits.root);
         }
         sl_jw_end(&w);
     }
-    write_kept_services(&w, ctl);
     sl_jw_end(&w);
-    write_pools(&w, ctl);
+    write_pools(&w);
     sl_jw_end(&w);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -232,71 +359,141 @@ static bool read_limits(const sl_json_t *a, sl_admission_params_t *p, char *err,
     return true;
 }
 
-/* The file's limits over a live queue's (the schema's bounds apply, as to the API's). */
-static bool apply_limits(sl_ctl_t *ctl, size_t svc, long pool, const sl_json_t *a,
-                         const char *path, const char *what)
+/*
+ * How applying the words speaks: at start, of the file (as it always has);
+ * at a reload, of what changed since the last config (a value that goes out
+ * of force or comes back), once, not at every reload.
+ */
+typedef struct applying {
+    bool at_start;
+    const char *path;
+} applying_t;
+
+/* Kept limits over a live queue's (the schema's bounds apply, as to the API's). */
+static void apply_limits(sl_ctl_t *ctl, long svc, long pool, word_t *e, bool *overridden,
+                         const char *what, const applying_t *how)
 {
     sl_admission_params_t p;
     sl_admission_stats_t st;
     char err[200];
-    if (sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0) {
-        sl_log_warn("state file %s: %s: no admission queue now; its limits are not applied",
-                    path, what);
-        return false;
+    bool was = e->limits_in_force;
+    e->limits_in_force = false;
+    if (svc < 0 || sl_ctl_admission_get(ctl, (size_t)svc, pool, &p, &st) != 0) {
+        if (how->at_start)
+            sl_log_warn("state file %s: %s: no admission queue%s now; its limits are not "
+                        "applied (kept in the file)", how->path, what,
+                        pool < 0 ? "" : " of its own");
+        else if (was && pool < 0)
+            sl_log_warn("reload: %s: admission is off now; the limits set through the API are "
+                        "kept until it is on again", what);
+        else if (was)
+            sl_log_warn("reload: %s: no admission queue of its own now; the limits set through "
+                        "the API are kept until it has one again", what);
+        return;
     }
-    if (!read_limits(a, &p, err, sizeof err) ||
-        sl_ctl_admission_set(ctl, svc, pool, &p, err, sizeof err) != 0) {
-        sl_log_warn("state file %s: %s: admission not applied: %s", path, what, err);
-        return false;
+    if (!read_limits(e->limits.root, &p, err, sizeof err) ||
+        sl_ctl_admission_set(ctl, (size_t)svc, pool, &p, err, sizeof err) != 0) {
+        if (how->at_start)
+            sl_log_warn("state file %s: %s: admission not applied: %s", how->path, what, err);
+        else
+            sl_log_warn("reload: %s: the admission limits set through the API are not "
+                        "applied: %s (kept)", what, err);
+        return;
     }
-    sl_log_info("state file: %s: admission limits set through the API", what);
-    return true;
+    *overridden = e->limits_in_force = true;
+    if (how->at_start)
+        sl_log_info("state file: %s: admission limits set through the API", what);
+    else
+        sl_log_info("reload: %s: the admission limits set through the API are in force again",
+                    what);
 }
 
-static void apply_service(sl_ctl_t *ctl, size_t i, const sl_json_t *o, const char *path)
+static void apply_active(sl_ctl_t *ctl, size_t i, word_t *e, const applying_t *how)
 {
     const sl_config_t *cfg = ctl->rt->cfg;
     const sl_cfg_service_t *s = &cfg->services[i];
-    const sl_json_t *active = sl_json_get(o, "active");
-    if (active && active->type == SL_JSON_STRING) {
-        long p = -1;
-        for (size_t k = 0; k < s->n_pools; k++)
-            if (strcmp(cfg->pools[s->pools[k]].name, active->str) == 0)
-                p = (long)s->pools[k];
-        if (p < 0) {
-            sl_log_warn("state file %s: service %s: pool \"%s\" is not one of its pools now; "
-                        "keeping the config's", path, s->name, active->str);
-        } else {
-            ctl->services[i].active = (size_t)p;
-            ctl->services[i].active_overridden = true;
-            sl_log_info("state file: service %s: active pool %s (set through the API)", s->name,
-                        active->str);
-        }
+    bool was = e->active_in_force;
+    long p = -1;
+    for (size_t k = 0; k < s->n_pools; k++)
+        if (strcmp(cfg->pools[s->pools[k]].name, e->active) == 0)
+            p = (long)s->pools[k];
+    e->active_in_force = p >= 0;
+    if (p < 0) {
+        if (how->at_start || was)
+            sl_log_warn("%s%s: service %s: pool \"%s\" is not one of its pools now; keeping the "
+                        "config's", how->at_start ? "state file " : "reload",
+                        how->at_start ? how->path : "", s->name, e->active);
+        return;
     }
-    const sl_json_t *a = sl_json_get(o, "admission");
-    char what[200];
-    snprintf(what, sizeof what, "service %s", s->name);
-    if (a && a->type == SL_JSON_OBJECT && apply_limits(ctl, i, -1, a, path, what))
-        ctl->services[i].admission_overridden = true;
+    ctl->services[i].active = (size_t)p;
+    ctl->services[i].active_overridden = true;
+    if (how->at_start || !was)
+        sl_log_info("%s: service %s: active pool %s (set through the API)",
+                    how->at_start ? "state file" : "reload", s->name, e->active);
 }
 
-static void apply_pool(sl_ctl_t *ctl, size_t p, const sl_json_t *o, const char *path)
+/* A word for a service or pool the config does not have now: kept as it is. */
+static void word_absent(word_t *e, const applying_t *how)
 {
-    const sl_json_t *a = sl_json_get(o, "admission");
-    if (a == NULL || a->type != SL_JSON_OBJECT)
-        return;
+    bool was = e->active_in_force || e->limits_in_force;
+    e->active_in_force = e->limits_in_force = false;
+    if (how->at_start && !e->pool)
+        sl_log_warn("state file %s: no service \"%s\" in the config now; its entry is kept",
+                    how->path, e->name);
+    else if (how->at_start && e->limits.root)
+        sl_log_warn("state file %s: no pool \"%s\" in the config now; its admission limits "
+                    "are kept", how->path, e->name);
+    else if (was)
+        sl_log_warn("reload: no %s \"%s\" in the config now; what the API set for it is kept "
+                    "until it is back", e->pool ? "pool" : "service", e->name);
+}
+
+/*
+ * The words over a new policy state, each value not in force there yet
+ * (a reload has carried over the queues it could, with their limits).
+ * Services first: a service's queue bounds reach its pools' own queues,
+ * and then a pool's own limits stand over them, as they did when set.
+ */
+static void apply_words(sl_ctl_t *ctl, const applying_t *how)
+{
+    const sl_config_t *cfg = ctl->rt->cfg;
     char what[200];
-    snprintf(what, sizeof what, "pool %s", ctl->rt->cfg->pools[p].name);
-    long svc = sl_ctl_pool_service(ctl, p);
-    sl_admission_params_t cur;
-    sl_admission_stats_t st;
-    if (svc < 0 || sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &cur, &st) != 0) {
-        sl_log_warn("state file %s: %s: no admission queue of its own now; its limits are "
-                    "not applied (kept in the file)", path, what);
-        return;
+    for (word_t *e = words; e; e = e->next) {
+        if (e->pool)
+            continue;
+        const sl_cfg_service_t *s = sl_config_service(cfg, e->name);
+        if (s == NULL) {
+            word_absent(e, how);
+            continue;
+        }
+        size_t i = (size_t)(s - cfg->services);
+        sl_ctl_service_t *cs = &ctl->services[i];
+        if (e->active && cs->active_overridden)
+            e->active_in_force = true;
+        else if (e->active)
+            apply_active(ctl, i, e, how);
+        snprintf(what, sizeof what, "service %s", s->name);
+        if (e->limits.root && cs->admission_overridden)
+            e->limits_in_force = true;
+        else if (e->limits.root)
+            apply_limits(ctl, (long)i, -1, e, &cs->admission_overridden, what, how);
     }
-    if (apply_limits(ctl, (size_t)svc, (long)p, a, path, what))
-        ctl->pools[p].admission_overridden = true;
+    for (word_t *e = words; e; e = e->next) {
+        if (!e->pool)
+            continue;
+        long p = sl_config_pool_index(cfg, e->name);
+        if (p < 0) {
+            word_absent(e, how);
+            continue;
+        }
+        sl_ctl_pool_t *cp = &ctl->pools[p];
+        snprintf(what, sizeof what, "pool %s", e->name);
+        if (cp->admission_overridden)
+            e->limits_in_force = true;
+        else
+            apply_limits(ctl, sl_ctl_pool_service(ctl, (size_t)p), p, e,
+                         &cp->admission_overridden, what, how);
+    }
 }
 
 #define STATE_MAX (1 << 20)
@@ -345,11 +542,36 @@ static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t wh
     return rc;
 }
 
-void sl_state_apply(sl_ctl_t *ctl)
+/* The file's services and pools' admission limits as words (backends: sl_state_read_overrides). */
+static void read_words(const sl_json_t *root)
 {
-    const char *path = ctl->rt->cfg->admin.state_file;
-    if (path == NULL)
-        return;
+    const sl_json_t *svcs = sl_json_get(root, "services");
+    for (const sl_json_t *m = svcs && svcs->type == SL_JSON_OBJECT ? svcs->child : NULL; m;
+         m = m->next) {
+        const sl_json_t *active = sl_json_get(m, "active");
+        const sl_json_t *a = sl_json_get(m, "admission");
+        bool has_active = active && active->type == SL_JSON_STRING;
+        bool has_limits = a && a->type == SL_JSON_OBJECT;
+        word_t *e = has_active || has_limits ? word_get(false, m->key) : NULL;
+        if (e && has_active)
+            word_set_active(e, active->str);
+        if (e && has_limits)
+            word_copy_limits(e, a);
+    }
+    const sl_json_t *pools = sl_json_get(root, "pools");
+    for (const sl_json_t *m = pools && pools->type == SL_JSON_OBJECT ? pools->child : NULL; m;
+         m = m->next) {
+        const sl_json_t *a = sl_json_get(m, "admission");
+        word_t *e = a && a->type == SL_JSON_OBJECT ? word_get(true, m->key) : NULL;
+        if (e)
+            word_copy_limits(e, a);
+    }
+    words_tidy();
+}
+
+/* The file, read once, at start: a bad one is set aside, never applied in part. */
+static void read_file(const char *path)
+{
     sl_json_doc_t doc = {0};
     char why[300];
     int rc = read_state(path, &doc, why, sizeof why);
@@ -366,45 +588,24 @@ void sl_state_apply(sl_ctl_t *ctl)
             sl_log_error("state file %s: %s; ignoring it", path, why);
         return;
     }
-    const sl_json_t *svcs = sl_json_get(doc.root, "services");
-    bool keep = false;
-    for (const sl_json_t *m = svcs ? svcs->child : NULL; m; m = m->next) {
-        const sl_cfg_service_t *s = sl_config_service(ctl->rt->cfg, m->key);
-        if (s == NULL) {
-            sl_log_warn("state file %s: no service \"%s\" in the config now; its entry is "
-                        "kept", path, m->key);
-            keep = true;
-            continue;
-        }
-        size_t i = (size_t)(s - ctl->rt->cfg->services);
-        if (m->type == SL_JSON_OBJECT)
-            apply_service(ctl, i, m, path);
-        keep = keep || (!ctl->services[i].active_overridden &&
-                        !ctl->services[i].admission_overridden);
-    }
-    /* Pools: their backends were applied to the config before it was built. */
-    const sl_json_t *pools = sl_json_get(doc.root, "pools");
-    bool keep_pools = false;
-    for (const sl_json_t *m = pools ? pools->child : NULL; m; m = m->next) {
-        long p = sl_config_pool_index(ctl->rt->cfg, m->key);
-        bool limits = sl_json_get(m, "admission") != NULL;
-        if (p >= 0)
-            apply_pool(ctl, (size_t)p, m, path);
-        else if (limits)
-            sl_log_warn("state file %s: no pool \"%s\" in the config now; its admission "
-                        "limits are kept", path, m->key);
-        keep_pools = keep_pools || (limits && (p < 0 || !ctl->pools[p].admission_overridden));
-    }
-    keep = keep && svcs != NULL && svcs->type == SL_JSON_OBJECT;
-    keep_pools = keep_pools && pools->type == SL_JSON_OBJECT;
-    if (keep || keep_pools) {
-        sl_json_doc_free(&kept_doc);
-        kept_doc = doc;
-        kept_services = keep ? svcs : NULL;
-        kept_pools = keep_pools ? pools : NULL;
-    } else {
-        sl_json_doc_free(&doc);
-    }
+    read_words(doc.root);
+    sl_json_doc_free(&doc);
+}
+
+/*
+ * At start: read the file and apply it. At each reload (sl_ctl_carry_over):
+ * apply what the reload could not carry over from the last policy state (a
+ * queue, a service or a pool that was not there), and say what went out of
+ * force.
+ */
+void sl_state_apply(sl_ctl_t *ctl)
+{
+    static bool started;
+    applying_t how = {.at_start = !started, .path = ctl->rt->cfg->admin.state_file};
+    if (!started && how.path)
+        read_file(how.path);
+    started = true;
+    apply_words(ctl, &how);
     sl_ctl_publish_all(ctl);
 }
 
@@ -569,8 +770,11 @@ void sl_state_read_overrides(const sl_config_t *cfg)
 
 void sl_state_free_overrides(void)
 {
-    kept_services = kept_pools = NULL;
-    sl_json_doc_free(&kept_doc);
+    while (words) {
+        word_t *e = words;
+        words = e->next;
+        word_free(e);
+    }
     while (overrides) {
         override_t *o = overrides;
         overrides = o->next;
@@ -599,53 +803,35 @@ static void write_backends(sl_jw_t *w, const override_t *o)
     sl_jw_end(w);
 }
 
-/* One pool's entry: its backends set through the API, and its admission
-   limits, live (adm) or kept from the file read at start. */
-static void write_pool(sl_jw_t *w, const char *name, const override_t *o,
-                       const sl_admission_params_t *adm, const sl_json_t *kept)
+/* One pool's entry: its backends set through the API, and its own admission limits. */
+static void write_pool(sl_jw_t *w, const char *name, const override_t *o, const word_t *e)
 {
-    if (o == NULL && adm == NULL && kept == NULL)
-        return;
     sl_jw_key(w, name);
     sl_jw_obj(w);
     if (o)
         write_backends(w, o);
-    if (adm || kept)
+    if (e && e->limits.root) {
         sl_jw_key(w, "admission");
-    if (adm)
-        write_params(w, adm);
-    else if (kept)
-        sl_jw_value(w, kept);
+        sl_jw_value(w, e->limits.root);
+    }
     sl_jw_end(w);
 }
 
-/* The pools section of the state file: backends and a pool's own limits set through the API. */
-static void write_pools(sl_jw_t *w, sl_ctl_t *ctl)
+/* The pools section of the state file: what the API set for a pool, in force or not. */
+static void write_pools(sl_jw_t *w)
 {
-    const sl_config_t *cfg = ctl->rt->cfg;
-    bool any = overrides != NULL || kept_pools != NULL;
-    for (size_t p = 0; p < cfg->n_pools && !any; p++)
-        any = ctl->pools[p].admission_overridden;
+    bool any = overrides != NULL;
+    for (const word_t *e = words; e && !any; e = e->next)
+        any = e->pool;
     if (!any)
         return;
     sl_jw_key(w, "pools");
     sl_jw_obj(w);
-    /* A pool the config no longer has keeps what it had, as it was. */
-    for (override_t *o = overrides; o; o = o->next)
-        if (sl_config_pool_index(cfg, o->pool) < 0)
-            write_pool(w, o->pool, o, NULL, kept_admission(ctl, o->pool));
-    for (const sl_json_t *m = kept_pools ? kept_pools->child : NULL; m; m = m->next)
-        if (sl_config_pool_index(cfg, m->key) < 0 && override_of(m->key) == NULL)
-            write_pool(w, m->key, NULL, NULL, kept_admission(ctl, m->key));
-    for (size_t p = 0; p < cfg->n_pools; p++) {
-        const char *name = cfg->pools[p].name;
-        sl_admission_params_t lim;
-        sl_admission_stats_t st;
-        long svc = sl_ctl_pool_service(ctl, p);
-        bool adm = ctl->pools[p].admission_overridden && svc >= 0 &&
-                   sl_ctl_admission_get(ctl, (size_t)svc, (long)p, &lim, &st) == 0;
-        write_pool(w, name, override_of(name), adm ? &lim : NULL, kept_admission(ctl, name));
-    }
+    for (const override_t *o = overrides; o; o = o->next)
+        write_pool(w, o->pool, o, word_find(true, o->pool));
+    for (const word_t *e = words; e; e = e->next)
+        if (e->pool && override_of(e->name) == NULL)
+            write_pool(w, e->name, NULL, e);
     sl_jw_end(w);
 }
 

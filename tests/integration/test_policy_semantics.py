@@ -169,6 +169,62 @@ drain: { grace: 1s }""", {"blue": "rate: 12/m   # one token per 5 s\n    burst: 
         stop_all(s, blue)
 
 
+def test_a_pools_limits_set_through_the_api_pace_again_when_a_reload_gives_its_queue_back():
+    """docs/admission.md: limits the API set for a pool's own queue outlive
+    the queue. A reload that takes the pool's own rate away puts them out of
+    force (its clients wait in the service's queue, at the service's rate);
+    one that gives the rate back puts them in force again, not the YAML's
+    rate. Before, that queue came back with the YAML's 1000/s. No state
+    file here: a reload keeps them without one."""
+    blue = Backend("blue")
+    own = "rate: 1000/s\n    burst: 100"
+    s, admin = gateway({"blue": [blue.addr]}, """admission:
+  rate: 100/s
+  burst: 10
+  slow_start: 0
+  queue: { length: 100, max_wait: 30s, per_client: 0 }""", {"blue": own})
+    with open(s.cfg.name) as f:
+        text = f.read()
+    adm = "/api/v1/services/app/admission"
+    socks = []
+
+    def reload(cfg):
+        with open(s.cfg.name, "w") as f:
+            f.write(cfg)
+        status, body = admin.call("POST", "/api/v1/reload")
+        assert status == 200, body
+
+    def second_waits(queue):
+        """One client takes the queue's one token; the next waits in `queue`."""
+        first, head = upgrade(s.port)
+        socks.append(first)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        waiting = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        socks.append(waiting)
+        waiting.sendall(upgrade_request())
+        assert wait_until(lambda: queue(admin.call("GET", adm)[1])["state"]["queue_depth"] == 1)
+    try:
+        status, body = admin.call("PUT", adm, {"pool": "blue", "rate": "12/m", "burst": 1})
+        assert status == 200 and body["pools"]["blue"]["rate"] == 0.2, body
+        second_waits(lambda b: b["pools"]["blue"])
+        # No rate of its own: blue's clients pass at the service's 100/s.
+        reload(text.replace(own + "\n    ", ""))
+        assert admin.call("GET", adm)[1]["pools"] == {}
+        for _ in range(3):
+            sock, head = upgrade(s.port, timeout=4)
+            socks.append(sock)
+            assert head.startswith(b"HTTP/1.1 101"), head
+        # The rate is back in the YAML: the API's 12/m with it, pacing again.
+        reload(text)
+        pool = admin.call("GET", adm)[1]["pools"]["blue"]
+        assert (pool["rate"], pool["burst"]) == (0.2, 1), pool
+        second_waits(lambda b: b["pools"]["blue"])
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(s, blue)
+
+
 def test_a_deploy_refuses_a_drain_rate_the_yaml_could_not_hold():
     """drain_rate 0 was taken as "no cap of its own": with no admission rate
     on the new pool, the first step closed every connection of the old pool

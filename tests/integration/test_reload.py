@@ -437,3 +437,197 @@ def test_log_level_and_format_apply_at_reload(tmp_path):
                                           out[0]), out
     finally:
         stop_all(s, blue, green)
+
+
+# ---- API-set limits whose queue a reload takes away, and brings back ----------------------
+
+def layered(port, admin_port, state, blue_rate=True, blue=True, app=True, app_admission=True):
+    """Pools blue (with a queue of its own at blue_rate) and green; service
+    app on both (with admission at app_admission), service other on green,
+    whose PUTs make the state file be written again without touching app or
+    blue. Nothing needs a backend: the limits are read through the API."""
+    lines = ["listeners:", '  - address: "127.0.0.1:%d"' % port, "workers: 1", "pools:"]
+    if blue:
+        lines += ["  blue:", '    backends: [ { address: "127.0.0.1:9" } ]']
+        if blue_rate:
+            lines += ["    rate: 1000/s", "    burst: 100"]
+    lines += ["  green:", '    backends: [ { address: "127.0.0.1:9" } ]', "services:"]
+    if app:
+        lines += ["  app:", '    routes: [ { host: "*", path_prefix: / } ]',
+                  "    pools: [%s]" % ("blue, green" if blue else "green"),
+                  "    active: %s" % ("blue" if blue else "green"),
+                  "    admission: %s" % ("{ rate: 1000/s, burst: 10 }" if app_admission else "off")]
+    lines += ["  other:", "    routes: [ { host: other, path_prefix: / } ]", "    pools: [green]",
+              "    admission: { rate: 100/s }",
+              "admin: { address: 127.0.0.1:%d, state_file: %s }" % (admin_port, state)]
+    return "\n".join(lines) + "\n"
+
+
+class Layered:
+    """A gateway on layered() configs: reload into another one, restart on the current one."""
+
+    def __init__(self, tmp_path, **shape):
+        self.state = tmp_path / "state.json"
+        self.port, self.admin = free_port(), Admin(free_port())
+        self.text = layered(self.port, self.admin.port, self.state, **shape)
+        self.s = Sluice(self.text, self.port)
+        wait_port("127.0.0.1", self.admin.port, self.s.proc)
+
+    def reload(self, **shape):
+        self.text = layered(self.port, self.admin.port, self.state, **shape)
+        with open(self.s.cfg.name, "w") as f:
+            f.write(self.text)
+        assert self.admin.call("POST", "/api/v1/reload")[0] == 200
+
+    def restart(self, meanwhile=None):
+        stop_all(self.s)
+        if meanwhile:
+            meanwhile()
+        self.s = Sluice(self.text, self.port)
+        wait_port("127.0.0.1", self.admin.port, self.s.proc)
+
+    def limits(self, pool=None):
+        """(rate, burst) in force for app (or its pool's own queue); None: no such queue."""
+        status, body = self.admin.call("GET", "/api/v1/services/app/admission")
+        if status != 200 or not body["enabled"]:
+            return None
+        lim = body["limits"] if pool is None else body["pools"].get(pool)
+        return None if lim is None else (lim["rate"], lim["burst"])
+
+    def overridden(self, kind, name):
+        st = self.admin.call("GET", "/api/v1/status")[1]
+        found = [x["overridden"] for x in st[kind] if x["name"] == name]
+        return found[0] if found else None
+
+    def save(self):
+        """Any change through the API writes the whole state file again."""
+        status, body = self.admin.call("PUT", "/api/v1/services/other/admission",
+                                       {"rate": "50/s"})
+        assert status == 200, body
+        return json.loads(self.state.read_text())
+
+
+def test_a_pools_limits_set_through_the_api_come_back_with_its_own_queue(tmp_path):
+    """A pool's own limits set through the API, then a reload where the pool
+    has no rate of its own (no queue to hold them): they stay in the state
+    file through the next save, and are in force again when a reload (or a
+    start) gives the pool its queue back. Before, a reload dropped them: the
+    next save wrote the file without them, and the queue came back with the
+    YAML's limits."""
+    g = Layered(tmp_path)
+    try:
+        assert g.admin.call("PUT", "/api/v1/services/app/admission",
+                            {"pool": "blue", "rate": "4/s", "burst": 1})[0] == 200
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        kept = json.loads(g.state.read_text())["pools"]["blue"]
+        assert (kept["admission"]["rate"], kept["admission"]["burst"]) == (4, 1), kept
+        # No queue of its own: nothing of it in force, nothing listed as overridden...
+        g.reload(blue_rate=False)
+        assert g.limits() == (1000, 10) and g.limits("blue") is None
+        assert g.overridden("pools", "blue") == []
+        # ...but the file keeps the pool's limits as the API set them, through a save.
+        assert g.save()["pools"] == {"blue": kept}
+        assert "reload: pool blue: no admission queue of its own now; the limits set through " \
+            "the API are kept until it has one again" in g.s.output()
+        # The queue is back: so are the limits.
+        g.reload()
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        assert "reload: pool blue: the admission limits set through the API are in force " \
+            "again" in g.s.output()
+        assert g.save()["pools"] == {"blue": kept}
+        # The same with a restart between: the start keeps what it cannot apply...
+        g.reload(blue_rate=False)
+        g.restart()
+        assert "pool blue: no admission queue of its own now; its limits are not applied " \
+            "(kept in the file)" in g.s.output()
+        assert g.limits("blue") is None and g.overridden("pools", "blue") == []
+        assert g.save()["pools"] == {"blue": kept}
+        # ...and a reload applies it.
+        g.reload()
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        g.restart()
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        # The API's next word replaces them.
+        assert g.admin.call("PUT", "/api/v1/services/app/admission",
+                            {"pool": "blue", "rate": "6/s"})[0] == 200
+        g.reload(blue_rate=False)
+        g.reload()
+        assert g.limits("blue") == (6, 1)
+        assert g.save()["pools"]["blue"]["admission"]["rate"] == 6
+    finally:
+        stop_all(g.s)
+
+
+def test_a_pools_limits_set_through_the_api_come_back_with_the_pool(tmp_path):
+    """The same for a pool a reload takes out of the config and a later one
+    (or a start) brings back."""
+    g = Layered(tmp_path)
+    try:
+        assert g.admin.call("PUT", "/api/v1/services/app/admission",
+                            {"pool": "blue", "rate": "4/s", "burst": 1})[0] == 200
+        kept = json.loads(g.state.read_text())["pools"]["blue"]
+        g.reload(blue=False)
+        assert g.limits("blue") is None and g.overridden("pools", "blue") is None
+        assert g.save()["pools"] == {"blue": kept}
+        g.reload()
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        # Across a restart without the pool.
+        g.reload(blue=False)
+        g.restart()
+        assert 'no pool "blue" in the config now; its admission limits are kept' in g.s.output()
+        assert g.save()["pools"] == {"blue": kept}
+        g.reload()
+        assert g.limits("blue") == (4, 1) and g.overridden("pools", "blue") == ["admission"]
+        assert g.save()["pools"] == {"blue": kept}
+    finally:
+        stop_all(g.s)
+
+
+def test_a_services_state_set_through_the_api_comes_back_with_its_admission_and_itself(tmp_path):
+    """A service's limits set through the API, through a reload that turns its
+    admission off and one that takes the service out of the config: kept in
+    the file, in force again when its admission (or the service) is back. A
+    finished cutover's active pool (here from the state file at start) comes
+    back with the service too."""
+    g = Layered(tmp_path)
+    try:
+        assert g.admin.call("PUT", "/api/v1/services/app/admission",
+                            {"rate": "5/s", "burst": 2})[0] == 200
+        assert g.limits() == (5, 2) and g.overridden("services", "app") == ["admission"]
+        kept = json.loads(g.state.read_text())["services"]["app"]
+        assert (kept["admission"]["rate"], kept["admission"]["burst"]) == (5, 2), kept
+        # Admission off: nothing of it in force, the file keeps it through a save.
+        g.reload(app_admission=False)
+        assert g.limits() is None and g.overridden("services", "app") == []
+        assert g.save()["services"]["app"] == kept
+        g.reload()
+        assert g.limits() == (5, 2) and g.overridden("services", "app") == ["admission"]
+        # Across a restart with admission off.
+        g.reload(app_admission=False)
+        g.restart()
+        assert g.save()["services"]["app"] == kept
+        g.reload()
+        assert g.limits() == (5, 2) and g.overridden("services", "app") == ["admission"]
+        # The service leaves and comes back, with a finished cutover to green
+        # (written as a state file left by an earlier run).
+        saved = json.loads(g.state.read_text())
+        saved["services"]["app"]["active"] = "green"
+        kept = saved["services"]["app"]
+        g.restart(meanwhile=lambda: g.state.write_text(json.dumps(saved)))
+        assert g.overridden("services", "app") == ["active", "admission"]
+        g.reload(app=False)
+        assert g.overridden("services", "app") is None
+        assert g.save()["services"]["app"] == kept
+        g.reload()
+        assert g.limits() == (5, 2) and g.overridden("services", "app") == ["active", "admission"]
+        st = g.admin.call("GET", "/api/v1/status")[1]
+        assert [x["active"] for x in st["services"] if x["name"] == "app"] == ["green"]
+        assert g.save()["services"]["app"] == kept
+        # Across a restart without the service.
+        g.reload(app=False)
+        g.restart()
+        assert g.save()["services"]["app"] == kept
+        g.reload()
+        assert g.limits() == (5, 2) and g.overridden("services", "app") == ["active", "admission"]
+    finally:
+        stop_all(g.s)
