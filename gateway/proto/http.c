@@ -1078,11 +1078,17 @@ static ssize_t finish(out_t *o)
     return o->full ? SL_EFULL : (ssize_t)o->len;
 }
 
-/* Hop-by-hop by definition (RFC 9110 7.6.1), plus the legacy Proxy-Connection. */
+/*
+ * Hop-by-hop by definition (RFC 9110 7.6.1), plus the legacy
+ * Proxy-Connection. Transfer-Encoding is too, but the body goes on as it
+ * came, so it stays. Trailer is not: it is end-to-end (RFC 9110 6.6.2; RFC
+ * 2616 13.5.1 listed "Trailers", read by many as Trailer) and announces the
+ * trailer section, which goes on with the body.
+ */
 static bool is_hop_by_hop(const char *base, sl_http_span_t name)
 {
     static const char *const hop[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "connection", "keep-alive", "proxy-connection", "te", "upgrade",
     };
     for (size_t i = 0; i < SL_ARRAY_SIZE(hop); i++)
         if (span_is(base, name, hop[i]))

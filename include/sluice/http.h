@@ -180,9 +180,10 @@ typedef struct sl_http_forward {
 
 /*
  * Write the request head for the backend: hop-by-hop headers dropped
- * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade unless
- * websocket, and every header named in Connection), Transfer-Encoding kept
- * because the body is forwarded as it came, X-Forwarded-For, -Proto and
+ * (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade unless websocket,
+ * and every header named in Connection), Transfer-Encoding kept because the
+ * body is forwarded as it came (and Trailer, which is end-to-end: RFC 9110
+ * 6.6.2), X-Forwarded-For, -Proto and
  * Forwarded added. An absolute-form target goes out in origin-form (its path
  * and query, "/" for an empty path) with its authority as the only Host,
  * first after the request line (RFC 9112 3.2.1, 3.2.2). Returns the length,

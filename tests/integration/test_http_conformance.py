@@ -105,6 +105,7 @@ class ScriptedBackend(H.ThreadBackend):
         b"/early-eof": b"HTTP/1.1 200 OK\r\n\r\nthe body ends with the connection",
         b"/early-big": b"HTTP/1.1 413 Content Too Large\r\nContent-Length: %d\r\n\r\n" % BIG
                        + b"z" * BIG,
+        b"/trailer-resp": CHUNKED + b"Trailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 7\r\n\r\n",
         b"/ext-resp-at-once": CHUNKED + b"\r\n2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n",
         b"/ext-resp-later": [CHUNKED + b"\r\n2\r\nok\r\n",
                              b"2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n"],
@@ -603,4 +604,37 @@ def test_a_backend_chunk_size_line_beyond_4_KiB_cuts_the_response(gw):
         gw.backend.gate.clear()
         c.close()
     assert b"e" * 100 not in data and not data.endswith(b"0\r\n\r\n"), data[-200:]
+
+
+# ---- Trailer is end-to-end ----
+
+def test_the_trailer_field_of_a_request_reaches_the_backend(gw):
+    """RFC 9110 6.6.2: Trailer is end-to-end (not among the hop-by-hop
+    fields of 7.6.1), and the gateway forwards the chunked body with its
+    trailer section as it came; it dropped the field that announces it."""
+    body = b"2\r\nok\r\n0\r\nX-Sum: 7\r\n\r\n"
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"POST /trailer-req HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    heads = [h for _, h in gw.backend.requests if h.startswith(b"POST /trailer-req ")]
+    assert len(heads) == 1 and header_value(heads[0], b"trailer") == b"X-Sum", heads
+    assert bodies_of(gw, b"/trailer-req") == [body]
+
+
+def test_the_trailer_field_of_a_response_reaches_the_client(gw):
+    """The other way too: a backend's Trailer field reaches the client with
+    the trailer section it announces."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET /trailer-resp HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.body, r.header("trailer")) == (200, b"ok", "X-Sum"), r.raw
+        assert r.raw.endswith(b"0\r\nX-Sum: 7\r\n\r\n"), r.raw
+    finally:
+        c.close()
 

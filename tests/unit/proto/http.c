@@ -881,7 +881,8 @@ static void test_write_request_plain(void **state)
                    "X-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=1.1.1.1\r\n"
                    "Accept: */*\r\n\r\n",
                    &fw,
-                   "POST /api?x=1 HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n"
+                   "POST /api?x=1 HTTP/1.1\r\nHost: a.example\r\nTrailer: X-T\r\n"
+                   "Transfer-Encoding: chunked\r\n"
                    "Accept: */*\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: http\r\n"
                    "Forwarded: for=203.0.113.7;proto=http\r\n\r\n");
 }
@@ -1002,6 +1003,26 @@ static void test_write_response(void **state)
     expect_response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n"
                     "Content-Length: 0\r\n\r\n", true,
                     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+}
+
+/* Trailer is end-to-end (RFC 9110 6.6.2), unless Connection names it. */
+static void test_write_trailer_field(void **state)
+{
+    sl_http_forward_t fw = {.client_ip = "203.0.113.7"};
+    expect_request("POST / HTTP/1.1\r\nHost: h\r\nTrailer: X-Sum, X-Sig\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   &fw,
+                   "POST / HTTP/1.1\r\nHost: h\r\nTrailer: X-Sum, X-Sig\r\n"
+                   "Transfer-Encoding: chunked\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                   "X-Forwarded-Proto: http\r\nForwarded: for=203.0.113.7;proto=http\r\n\r\n");
+    expect_request("POST / HTTP/1.1\r\nHost: h\r\nConnection: trailer\r\nTrailer: X-Sum\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   &fw,
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n"
+                   "X-Forwarded-Proto: http\r\nForwarded: for=203.0.113.7;proto=http\r\n\r\n");
+    expect_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n",
+                    true, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n");
 }
 
 static void test_write_request_drops_long_connection_names(void **state)
@@ -1208,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_request_target_limit),
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_write_request_plain),
+        cmocka_unit_test(test_write_trailer_field),
         cmocka_unit_test(test_write_request_trusted),
         cmocka_unit_test(test_write_request_websocket_ipv6),
         cmocka_unit_test(test_write_request_keeps_framing),
