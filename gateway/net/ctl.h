@@ -136,7 +136,9 @@ void sl_ctl_admit_close(sl_ctl_t *ctl);
 /* Shutdown: every client waiting is turned away now (503 or 1013, with a
    Retry-After spread over the queue's bounds), and so is every later ask. */
 void sl_ctl_admit_turn_away(sl_ctl_t *ctl);
-/* state.c: keep what the API changed in admin.state_file, and apply it at start. */
+/* state.c: keep what the API changed in admin.state_file. sl_state_apply reads
+   the file at its first call (start) and, at every call (start and each reload,
+   from sl_ctl_carry_over), applies what the API set that is not in force yet. */
 int sl_state_save(sl_ctl_t *ctl);
 struct sl_jw;
 /* Admission limits as JSON object members (the state file's and the API's names). */
