@@ -298,6 +298,22 @@ static void route_and_dispatch(sl_session_t *s)
        and path (RFC 9112 3.2.2: Host is then ignored), else Host and the target. */
     const char *path = s->head + h->path.off;
     size_t path_len = h->path.len;
+    if (sl_access_log_on()) {   /* before routing, so the gateway's own refusals say it too */
+        sl_http_span_t t = h->asterisk_form ? h->url : h->path;
+        s->log_method = h->method;
+        free(s->log_target);
+        s->log_target = strndup(s->head + t.off, t.len);
+    }
+    /* A gateway in front of its services makes no tunnels (RFC 9110 9.3.6).
+       CONNECT is a method it knows and will not apply to any target: 405,
+       with the Allow field 405 requires (15.5.6), empty, as no method
+       applies to an authority-form target here (10.2.1). nginx answers 405
+       too; 501 is for methods a server does not recognize, and would count
+       a client's probe among the gateway's own failures. */
+    if (h->method == HTTP_CONNECT) {
+        sl_session_http_error(s, 405, "Allow: \r\n");
+        return;
+    }
     sl_route_match_t m;
     if (sl_router_match(s->rt->router, s->head + h->host.off, h->host.len, path, path_len,
                         &m) != 0) {
@@ -330,11 +346,6 @@ static void route_and_dispatch(sl_session_t *s)
     make_hash_key(s);
     s->exchange_started = sl_now(s);
     s->log_backend = -1;
-    if (sl_access_log_on()) {
-        s->log_method = h->method;
-        free(s->log_target);
-        s->log_target = strndup(path, path_len);
-    }
     sl_session_dispatch(s);
 }
 

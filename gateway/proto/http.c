@@ -419,6 +419,24 @@ static int absolute_target(sl_http_parser_t *p)
 }
 
 /*
+ * The asterisk-form (RFC 9112 3.2.4) is "*" alone, and only for OPTIONS: a
+ * question about the server as a whole. It is routed as "/" would be (the
+ * service its host routes to answers for the server) and goes on as "*".
+ * The "/" of the request line's "HTTP/" stands for that path: spans index
+ * the head. Other targets starting with "*" ("GET *", "OPTIONS *x") were
+ * routed as paths and forwarded.
+ */
+static int asterisk_target(sl_http_parser_t *p)
+{
+    sl_http_head_t *hd = &p->head;
+    if (hd->url.len != 1 || hd->method != HTTP_OPTIONS)
+        return fail(p, 400, "asterisk-form target other than OPTIONS *");
+    hd->asterisk_form = true;
+    hd->path = (sl_http_span_t){p->version_at + 4, 1};
+    return 0;
+}
+
+/*
  * What a request must have besides framing (the scanner has let through only
  * HTTP/1.0 and HTTP/1.1), and what to route it by.
  */
@@ -442,8 +460,10 @@ static int check_request(sl_http_parser_t *p)
         hd->host = host->value;
     hd->path = hd->url;
     const char *u = p->base + hd->url.off;
-    bool origin_or_asterisk = hd->url.len > 0 && (u[0] == '/' || u[0] == '*');
-    if (hd->method != HTTP_CONNECT && !origin_or_asterisk)   /* CONNECT's is authority-form */
+    if (hd->url.len > 0 && u[0] == '*')
+        return asterisk_target(p);
+    bool origin = hd->url.len > 0 && u[0] == '/';
+    if (hd->method != HTTP_CONNECT && !origin)   /* CONNECT's is authority-form */
         return absolute_target(p);
     return 0;
 }

@@ -18,8 +18,10 @@
  * host[:port] of an http or https URI. A request parses only as HTTP/1.0 or
  * HTTP/1.1: a version "HTTP/" DIGIT "." DIGIT with another major is refused
  * with 505, any other version (HTTP/1.2, RTSP/1.0, HTTP/0.9's none) with 400.
- * A chunked body's chunk-size lines are held to RFC 9112 7.1.1 without BWS
- * or quoted-pairs (llhttp refuses those), and to SL_HTTP_MAX_CHUNK_LINE bytes.
+ * The asterisk-form is "OPTIONS *" alone (any other target starting with "*"
+ * is refused with 400), routed as "/". A chunked body's chunk-size lines are
+ * held to RFC 9112 7.1.1 without BWS or quoted-pairs (llhttp refuses those),
+ * and to SL_HTTP_MAX_CHUNK_LINE bytes.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -73,8 +75,10 @@ typedef struct sl_http_head {
                                        there is neither (HTTP/1.0 without Host) */
     sl_http_span_t path;            /* requests: the target to route by: an absolute-form
                                        target's path and query, or "/" alone when its path
-                                       is empty (RFC 9112 3.2.1); any other target as sent */
+                                       is empty (RFC 9112 3.2.1); "/" for OPTIONS *; any
+                                       other target as sent */
     bool absolute_form;             /* requests: the target is http(s)://authority... */
+    bool asterisk_form;             /* requests: OPTIONS * (RFC 9112 3.2.4) */
     uint32_t head_len;              /* bytes of the head, final CRLF included */
     int64_t content_length;         /* -1 when absent */
     bool chunked;                   /* Transfer-Encoding ends in chunked */

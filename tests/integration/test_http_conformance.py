@@ -638,3 +638,71 @@ def test_the_trailer_field_of_a_response_reaches_the_client(gw):
     finally:
         c.close()
 
+
+# ---- request-target forms ----
+
+def test_connect_is_refused_without_touching_a_backend(gw):
+    """RFC 9110 9.3.6: CONNECT asks for a tunnel, which a gateway in front of
+    its own services does not make. It got 404 (no route for the path
+    "a.test:443"); it gets 405 with an Allow field (RFC 9110 15.5.6), empty:
+    no method applies to an authority-form target here (10.2.1). nginx
+    answers CONNECT 405 too."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.header("allow"), r.header("connection")) == (405, "", "close"), r.raw
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+    assert not [h for _, h in gw.backend.requests if h.startswith(b"CONNECT ")]
+
+
+@pytest.mark.parametrize("sent,forwarded", [
+    (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n", b"OPTIONS * HTTP/1.1"),
+    (b"GET http://a/abs?x=1 HTTP/1.1\r\nHost: other\r\n", b"GET /abs?x=1 HTTP/1.1"),
+], ids=["OPTIONS *", "GET in absolute-form"])
+def test_a_request_target_reaches_the_backend_in_the_form_it_takes(gw, sent, forwarded):
+    """OPTIONS * (RFC 9112 3.2.4) asks about the server as a whole: it goes
+    to the service its Host routes to as "/" would, with its "*" (it got
+    404: no route matched the path "*"). Absolute-form goes in origin-form,
+    with its authority as Host (3.2.1, 3.2.2)."""
+    probe = b"X-Probe: %d" % time.monotonic_ns()
+    c, reader = connect(gw)
+    try:
+        c.sendall(sent + probe + b"\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    heads = [h for _, h in gw.backend.requests if probe in h]
+    assert [h.split(b"\r\n")[0] for h in heads] == [forwarded], heads
+    assert header_value(heads[0], b"host") == b"a", heads
+
+
+def test_options_asterisk_goes_where_the_root_goes(ogw):
+    """With no route for "/" on its host, OPTIONS * has no service to ask: 404."""
+    c, reader = connect(ogw)
+    try:
+        c.sendall(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert reader.read().status == 404
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("line", [b"GET * HTTP/1.1", b"POST * HTTP/1.1", b"OPTIONS *x HTTP/1.1",
+                                  b"OPTIONS */a HTTP/1.1"],
+                         ids=["GET *", "POST *", "OPTIONS *x", "OPTIONS */a"])
+def test_any_other_asterisk_form_is_refused(gw, line):
+    """RFC 9112 3.2.4: the asterisk-form is "*" alone, and only for OPTIONS.
+    Anything else starting with "*" was taken as a path (404 here, a
+    request for the backend when a route for it exists)."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(line + b"\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+    finally:
+        c.close()
+    assert not [h for _, h in gw.backend.requests if h.split(b" ")[1].startswith(b"*")
+                and not h.startswith(b"OPTIONS * ")]

@@ -492,6 +492,7 @@ typedef struct refusal {
 #define SCHEME "absolute-form target with a scheme other than http or https"
 #define BAD_AUTH "invalid authority in the request target"
 #define FRAGMENT "fragment in the request target"
+#define ASTERISK "asterisk-form target other than OPTIONS *"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -555,6 +556,13 @@ static const refusal_t refusals[] = {
     BADR("fragment alone", 400, FRAGMENT, "GET /# HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("fragment after a query", 400, FRAGMENT, "GET /a?q=1#b HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("fragment in absolute-form", 400, FRAGMENT, "GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n"),
+    /* RFC 9112 3.2.4: the asterisk-form is "*" alone, for OPTIONS alone. */
+    BADR("GET *", 400, ASTERISK, "GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("POST *", 400, ASTERISK, "POST * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
+    BADR("CONNECT *", 400, ASTERISK, "CONNECT * HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+    BADR("OPTIONS *x", 400, ASTERISK, "OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("OPTIONS */a", 400, ASTERISK, "OPTIONS */a HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("OPTIONS **", 400, ASTERISK, "OPTIONS ** HTTP/1.0\r\n\r\n"),
     /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
     BADR("TE in HTTP/1.0", 400, TE10,
          "POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -676,7 +684,7 @@ static void test_route_by(void **state)
         {"GET http://a:/ HTTP/1.1\r\nHost: a\r\n\r\n", "a:", "/", true},
         {"GET /a?b HTTP/1.1\r\nHost: h:1\r\n\r\n", "h:1", "/a?b", false},
         {"GET //a HTTP/1.1\r\nHost: h\r\n\r\n", "h", "//a", false},
-        {"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "h", "*", false},
+        {"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "h", "/", false},   /* as "/" */
         {"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", "h:443", "h:443", false},
         {"GET /x HTTP/1.0\r\n\r\n", "", "/x", false},
     };
@@ -689,6 +697,31 @@ static void test_route_by(void **state)
         assert_span(t[i].in, r.head.path, t[i].path);
         assert_int_equal(r.head.absolute_form, t[i].absolute);
     }
+}
+
+/* OPTIONS * is routed as "/" and goes on as "*" (RFC 9112 3.2.4). */
+static void test_asterisk_form(void **state)
+{
+    static const char in[] = "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n";
+    result_t r = REQ(in);
+    assert_int_equal(r.rc, sizeof in - 1);
+    assert_true(r.head.asterisk_form);
+    assert_false(r.head.absolute_form);
+    assert_span(in, r.head.url, "*");
+    assert_span(in, r.head.path, "/");
+    r = REQ("OPTIONS * HTTP/1.0\r\n\r\n");
+    assert_true(r.head.asterisk_form);
+    r = REQ("OPTIONS / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_false(r.head.asterisk_form);
+    r = REQ("OPTIONS http://h HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_false(r.head.asterisk_form);
+    assert_true(r.head.absolute_form);
+    /* CONNECT parses (the shell refuses it, unrouted), its target as sent. */
+    static const char connect[] = "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n";
+    r = REQ(connect);
+    assert_int_equal(r.rc, sizeof connect - 1);
+    assert_int_equal(r.head.method, HTTP_CONNECT);
+    assert_false(r.head.asterisk_form || r.head.absolute_form);
 }
 
 static void test_error_is_sticky(void **state)
@@ -1005,6 +1038,15 @@ static void test_write_response(void **state)
                     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
 }
 
+static void test_write_request_asterisk_form(void **state)
+{
+    sl_http_forward_t fw = {.client_ip = "192.0.2.1"};
+    expect_request("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &fw,
+                   "OPTIONS * HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+}
+
 /* Trailer is end-to-end (RFC 9110 6.6.2), unless Connection names it. */
 static void test_write_trailer_field(void **state)
 {
@@ -1223,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
         cmocka_unit_test(test_route_by),
+        cmocka_unit_test(test_asterisk_form),
         cmocka_unit_test(test_error_is_sticky),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_head_size_limit),
@@ -1230,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_write_request_plain),
         cmocka_unit_test(test_write_trailer_field),
+        cmocka_unit_test(test_write_request_asterisk_form),
         cmocka_unit_test(test_write_request_trusted),
         cmocka_unit_test(test_write_request_websocket_ipv6),
         cmocka_unit_test(test_write_request_keeps_framing),
