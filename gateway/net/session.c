@@ -691,7 +691,9 @@ void sl_session_log(sl_session_t *s)
                            (size_t)s->log_backend < s->rt->pools[s->pool].n_backends
                        ? s->rt->pools[s->pool].backends[s->log_backend].name
                        : NULL,
-        .method = llhttp_method_name((llhttp_method_t)s->log_method),
+        /* Set with the target, once the head parsed: before that the method
+           field is llhttp's 0, DELETE, which no request here asked for. */
+        .method = s->log_target ? llhttp_method_name((llhttp_method_t)s->log_method) : NULL,
         .target = s->log_target,
         .target_len = s->log_target ? (uint32_t)strlen(s->log_target) : 0,
         .status = s->log_status,

@@ -3,6 +3,7 @@ JSON, with client, route, pool, backend, status or close code, queue wait,
 bytes each way and duration."""
 import asyncio
 import json
+import socket
 import time
 import urllib.request
 
@@ -72,3 +73,27 @@ def test_text_access_log_and_gateway_errors(tmp_path):
         assert fields[6:9] == ["GET", "/down", "502"], fields
     finally:
         stop_all(s)
+
+
+def test_a_request_that_cannot_be_parsed_is_logged_without_a_method(tmp_path):
+    """The 400 for a head the parser refused has no method to log: none ("-" in text), not
+    the parser's method 0 (DELETE), which would send an operator hunting for
+    deletes nobody made."""
+    log = tmp_path / "access.log"
+    backend = Backend("blue")
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]},
+                      extra="access_log: { path: %s, format: json }" % log), port)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"\x01\x02 nonsense\r\n\r\n")
+            assert c.recv(4096).startswith(b"HTTP/1.1 400")
+        deadline = time.monotonic() + 5
+        lines = []
+        while time.monotonic() < deadline and not lines:
+            lines = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+            time.sleep(0.05)
+        assert len(lines) == 1 and lines[0]["status"] == 400, lines
+        assert lines[0]["method"] == "" and lines[0]["target"] == "", lines[0]
+    finally:
+        stop_all(s, backend)
