@@ -5,8 +5,12 @@
  * Backpressure, not buffering: after queueing a write to one side we look at
  * that side's queue; above the high-water mark we stop reading the other
  * side, and a write completion that brings the queue under the low-water
- * mark starts it again. Memory per connection is therefore bounded by the
- * high-water mark plus one read block, whatever the peers do.
+ * mark starts it again. The marks count memory, not bytes: a queued write
+ * holds its request and the whole 32 KiB read block its slice is in, so a
+ * peer whose reads are small (a chatty backend, a client writing a few bytes
+ * at a time) would otherwise make the high-water mark of bytes hold a
+ * hundred times as much. Memory per connection is therefore bounded by the
+ * high-water mark plus one read block per direction, whatever the peers do.
  *
  * Writes go to the socket at once when it takes them (write_now); only the
  * rest is queued, with a request recycled through a per-worker free list, so
@@ -42,6 +46,13 @@ static uv_stream_t *stream_of(sl_session_t *s, bool to_client)
     return to_client ? (uv_stream_t *)&s->client : (uv_stream_t *)&s->up->tcp;
 }
 
+/* The memory a side's queued writes hold (see the top of the file); the
+   backend's is its connection's, which has writes only while connected. */
+static size_t *queued_mem(sl_session_t *s, bool to_client)
+{
+    return to_client ? &s->client_queued_mem : &s->up->queued_mem;
+}
+
 size_t sl_queued(sl_session_t *s, bool to_client)
 {
     if (!to_client && (s->up == NULL || !s->up->connected))
@@ -67,6 +78,7 @@ static sl_wreq_t *wreq_get(sl_worker_t *w)
     r->up = NULL;
     r->block = NULL;
     r->owned = NULL;
+    r->mem = 0;
     return r;
 }
 
@@ -320,6 +332,10 @@ static void write_cb(uv_write_t *req, int status)
     sl_upstream_t *up = r->up;
     sl_session_t *s = r->to_client ? r->s : (up ? up->session : NULL);
     bool to_client = r->to_client;
+    if (to_client)
+        r->s->client_queued_mem -= r->mem;
+    else if (up)
+        up->queued_mem -= r->mem;
     wreq_put(w, r);
     if (s == NULL || s->state == SL_SS_CLOSING || status == UV_ECANCELED)
         return;
@@ -347,7 +363,7 @@ static void write_cb(uv_write_t *req, int status)
     if (status < 0)
         up->write_failed = true;
     const sl_config_t *cfg = s->rt->cfg;
-    if (sl_queued(s, to_client) <= cfg->limits.write_low_water) {
+    if ((to_client ? s->client_queued_mem : up->queued_mem) <= cfg->limits.write_low_water) {
         if (to_client && (s->backend_paused & SL_PAUSE_BACKPRESSURE))
             sl_backend_resume(s, SL_PAUSE_BACKPRESSURE);
         else if (!to_client && (s->client_paused & SL_PAUSE_BACKPRESSURE))
@@ -387,7 +403,10 @@ static int submit(sl_session_t *s, bool to_client, sl_wreq_t *r, uv_buf_t buf)
         wreq_put(s->w, r);
         return rc;
     }
-    if (sl_queued(s, to_client) > s->rt->cfg->limits.write_high_water) {
+    /* Counted as memory held: the request, and the whole block a slice pins. */
+    r->mem = (uint32_t)(sizeof *r + (r->block ? SL_BLOCK_SIZE : r->owned ? buf.len : 0));
+    *queued_mem(s, to_client) += r->mem;
+    if (*queued_mem(s, to_client) > s->rt->cfg->limits.write_high_water) {
         sl_count(&s->w->counters, SL_CTR_BACKPRESSURE_PAUSES, 1);
         if (to_client)
             sl_backend_pause(s, SL_PAUSE_BACKPRESSURE);

@@ -55,6 +55,7 @@ struct sl_upstream {
     bool lingering;                  /* released; its last bytes still going out (upstream.c) */
     bool write_failed;               /* a write to it failed: never reused */
     bool read_eof;                   /* its end (or an error) was read */
+    size_t queued_mem;               /* memory its queued writes hold (io.c, backpressure) */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */
@@ -76,6 +77,7 @@ struct sl_session {
     uint8_t backend_paused;
     bool client_reading;
     bool client_eof;
+    size_t client_queued_mem;        /* memory the client's queued writes hold (io.c) */
     bool shutdown_pending;           /* LINGER: the answer's last bytes are still going out */
     bool tls;                        /* the client came over TLS */
     bool proxy_before_tls;           /* a PROXY header is due before the ClientHello */
@@ -297,6 +299,7 @@ typedef struct sl_wreq {
     sl_upstream_t *up;
     sl_block_t *block;               /* a read block being forwarded, or NULL */
     char *owned;                     /* a malloc'd buffer to free, or NULL */
+    uint32_t mem;                    /* what it holds, counted in its side's queued_mem */
     bool to_client;
     uint8_t small[SL_WS_MAX_CONTROL_FRAME];   /* gateway-made frames live here */
 } sl_wreq_t;
