@@ -1214,9 +1214,15 @@ ssize_t sl_http_write_request(const sl_http_head_t *h, const char *base,
            backend cannot pick a host other than the one we routed by. */
         uint32_t rest = h->host.off + h->host.len;
         uint32_t rest_len = h->url.off + h->url.len - rest;
-        if (rest_len == 0 || base[rest] != '/')
-            put(&o, "/", 1);
-        put(&o, base + rest, rest_len);
+        if (rest_len == 0 && h->method == HTTP_OPTIONS) {
+            /* "OPTIONS http://host" asks about the server as a whole: the
+               last proxy MUST send it as "OPTIONS *" (RFC 9112 3.2.4). */
+            put(&o, "*", 1);
+        } else {
+            if (rest_len == 0 || base[rest] != '/')
+                put(&o, "/", 1);
+            put(&o, base + rest, rest_len);
+        }
     } else {
         put_span(&o, base, h->url);
     }

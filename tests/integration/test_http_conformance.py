@@ -662,12 +662,14 @@ def test_connect_is_refused_without_touching_a_backend(gw):
 @pytest.mark.parametrize("sent,forwarded", [
     (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n", b"OPTIONS * HTTP/1.1"),
     (b"GET http://a/abs?x=1 HTTP/1.1\r\nHost: other\r\n", b"GET /abs?x=1 HTTP/1.1"),
-], ids=["OPTIONS *", "GET in absolute-form"])
+    (b"OPTIONS http://a HTTP/1.1\r\nHost: a\r\n", b"OPTIONS * HTTP/1.1"),
+], ids=["OPTIONS *", "GET in absolute-form", "OPTIONS in absolute-form, empty path"])
 def test_a_request_target_reaches_the_backend_in_the_form_it_takes(gw, sent, forwarded):
     """OPTIONS * (RFC 9112 3.2.4) asks about the server as a whole: it goes
     to the service its Host routes to as "/" would, with its "*" (it got
     404: no route matched the path "*"). Absolute-form goes in origin-form,
-    with its authority as Host (3.2.1, 3.2.2)."""
+    with its authority as Host (3.2.1, 3.2.2), except "OPTIONS http://a",
+    which the last proxy MUST send as "OPTIONS *" (3.2.4)."""
     probe = b"X-Probe: %d" % time.monotonic_ns()
     c, reader = connect(gw)
     try:

@@ -976,6 +976,21 @@ static void test_write_request_absolute_form(void **state)
                    "HEAD / HTTP/1.0\r\nHost: [::1]:8443\r\n"
                    "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
                    "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    /* "OPTIONS http://host" (empty path, no query) asks about the server:
+       it goes on as "OPTIONS *" (RFC 9112 3.2.4); with a path or a query
+       it is a question about that resource. */
+    expect_request("OPTIONS http://green.test:8001 HTTP/1.1\r\nHost: green.test:8001\r\n\r\n", &fw,
+                   "OPTIONS * HTTP/1.1\r\nHost: green.test:8001\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    expect_request("OPTIONS http://green.test/ HTTP/1.1\r\nHost: green.test\r\n\r\n", &fw,
+                   "OPTIONS / HTTP/1.1\r\nHost: green.test\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
+    expect_request("OPTIONS http://green.test?q HTTP/1.1\r\nHost: green.test\r\n\r\n", &fw,
+                   "OPTIONS /?q HTTP/1.1\r\nHost: green.test\r\n"
+                   "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+                   "Forwarded: for=192.0.2.1;proto=http\r\n\r\n");
     /* A WebSocket upgrade in absolute-form goes the same way. */
     sl_http_forward_t ws = {.client_ip = "192.0.2.1", .websocket = true};
     expect_request("GET http://green.test/chat HTTP/1.1\r\nHost: other.test\r\nUpgrade: websocket\r\n"
