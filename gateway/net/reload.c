@@ -2,8 +2,9 @@
  * reload.c: a new config without dropping a connection (SIGHUP, or
  * POST /api/v1/reload).
  *
- * The new file is parsed and resolved first; anything wrong and the old
- * config keeps running, with every error reported. Then a new runtime is
+ * The new file is parsed, its backends resolved and its certificates read
+ * first; anything wrong and the old config keeps running, with every error
+ * reported (certificates are put in force last of all). Then a new runtime is
  * published to the workers — new connections use it, existing ones keep the
  * runtime they started with (it is reference counted) — and a new policy
  * state is built, carrying over what must not be lost: each backend's health
@@ -357,14 +358,22 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
         sl_config_free(cfg);
         return SL_EINVAL;
     }
-    /* New certificates too; all or nothing, before anything else is swapped. */
-    if (!same_fixed_parts(gw->rt->cfg, cfg, diag) || sl_tls_reload(cfg, diag) != 0) {
+    if (!same_fixed_parts(gw->rt->cfg, cfg, diag)) {
         sl_config_free(cfg);
         return SL_EINVAL;
     }
     sl_runtime_t *rt = sl_runtime_new(cfg, gw->rt, diag);
     if (rt == NULL) {
+        sl_tls_check(cfg, diag);   /* every reason: the certificates' too, read, not used */
         sl_config_free(cfg);
+        return SL_EINVAL;
+    }
+    /* New certificates too, all or nothing: the last check, because loading
+       them puts them in force. Before the backends were resolved, a reload
+       refused for a name that did not resolve left the new certificates
+       (and the pools' TLS settings) in force under the old config. */
+    if (sl_tls_reload(rt->cfg, diag) != 0) {
+        sl_runtime_unref(rt);
         return SL_EINVAL;
     }
     sl_ctl_t *ctl = sl_ctl_new(gw, rt);
