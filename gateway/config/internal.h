@@ -51,17 +51,21 @@ struct sl__ynode {
     char *str;                   /* scalar text, NUL-terminated */
     size_t len;
     bool plain;                  /* unquoted scalar: may be null */
+    bool bad;                    /* an alias, a merge or a bad tag: reported, skipped */
     sl__ynode_t **kids;          /* seq: items; map: key, value, key, value... */
     size_t n;                    /* number of kids */
     size_t cap;
 };
 
+struct sl__cfg_ctx;
+
 /*
  * Parse text into a tree. Returns the root (NULL for an empty document) and
- * sets *ok false after adding a syntax error to `diag`.
+ * sets *ok false after reporting a syntax error to the context. Errors that
+ * do not stop the parse (aliases, merge keys, tags) are reported to the
+ * context too and leave *ok true: their nodes are marked `bad`.
  */
-sl__ynode_t *sl__yaml_load(const char *text, size_t len, const char *file, sl_diag_t *diag,
-                           bool *ok);
+sl__ynode_t *sl__yaml_load(const char *text, size_t len, struct sl__cfg_ctx *ctx, bool *ok);
 void sl__ynode_free(sl__ynode_t *n);
 
 /* A plain empty, "~" or "null" scalar. */
@@ -177,11 +181,18 @@ typedef struct sl__cfg_ctx {
     size_t errors;
     sl__cfg_where_t *where;
     size_t n_where, cap_where;
+    const void **bad;            /* named items whose mapping was an alias or badly tagged */
+    size_t n_bad, cap_bad;
 } sl__cfg_ctx_t;
 
 /* Report an error at a position, with a key path; counts it. */
 void sl__cfg_error(sl__cfg_ctx_t *c, uint32_t line, uint32_t col, const char *path,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A named item (a pool, a service) whose mapping could not be read (`blue: *b`):
+   already reported, so the cross-key rules leave its emptiness alone. */
+void sl__cfg_mark_bad(sl__cfg_ctx_t *c, const void *item);
+bool sl__cfg_is_bad(const sl__cfg_ctx_t *c, const void *item);
 
 /* Position where `field` was written; {0,0} when it holds its default. */
 sl_cfg_pos_t sl__cfg_where(const sl__cfg_ctx_t *c, const void *field);

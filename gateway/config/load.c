@@ -11,6 +11,7 @@
  * report reads in file order even though "missing key" is only known when a
  * mapping ends and cross-key rules (validate.c) run last.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,27 @@ static void remember(sl__cfg_ctx_t *c, const void *field, const sl__ynode_t *n)
         c->cap_where = cap;
     }
     c->where[c->n_where++] = (sl__cfg_where_t){.field = field, .line = n->line, .col = n->col};
+}
+
+void sl__cfg_mark_bad(sl__cfg_ctx_t *c, const void *item)
+{
+    if (c->n_bad == c->cap_bad) {
+        size_t cap = c->cap_bad ? c->cap_bad * 2 : 4;
+        const void **b = realloc(c->bad, cap * sizeof *b);
+        if (b == NULL)
+            return;
+        c->bad = b;
+        c->cap_bad = cap;
+    }
+    c->bad[c->n_bad++] = item;
+}
+
+bool sl__cfg_is_bad(const sl__cfg_ctx_t *c, const void *item)
+{
+    for (size_t i = 0; i < c->n_bad; i++)
+        if (c->bad[i] == item)
+            return true;
+    return false;
 }
 
 sl_cfg_pos_t sl__cfg_where(const sl__cfg_ctx_t *c, const void *field)
@@ -165,10 +187,15 @@ __attribute__((format(printf, 2, 3))) static void pathf(char *out, const char *f
 static void join(char *out, const char *path, const char *name, size_t n)
 {
     char q[96];
-    /* Names from the file (pool names) are stripped of control bytes. */
+    /* Names from the file (pool names) are stripped of control bytes; an
+       empty one is shown as "" rather than as nothing after the dot. */
     sl__quote(q, sizeof q, name, n, 60);
-    q[strlen(q) - 1] = '\0';
-    pathf(out, "%s%s%s", path, *path ? "." : "", q + 1);
+    if (n > 0) {
+        q[strlen(q) - 1] = '\0';
+        pathf(out, "%s%s%s", path, *path ? "." : "", q + 1);
+    } else {
+        pathf(out, "%s%s%s", path, *path ? "." : "", q);
+    }
 }
 
 static void wrong_kind(sl__cfg_ctx_t *c, const sl__ckey_t *k, const sl__ynode_t *v,
@@ -214,6 +241,8 @@ static void walk_seq(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl_
         *count = i + 1;
         if (k->type == SL__T_SEQ_MAP) {
             sl__cfg_defaults(c, k->sub, slot);
+            if (item->bad)
+                continue;   /* an alias or a bad tag: reported where it was read */
             if (item->kind != SL__Y_MAP) {
                 char got[96];
                 sl__ydescribe(item, got, sizeof got);
@@ -227,6 +256,8 @@ static void walk_seq(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl_
         /* Sequences of scalars: names or CIDRs. */
         sl__ckey_t one = {.name = k->name, .type = k->type == SL__T_SEQ_STR ? SL__T_STRING : SL__T_CIDR,
                           .width = k->width};
+        if (item->bad)
+            continue;
         if (item->kind != SL__Y_SCALAR || sl__ynode_is_null(item)) {
             wrong_kind(c, &one, item, ipath);
             continue;
@@ -248,6 +279,8 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
         return;
     for (size_t i = 0; i + 1 < v->n; i += 2) {
         const sl__ynode_t *name = v->kids[i], *val = v->kids[i + 1];
+        if (name->bad)
+            continue;
         if (name->kind != SL__Y_SCALAR || name->len == 0) {
             sl__cfg_error(c, name->line, name->col, path, "a %s name must be a non-empty string",
                           k->sub->what);
@@ -270,6 +303,13 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
         sl__cfg_defaults(c, k->sub, slot);
         *(char **)((char *)slot + k->sub->name_off) = copy;
         (*count)++;
+        if (k->sub->pos_off != SIZE_MAX)
+            *(sl_cfg_pos_t *)((char *)slot + k->sub->pos_off) =
+                (sl_cfg_pos_t){.line = name->line, .col = name->col};
+        if (val->bad) {
+            sl__cfg_mark_bad(c, slot);   /* `blue: *defaults`: the name still resolves */
+            continue;
+        }
         if (sl__ynode_is_null(val)) {
             /* `green:` with nothing under it reads as an empty mapping. */
             sl__ynode_t empty = {.kind = SL__Y_MAP, .line = name->line, .col = name->col};
@@ -281,9 +321,6 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
             sl__ydescribe(val, got, sizeof got);
             sl__cfg_error(c, val->line, val->col, npath, "wrong type (expected a %s mapping, got %s)",
                           k->sub->what, got);
-            if (k->sub->pos_off != SIZE_MAX)
-                *(sl_cfg_pos_t *)((char *)slot + k->sub->pos_off) =
-                    (sl_cfg_pos_t){.line = name->line, .col = name->col};
             continue;
         }
         walk_map(c, k->sub, slot, val, npath);
@@ -296,6 +333,8 @@ static void set_value(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl
 {
     void *field = (char *)obj + k->off;
     char msg[MSG_LEN];
+    if (v->bad)
+        return;   /* an alias or a bad tag: reported where it was read */
     if ((k->flags & SL__F_NULLABLE) && sl__ynode_is_null(v))
         return;
     if (k->flags & SL__F_NOT_IMPLEMENTED) {
@@ -346,22 +385,62 @@ static void set_value(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl
     remember(c, field, v);
 }
 
-static void unknown_key(sl__cfg_ctx_t *c, const sl__ctable_t *t, const sl__ynode_t *key,
-                        const char *path)
+/* The table's key nearest to `name` (edit distance under 3, case ignored), or NULL. */
+static const char *near_miss(const sl__ctable_t *t, const char *name, size_t n)
 {
-    char q[96];
+    char lower[48];
     const char *best = NULL;
     unsigned best_d = 3;
+    if (n >= sizeof lower)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
     for (size_t i = 0; i < t->n_keys; i++) {
-        unsigned d = sl__edit_distance(key->str, t->keys[i].name);
+        unsigned d = sl__edit_distance(lower, t->keys[i].name);
         if (d < best_d) {
             best_d = d;
             best = t->keys[i].name;
         }
     }
+    return best;
+}
+
+/*
+ * "did you mean" for a key a level too high (`rate` straight under a
+ * service): the mappings of this table that have a key of that name,
+ * as "admission.rate" or "drain.rate".
+ */
+static void one_level_down(const sl__ctable_t *t, const char *name, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < t->n_keys && o < len; i++) {
+        const sl__ckey_t *k = &t->keys[i];
+        if (k->type != SL__T_MAP)
+            continue;
+        for (size_t j = 0; j < k->sub->n_keys; j++) {
+            if (strcmp(k->sub->keys[j].name, name) != 0)
+                continue;
+            int w = snprintf(buf + o, len - o, "%s\"%s.%s\"", o ? " or " : "", k->name, name);
+            if (w > 0)
+                o += (size_t)w;
+        }
+    }
+}
+
+static void unknown_key(sl__cfg_ctx_t *c, const sl__ctable_t *t, const sl__ynode_t *key,
+                        const char *path)
+{
+    char q[96], deeper[160];
+    const char *best = near_miss(t, key->str, key->len);
     sl__quote(q, sizeof q, key->str, key->len, 60);
+    if (best == NULL)
+        one_level_down(t, key->str, deeper, sizeof deeper);
     if (best != NULL)
         sl__cfg_error(c, key->line, key->col, path, "unknown key %s (did you mean \"%s\"?)", q, best);
+    else if (deeper[0] != '\0')
+        sl__cfg_error(c, key->line, key->col, path, "unknown key %s here (did you mean %s?)", q,
+                      deeper);
     else
         sl__cfg_error(c, key->line, key->col, path, "unknown key %s", q);
 }
@@ -375,6 +454,8 @@ static void walk_map(sl__cfg_ctx_t *c, const sl__ctable_t *t, void *obj, const s
         *(sl_cfg_pos_t *)((char *)obj + t->pos_off) = (sl_cfg_pos_t){map->line, map->col};
     for (size_t i = 0; i + 1 < map->n; i += 2) {
         const sl__ynode_t *key = map->kids[i], *v = map->kids[i + 1];
+        if (key->bad)
+            continue;   /* `<<`, `*a` or a bad tag: reported where it was read */
         if (key->kind != SL__Y_SCALAR) {
             sl__cfg_error(c, key->line, key->col, path, "keys must be plain names, not %s",
                           key->kind == SL__Y_MAP ? "mappings" : "sequences");
@@ -425,6 +506,7 @@ static void flush_errors(loader_t *l, sl_diag_t *diag)
     }
     free(l->errs.v);
     free(l->ctx.where);
+    free(l->ctx.bad);
 }
 
 int sl_config_parse(const char *text, size_t len, const char *file, sl_config_t **out,
@@ -434,19 +516,24 @@ int sl_config_parse(const char *text, size_t len, const char *file, sl_config_t 
     *out = NULL;
     if (file == NULL)
         file = "config";
-    sl__ynode_t *root = sl__yaml_load(text, len, file, diag, &ok);
-    if (!ok)
-        return SL_EINVAL;
     loader_t l = {.ctx = {.file = file, .diag = diag}};
+    sl__ynode_t *root = sl__yaml_load(text, len, &l.ctx, &ok);
+    if (!ok) {
+        flush_errors(&l, diag);
+        return SL_EINVAL;
+    }
     sl_config_t *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL || (cfg->file = strdup(file)) == NULL) {
         free(cfg);
         sl__ynode_free(root);
+        flush_errors(&l, diag);
         sl__diag_add(diag, "%s: out of memory", file);
         return SL_ENOMEM;
     }
     sl__cfg_defaults(&l.ctx, &sl__root_table, cfg);
-    if (root != NULL && root->kind == SL__Y_MAP) {
+    if (root != NULL && root->bad) {
+        /* `*a` or `!tag {...}` at the top: reported; nothing to walk. */
+    } else if (root != NULL && root->kind == SL__Y_MAP) {
         walk_map(&l.ctx, &sl__root_table, cfg, root, "");
     } else if (root != NULL && !sl__ynode_is_null(root)) {
         char got[96];

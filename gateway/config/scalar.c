@@ -248,9 +248,17 @@ static bool convert_addr(const char *s, const char *got, void *field, char *msg,
     char *host = NULL, *text = NULL;
     uint16_t port;
     if (sl_parse_hostport(s, &host, &port) != SL_OK || (text = strdup(s)) == NULL) {
+        /* ":8080" and "*:8080" are how other servers say "every interface". */
+        const char *port_text = s[0] == ':' ? s + 1 : strncmp(s, "*:", 2) == 0 ? s + 2 : NULL;
         free(host);
-        snprintf(msg, mlen, "bad address (expected IP:port, [IPv6]:port or host:port, got %s)",
-                 got);
+        if (port_text != NULL && strlen(port_text) <= 5 && strspn(port_text, "0123456789") ==
+                                                                  strlen(port_text))
+            snprintf(msg, mlen, "bad address (expected IP:port, [IPv6]:port or host:port, got "
+                     "%s; every interface is 0.0.0.0:%s, or \"[::]:%s\" for IPv6)", got,
+                     port_text, port_text);
+        else
+            snprintf(msg, mlen, "bad address (expected IP:port, [IPv6]:port or host:port, got %s)",
+                     got);
         return false;
     }
     sl__cfg_free_addr(a);

@@ -14,18 +14,35 @@
 typedef struct out {
     char *buf;
     size_t len, o;
+    size_t need;                  /* the whole text's length, cut or not */
 } out_t;
 
 __attribute__((format(printf, 2, 3))) static void put(out_t *w, const char *fmt, ...)
 {
-    if (w->o >= w->len)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(w->buf + w->o, w->len - w->o, fmt, ap);
+    int n = vsnprintf(w->o < w->len ? w->buf + w->o : NULL, w->o < w->len ? w->len - w->o : 0,
+                      fmt, ap);
     va_end(ap);
-    if (n > 0)
+    if (n <= 0)
+        return;
+    w->need += (size_t)n;
+    if (w->o < w->len)
         w->o = SL_MIN(w->o + (size_t)n, w->len - 1);
+}
+
+/*
+ * A summary too long for the buffer says so in its last line: cut silently,
+ * it read as if the pools listed were all the pools, and --check's "ok"
+ * followed on the same line as half a pool's name.
+ */
+static void mark_cut(out_t *w)
+{
+    char note[64];
+    int n = snprintf(note, sizeof note, "\n... (cut: the summary is %zu bytes)\n", w->need);
+    if (w->need < w->len || n <= 0 || (size_t)n >= w->len)
+        return;
+    memcpy(w->buf + w->len - 1 - (size_t)n, note, (size_t)n + 1);
 }
 
 static const char *const proxy_names[] = {"off", "v1", "v2", "any"};
@@ -118,17 +135,18 @@ static void limits(out_t *w, const sl_config_t *cfg)
         format_names[cfg->log.format % 2]);
 }
 
-void sl_config_summary(const sl_config_t *cfg, char *buf, size_t len)
+size_t sl_config_summary(const sl_config_t *cfg, char *buf, size_t len)
 {
     out_t w = {.buf = buf, .len = len};
-    if (len == 0)
-        return;
-    buf[0] = '\0';
+    if (len > 0)
+        buf[0] = '\0';
     if (cfg == NULL)
-        return;
+        return 0;
     put(&w, "config %s: OK\n", cfg->file);
     listeners(&w, cfg);
     pools(&w, cfg);
     services(&w, cfg);
     limits(&w, cfg);
+    mark_cut(&w);
+    return w.need;
 }

@@ -8,9 +8,11 @@
  * the positions load.c remembered for every stored field; a value that was
  * never written (a default) is reported at its parent mapping.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sluice/wsframe.h"
 #include "internal.h"
@@ -32,9 +34,27 @@ static const char *safe(char *buf, size_t len, const char *s)
     return buf + 1;
 }
 
+/* An IP literal's bytes (16, IPv4 as ::ffff:a.b.c.d); false for a name. */
+static bool ip_bytes(const char *host, unsigned char out[16])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (inet_pton(AF_INET6, host, out) == 1)
+        return true;
+    memcpy(out, mapped, sizeof mapped);
+    return inet_pton(AF_INET, host, out + 12) == 1;
+}
+
+/* The same address however it is spelled: "[::1]" and "[0:0::1]" are one
+   socket address, and host names do not care about case. Names that
+   resolve to the same address are the shell's to find (no I/O here). */
 static bool same_addr(const sl_cfg_addr_t *a, const sl_cfg_addr_t *b)
 {
-    return a->host != NULL && b->host != NULL && a->port == b->port && strcmp(a->host, b->host) == 0;
+    unsigned char x[16], y[16];
+    if (a->host == NULL || b->host == NULL || a->port != b->port)
+        return false;
+    if (ip_bytes(a->host, x) && ip_bytes(b->host, y))
+        return memcmp(x, y, sizeof x) == 0;
+    return strcasecmp(a->host, b->host) == 0;
 }
 
 /* Port 0 and repeats among addrs[0..i-1]; `what` names the kind of address. */
@@ -128,7 +148,7 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
                           "the pool name \"service\" is reserved (the admission metrics "
                           "label a service's own queue queue=\"service\"); expected another name");
         }
-        if (p->n_backends == 0) {
+        if (p->n_backends == 0 && !sl__cfg_is_bad(c, p)) {
             sl_cfg_pos_t pos = at(c, NULL, p->pos);
             snprintf(path, sizeof path, "pools.%s", safe(nb, sizeof nb, p->name));
             sl__cfg_error(c, pos.line, pos.col, path,
@@ -156,11 +176,14 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
     }
 }
 
+/* A pool whose name is a near miss: two edits at most, and fewer than half
+   the name ("gren" -> "green"; "zz" is not a near miss of "p"). */
 static void pool_suggestion(const sl_config_t *cfg, const char *name, char *buf, size_t len)
 {
     buf[0] = '\0';
     for (size_t i = 0; i < cfg->n_pools; i++) {
-        if (sl__edit_distance(name, cfg->pools[i].name) <= 2) {
+        unsigned d = sl__edit_distance(name, cfg->pools[i].name);
+        if (d <= 2 && d <= strlen(name) / 2) {
             char q[96];
             sl__quote(q, sizeof q, cfg->pools[i].name, strlen(cfg->pools[i].name), 60);
             snprintf(buf, len, " (did you mean %s?)", q);
@@ -340,7 +363,10 @@ static void check_admin(sl__cfg_ctx_t *c, sl_config_t *cfg)
 
 static bool wildcard_host(const char *host)
 {
-    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || host[0] == '\0';
+    static const unsigned char any6[16], any4[16] = {[10] = 0xff, [11] = 0xff};
+    unsigned char b[16];
+    return host[0] == '\0' || (ip_bytes(host, b) && (memcmp(b, any6, 16) == 0 ||
+                                                      memcmp(b, any4, 16) == 0));
 }
 
 /* The admin API on a listener's port: sluice failed at start with "Address

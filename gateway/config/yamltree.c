@@ -8,6 +8,11 @@
  * configuration has no use for aliases, so the tree refuses them, and it
  * bounds nesting depth so the walkers that recurse over it can never run the
  * stack out. Every node keeps libyaml's start mark, made 1-based.
+ *
+ * A syntax error stops the parse (libyaml cannot go on after one); an alias,
+ * a merge key or a tag the config has no meaning for does not: it is
+ * reported, its node is marked `bad` for the walker to pass over, and the
+ * rest of the file is still read, so one run reports every such error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,17 +71,60 @@ static bool add_kid(sl__ynode_t *parent, sl__ynode_t *kid)
 }
 
 typedef struct builder {
-    const char *file;
-    sl_diag_t *diag;
+    sl__cfg_ctx_t *ctx;
+    const char *text;
+    size_t len;
     sl__ynode_t *root;
     sl__ynode_t *stack[MAX_DEPTH];
     size_t depth;
     int documents;
+    bool merge_value;            /* the next node is the value of a `<<` key */
+    size_t quiet;                /* inside a merge value (depth > 0): nothing more to report */
 } builder_t;
 
 static void fail_at(builder_t *b, const yaml_mark_t *m, const char *msg)
 {
-    sl__diag_add(b->diag, "%s:%zu:%zu: %s", b->file, m->line + 1, m->column + 1, msg);
+    sl__cfg_error(b->ctx, (uint32_t)m->line + 1, (uint32_t)m->column + 1, "", "%s", msg);
+}
+
+/* The length of the line break at s (CR LF, CR, LF, NEL, LS, PS), or 0:
+   libyaml counts all of them as breaks, so positions must too. */
+static size_t line_break(const unsigned char *s, size_t n)
+{
+    if (n >= 2 && s[0] == '\r' && s[1] == '\n')
+        return 2;
+    if (s[0] == '\r' || s[0] == '\n')
+        return 1;
+    if (n >= 2 && s[0] == 0xC2 && s[1] == 0x85)
+        return 2;
+    if (n >= 3 && s[0] == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9))
+        return 3;
+    return 0;
+}
+
+/*
+ * Byte offset -> 1-based line and column, counted the way libyaml's marks
+ * count: characters (UTF-8 continuation bytes do not add to the column),
+ * every kind of line break, and no column for a byte order mark.
+ */
+static void position_of(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    size_t i = len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    *line = 1;
+    *col = 1;
+    while (i < off && i < len) {
+        size_t br = line_break(t + i, len - i);
+        if (br > 0 && i + br <= off) {
+            (*line)++;
+            *col = 1;
+            i += br;
+            continue;
+        }
+        if ((t[i] & 0xC0) != 0x80)
+            (*col)++;
+        i++;
+    }
 }
 
 /* Attach a new node where the tree is being built; false on failure. */
@@ -96,6 +144,104 @@ static bool attach(builder_t *b, sl__ynode_t *n, const yaml_mark_t *m)
         }
         b->stack[b->depth++] = n;
     }
+    return true;
+}
+
+/* True when the node about to be attached is a mapping's key. */
+static bool at_key(const builder_t *b)
+{
+    const sl__ynode_t *p = b->depth ? b->stack[b->depth - 1] : NULL;
+    return p != NULL && p->kind == SL__Y_MAP && p->n % 2 == 0;
+}
+
+/*
+ * `<<: *defaults` (YAML 1.1 merge keys) would copy keys in from elsewhere;
+ * the config does not, so the key is refused once, and its value (an alias
+ * or a mapping) is passed over without a second error of its own.
+ */
+static bool merge_key(builder_t *b, sl__ynode_t *n)
+{
+    if (b->quiet || !at_key(b) || !n->plain || strcmp(n->str, "<<") != 0)
+        return false;
+    sl__cfg_error(b->ctx, n->line, n->col, "",
+                  "merge keys (<<) are not supported (expected the keys written out)");
+    n->bad = true;
+    b->merge_value = true;
+    return true;
+}
+
+/*
+ * Tags: the config gives none a meaning of its own. YAML's core ones are
+ * taken at their word (`!!str 5` is the string "5", `!!str ~` is not null);
+ * any other tag would be silently dropped, so it is refused, as is a core
+ * tag on the wrong kind of node (`!!map 5`).
+ */
+static void check_tag(builder_t *b, const yaml_char_t *tag, sl__ynode_t *n)
+{
+    static const char core[] = "tag:yaml.org,2002:";
+    static const char *const scalars[] = {"str", "int", "float", "bool", "null"};
+    const char *t = (const char *)tag, *name = NULL;
+    char shown[96], q[112];
+    if (t == NULL || b->merge_value || b->quiet)
+        return;
+    if (strcmp(t, "!") == 0) {   /* the non-specific tag: a quoted-like string */
+        n->plain = false;
+        return;
+    }
+    if (strncmp(t, core, sizeof core - 1) == 0)
+        name = t + sizeof core - 1;
+    snprintf(shown, sizeof shown, "%s%s", name ? "!!" : "", name ? name : t);
+    sl__quote(q, sizeof q, shown, strlen(shown), 60);
+    bool known = false, fits = false;
+    for (size_t i = 0; name != NULL && i < SL_ARRAY_SIZE(scalars); i++) {
+        if (strcmp(name, scalars[i]) == 0) {
+            known = true;
+            fits = n->kind == SL__Y_SCALAR;
+        }
+    }
+    if (name != NULL && (strcmp(name, "map") == 0 || strcmp(name, "seq") == 0)) {
+        known = true;
+        fits = n->kind == (strcmp(name, "map") == 0 ? SL__Y_MAP : SL__Y_SEQ);
+    }
+    if (!known) {
+        sl__cfg_error(b->ctx, n->line, n->col, "", "unknown tag %s (expected no tag, or one of "
+                      "YAML's own: !!str, !!int, !!float, !!bool, !!null, !!map, !!seq)", q);
+        n->bad = true;
+        return;
+    }
+    if (!fits) {
+        sl__cfg_error(b->ctx, n->line, n->col, "", "tag %s on a %s (expected no tag)", q,
+                      n->kind == SL__Y_MAP ? "mapping" : n->kind == SL__Y_SEQ ? "sequence"
+                                                                              : "scalar");
+        n->bad = true;
+        return;
+    }
+    if (strcmp(name, "str") == 0)
+        n->plain = false;
+    if (strcmp(name, "null") == 0) {
+        n->plain = true;
+        if (!sl__ynode_is_null(n)) {
+            sl__cfg_error(b->ctx, n->line, n->col, "",
+                          "tag \"!!null\" on a value (expected nothing, ~ or null after it)");
+            n->bad = true;
+        }
+    }
+}
+
+/* A node is attached: a merge key's value, whatever it is, goes with the key. */
+static bool attach_checked(builder_t *b, sl__ynode_t *n, const yaml_mark_t *m,
+                           const yaml_char_t *tag)
+{
+    bool merged = b->merge_value && !at_key(b);
+    check_tag(b, tag, n);
+    if (!merged)
+        return attach(b, n, m);
+    n->bad = true;
+    b->merge_value = false;
+    if (!attach(b, n, m))
+        return false;
+    if (n->kind != SL__Y_SCALAR && b->quiet == 0)
+        b->quiet = b->depth;   /* `<<: [*a, *b]`: the key's error says it all */
     return true;
 }
 
@@ -120,7 +266,28 @@ static bool scalar(builder_t *b, const yaml_event_t *ev)
     n->str = s;
     n->len = len;
     n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-    return attach(b, n, m);
+    if (merge_key(b, n))
+        return attach(b, n, m);
+    return attach_checked(b, n, m, ev->data.scalar.tag);
+}
+
+/* `*name`: refused, and stands in the tree as a bad empty scalar. */
+static bool alias(builder_t *b, const yaml_event_t *ev)
+{
+    const yaml_mark_t *m = &ev->start_mark;
+    sl__ynode_t *n = node_new(SL__Y_SCALAR, m);
+    char *s = calloc(1, 1);
+    if (n == NULL || s == NULL) {
+        free(n);
+        free(s);
+        fail_at(b, m, "out of memory");
+        return false;
+    }
+    n->str = s;
+    n->bad = true;
+    if ((!b->merge_value || at_key(b)) && b->quiet == 0)
+        fail_at(b, m, "syntax error: aliases (*name) are not supported");
+    return attach_checked(b, n, m, NULL);
 }
 
 /* Handle one event; false stops the parse (an error has been reported). */
@@ -135,23 +302,26 @@ static bool step(builder_t *b, const yaml_event_t *ev, bool *done)
         }
         return true;
     case YAML_ALIAS_EVENT:
-        fail_at(b, m, "syntax error: aliases (*name) are not supported");
-        return false;
+        return alias(b, ev);
     case YAML_SCALAR_EVENT:
         return scalar(b, ev);
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
-        sl__ynode_t *n = node_new(ev->type == YAML_MAPPING_START_EVENT ? SL__Y_MAP : SL__Y_SEQ, m);
+        bool map = ev->type == YAML_MAPPING_START_EVENT;
+        sl__ynode_t *n = node_new(map ? SL__Y_MAP : SL__Y_SEQ, m);
         if (n == NULL) {
             fail_at(b, m, "out of memory");
             return false;
         }
-        return attach(b, n, m);
+        return attach_checked(b, n, m, map ? ev->data.mapping_start.tag
+                                           : ev->data.sequence_start.tag);
     }
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
         if (b->depth > 0)
             b->depth--;
+        if (b->depth < b->quiet)
+            b->quiet = 0;
         return true;
     case YAML_STREAM_END_EVENT:
         *done = true;
@@ -163,38 +333,48 @@ static bool step(builder_t *b, const yaml_event_t *ev, bool *done)
 
 /*
  * A reader error (bad UTF-8, a control character) leaves problem_mark unset
- * (it read 1:1 whatever the byte); libyaml gives the byte offset instead. The
- * line and column are counted here the way marks count them (characters,
- * so UTF-8 continuation bytes do not add to the column).
+ * (it read 1:1 whatever the byte); libyaml gives the byte offset instead. A
+ * sequence cut short by a byte that cannot continue it is reported at the
+ * byte that began it, which is the one to fix (a Latin-1 "é" in "café"),
+ * not at the innocent byte after it.
  */
-static void reader_error(const yaml_parser_t *p, const char *text, size_t len, const char *file,
-                         sl_diag_t *diag)
+static void reader_error(builder_t *b, const yaml_parser_t *p)
 {
-    size_t off = SL_MIN(p->problem_offset, len), line = 1, col = 1;
-    for (size_t i = 0; i < off; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '\n') {
-            line++;
-            col = 1;
-        } else if ((c & 0xC0) != 0x80) {
-            col++;
-        }
+    const unsigned char *t = (const unsigned char *)b->text;
+    size_t off = SL_MIN(p->problem_offset, b->len), line, col;
+    int value = p->problem_value;
+    const char *problem = p->problem ? p->problem : "unreadable input";
+    if (p->problem && strcmp(p->problem, "invalid trailing UTF-8 octet") == 0) {
+        while (off > 0 && (t[off - 1] & 0xC0) == 0x80)
+            off--;
+        if (off > 0)
+            off--;
+        value = t[off];
+        problem = "invalid UTF-8 sequence starting with this byte";
     }
-    char value[32] = "";
-    if (p->problem_value >= 0)
-        snprintf(value, sizeof value, " (0x%02X)", (unsigned)p->problem_value);
-    sl__diag_add(diag, "%s:%zu:%zu: syntax error: %s%s (expected UTF-8 text)", file, line, col,
-                 p->problem ? p->problem : "unreadable input", value);
+    position_of(b->text, b->len, off, &line, &col);
+    char v[32] = "";
+    if (value >= 0)
+        snprintf(v, sizeof v, " (0x%02X)", (unsigned)value);
+    sl__cfg_error(b->ctx, (uint32_t)line, (uint32_t)col, "", "syntax error: %s%s (expected UTF-8 text)",
+                  problem, v);
 }
 
-sl__ynode_t *sl__yaml_load(const char *text, size_t len, const char *file, sl_diag_t *diag,
-                           bool *ok)
+static void syntax_error(builder_t *b, const yaml_parser_t *p)
+{
+    const char *ctx = p->context;
+    sl__cfg_error(b->ctx, (uint32_t)p->problem_mark.line + 1, (uint32_t)p->problem_mark.column + 1,
+                  "", "syntax error: %s%s%s", p->problem ? p->problem : "malformed YAML",
+                  ctx ? " " : "", ctx ? ctx : "");
+}
+
+sl__ynode_t *sl__yaml_load(const char *text, size_t len, sl__cfg_ctx_t *ctx, bool *ok)
 {
     yaml_parser_t parser;
-    builder_t b = {.file = file, .diag = diag};
+    builder_t b = {.ctx = ctx, .text = text, .len = len};
     *ok = false;
     if (!yaml_parser_initialize(&parser)) {
-        sl__diag_add(diag, "%s: out of memory", file);
+        sl__cfg_error(ctx, 1, 1, "", "out of memory");
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -202,16 +382,10 @@ sl__ynode_t *sl__yaml_load(const char *text, size_t len, const char *file, sl_di
     while (good && !done) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            if (parser.error == YAML_READER_ERROR) {
-                reader_error(&parser, text, len, file, diag);
-                good = false;
-                break;
-            }
-            const char *ctx = parser.context;
-            sl__diag_add(diag, "%s:%zu:%zu: syntax error: %s%s%s", file,
-                         parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                         parser.problem ? parser.problem : "malformed YAML", ctx ? " " : "",
-                         ctx ? ctx : "");
+            if (parser.error == YAML_READER_ERROR)
+                reader_error(&b, &parser);
+            else
+                syntax_error(&b, &parser);
             good = false;
             break;
         }

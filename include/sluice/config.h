@@ -368,8 +368,10 @@ int sl_config_set_backends(sl_config_t *cfg, size_t pool, const sl_cfg_backend_s
 
 /*
  * Print a one-screen summary (listeners, pools, routes, limits) for --check.
- * Always NUL-terminates buf (when len > 0); cuts the text if it does not fit.
+ * Always NUL-terminates buf (when len > 0). Returns the length of the whole
+ * text (as snprintf does): when that is len or more, the text was cut and
+ * its last line says so.
  */
-void sl_config_summary(const sl_config_t *cfg, char *buf, size_t len);
+size_t sl_config_summary(const sl_config_t *cfg, char *buf, size_t len);
 
 #endif

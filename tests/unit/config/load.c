@@ -272,6 +272,23 @@ static void admission_off_spellings(void **state)
     sl_config_free(cfg);
 }
 
+/* YAML's own tags are taken at their word: !!str makes a string of what
+   would read as null, and the others leave the value as written. */
+static void core_tags(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = parse_ok(
+        "listeners: !!seq [ !!map { address: !!str 127.0.0.1:8080, backlog: !!int 5 } ]\n"
+        "pools: { blue: { backends: [ { address: 127.0.0.1:9001 } ], hash_key: !!null } }\n"
+        "services: { app: { routes: [ {} ], pools: [ blue ], drain: { reason: !!str ~ } } }\n"
+        "workers: ! 3\n");
+    assert_int_equal(cfg->listeners[0].backlog, 5);
+    assert_null(cfg->pools[0].hash_key);
+    assert_string_equal(cfg->services[0].drain.reason, "~");
+    assert_int_equal(cfg->workers, 3);
+    sl_config_free(cfg);
+}
+
 static void summary_text(void **state)
 {
     (void)state;
@@ -299,6 +316,17 @@ static void summary_text(void **state)
     sl_config_summary(cfg, small, sizeof small);
     assert_int_equal(strlen(small), sizeof small - 1);
     sl_config_summary(cfg, small, 0);
+    /* The whole length is returned, and a cut text says so in its last line:
+       --check printed 16 KiB of 400 pools as if they were all, and its "ok"
+       after half a pool's name. */
+    size_t whole = sl_config_summary(cfg, buf, sizeof buf);
+    assert_int_equal(whole, strlen(buf));
+    char cut[200], note[64];
+    assert_int_equal(sl_config_summary(cfg, cut, sizeof cut), whole);
+    assert_int_equal(strlen(cut), sizeof cut - 1);
+    snprintf(note, sizeof note, "\n... (cut: the summary is %zu bytes)\n", whole);
+    assert_string_equal(cut + strlen(cut) - strlen(note), note);
+    assert_memory_equal(cut, buf, strlen(cut) - strlen(note));
     sl_config_free(cfg);
 }
 
@@ -323,6 +351,7 @@ int main(void)
         cmocka_unit_test(shipped_example),  cmocka_unit_test(every_default),
         cmocka_unit_test(every_type),       cmocka_unit_test(admission_off_spellings),
         cmocka_unit_test(summary_text),     cmocka_unit_test(no_io_and_no_document),
+        cmocka_unit_test(core_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
