@@ -203,6 +203,10 @@ sl_cfg_pos_t sl__cfg_where(const sl__cfg_ctx_t *c, const void *field);
 /* Apply the defaults of every key of a table to a zeroed struct. */
 void sl__cfg_defaults(sl__cfg_ctx_t *c, const sl__ctable_t *t, void *obj);
 
+/* One socket address however spelled: IP literals compared as bytes ("[::1]"
+   and "[0:0::1]"), host names without case; the ports equal. */
+bool sl__cfg_same_addr(const sl_cfg_addr_t *a, const sl_cfg_addr_t *b);
+
 /* The cross-key rules; adds errors to the context. */
 void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg);
 

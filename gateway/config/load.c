@@ -657,8 +657,9 @@ int sl_config_set_backends(sl_config_t *cfg, size_t pool, const sl_cfg_backend_s
             free(nb);
             return SL_EINVAL;
         }
+        sl_cfg_addr_t addr = {.host = host, .port = port};   /* "[::1]" is "[0:0::1]" */
         for (size_t j = 0; j < i; j++) {
-            if (strcmp(nb[j].address.text, b[i].address) == 0) {
+            if (sl__cfg_same_addr(&nb[j].address, &addr)) {
                 snprintf(err, errlen, "backends[%zu]: duplicate address \"%s\"", i, b[i].address);
                 for (size_t k = 0; k < i; k++)
                     sl__cfg_free_addr(&nb[k].address);

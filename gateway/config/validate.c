@@ -47,7 +47,7 @@ static bool ip_bytes(const char *host, unsigned char out[16])
 /* The same address however it is spelled: "[::1]" and "[0:0::1]" are one
    socket address, and host names do not care about case. Names that
    resolve to the same address are the shell's to find (no I/O here). */
-static bool same_addr(const sl_cfg_addr_t *a, const sl_cfg_addr_t *b)
+bool sl__cfg_same_addr(const sl_cfg_addr_t *a, const sl_cfg_addr_t *b)
 {
     unsigned char x[16], y[16];
     if (a->host == NULL || b->host == NULL || a->port != b->port)
@@ -70,7 +70,7 @@ static void check_addr(sl__cfg_ctx_t *c, const sl_cfg_addr_t *a, const sl_cfg_ad
     }
     for (size_t j = 0; j < i; j++) {
         const sl_cfg_addr_t *b = (const sl_cfg_addr_t *)((const char *)prev + j * stride);
-        if (same_addr(a, b)) {
+        if (sl__cfg_same_addr(a, b)) {
             sl__cfg_error(c, p.line, p.col, path, "duplicate %s address %s (first at line %u)",
                           what, a->text, at(c, b, b->pos).line);
             return;
@@ -382,7 +382,7 @@ static void check_admin_clash(sl__cfg_ctx_t *c, const sl_config_t *cfg)
         const sl_cfg_addr_t *l = &cfg->listeners[i].address;
         if (l->host == NULL || l->port != a->port)
             continue;
-        if (same_addr(a, l) || wildcard_host(a->host) || wildcard_host(l->host)) {
+        if (sl__cfg_same_addr(a, l) || wildcard_host(a->host) || wildcard_host(l->host)) {
             sl_cfg_pos_t p = at(c, a, a->pos);
             sl__cfg_error(c, p.line, p.col, "admin.address",
                           "%s is also listeners[%zu] (line %u); expected a port of its own",

@@ -289,6 +289,27 @@ static void core_tags(void **state)
     sl_config_free(cfg);
 }
 
+/* Backends set at run time (the API, the state file) are held to the rule the
+   YAML is: one address twice is refused however it is spelled (the old code
+   compared the text, so "[::1]:1" and "[0:0::1]:1" were two backends). */
+static void set_backends_one_address_two_spellings(void **state)
+{
+    (void)state;
+    sl_config_t *cfg = parse_ok(minimal);
+    char err[256];
+    const sl_cfg_backend_spec_t two[] = {{"[::1]:9001", 1}, {"[0:0::1]:9001", 1}};
+    assert_int_equal(sl_config_set_backends(cfg, 0, two, 2, err, sizeof err), SL_EINVAL);
+    assert_string_equal(err, "backends[1]: duplicate address \"[0:0::1]:9001\"");
+    const sl_cfg_backend_spec_t names[] = {{"Backend.local:9001", 1}, {"backend.LOCAL:9001", 2}};
+    assert_int_equal(sl_config_set_backends(cfg, 0, names, 2, err, sizeof err), SL_EINVAL);
+    assert_string_equal(err, "backends[1]: duplicate address \"backend.LOCAL:9001\"");
+    const sl_cfg_backend_spec_t ok[] = {{"[::1]:9001", 1}, {"[::1]:9002", 1}, {"10.0.0.1:9001", 3}};
+    assert_int_equal(sl_config_set_backends(cfg, 0, ok, 3, err, sizeof err), SL_OK);
+    assert_int_equal(cfg->pools[0].n_backends, 3);
+    assert_int_equal(cfg->pools[0].backends[2].weight, 3);
+    sl_config_free(cfg);
+}
+
 static void summary_text(void **state)
 {
     (void)state;
@@ -352,6 +373,7 @@ int main(void)
         cmocka_unit_test(every_type),       cmocka_unit_test(admission_off_spellings),
         cmocka_unit_test(summary_text),     cmocka_unit_test(no_io_and_no_document),
         cmocka_unit_test(core_tags),
+        cmocka_unit_test(set_backends_one_address_two_spellings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
