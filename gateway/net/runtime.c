@@ -122,7 +122,7 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
             sl_backend_rt_t *br = &pr->backends[b];
             const sl_cfg_addr_t *a = &pc->backends[b].address;
             br->cfg = &pc->backends[b];
-            snprintf(br->name, sizeof br->name, "%s", a->text);
+            br->name = a->text;
             char err[256];
             if (sl_resolve(a->host, a->port, &br->addr, &br->addrlen, err, sizeof err) != 0) {
                 char line[512];

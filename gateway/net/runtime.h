@@ -38,7 +38,7 @@ typedef struct sl_backend_shared {
 
 typedef struct sl_backend_rt {
     const sl_cfg_backend_t *cfg;
-    char name[300];                      /* "host:port", for logs and the API */
+    const char *name;                    /* "host:port", for logs and the API: cfg's text */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     sl_backend_shared_t *state;
