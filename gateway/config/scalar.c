@@ -101,7 +101,7 @@ static void fmt_bound(const sl__ckey_t *k, double v, char *buf, size_t len)
     case SL__T_DURATION: sl__fmt_duration(buf, len, (sl_msec_t)v); break;
     case SL__T_SIZE: sl__fmt_size(buf, len, (uint64_t)v); break;
     case SL__T_RATE: sl__fmt_rate(buf, len, v); break;
-    default: snprintf(buf, len, "%g", v); break;
+    default: snprintf(buf, len, "%.15g", v); break;   /* 10000000, not %g's 1e+07 */
     }
 }
 

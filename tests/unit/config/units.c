@@ -220,6 +220,9 @@ static void schema_bounds(void **state)
     assert_true(sl_config_check_bound("pools.rate", 0, msg, sizeof msg));   /* 0: no own queue */
     assert_false(sl_config_check_bound("limits.head_bytes", 512, msg, sizeof msg));
     assert_string_equal(msg, "out of range (expected 1KiB..1MiB, got 512)");
+    /* A count's bounds in the config's own notation, never %g's 1e+07. */
+    assert_false(sl_config_check_bound("services.admission.burst", 10000001, msg, sizeof msg));
+    assert_string_equal(msg, "out of range (expected 1..10000000, got 10000001)");
     /* Not a key, or a key with no bounds (a string, a mapping). */
     assert_false(sl_config_check_bound("services.admission.rtae", 1, msg, sizeof msg));
     assert_false(sl_config_check_bound("services.drain.reason", 1, msg, sizeof msg));
