@@ -376,7 +376,8 @@ static const sl__ckey_t root_keys[] = {
     KEY(T, workers, "workers", SL__T_UINT, .flags = SL__F_AUTO, .def = "auto", .min = 1,
         .max = 256, .doc = "worker threads; auto: one per core"),
     ARR(T, trusted_proxies, n_trusted_proxies, "trusted_proxies", SL__T_SEQ_CIDR,
-        .doc = "peers whose PROXY header and X-Forwarded-For are believed"),
+        .doc = "peers whose X-Forwarded-For and Forwarded are kept and believed (a PROXY "
+               "header is believed from any peer of a listener that expects one)"),
     ARR(T, pools, n_pools, "pools", SL__T_NAMED_MAP, .sub = &pool_table,
         .flags = SL__F_REQUIRED | SL__F_NONEMPTY, .doc = "backend pools by name"),
     ARR(T, services, n_services, "services", SL__T_NAMED_MAP, .sub = &service_table,

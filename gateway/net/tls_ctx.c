@@ -717,7 +717,11 @@ int sl_tls_reload(const sl_config_t *cfg, sl_diag_t *diag)
     pthread_mutex_unlock(&reg_lock);
     sl__tls_pools_drop(old_n_pools, old_pools);   /* connections hold their own references */
     sl__tls_pools_warn(cfg);
-    sl_log_info("TLS: certificates reloaded");
+    size_t n_tls = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        n_tls += cfg->listeners[i].tls.enabled;
+    if (n_tls > 0)   /* not said by a gateway with no TLS listener */
+        sl_log_info("TLS: certificates reloaded (%zu listener%s)", n_tls, n_tls == 1 ? "" : "s");
     return 0;
 }
 
