@@ -18,8 +18,10 @@ ninja -C "$build" sluice bench/sluice-backend
 config=${SLUICE_CONFIG:-config/sluice.yaml}
 
 # A TLS example needs a certificate: make a self-signed ECDSA P-256 one for
-# localhost into certs/ (git-ignored; no private key is ever committed).
-if grep -q 'certs/ecdsa.pem' "$config" && [ ! -f certs/ecdsa.pem ]; then
+# localhost into certs/ (git-ignored; no private key is ever committed), and
+# make it again when it is missing or expires within a day (it lasts 30).
+if grep -qE '^[^#]*certs/ecdsa.pem' "$config" &&
+   ! openssl x509 -checkend 86400 -noout -in certs/ecdsa.pem >/dev/null 2>&1; then
   mkdir -p certs
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout certs/ecdsa.key -out certs/ecdsa.pem -days 30 -subj /CN=localhost \
