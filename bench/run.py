@@ -1147,7 +1147,7 @@ def main():
     ap.add_argument("--rows", default=",".join(ROWS), help="e.g. 1-2,3,6")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--reps", type=int, help="repetitions of every row (quick 1; full 3, "
-                    "and 5 for rows 1-4 and 8)")
+                    "and 5 for rows 1-5 and 8)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ARGS = ap.parse_args()
     unknown = [r for r in ARGS.rows.split(",") if r not in ROWS]

@@ -37,7 +37,7 @@
 #include <openssl/ssl.h>
 
 static const char usage_text[] =
-    "usage: sluice-tlsbench --connect HOST:PORT [options]\n"
+    "usage: sluice-tlsbench --connect IP:PORT [options]\n"
     "\n"
     "TLS handshakes per second, one connection at a time (like openssl s_time),\n"
     "but a resuming client waits for TLS 1.3 session tickets and uses them.\n"
