@@ -358,14 +358,16 @@ int sl_control_reload(sl_gateway_t *gw, sl_diag_t *diag)
         sl_config_free(cfg);
         return SL_EINVAL;
     }
-    if (!same_fixed_parts(gw->rt->cfg, cfg, diag)) {
-        sl_config_free(cfg);
-        return SL_EINVAL;
-    }
+    /* Every reason in one answer: a key that needs a restart, a backend
+       that does not resolve, a certificate (read here, not used). */
+    bool fixed_same = same_fixed_parts(gw->rt->cfg, cfg, diag);
     sl_runtime_t *rt = sl_runtime_new(cfg, gw->rt, diag);
-    if (rt == NULL) {
-        sl_tls_check(cfg, diag);   /* every reason: the certificates' too, read, not used */
-        sl_config_free(cfg);
+    if (!fixed_same || rt == NULL) {
+        sl_tls_check(cfg, diag);
+        if (rt)
+            sl_runtime_unref(rt);   /* and cfg with it */
+        else
+            sl_config_free(cfg);
         return SL_EINVAL;
     }
     /* New certificates too, all or nothing: the last check, because loading

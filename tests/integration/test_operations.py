@@ -128,7 +128,8 @@ def test_a_reload_refused_for_a_backend_it_cannot_resolve_keeps_the_old_certific
     resolve answered "the running config is unchanged" while the listener
     already showed the new certificate (and the pools' new TLS settings
     were in force). A file with both wrong gave the certificate's reason
-    alone."""
+    alone, and one that also changed a key that needs a restart gave only
+    that."""
     cert, key = make_cert(str(tmp_path), "a.test", "ec")
     old = der(cert)
     b = Backend("blue")
@@ -151,6 +152,15 @@ def test_a_reload_refused_for_a_backend_it_cannot_resolve_keeps_the_old_certific
         assert status == 400 and len(body["errors"]) == 2, body
         assert body["errors"][0].startswith(unresolved), body
         assert "cannot read certificate file %s" % missing in body["errors"][1], body
+        with open(s.cfg.name, "w") as f:
+            f.write(bad.replace("cert: " + cert, "cert: " + missing)
+                    .replace("workers: 2", "workers: 3"))
+        status, body, _ = call(s.admin_port, "POST", "/api/v1/reload")
+        assert status == 400 and len(body["errors"]) == 3, body
+        assert "workers: cannot change on reload (expected 2 as at start, got 3)" in \
+            body["errors"][0], body
+        assert body["errors"][1].startswith(unresolved), body
+        assert "cannot read certificate file %s" % missing in body["errors"][2], body
         with open(s.cfg.name, "w") as f:
             f.write(bad)
         status, body, _ = call(s.admin_port, "POST", "/api/v1/reload")
