@@ -326,9 +326,37 @@ static void schedule(sl_ctl_backend_t *b)
     uv_timer_start(&b->timer, on_tick, due > now ? due - now : 0, 0);
 }
 
+/* The policy state ctl replaces at a reload, or NULL at start: sl_ctl_new
+   runs before the reload puts its result in gw->ctl. */
+static const sl_ctl_t *replaced(const sl_ctl_t *ctl)
+{
+    return ctl->gw->ctl != ctl ? ctl->gw->ctl : NULL;
+}
+
+/* b's pool (by name) had b's address under old: its health carries over. */
+static bool was_there(const sl_ctl_t *old, const sl_ctl_backend_t *b)
+{
+    long p = sl_config_pool_index(old->rt->cfg, b->ctl->rt->cfg->pools[b->pool].name);
+    for (size_t i = 0; p >= 0 && i < old->pools[p].n_backends; i++)
+        if (strcmp(old->pools[p].backends[i].rt->cfg->address.text, b->rt->cfg->address.text) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * A backend added at run time (PUT .../backends, a reload) starts DOWN when
+ * its pool has active checks, and the first check, due at once, decides:
+ * counted up before it, a dead one took clients (502s, passive ejections)
+ * for `fall` intervals, and a deploy onto it did not pause. At start every
+ * backend starts UP as before (a restart must not hold every pool until it
+ * is re-proved). A backend that stays keeps its verdict: sl_ctl_carry_over
+ * copies it, so its shared `up`, which the old runtime's workers read
+ * meanwhile, is left as it is here.
+ */
 void sl_ctl_health_start(sl_ctl_t *ctl)
 {
     sl_msec_t now = uv_now(ctl->gw->loop);
+    const sl_ctl_t *old = replaced(ctl);
     for (size_t p = 0; p < ctl->rt->cfg->n_pools; p++) {
         const sl_cfg_health_t *hc = &ctl->rt->cfg->pools[p].health;
         sl_health_cfg_t cfg = {
@@ -341,8 +369,14 @@ void sl_ctl_health_start(sl_ctl_t *ctl)
         };
         for (size_t i = 0; i < ctl->pools[p].n_backends; i++) {
             sl_ctl_backend_t *b = &ctl->pools[p].backends[i];
+            bool stays = old != NULL && was_there(old, b);
+            cfg.start_down = old != NULL && !stays;
             sl_health_init(&b->health, &cfg, now);
-            atomic_store(&b->rt->state->up, sl_health_usable(&b->health) ? 1 : 0);
+            if (!stays)
+                atomic_store(&b->rt->state->up, sl_health_usable(&b->health) ? 1 : 0);
+            if (!sl_health_usable(&b->health))
+                sl_log_info("backend %s (pool %s): added; down until its first health check "
+                            "passes", b->rt->name, ctl->rt->cfg->pools[p].name);
             schedule(b);
         }
     }

@@ -52,7 +52,8 @@ void sl_health_init(sl_health_t *h, const sl_health_cfg_t *cfg, sl_msec_t now)
         h->cfg.rise = 1;
     if (h->cfg.fall == 0)
         h->cfg.fall = 1;
-    h->active_up = !(h->cfg.active && h->cfg.start_down);
+    h->unproven = h->cfg.active && h->cfg.start_down;
+    h->active_up = !h->unproven;
     h->next_check = now;
     h->state = combined(h);
 }
@@ -81,11 +82,15 @@ int sl_health_check_result(sl_health_t *h, sl_msec_t now, sl_health_result_t r,
     h->check_in_flight = false;
     if (!h->cfg.active || r == SL_CHECK_SKIPPED)
         return 0;
+    /* A backend that started DOWN has no history for `rise` to weigh: its
+       first verdict stands. After a failure it is DOWN like any other. */
+    bool first = h->unproven;
+    h->unproven = false;
     if (r == SL_CHECK_OK) {
         h->fail_run = 0;
         if (h->ok_run < UINT32_MAX)
             h->ok_run++;
-        if (!h->active_up && h->ok_run >= h->cfg.rise)
+        if (!h->active_up && (first || h->ok_run >= h->cfg.rise))
             h->active_up = true;
         return settle(h, SL_HEALTH_WHY_RISE, ev);
     }

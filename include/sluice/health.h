@@ -18,13 +18,18 @@
  * usable. Active checks keep running during an ejection and their runs keep
  * counting; an ejection always lasts its full time.
  *
- * Initial state: a backend without active checks starts UP. One with active
- * checks starts UP by default (optimistic: restarting the gateway must not
- * black-hole a pool for rise * interval while it re-proves every backend;
- * `fall` failures, or passive ejection, take a dead one out) or DOWN with
- * `start_down`, which suits a backend added at run time through the admin
- * API: it gets traffic only after `rise` successful checks. The first check
- * is due at once either way.
+ * Initial state: a backend without active checks starts UP (nothing would
+ * ever bring it up otherwise). One with active checks starts UP by default
+ * (optimistic: restarting the gateway must not black-hole a pool for
+ * rise * interval while it re-proves every backend; `fall` failures, or
+ * passive ejection, take a dead one out) or DOWN with `start_down`, which
+ * the shell sets for a backend added at run time (the admin API, a reload):
+ * nothing is known of it yet, so it gets no traffic until a check passes.
+ * Its first check decides: a pass brings it UP at once (HAProxy's
+ * `init-state down`, nginx's `health_check mandatory`: one check, not a run
+ * of `rise`, since there is no flapping to filter out yet); a failure makes
+ * it an ordinary DOWN backend that needs `rise` passes. The first check is
+ * due at once either way.
  *
  * Every change of the combined state is reported as an event (from, to,
  * why) so the shell logs it and, when a backend becomes UP again, starts the
@@ -68,7 +73,7 @@ typedef enum sl_health_result {
 
 typedef struct sl_health_cfg {
     bool active;             /* run active checks */
-    bool start_down;         /* with active checks: start DOWN, need `rise` successes */
+    bool start_down;         /* with active checks: start DOWN until the first check passes */
     sl_msec_t interval;      /* between check starts; 0 is taken as 1 ms */
     uint32_t rise;           /* 0 is taken as 1 */
     uint32_t fall;           /* 0 is taken as 1 */
@@ -82,6 +87,7 @@ typedef struct sl_health {
     sl_health_state_t state;     /* combined state, as last reported by an event */
     bool active_up;              /* the active checks' verdict */
     bool check_in_flight;
+    bool unproven;               /* started DOWN, not judged yet: a first pass brings it UP */
     uint32_t ok_run, fail_run;   /* consecutive active results */
     uint32_t conn_fail_run;      /* consecutive passive failures */
     sl_msec_t next_check;        /* when the next active check is due */

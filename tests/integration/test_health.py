@@ -11,6 +11,7 @@ import websockets
 
 from harness import (Backend, Sluice, ThreadBackend, config, free_port, metric, metric_samples,
                      recv_until, scrape, stop_all, wait_until)
+from test_deploy import Admin
 
 HEALTH = """    health: { path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2,
               passive_failures: 1, passive_eject: 2s }"""
@@ -369,3 +370,131 @@ def test_slow_start_of_the_service_queue_ramps_when_its_pool_comes_back(tmp_path
         stop_all(s)
         for x in restarted + [a]:
             x.stop()
+
+
+
+# ---- backends added at run time --------------------------------------------------------------
+
+# Checks far apart (2 s) with rise 3 and fall 2: a backend up within a second
+# of being added was checked at once and brought up by its first pass (not
+# by a run of `rise`), and a dead one that never took a client owes it to
+# starting down (`fall` would have taken two failed checks, 2 s at least).
+SLOW_HEALTH = "    health: { path: /healthz, interval: 2s, timeout: 500ms, rise: 3, fall: 2 }"
+
+
+def slow_health_config(port, admin, pools):
+    """Pools ({name: [addr]}) each with SLOW_HEALTH; service "app" on the first."""
+    cfg = config(port, pools, workers=2, service_extra="admission: off",
+                 extra="admin: { address: 127.0.0.1:%d }" % admin)
+    for name in pools:
+        cfg = cfg.replace("  %s:\n    backends:" % name,
+                          "  %s:\n%s\n    backends:" % (name, SLOW_HEALTH), 1)
+    return cfg
+
+
+def backends_of(admin, pool="app"):
+    """{address: backend object} of GET /api/v1/pools/{pool}."""
+    return {b["address"]: b for b in admin.call("GET", "/api/v1/pools/" + pool)[1]["backends"]}
+
+
+def dead_address():
+    return "127.0.0.1:%d" % free_port()   # nothing listens there
+
+
+def added_backends_behave(s, admin, t0, old, dead, live):
+    """Just after backends were added at t0: each of `dead` (addresses) shows
+    down and is never tried; `live` (a Backend) is up within a second (its
+    first check, at once) and takes clients with `old` (Backends)."""
+    b = backends_of(admin)
+    for d in dead:
+        assert b[d]["up"] is False, b[d]
+    assert wait_until(lambda: backends_of(admin)[live.addr]["up"], 3)
+    took = time.monotonic() - t0
+    assert took < 1.0, "the added backend was up %.2f s after it was added" % took
+    names = asyncio.run(asyncio.wait_for(hellos(s.url, 30), 30))
+    assert set(names) == {"hello " + x.name for x in old + [live]}, names
+    b = backends_of(admin)
+    for d in dead:
+        assert (b[d]["up"], b[d]["connects"], b[d]["connect_failures"]) == (False, 0, 0), b[d]
+    assert metric(scrape(admin.port), "sluice_pool_backend_up", pool="app", backend=dead[0]) == 0
+    return b
+
+
+def test_a_backend_added_at_run_time_is_down_until_its_first_check_passes(tmp_path):
+    """A backend added by a reload or PUT .../backends to a pool with active
+    checks once counted as up until `fall` checks failed: clients were sent
+    to a dead one (connect failures, 502s) for seconds. It starts down now,
+    is checked at once and is up after its first passing check; a backend
+    that was there before keeps its verdict."""
+    alpha, beta, gamma = Backend("alpha"), Backend("beta"), Backend("gamma")
+    dead1, dead2 = dead_address(), dead_address()
+    port, ap = free_port(), free_port()
+    s = Sluice(slow_health_config(port, ap, {"app": [alpha.addr]}), port)
+    admin = Admin(ap)
+    try:
+        assert backends_of(admin)[alpha.addr]["up"] is True   # at start: up, as before
+        # A reload adds a dead backend and a live one.
+        with open(s.cfg.name, "w") as f:
+            f.write(slow_health_config(port, ap, {"app": [alpha.addr, dead1, beta.addr]}))
+        t0 = time.monotonic()
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        added_backends_behave(s, admin, t0, [alpha], [dead1], beta)
+        # The API adds another of each; those that stay keep their verdicts
+        # (beta up at once, dead1 still down and still never tried).
+        t0 = time.monotonic()
+        status, body = admin.call("PUT", "/api/v1/pools/app/backends", {"backends": [
+            {"address": a} for a in (alpha.addr, beta.addr, dead1, dead2, gamma.addr)]})
+        assert status == 200, body
+        b = backends_of(admin)
+        assert b[beta.addr]["up"] is True and b[alpha.addr]["up"] is True, b
+        added_backends_behave(s, admin, t0, [alpha, beta], [dead2, dead1], gamma)
+        log = s.output()
+        for d in (dead1, dead2):
+            assert "backend %s (pool app): added; down until its first health check passes" % d \
+                in log
+            assert "backend %s (pool app): up -> down" % d not in log   # never counted up
+    finally:
+        stop_all(s, alpha, beta, gamma)
+
+
+def test_a_backend_added_without_active_checks_takes_clients_at_once(tmp_path):
+    """Nothing would ever bring it up if it started down: it is up when added."""
+    alpha, beta = Backend("alpha"), Backend("beta")
+    port, ap = free_port(), free_port()
+    s = Sluice(config(port, {"app": [alpha.addr]}, service_extra="admission: off",
+                      extra="admin: { address: 127.0.0.1:%d }" % ap), port)
+    admin = Admin(ap)
+    try:
+        status, body = admin.call("PUT", "/api/v1/pools/app/backends", {"backends": [
+            {"address": alpha.addr}, {"address": beta.addr}]})
+        assert status == 200, body
+        assert backends_of(admin)[beta.addr]["up"] is True
+        names = asyncio.run(asyncio.wait_for(hellos(s.url, 20), 30))
+        assert set(names) == {"hello alpha", "hello beta"}, names
+    finally:
+        stop_all(s, alpha, beta)
+
+
+def test_a_deploy_onto_backends_just_added_and_dead_pauses_itself(tmp_path):
+    """A pool whose backends were all replaced through the API by dead ones
+    counted as healthy, so a deploy onto it went ahead and sent clients
+    there; now it pauses itself (new_pool_unhealthy) and new clients stay."""
+    alpha, green = Backend("alpha"), Backend("green")
+    port, ap = free_port(), free_port()
+    s = Sluice(slow_health_config(port, ap, {"app": [alpha.addr], "green": [green.addr]}), port)
+    admin = Admin(ap)
+    try:
+        dead = dead_address()
+        status, body = admin.call("PUT", "/api/v1/pools/green/backends",
+                                  {"backends": [{"address": dead}]})
+        assert status == 200, body
+        pool = admin.call("GET", "/api/v1/pools/green")[1]
+        assert pool["backends_up"] == 0, pool
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "0s"})
+        assert status == 201, body
+        assert (body["paused"], body["paused_why"]) == (True, "new_pool_unhealthy"), body
+        names = asyncio.run(asyncio.wait_for(hellos(s.url, 10), 30))
+        assert set(names) == {"hello alpha"}, names
+    finally:
+        stop_all(s, alpha, green)

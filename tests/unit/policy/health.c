@@ -125,16 +125,63 @@ static void test_skipped_check_is_no_verdict(void **state)
     run(&active_cfg, steps, SL_ARRAY_SIZE(steps));
 }
 
-static void test_start_down_needs_rise(void **state)
+/* A backend added at run time starts DOWN and its first check decides: a
+   pass brings it UP at once (no history for `rise` to weigh), a check the
+   gateway could not run decides nothing. */
+static const sl_health_cfg_t passive_cfg_for_start_down = {
+    .passive_failures = 1, .eject_for = 1000,
+};
+
+static void test_start_down_first_pass_brings_it_up(void **state)
+{
+    (void)state;
+    sl_health_cfg_t cfg = active_cfg;
+    cfg.start_down = true;
+    const step_t steps[] = {
+        {0, TICK, RUN_CHECK, DOWN, NONE},        /* checked at once, not after an interval */
+        {2, CHK_SKIPPED, 0, DOWN, NONE},         /* no verdict: still unproven */
+        {1000, TICK, RUN_CHECK, DOWN, NONE},
+        {1005, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},
+        {2000, TICK, RUN_CHECK, UP, NONE},
+        {2005, CHK_FAIL, 0, UP, NONE},           /* from now on an ordinary UP: `fall` 3 */
+        {3000, TICK, RUN_CHECK, UP, NONE},
+        {3005, CHK_FAIL, 0, UP, NONE},
+        {4000, TICK, RUN_CHECK, UP, NONE},
+        {4005, CHK_FAIL, 1, DOWN, SL_HEALTH_WHY_FALL},
+        {5000, TICK, RUN_CHECK, DOWN, NONE},
+        {5005, CHK_OK, 0, DOWN, NONE},           /* and back up after `rise` 2, not 1 */
+        {6000, TICK, RUN_CHECK, DOWN, NONE},
+        {6005, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},
+    };
+    run(&cfg, steps, SL_ARRAY_SIZE(steps));
+}
+
+/* A first check that fails spends the head start: `rise` passes from then on. */
+static void test_start_down_failing_first_needs_rise(void **state)
 {
     (void)state;
     sl_health_cfg_t cfg = active_cfg;
     cfg.start_down = true;
     const step_t steps[] = {
         {0, TICK, RUN_CHECK, DOWN, NONE},
-        {5, CHK_OK, 0, DOWN, NONE},
+        {5, CHK_TIMEOUT, 0, DOWN, NONE},
         {1000, TICK, RUN_CHECK, DOWN, NONE},
-        {1005, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},
+        {1005, CHK_OK, 0, DOWN, NONE},
+        {2000, TICK, RUN_CHECK, DOWN, NONE},
+        {2005, CHK_OK, 1, UP, SL_HEALTH_WHY_RISE},
+    };
+    run(&cfg, steps, SL_ARRAY_SIZE(steps));
+}
+
+/* Without active checks nothing would ever bring it up: start_down is ignored. */
+static void test_start_down_without_checks_is_up(void **state)
+{
+    (void)state;
+    sl_health_cfg_t cfg = passive_cfg_for_start_down;
+    cfg.start_down = true;
+    const step_t steps[] = {
+        {0, TICK, 0, UP, NONE},
+        {10, CONN_FAIL, 1, EJ, SL_HEALTH_WHY_EJECT},
     };
     run(&cfg, steps, SL_ARRAY_SIZE(steps));
 }
@@ -148,11 +195,12 @@ static void test_flapping_never_transitions(void **state)
         sl_health_state_t st = start_down ? DOWN : UP;
         step_t steps[80];
         size_t n = 0;
-        /* OK, FAIL, FAIL, OK, FAIL, FAIL...: runs never reach rise 2 or fall 3. */
+        /* FAIL, OK, FAIL, FAIL, OK, FAIL...: runs never reach rise 2 or fall 3
+           (a fail first: a first pass would bring a start_down one up). */
         for (int k = 0; k < 40; k++) {
             sl_msec_t t = (sl_msec_t)k * 1000;
             steps[n++] = (step_t){t, TICK, RUN_CHECK, st, NONE};
-            steps[n++] = (step_t){t + 1, k % 3 == 0 ? CHK_OK : CHK_FAIL, 0, st, NONE};
+            steps[n++] = (step_t){t + 1, k % 3 == 1 ? CHK_OK : CHK_FAIL, 0, st, NONE};
         }
         run(&cfg, steps, n);
     }
@@ -238,16 +286,18 @@ static void test_rise_during_ejection_waits_for_its_end(void **state)
     sl_health_cfg_t cfg = active_cfg;
     cfg.start_down = true;
     cfg.passive_failures = 1;
-    cfg.eject_for = 3000;
+    cfg.eject_for = 4000;
     const step_t steps[] = {
         {0, TICK, RUN_CHECK, DOWN, NONE},
-        {1, CHK_OK, 0, DOWN, NONE},
+        {1, CHK_FAIL, 0, DOWN, NONE},            /* now DOWN like any other: `rise` 2 */
         {500, CONN_FAIL, 0, DOWN, NONE},         /* ejected while DOWN: no visible change */
         {1000, TICK, RUN_CHECK, DOWN, NONE},
-        {1001, CHK_OK, 1, EJ, SL_HEALTH_WHY_RISE},       /* checks pass, ejection still on */
-        {2000, TICK, RUN_CHECK, EJ, NONE},
-        {2001, CHK_OK, 0, EJ, NONE},
-        {3500, TICK, EV | RUN_CHECK, UP, SL_HEALTH_WHY_EJECT_END},   /* and the next check */
+        {1001, CHK_OK, 0, DOWN, NONE},
+        {2000, TICK, RUN_CHECK, DOWN, NONE},
+        {2001, CHK_OK, 1, EJ, SL_HEALTH_WHY_RISE},       /* checks pass, ejection still on */
+        {3000, TICK, RUN_CHECK, EJ, NONE},
+        {3001, CHK_OK, 0, EJ, NONE},
+        {4500, TICK, EV | RUN_CHECK, UP, SL_HEALTH_WHY_EJECT_END},   /* and the next check */
     };
     run(&cfg, steps, SL_ARRAY_SIZE(steps));
 }
@@ -286,7 +336,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fall_then_rise),
         cmocka_unit_test(test_skipped_check_is_no_verdict),
-        cmocka_unit_test(test_start_down_needs_rise),
+        cmocka_unit_test(test_start_down_first_pass_brings_it_up),
+        cmocka_unit_test(test_start_down_failing_first_needs_rise),
+        cmocka_unit_test(test_start_down_without_checks_is_up),
         cmocka_unit_test(test_flapping_never_transitions),
         cmocka_unit_test(test_late_result_and_late_tick),
         cmocka_unit_test(test_passive_eject_and_return),
