@@ -73,6 +73,9 @@ static void write_backend(sl_jw_t *w, const sl_backend_rt_t *b)
     sl_jw_kstr(w, "address", b->name);
     sl_jw_kuint(w, "weight", b->cfg->weight);
     sl_jw_kbool(w, "up", atomic_load_explicit(&st->up, memory_order_relaxed) != 0);
+    /* Apart from `up`, which stays the health verdict: drained through the
+       API, it takes no new connections; `active` is what is left on it. */
+    sl_jw_kbool(w, "draining", atomic_load_explicit(&st->admin_drain, memory_order_relaxed) != 0);
     sl_jw_kuint(w, "active", atomic_load_explicit(&st->active, memory_order_relaxed));
     sl_jw_kuint(w, "connects", atomic_load_explicit(&st->connects, memory_order_relaxed));
     sl_jw_kuint(w, "connect_failures",
@@ -89,16 +92,19 @@ static void write_pool(sl_jw_t *w, const sl_runtime_t *rt, const sl_gateway_t *g
 {
     const sl_pool_rt_t *p = &rt->pools[i];
     uint64_t active = 0;
-    size_t up = 0;
+    size_t up = 0, draining = 0;
     for (size_t b = 0; b < p->n_backends; b++) {
         active += atomic_load_explicit(&p->backends[b].state->active, memory_order_relaxed);
         up += atomic_load_explicit(&p->backends[b].state->up, memory_order_relaxed) != 0;
+        draining += atomic_load_explicit(&p->backends[b].state->admin_drain,
+                                         memory_order_relaxed) != 0;
     }
     sl_jw_obj(w);
     sl_jw_kstr(w, "name", p->cfg->name);
     sl_jw_kstr(w, "balance", balance_name(p->cfg->balance));
     sl_jw_kuint(w, "active", active);
     sl_jw_kuint(w, "backends_up", up);
+    sl_jw_kuint(w, "backends_draining", draining);
     sl_jw_key(w, "backends");
     sl_jw_arr(w);
     for (size_t b = 0; b < p->n_backends; b++)

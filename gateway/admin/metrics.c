@@ -39,8 +39,17 @@ void sl__admin_label(sl_buf_t *b, const char *key, const char *value)
 }
 
 typedef enum {
-    B_ACTIVE, B_UP, B_CONNECTS, B_FAILURES, B_HANDSHAKES, B_HS_FAILURES, B__COUNT
+    B_ACTIVE, B_UP, B_DRAINING, B_CONNECTS, B_FAILURES, B_HANDSHAKES, B_HS_FAILURES, B__COUNT
 } bfield_t;
+
+/*
+ * `up` is the health verdict alone and a drain through the API is its own
+ * gauge, as Prometheus practice has it (one meaning per series): an alert
+ * on `up == 0` must not fire for a planned drain, and a backend both down
+ * and drained shows both. "May take new connections" is
+ * `up == 1 unless draining == 1`. `up` once claimed that meaning in its
+ * HELP and stayed 1 while the backend was drained.
+ */
 
 static const struct {
     const char *name;
@@ -49,7 +58,12 @@ static const struct {
 } bfields[B__COUNT] = {
     [B_ACTIVE] = {"pool_backend_active_connections", "gauge",
                   "Connections open to the backend, all workers"},
-    [B_UP] = {"pool_backend_up", "gauge", "1 when the backend may take new connections"},
+    [B_UP] = {"pool_backend_up", "gauge",
+              "1 when the backend is healthy (active checks, passive ejection); a drained "
+              "one stays 1, see sluice_pool_backend_draining"},
+    [B_DRAINING] = {"pool_backend_draining", "gauge",
+                    "1 while the backend is drained through the admin API: no new connections, "
+                    "its WebSockets closed at the drain pace"},
     [B_CONNECTS] = {"pool_backend_connects_total", "counter", "Connects made to the backend"},
     [B_FAILURES] = {"pool_backend_connect_failures_total", "counter",
                     "Connects to the backend that failed or timed out"},
@@ -64,6 +78,7 @@ static uint64_t bvalue(const sl_backend_shared_t *st, bfield_t f)
     switch (f) {
     case B_ACTIVE: return atomic_load_explicit(&st->active, memory_order_relaxed);
     case B_UP: return atomic_load_explicit(&st->up, memory_order_relaxed) != 0;
+    case B_DRAINING: return atomic_load_explicit(&st->admin_drain, memory_order_relaxed) != 0;
     case B_CONNECTS: return atomic_load_explicit(&st->connects, memory_order_relaxed);
     case B_FAILURES: return atomic_load_explicit(&st->connect_failures, memory_order_relaxed);
     case B_HANDSHAKES: return atomic_load_explicit(&st->handshakes, memory_order_relaxed);

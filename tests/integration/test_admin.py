@@ -327,6 +327,48 @@ def test_metrics_label_values_are_escaped():
         stop_all(s)
 
 
+def test_a_drained_backend_shows_as_draining_in_status_pools_and_metrics():
+    """POST .../drain left no trace an operator could see: `up` stays true
+    (it is the health verdict), status and pools had no `draining`, and
+    /metrics only had sluice_pool_backend_up, whose HELP said "1 when the
+    backend may take new connections" while it stayed 1. Now the backend
+    says `draining`, its pool counts them, a gauge of its own shows it, and
+    `up`'s HELP no longer claims what it does not measure."""
+    s = start(backends=["127.0.0.1:9", "127.0.0.1:10"])
+    try:
+        a = Admin(s.admin_port)
+        drain = "/api/v1/pools/blue/backends/127.0.0.1:10/drain"
+
+        def shown(draining):
+            pool = a.json("GET", "/api/v1/pools/blue")[1]
+            st = a.json("GET", "/api/v1/status")[1]
+            assert st["pools"][0] == pool, (st["pools"][0], pool)
+            assert [(b["address"], b["up"], b["draining"]) for b in pool["backends"]] == \
+                [("127.0.0.1:9", True, False), ("127.0.0.1:10", True, draining)], pool
+            assert (pool["backends_up"], pool["backends_draining"]) == (2, int(draining)), pool
+            assert [b["draining"] for b in st["pools"][1]["backends"]] == [False]   # green
+            text = a.request("GET", "/metrics").body.decode()
+            m = parse_prometheus(text)
+            for addr, want in (("127.0.0.1:9", 0), ("127.0.0.1:10", int(draining))):
+                labels = '{pool="blue",backend="%s"}' % addr
+                assert m[("sluice_pool_backend_draining", labels)] == want, addr
+                assert m[("sluice_pool_backend_up", labels)] == 1, addr
+            help_up = next(l for l in text.splitlines()
+                           if l.startswith("# HELP sluice_pool_backend_up "))
+            assert "may take new connections" not in help_up, help_up
+
+        shown(False)
+        status, body = a.json("POST", drain)
+        assert status == 202 and body["draining"] is True, body
+        shown(True)
+        status, body = a.json("POST", drain, b'{"drain": false}')
+        assert status == 200 and body["draining"] is False, body
+        shown(False)
+        a.close()
+    finally:
+        stop_all(s)
+
+
 def test_readyz_fails_while_draining():
     backend = Backend("blue")
     s = start(backends=[backend.addr], extra="shutdown: { timeout: 20s }")
