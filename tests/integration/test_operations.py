@@ -20,8 +20,10 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 from harness import (SLUICE, T, Backend, Sluice, WsConn, config, free_port, metric, rss_kib,
-                     scrape, stop_all, wait_port, wait_until)
+                     sanitized, scrape, stop_all, wait_port, wait_until)
 from test_tls import make_cert
 
 LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", "build/bench/sluice-loadgen")
@@ -243,6 +245,7 @@ def test_reloads_under_load_are_quick_drop_nobody_and_leave_nothing_behind(tmp_p
             took.append(ms)
             time.sleep(0.1)
         grown_fds, grown_rss = fds(s.pid) - base_fds, rss_kib(s.pid) - base_rss
+        quarantined = sanitized(s.pid)
         summary, rows = load.stop(signal.SIGTERM)
     finally:
         if load:
@@ -252,7 +255,8 @@ def test_reloads_under_load_are_quick_drop_nobody_and_leave_nothing_behind(tmp_p
     # 1.4 ms median, 3 ms at most at 5,000 WebSockets (release build)
     assert sorted(took)[len(took) // 2] < 100 and max(took) < 1000, took
     assert grown_fds == 0, grown_fds
-    assert grown_rss < 4096, "VmRSS grew %d KiB over 50 reloads" % grown_rss
+    if not quarantined:   # ASan holds freed memory back: RSS grows with any churn
+        assert grown_rss < 4096, "VmRSS grew %d KiB over 50 reloads" % grown_rss
 
 
 def test_runtimes_held_by_long_lived_sessions_are_freed_when_they_end(tmp_path):
@@ -283,6 +287,9 @@ def test_runtimes_held_by_long_lived_sessions_are_freed_when_they_end(tmp_path):
                 c.close()
             assert wait_until(lambda: metric(scrape(s.admin_port), "sluice_websockets_open",
                                              service="app", pool="blue") == 0)
+    if sanitized(s.pid):
+        stop_all(s, b)
+        pytest.skip("ASan holds freed memory back: a round's memory is not reused")
     try:
         base = rss_kib(s.pid)
         peaks = [round_of_pins() for _ in range(4)]

@@ -7,17 +7,11 @@ import socket
 import subprocess
 import time
 
-from harness import BUILD, Backend, Sluice, config, free_port, raw_connect, recv_until, rss_kib, stop_all
+from harness import (BUILD, Backend, Sluice, config, free_port, raw_connect, recv_until, rss_kib,
+                     sanitized, stop_all)
 from wsclient import upgrade_request
 
 LOADGEN = os.environ.get("SLUICE_LOADGEN_BIN", os.path.join(BUILD, "bench", "sluice-loadgen"))
-ASAN = "asan" in BUILD or os.environ.get("SLUICE_SANITIZED") == "1"
-
-
-def sanitized(pid):
-    """ASan's shadow memory makes RSS meaningless; the memory tests then check only bounds."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read() or ASAN
 
 
 def gateway(backend, extra=""):
