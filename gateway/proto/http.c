@@ -713,6 +713,28 @@ static int refuse(sl_http_parser_t *p, int request_status, const char *reason)
     return SL_EINVAL;
 }
 
+/*
+ * The raw scan ran first and llhttp after it, up to the scan's verdict (see
+ * the top of the file): do they agree? `end` is the scan's verdict (> 0:
+ * the part ends there; 0: it goes on; < 0: refused, why in *bad). Returns
+ * where the part ends when llhttp paused there too, 0 when neither saw an
+ * end, or a refusal: an error llhttp found first wins, and an end only one
+ * of the two saw is malformed.
+ */
+static long agreed_end(sl_http_parser_t *p, llhttp_errno_t e, const char *buf, long end,
+                       const bad_t *bad, const char *malformed)
+{
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        long at = (long)(llhttp_get_error_pos(&p->ll) - buf);
+        return end > 0 && at == end ? at : refuse(p, 400, malformed);
+    }
+    if (e != HPE_OK)
+        return llhttp_failed(p, e);
+    if (end < 0)
+        return refuse(p, bad->status, bad->why);
+    return end > 0 ? refuse(p, 400, malformed) : 0;
+}
+
 /* llhttp paused at headers complete: the head ends at `at`. */
 static int head_done(sl_http_parser_t *p, size_t at)
 {
@@ -745,18 +767,9 @@ int sl_http_parse_head(sl_http_parser_t *p, const char *buf, size_t len)
     llhttp_errno_t e = HPE_OK;
     if (feed_to > p->fed)
         e = llhttp_execute(&p->ll, buf + p->fed, feed_to - p->fed);
-    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-        size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
-        if (head_end <= 0 || at != (size_t)head_end)
-            return refuse(p, 400, "malformed head");
-        return head_done(p, at);
-    }
-    if (e != HPE_OK)
-        return llhttp_failed(p, e);
-    if (head_end < 0)
-        return refuse(p, bad.status, bad.why);
-    if (head_end > 0)       /* the head ended but llhttp did not see it end */
-        return refuse(p, 400, "malformed head");
+    long at = agreed_end(p, e, buf, head_end, &bad, "malformed head");
+    if (at != 0)
+        return at < 0 ? (int)at : head_done(p, (size_t)at);
     p->fed = feed_to;
     p->scanned = end;
     if (len > p->max_head)
@@ -987,18 +1000,9 @@ static ssize_t parse_chunked(sl_http_parser_t *p, const char *buf, size_t len, b
     long end = scan_chunked(p, buf, len, &bad);
     size_t feed_to = end > 0 ? (size_t)end : end < 0 ? bad.at : len;
     llhttp_errno_t e = feed_to > 0 ? llhttp_execute(&p->ll, buf, feed_to) : HPE_OK;
-    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-        size_t at = (size_t)(llhttp_get_error_pos(&p->ll) - buf);
-        if (end <= 0 || at != (size_t)end)
-            return refuse(p, 400, "malformed chunked body");
-        return body_done(p, at, done);
-    }
-    if (e != HPE_OK)
-        return llhttp_failed(p, e);
-    if (end < 0)
-        return refuse(p, bad.status, bad.why);
-    if (end > 0)            /* the body ended but llhttp did not see it end */
-        return refuse(p, 400, "malformed chunked body");
+    long at = agreed_end(p, e, buf, end, &bad, "malformed chunked body");
+    if (at != 0)
+        return at < 0 ? at : body_done(p, (size_t)at, done);
     return (ssize_t)len;
 }
 
