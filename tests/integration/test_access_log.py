@@ -12,12 +12,18 @@ import websockets
 from harness import Backend, Sluice, config, free_port, stop_all
 
 
-def test_json_access_log_lines(tmp_path):
+def json_logging_gateway(tmp_path):
+    """A backend, and sluice in front of it writing a JSON access log."""
     log = tmp_path / "access.log"
     backend = Backend("blue")
     port = free_port()
     s = Sluice(config(port, {"blue": [backend.addr]},
                       extra="access_log: { path: %s, format: json }" % log), port)
+    return log, backend, s
+
+
+def test_json_access_log_lines(tmp_path):
+    log, backend, s = json_logging_gateway(tmp_path)
     try:
         with urllib.request.urlopen(s.base + "/page?x=1", timeout=10) as r:
             assert r.status == 200
@@ -79,13 +85,9 @@ def test_a_request_that_cannot_be_parsed_is_logged_without_a_method(tmp_path):
     """The 400 for a head the parser refused has no method to log: none ("-" in text), not
     the parser's method 0 (DELETE), which would send an operator hunting for
     deletes nobody made."""
-    log = tmp_path / "access.log"
-    backend = Backend("blue")
-    port = free_port()
-    s = Sluice(config(port, {"blue": [backend.addr]},
-                      extra="access_log: { path: %s, format: json }" % log), port)
+    log, backend, s = json_logging_gateway(tmp_path)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
             c.sendall(b"\x01\x02 nonsense\r\n\r\n")
             assert c.recv(4096).startswith(b"HTTP/1.1 400")
         deadline = time.monotonic() + 5
