@@ -269,6 +269,18 @@ static void walk_seq(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl_
     }
 }
 
+/* The first key of a mapping spelled as its i-th key is (i even). */
+static const sl__ynode_t *first_name(const sl__ynode_t *map, size_t i)
+{
+    const sl__ynode_t *name = map->kids[i];
+    for (size_t j = 0; j < i; j += 2) {
+        const sl__ynode_t *k = map->kids[j];
+        if (!k->bad && k->kind == SL__Y_SCALAR && strcmp(k->str, name->str) == 0)
+            return k;
+    }
+    return name;
+}
+
 static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl__ynode_t *v,
                        const char *path)
 {
@@ -293,7 +305,9 @@ static void walk_named(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const s
             dup = strcmp(other, name->str) == 0;
         }
         if (dup) {
-            sl__cfg_error(c, name->line, name->col, npath, "duplicate %s name", k->sub->what);
+            const sl__ynode_t *first = first_name(v, i);
+            sl__cfg_error(c, name->line, name->col, npath, "duplicate %s name (first at %u:%u)",
+                          k->sub->what, first->line, first->col);
             continue;
         }
         void *slot = items + *count * k->width;
@@ -470,8 +484,8 @@ static void walk_map(sl__cfg_ctx_t *c, const sl__ctable_t *t, void *obj, const s
             continue;
         }
         if (seen[ki] != NULL) {
-            sl__cfg_error(c, key->line, key->col, kpath, "duplicate key (first at line %u)",
-                          seen[ki]->line);
+            sl__cfg_error(c, key->line, key->col, kpath, "duplicate key (first at %u:%u)",
+                          seen[ki]->line, seen[ki]->col);
             continue;
         }
         seen[ki] = key;

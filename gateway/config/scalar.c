@@ -128,14 +128,18 @@ bool sl_config_check_bound(const char *path, double v, char *msg, size_t mlen)
     return in_bounds(k, v, got, msg, mlen);
 }
 
-/* uint, duration, size, rate and number: parse, bound, store. */
+/* uint, duration, size, rate and number: parse, bound, store. A refused
+   duration, size or rate says why before the form it expects ("bad
+   duration: finer than a millisecond (expected ...)"), when it can say
+   more than the form does. */
 static bool convert_number(const sl__ckey_t *k, const char *s, const char *got, void *field,
                            char *msg, size_t mlen)
 {
     uint64_t u = 0;
     double d = 0;
     bool ok;
-    const char *what;
+    const char *what, *hint;
+    char why[160] = "";
     switch (k->type) {
     case SL__T_UINT:
         if ((k->flags & SL__F_AUTO) && strcmp(s, "auto") == 0) {
@@ -144,30 +148,38 @@ static bool convert_number(const sl__ckey_t *k, const char *s, const char *got, 
         }
         ok = parse_uint(s, &u);
         d = (double)u;
-        what = k->flags & SL__F_AUTO ? "bad number (expected auto or an integer"
-                                     : "bad number (expected an integer";
+        what = "bad number";
+        hint = k->flags & SL__F_AUTO ? "auto or an integer" : "an integer";
         break;
     case SL__T_DURATION:
-        ok = sl_parse_duration(s, &u) == SL_OK;
+        if (!(ok = sl_parse_duration(s, &u) == SL_OK))
+            sl__why_duration(s, why, sizeof why);
         d = (double)u;
-        what = "bad duration (expected a number and unit like 250ms, 30s, 5m or 1h";
+        what = "bad duration";
+        hint = "a number and unit like 250ms, 30s, 5m or 1h";
         break;
     case SL__T_SIZE:
-        ok = sl_parse_size(s, &u) == SL_OK;
+        if (!(ok = sl_parse_size(s, &u) == SL_OK))
+            sl__why_size(s, why, sizeof why);
         d = (double)u;
-        what = "bad size (expected bytes or a unit like 512, 16KiB or 1MiB";
+        what = "bad size";
+        hint = "bytes or a unit like 512, 16KiB or 1MiB";
         break;
     case SL__T_RATE:
-        ok = sl_parse_rate(s, &d) == SL_OK;
-        what = "bad rate (expected a number per unit like 500/s";
+        if (!(ok = sl_parse_rate(s, &d) == SL_OK))
+            sl__why_rate(s, why, sizeof why);
+        what = "bad rate";
+        hint = "a number per unit like 500/s";
         break;
     default:
         ok = parse_number(s, &d);
-        what = "bad number (expected a decimal like 0.25";
+        what = "bad number";
+        hint = "a decimal like 0.25";
         break;
     }
     if (!ok) {
-        snprintf(msg, mlen, "%s, got %s)", what, got);
+        snprintf(msg, mlen, "%s%s%s (expected %s, got %s)", what, why[0] ? ": " : "", why, hint,
+                 got);
         return false;
     }
     if (!in_bounds(k, d, s, msg, mlen))
@@ -251,8 +263,13 @@ static bool convert_addr(const char *s, const char *got, void *field, char *msg,
         /* ":8080" and "*:8080" are how other servers say "every interface". */
         const char *port_text = s[0] == ':' ? s + 1 : strncmp(s, "*:", 2) == 0 ? s + 2 : NULL;
         free(host);
-        if (port_text != NULL && strlen(port_text) <= 5 && strspn(port_text, "0123456789") ==
-                                                                  strlen(port_text))
+        const char *digits = strrchr(s, ':') ? strrchr(s, ':') + 1 : s;
+        if (sl__port_out_of_range(s))
+            snprintf(msg, mlen, "port out of range (expected 1..65535, got %.12s%s)", digits,
+                     strlen(digits) > 12 ? "..." : "");
+        else if (port_text != NULL && strlen(port_text) <= 5 &&
+                 strspn(port_text, "0123456789") == strlen(port_text) && atoi(port_text) >= 1 &&
+                 atoi(port_text) <= 65535)
             snprintf(msg, mlen, "bad address (expected IP:port, [IPv6]:port or host:port, got "
                      "%s; every interface is 0.0.0.0:%s, or \"[::]:%s\" for IPv6)", got,
                      port_text, port_text);

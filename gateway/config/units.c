@@ -24,46 +24,83 @@ typedef struct dec {
     uint64_t scale;    /* 10^(number of fraction digits) */
 } dec_t;
 
-/* Digits with an optional ".digits"; returns the rest, or NULL. */
-static const char *parse_dec(const char *s, dec_t *d)
+/*
+ * Why a value was refused, so the error can say more than "bad duration".
+ * The parsers below return one of these, and sl__why_* turn it into words:
+ * one code path decides both whether a value is good and what is wrong
+ * with it, so the message can never disagree with the parser.
+ */
+typedef enum why {
+    WHY_NONE = 0,      /* parsed */
+    WHY_FORM,          /* nothing to add to the expected form ("fast") */
+    WHY_SPACE,         /* "10 s" */
+    WHY_NEGATIVE,      /* "-5s" */
+    WHY_SIGN,          /* "+5s" */
+    WHY_POINT_FIRST,   /* ".5s" */
+    WHY_POINT_LAST,    /* "1.s" */
+    WHY_TWO_POINTS,    /* "1.5.MiB" */
+    WHY_COMMA,         /* "1,5MiB" */
+    WHY_DIGITS,        /* seven digits after the point */
+    WHY_TOO_LARGE,
+    WHY_NO_UNIT,       /* "30" */
+    WHY_UNIT,          /* "5S", "5sec", "16kb" */
+    WHY_TWO_NUMBERS,   /* "5m30s" */
+    WHY_FINER,         /* "1.5ms": not a whole number of the stored unit */
+    WHY_NO_SLASH,      /* "500s" for a rate */
+} why_t;
+
+/* Digits with an optional ".digits"; sets *rest to what follows. */
+static why_t parse_dec(const char *s, dec_t *d, const char **rest)
 {
     d->ip = 0;
     d->frac = 0;
     d->scale = 1;
+    if (strpbrk(s, " \t") != NULL)
+        return WHY_SPACE;   /* first: " 5s" would otherwise be "not a number" */
+    if (*s == '-' || *s == '+')
+        return *s == '-' ? WHY_NEGATIVE : WHY_SIGN;
+    if (*s == '.' && isdigit((unsigned char)s[1]))
+        return WHY_POINT_FIRST;
     if (!isdigit((unsigned char)*s))
-        return NULL;
+        return WHY_FORM;
     for (; isdigit((unsigned char)*s); s++) {
         uint64_t v = (uint64_t)(*s - '0');
         if (d->ip > (UINT64_MAX - v) / 10)
-            return NULL;
+            return WHY_TOO_LARGE;
         d->ip = d->ip * 10 + v;
     }
-    if (*s != '.')
-        return s;
-    s++;
-    if (!isdigit((unsigned char)*s))
-        return NULL;
-    for (; isdigit((unsigned char)*s); s++) {
-        if (d->scale == 1000000)
-            return NULL;
-        d->frac = d->frac * 10 + (uint64_t)(*s - '0');
-        d->scale *= 10;
+    if (*s == '.') {
+        s++;
+        if (!isdigit((unsigned char)*s))
+            return WHY_POINT_LAST;
+        for (; isdigit((unsigned char)*s); s++) {
+            if (d->scale == 1000000)
+                return WHY_DIGITS;
+            d->frac = d->frac * 10 + (uint64_t)(*s - '0');
+            d->scale *= 10;
+        }
     }
-    return s;
+    /* No unit starts with either: "1.5.MiB", "1,5MiB". */
+    if (*s == '.')
+        return WHY_TWO_POINTS;
+    if (*s == ',')
+        return WHY_COMMA;
+    *rest = s;
+    return WHY_NONE;
 }
 
-/* d * mult as a whole number; false on overflow or a fractional result. */
-static bool scale_whole(const dec_t *d, uint64_t mult, uint64_t *out)
+/* d * mult as a whole number: WHY_FINER for a fractional result. */
+static why_t scale_whole(const dec_t *d, uint64_t mult, uint64_t *out)
 {
     /* frac < 10^6 and mult <= 2^40, so frac * mult cannot overflow. */
     uint64_t f = d->frac * mult;
     if (f % d->scale != 0)
-        return false;
+        return WHY_FINER;
     f /= d->scale;
     if (d->ip > (UINT64_MAX - f) / mult)
-        return false;
+        return WHY_TOO_LARGE;
     *out = d->ip * mult + f;
-    return true;
+    return WHY_NONE;
 }
 
 typedef struct unit {
@@ -71,78 +108,163 @@ typedef struct unit {
     uint64_t mult;
 } unit_t;
 
-static bool find_unit(const unit_t *u, size_t n, const char *s, uint64_t *mult)
+/* The unit's multiplier; an unknown unit with a digit in it is a second
+   number ("5m30s"), which says more than "unknown unit \"m30s\"". */
+static why_t find_unit(const unit_t *u, size_t n, const char *s, uint64_t *mult)
 {
     for (size_t i = 0; i < n; i++) {
         if (strcmp(u[i].name, s) == 0) {
             *mult = u[i].mult;
-            return true;
+            return WHY_NONE;
         }
     }
-    return false;
+    return strpbrk(s, "0123456789") != NULL ? WHY_TWO_NUMBERS : WHY_UNIT;
+}
+
+static const unit_t duration_units[] = {
+    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+};
+
+static const unit_t size_units[] = {
+    {"", 1}, {"B", 1},
+    {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+    {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
+};
+
+static const unit_t rate_units[] = {
+    {"s", 1}, {"sec", 1}, {"m", 60}, {"min", 60}, {"h", 3600},
+};
+
+/* *rest is set to the unit's text (for the message) whatever the outcome. */
+static why_t duration(const char *s, sl_msec_t *out, const char **rest)
+{
+    dec_t d;
+    uint64_t mult, v;
+    *rest = "";
+    why_t w = parse_dec(s, &d, rest);
+    if (w != WHY_NONE)
+        return w;
+    if (**rest == '\0') {
+        /* Only zero may go without a unit: "30" could mean anything. */
+        if (d.ip != 0 || d.frac != 0)
+            return WHY_NO_UNIT;
+        *out = 0;
+        return WHY_NONE;
+    }
+    if ((w = find_unit(duration_units, SL_ARRAY_SIZE(duration_units), *rest, &mult)) != WHY_NONE ||
+        (w = scale_whole(&d, mult, &v)) != WHY_NONE)
+        return w;
+    if (v == SL_MSEC_NEVER)
+        return WHY_TOO_LARGE;
+    *out = v;
+    return WHY_NONE;
+}
+
+static why_t size(const char *s, uint64_t *out, const char **rest)
+{
+    dec_t d;
+    uint64_t mult = 1, v = 0;
+    *rest = "";
+    why_t w = parse_dec(s, &d, rest);
+    if (w == WHY_NONE)
+        w = find_unit(size_units, SL_ARRAY_SIZE(size_units), *rest, &mult);
+    if (w == WHY_NONE)
+        w = scale_whole(&d, mult, &v);
+    if (w == WHY_NONE)
+        *out = v;
+    return w;
+}
+
+/* *rest is set past the "/" when there is one. */
+static why_t rate(const char *s, double *out, const char **rest)
+{
+    dec_t d;
+    uint64_t secs;
+    *rest = "";
+    why_t w = parse_dec(s, &d, rest);
+    if (w != WHY_NONE)
+        return w;
+    if (**rest == '\0')
+        return WHY_NO_UNIT;
+    if (**rest != '/')
+        return isalpha((unsigned char)**rest) ? WHY_NO_SLASH : WHY_FORM;
+    (*rest)++;
+    if ((w = find_unit(rate_units, SL_ARRAY_SIZE(rate_units), *rest, &secs)) != WHY_NONE)
+        return w;
+    if (d.ip > 1000000000000ull) /* 10^12 per unit: far beyond any real rate */
+        return WHY_TOO_LARGE;
+    *out = ((double)d.ip + (double)d.frac / (double)d.scale) / (double)secs;
+    return WHY_NONE;
 }
 
 int sl_parse_duration(const char *s, sl_msec_t *out)
 {
-    static const unit_t units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-    };
-    dec_t d;
-    uint64_t mult, v;
-    if (s == NULL)
-        return SL_EINVAL;
-    const char *rest = parse_dec(s, &d);
-    if (rest == NULL)
-        return SL_EINVAL;
-    if (*rest == '\0') {
-        /* Only zero may go without a unit: "30" could mean anything. */
-        if (d.ip != 0 || d.frac != 0)
-            return SL_EINVAL;
-        *out = 0;
-        return SL_OK;
-    }
-    if (!find_unit(units, SL_ARRAY_SIZE(units), rest, &mult) || !scale_whole(&d, mult, &v) ||
-        v == SL_MSEC_NEVER)
-        return SL_EINVAL;
-    *out = v;
-    return SL_OK;
+    const char *rest;
+    return s != NULL && duration(s, out, &rest) == WHY_NONE ? SL_OK : SL_EINVAL;
 }
 
 int sl_parse_size(const char *s, uint64_t *out)
 {
-    static const unit_t units[] = {
-        {"", 1}, {"B", 1},
-        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
-        {"KB", 1000ull}, {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
-    };
-    dec_t d;
-    uint64_t mult, v;
-    if (s == NULL)
-        return SL_EINVAL;
-    const char *rest = parse_dec(s, &d);
-    if (rest == NULL || !find_unit(units, SL_ARRAY_SIZE(units), rest, &mult) ||
-        !scale_whole(&d, mult, &v))
-        return SL_EINVAL;
-    *out = v;
-    return SL_OK;
+    const char *rest;
+    return s != NULL && size(s, out, &rest) == WHY_NONE ? SL_OK : SL_EINVAL;
 }
 
 int sl_parse_rate(const char *s, double *out)
 {
-    static const unit_t units[] = {
-        {"s", 1}, {"sec", 1}, {"m", 60}, {"min", 60}, {"h", 3600},
-    };
-    dec_t d;
-    uint64_t secs;
-    if (s == NULL)
-        return SL_EINVAL;
-    const char *rest = parse_dec(s, &d);
-    if (rest == NULL || *rest != '/' || !find_unit(units, SL_ARRAY_SIZE(units), rest + 1, &secs))
-        return SL_EINVAL;
-    if (d.ip > 1000000000000ull) /* 10^12 per unit: far beyond any real rate */
-        return SL_EINVAL;
-    *out = ((double)d.ip + (double)d.frac / (double)d.scale) / (double)secs;
-    return SL_OK;
+    const char *rest;
+    return s != NULL && rate(s, out, &rest) == WHY_NONE ? SL_OK : SL_EINVAL;
+}
+
+/* The words for a refusal; `finer` and `units` are the notation's own. */
+static void why_words(why_t w, const char *rest, const char *finer, const char *units,
+                      char *buf, size_t len)
+{
+    char q[48];
+    switch (w) {
+    case WHY_SPACE: snprintf(buf, len, "a space inside the value"); break;
+    case WHY_NEGATIVE: snprintf(buf, len, "negative"); break;
+    case WHY_SIGN: snprintf(buf, len, "a sign before the number"); break;
+    case WHY_POINT_FIRST: snprintf(buf, len, "no digit before the point"); break;
+    case WHY_POINT_LAST: snprintf(buf, len, "no digit after the point"); break;
+    case WHY_TWO_POINTS: snprintf(buf, len, "more than one point"); break;
+    case WHY_COMMA: snprintf(buf, len, "a comma in the number (the decimal mark is a point)"); break;
+    case WHY_DIGITS: snprintf(buf, len, "more than six digits after the point"); break;
+    case WHY_TOO_LARGE: snprintf(buf, len, "too large"); break;
+    case WHY_NO_UNIT: snprintf(buf, len, "no unit"); break;
+    case WHY_TWO_NUMBERS: snprintf(buf, len, "one number and one unit only"); break;
+    case WHY_FINER: snprintf(buf, len, "%s", finer); break;
+    case WHY_NO_SLASH: snprintf(buf, len, "no \"/\" before the unit"); break;
+    case WHY_UNIT:
+        sl__quote(q, sizeof q, rest, strlen(rest), 20);
+        snprintf(buf, len, "unknown unit %s (units: %s)", q, units);
+        break;
+    default: buf[0] = '\0'; break;
+    }
+}
+
+void sl__why_duration(const char *s, char *buf, size_t len)
+{
+    sl_msec_t v;
+    const char *rest;
+    why_t w = duration(s, &v, &rest);
+    why_words(w, rest, "finer than a millisecond", "ms, s, m, h", buf, len);
+}
+
+void sl__why_size(const char *s, char *buf, size_t len)
+{
+    uint64_t v;
+    const char *rest;
+    why_t w = size(s, &v, &rest);
+    why_words(w, rest, "not a whole number of bytes",
+              "B, KiB, MiB, GiB, TiB, KB, MB, GB, TB", buf, len);
+}
+
+void sl__why_rate(const char *s, char *buf, size_t len)
+{
+    double v;
+    const char *rest;
+    why_t w = rate(s, &v, &rest);
+    why_words(w, rest, "", "s, sec, m, min, h", buf, len);
 }
 
 /* A DNS name or an IPv4 literal (letters, digits, '-', '.', '_'). */
@@ -168,22 +290,25 @@ static bool hostname_ok(const char *h, size_t n)
     return true;
 }
 
-static bool parse_port(const char *p, uint16_t *port)
+/* The port after the colon: digits, 0..65535. *range is set for digits
+   beyond that ("99999"), where "out of range" says more than "bad address". */
+static bool parse_port(const char *p, uint16_t *port, bool *range)
 {
-    unsigned v = 0;
+    unsigned long v = 0;
     size_t n = 0;
-    for (; isdigit((unsigned char)p[n]); n++) {
-        if (n == 5)
-            return false;
-        v = v * 10 + (unsigned)(p[n] - '0');
-    }
-    if (n == 0 || p[n] != '\0' || v > 65535)
+    for (; isdigit((unsigned char)p[n]); n++)
+        v = SL_MIN(v * 10 + (unsigned long)(p[n] - '0'), 1000000ul);
+    if (n == 0 || p[n] != '\0')
         return false;
+    if (n > 5 || v > 65535) {
+        *range = v > 65535;
+        return false;
+    }
     *port = (uint16_t)v;
     return true;
 }
 
-int sl_parse_hostport(const char *s, char **host, uint16_t *port)
+static int hostport(const char *s, char **host, uint16_t *port, bool *range)
 {
     char buf[256];
     const char *colon;
@@ -211,7 +336,7 @@ int sl_parse_hostport(const char *s, char **host, uint16_t *port)
         if (!hostname_ok(buf, n))
             return SL_EINVAL;   /* also refuses a bare IPv6 address: brackets needed */
     }
-    if (!parse_port(colon + 1, &p))
+    if (!parse_port(colon + 1, &p, range))
         return SL_EINVAL;
     char *h = strdup(buf);
     if (h == NULL)
@@ -219,6 +344,22 @@ int sl_parse_hostport(const char *s, char **host, uint16_t *port)
     *host = h;
     *port = p;
     return SL_OK;
+}
+
+int sl_parse_hostport(const char *s, char **host, uint16_t *port)
+{
+    bool range = false;
+    return hostport(s, host, port, &range);
+}
+
+bool sl__port_out_of_range(const char *s)
+{
+    char *host = NULL;
+    uint16_t port;
+    bool range = false;
+    if (hostport(s, &host, &port, &range) == SL_OK)
+        free(host);
+    return range;
 }
 
 int sl_parse_cidr(const char *s, sl_cfg_cidr_t *out)

@@ -65,14 +65,16 @@ static void check_addr(sl__cfg_ctx_t *c, const sl_cfg_addr_t *a, const sl_cfg_ad
         return;   /* missing or bad: already reported */
     sl_cfg_pos_t p = at(c, a, a->pos);
     if (a->port == 0) {
-        sl__cfg_error(c, p.line, p.col, path, "port 0 is not allowed (expected a port 1..65535)");
+        /* Said as the parser says 99999: the port, not the address, is wrong. */
+        sl__cfg_error(c, p.line, p.col, path, "port out of range (expected 1..65535, got 0)");
         return;
     }
     for (size_t j = 0; j < i; j++) {
         const sl_cfg_addr_t *b = (const sl_cfg_addr_t *)((const char *)prev + j * stride);
         if (sl__cfg_same_addr(a, b)) {
-            sl__cfg_error(c, p.line, p.col, path, "duplicate %s address %s (first at line %u)",
-                          what, a->text, at(c, b, b->pos).line);
+            sl_cfg_pos_t f = at(c, b, b->pos);
+            sl__cfg_error(c, p.line, p.col, path, "duplicate %s address %s (first at %u:%u)",
+                          what, a->text, f.line, f.col);
             return;
         }
     }
@@ -213,7 +215,9 @@ static void resolve_pools(sl__cfg_ctx_t *c, const sl_config_t *cfg, sl_cfg_servi
         }
         for (size_t j = 0; j < i; j++) {
             if (s->pool_names[j] != NULL && strcmp(s->pool_names[j], name) == 0) {
-                sl__cfg_error(c, p.line, p.col, path, "pool %s is listed twice", q);
+                sl_cfg_pos_t f = at(c, &s->pool_names[j], s->pos);
+                sl__cfg_error(c, p.line, p.col, path, "pool %s is listed twice (first at %u:%u)",
+                              q, f.line, f.col);
                 break;
             }
         }
@@ -282,7 +286,8 @@ static void check_routes(sl__cfg_ctx_t *c, const sl_config_t *cfg, size_t si)
                 snprintf(path, sizeof path, "services.%s.routes[%zu]", sn, i);
                 sl__cfg_error(c, r->pos.line, r->pos.col, path,
                               "duplicate route (same host and path_prefix as "
-                              "services.%s.routes[%zu])", safe(ob, sizeof ob, o->name), j);
+                              "services.%s.routes[%zu] at %u:%u)", safe(ob, sizeof ob, o->name),
+                              j, x->pos.line, x->pos.col);
                 sj = si + 1;
                 break;
             }
@@ -383,10 +388,10 @@ static void check_admin_clash(sl__cfg_ctx_t *c, const sl_config_t *cfg)
         if (l->host == NULL || l->port != a->port)
             continue;
         if (sl__cfg_same_addr(a, l) || wildcard_host(a->host) || wildcard_host(l->host)) {
-            sl_cfg_pos_t p = at(c, a, a->pos);
+            sl_cfg_pos_t p = at(c, a, a->pos), lp = at(c, l, l->pos);
             sl__cfg_error(c, p.line, p.col, "admin.address",
-                          "%s is also listeners[%zu] (line %u); expected a port of its own",
-                          a->text, i, at(c, l, l->pos).line);
+                          "%s is also listeners[%zu] (at %u:%u); expected a port of its own",
+                          a->text, i, lp.line, lp.col);
             return;
         }
     }

@@ -360,9 +360,59 @@ static void reader_error(builder_t *b, const yaml_parser_t *p)
                   problem, v);
 }
 
+/* Line and column (1-based, counted as position_of counts) -> byte offset,
+   or len when the file has no such place. */
+static size_t offset_of(const char *text, size_t len, size_t line, size_t col)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    size_t i = len >= 3 && memcmp(t, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0, l = 1, c = 1;
+    while (i < len && (l < line || c < col)) {
+        size_t br = line_break(t + i, len - i);
+        if (br > 0) {
+            if (l == line)
+                return len;   /* the line is shorter than col */
+            l++;
+            c = 1;
+            i += br;
+            continue;
+        }
+        i++;
+        while (i < len && (t[i] & 0xC0) == 0x80)
+            i++;
+        c++;
+    }
+    return l == line && c == col ? i : len;
+}
+
+/*
+ * libyaml's words for a tab where YAML wants spaces ("found character that
+ * cannot start any token", "found a tab character that violates
+ * indentation") do not say what to do. When its mark is on a tab, say it:
+ * in the indentation (only blanks before it on its line), or elsewhere
+ * ("-\tname"). NULL when the error is about something else.
+ */
+static const char *tab_problem(const builder_t *b, const yaml_parser_t *p)
+{
+    size_t line = p->problem_mark.line + 1, off = offset_of(b->text, b->len, line,
+                                                           p->problem_mark.column + 1);
+    if (off >= b->len || b->text[off] != '\t' || p->problem == NULL ||
+        (strstr(p->problem, "tab") == NULL && strstr(p->problem, "cannot start any token") == NULL))
+        return NULL;
+    for (size_t i = offset_of(b->text, b->len, line, 1); i < off; i++) {
+        if (b->text[i] != ' ' && b->text[i] != '\t')
+            return "tab where YAML needs a space";
+    }
+    return "tab in indentation (YAML indents with spaces)";
+}
+
 static void syntax_error(builder_t *b, const yaml_parser_t *p)
 {
-    const char *ctx = p->context;
+    const char *ctx = p->context, *tab = tab_problem(b, p);
+    if (tab != NULL) {
+        sl__cfg_error(b->ctx, (uint32_t)p->problem_mark.line + 1,
+                      (uint32_t)p->problem_mark.column + 1, "", "syntax error: %s", tab);
+        return;
+    }
     sl__cfg_error(b->ctx, (uint32_t)p->problem_mark.line + 1, (uint32_t)p->problem_mark.column + 1,
                   "", "syntax error: %s%s%s", p->problem ? p->problem : "malformed YAML",
                   ctx ? " " : "", ctx ? ctx : "");

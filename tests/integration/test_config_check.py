@@ -75,7 +75,7 @@ def test_one_listener_address_spelled_two_ways(tmp_path):
     """Two listeners on one socket address passed when spelled differently
     ("[::1]" and "[0:0::1]"); with SO_REUSEPORT both would bind, and clients
     would land on either listener at random. Refused at the second, naming
-    the first's line; a start refuses it the same way."""
+    the first's line and column; a start refuses it the same way."""
     port = free_port()
     path = tmp_path / "sluice.yaml"
     first = '  - address: "[::1]:%d"\n' % port
@@ -85,7 +85,7 @@ def test_one_listener_address_spelled_two_ways(tmp_path):
     first = next(i for i, l in enumerate(lines) if "[::1]" in l) + 1
     second = next(i for i, l in enumerate(lines) if "[0:0::1]" in l) + 1
     want = ["%d:14: listeners[1].address: duplicate listener address [0:0::1]:%d "
-            "(first at line %d)" % (second, port, first)]
+            "(first at %d:14)" % (second, port, first)]
     assert error_lines(check(path), path) == want
     r = subprocess.run([SLUICE, "-c", str(path)], capture_output=True, timeout=20)
     assert error_lines(r, path) == want

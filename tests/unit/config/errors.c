@@ -206,7 +206,7 @@ static void bad_bytes_at_their_line_and_column(void **state)
     EXPECT("\xEF\xBB\xBFlisteners: [ { address: 127.0.0.1:0 } ]\r\n"
            "pools: { p: { backends: [ { address: 10.0.0.1:1 } ] } }\r\n"
            "services: { s: { routes: [ {x: 1} ], pools: [ zz ] } }\r\n",
-           "t.yaml:1:25: listeners[0].address: port 0 is not allowed (expected a port 1..65535)",
+           "t.yaml:1:25: listeners[0].address: port out of range (expected 1..65535, got 0)",
            "t.yaml:3:29: services.s.routes[0].x: unknown key \"x\"",
            "t.yaml:3:47: services.s.pools[0]: unknown pool \"zz\"");
 }
@@ -280,13 +280,13 @@ static void one_address_two_spellings(void **state)
            "pools: { p: { backends: [ { address: 10.0.0.1:1 }, { address: \"[::ffff:10.0.0.1]:1\" } ] } }\n"
            "services: { s: { routes: [ {} ], pools: [ p ] } }\n",
            "t.yaml:3:14: listeners[1].address: duplicate listener address [0:0::1]:8080 "
-           "(first at line 2)",
+           "(first at 2:14)",
            "t.yaml:5:14: listeners[3].address: duplicate listener address localhost:8081 "
-           "(first at line 4)",
-           "t.yaml:6:19: admin.address: [0::0]:8081 is also listeners[2] (line 4); "
+           "(first at 4:14)",
+           "t.yaml:6:19: admin.address: [0::0]:8081 is also listeners[2] (at 4:14); "
            "expected a port of its own",
            "t.yaml:7:63: pools.p.backends[1].address: duplicate backend address "
-           "[::ffff:10.0.0.1]:1 (first at line 7)");
+           "[::ffff:10.0.0.1]:1 (first at 7:38)");
 }
 
 /* ":8080" is how other servers spell every interface: the answer says how
@@ -302,6 +302,149 @@ static void every_interface_and_empty_keys(void **state)
            "t.yaml:1:34: listeners[0].\"\": unknown key \"\"",
            "t.yaml:1:54: listeners[1].address: bad address (expected IP:port, [IPv6]:port or "
            "host:port, got \"*:8081\"; every interface is 0.0.0.0:8081, or \"[::]:8081\" for IPv6)");
+}
+
+/*
+ * A reference to another place gives its line and column, as the error's own
+ * place does, so an editor can jump there; on one line ("first at line 1")
+ * it did not say which of the values. The first of two equal routes had no
+ * place at all, nor the first of two pools of one name. On the old code:
+ * "(first at line 1)", "(line 1)", no place for the route or the pool.
+ */
+static void references_give_line_and_column(void **state)
+{
+    (void)state;
+    EXPECT("listeners: [ { address: 127.0.0.1:8080 }, { address: 127.0.0.1:8080 } ]\n"
+           "admin: { address: 127.0.0.1:8080 }\n"
+           "pools: { p: { backends: [ { address: 10.0.0.1:1 }, { address: 10.0.0.1:1 } ] },\n"
+           "         p: { backends: [ { address: 10.0.0.1:2 } ] } }\n"
+           "log: { level: info, level: warn }\n"
+           "services: { s: { routes: [ { host: a.example }, { host: b.example } ], pools: [ p, p ] },\n"
+           "            t: { routes: [ { host: b.example } ], pools: [ p ] } }\n",
+           "t.yaml:1:54: listeners[1].address: duplicate listener address 127.0.0.1:8080 "
+           "(first at 1:25)",
+           "t.yaml:2:19: admin.address: 127.0.0.1:8080 is also listeners[0] (at 1:25); "
+           "expected a port of its own",
+           "t.yaml:3:63: pools.p.backends[1].address: duplicate backend address 10.0.0.1:1 "
+           "(first at 3:38)",
+           "t.yaml:4:10: pools.p: duplicate pool name (first at 3:10)",
+           "t.yaml:5:21: log.level: duplicate key (first at 5:8)",
+           "t.yaml:6:84: services.s.pools[1]: pool \"p\" is listed twice (first at 6:81)",
+           "t.yaml:7:28: services.t.routes[0]: duplicate route (same host and path_prefix as "
+           "services.s.routes[1] at 6:49)");
+}
+
+/*
+ * A tab in the indentation was libyaml's "found character that cannot start
+ * any token" (or "a tab character that violates indentation"): the error now
+ * names the tab, at its line and column, indentation or not.
+ */
+static void tabs_are_named(void **state)
+{
+    (void)state;
+    EXPECT("log:\n\tlevel: info\n",
+           "t.yaml:2:1: syntax error: tab in indentation (YAML indents with spaces)");
+    EXPECT("log:\n  \tlevel: info\n",
+           "t.yaml:2:3: syntax error: tab in indentation (YAML indents with spaces)");
+    EXPECT("workers: 2\n\tlog: {}\n",
+           "t.yaml:2:1: syntax error: tab in indentation (YAML indents with spaces)");
+    EXPECT("log:\r\n  level: >\r\n    info\r\n\tx\r\n",
+           "t.yaml:4:1: syntax error: tab in indentation (YAML indents with spaces)");
+    EXPECT("listeners:\n  -\taddress: 127.0.0.1:80\n",
+           "t.yaml:2:4: syntax error: tab where YAML needs a space");
+}
+
+/*
+ * Durations, sizes and rates say why they were refused, before the form they
+ * expect; on the old code each was "bad duration (expected ...)" and no more.
+ * A value with no number in it ("fast") has nothing to add to the form.
+ */
+static void durations_sizes_and_rates_say_why(void **state)
+{
+    (void)state;
+#define D "(expected a number and unit like 250ms, 30s, 5m or 1h, got "
+#define S "(expected bytes or a unit like 512, 16KiB or 1MiB, got "
+#define R "(expected a number per unit like 500/s, got "
+    EXPECT("timeouts:\n"
+           "  connect: 1.5ms\n"
+           "  head: 5S\n"
+           "  idle: \"10 s\"\n"
+           "  keepalive: 5sec\n"
+           "  ping_interval: 30\n"
+           "  ping_timeout: 1m30s\n"
+           "  backend_response: .5s\n"
+           "shutdown: { timeout: +5s, drain_rate: 500 }\n"
+           "limits: { head_bytes: 16kb, frame_bytes: 1.3B, message_bytes: \"1,5MiB\",\n"
+           "          write_high_water: 1.0000001MiB }\n"
+           "services: { s: { admission: { rate: 5/sek, burst: 5 }, drain: { rate: 5s } } }\n"
+           "log: { level: fast }\n"
+           "workers: 1\n"
+           "listeners: [ { address: 127.0.0.1:8080 } ]\n"
+           "pools: { p: { backends: [ { address: 10.0.0.1:1 } ] } }\n",
+           "t.yaml:2:12: timeouts.connect: bad duration: finer than a millisecond " D "\"1.5ms\")",
+           "t.yaml:3:9: timeouts.head: bad duration: unknown unit \"S\" (units: ms, s, m, h) "
+           D "\"5S\")",
+           "t.yaml:4:9: timeouts.idle: bad duration: a space inside the value " D "\"10 s\")",
+           "t.yaml:5:14: timeouts.keepalive: bad duration: unknown unit \"sec\" "
+           "(units: ms, s, m, h) " D "\"5sec\")",
+           "t.yaml:6:18: timeouts.ping_interval: bad duration: no unit " D "\"30\")",
+           "t.yaml:7:17: timeouts.ping_timeout: bad duration: one number and one unit only "
+           D "\"1m30s\")",
+           "t.yaml:8:21: timeouts.backend_response: bad duration: no digit before the point "
+           D "\".5s\")",
+           "t.yaml:9:22: shutdown.timeout: bad duration: a sign before the number " D "\"+5s\")",
+           "t.yaml:9:39: shutdown.drain_rate: bad rate: no unit " R "\"500\")",
+           "t.yaml:10:23: limits.head_bytes: bad size: unknown unit \"kb\" "
+           "(units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) " S "\"16kb\")",
+           "t.yaml:10:42: limits.frame_bytes: bad size: not a whole number of bytes " S "\"1.3B\")",
+           "t.yaml:10:63: limits.message_bytes: bad size: a comma in the number "
+           "(the decimal mark is a point) " S "\"1,5MiB\")",
+           "t.yaml:11:29: limits.write_high_water: bad size: more than six digits after the "
+           "point " S "\"1.0000001MiB\")",
+           "t.yaml:12:16: services.s: missing required key \"routes\"",
+           "t.yaml:12:16: services.s: missing required key \"pools\"",
+           "t.yaml:12:37: services.s.admission.rate: bad rate: unknown unit \"sek\" "
+           "(units: s, sec, m, min, h) " R "\"5/sek\")",
+           "t.yaml:12:71: services.s.drain.rate: bad rate: no \"/\" before the unit " R "\"5s\")",
+           "t.yaml:13:15: log.level: unknown value (expected one of error, warn, info, debug, "
+           "got \"fast\")");
+    EXPECT("timeouts: { idle: forever }\nshutdown: { drain_rate: fast }\n"
+           "listeners: [ { address: 127.0.0.1:8080 } ]\n"
+           "pools: { p: { backends: [ { address: 10.0.0.1:1 } ] } }\n"
+           "services: { s: { routes: [ {} ], pools: [ p ] } }\n",
+           "t.yaml:1:19: timeouts.idle: bad duration " D "\"forever\")",
+           "t.yaml:2:25: shutdown.drain_rate: bad rate " R "\"fast\")");
+#undef D
+#undef S
+#undef R
+}
+
+/*
+ * A port above 65535 was "bad address (expected IP:port, ...)" though the
+ * form was right; it and port 0 are now "port out of range", as backlog's
+ * 100000 is. ":99999" gets no "every interface is 0.0.0.0:99999" hint.
+ */
+static void ports_out_of_range(void **state)
+{
+    (void)state;
+    EXPECT("listeners:\n"
+           "  - address: \"[::1]:99999\"\n"
+           "  - address: example.com:123456\n"
+           "  - address: 127.0.0.1:0\n"
+           "  - address: \":99999\"\n"
+           "  - address: 127.0.0.1:65536\n"
+           "pools: { p: { backends: [ { address: 10.0.0.1:0 }, { address: 10.0.0.1:1x } ] } }\n"
+           "services: { s: { routes: [ {} ], pools: [ p ] } }\n",
+           "t.yaml:2:14: listeners[0].address: port out of range (expected 1..65535, got 99999)",
+           "t.yaml:3:14: listeners[1].address: port out of range (expected 1..65535, got 123456)",
+           "t.yaml:4:14: listeners[2].address: port out of range (expected 1..65535, got 0)",
+           "t.yaml:5:14: listeners[3].address: bad address (expected IP:port, [IPv6]:port or "
+           "host:port, got \":99999\")",
+           "t.yaml:6:14: listeners[4].address: port out of range (expected 1..65535, got 65536)",
+           "t.yaml:7:38: pools.p.backends[0].address: port out of range (expected 1..65535, "
+           "got 0)",
+           "t.yaml:7:63: pools.p.backends[1].address: bad address (expected IP:port, "
+           "[IPv6]:port or host:port, got \"10.0.0.1:1x\")");
 }
 
 static void error_count_is_bounded(void **state)
@@ -334,6 +477,10 @@ int main(void)
         cmocka_unit_test(suggestions),
         cmocka_unit_test(one_address_two_spellings),
         cmocka_unit_test(every_interface_and_empty_keys),
+        cmocka_unit_test(references_give_line_and_column),
+        cmocka_unit_test(tabs_are_named),
+        cmocka_unit_test(durations_sizes_and_rates_say_why),
+        cmocka_unit_test(ports_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
