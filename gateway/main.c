@@ -249,9 +249,16 @@ int main(int argc, char **argv)
     }
 
     if (check) {
-        static char summary[16384];
-        sl_config_summary(rt->cfg, summary, sizeof summary);
-        fputs(summary, stdout);
+        /* Sized from the summary's own length, so 400 pools print whole. */
+        size_t need = sl_config_summary(rt->cfg, NULL, 0) + 1;
+        char *summary = malloc(need);
+        if (summary != NULL) {
+            sl_config_summary(rt->cfg, summary, need);
+            fputs(summary, stdout);
+            free(summary);
+        } else {
+            fprintf(stderr, "sluice: no memory to print the summary (%zu bytes)\n", need);
+        }
         printf("%s: ok\n", path);
         sl_runtime_unref(rt);
         sl_state_free_overrides();
