@@ -47,8 +47,10 @@ static uv_stream_t *stream_of(sl_session_t *s, bool to_client)
 }
 
 /* The memory a side's queued writes hold (see the top of the file); the
-   backend's is its connection's, which has writes only while connected. */
-static size_t *queued_mem(sl_session_t *s, bool to_client)
+   backend's is its connection's, which has writes only while connected.
+   32 bits: reading stops once it passes write_high_water (64 MiB at most),
+   and what is queued after that is a write or two. */
+static uint32_t *queued_mem(sl_session_t *s, bool to_client)
 {
     return to_client ? &s->client_queued_mem : &s->up->queued_mem;
 }

@@ -45,6 +45,7 @@ struct sl_upstream {
     sl_backend_rt_t *backend;
     sl_upstream_t *next_idle;
     sl_msec_t idle_since;
+    uint32_t queued_mem;             /* memory its queued writes hold (io.c, backpressure) */
     uint8_t pending_closes;
     bool connected;
     bool unconfirmed;                /* a request went out before the connect was known to succeed */
@@ -55,7 +56,6 @@ struct sl_upstream {
     bool lingering;                  /* released; its last bytes still going out (upstream.c) */
     bool write_failed;               /* a write to it failed: never reused */
     bool read_eof;                   /* its end (or an error) was read */
-    size_t queued_mem;               /* memory its queued writes hold (io.c, backpressure) */
 };
 
 /* Why a session's reading is stopped; reading resumes when no reason is left. */
@@ -72,12 +72,12 @@ struct sl_session {
     uv_timer_t timer;
     sl_upstream_t *up;
     sl_session_state_t state;
+    uint32_t client_queued_mem;      /* memory the client's queued writes hold (io.c) */
     uint8_t pending_closes;
     uint8_t client_paused;           /* SL_PAUSE_* bits */
     uint8_t backend_paused;
     bool client_reading;
     bool client_eof;
-    size_t client_queued_mem;        /* memory the client's queued writes hold (io.c) */
     bool shutdown_pending;           /* LINGER: the answer's last bytes are still going out */
     bool tls;                        /* the client came over TLS */
     bool proxy_before_tls;           /* a PROXY header is due before the ClientHello */
