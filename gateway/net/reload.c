@@ -263,7 +263,9 @@ static void take_queue(sl_ctl_t *ctl, long svc, long pool, sl_ctl_t *old, sl_adm
 void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
 {
     const sl_config_t *cfg = ctl->rt->cfg, *ocfg = old->rt->cfg;
-    /* Health: a backend that stays keeps its verdict and its rhythm. */
+    /* Health: a backend that stays keeps its verdict and its rhythm; not the
+       verdict of active checks its pool does not run any more (kept, a DOWN
+       one stood for good: nothing was left to bring the backend up). */
     for (size_t p = 0; p < cfg->n_pools; p++) {
         for (size_t i = 0; i < ctl->pools[p].n_backends; i++) {
             sl_ctl_backend_t *b = &ctl->pools[p].backends[i];
@@ -273,8 +275,11 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
                 continue;
             sl_health_cfg_t keep = b->health.cfg;
             b->health = old->pools[op].backends[oi].health;
-            b->health.cfg = keep;
             b->health.check_in_flight = false;
+            if (sl_health_reconfigure(&b->health, &keep))
+                sl_log_info("backend %s (pool %s): %s (its pool's active checks are off now)",
+                            b->rt->name, cfg->pools[p].name,
+                            sl_health_state_name(sl_health_state(&b->health)));
             atomic_store(&b->rt->state->up, sl_health_usable(&b->health) ? 1 : 0);
         }
     }

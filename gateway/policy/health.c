@@ -42,9 +42,8 @@ static int settle(sl_health_t *h, sl_health_why_t why, sl_health_event_t *ev)
     return 1;
 }
 
-void sl_health_init(sl_health_t *h, const sl_health_cfg_t *cfg, sl_msec_t now)
+static void set_cfg(sl_health_t *h, const sl_health_cfg_t *cfg)
 {
-    memset(h, 0, sizeof(*h));
     h->cfg = *cfg;
     if (h->cfg.interval == 0)
         h->cfg.interval = 1;
@@ -52,10 +51,27 @@ void sl_health_init(sl_health_t *h, const sl_health_cfg_t *cfg, sl_msec_t now)
         h->cfg.rise = 1;
     if (h->cfg.fall == 0)
         h->cfg.fall = 1;
+}
+
+void sl_health_init(sl_health_t *h, const sl_health_cfg_t *cfg, sl_msec_t now)
+{
+    memset(h, 0, sizeof(*h));
+    set_cfg(h, cfg);
     h->unproven = h->cfg.active && h->cfg.start_down;
     h->active_up = !h->unproven;
     h->next_check = now;
     h->state = combined(h);
+}
+
+bool sl_health_reconfigure(sl_health_t *h, const sl_health_cfg_t *cfg)
+{
+    set_cfg(h, cfg);
+    if (!h->cfg.active) {
+        h->active_up = true;
+        h->unproven = false;
+        h->ok_run = h->fail_run = 0;
+    }
+    return settle(h, SL_HEALTH_WHY_RISE, NULL) != 0;
 }
 
 int sl_health_tick(sl_health_t *h, sl_msec_t now, sl_health_event_t *ev)

@@ -97,6 +97,16 @@ typedef struct sl_health {
 /* Start a backend's machine at `now` with a copy of cfg. */
 void sl_health_init(sl_health_t *h, const sl_health_cfg_t *cfg, sl_msec_t now);
 
+/*
+ * New settings (a reload's) over a machine carried from the last ones. A
+ * verdict of active checks that the new settings no longer run is dropped:
+ * nothing would ever change it again, and a DOWN one kept the backend out
+ * for good. Without active checks the backend is UP, as it starts (an
+ * ejection still runs its course). Returns true when the combined state
+ * changed (no event: it is the settings', not an input's).
+ */
+bool sl_health_reconfigure(sl_health_t *h, const sl_health_cfg_t *cfg);
+
 /* Flags returned by sl_health_tick(). */
 #define SL_HEALTH_RUN_CHECK 1    /* start an active check now, report its result */
 #define SL_HEALTH_EVENT     2    /* *ev was filled */

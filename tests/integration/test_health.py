@@ -130,6 +130,33 @@ def test_health_checks_judge_the_status_line(tmp_path):
         probe.close()
 
 
+def test_a_backend_down_by_its_checks_is_up_once_a_reload_turns_them_off(tmp_path):
+    """A reload carries a backend's health verdict over. A verdict of the
+    active checks that the new config no longer runs was carried too: a
+    backend they had marked down stayed down for good, with nothing left
+    to bring it up (a pool without active checks counts its backends up)."""
+    good = Backend("good")
+    probe = HealthAnswers(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    port, admin = free_port(), free_port()
+    sluice = Sluice(pool_config(port, admin, [good, probe]), port)
+    try:
+        assert wait_until(lambda: backend_up(admin, probe.addr) == 0, 10)
+        # The same pool and backends without a health section, and no more checks.
+        with open(sluice.cfg.name, "w") as f:
+            f.write(config(port, {"app": [good.addr, probe.addr]}, workers=2,
+                           service_extra="admission: off",
+                           extra="admin: { address: 127.0.0.1:%d }" % admin))
+        assert Admin(admin).call("POST", "/api/v1/reload")[0] == 200
+        assert wait_until(lambda: backend_up(admin, probe.addr) == 1, 5), \
+            backend_up(admin, probe.addr)
+        assert backend_up(admin, good.addr) == 1
+        assert "backend %s (pool app): up (its pool's active checks are off now)" % probe.addr \
+            in sluice.output()
+    finally:
+        stop_all(sluice, good)
+        probe.close()
+
+
 def test_connections_spread_over_both_workers(tmp_path):
     backend = Backend("blue")
     port, admin = free_port(), free_port()

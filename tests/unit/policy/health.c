@@ -319,6 +319,41 @@ static void test_without_checks_always_up(void **state)
     assert_true(sl_health_usable(&h));
 }
 
+/* A reload that turns the active checks off drops their verdict: DOWN by
+   them, nothing would ever bring the backend up again. An ejection runs its
+   course; settings that keep the checks keep the verdict. */
+static void test_reconfigure_without_checks_drops_their_verdict(void **state)
+{
+    (void)state;
+    sl_health_cfg_t passive = {.passive_failures = 1, .eject_for = 1000};
+    sl_health_t h;
+    sl_health_init(&h, &active_cfg, 0);
+    for (sl_msec_t t = 0; t < 3000; t += 1000) {
+        assert_int_equal(sl_health_tick(&h, t, NULL), SL_HEALTH_RUN_CHECK);
+        sl_health_check_result(&h, t + 5, SL_CHECK_FAIL, NULL);
+    }
+    assert_int_equal(sl_health_state(&h), DOWN);
+    sl_health_t same = h;
+    assert_false(sl_health_reconfigure(&same, &active_cfg));   /* still checked: still DOWN */
+    assert_int_equal(sl_health_state(&same), DOWN);
+    assert_true(sl_health_reconfigure(&h, &passive));
+    assert_int_equal(sl_health_state(&h), UP);
+    assert_int_equal(sl_health_conn_result(&h, 4000, false, NULL), 1);
+    assert_int_equal(sl_health_state(&h), EJ);
+    /* Ejected, then reconfigured without checks again: still ejected until its end. */
+    assert_false(sl_health_reconfigure(&h, &passive));
+    assert_int_equal(sl_health_state(&h), EJ);
+    assert_int_equal(sl_health_tick(&h, 5000, NULL), SL_HEALTH_EVENT);
+    assert_int_equal(sl_health_state(&h), UP);
+    /* A backend added DOWN (start_down) and reconfigured before its first check. */
+    sl_health_cfg_t down = active_cfg;
+    down.start_down = true;
+    sl_health_init(&h, &down, 0);
+    assert_int_equal(sl_health_state(&h), DOWN);
+    assert_true(sl_health_reconfigure(&h, &passive));
+    assert_int_equal(sl_health_state(&h), UP);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -345,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_active_down_during_ejection),
         cmocka_unit_test(test_rise_during_ejection_waits_for_its_end),
         cmocka_unit_test(test_without_checks_always_up),
+        cmocka_unit_test(test_reconfigure_without_checks_drops_their_verdict),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
