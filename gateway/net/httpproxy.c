@@ -524,9 +524,16 @@ static void exchange_maybe_done(sl_session_t *s)
         return;
     bool reusable = backend_reusable(s);
     sl_session_log(s);
+    /* The next request is logged as itself: a head the parser refuses has
+       no method or target (not this one's), and its clock starts with it,
+       not with this exchange (sl_session_client_read restarts it at the
+       next head's first byte). */
     s->logged = false;
     s->log_status = 0;
     s->bytes_c2b = s->bytes_b2c = 0;
+    free(s->log_target);
+    s->log_target = NULL;
+    s->exchange_started = sl_now(s);
     sl_upstream_release(s, reusable);
     /* Backpressure from the backend connection just let go (an early answer
        while the body still queued toward it) ends with it; the client stays

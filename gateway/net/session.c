@@ -462,6 +462,7 @@ void sl_session_client_read(sl_session_t *s, sl_block_t *b)
         }
         if (s->awaiting_next) {
             s->awaiting_next = false;
+            s->exchange_started = sl_now(s);   /* the access log's clock, as the head's */
             s->head_deadline = sl_now(s) + s->rt->cfg->timeouts.head;
             sl_session_arm_timer(s);
         }

@@ -9,7 +9,7 @@ import urllib.request
 
 import websockets
 
-from harness import Backend, Sluice, config, free_port, stop_all
+from harness import Backend, HttpReader, Sluice, config, free_port, stop_all
 
 
 def json_logging_gateway(tmp_path):
@@ -97,5 +97,36 @@ def test_a_request_that_cannot_be_parsed_is_logged_without_a_method(tmp_path):
             time.sleep(0.05)
         assert len(lines) == 1 and lines[0]["status"] == 400, lines
         assert lines[0]["method"] == "" and lines[0]["target"] == "", lines[0]
+    finally:
+        stop_all(s, backend)
+
+
+def test_the_next_request_on_a_kept_alive_connection_is_not_logged_as_the_last(tmp_path):
+    """The method, target and clock of a kept-alive connection's last
+    request were left in place for the next: a head the parser then refused
+    was logged as that request again ("GET /first", with the keep-alive
+    pause in its duration), and a refused CONNECT timed from the last
+    request's start. Each request is logged as itself."""
+    log, backend, s = json_logging_gateway(tmp_path)
+    try:
+        for second, status in ((b"\x01\x02 nonsense\r\n\r\n", 400),
+                               (b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+                                405)):
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                c.sendall(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert HttpReader(c).read().status == 200
+                time.sleep(0.8)
+                c.sendall(second)
+                assert c.recv(4096).startswith(b"HTTP/1.1 %d" % status)
+        deadline = time.monotonic() + 5
+        lines = []
+        while time.monotonic() < deadline and len(lines) < 4:
+            lines = [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+            time.sleep(0.05)
+        assert [(l["method"], l["target"], l["status"]) for l in lines] == [
+            ("GET", "/first", 200), ("", "", 400),
+            ("GET", "/first", 200), ("CONNECT", "a.example:443", 405)], lines
+        for l in (lines[1], lines[3]):
+            assert l["duration_ms"] < 500, l   # the refused request's own, not the pause before it
     finally:
         stop_all(s, backend)
