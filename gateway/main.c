@@ -39,9 +39,10 @@ static void usage(FILE *out)
             "  -h, --help          this text\n"
             "\n"
             "signals: SIGTERM/SIGINT drain connections (close 1001 at shutdown.drain_rate)\n"
-            "         and exit; at shutdown.timeout what is left is closed (no close frame)\n"
+            "         and exit; at shutdown.timeout what is left is closed at once\n"
+            "         (a WebSocket still gets its close frame when it can take it)\n"
             "         and the process exits, in about 1 s more. A second one closes\n"
-            "         everything at once (no close frame). SIGHUP reloads the config.\n"
+            "         everything at once the same way. SIGHUP reloads the config.\n"
             "exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.\n");
 }
 

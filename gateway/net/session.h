@@ -249,6 +249,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off);
 void sl_ws_on_client_eof(sl_session_t *s);
 void sl_ws_on_backend_eof(sl_session_t *s);
 void sl_ws_on_timer(sl_session_t *s, sl_msec_t now);
+void sl_ws_farewell(sl_session_t *s, uint16_t code);   /* a close frame before a cut */
 /* The relay's next deadline (what sl_ws_on_timer would act on), or SL_MSEC_NEVER. */
 sl_msec_t sl_ws_next_deadline(const sl_session_t *s);
 

@@ -122,8 +122,11 @@ static void stop_accepting(sl_worker_t *w)
 
 static void force_close(sl_worker_t *w)
 {
-    while (w->n_sessions > 0)
-        sl_session_close(w->sessions[w->n_sessions - 1]);
+    while (w->n_sessions > 0) {
+        sl_session_t *s = w->sessions[w->n_sessions - 1];
+        sl_ws_farewell(s, s->rt->cfg->shutdown.close_code);
+        sl_session_close(s);
+    }
     sl_upstream_close_idle(w);
 }
 

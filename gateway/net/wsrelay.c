@@ -261,6 +261,21 @@ static void send_close_to_client(sl_session_t *s, uint16_t code, const char *rea
     s->close_to_client = true;
 }
 
+/*
+ * The last word before a cut (the shutdown's timeout, a second signal): a
+ * WebSocket about to be closed without its close handshake still gets a
+ * close frame when its stream to the client is at a frame boundary, so the
+ * client sees the shutdown's code (1001) instead of 1006, an abnormal
+ * closure many client libraries report as an error. Best effort: what the
+ * socket takes at once goes out, and the connection closes right after.
+ */
+void sl_ws_farewell(sl_session_t *s, uint16_t code)
+{
+    if (s->state != SL_SS_WS_RELAY || s->close_to_client || !sl_ws_at_frame_boundary(&s->b2c))
+        return;
+    send_close_to_client(s, code, "gateway shutting down");
+}
+
 static void send_close_to_backend(sl_session_t *s, uint16_t code, const char *reason)
 {
     if (s->up == NULL || !s->up->connected)
