@@ -93,10 +93,8 @@ static void service_path(request_t *r, const char *service, const char *rest)
  */
 static void typed_value(sl_jw_t *w, const char *v)
 {
-    char rate[64];
     double d;
-    if (strchr(v, '/') == NULL && snprintf(rate, sizeof rate, "%s/s", v) < (int)sizeof rate &&
-        sl_parse_rate(rate, &d) == SL_OK)
+    if (sl_parse_number(v, &d) == SL_OK)
         sl_jw_num(w, d);
     else if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
         sl_jw_bool(w, v[0] == 't');

@@ -82,19 +82,6 @@ static bool parse_uint(const char *s, uint64_t *out)
     return true;
 }
 
-/* A plain decimal in [0, 1e12): "0.25", "3"; reuses the rate notation. */
-static bool parse_number(const char *s, double *out)
-{
-    char buf[64];
-    double r;
-    if (strchr(s, '/') != NULL || snprintf(buf, sizeof buf, "%s/s", s) >= (int)sizeof buf)
-        return false;
-    if (sl_parse_rate(buf, &r) != SL_OK)
-        return false;
-    *out = r;
-    return true;
-}
-
 static void fmt_bound(const sl__ckey_t *k, double v, char *buf, size_t len)
 {
     switch (k->type) {
@@ -172,7 +159,7 @@ static bool convert_number(const sl__ckey_t *k, const char *s, const char *got, 
         hint = "a number per unit like 500/s";
         break;
     default:
-        ok = parse_number(s, &d);
+        ok = sl_parse_number(s, &d) == SL_OK;
         what = "bad number";
         hint = "a decimal like 0.25";
         break;

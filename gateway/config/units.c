@@ -215,6 +215,14 @@ int sl_parse_rate(const char *s, double *out)
     return s != NULL && rate(s, out, &rest) == WHY_NONE ? SL_OK : SL_EINVAL;
 }
 
+int sl_parse_number(const char *s, double *out)
+{
+    char buf[64];   /* the number as a rate per second: one grammar for both */
+    if (s == NULL || strchr(s, '/') != NULL || snprintf(buf, sizeof buf, "%s/s", s) >= (int)sizeof buf)
+        return SL_EINVAL;
+    return sl_parse_rate(buf, out);
+}
+
 /* The words for a refusal; `finer` and `units` are the notation's own. */
 static void why_words(why_t w, const char *rest, const char *finer, const char *units,
                       char *buf, size_t len)

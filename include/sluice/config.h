@@ -327,10 +327,13 @@ bool sl_config_check_bound(const char *path, double v, char *msg, size_t mlen);
  *   durations: "250ms", "30s", "5m", "1h", "0"       -> milliseconds
  *   sizes:     "512", "16KiB", "1MiB", "2GiB", "10KB" -> bytes
  *   rates:     "500/s", "30/m", "2000/min", "0.5/s"   -> per second
+ *   numbers:   "3", "0.25" (a rate's number: at most six digits after the
+ *              point, none of "1.", ".5", "1e2", "+3")
  */
 int sl_parse_duration(const char *s, sl_msec_t *out);
 int sl_parse_size(const char *s, uint64_t *out);
 int sl_parse_rate(const char *s, double *out);
+int sl_parse_number(const char *s, double *out);
 
 /*
  * Split "IP:port", "[IPv6]:port" or "host:port" (not resolved; port 0 is
