@@ -58,7 +58,9 @@
 static _Thread_local bool is_short;
 static _Thread_local sl_msec_t short_since, short_last;
 
-static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errlen)
+/* The listener's address as a socket address: numeric, or resolved once. */
+static int listener_addr(const sl_cfg_listener_t *l, struct sockaddr_storage *out,
+                         socklen_t *outlen, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -81,6 +83,48 @@ static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errle
             return -1;
         }
     }
+    *out = ss;
+    *outlen = len;
+    return 0;
+}
+
+/*
+ * Is anyone listening on the address already? Our own sockets set
+ * SO_REUSEPORT so the workers can share a port, and the kernel lets any
+ * socket of the same user that sets it join: a second sluice started by
+ * mistake, or a config whose "localhost:8080" and "127.0.0.1:8080" name one
+ * address, would bind without an error and take a share of the clients.
+ * A socket without SO_REUSEPORT cannot bind beside a listening one (with
+ * SO_REUSEADDR, connections in TIME_WAIT do not count), so one such bind
+ * before ours tells: EADDRINUSE means the port is taken. Returns 0 or the
+ * errno, with err written.
+ */
+static int probe_free(const sl_cfg_listener_t *l, const struct sockaddr_storage *ss,
+                      socklen_t len, char *err, size_t errlen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "listener %s: socket: %s", l->address.text, strerror(e));
+        return e;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss->ss_family == AF_INET6)   /* as ours: [::] must not clash with 0.0.0.0 */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int rc = bind(fd, (const struct sockaddr *)ss, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    snprintf(err, errlen, "listener %s: %s", l->address.text, strerror(e));
+    return e;
+}
+
+static uv_os_sock_t open_one(const sl_cfg_listener_t *l, const struct sockaddr_storage *addr,
+                             socklen_t len, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss = *addr;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "listener %s: socket: %s", l->address.text, strerror(errno));
@@ -129,23 +173,87 @@ static uv_os_sock_t open_one(const sl_cfg_listener_t *l, char *err, size_t errle
     return fd;
 }
 
+/* Would a connection to one of the addresses reach the other's socket: the
+   same family and port, and the same address or a wildcard on either side. */
+static bool addrs_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;   /* IPv6 listeners are IPv6-only */
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port &&
+               (x->sin_addr.s_addr == y->sin_addr.s_addr || x->sin_addr.s_addr == INADDR_ANY ||
+                y->sin_addr.s_addr == INADDR_ANY);
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           (IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) ||
+            IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+}
+
+/* The probe of listener li found its address taken: by an earlier listener
+   of this config (the same address under another name, or a wildcard that
+   covers it), or by someone else. */
+static void explain_in_use(const sl_config_t *cfg, const struct sockaddr_storage *addrs,
+                           size_t li, char *err, size_t errlen)
+{
+    const sl_cfg_listener_t *l = &cfg->listeners[li];
+    for (size_t j = 0; j < li; j++) {
+        if (addrs_overlap(&addrs[j], &addrs[li])) {
+            snprintf(err, errlen, "listener %s: the same address as listeners[%zu] (%s, at "
+                     "%u:%u); expected an address of its own", l->address.text, j,
+                     cfg->listeners[j].address.text, cfg->listeners[j].address.pos.line,
+                     cfg->listeners[j].address.pos.col);
+            return;
+        }
+    }
+    snprintf(err, errlen, "listener %s: address already in use: another process listens "
+             "there (another sluice, or another server on the port)", l->address.text);
+}
+
 int sl_listeners_open(sl_gateway_t *gw, const sl_config_t *cfg, char *err, size_t errlen)
 {
     size_t n = gw->n_workers * cfg->n_listeners;
     gw->listen_fds = calloc(n ? n : 1, sizeof *gw->listen_fds);
     if (gw->listen_fds == NULL)
         return SL_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        gw->listen_fds[i] = open_one(&cfg->listeners[i % cfg->n_listeners], err, errlen);
+    struct sockaddr_storage *addrs = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof *addrs);
+    socklen_t *lens = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof *lens);
+    int rc = addrs && lens ? 0 : SL_ENOMEM;
+    /* Worker 0's sockets first, one listener after the other, each after a
+       probe: a listener whose address an earlier one already holds fails
+       its probe, and is told which one. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t li = i % cfg->n_listeners;
+        const sl_cfg_listener_t *l = &cfg->listeners[li];
+        if (i < cfg->n_listeners) {
+            if (listener_addr(l, &addrs[li], &lens[li], err, errlen) != 0) {
+                rc = SL_EINVAL;
+                break;
+            }
+            int e = probe_free(l, &addrs[li], lens[li], err, errlen);
+            if (e != 0) {
+                if (e == EADDRINUSE)
+                    explain_in_use(cfg, addrs, li, err, errlen);
+                rc = SL_EINVAL;
+                break;
+            }
+        }
+        gw->listen_fds[i] = open_one(l, &addrs[li], lens[li], err, errlen);
         if (gw->listen_fds[i] < 0) {
-            for (size_t j = 0; j < i; j++)
-                close(gw->listen_fds[j]);
-            gw->n_listen_fds = 0;
-            return SL_EINVAL;
+            rc = SL_EINVAL;
+            break;
         }
         gw->n_listen_fds = i + 1;
     }
-    return 0;
+    if (rc != 0) {
+        for (size_t j = 0; j < gw->n_listen_fds; j++)
+            close(gw->listen_fds[j]);
+        gw->n_listen_fds = 0;
+    }
+    free(addrs);
+    free(lens);
+    return rc;
 }
 
 static void on_acceptable(uv_poll_t *p, int status, int events);

@@ -5,7 +5,9 @@ import socket
 import subprocess
 import time
 
-from harness import SLUICE, SRC, Backend, Sluice, config, free_port, stop_all
+import pytest
+
+from harness import SLUICE, SRC, Backend, Sluice, config, free_port, recv_until, stop_all
 
 
 def run(*args, timeout=20):
@@ -66,6 +68,54 @@ def test_port_in_use_exits_1(tmp_path):
         assert "listener 127.0.0.1:%d" % port in p.output()
     finally:
         holder.close()
+        backend.stop()
+
+
+def test_second_instance_on_the_same_port_exits_1_and_the_first_keeps_every_client():
+    """The listeners set SO_REUSEPORT so the workers can share a port; the
+    kernel would let a second sluice of the same user join it and take a share
+    of the clients. It must refuse to start instead, and the first one must
+    still get every connection."""
+    blue, green = Backend("blue"), Backend("green")
+    port = free_port()
+    first = Sluice(config(port, {"blue": [blue.addr]}, workers=2), port)
+    try:
+        second = Sluice(config(port, {"green": [green.addr]}), port=None, wait=False)
+        assert second.proc.wait(timeout=10) == 1
+        out = second.output()
+        assert "listener 127.0.0.1:%d: address already in use" % port in out, out
+        for i in range(40):   # spread over source ports: a shared port would hand some to green
+            c = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=("127.0.0.%d" % (2 + i % 8), 0))
+            c.sendall(b"GET /%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % i)
+            assert b"hello blue" in recv_until(c, b"hello blue")
+            c.close()
+    finally:
+        stop_all(first, blue, green)
+
+
+def localhost_is_127_0_0_1():
+    """What sluice's resolver (getaddrinfo, first answer) makes of "localhost"."""
+    first = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)[0]
+    return first[4][0] == "127.0.0.1"
+
+
+@pytest.mark.skipif(not localhost_is_127_0_0_1(), reason="localhost resolves to ::1 first here")
+def test_two_listeners_naming_one_address_exit_1_with_both_named():
+    """"localhost:P" and "127.0.0.1:P" pass the config check (one is a name,
+    resolved at start) but are one address: the start names both."""
+    backend = Backend("blue")
+    port = free_port()
+    text = config(port, {"blue": [backend.addr]}).replace(
+        "listeners:\n", "listeners:\n  - address: \"localhost:%d\"\n" % port, 1)
+    p = Sluice(text, port=None, wait=False)
+    try:
+        assert p.proc.wait(timeout=10) == 1
+        out = p.output()
+        assert ("listener 127.0.0.1:%d: the same address as listeners[0] (localhost:%d, at 2:14);"
+                " expected an address of its own" % (port, port)) in out, out
+    finally:
+        p.stop()
         backend.stop()
 
 
