@@ -128,6 +128,10 @@ void sl__admin_metrics(sl_admin_req_t *req, sl_admin_resp_t *resp)
     family(b, "config_generation", "gauge", "Generation of the configuration in use");
     sl_buf_printf(b, PREFIX "config_generation %llu\n", (unsigned long long)rt->generation);
     sl_runtime_unref(rt);
+    family(b, "config_generations_held", "gauge",
+           "Configurations in memory: the one in use, the first (its listeners), and older "
+           "ones connections still hold");
+    sl_buf_printf(b, PREFIX "config_generations_held %ld\n", sl_runtimes_held());
 
     family(b, "uptime_seconds", "gauge", "Seconds since the gateway started");
     sl_buf_printf(b, PREFIX "uptime_seconds %.3f\n", (double)(req->now - gw->started) / 1000.0);

@@ -103,6 +103,15 @@ static void free_pools(sl_pool_rt_t *pools, size_t n)
     free(pools);
 }
 
+/* Runtimes alive now, for the metric: a count that only grows with reloads
+   would mean connections pin old configs (migrate.c keeps it at 2 or so). */
+static _Atomic long live_runtimes;
+
+long sl_runtimes_held(void)
+{
+    return atomic_load(&live_runtimes);
+}
+
 sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag_t *diag)
 {
     sl_runtime_t *rt = calloc(1, sizeof *rt);
@@ -167,6 +176,7 @@ sl_runtime_t *sl_runtime_new(sl_config_t *cfg, const sl_runtime_t *prev, sl_diag
     rt->cfg = cfg;
     rt->generation = prev ? prev->generation + 1 : 1;
     atomic_store(&rt->refs, 1);
+    atomic_fetch_add(&live_runtimes, 1);
     return rt;
 
 fail:
@@ -190,4 +200,5 @@ void sl_runtime_unref(sl_runtime_t *rt)
     free_ws(rt->ws, rt->cfg->n_services * rt->cfg->n_pools);
     sl_config_free(rt->cfg);
     free(rt);
+    atomic_fetch_sub(&live_runtimes, 1);
 }

@@ -145,6 +145,10 @@ static inline sl_runtime_t *sl_runtime_ref(sl_runtime_t *rt)
 
 void sl_runtime_unref(sl_runtime_t *rt);
 
+/* Runtimes in memory: the current one, the first (the listeners point into
+   its config), and older ones that connections or requests still hold. */
+long sl_runtimes_held(void);
+
 /* Resolve "host:port" into a socket address (numeric or via DNS). */
 int sl_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
                socklen_t *len, char *err, size_t errlen);

@@ -209,6 +209,10 @@ void sl_session_go(sl_session_t *s);
 /* Write the access log line for this exchange or connection (once). */
 void sl_session_log(sl_session_t *s);
 
+/* migrate.c: move a relaying WebSocket to runtime `to` when its service,
+   pool and backend are all there; false (nothing changed) otherwise. */
+bool sl_session_migrate(sl_session_t *s, sl_runtime_t *to);
+
 /* Begin a drain: close the client at a message boundary with code and reason. */
 void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason);
 

@@ -766,6 +766,13 @@ int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,
     return 0;
 }
 
+void sl_tls_up_renamed(sl_upstream_t *up)
+{
+    sl_tls_up_t *t = SL_UP_TLS(up);
+    if (t && t->ssl)
+        SSL_set_app_data(t->ssl, up->backend->name);   /* a later ticket is cached under it */
+}
+
 void sl_tls_up_free(sl_upstream_t *up)
 {
     sl_tls_up_t *t = SL_UP_TLS(up);

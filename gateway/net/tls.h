@@ -160,6 +160,9 @@ void sl_tls_up_close_notify(sl_upstream_t *up);
 void sl_tls_up_kick(sl_upstream_t *up);
 /* Free the SSL and the pool reference (from the upstream's last close callback). */
 void sl_tls_up_free(sl_upstream_t *up);
+/* up->backend moved to another runtime (migrate.c): the session cache's key,
+   which points at the backend's name in its runtime's config, follows. */
+void sl_tls_up_renamed(sl_upstream_t *up);
 
 /* ---- hooks into io.c and listener.c ---- */
 

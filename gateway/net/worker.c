@@ -201,6 +201,25 @@ static void on_trim(uv_timer_t *t)
     trim_heap();
 }
 
+/* A reload: WebSockets move to the new runtime where they can (migrate.c). */
+static void migrate_websockets(sl_worker_t *w)
+{
+    size_t moved = 0, kept = 0;
+    for (size_t i = 0; i < w->n_sessions; i++) {
+        sl_session_t *s = w->sessions[i];
+        if (s->state != SL_SS_WS_RELAY || s->rt == w->rt)
+            continue;
+        if (sl_session_migrate(s, w->rt))
+            moved++;
+        else
+            kept++;
+    }
+    if (moved || kept)
+        sl_log_debug("worker %d: %zu WebSockets moved to config generation %llu, %zu kept "
+                     "their own (service, pool or backend gone)", w->id, moved,
+                     (unsigned long long)w->rt->generation, kept);
+}
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -224,6 +243,7 @@ static void on_wake(uv_async_t *a)
             w->rt = rt;
             if (balancers_build(w) != 0)
                 sl_log_error("worker %d: out of memory building balancers", w->id);
+            migrate_websockets(w);
             break;
         }
         case SL_WMSG_DRAIN:

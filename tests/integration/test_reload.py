@@ -631,3 +631,94 @@ def test_a_services_state_set_through_the_api_comes_back_with_its_admission_and_
         assert g.limits() == (5, 2) and g.overridden("services", "app") == ["active", "admission"]
     finally:
         stop_all(g.s)
+
+
+# ---- WebSockets across reloads: they move to the new config --------------------------------
+
+def held_configs(admin):
+    return admin.metric("sluice_config_generations_held")
+
+
+def test_websockets_move_to_each_new_config_and_obey_its_timeouts(tmp_path):
+    """A WebSocket used to hold the config it opened under for its whole life,
+    so every reload it lived through stayed in memory. Now it moves to the new
+    config: after five reloads only two are held (the one in use and the first,
+    which the listeners point into), the connections still relay both ways, and
+    the new config's idle timeout applies to them."""
+    blue, green, s, admin, text = gateway(tmp_path, "")
+    try:
+        async def scenario():
+            conns = [await websockets.connect(s.url, compression=None) for _ in range(20)]
+            for c in conns:
+                assert await c.recv() == "hello blue"
+            assert held_configs(admin) == 1
+            for gen in range(2, 7):
+                with open(s.cfg.name, "w") as f:   # a new file each time, same meaning
+                    f.write(text + "# generation %d\n" % gen)
+                assert admin.call("POST", "/api/v1/reload") == (
+                    200, {"status": "reloaded", "config_generation": gen})
+                # The workers move their WebSockets when the new runtime reaches them.
+                assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
+            for i, c in enumerate(conns):
+                await c.send("after five reloads %d" % i)
+                assert await asyncio.wait_for(c.recv(), 5) == "after five reloads %d" % i
+            # The default idle timeout is minutes; the new config's is 1 s, and
+            # the moved connections are idle from now on.
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "timeouts: { idle: 1s }\n")
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            t0 = time.monotonic()
+            for c in conns:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(c.recv(), 10)
+                assert c.close_code == 1001 and c.close_reason == "idle timeout"
+            assert time.monotonic() - t0 < 4
+        asyncio.run(scenario())
+        assert wait_until(lambda: admin.metric("sluice_ws_open") == 0, 5)
+    finally:
+        stop_all(s, blue, green)
+
+
+def test_a_websocket_whose_backend_left_keeps_its_config_until_it_closes(tmp_path):
+    """A WebSocket whose backend the new config no longer has cannot move:
+    it keeps its own config, still relays, and lets it go when it closes.
+    One that can move does, and is counted where cutovers look."""
+    blue, green, s, admin, text = gateway(tmp_path, "")
+    blue2 = Backend("blue2")
+    try:
+        async def scenario():
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "# generation 2\n")
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            stay = [await websockets.connect(s.url, compression=None) for _ in range(3)]
+            for c in stay:
+                assert await c.recv() == "hello blue"
+            assert wait_until(lambda: held_configs(admin) == 2, 5)   # the first, and 2
+            # Generation 3: blue's pool has blue2 beside blue, so they move;
+            # generation 4: blue is gone, so they stay on 3.
+            both = text.replace('- address: "%s"' % blue.addr,
+                                '- address: "%s"\n      - address: "%s"' % (blue.addr, blue2.addr))
+            with open(s.cfg.name, "w") as f:
+                f.write(both)
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
+            with open(s.cfg.name, "w") as f:
+                f.write(text.replace(blue.addr, blue2.addr))
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            time.sleep(0.3)
+            assert held_configs(admin) == 3   # the first, 3 (held by the three), 4
+            for i, c in enumerate(stay):
+                await c.send("still here %d" % i)
+                assert await asyncio.wait_for(c.recv(), 5) == "still here %d" % i
+            fresh = await websockets.connect(s.url, compression=None)
+            assert await fresh.recv() == "hello blue2"
+            assert admin.metric("sluice_ws_open") == 4
+            for c in stay:
+                await c.close()
+            assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
+            await fresh.send("x")
+            assert await asyncio.wait_for(fresh.recv(), 5) == "x"
+            await fresh.close()
+        asyncio.run(scenario())
+    finally:
+        stop_all(s, blue, green, blue2)
