@@ -79,6 +79,7 @@ def test_second_instance_on_the_same_port_exits_1_and_the_first_keeps_every_clie
     blue, green = Backend("blue"), Backend("green")
     port = free_port()
     first = Sluice(config(port, {"blue": [blue.addr]}, workers=2), port)
+    second = None
     try:
         second = Sluice(config(port, {"green": [green.addr]}), port=None, wait=False)
         assert second.proc.wait(timeout=10) == 1
@@ -91,6 +92,8 @@ def test_second_instance_on_the_same_port_exits_1_and_the_first_keeps_every_clie
             assert b"hello blue" in recv_until(c, b"hello blue")
             c.close()
     finally:
+        if second:
+            second.stop()
         stop_all(first, blue, green)
 
 

@@ -638,6 +638,46 @@ def test_backend_tls_session_resumes(tls_up):
     assert seen[-1]["reused"] is True, seen
 
 
+def test_a_websocket_to_a_tls_backend_moves_through_reloads(tmp_path):
+    """The TLS state of a backend connection points at its backend's name
+    (the session cache's key) in its config: when the WebSocket moves to a
+    new config at a reload and the old one is freed, it must follow."""
+    ck = make_cert(str(tmp_path), "backend.test", "ec")
+    backend = tls_backend(ck)
+    port, admin = H.free_port(), H.free_port()
+    text = backend_tls_config(port, backend, "tls: true\ntls_ca_file: %s\ntls_sni: backend.test"
+                              % ck[0]) + "admin: { address: 127.0.0.1:%d }\n" % admin
+    sl = H.Sluice(text, port=port)
+
+    def reload(gen):
+        with open(sl.cfg.name, "w") as f:
+            f.write(text + "# generation %d\n" % gen)
+        sl.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "applied (generation %d)" % gen in sl.output(), 5)
+
+    def held():
+        return H.metric(H.scrape(admin), "sluice_config_generations_held")
+    try:
+        reload(2)
+
+        async def scenario():
+            async with websockets.connect(sl.url, open_timeout=H.T, max_size=None) as ws:
+                await ws.send("before")
+                assert await asyncio.wait_for(ws.recv(), H.T) == "before"
+                reload(3)   # the WebSocket leaves generation 2, which is freed
+                assert wait_until(lambda: held() == 2, 5), held()
+                for i in range(3):
+                    msg = "after %d " % i + "z" * (i * 50000)
+                    await ws.send(msg)
+                    assert await asyncio.wait_for(ws.recv(), H.T) == msg
+        H.run(scenario())
+        status, body = http_get(port, "/r", "X-Echo-Close: 1\r\n")
+        assert status == 200, body
+        assert sl.alive(), sl.output()
+    finally:
+        H.stop_all(sl, backend)
+
+
 class BusyTlsBackend(H.ThreadBackend):
     """A TLS backend that accepts an upgrade, then writes to its client
     without pause and reads nothing for 2.5 s (its receive buffer small),
