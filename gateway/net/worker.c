@@ -205,19 +205,23 @@ static void on_trim(uv_timer_t *t)
 static void migrate_websockets(sl_worker_t *w)
 {
     size_t moved = 0, kept = 0;
-    for (size_t i = 0; i < w->n_sessions; i++) {
+    uint64_t t0 = uv_hrtime();
+    sl_migration_t *mg = sl_migration_begin(w->rt);
+    for (size_t i = 0; mg && i < w->n_sessions; i++) {
         sl_session_t *s = w->sessions[i];
         if (s->state != SL_SS_WS_RELAY || s->rt == w->rt)
             continue;
-        if (sl_session_migrate(s, w->rt))
+        if (sl_migration_move(mg, s))
             moved++;
         else
             kept++;
     }
+    sl_migration_end(mg);
     if (moved || kept)
-        sl_log_debug("worker %d: %zu WebSockets moved to config generation %llu, %zu kept "
-                     "their own (service, pool or backend gone)", w->id, moved,
-                     (unsigned long long)w->rt->generation, kept);
+        sl_log_debug("worker %d: %zu WebSockets moved to config generation %llu in %.2f ms, "
+                     "%zu kept their own (service, pool or backend gone)", w->id, moved,
+                     (unsigned long long)w->rt->generation, (double)(uv_hrtime() - t0) / 1e6,
+                     kept);
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
