@@ -154,6 +154,7 @@ struct sl_worker {
 
     sl_counters_t counters;
     struct sl_balancer **balancers;     /* per pool of rt; this worker's own (not thread-safe) */
+    struct sl_migration *migration;     /* old runtimes' names mapped into rt (migrate.c), or NULL */
     uint64_t next_admit_id;
     bool control_gone;                  /* the control thread stopped answering (exit) */
     uv_timer_t trim_timer;              /* gives memory of finished handshakes back */
@@ -204,6 +205,11 @@ void sl_worker_destroy(sl_worker_t *w);
 /* A close reason kept by the worker for its lifetime (a handful exist: one per
    drain source); sessions point at it instead of carrying a copy. */
 const char *sl_worker_intern(sl_worker_t *w, const char *reason);
+
+/* The worker's name maps for moving WebSockets into its runtime (migrate.c),
+   made when first needed and dropped when the runtime changes; NULL when
+   out of memory. */
+struct sl_migration *sl_worker_migration(sl_worker_t *w);
 
 /* Register and unregister a session in the worker's array. */
 int sl_worker_add_session(sl_worker_t *w, sl_session_t *s);

@@ -19,9 +19,15 @@
  * and write limits apply to it; its frame and message limits stay those it
  * opened with (they are in its parsers).
  *
- * A reload's walk maps names once per old runtime, not once per connection:
- * 9,000 WebSockets over a config of 300 pools would otherwise cost millions
- * of string comparisons while the worker's relaying waits.
+ * Names are mapped once per old runtime, not once per connection: 9,000
+ * WebSockets over a config of 300 pools would otherwise cost millions of
+ * string comparisons while the worker's relaying waits, and so would a
+ * storm's queued handshakes finishing one by one after a reload. The worker
+ * keeps the maps until its runtime changes (sl_worker_migration). A map is
+ * found by the old runtime's address, which is safe: no session holds a
+ * runtime newer than the worker's, so any runtime a session holds while the
+ * maps live was alive when each map was made, beside the one it maps, and an
+ * address cannot name two runtimes alive at once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -139,12 +145,4 @@ bool sl_migration_move(sl_migration_t *mg, sl_session_t *s)
     /* The new config's timeouts may move its deadlines. */
     sl_session_arm_timer(s);
     return true;
-}
-
-bool sl_session_migrate(sl_session_t *s, sl_runtime_t *to)
-{
-    sl_migration_t *mg = sl_migration_begin(to);
-    bool moved = mg && sl_migration_move(mg, s);
-    sl_migration_end(mg);
-    return moved;
 }

@@ -209,14 +209,14 @@ void sl_session_go(sl_session_t *s);
 /* Write the access log line for this exchange or connection (once). */
 void sl_session_log(sl_session_t *s);
 
-/* migrate.c: move a relaying WebSocket to runtime `to` when its service,
-   pool and backend are all there; false (nothing changed) otherwise. For
-   many sessions, a migration maps the names once per old runtime. */
+/* migrate.c: move relaying WebSockets to runtime `to` when their service,
+   pool and backend are all there (false, nothing changed, otherwise). A
+   migration maps names once per old runtime it meets; it must end before
+   `to` stops being the worker's runtime (sl_worker_migration keeps one). */
 typedef struct sl_migration sl_migration_t;
 sl_migration_t *sl_migration_begin(sl_runtime_t *to);   /* NULL: out of memory */
 bool sl_migration_move(sl_migration_t *mg, sl_session_t *s);
 void sl_migration_end(sl_migration_t *mg);
-bool sl_session_migrate(sl_session_t *s, sl_runtime_t *to);
 
 /* Begin a drain: close the client at a message boundary with code and reason. */
 void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason);

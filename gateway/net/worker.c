@@ -201,12 +201,19 @@ static void on_trim(uv_timer_t *t)
     trim_heap();
 }
 
+sl_migration_t *sl_worker_migration(sl_worker_t *w)
+{
+    if (w->migration == NULL)
+        w->migration = sl_migration_begin(w->rt);
+    return w->migration;
+}
+
 /* A reload: WebSockets move to the new runtime where they can (migrate.c). */
 static void migrate_websockets(sl_worker_t *w)
 {
     size_t moved = 0, kept = 0;
     uint64_t t0 = uv_hrtime();
-    sl_migration_t *mg = sl_migration_begin(w->rt);
+    sl_migration_t *mg = sl_worker_migration(w);
     for (size_t i = 0; mg && i < w->n_sessions; i++) {
         sl_session_t *s = w->sessions[i];
         if (s->state != SL_SS_WS_RELAY || s->rt == w->rt)
@@ -216,7 +223,6 @@ static void migrate_websockets(sl_worker_t *w)
         else
             kept++;
     }
-    sl_migration_end(mg);
     if (moved || kept)
         sl_log_debug("worker %d: %zu WebSockets moved to config generation %llu in %.2f ms, "
                      "%zu kept their own (service, pool or backend gone)", w->id, moved,
@@ -243,6 +249,8 @@ static void on_wake(uv_async_t *a)
         case SL_WMSG_RUNTIME: {
             sl_runtime_t *rt = sl_gateway_runtime(w->gw);
             balancers_free(w, w->rt);
+            sl_migration_end(w->migration);   /* its maps lead into the runtime going */
+            w->migration = NULL;
             sl_runtime_unref(w->rt);
             w->rt = rt;
             if (balancers_build(w) != 0)
@@ -346,6 +354,8 @@ void sl_worker_destroy(sl_worker_t *w)
         free(w->reasons[i]);
     free(w->reasons);
     w->reasons = NULL;
+    sl_migration_end(w->migration);
+    w->migration = NULL;
     if (w->rt) {
         balancers_free(w, w->rt);
         sl_runtime_unref(w->rt);

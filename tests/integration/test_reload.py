@@ -722,3 +722,41 @@ def test_a_websocket_whose_backend_left_keeps_its_config_until_it_closes(tmp_pat
         asyncio.run(scenario())
     finally:
         stop_all(s, blue, green, blue2)
+
+
+def test_a_websocket_queued_across_a_reload_moves_once_it_is_through(tmp_path):
+    """A client waiting in the admission queue during a reload started under
+    the old config; once its handshake is through it moves to the new one
+    (it would otherwise hold the old config until the next reload)."""
+    blue, green, s, admin, text = gateway(tmp_path, ADMISSION % "1/s")
+    try:
+        async def scenario():
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "# generation 2\n")
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            first = await websockets.connect(s.url, compression=None)   # the burst's token
+            assert await first.recv() == "hello blue"
+            queued = asyncio.ensure_future(websockets.connect(s.url, compression=None,
+                                                              open_timeout=10))
+            for _ in range(40):   # the event loop must run for the client to connect
+                if admin.metric("sluice_admission_queue_depth", service="app",
+                                queue="service") == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert admin.metric("sluice_admission_queue_depth", service="app",
+                                queue="service") == 1
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "# generation 3\n")
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            second = await queued
+            assert await second.recv() == "hello blue"
+            # The first moved at the reload, the second when it was through:
+            # generation 2 is gone (1 stays: the listeners point into it).
+            assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
+            for c in (first, second):
+                await c.send("x")
+                assert await asyncio.wait_for(c.recv(), 5) == "x"
+                await c.close()
+        asyncio.run(scenario())
+    finally:
+        stop_all(s, blue, green)
