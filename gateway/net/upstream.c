@@ -466,6 +466,17 @@ static void try_connect(sl_session_t *s)
             s->state == SL_SS_HTTP && !s->fresh_only ? take_idle(s->w, b, tls) : NULL;
         s->up_reused = idle != NULL;
         if (idle) {
+            if (idle->rt != s->rt) {
+                /* Opened under another config: it follows its new exchange's
+                   (b shares its state), or a connection kept busy would hold
+                   the config it was opened under for as long, and the access
+                   log could not name its backend (sl_session_backend_ready). */
+                sl_runtime_t *old = idle->rt;
+                idle->rt = sl_runtime_ref(s->rt);
+                idle->backend = b;
+                sl_tls_up_renamed(idle);
+                sl_runtime_unref(old);
+            }
             idle->session = s;
             s->up = idle;
             uv_timer_stop(&idle->timer);

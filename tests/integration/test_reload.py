@@ -760,3 +760,32 @@ def test_a_websocket_queued_across_a_reload_moves_once_it_is_through(tmp_path):
         asyncio.run(scenario())
     finally:
         stop_all(s, blue, green)
+
+
+def test_a_kept_alive_backend_connection_follows_the_config_of_its_requests(tmp_path):
+    """A kept-alive backend connection reused after a reload stayed in the
+    config it was opened under: a connection kept busy held it for good, and
+    the access log could not name its backend. It follows each new exchange."""
+    blue = Backend("blue")
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "access.log"
+    text = config(port, {"blue": [blue.addr]}, workers=1,
+                  extra="admin: { address: 127.0.0.1:%d }\naccess_log: { path: %s, format: json }"
+                  % (admin_port, log))
+    s = Sluice(text, port)
+    admin = Admin(admin_port)
+    try:
+        for gen in range(2, 6):
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "# generation %d\n" % gen)
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            with urllib.request.urlopen(s.base + "/g%d" % gen, timeout=10) as r:
+                assert r.status == 200 and b"hello blue" in r.read()
+            assert wait_until(lambda: held_configs(admin) == 2, 5), (gen, held_configs(admin))
+        assert admin.metric("sluice_backend_connections_reused_total") == 3   # one connection throughout
+        lines = wait_until(lambda: [json.loads(l) for l in log.read_text().splitlines()]
+                           if log.exists() and len(log.read_text().splitlines()) == 4 else None, 5)
+        assert lines and [l["target"] for l in lines] == ["/g2", "/g3", "/g4", "/g5"], lines
+        assert all(l["backend"] == blue.addr for l in lines), lines
+    finally:
+        stop_all(s, blue)
