@@ -1,5 +1,6 @@
 /*
- * migrate.c: moving a WebSocket to the current runtime.
+ * migrate.c: moving a WebSocket (or a streaming HTTP response) to the
+ * current runtime.
  *
  * A session holds the runtime it started with, so a reload never pulls a
  * pool out from under it. A kept-alive HTTP client moves to the current one
@@ -13,7 +14,11 @@
  * backend with the same shared state (a backend that stays in its pool at a
  * reload keeps its state, runtime.c). A WebSocket whose service, pool or
  * backend is gone keeps its old runtime until it closes: that is one old
- * runtime per such connection at most, never one per reload.
+ * runtime per such connection at most, never one per reload. An HTTP
+ * response already streaming to its client (server-sent events, a long
+ * poll) moves the same way; a kept-alive HTTP client moves anyway at its
+ * next request (httpproxy.c), and a kept-alive backend connection with the
+ * exchange it is next taken for (upstream.c).
  *
  * After the move the current config's timeouts (idle, ping), drain grace
  * and write limits apply to it; its frame and message limits stay those it
@@ -115,8 +120,12 @@ bool sl_migration_move(sl_migration_t *mg, sl_session_t *s)
 {
     sl_runtime_t *from = s->rt, *to = mg->to;
     sl_upstream_t *up = s->up;
-    if (from == to || s->state != SL_SS_WS_RELAY || up == NULL || up->rt != from ||
-        up->session != s || s->service < 0 || s->pool < 0)
+    /* A WebSocket, or an HTTP response on its way (a stream, a long poll:
+       as long-lived, and past every retry that reads the old pool's
+       indices); not a request still being routed, admitted or connected. */
+    bool movable = s->state == SL_SS_WS_RELAY || (s->state == SL_SS_HTTP && s->resp_started);
+    if (from == to || !movable || up == NULL || up->rt != from || up->session != s ||
+        s->service < 0 || s->pool < 0)
         return false;
     const name_map_t *m = map_of(mg, from);
     if (m == NULL)

@@ -209,8 +209,9 @@ void sl_session_go(sl_session_t *s);
 /* Write the access log line for this exchange or connection (once). */
 void sl_session_log(sl_session_t *s);
 
-/* migrate.c: move relaying WebSockets to runtime `to` when their service,
-   pool and backend are all there (false, nothing changed, otherwise). A
+/* migrate.c: move relaying WebSockets (and HTTP responses under way) to
+   runtime `to` when their service, pool and backend are all there (false,
+   nothing changed, otherwise). A
    migration maps names once per old runtime it meets; it must end before
    `to` stops being the worker's runtime (sl_worker_migration keeps one). */
 typedef struct sl_migration sl_migration_t;

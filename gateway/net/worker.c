@@ -208,15 +208,17 @@ sl_migration_t *sl_worker_migration(sl_worker_t *w)
     return w->migration;
 }
 
-/* A reload: WebSockets move to the new runtime where they can (migrate.c). */
-static void migrate_websockets(sl_worker_t *w)
+/* A reload: WebSockets and streaming HTTP responses move to the new
+   runtime where they can (migrate.c). */
+static void migrate_sessions(sl_worker_t *w)
 {
     size_t moved = 0, kept = 0;
     uint64_t t0 = uv_hrtime();
     sl_migration_t *mg = sl_worker_migration(w);
     for (size_t i = 0; mg && i < w->n_sessions; i++) {
         sl_session_t *s = w->sessions[i];
-        if (s->state != SL_SS_WS_RELAY || s->rt == w->rt)
+        bool lasting = s->state == SL_SS_WS_RELAY || (s->state == SL_SS_HTTP && s->resp_started);
+        if (!lasting || s->rt == w->rt)
             continue;
         if (sl_migration_move(mg, s))
             moved++;
@@ -224,7 +226,7 @@ static void migrate_websockets(sl_worker_t *w)
             kept++;
     }
     if (moved || kept)
-        sl_log_debug("worker %d: %zu WebSockets moved to config generation %llu in %.2f ms, "
+        sl_log_debug("worker %d: %zu connections moved to config generation %llu in %.2f ms, "
                      "%zu kept their own (service, pool or backend gone)", w->id, moved,
                      (unsigned long long)w->rt->generation, (double)(uv_hrtime() - t0) / 1e6,
                      kept);
@@ -255,7 +257,7 @@ static void on_wake(uv_async_t *a)
             w->rt = rt;
             if (balancers_build(w) != 0)
                 sl_log_error("worker %d: out of memory building balancers", w->id);
-            migrate_websockets(w);
+            migrate_sessions(w);
             break;
         }
         case SL_WMSG_DRAIN:

@@ -5,6 +5,7 @@ state file that keeps a finished cutover across a restart.
 import asyncio
 import json
 import re
+import socket
 import subprocess
 import time
 import urllib.error
@@ -13,7 +14,8 @@ import urllib.request
 import pytest
 import websockets
 
-from harness import SLUICE, Backend, Sluice, config, free_port, wait_port, stop_all, wait_until
+from harness import (SLUICE, Backend, Sluice, ThreadBackend, config, free_port, recv_until,
+                     wait_port, stop_all, wait_until)
 from test_deploy import Admin
 
 
@@ -789,3 +791,47 @@ def test_a_kept_alive_backend_connection_follows_the_config_of_its_requests(tmp_
         assert all(l["backend"] == blue.addr for l in lines), lines
     finally:
         stop_all(s, blue)
+
+
+class StreamingBackend(ThreadBackend):
+    """Answers every request with a chunked stream: a chunk every 0.1 s for
+    3 s (server-sent events, say), then its end."""
+
+    def handle(self, conn):
+        recv_until(conn, b"\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        for i in range(30):
+            event = b"data: %02d\n\n" % i
+            conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+            time.sleep(0.1)
+        conn.sendall(b"0\r\n\r\n")
+
+
+def test_a_streaming_http_response_moves_to_the_new_config_and_goes_on(tmp_path):
+    """An HTTP response under way (an event stream) is as long-lived as a
+    WebSocket: it moves to each new config and streams on to its end."""
+    stream = StreamingBackend()
+    port, admin_port = free_port(), free_port()
+    text = config(port, {"blue": [stream.addr]}, workers=1,
+                  extra="admin: { address: 127.0.0.1:%d }" % admin_port)
+    s = Sluice(text, port)
+    admin = Admin(admin_port)
+    try:
+        with open(s.cfg.name, "w") as f:
+            f.write(text + "# generation 2\n")
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
+        got = recv_until(c, b"data: 02")
+        for gen in (3, 4):
+            with open(s.cfg.name, "w") as f:
+                f.write(text + "# generation %d\n" % gen)
+            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            # Generation 2 (and then 3) is let go while the stream goes on.
+            assert wait_until(lambda: held_configs(admin) == 2, 2), (gen, held_configs(admin))
+        got += recv_until(c, b"0\r\n\r\n")
+        assert b"200 OK" in got and all(b"data: %02d" % i in got for i in range(30)), got
+        c.close()
+    finally:
+        stop_all(s, stream)
