@@ -224,7 +224,7 @@ void sl_client_read_now(sl_session_t *s)
         return;
     ssize_t n;
     do
-        n = read(fd, b->data, SL_BLOCK_SIZE);
+        n = recv(fd, b->data, SL_BLOCK_SIZE, MSG_DONTWAIT);   /* recv: see write_now */
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         sl_block_unref(&s->w->bufs, b);
