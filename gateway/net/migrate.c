@@ -38,7 +38,6 @@
 #include <string.h>
 
 #include "session.h"
-#include "tls.h"
 
 /* Where one old runtime's services and pools are in `to` (-1: gone). */
 typedef struct name_map {
@@ -106,6 +105,13 @@ void sl_migration_end(sl_migration_t *mg)
     free(mg);
 }
 
+/* An HTTP response on its way is past every retry that reads the old pool's
+   indices; a request still being routed, admitted or connected is not. */
+bool sl_session_lasting(const sl_session_t *s)
+{
+    return s->state == SL_SS_WS_RELAY || (s->state == SL_SS_HTTP && s->resp_started);
+}
+
 /* The backend of `to`'s pool p that shares `state`, or NULL. */
 static sl_backend_rt_t *same_backend(sl_runtime_t *to, long p, const sl_backend_shared_t *state)
 {
@@ -120,12 +126,8 @@ bool sl_migration_move(sl_migration_t *mg, sl_session_t *s)
 {
     sl_runtime_t *from = s->rt, *to = mg->to;
     sl_upstream_t *up = s->up;
-    /* A WebSocket, or an HTTP response on its way (a stream, a long poll:
-       as long-lived, and past every retry that reads the old pool's
-       indices); not a request still being routed, admitted or connected. */
-    bool movable = s->state == SL_SS_WS_RELAY || (s->state == SL_SS_HTTP && s->resp_started);
-    if (from == to || !movable || up == NULL || up->rt != from || up->session != s ||
-        s->service < 0 || s->pool < 0)
+    if (from == to || !sl_session_lasting(s) || up == NULL || up->rt != from ||
+        up->session != s || s->service < 0 || s->pool < 0)
         return false;
     const name_map_t *m = map_of(mg, from);
     if (m == NULL)
@@ -139,10 +141,7 @@ bool sl_migration_move(sl_migration_t *mg, sl_session_t *s)
         return false;
 
     /* Everything that points into `from` now points into `to`. */
-    up->backend = b;
-    up->rt = sl_runtime_ref(to);
-    sl_runtime_unref(from);
-    sl_tls_up_renamed(up);
+    sl_upstream_follow(up, to, b);
     if (s->log_backend >= 0)
         s->log_backend = (int16_t)(b - to->pools[pool].backends);
     s->service = service;

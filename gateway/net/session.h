@@ -215,6 +215,9 @@ void sl_session_log(sl_session_t *s);
    migration maps names once per old runtime it meets; it must end before
    `to` stops being the worker's runtime (sl_worker_migration keeps one). */
 typedef struct sl_migration sl_migration_t;
+/* Lives long enough to be worth moving: a relaying WebSocket, or an HTTP
+   response already on its way (a stream, a long poll). */
+bool sl_session_lasting(const sl_session_t *s);
 sl_migration_t *sl_migration_begin(sl_runtime_t *to);   /* NULL: out of memory */
 bool sl_migration_move(sl_migration_t *mg, sl_session_t *s);
 void sl_migration_end(sl_migration_t *mg);
@@ -291,6 +294,10 @@ void sl_ws_write_done(sl_session_t *s, bool to_client);
 void sl_http_backend_ready(sl_session_t *s);
 void sl_http_forward_response(sl_session_t *s, uint32_t head_len);
 void sl_upstream_watch_idle(sl_upstream_t *up);
+/* The connection now belongs to runtime rt, as its backend b (which shares
+   up->backend's state): it holds rt instead, and its TLS session cache key
+   follows (migrate.c, and a kept-alive connection taken after a reload). */
+void sl_upstream_follow(sl_upstream_t *up, sl_runtime_t *rt, sl_backend_rt_t *b);
 /* A released connection's read callback: its bytes are dropped; EOF ends it. */
 void sl__upstream_linger_read(sl_upstream_t *up, ssize_t nread);
 void sl_upstream_drop_idle(sl_upstream_t *up);

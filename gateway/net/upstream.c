@@ -444,6 +444,15 @@ static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
     return NULL;
 }
 
+void sl_upstream_follow(sl_upstream_t *up, sl_runtime_t *rt, sl_backend_rt_t *b)
+{
+    sl_runtime_t *old = up->rt;
+    up->rt = sl_runtime_ref(rt);
+    up->backend = b;
+    sl_tls_up_renamed(up);
+    sl_runtime_unref(old);
+}
+
 static void try_connect(sl_session_t *s)
 {
     long i = pick_backend(s);
@@ -466,17 +475,12 @@ static void try_connect(sl_session_t *s)
             s->state == SL_SS_HTTP && !s->fresh_only ? take_idle(s->w, b, tls) : NULL;
         s->up_reused = idle != NULL;
         if (idle) {
-            if (idle->rt != s->rt) {
-                /* Opened under another config: it follows its new exchange's
-                   (b shares its state), or a connection kept busy would hold
-                   the config it was opened under for as long, and the access
-                   log could not name its backend (sl_session_backend_ready). */
-                sl_runtime_t *old = idle->rt;
-                idle->rt = sl_runtime_ref(s->rt);
-                idle->backend = b;
-                sl_tls_up_renamed(idle);
-                sl_runtime_unref(old);
-            }
+            /* Opened under another config, it follows its new exchange's (b
+               shares its state), or a connection kept busy would hold the
+               config it was opened under for as long, and the access log
+               could not name its backend (sl_session_backend_ready). */
+            if (idle->rt != s->rt)
+                sl_upstream_follow(idle, s->rt, b);
             idle->session = s;
             s->up = idle;
             uv_timer_stop(&idle->timer);

@@ -217,8 +217,7 @@ static void migrate_sessions(sl_worker_t *w)
     sl_migration_t *mg = sl_worker_migration(w);
     for (size_t i = 0; mg && i < w->n_sessions; i++) {
         sl_session_t *s = w->sessions[i];
-        bool lasting = s->state == SL_SS_WS_RELAY || (s->state == SL_SS_HTTP && s->resp_started);
-        if (!lasting || s->rt == w->rt)
+        if (!sl_session_lasting(s) || s->rt == w->rt)
             continue;
         if (sl_migration_move(mg, s))
             moved++;

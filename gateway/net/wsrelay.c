@@ -166,8 +166,9 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     s->last_rx = s->last_client_rx = sl_now(s);
     /* Routed before a reload this worker has seen since: move now, or this
        connection would pin the old runtime until the next reload. */
-    if (s->rt != s->w->rt && sl_worker_migration(s->w))
-        sl_migration_move(s->w->migration, s);
+    sl_migration_t *mg = s->rt != s->w->rt ? sl_worker_migration(s->w) : NULL;
+    if (mg)
+        sl_migration_move(mg, s);
 
     /* Early bytes: frames the backend sent right behind its 101, and anything
        the client sent behind its request. Then the parsers' buffers go. */
