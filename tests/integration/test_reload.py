@@ -641,6 +641,13 @@ def held_configs(admin):
     return admin.metric("sluice_config_generations_held")
 
 
+def reload_with(s, admin, text):
+    """Write the config file anew and reload it: the admin API's answer."""
+    with open(s.cfg.name, "w") as f:
+        f.write(text)
+    return admin.call("POST", "/api/v1/reload")
+
+
 def test_websockets_move_to_each_new_config_and_obey_its_timeouts(tmp_path):
     """A WebSocket used to hold the config it opened under for its whole life,
     so every reload it lived through stayed in memory. Now it moves to the new
@@ -655,9 +662,8 @@ def test_websockets_move_to_each_new_config_and_obey_its_timeouts(tmp_path):
                 assert await c.recv() == "hello blue"
             assert held_configs(admin) == 1
             for gen in range(2, 7):
-                with open(s.cfg.name, "w") as f:   # a new file each time, same meaning
-                    f.write(text + "# generation %d\n" % gen)
-                assert admin.call("POST", "/api/v1/reload") == (
+                # a new file each time, same meaning
+                assert reload_with(s, admin, text + "# generation %d\n" % gen) == (
                     200, {"status": "reloaded", "config_generation": gen})
                 # The workers move their WebSockets when the new runtime reaches them.
                 assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
@@ -666,9 +672,7 @@ def test_websockets_move_to_each_new_config_and_obey_its_timeouts(tmp_path):
                 assert await asyncio.wait_for(c.recv(), 5) == "after five reloads %d" % i
             # The default idle timeout is minutes; the new config's is 1 s, and
             # the moved connections are idle from now on.
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "timeouts: { idle: 1s }\n")
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "timeouts: { idle: 1s }\n")[0] == 200
             t0 = time.monotonic()
             for c in conns:
                 with pytest.raises(websockets.ConnectionClosed):
@@ -689,9 +693,7 @@ def test_a_websocket_whose_backend_left_keeps_its_config_until_it_closes(tmp_pat
     blue2 = Backend("blue2")
     try:
         async def scenario():
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "# generation 2\n")
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "# generation 2\n")[0] == 200
             stay = [await websockets.connect(s.url, compression=None) for _ in range(3)]
             for c in stay:
                 assert await c.recv() == "hello blue"
@@ -700,13 +702,9 @@ def test_a_websocket_whose_backend_left_keeps_its_config_until_it_closes(tmp_pat
             # generation 4: blue is gone, so they stay on 3.
             both = text.replace('- address: "%s"' % blue.addr,
                                 '- address: "%s"\n      - address: "%s"' % (blue.addr, blue2.addr))
-            with open(s.cfg.name, "w") as f:
-                f.write(both)
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, both)[0] == 200
             assert wait_until(lambda: held_configs(admin) == 2, 5), held_configs(admin)
-            with open(s.cfg.name, "w") as f:
-                f.write(text.replace(blue.addr, blue2.addr))
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text.replace(blue.addr, blue2.addr))[0] == 200
             time.sleep(0.3)
             assert held_configs(admin) == 3   # the first, 3 (held by the three), 4
             for i, c in enumerate(stay):
@@ -733,9 +731,7 @@ def test_a_websocket_queued_across_a_reload_moves_once_it_is_through(tmp_path):
     blue, green, s, admin, text = gateway(tmp_path, ADMISSION % "1/s")
     try:
         async def scenario():
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "# generation 2\n")
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "# generation 2\n")[0] == 200
             first = await websockets.connect(s.url, compression=None)   # the burst's token
             assert await first.recv() == "hello blue"
             queued = asyncio.ensure_future(websockets.connect(s.url, compression=None,
@@ -747,9 +743,7 @@ def test_a_websocket_queued_across_a_reload_moves_once_it_is_through(tmp_path):
                 await asyncio.sleep(0.05)
             assert admin.metric("sluice_admission_queue_depth", service="app",
                                 queue="service") == 1
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "# generation 3\n")
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "# generation 3\n")[0] == 200
             second = await queued
             assert await second.recv() == "hello blue"
             # The first moved at the reload, the second when it was through:
@@ -778,9 +772,7 @@ def test_a_kept_alive_backend_connection_follows_the_config_of_its_requests(tmp_
     admin = Admin(admin_port)
     try:
         for gen in range(2, 6):
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "# generation %d\n" % gen)
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "# generation %d\n" % gen)[0] == 200
             with urllib.request.urlopen(s.base + "/g%d" % gen, timeout=10) as r:
                 assert r.status == 200 and b"hello blue" in r.read()
             assert wait_until(lambda: held_configs(admin) == 2, 5), (gen, held_configs(admin))
@@ -818,16 +810,12 @@ def test_a_streaming_http_response_moves_to_the_new_config_and_goes_on(tmp_path)
     s = Sluice(text, port)
     admin = Admin(admin_port)
     try:
-        with open(s.cfg.name, "w") as f:
-            f.write(text + "# generation 2\n")
-        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        assert reload_with(s, admin, text + "# generation 2\n")[0] == 200
         c = socket.create_connection(("127.0.0.1", port), timeout=10)
         c.sendall(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
         got = recv_until(c, b"data: 02")
         for gen in (3, 4):
-            with open(s.cfg.name, "w") as f:
-                f.write(text + "# generation %d\n" % gen)
-            assert admin.call("POST", "/api/v1/reload")[0] == 200
+            assert reload_with(s, admin, text + "# generation %d\n" % gen)[0] == 200
             # Generation 2 (and then 3) is let go while the stream goes on.
             assert wait_until(lambda: held_configs(admin) == 2, 2), (gen, held_configs(admin))
         got += recv_until(c, b"0\r\n\r\n")
