@@ -5,8 +5,9 @@ Why it is built this way:
 - Throughput on a shared 2-core machine swings, so the figures that matter are the
   proxy's CPU time per operation (utime+stime from /proc/PID/stat over the process
   tree) and its RSS per connection; the proxy is pinned to core 0, load generator
-  and backends to core 1, and the systems are interleaved (sluice, haproxy, nginx,
-  sluice, ...) with medians over repetitions.
+  and backends to core 1, and the systems are interleaved, each repetition starting
+  one system later (sluice, haproxy, nginx; haproxy, nginx, sluice; ...), with medians
+  over repetitions.
 - Every process is started here, remembered by PID and stopped by PID (atexit and
   on SIGINT/SIGTERM too); every wait is a loop bounded in count and time; only
   127.0.0.1-127.0.0.9 is used.
@@ -1022,11 +1023,12 @@ def details(res):
         out.append("- row %s:" % row)
         for s, runs in res[row].items():
             for i, r in enumerate(runs):
+                turn = " (turn %d)" % r["turn"] if "turn" in r else ""
                 if "error" in r:
-                    out.append("  - %s rep %d: ERROR %s" % (s, i + 1, r["error"]))
+                    out.append("  - %s rep %d%s: ERROR %s" % (s, i + 1, turn, r["error"]))
                     continue
                 kv = ", ".join("%s=%s" % (k, json.dumps(r[k])) for k in keys if k in r)
-                out.append("  - %s rep %d: %s" % (s, i + 1, kv))
+                out.append("  - %s rep %d%s: %s" % (s, i + 1, turn, kv))
     return out
 
 
@@ -1112,6 +1114,18 @@ PARAMS = {}
 TLS_REFUSED = None
 
 
+def rotated(systems, rep):
+    """The order of the systems in repetition rep: each takes every turn in turn.
+
+    On this machine the same binary measured twice in a row does better the second
+    time (session 16: two sluice instances, six interleaved pairs of TLS 1.2 full
+    handshakes, the second lower in CPU per handshake in five); a fixed order would
+    hand that to whichever system always runs later.
+    """
+    k = rep % len(systems) if systems else 0
+    return systems[k:] + systems[:k]
+
+
 def run_rows(res):
     global TLS_REFUSED
     for row in ARGS.rows.split(","):
@@ -1119,18 +1133,17 @@ def run_rows(res):
             TLS_REFUSED = sluice_tls_status()
         for rep in range(reps_of(row)):
             PARAMS["rep"] = rep
-            systems = list(SYSTEMS) + (["direct"] if row == "5" else [])
-            for s in systems:
-                if s not in ARGS.systems.split(",") + ["direct"]:
-                    continue
-                if row == "8" and s == "sluice" and TLS_REFUSED:
-                    continue
+            systems = [s for s in list(SYSTEMS) + (["direct"] if row == "5" else [])
+                       if s in ARGS.systems.split(",") + ["direct"]
+                       and not (row == "8" and s == "sluice" and TLS_REFUSED)]
+            for pos, s in enumerate(rotated(systems, rep)):
                 log("row %s rep %d: %s" % (row, rep + 1, s))
                 try:
                     r = ROWS[row](None if s == "direct" else s, PARAMS)
                 except Exception as e:   # a failed run is reported, the others go on
                     r = {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:200])}
                     log("  error:", r["error"])
+                r["turn"] = pos + 1
                 res.setdefault(row, {}).setdefault(s, []).append(r)
                 log("  " + json.dumps({k: v for k, v in r.items() if k != "timeline"})[:400])
                 time.sleep(0.5)

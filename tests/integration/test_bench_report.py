@@ -88,3 +88,18 @@ def test_absolute_targets_judge_every_repetition():
     # 1.1 x 9,000 / 800 = 12.375 s: the median (11.4) meets it, one repetition does not.
     assert t["storm: all back within 1.1 x N / rate (12.38 s) of the restart"][-1] == \
         "mixed: met in 2 of 3 repetitions"
+
+
+def test_every_system_takes_every_turn():
+    """No system always runs first: the same binary measured twice in a row does
+    better the second time on this machine (bench/BENCH.md)."""
+    systems = ["sluice", "haproxy", "nginx", "direct"]
+    orders = [run.rotated(systems, rep) for rep in range(8)]
+    assert orders[0] == systems
+    for order in orders:
+        assert sorted(order) == sorted(systems)
+    for s in systems:
+        turns = [order.index(s) for order in orders]
+        assert sorted(turns[:4]) == [0, 1, 2, 3]
+        assert turns[4:] == turns[:4]
+    assert run.rotated([], 3) == []
