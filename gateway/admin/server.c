@@ -51,7 +51,8 @@ typedef struct conn {
     bool head_only;            /* the request being answered is a HEAD: no body is sent */
     bool answered;             /* a request was answered: kept alive, it may be idle */
     bool http10_keep_alive;    /* an HTTP/1.0 request asked to be kept alive: say we do */
-    bool vouched;              /* this request's head is whole and has the right token */
+    bool token_checked;        /* this request's head is whole and its token was looked at */
+    bool vouched;              /* ... and it is the right token */
     uv_shutdown_t shutdown;
     size_t body_got;           /* body bytes of the current request counted so far */
     uint64_t accepted_at;      /* uv_now() at accept */
@@ -256,10 +257,11 @@ static void send_error(conn_t *c, int status, bool close, const char *extra, con
 
 /* ---- routing and authorisation ---------------------------------------------------- */
 
-static bool authorized(conn_t *c)
+/* Does the request's head carry the token? Asked once per request, when its
+   head is whole (request_ready); dispatch and the slow-body check read the
+   answer kept in c->vouched, so a request's token is hashed once. */
+static bool token_shown(const conn_t *c)
 {
-    if (!srv.have_token)
-        return true;
     const sl_http_header_t *a = sl_http_find(&c->parser.head, c->buf, "authorization");
     return a != NULL && sl_admin_token_ok(srv.token_digest, c->buf + a->value.off, a->value.len);
 }
@@ -352,7 +354,7 @@ static void dispatch(conn_t *c, const char *body, size_t body_len)
         }
         find_route(req.method, path, &req, scratch, sizeof scratch, &lk);
     }
-    if (!lk.public_path && !authorized(c)) {
+    if (!lk.public_path && srv.have_token && !c->vouched) {
         send_error(c, 401, false, "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
                    "missing or wrong bearer token");
     } else if (lk.found != NULL && req.query[0] != '\0' && strcmp(req.method, "GET") != 0) {
@@ -405,6 +407,7 @@ static void consume(conn_t *c, size_t n)
     c->len -= n;
     c->body_got = 0;
     c->continue_sent = false;
+    c->token_checked = false;
     c->vouched = false;
     sl_http_parser_init(&c->parser, SL_HTTP_REQUEST, 0);
 }
@@ -423,8 +426,10 @@ static bool request_ready(conn_t *c, size_t *head_len)
     }
     const sl_http_head_t *h = &p->head;
     /* A token shown spares a slow body from being shed (an_idle_conn). */
-    if (srv.have_token && !c->vouched)
-        c->vouched = authorized(c);
+    if (srv.have_token && !c->token_checked) {
+        c->vouched = token_shown(c);
+        c->token_checked = true;
+    }
     if (h->chunked) {
         send_error(c, 411, true, NULL, "chunked bodies are not accepted: send Content-Length");
         return false;

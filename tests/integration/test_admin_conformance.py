@@ -438,6 +438,43 @@ def test_a_slow_body_behind_the_right_token_keeps_its_slot(tmp_path):
         stop_all(s)
 
 
+def test_the_token_is_judged_per_request_on_a_kept_alive_connection(tmp_path):
+    """A request's token is looked at once, when its head is whole, and the
+    answer is that request's only: pipelined behind one that carried the
+    right token, a request without it, or with a wrong one, is refused; one
+    whose body arrives in pieces is judged by its own head."""
+    tok = tmp_path / "token"
+    tok.write_text("s3cret\n")
+    s = start(admin_extra=", token_file: %s" % tok, admission="admission: { rate: 100/s, burst: 10 }")
+    try:
+        c = socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
+        good = b"GET /api/v1/status HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cret\r\n\r\n"
+        none = b"GET /api/v1/status HTTP/1.1\r\nHost: a\r\n\r\n"
+        wrong = b"GET /api/v1/status HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cre\r\n\r\n"
+        c.sendall(good + none + good + wrong + good)
+        rd = HttpReader(c)
+        assert [rd.read("GET").status for _ in range(5)] == [200, 401, 200, 401, 200]
+        # a body in pieces: the token (or its absence) of the head it follows
+        def burst():
+            rc, out, err = ctl("--token-file", str(tok), "admission", "get", "app",
+                               admin_port=s.admin_port)
+            assert rc == 0, err
+            return json.loads(out)["limits"]["burst"]
+        for auth, value, want, now in ((b"Authorization: Bearer s3cret\r\n", 7, 200, 7),
+                                       (b"", 8, 401, 7),
+                                       (b"Authorization: Bearer s3cret\r\n", 9, 200, 9)):
+            c.sendall(b"PUT /api/v1/services/app/admission HTTP/1.1\r\nHost: a\r\n" + auth +
+                      b"Content-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"bu")
+            time.sleep(0.05)
+            c.sendall(b"rst\": %d}" % value)
+            r = rd.read("PUT")
+            assert r.status == want, (auth, r)
+            assert burst() == now
+        c.close()
+    finally:
+        stop_all(s)
+
+
 def test_ctl_exit_status_by_class(tmp_path):
     """docs/admin-api.md: 0 the server answered 2xx; 1 it answered anything
     else or could not be asked; 2 a usage error. An --admin that is not
