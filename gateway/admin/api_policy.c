@@ -74,17 +74,27 @@ static int get_uint(const sl_json_t *obj, const char *key, uint64_t max, uint64_
     return 1;
 }
 
-#define BAD_LEN 256
+#define BAD_LEN 400
+
+typedef void why_fn(const char *s, char *buf, size_t len);
 
 /*
  * Note why a field is refused, unless one was already: the answer names the
  * first field refused, what it takes and what was sent (as JSON, up to 64
- * bytes), so "1e2" or 1.5 sent where the config's notation was due is seen.
+ * bytes), so "1e2" or 1.5 sent where the config's notation was due is seen;
+ * for text in a notation (`why`: the config's own words for a duration or a
+ * rate), what is wrong with it, as the config says it: "1.5ms" is "finer
+ * than a millisecond", "30 s" has "a space inside the value".
  */
-static void refuse(char *bad, const sl_json_t *obj, const char *key, const char *want)
+static void refuse_why(char *bad, const sl_json_t *obj, const char *key, const char *want,
+                       why_fn *why)
 {
     if (bad[0] != '\0')
         return;
+    const sl_json_t *v = sl_json_get(obj, key);
+    char words[128] = "";
+    if (why != NULL && v != NULL && v->type == SL_JSON_STRING)
+        why(v->str, words, sizeof words);
     sl_buf_t got = {0};
     sl_jw_t w;
     sl_jw_init(&w, &got, false);
@@ -95,9 +105,25 @@ static void refuse(char *bad, const sl_json_t *obj, const char *key, const char 
         while (n > 0 && ((unsigned char)got.data[n] & 0xC0) == 0x80)
             n--;   /* not in the middle of a UTF-8 sequence */
     }
-    snprintf(bad, BAD_LEN, "%s: expected %s (got %.*s%s)", key, want, (int)n,
-             got.data ? got.data : "", n < got.len ? "..." : "");
+    snprintf(bad, BAD_LEN, "%s: expected %s (got %.*s%s%s%s)", key, want, (int)n,
+             got.data ? got.data : "", n < got.len ? "..." : "", words[0] ? ": " : "", words);
     sl_buf_free(&got);
+}
+
+static void refuse(char *bad, const sl_json_t *obj, const char *key, const char *want)
+{
+    refuse_why(bad, obj, key, want, NULL);
+}
+
+static void refuse_rate(char *bad, const sl_json_t *obj, const char *key)
+{
+    refuse_why(bad, obj, key, "a rate like 300/s or a number per second", sl_why_rate);
+}
+
+static void refuse_duration(char *bad, const sl_json_t *obj, const char *key)
+{
+    refuse_why(bad, obj, key, "a duration like 30s or a whole number of milliseconds",
+               sl_why_duration);
 }
 
 /* The same for a refusal that is not about one value's form. */
@@ -107,8 +133,6 @@ static void refuse_msg(char *bad, const char *msg)
         snprintf(bad, BAD_LEN, "%s", msg);
 }
 
-#define WANT_RATE "a rate like 300/s or a number per second"
-#define WANT_MSEC "a duration like 30s or a whole number of milliseconds"
 #define WANT_WHOLE "a whole number"
 
 static int get_str(const sl_json_t *obj, const char *key, char *out, size_t cap)
@@ -270,7 +294,7 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_msec_t d;
     char bad[BAD_LEN] = "";
     if (get_rate(j, "rate", &p.bucket.rate) < 0)
-        refuse(bad, j, "rate", WANT_RATE);
+        refuse_rate(bad, j, "rate");
     if ((r = get_uint(j, "burst", 10000000, &u)) < 0)
         refuse(bad, j, "burst", WANT_WHOLE);
     else if (r > 0)
@@ -280,7 +304,7 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     else if (r > 0)
         p.queue_length = (uint32_t)u;
     if ((r = get_duration(j, "max_wait", &d)) < 0)
-        refuse(bad, j, "max_wait", WANT_MSEC);
+        refuse_duration(bad, j, "max_wait");
     else if (r > 0)
         p.max_wait = d;
     if ((r = get_uint(j, "per_client", 1000000, &u)) < 0)
@@ -288,13 +312,13 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     else if (r > 0)
         p.per_client = (uint32_t)u;
     if (get_rate(j, "per_client_rate", &p.per_client_rate) < 0)
-        refuse(bad, j, "per_client_rate", WANT_RATE);
+        refuse_rate(bad, j, "per_client_rate");
     if (get_duration(j, "retry_after_min", &p.retry_after_min) < 0)
-        refuse(bad, j, "retry_after_min", WANT_MSEC);
+        refuse_duration(bad, j, "retry_after_min");
     if (get_duration(j, "retry_after_max", &p.retry_after_max) < 0)
-        refuse(bad, j, "retry_after_max", WANT_MSEC);
+        refuse_duration(bad, j, "retry_after_max");
     if (get_duration(j, "slow_start", &p.bucket.slow_start) < 0)
-        refuse(bad, j, "slow_start", WANT_MSEC);
+        refuse_duration(bad, j, "slow_start");
     if (bad[0] != '\0') {
         sl_admin_error(resp, 400, "%s", bad);
         return;
@@ -393,21 +417,21 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     if (get_str(j, "from", p.from, sizeof p.from) < 0)
         refuse_msg(bad, "from: expected a pool name");
     if (get_duration(j, "ramp", &p.ramp) < 0)
-        refuse(bad, j, "ramp", WANT_MSEC);
+        refuse_duration(bad, j, "ramp");
     /* The YAML's drain.rate bounds: 0 once meant "no cap of its own", and
        with no admission rate on the new pool it closed every connection of
        the old one at once, the reconnect storm a cutover must not be. */
     char range[128], msg[160];
     int dr = get_rate(j, "drain_rate", &p.drain_rate);
     if (dr < 0) {
-        refuse(bad, j, "drain_rate", WANT_RATE);
+        refuse_rate(bad, j, "drain_rate");
     } else if (dr > 0 && !sl_config_check_bound("services.drain.rate", p.drain_rate, range,
                                                 sizeof range)) {
         snprintf(msg, sizeof msg, "drain_rate: %s", range);
         refuse_msg(bad, msg);
     }
     if (get_duration(j, "drain_window", &p.drain_window) < 0)
-        refuse(bad, j, "drain_window", WANT_MSEC);
+        refuse_duration(bad, j, "drain_window");
     /* A window sets the rate itself (cutover.c's cap_rate): with both, the
        drain_rate the caller chose was silently not the one in force. */
     else if (dr > 0 && sl_json_get(j, "drain_window") != NULL)

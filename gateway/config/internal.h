@@ -143,16 +143,6 @@ void sl__fmt_duration(char *buf, size_t len, sl_msec_t ms);
 void sl__fmt_size(char *buf, size_t len, uint64_t bytes);
 void sl__fmt_rate(char *buf, size_t len, double per_sec);
 
-/*
- * Why text the notation refuses is not a duration, a size or a rate, in a
- * few words for the error message: "finer than a millisecond", "unknown
- * unit \"S\" (units: ms, s, m, h)", "a space inside the value". Empty
- * when there is nothing to add to the expected form ("fast": no number).
- */
-void sl__why_duration(const char *s, char *buf, size_t len);
-void sl__why_size(const char *s, char *buf, size_t len);
-void sl__why_rate(const char *s, char *buf, size_t len);
-
 /* An address refused only for its port, digits beyond 65535 ("[::1]:99999"). */
 bool sl__port_out_of_range(const char *s);
 

@@ -140,21 +140,21 @@ static bool convert_number(const sl__ckey_t *k, const char *s, const char *got, 
         break;
     case SL__T_DURATION:
         if (!(ok = sl_parse_duration(s, &u) == SL_OK))
-            sl__why_duration(s, why, sizeof why);
+            sl_why_duration(s, why, sizeof why);
         d = (double)u;
         what = "bad duration";
         hint = "a number and unit like 250ms, 30s, 5m or 1h";
         break;
     case SL__T_SIZE:
         if (!(ok = sl_parse_size(s, &u) == SL_OK))
-            sl__why_size(s, why, sizeof why);
+            sl_why_size(s, why, sizeof why);
         d = (double)u;
         what = "bad size";
         hint = "bytes or a unit like 512, 16KiB or 1MiB";
         break;
     case SL__T_RATE:
         if (!(ok = sl_parse_rate(s, &d) == SL_OK))
-            sl__why_rate(s, why, sizeof why);
+            sl_why_rate(s, why, sizeof why);
         what = "bad rate";
         hint = "a number per unit like 500/s";
         break;

@@ -26,7 +26,7 @@ typedef struct dec {
 
 /*
  * Why a value was refused, so the error can say more than "bad duration".
- * The parsers below return one of these, and sl__why_* turn it into words:
+ * The parsers below return one of these, and sl_why_* turn it into words:
  * one code path decides both whether a value is good and what is wrong
  * with it, so the message can never disagree with the parser.
  */
@@ -40,6 +40,7 @@ typedef enum why {
     WHY_POINT_LAST,    /* "1.s" */
     WHY_TWO_POINTS,    /* "1.5.MiB" */
     WHY_COMMA,         /* "1,5MiB" */
+    WHY_EXPONENT,      /* "1e3ms", "1E2/s" */
     WHY_DIGITS,        /* seven digits after the point */
     WHY_TOO_LARGE,
     WHY_NO_UNIT,       /* "30" */
@@ -85,6 +86,11 @@ static why_t parse_dec(const char *s, dec_t *d, const char **rest)
         return WHY_TWO_POINTS;
     if (*s == ',')
         return WHY_COMMA;
+    /* No unit starts with an "e" and a digit: JSON's and C's exponent, which
+       would otherwise read as the unit "e3ms" or a rate with no "/". */
+    if ((*s == 'e' || *s == 'E') &&
+        (isdigit((unsigned char)s[1]) || ((s[1] == '-' || s[1] == '+') && isdigit((unsigned char)s[2]))))
+        return WHY_EXPONENT;
     *rest = s;
     return WHY_NONE;
 }
@@ -236,6 +242,7 @@ static void why_words(why_t w, const char *rest, const char *finer, const char *
     case WHY_POINT_LAST: snprintf(buf, len, "no digit after the point"); break;
     case WHY_TWO_POINTS: snprintf(buf, len, "more than one point"); break;
     case WHY_COMMA: snprintf(buf, len, "a comma in the number (the decimal mark is a point)"); break;
+    case WHY_EXPONENT: snprintf(buf, len, "an exponent (write the number out: 1e3 is 1000)"); break;
     case WHY_DIGITS: snprintf(buf, len, "more than six digits after the point"); break;
     case WHY_TOO_LARGE: snprintf(buf, len, "too large"); break;
     case WHY_NO_UNIT: snprintf(buf, len, "no unit"); break;
@@ -250,7 +257,7 @@ static void why_words(why_t w, const char *rest, const char *finer, const char *
     }
 }
 
-void sl__why_duration(const char *s, char *buf, size_t len)
+void sl_why_duration(const char *s, char *buf, size_t len)
 {
     sl_msec_t v;
     const char *rest;
@@ -258,7 +265,7 @@ void sl__why_duration(const char *s, char *buf, size_t len)
     why_words(w, rest, "finer than a millisecond", "ms, s, m, h", buf, len);
 }
 
-void sl__why_size(const char *s, char *buf, size_t len)
+void sl_why_size(const char *s, char *buf, size_t len)
 {
     uint64_t v;
     const char *rest;
@@ -267,7 +274,7 @@ void sl__why_size(const char *s, char *buf, size_t len)
               "B, KiB, MiB, GiB, TiB, KB, MB, GB, TB", buf, len);
 }
 
-void sl__why_rate(const char *s, char *buf, size_t len)
+void sl_why_rate(const char *s, char *buf, size_t len)
 {
     double v;
     const char *rest;

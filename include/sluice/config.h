@@ -336,6 +336,17 @@ int sl_parse_rate(const char *s, double *out);
 int sl_parse_number(const char *s, double *out);
 
 /*
+ * Why text the notation refuses is not a duration, a size or a rate, in a
+ * few words for the error message (the config's and the admin API's):
+ * "finer than a millisecond", "unknown unit \"S\" (units: ms, s, m, h)",
+ * "a space inside the value". Empty when there is nothing to add to the
+ * expected form ("fast": no number).
+ */
+void sl_why_duration(const char *s, char *buf, size_t len);
+void sl_why_size(const char *s, char *buf, size_t len);
+void sl_why_rate(const char *s, char *buf, size_t len);
+
+/*
  * Split "IP:port", "[IPv6]:port" or "host:port" (not resolved; port 0 is
  * accepted here and refused by the config rules). Fills host (malloc'd, the
  * caller frees it) and port. SL_ENOMEM when the copy cannot be made.

@@ -521,8 +521,9 @@ def test_numbers_are_read_as_the_config_reads_them_or_refused_naming_the_field()
     word. ctl now sends a number only for what the config reads as a plain
     decimal, and the API refuses a fraction of a millisecond as the config
     refuses "1.5ms"; every refusal names the field, what it takes and what
-    was sent. A JSON exponent is JSON's own notation for the same number:
-    1e3 is 1000."""
+    was sent, and for text in the config's notation what is wrong with it,
+    as the config says it. A JSON exponent is JSON's own notation for the
+    same number: 1e3 is 1000 (in a duration's or a rate's text it is not)."""
     s = start(admission=ADMISSION)
     try:
         a = Admin(s.admin_port)
@@ -538,8 +539,18 @@ def test_numbers_are_read_as_the_config_reads_them_or_refused_naming_the_field()
                 (b'{"slow_start": 0.4}', "slow_start: expected %s (got 0.4)" % want_ms),
                 (b'{"retry_after_max": 1000.5}',
                  "retry_after_max: expected %s (got 1000.5)" % want_ms),
-                (b'{"max_wait": "0.5ms"}', 'max_wait: expected %s (got "0.5ms")' % want_ms),
-                (b'{"rate": "1e2/s"}', 'rate: expected %s (got "1e2/s")' % want_rate),
+                # text in the config's notation: what is wrong with it, in the config's words
+                (b'{"max_wait": "0.5ms"}',
+                 'max_wait: expected %s (got "0.5ms": finer than a millisecond)' % want_ms),
+                (b'{"max_wait": "30us"}', 'max_wait: expected %s (got "30us": unknown unit "us" '
+                 '(units: ms, s, m, h))' % want_ms),
+                (b'{"retry_after_min": "2 s"}',
+                 'retry_after_min: expected %s (got "2 s": a space inside the value)' % want_ms),
+                (b'{"rate": "1e2/s"}', 'rate: expected %s (got "1e2/s": an exponent (write the '
+                 'number out: 1e3 is 1000))' % want_rate),
+                (b'{"per_client_rate": "5s"}',
+                 'per_client_rate: expected %s (got "5s": no "/" before the unit)' % want_rate),
+                (b'{"rate": "fast"}', 'rate: expected %s (got "fast")' % want_rate),
                 (b'{"burst": 2.5}', "burst: expected a whole number (got 2.5)"),
                 (b'{"burst": "1e2"}', 'burst: expected a whole number (got "1e2")')):
             assert a.json("PUT", "/api/v1/services/app/admission", body) == (400, {"error": msg})
@@ -563,11 +574,12 @@ def test_numbers_are_read_as_the_config_reads_them_or_refused_naming_the_field()
             rc, out, err = ctl("admission", "set", "app", "burst=" + v, admin_port=s.admin_port)
             assert (rc, out, err) == (1, "", 'sluice ctl: HTTP 400 Bad Request: burst: expected '
                                              'a whole number (got "%s")\n' % v), (v, err)
-        for key, v, got, want in (("max_wait", ".5", '".5"', want_ms),
+        for key, v, got, want in (("max_wait", ".5", '".5": no digit before the point', want_ms),
                                   ("max_wait", "1.5", "1.5", want_ms),
-                                  ("max_wait", "1.", '"1."', want_ms),
-                                  ("rate", ".5", '".5"', want_rate),
-                                  ("rate", "1e2", '"1e2"', want_rate)):
+                                  ("max_wait", "1.", '"1.": no digit after the point', want_ms),
+                                  ("rate", ".5", '".5": no digit before the point', want_rate),
+                                  ("rate", "1e2", '"1e2": an exponent (write the number out: '
+                                   '1e3 is 1000)', want_rate)):
             rc, out, err = ctl("admission", "set", "app", "%s=%s" % (key, v),
                                admin_port=s.admin_port)
             assert (rc, out, err) == (1, "", "sluice ctl: HTTP 400 Bad Request: %s: expected %s "

@@ -414,6 +414,19 @@ static void durations_sizes_and_rates_say_why(void **state)
            "services: { s: { routes: [ {} ], pools: [ p ] } }\n",
            "t.yaml:1:19: timeouts.idle: bad duration " D "\"forever\")",
            "t.yaml:2:25: shutdown.drain_rate: bad rate " R "\"fast\")");
+    EXPECT("timeouts: { idle: 1e3ms }\nshutdown: { drain_rate: 1E2/s }\n"
+           "limits: { head_bytes: 1e+4, frame_bytes: 2e }\n"
+           "listeners: [ { address: 127.0.0.1:8080 } ]\n"
+           "pools: { p: { backends: [ { address: 10.0.0.1:1 } ] } }\n"
+           "services: { s: { routes: [ {} ], pools: [ p ] } }\n",
+           "t.yaml:1:19: timeouts.idle: bad duration: an exponent (write the number out: 1e3 is "
+           "1000) " D "\"1e3ms\")",
+           "t.yaml:2:25: shutdown.drain_rate: bad rate: an exponent (write the number out: 1e3 is "
+           "1000) " R "\"1E2/s\")",
+           "t.yaml:3:23: limits.head_bytes: bad size: an exponent (write the number out: 1e3 is "
+           "1000) " S "\"1e+4\")",
+           "t.yaml:3:42: limits.frame_bytes: bad size: unknown unit \"e\" "
+           "(units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) " S "\"2e\")");
 #undef D
 #undef S
 #undef R
