@@ -890,7 +890,8 @@ static long chunk_size_digit(sl_http_parser_t *p, unsigned char c, size_t i, bad
 /*
  * One byte of a chunk-size line (RFC 9112 7.1, 7.1.1):
  *     chunk-size *( ";" token [ "=" ( token / quoted-string ) ] ) CRLF
- * bounded at SL_HTTP_MAX_CHUNK_LINE bytes however it arrives. BWS around ";"
+ * bounded at SL_HTTP_MAX_CHUNK_LINE bytes however it arrives, and the
+ * extensions of all the body's lines at max_head bytes together. BWS around ";"
  * and "=" and a quoted-pair in a value are refused, as llhttp refuses them: a
  * line we both read alike keeps the chunk boundaries ours. llhttp 8.1 in its
  * default mode lets through what is refused here: any byte after the CR
@@ -902,6 +903,12 @@ static long scan_size_line(sl_http_parser_t *p, unsigned char c, size_t i, bad_t
 {
     if (++p->chunk_line > SL_HTTP_MAX_CHUNK_LINE)
         return scan_bad(b, i, 400, "chunk-size line too long");
+    /* An extension's bytes, from its ";" to the line's CR: the body's all
+       together are bounded like the head's fields. */
+    bool in_ext = p->chunk_state >= CK_NAME0 && p->chunk_state <= CK_QUOTED_END;
+    if (((in_ext && c != '\r') || (p->chunk_state == CK_SIZE && c == ';')) &&
+        ++p->chunk_ext_bytes > p->max_head)
+        return scan_bad(b, i, 400, "chunk extensions too large");
     switch (p->chunk_state) {
     case CK_SIZE0:
     case CK_SIZE:

@@ -21,7 +21,8 @@
  * The asterisk-form is "OPTIONS *" alone (any other target starting with "*"
  * is refused with 400), routed as "/". A chunked body's chunk-size lines are
  * held to RFC 9112 7.1.1 without BWS or quoted-pairs (llhttp refuses those),
- * and to SL_HTTP_MAX_CHUNK_LINE bytes.
+ * and to SL_HTTP_MAX_CHUNK_LINE bytes; their extensions together, over the
+ * whole body, to max_head bytes.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -41,8 +42,11 @@
  * The longest chunk-size line of a chunked body, extensions and CRLF
  * included. Extensions carry nothing a gateway uses, and a line needs a few
  * bytes; unbounded, it streamed megabytes to a backend whose parser may keep
- * the line whole (Go and Twisted bound it at 4 KiB as well, Node the
- * extensions at 16 KiB).
+ * the line whole (Go and Twisted bound it at 4 KiB as well). A body's
+ * extensions together are bounded too, by the head's limit (max_head, 16 KiB
+ * by default; Node bounds them at 16 KiB): under the line bound alone, a
+ * body of one-byte chunks each with a 4 KiB extension made a backend read
+ * four thousand bytes of framing for every byte of data.
  */
 #define SL_HTTP_MAX_CHUNK_LINE 4096
 
@@ -124,6 +128,7 @@ typedef struct sl_http_parser {
     uint8_t request_method;         /* responses: the method of the request answered */
     uint8_t chunk_state;            /* raw checks of a chunked body's framing */
     uint16_t chunk_line;            /* bytes of the chunk-size line so far */
+    uint32_t chunk_ext_bytes;       /* chunk extensions of the whole body, bounded like the head */
     uint64_t chunk_left;            /* the size being read, then its data bytes left */
     uint8_t trailer_state;          /* raw checks of a chunked body's trailer section */
     uint32_t trailer_bytes;         /* of the trailer section, bounded like the head */

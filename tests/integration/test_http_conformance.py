@@ -545,6 +545,53 @@ def test_a_chunk_size_line_of_4_KiB_is_forwarded_as_it_came(gw):
     assert bodies_of(gw, b"/ext-at-max") == [body]
 
 
+EXT_MAX = 16 << 10  # a body's chunk extensions together: limits.head_bytes (default)
+
+
+def ext_chunks(total):
+    """One-byte chunks whose extensions, each within the line bound, add up to `total` bytes."""
+    out, left = [], total
+    while left > 0:
+        e = min(left, LINE_MAX - 8)         # ";a=" and the value: e bytes of extension
+        out.append(b"1;a=" + b"v" * (e - 3) + b"\r\nX\r\n")
+        left -= e
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+def test_a_body_whose_chunk_extensions_pass_16_KiB_is_refused(gw):
+    """Each line under 4 KiB, but one-byte chunks with a 4 KiB extension
+    each made a backend read four thousand bytes of framing for every byte
+    of data, for as long as the client liked. A body's extensions together
+    are bounded like a head (limits.head_bytes): at 16 KiB the body passes
+    byte for byte; a byte more is a 400, the connection closed, and the
+    backend got no more than the bound of extensions."""
+    body = ext_chunks(EXT_MAX)
+    c, reader = connect(gw)
+    try:
+        c.sendall(CHUNKED_POST % b"/ext-total-at-max" + body)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    assert bodies_of(gw, b"/ext-total-at-max") == [body]
+
+    path = b"/ext-total-over"
+    c, reader = connect(gw)
+    try:
+        c.sendall(CHUNKED_POST % path)
+        try:
+            c.sendall(ext_chunks(EXT_MAX + 1) + ext_chunks(64 << 10))
+        except OSError:
+            pass    # refused and closed while the body was still going
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+    got = bodies_of(gw, path)
+    assert all(len(b) <= EXT_MAX + 64 for b in got), [len(b) for b in got]
+
+
 @pytest.mark.parametrize("body", [
     b"5\rXhello\r\n0\r\n\r\n",
     b"5\r\x00hello\r\n0\r\n\r\n",

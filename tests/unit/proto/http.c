@@ -402,6 +402,81 @@ static void test_bad_chunk_extensions(void **state)
 #undef EXT
 }
 
+/*
+ * Eight chunk-size lines, the last chunk's included, each with an extension
+ * ";a=bbb..." of `ext` bytes (the ";" on), and `extra` more on the last:
+ * 8 * ext + extra bytes of extensions in the body.
+ */
+static char *ext_body(size_t ext, size_t extra, size_t *n)
+{
+    char *b = malloc(8 * (ext + 16) + extra);
+    assert_non_null(b);
+    size_t at = 0;
+    for (int i = 0; i < 8; i++) {
+        size_t e = ext + (i == 7 ? extra : 0);
+        b[at++] = i == 7 ? '0' : '1';
+        memcpy(b + at, ";a=", 3);
+        memset(b + at + 3, 'b', e - 3);
+        at += e;
+        const char *after = i == 7 ? "\r\n\r\n" : "\r\nX\r\n";
+        memcpy(b + at, after, strlen(after));
+        at += strlen(after);
+    }
+    *n = at;
+    return b;
+}
+
+/*
+ * A body's chunk extensions together are bounded by max_head: one-byte
+ * chunks each under the line bound could otherwise carry thousands of bytes
+ * of framing per byte of data. Counted from each ";" to its line's CR, the
+ * last chunk's too, with the same verdict however the body is split; sizes,
+ * data and lines without extensions do not count.
+ */
+static void test_chunk_extensions_bounded_per_body(void **state)
+{
+    static const char req[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const limits_t lim = {.max_head = 1024};
+    (void)state;
+    for (int type = SL_HTTP_REQUEST; type <= SL_HTTP_RESPONSE; type++) {
+        const char *head = type == SL_HTTP_REQUEST ? req : resp;
+        size_t h = strlen(head);
+        for (size_t extra = 0; extra <= 1; extra++) {
+            size_t n;
+            char *body = ext_body(128, extra, &n);   /* 1,024 bytes of extensions, or 1,025 */
+            char *in = malloc(h + n);
+            assert_non_null(in);
+            memcpy(in, head, h);
+            memcpy(in + h, body, n);
+            result_t r = run_all((sl_http_type_t)type, HTTP_GET, &lim, in, h + n);
+            if (extra == 0) {
+                assert_true(r.done);
+                assert_int_equal(r.body, (ssize_t)n);
+            } else {
+                assert_int_equal(r.body, SL_EINVAL);
+                assert_int_equal(r.status, type == SL_HTTP_REQUEST ? 400 : 502);
+                assert_string_equal(r.reason, "chunk extensions too large");
+            }
+            free(in);
+            free(body);
+        }
+    }
+    /* Framing without extensions is not counted: 400 one-byte chunks pass. */
+    char *in = malloc(sizeof req + 400 * 6 + 5);
+    assert_non_null(in);
+    size_t at = strlen(req);
+    memcpy(in, req, at);
+    for (int i = 0; i < 400; i++, at += 6)
+        memcpy(in + at, "1\r\nX\r\n", 6);
+    memcpy(in + at, "0\r\n\r\n", 5);
+    at += 5;
+    result_t r = run_all(SL_HTTP_REQUEST, 0, &lim, in, at);
+    assert_true(r.done);
+    assert_int_equal(r.body, (ssize_t)(at - strlen(req)));
+    free(in);
+}
+
 /* A chunk-size line of `line` bytes (CRLF included): "5;eee...\r\n", or the last chunk's. */
 static char *size_line(bool last, size_t line, bool crlf, size_t *n)
 {
@@ -1276,6 +1351,7 @@ int main(void)
         cmocka_unit_test(test_chunk_extensions),
         cmocka_unit_test(test_bad_chunk_extensions),
         cmocka_unit_test(test_chunk_line_limit),
+        cmocka_unit_test(test_chunk_extensions_bounded_per_body),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
