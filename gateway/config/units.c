@@ -88,9 +88,11 @@ static why_t parse_dec(const char *s, dec_t *d, const char **rest)
         return WHY_COMMA;
     /* No unit starts with an "e" and a digit: JSON's and C's exponent, which
        would otherwise read as the unit "e3ms" or a rate with no "/". */
-    if ((*s == 'e' || *s == 'E') &&
-        (isdigit((unsigned char)s[1]) || ((s[1] == '-' || s[1] == '+') && isdigit((unsigned char)s[2]))))
-        return WHY_EXPONENT;
+    if (*s == 'e' || *s == 'E') {
+        const char *e = s + 1 + (s[1] == '-' || s[1] == '+');
+        if (isdigit((unsigned char)*e))
+            return WHY_EXPONENT;
+    }
     *rest = s;
     return WHY_NONE;
 }
