@@ -103,3 +103,12 @@ def test_every_system_takes_every_turn():
         assert sorted(turns[:4]) == [0, 1, 2, 3]
         assert turns[4:] == turns[:4]
     assert run.rotated([], 3) == []
+
+
+def test_the_details_give_each_runs_turn():
+    res = {"1-2": {"sluice": [{"upgrades": 9000, "turn": 1}, {"upgrades": 9000, "turn": 3}],
+                   "haproxy": [{"error": "RuntimeError: x", "turn": 2}]}}
+    out = run.details(res)
+    assert "  - sluice rep 1 (turn 1): upgrades=9000" in out
+    assert "  - sluice rep 2 (turn 3): upgrades=9000" in out
+    assert "  - haproxy rep 1 (turn 2): ERROR RuntimeError: x" in out

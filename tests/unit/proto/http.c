@@ -403,9 +403,11 @@ static void test_bad_chunk_extensions(void **state)
 }
 
 /*
- * Eight chunk-size lines, the last chunk's included, each with an extension
- * ";a=bbb..." of `ext` bytes (the ";" on), and `extra` more on the last:
- * 8 * ext + extra bytes of extensions in the body.
+ * Eight chunk-size lines, the last chunk's included, each with extensions of
+ * `ext` bytes from the first ";" on, and `extra` more on the last: 8 * ext +
+ * extra bytes of extensions in the body. Lines take turns between a token
+ * value (";a=bbb...") and a name then a quoted value (";c;q=\"bbb...\""), so
+ * every state of an extension is counted.
  */
 static char *ext_body(size_t ext, size_t extra, size_t *n)
 {
@@ -415,8 +417,14 @@ static char *ext_body(size_t ext, size_t extra, size_t *n)
     for (int i = 0; i < 8; i++) {
         size_t e = ext + (i == 7 ? extra : 0);
         b[at++] = i == 7 ? '0' : '1';
-        memcpy(b + at, ";a=", 3);
-        memset(b + at + 3, 'b', e - 3);
+        if (i % 2 == 0) {
+            memcpy(b + at, ";a=", 3);
+            memset(b + at + 3, 'b', e - 3);
+        } else {
+            memcpy(b + at, ";c;q=\"", 6);
+            memset(b + at + 6, 'b', e - 7);
+            b[at + e - 1] = '"';
+        }
         at += e;
         const char *after = i == 7 ? "\r\n\r\n" : "\r\nX\r\n";
         memcpy(b + at, after, strlen(after));
