@@ -7,7 +7,7 @@ packages=(
   gcc meson ninja-build pkg-config
   libuv1-dev libyaml-dev libssl-dev node-llhttp
   libcmocka-dev python3 python3-pytest python3-websockets python3-cryptography
-  openssl curl procps
+  openssl curl procps strace
 )
 packages+=("$@")
 

@@ -22,6 +22,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,26 @@
  * -> 14,200 upgrades/s (medians of 4), the same CPU per upgrade.
  */
 #define ACCEPT_BATCH 4
+/*
+ * How many connections wait in the listener's accept queue: for a listening
+ * socket TCP_INFO's tcpi_unacked is the queue's length (sk_ack_backlog; with
+ * TCP_DEFER_ACCEPT, only connections whose data came). Asked once per
+ * wake-up, so the batch stops when the queue is empty instead of at an
+ * accept4 that fails with EAGAIN: on Linux that failure allocates and frees
+ * a socket, a file and an inode, 3.3 us here against 0.2 us for this call,
+ * and it came once per connection whenever connections arrive one at a
+ * time. -1 when the kernel does not say (then the batch runs to EAGAIN).
+ */
+static int accept_queue_length(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = (socklen_t)(offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != TCP_LISTEN ||
+        len < offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked)
+        return -1;
+    return ti.tcpi_unacked > INT32_MAX ? INT32_MAX : (int)ti.tcpi_unacked;
+}
+
 /* How soon to try again after a pause. */
 #define ACCEPT_RETRY_MS 100
 /* Idle kept-alive clients one pause may close for those waiting (nginx
@@ -371,7 +393,10 @@ static void on_acceptable(uv_poll_t *p, int status, int events)
     if (status < 0 || w->stopping)
         return;
     uint32_t cap = w->rt->cfg->limits.max_connections;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
+    /* Readable with an empty queue (a connection that died in it): one try. */
+    int waiting = accept_queue_length(l->fd);
+    int batch = waiting < 0 ? ACCEPT_BATCH : SL_MAX(SL_MIN(waiting, ACCEPT_BATCH), 1);
+    for (int i = 0; i < batch; i++) {
         if (l->cfg->tls.enabled && w->tls_handshakes >= max_handshakes(l)) {
             sl_log_debug("worker %d: %u TLS handshakes in progress; pausing %s", w->id,
                          w->tls_handshakes, l->cfg->address.text);

@@ -2,8 +2,12 @@
 connections keep being served, accepting resumes), defer_accept, and
 delayed_ack (and the backend side's merged handshake ACK)."""
 import asyncio
+import os
+import signal
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -112,6 +116,54 @@ def test_defer_accept_hands_over_a_connection_when_it_speaks(defer):
         for c in silent + [speaker]:
             if c:
                 c.close()
+        stop_all(s, backend)
+
+
+def test_a_wake_up_accepts_what_waits_and_makes_no_accept_that_fails():
+    """A listener's wake-up took connections until accept4 failed with
+    EAGAIN: when clients come one at a time, as they mostly do, that was a
+    second accept4 per connection, and on Linux a failed one allocates and
+    frees a socket, a file and an inode (3.3 us here, against 0.2 us for
+    asking the queue's length, which the listener now does once per
+    wake-up). strace, attached to every thread of the running gateway,
+    counts the calls: one accept4 per connection, none failing, over twenty
+    clients that come one after another; and a burst of twelve at once is
+    served whole."""
+    backend = Backend("blue")
+    port = free_port()
+    s = Sluice(config(port, {"blue": [backend.addr]}, workers=1), port)
+    trace, log = None, tempfile.NamedTemporaryFile(prefix="strace-", suffix=".txt", delete=False)
+    try:
+        time.sleep(0.2)   # the start-up probe has come and gone
+        tids = os.listdir("/proc/%d/task" % s.pid)
+        trace = subprocess.Popen(["strace", "-qq", "-e", "trace=accept4", "-o", log.name] +
+                                 [a for t in tids for a in ("-p", t)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)   # attached
+        for i in range(20):
+            c = raw_connect(port)
+            c.sendall(b"GET /one-%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % i)
+            assert status_of(recv_until(c, b"hello blue")) == 200
+            c.close()
+            time.sleep(0.02)
+        burst = [raw_connect(port) for _ in range(12)]
+        for i, c in enumerate(burst):
+            c.sendall(b"GET /burst-%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % i)
+        for c in burst:
+            assert status_of(recv_until(c, b"hello blue")) == 200
+            c.close()
+        time.sleep(0.2)
+        trace.send_signal(signal.SIGINT)
+        trace.wait(timeout=10)
+        trace = None
+        calls = [l for l in open(log.name) if "accept4(" in l]
+        failed = [l for l in calls if "EAGAIN" in l]
+        assert (len(calls) - len(failed), failed) == (32, []), calls
+    finally:
+        if trace is not None:
+            trace.kill()
+            trace.wait()
+        os.unlink(log.name)
         stop_all(s, backend)
 
 

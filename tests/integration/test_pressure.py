@@ -120,17 +120,19 @@ def test_backend_socket_shortage_is_503_not_the_backends_fault(kind):
     held, waiting = [], []
     try:
         held = fill_descriptors(gw)
-        # The shortage lasts a while: accept keeps meeting EMFILE.
+        # The shortage lasts a while, a client waiting in the backlog: accept
+        # keeps meeting EMFILE, retried every 100 ms. (A wake-up takes no more
+        # than the queue holds, so nobody waiting means no accept to fail.)
+        first = H.raw_connect(port, timeout=5)
+        # An upgrade connects its own way (upstream.c connect_now).
+        first.sendall(H.upgrade_request() if kind == "websocket"
+                      else b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
         c0 = gw.cpu_ticks()
         time.sleep(1.5)
         busy = gw.cpu_ticks() - c0
         assert busy < 0.5 * os.sysconf("SC_CLK_TCK"), "%d ticks paused" % busy
         # Two clients wait in the backlog; one descriptor frees up: the first
         # is accepted and its backend socket is the one that fails.
-        first = H.raw_connect(port, timeout=5)
-        # An upgrade connects its own way (upstream.c connect_now).
-        first.sendall(H.upgrade_request() if kind == "websocket"
-                      else b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
         waiting = [first, get(port, timeout=5)]
         time.sleep(0.2)
         held.pop(0).close()
