@@ -498,6 +498,38 @@ def bodies_of(g, path):
     return [b for p, b in g.backend.bodies if p == path]
 
 
+def forwarded_as_sent(g, path, body):
+    """A chunked POST of this body is answered 200 and reaches the backend byte for byte."""
+    c, reader = connect(g)
+    try:
+        c.sendall(CHUNKED_POST % path + body)
+        r = reader.read()
+        assert (r.status, r.body) == (200, b"ok"), r
+    finally:
+        c.close()
+    assert bodies_of(g, path) == [body]
+
+
+def refused_on_the_way(g, path, pieces, pause=0.0):
+    """A chunked POST whose body goes in these pieces (a pause after each)
+    is refused with 400 and the connection closed, perhaps while it was
+    still being sent."""
+    c, reader = connect(g)
+    try:
+        c.sendall(CHUNKED_POST % path)
+        try:
+            for piece in pieces:
+                c.sendall(piece)
+                time.sleep(pause)
+        except OSError:
+            pass    # refused and closed while the body was still going
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+
+
 @pytest.mark.parametrize("pieces", [1, 16], ids=["one write", "in pieces"])
 def test_a_chunk_size_line_longer_than_4_KiB_is_refused(gw, pieces):
     """A chunk-size line ("5;" and extensions) of 64 KiB: the gateway
@@ -509,23 +541,9 @@ def test_a_chunk_size_line_longer_than_4_KiB_is_refused(gw, pieces):
     bound."""
     path = b"/ext-long-%d" % pieces
     line = b"5;" + b"e" * (64 << 10)
-    c, reader = connect(gw)
-    try:
-        c.sendall(CHUNKED_POST % path)
-        step = -(-len(line) // pieces)
-        try:
-            for i in range(0, len(line), step):
-                c.sendall(line[i:i + step])
-                if pieces > 1:
-                    time.sleep(0.02)
-            c.sendall(b"\r\nhello\r\n0\r\n\r\n")
-        except OSError:
-            pass    # refused and closed while the line was still going
-        r = reader.read()
-        assert (r.status, r.header("connection")) == (400, "close"), r
-        assert H.recv_all(c, timeout=3) == b""
-    finally:
-        c.close()
+    step = -(-len(line) // pieces)
+    refused_on_the_way(gw, path, [line[i:i + step] for i in range(0, len(line), step)] +
+                       [b"\r\nhello\r\n0\r\n\r\n"], pause=0.02 if pieces > 1 else 0.0)
     got = bodies_of(gw, path)
     assert all(len(b) <= LINE_MAX for b in got), [len(b) for b in got]
 
@@ -534,15 +552,7 @@ def test_a_chunk_size_line_of_4_KiB_is_forwarded_as_it_came(gw):
     """The bound is not tighter than it says: a line of exactly 4 KiB passes,
     and the backend gets the body byte for byte."""
     line = b"5;" + b"e" * (LINE_MAX - 4) + b"\r\n"
-    body = line + b"hello\r\n0;last=\"q v\"\r\n\r\n"
-    c, reader = connect(gw)
-    try:
-        c.sendall(CHUNKED_POST % b"/ext-at-max" + body)
-        r = reader.read()
-        assert (r.status, r.body) == (200, b"ok"), r
-    finally:
-        c.close()
-    assert bodies_of(gw, b"/ext-at-max") == [body]
+    forwarded_as_sent(gw, b"/ext-at-max", line + b"hello\r\n0;last=\"q v\"\r\n\r\n")
 
 
 EXT_MAX = 16 << 10  # a body's chunk extensions together: limits.head_bytes (default)
@@ -565,29 +575,9 @@ def test_a_body_whose_chunk_extensions_pass_16_KiB_is_refused(gw):
     are bounded like a head (limits.head_bytes): at 16 KiB the body passes
     byte for byte; a byte more is a 400, the connection closed, and the
     backend got no more than the bound of extensions."""
-    body = ext_chunks(EXT_MAX)
-    c, reader = connect(gw)
-    try:
-        c.sendall(CHUNKED_POST % b"/ext-total-at-max" + body)
-        r = reader.read()
-        assert (r.status, r.body) == (200, b"ok"), r
-    finally:
-        c.close()
-    assert bodies_of(gw, b"/ext-total-at-max") == [body]
-
+    forwarded_as_sent(gw, b"/ext-total-at-max", ext_chunks(EXT_MAX))
     path = b"/ext-total-over"
-    c, reader = connect(gw)
-    try:
-        c.sendall(CHUNKED_POST % path)
-        try:
-            c.sendall(ext_chunks(EXT_MAX + 1) + ext_chunks(64 << 10))
-        except OSError:
-            pass    # refused and closed while the body was still going
-        r = reader.read()
-        assert (r.status, r.header("connection")) == (400, "close"), r
-        assert H.recv_all(c, timeout=3) == b""
-    finally:
-        c.close()
+    refused_on_the_way(gw, path, [ext_chunks(EXT_MAX + 1) + ext_chunks(64 << 10)])
     got = bodies_of(gw, path)
     assert all(len(b) <= EXT_MAX + 64 for b in got), [len(b) for b in got]
 
