@@ -379,9 +379,11 @@ static void maybe_short_over(sl_worker_t *w)
 static int accept_queue_length(int fd)
 {
     struct tcp_info ti;
-    socklen_t len = (socklen_t)(offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked);
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != TCP_LISTEN ||
-        len < offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked)
+    const socklen_t want =
+        (socklen_t)(offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked);
+    socklen_t len = want;   /* only as far as the field: less for the kernel to copy */
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < want ||
+        ti.tcpi_state != TCP_LISTEN)
         return -1;
     return ti.tcpi_unacked > INT32_MAX ? INT32_MAX : (int)ti.tcpi_unacked;
 }
