@@ -445,7 +445,8 @@ def test_the_token_is_judged_per_request_on_a_kept_alive_connection(tmp_path):
     whose body arrives in pieces is judged by its own head."""
     tok = tmp_path / "token"
     tok.write_text("s3cret\n")
-    s = start(admin_extra=", token_file: %s" % tok, admission="admission: { rate: 100/s, burst: 10 }")
+    s = start(admin_extra=", token_file: %s" % tok,
+              admission="admission: { rate: 100/s, burst: 10 }")
     try:
         c = socket.create_connection(("127.0.0.1", s.admin_port), timeout=T)
         good = b"GET /api/v1/status HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cret\r\n\r\n"
@@ -455,11 +456,12 @@ def test_the_token_is_judged_per_request_on_a_kept_alive_connection(tmp_path):
         rd = HttpReader(c)
         assert [rd.read("GET").status for _ in range(5)] == [200, 401, 200, 401, 200]
         # a body in pieces: the token (or its absence) of the head it follows
+        a = Admin(s.admin_port)
+
         def burst():
-            rc, out, err = ctl("--token-file", str(tok), "admission", "get", "app",
-                               admin_port=s.admin_port)
-            assert rc == 0, err
-            return json.loads(out)["limits"]["burst"]
+            status, body = a.json("GET", "/api/v1/services/app/admission", token="s3cret")
+            assert status == 200, body
+            return body["limits"]["burst"]
         for auth, value, want, now in ((b"Authorization: Bearer s3cret\r\n", 7, 200, 7),
                                        (b"", 8, 401, 7),
                                        (b"Authorization: Bearer s3cret\r\n", 9, 200, 9)):
@@ -471,6 +473,7 @@ def test_the_token_is_judged_per_request_on_a_kept_alive_connection(tmp_path):
             assert r.status == want, (auth, r)
             assert burst() == now
         c.close()
+        a.close()
     finally:
         stop_all(s)
 
