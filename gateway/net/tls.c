@@ -273,7 +273,12 @@ static void pump(sl_session_t *s)
             sl_session_close(s);
             return;
         }
-        flush_out(s);   /* tickets, key updates, alerts */
+        /* Tickets, key updates, alerts: written now, unless the client's
+           close_notify came with them, when they wait for ours and go out in
+           its write (one segment; the client has often closed by then, and a
+           second write would meet its reset). */
+        if (err != SSL_ERROR_ZERO_RETURN)
+            flush_out(s);
         if (b->len > 0)
             sl_session_client_read(s, b);
         sl_block_unref(&s->w->bufs, b);
@@ -299,6 +304,8 @@ static void pump(sl_session_t *s)
         }
         break;
     }
+    if (s->state != SL_SS_CLOSING)
+        flush_out(s);   /* what waited for a close_notify that is not answered now */
     release_input(&c->io);
 }
 
@@ -308,8 +315,8 @@ static void drive(sl_session_t *s)
     if (c->handshaking) {
         ERR_clear_error();
         int r = SSL_do_handshake(c->ssl);
-        flush_out(s);
         if (r != 1) {
+            flush_out(s);   /* our flight, or an alert */
             int e = SSL_get_error(c->ssl, r);
             if (e == SSL_ERROR_WANT_READ && c->io.out_err == 0) {
                 release_input(&c->io);

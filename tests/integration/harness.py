@@ -195,6 +195,19 @@ def socket_option_in(pid, peer, level, option):
     raise AssertionError("process %d has no socket connected to %s" % (pid, peer))
 
 
+# struct tcp_info fields the tests read, by their offsets in linux/tcp.h
+# (all __u32; the times count back from now, in ms).
+TCP_INFO_FIELDS = {"last_data_sent": 44, "last_data_recv": 52, "last_ack_recv": 56,
+                   "segs_in": 140, "data_segs_in": 152}
+
+
+def tcp_info(sock):
+    """The TCP_INFO fields of TCP_INFO_FIELDS for a connected socket."""
+    import struct
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    return {name: struct.unpack_from("I", info, off)[0] for name, off in TCP_INFO_FIELDS.items()}
+
+
 def stop_all(main, *others):
     """Stop `main` (the gateway under test) and then every other process,
     whatever happens on the way, and only then require that `main` exited

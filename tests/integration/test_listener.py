@@ -5,7 +5,6 @@ import asyncio
 import os
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -14,8 +13,8 @@ import pytest
 import websockets
 
 from harness import (Backend, Sluice, ThreadBackend, config, free_port, raw_connect, recv_until,
-                     socket_option_in, status_of, stop_all, switching_protocols, upgrade_request,
-                     ws_key_of, WS_KEY)
+                     socket_option_in, status_of, stop_all, switching_protocols, tcp_info,
+                     upgrade_request, ws_key_of, WS_KEY)
 from test_deploy import Admin
 
 
@@ -169,32 +168,24 @@ def test_a_wake_up_accepts_what_waits_and_makes_no_accept_that_fails():
 
 def segments_without_data(sock):
     """Segments this socket has received that carried no payload (the
-    handshake's SYN or SYN-ACK, bare ACKs): tcpi_segs_in - tcpi_data_segs_in
-    from TCP_INFO (linux/tcp.h: offsets 140 and 152)."""
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
-    segs_in, = struct.unpack_from("I", info, 140)
-    data_segs_in, = struct.unpack_from("I", info, 152)
-    return segs_in - data_segs_in
+    handshake's SYN or SYN-ACK, bare ACKs)."""
+    info = tcp_info(sock)
+    return info["segs_in"] - info["data_segs_in"]
 
 
 def answer_delay_ms(sock):
     """How long after this socket last sent data it last received some, in
-    ms: tcpi_last_data_sent - tcpi_last_data_recv from TCP_INFO (offsets 44,
-    52; both count back from now)."""
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
-    last_data_sent, = struct.unpack_from("I", info, 44)
-    last_data_recv, = struct.unpack_from("I", info, 52)
-    return last_data_sent - last_data_recv
+    ms (both times count back from now)."""
+    info = tcp_info(sock)
+    return info["last_data_sent"] - info["last_data_recv"]
 
 
 def ack_delay_ms(sock):
-    """How long after this socket last sent data its peer's ACK came, in ms:
-    tcpi_last_data_sent - tcpi_last_ack_recv from TCP_INFO (offsets 44, 56;
-    both count back from now, so the reader's own timing does not matter)."""
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
-    last_data_sent, = struct.unpack_from("I", info, 44)
-    last_ack_recv, = struct.unpack_from("I", info, 56)
-    return last_data_sent - last_ack_recv
+    """How long after this socket last sent data its peer's ACK came, in ms
+    (both times count back from now, so the reader's own timing does not
+    matter)."""
+    info = tcp_info(sock)
+    return info["last_data_sent"] - info["last_ack_recv"]
 
 
 class AckCountingBackend(ThreadBackend):

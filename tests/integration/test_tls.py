@@ -954,6 +954,45 @@ def test_a_client_that_half_closes_after_its_request_gets_the_whole_answer(certs
         H.stop_all(sl, backend)
 
 
+def test_a_close_notify_that_comes_with_the_finished_is_answered_in_the_tickets_write(gw, certs):
+    """A TLS 1.3 client that sends its close_notify with its Finished (a probe,
+    a handshake benchmark) gets its session ticket and our close_notify in one
+    segment: two data segments in all, with the server's flight. They were
+    three, and a client that had already closed its socket answered the
+    ticket with a reset, so the gateway's second write failed."""
+    ctx = client_ctx(certs["a"][0])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(out.read())
+                inc.write(raw.recv(65536))
+        assert H.tcp_info(raw)["data_segs_in"] == 1   # the server's flight
+        try:
+            obj.unwrap()                 # our close_notify, into `out` behind the Finished
+        except ssl.SSLWantReadError:
+            pass
+        raw.sendall(out.read())          # the Finished and the close_notify, one write
+        ended = False
+        while not ended:
+            data = raw.recv(65536)
+            assert data, "the connection ended without the gateway's close_notify"
+            inc.write(data)
+            try:
+                obj.unwrap()
+                ended = True             # the gateway's close_notify has come
+            except ssl.SSLWantReadError:
+                pass
+        assert obj.session is not None and obj.session.has_ticket
+        assert H.tcp_info(raw)["data_segs_in"] == 2, H.tcp_info(raw)
+    assert gw.alive()
+
+
 def test_ecdsa_and_rsa_pair_up_whatever_the_order_of_their_names(tmp_path):
     """Two certificates for the same names, listed in another order (CAs keep
     none between issuances), are served side by side: an RSA-only client
