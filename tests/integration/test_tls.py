@@ -901,6 +901,29 @@ def slow_read(recv):
     raise AssertionError("no end after %d bytes" % len(data))
 
 
+def handshake_over_bios(raw, ctx):
+    """A TLS client over memory BIOs on the connected socket `raw`, its
+    handshake done as far as the client can tell: (obj, inc, out), so the
+    test decides what goes in each write (its Finished still waits in `out`)."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
+    while True:
+        try:
+            obj.do_handshake()
+            return obj, inc, out
+        except ssl.SSLWantReadError:
+            raw.sendall(out.read())
+            inc.write(raw.recv(65536))
+
+
+def queue_close_notify(obj):
+    """Our close_notify into `out`, without waiting for the peer's."""
+    try:
+        obj.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+
+
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_a_client_that_half_closes_after_its_request_gets_the_whole_answer(certs, transport):
     """A client may end its side after its request (a FIN, or a TLS
@@ -920,20 +943,9 @@ def test_a_client_that_half_closes_after_its_request_gets_the_whole_answer(certs
                 raw.shutdown(socket.SHUT_WR)
                 resp = slow_read(lambda: raw.recv(65536))
             else:
-                inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-                obj = client_ctx(certs["a"][0]).wrap_bio(inc, out, server_hostname="a.test")
-                while True:
-                    try:
-                        obj.do_handshake()
-                        break
-                    except ssl.SSLWantReadError:
-                        raw.sendall(out.read())
-                        inc.write(raw.recv(65536))
+                obj, inc, out = handshake_over_bios(raw, client_ctx(certs["a"][0]))
                 obj.write(request)
-                try:
-                    obj.unwrap()                 # our close_notify, into `out`
-                except ssl.SSLWantReadError:
-                    pass
+                queue_close_notify(obj)
                 raw.sendall(out.read())          # the request and the close_notify, one write
 
                 def recv():
@@ -962,21 +974,10 @@ def test_a_close_notify_that_comes_with_the_finished_is_answered_in_the_tickets_
     ticket with a reset, so the gateway's second write failed."""
     ctx = client_ctx(certs["a"][0])
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
     with socket.create_connection(("127.0.0.1", gw.port), timeout=H.T) as raw:
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                raw.sendall(out.read())
-                inc.write(raw.recv(65536))
+        obj, inc, out = handshake_over_bios(raw, ctx)   # the Finished waits in `out`
         assert H.tcp_info(raw)["data_segs_in"] == 1   # the server's flight
-        try:
-            obj.unwrap()                 # our close_notify, into `out` behind the Finished
-        except ssl.SSLWantReadError:
-            pass
+        queue_close_notify(obj)
         raw.sendall(out.read())          # the Finished and the close_notify, one write
         ended = False
         while not ended:
