@@ -617,6 +617,12 @@ static long scan_start_line(sl_http_parser_t *p, const char *buf, char c, size_t
     } else if (p->type == SL_HTTP_REQUEST && c == ' ') {
         if (p->scan_state == SC_START) {
             p->scan_state = SC_TARGET;
+        } else if (p->scan_target == 0) {
+            /* Two spaces after the method: no target (RFC 9112 3: one SP
+               each). llhttp skips them and takes what follows as the target,
+               where this scan takes it as the version: "CONNECT  HTTP/1.1"
+               passed both, as an HTTP/0.9 CONNECT to "HTTP/1.1". */
+            return scan_bad(b, i, 400, "no request target (two spaces after the method)");
         } else {
             p->scan_state = SC_VERSION;
             p->version_at = (uint32_t)(i + 1);

@@ -696,6 +696,23 @@ def test_connect_is_refused_without_touching_a_backend(gw):
     assert not [h for _, h in gw.backend.requests if h.startswith(b"CONNECT ")]
 
 
+@pytest.mark.parametrize("line", [b"CONNECT  HTTP/1.1", b"GET  / HTTP/1.1"],
+                         ids=["CONNECT without a target", "two spaces before the target"])
+def test_a_request_line_with_two_spaces_after_the_method_is_a_400(gw, line):
+    """RFC 9112 3: one SP between method and target. llhttp skips more and
+    reads on, and "CONNECT  HTTP/1.1" passed as an HTTP/0.9 CONNECT whose
+    target was "HTTP/1.1" (a 405, logged with that target); found by
+    fuzz-http. It is a bad request line."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(line + b"\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (400, "close"), r
+        assert H.recv_all(c, timeout=3) == b""
+    finally:
+        c.close()
+
+
 @pytest.mark.parametrize("sent,forwarded", [
     (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n", b"OPTIONS * HTTP/1.1"),
     (b"GET http://a/abs?x=1 HTTP/1.1\r\nHost: other\r\n", b"GET /abs?x=1 HTTP/1.1"),

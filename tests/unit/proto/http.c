@@ -570,6 +570,7 @@ typedef struct refusal {
 #define BAD_AUTH "invalid authority in the request target"
 #define FRAGMENT "fragment in the request target"
 #define ASTERISK "asterisk-form target other than OPTIONS *"
+#define NO_TARGET "no request target (two spaces after the method)"
 
 static const refusal_t refusals[] = {
     BAD("CL with TE", 400, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -608,7 +609,11 @@ static const refusal_t refusals[] = {
     BADR("duplicate Host", 400, "duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
     BAD("bad method", 400, "G(T / HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("bad version", 400, "malformed HTTP version", "GET / HTTP/1.x\r\n\r\n"),
-    BAD("missing target", 400, "GET  HTTP/1.1\r\nHost: a\r\n\r\n"),
+    /* Two spaces after the method: llhttp skips them and reads on to a target,
+       so "CONNECT  HTTP/1.1" (authority-form) once passed as HTTP/0.9. */
+    BADR("missing target", 400, NO_TARGET, "GET  HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("CONNECT without a target", 400, NO_TARGET, "CONNECT  HTTP/1.1\r\nHost: 1.143\r\n\r\n"),
+    BADR("two spaces before the target", 400, NO_TARGET, "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
     /* The version, judged whole before llhttp sees it (every split gives the same). */
     BADR("HTTP/2.0", 505, V_MAJOR, "GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
     BADR("HTTP/3.0 (llhttp's own 400)", 505, V_MAJOR, "GET / HTTP/3.0\r\nHost: a\r\n\r\n"),
