@@ -1114,16 +1114,39 @@ PARAMS = {}
 TLS_REFUSED = None
 
 
-def rotated(systems, rep):
-    """The order of the systems in repetition rep: each takes every turn in turn.
+def williams(n):
+    """Orders of range(n) in a Williams design: over its rows every index takes
+    every turn equally often and directly follows every other index equally
+    often (n rows when n is even, 2n when it is odd, the second n the first
+    reversed). Row r is 0, 1, n-1, 2, n-2, ... plus r (mod n), renamed so
+    that row 0 is 0, 1, ..., n-1 (a renaming keeps both balances)."""
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    name = {index: k for k, index in enumerate(first)}
+    rows = [[name[(i + r) % n] for i in first] for r in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return rows
+
+
+def order_of(systems, rep):
+    """The order of the systems in repetition rep (a Williams design, see williams).
 
     On this machine the same binary measured twice in a row does better the second
     time (session 16: two sluice instances, six interleaved pairs of TLS 1.2 full
     handshakes, the second lower in CPU per handshake in five); a fixed order would
-    hand that to whichever system always runs later.
+    hand that to whichever system always runs later, and a plain rotation balances
+    the turns but not which system each one follows.
     """
-    k = rep % len(systems) if systems else 0
-    return systems[k:] + systems[:k]
+    if not systems:
+        return []
+    rows = williams(len(systems))
+    return [systems[i] for i in rows[rep % len(rows)]]
 
 
 def run_rows(res):
@@ -1136,7 +1159,7 @@ def run_rows(res):
             systems = [s for s in list(SYSTEMS) + (["direct"] if row == "5" else [])
                        if s in ARGS.systems.split(",") + ["direct"]
                        and not (row == "8" and s == "sluice" and TLS_REFUSED)]
-            for pos, s in enumerate(rotated(systems, rep)):
+            for pos, s in enumerate(order_of(systems, rep)):
                 log("row %s rep %d: %s" % (row, rep + 1, s))
                 try:
                     r = ROWS[row](None if s == "direct" else s, PARAMS)
