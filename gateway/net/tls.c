@@ -304,8 +304,10 @@ static void pump(sl_session_t *s)
         }
         break;
     }
+    /* The handshake's last output (drive leaves it to us), and what waited
+       for a close_notify that is not answered now. */
     if (s->state != SL_SS_CLOSING)
-        flush_out(s);   /* what waited for a close_notify that is not answered now */
+        flush_out(s);
     release_input(&c->io);
 }
 
@@ -316,7 +318,7 @@ static void drive(sl_session_t *s)
         ERR_clear_error();
         int r = SSL_do_handshake(c->ssl);
         if (r != 1) {
-            flush_out(s);   /* our flight, or an alert */
+            flush_out(s);   /* our flight, or an alert; a finished handshake's goes in pump */
             int e = SSL_get_error(c->ssl, r);
             if (e == SSL_ERROR_WANT_READ && c->io.out_err == 0) {
                 release_input(&c->io);
