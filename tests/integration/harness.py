@@ -203,7 +203,6 @@ TCP_INFO_FIELDS = {"last_data_sent": 44, "last_data_recv": 52, "last_ack_recv": 
 
 def tcp_info(sock):
     """The TCP_INFO fields of TCP_INFO_FIELDS for a connected socket."""
-    import struct
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
     return {name: struct.unpack_from("I", info, off)[0] for name, off in TCP_INFO_FIELDS.items()}
 
