@@ -120,12 +120,38 @@ static bool same_bytes(const char *a, sl_http_span_t as, const char *b, sl_http_
     return as.len == bs.len && memcmp(a + as.off, b + bs.off, as.len) == 0;
 }
 
+/* The request line of an accepted head is exactly method SP target SP
+   HTTP/1.x CRLF (RFC 9112 3), after any empty lines, and the parser's spans
+   are its parts: whatever else llhttp tolerates is refused, so the gateway's
+   own scan and llhttp never read one line two ways ("CONNECT  HTTP/1.1" did). */
+static void check_request_line(const sl_http_head_t *h, const char *buf, uint32_t head_len)
+{
+    uint32_t at = 0;
+    while (at + 1 < head_len && buf[at] == '\r' && buf[at + 1] == '\n')
+        at += 2;
+    const char *line = buf + at;
+    const char *cr = memchr(line, '\r', head_len - at);
+    CHECK(cr != NULL);
+    size_t len = (size_t)(cr - line);
+    const char *sp1 = memchr(line, ' ', len);
+    CHECK(sp1 != NULL);
+    const char *target = sp1 + 1;
+    const char *sp2 = memchr(target, ' ', (size_t)(cr - target));
+    CHECK(sp2 != NULL && sp2 > target);
+    const char *version = sp2 + 1;
+    CHECK(cr - version == 8 && memcmp(version, "HTTP/1.", 7) == 0 &&
+          (version[7] == '0' || version[7] == '1'));
+    CHECK(h->method_text.off == at && h->method_text.len == (uint32_t)(sp1 - line));
+    CHECK(h->url.off == (uint32_t)(target - buf) && h->url.len == (uint32_t)(sp2 - target));
+}
+
 /* A parsed request, and the head written for the backend (in `out`, n bytes). */
 static void check_request(const sl_http_head_t *h, const char *buf, uint32_t head_len, size_t n)
 {
     check_span(h->host, head_len);
     check_span(h->path, head_len);
     CHECK(h->http_major == 1 && h->http_minor <= 1 && h->path.len > 0);
+    check_request_line(h, buf, head_len);
     CHECK(h->http_minor == 0 || sl_http_find(h, buf, "host") != NULL);
     CHECK(h->http_minor == 1 || sl_http_find(h, buf, "transfer-encoding") == NULL);
     memset(&reparser, 0, sizeof reparser);
