@@ -273,12 +273,9 @@ static void pump(sl_session_t *s)
             sl_session_close(s);
             return;
         }
-        /* Tickets, key updates, alerts: written now, unless the client's
-           close_notify came with them, when they wait for ours and go out in
-           its write (one segment; the client has often closed by then, and a
-           second write would meet its reset). */
-        if (err != SSL_ERROR_ZERO_RETURN)
-            flush_out(s);
+        /* What OpenSSL wrote while reading (tickets, key updates, alerts)
+           stays in c->io.out: anything the session writes to the client
+           goes after it through the same block and flushes both. */
         if (b->len > 0)
             sl_session_client_read(s, b);
         sl_block_unref(&s->w->bufs, b);
@@ -304,8 +301,11 @@ static void pump(sl_session_t *s)
         }
         break;
     }
-    /* The handshake's last output (drive leaves it to us), and what waited
-       for a close_notify that is not answered now. */
+    /* Out in one write: the handshake's last output (drive leaves it to
+       us) and what reading wrote. When the client's close_notify came with
+       its Finished, our answer (sl_tls_close_notify) has already taken the
+       ticket out with it, in one segment: a second write would often meet
+       the client's reset. */
     if (s->state != SL_SS_CLOSING)
         flush_out(s);
     release_input(&c->io);
