@@ -326,7 +326,10 @@ static int report(const sl_http_head_t *h, const char *base, const char *body, s
     bool json = ct != NULL && ct->value.len >= 16 &&
                 strncmp(base + ct->value.off, "application/json", 16) == 0;
     sl_json_doc_t doc = {0};
-    if (!json || sl_json_parse(&doc, body, len, NULL, NULL) != 0) {
+    /* Our own server's answer: as many values as it may hold (a status of
+       many pools of 256 backends is more than the default for a body). */
+    const sl_json_limits_t lim = {.max_nodes = MAX_RESPONSE / 2 + 1};
+    if (!json || sl_json_parse(&doc, body, len, &lim, NULL) != 0) {
         if (!ok)
             fprintf(stderr, "sluice ctl: HTTP %d %s\n", h->status, sl_http_status_text(h->status));
         fwrite(body, 1, len, ok ? stdout : stderr);

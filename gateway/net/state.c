@@ -498,11 +498,19 @@ static void apply_words(sl_ctl_t *ctl, const applying_t *how)
 
 #define STATE_MAX (1 << 20)
 
+/* key when root has it as anything but an object, else NULL. */
+static const char *not_an_object(const sl_json_t *root, const char *key)
+{
+    const sl_json_t *v = sl_json_get(root, key);
+    return v != NULL && v->type != SL_JSON_OBJECT ? key : NULL;
+}
+
 /*
  * Read and check the state file: a JSON object with "version": 1. Returns
  * 0 with *doc filled, 1 when there is no file, or -1 with the reason in why
- * (a file cut short, not JSON, bigger than we read, or another version's:
- * applying part of it, or reading a newer format as ours, would be wrong).
+ * (a file cut short, not JSON, bigger than we read, another version's, or
+ * one whose "services" or "pools" is not an object: applying part of it, or
+ * reading a newer format as ours, would be wrong).
  */
 static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t whylen)
 {
@@ -518,7 +526,11 @@ static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t wh
     bool failed = text != NULL && ferror(f);
     fclose(f);
     sl_json_error_t err = {0};
+    /* As many values as a file under the cap can hold (the parser's default,
+       sized for request bodies, refused what six pools of 256 backends make). */
+    const sl_json_limits_t lim = {.max_nodes = STATE_MAX / 2 + 1, .no_nul = true};
     const sl_json_t *v = NULL;
+    const char *part = NULL;
     int rc = -1;
     if (text == NULL)
         snprintf(why, whylen, "out of memory");
@@ -526,7 +538,7 @@ static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t wh
         snprintf(why, whylen, "cannot read: %s", strerror(EIO));
     else if (n > STATE_MAX)
         snprintf(why, whylen, "larger than %d bytes (expected a file sluice wrote)", STATE_MAX);
-    else if (sl_json_parse(doc, text, n, NULL, &err) != 0)
+    else if (sl_json_parse(doc, text, n, &lim, &err) != 0)
         snprintf(why, whylen, "not valid JSON at byte %zu (%s)", err.offset,
                  err.msg ? err.msg : "no memory");
     else if (doc->root == NULL || doc->root->type != SL_JSON_OBJECT)
@@ -534,6 +546,9 @@ static int read_state(const char *path, sl_json_doc_t *doc, char *why, size_t wh
     else if ((v = sl_json_get(doc->root, "version")) == NULL || v->type != SL_JSON_NUMBER ||
              v->num != 1)
         snprintf(why, whylen, "expected \"version\": 1 (this sluice reads version 1 only)");
+    else if ((part = not_an_object(doc->root, "services")) != NULL ||
+             (part = not_an_object(doc->root, "pools")) != NULL)
+        snprintf(why, whylen, "expected \"%s\" to be an object of %s by name", part, part);
     else
         rc = 0;
     if (rc != 0)
