@@ -286,8 +286,9 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     sl_admission_params_t p;
     sl_admission_stats_t st;
     if (sl_ctl_admission_get(ctl, (size_t)svc, pool, &p, &st) != 0) {
-        sl_admin_error(resp, 409, pool < 0 ? "admission is off for this service"
-                                           : "this pool has no admission rate of its own");
+        sl_admin_error(resp, 409, pool < 0 || ctl->services[svc].adm == NULL
+                                      ? "admission is off for this service"
+                                      : "this pool has no admission rate of its own");
         return;
     }
     uint64_t u;
@@ -617,7 +618,10 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
             for (long pool = -1; pool < (long)cfg->n_pools; pool++) {
                 sl_admission_params_t p;
                 sl_admission_stats_t st;
-                if (sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0)
+                /* A pool's own queue once, under the service it belongs to
+                   (sums over a family counted a shared pool's twice). */
+                if ((pool >= 0 && sl_ctl_pool_service(ctl, (size_t)pool) != (long)svc) ||
+                    sl_ctl_admission_get(ctl, svc, pool, &p, &st) != 0)
                     continue;
                 labels(&lab, b, "service", cfg->services[svc].name, "queue",
                        pool < 0 ? "service" : cfg->pools[pool].name);

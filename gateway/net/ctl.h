@@ -189,7 +189,8 @@ bool sl_ctl_pool_takes_connections(const sl_ctl_t *ctl, size_t pool);
 /* A pool's own queue belongs to the first service with admission that uses the
    pool (sl_ctl_admit_setup makes it so): that service's index, or -1. */
 long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool);
-/* Live limits of a service's queue (pool -1) or a pool's own: 0 or SL_ENOENT. */
+/* Live limits of a service's queue (pool -1) or a pool's own: 0, or SL_ENOENT (none,
+   or the service's admission is off). */
 int sl_ctl_admission_get(sl_ctl_t *ctl, size_t svc, long pool, sl_admission_params_t *p,
                          sl_admission_stats_t *st);
 /* Change them without losing or reordering queued clients: 0, SL_ENOENT or SL_EINVAL. */

@@ -421,10 +421,12 @@ long sl_ctl_pool_service(const sl_ctl_t *ctl, size_t pool)
     return -1;
 }
 
-/* The service's queue (pool < 0), or the queue of one of the service's pools. */
+/* The service's queue (pool < 0), or the queue of one of the service's
+   pools; none for a service whose admission is off: its clients wait in
+   no queue, not even the own queue of a pool it shares with another. */
 static sl_admission_t *queue_of(sl_ctl_t *ctl, size_t svc, long pool)
 {
-    if (svc >= ctl->rt->cfg->n_services)
+    if (svc >= ctl->rt->cfg->n_services || ctl->services[svc].adm == NULL)
         return NULL;
     if (pool < 0)
         return ctl->services[svc].adm;
@@ -551,8 +553,9 @@ int sl_ctl_admission_set(sl_ctl_t *ctl, size_t svc, long pool, const sl_admissio
 {
     sl_admission_t *q = queue_of(ctl, svc, pool);
     if (q == NULL) {
-        snprintf(err, errlen, pool < 0 ? "admission is off for this service"
-                                       : "this pool has no admission rate of its own");
+        snprintf(err, errlen, pool < 0 || ctl->services[svc].adm == NULL
+                                  ? "admission is off for this service"
+                                  : "this pool has no admission rate of its own");
         return SL_ENOENT;
     }
     if (check_limits(p, pool >= 0, err, errlen) != 0)

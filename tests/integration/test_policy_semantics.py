@@ -362,3 +362,50 @@ def test_a_pool_whose_backends_are_all_drained_holds_its_queue():
     finally:
         waiting.close()
         stop_all(s, blue, green)
+
+
+def test_a_pool_queue_shared_by_two_services_is_changed_and_counted_only_where_clients_wait():
+    """Services a (admission on) and b (admission off) share a pool with a
+    rate of its own. b's clients wait in no queue, so its admission is 409
+    with `pool` too: it was 200 and changed the queue a's clients wait in.
+    And /metrics lists the pool's queue once, under a: under b as well, a
+    sum over the family counted it twice."""
+    port, ap = free_port(), free_port()
+    s = Sluice("""listeners:
+  - address: "127.0.0.1:%d"
+workers: 1
+pools:
+  own:
+    backends: [ { address: "127.0.0.1:9" } ]
+  shared:
+    rate: 50/s
+    burst: 10
+    backends: [ { address: "127.0.0.1:9" } ]
+services:
+  a:
+    routes: [ { host: "a", path_prefix: / } ]
+    pools: [shared]
+    active: shared
+    admission: { rate: 100/s, burst: 10, slow_start: 0 }
+  b:
+    routes: [ { host: "*", path_prefix: / } ]
+    pools: [own, shared]
+    active: own
+    admission: { enabled: false }
+admin: { address: 127.0.0.1:%d }
+""" % (port, ap), port)
+    admin = Admin(ap)
+    try:
+        assert admin.call("GET", "/api/v1/services/b/admission") == \
+            (200, {"service": "b", "enabled": False})
+        assert admin.call("PUT", "/api/v1/services/b/admission", {"pool": "shared", "rate": 7}) \
+            == (409, {"error": "admission is off for this service"})
+        status, body = admin.call("GET", "/api/v1/services/a/admission")
+        assert status == 200 and body["pools"]["shared"]["rate"] == 50, body
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % ap, timeout=10) as r:
+            rates = sorted(line for line in r.read().decode().splitlines()
+                           if line.startswith("sluice_admission_rate{"))
+        assert rates == ['sluice_admission_rate{service="a",queue="service"} 100.000',
+                         'sluice_admission_rate{service="a",queue="shared"} 50.000'], rates
+    finally:
+        stop_all(s)
