@@ -267,6 +267,23 @@ static void send_close_to_client(sl_session_t *s, uint16_t code, const char *rea
 }
 
 /*
+ * Where the peer of p's stream stands (the side p's frames go to). A frame
+ * that may not pass yet (sl_ws_unpassable: a header not whole, a control
+ * frame not ended) is held back whole, so while one is open the peer has
+ * nothing of it and sits between frames all the same: a close or a ping
+ * may go to it, and a frame refused later never reaches it in part.
+ */
+static bool peer_between_frames(const sl_ws_parser_t *p)
+{
+    return sl_ws_at_frame_boundary(p) || sl_ws_unpassable(p) > 0;
+}
+
+static bool peer_between_messages(const sl_ws_parser_t *p)
+{
+    return !p->in_message && peer_between_frames(p);
+}
+
+/*
  * The last word before a cut (the shutdown's timeout, a second signal): a
  * WebSocket about to be closed without its close handshake still gets a
  * close frame when its stream to the client is at a frame boundary, so the
@@ -276,7 +293,7 @@ static void send_close_to_client(sl_session_t *s, uint16_t code, const char *rea
  */
 void sl_ws_farewell(sl_session_t *s, uint16_t code)
 {
-    if (s->state != SL_SS_WS_RELAY || s->close_to_client || !sl_ws_at_frame_boundary(&s->b2c))
+    if (s->state != SL_SS_WS_RELAY || s->close_to_client || !peer_between_frames(&s->b2c))
         return;
     send_close_to_client(s, code, "gateway shutting down");
 }
@@ -328,8 +345,8 @@ static void ws_abort_at(sl_session_t *s, uint16_t client_code, const char *clien
 static void ws_abort(sl_session_t *s, uint16_t client_code, const char *client_reason,
                      uint16_t backend_code, const char *backend_reason)
 {
-    ws_abort_at(s, client_code, client_reason, sl_ws_at_frame_boundary(&s->b2c), backend_code,
-                backend_reason, sl_ws_at_frame_boundary(&s->c2b));
+    ws_abort_at(s, client_code, client_reason, peer_between_frames(&s->b2c), backend_code,
+                backend_reason, peer_between_frames(&s->c2b));
 }
 
 /* Bring the session's deadline to `ms` from now at the latest. */
@@ -392,6 +409,35 @@ static int forward(sl_session_t *s, bool to_client, sl_block_t *b, size_t off, s
     return sl_write_block(s, to_client, b, off, len);
 }
 
+/* The frame earlier reads held back may pass now (a data frame's header is
+   whole, or a control frame ended at ev): it is written whole from what the
+   parser kept, which includes its bytes in this read up to the event. */
+static bool may_pass(const sl_ws_event_t *ev)
+{
+    bool control = (ev->header.opcode & 0x8) != 0;
+    return ev->type == (control ? SL_WS_EV_FRAME_END : SL_WS_EV_HEADER);
+}
+
+static int forward_held(sl_session_t *s, bool to_client, const sl_ws_parser_t *p,
+                        const sl_ws_event_t *ev)
+{
+    uint8_t frame[SL_WS_MAX_CONTROL_FRAME];
+    size_t n = ev->header.header_len;
+    memcpy(frame, sl_ws_header_bytes(p), n);
+    if (ev->type == SL_WS_EV_FRAME_END && ev->control_len > 0) {
+        memcpy(frame + n, ev->control, ev->control_len);   /* the parser unmasked it */
+        if (ev->header.masked)
+            sl_ws_mask(frame + n, ev->control_len, ev->header.mask, 0);
+        n += ev->control_len;
+    }
+    if (to_client)
+        s->bytes_b2c += n;
+    else
+        s->bytes_c2b += n;
+    sl_count(&s->w->counters, to_client ? SL_CTR_BYTES_B2C : SL_CTR_BYTES_C2B, n);
+    return sl_write_copy(s, to_client, frame, n);
+}
+
 /*
  * The client broke the protocol while a backend frame is half relayed to it:
  * a close frame now would land inside that frame. RFC 6455 7.1.7 wants the
@@ -434,9 +480,11 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
     bool dropping = s->close_from_client;   /* nothing may follow a close frame */
     if (dropping)
         return;
+    /* What earlier blocks held back of the open frame (none of it went on). */
+    uint64_t held = sl_ws_unpassable(&s->c2b);
     /* The last frame boundary in this block; -1 while a frame from an earlier
-       block is still open (its first bytes were forwarded already). */
-    long bnd = sl_ws_at_frame_boundary(&s->c2b) ? (long)off : -1;
+       block is still open and its first bytes were forwarded already. */
+    long bnd = peer_between_frames(&s->c2b) ? (long)off : -1;
     /* Parse until the parser has nothing to report: a zero-length frame's
        FRAME_END comes from a call that consumes nothing. */
     for (;;) {
@@ -452,17 +500,27 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
                close; the bad frame's bytes never do. */
             if (bnd > (long)fwd)
                 forward(s, false, b, fwd, (size_t)bnd - fwd);
-            if (!s->close_to_client && !sl_ws_at_frame_boundary(&s->b2c)) {
+            if (!s->close_to_client && !peer_between_frames(&s->b2c)) {
                 fail_after_backend_frame(s, bnd >= 0);
                 return;
             }
-            ws_abort_at(s, (uint16_t)code, reason, sl_ws_at_frame_boundary(&s->b2c),
+            ws_abort_at(s, (uint16_t)code, reason, peer_between_frames(&s->b2c),
                         SL_WS_CLOSE_GOING_AWAY, "client protocol error", bnd >= 0);
             return;
         }
         pos += (size_t)n;
         if (ev.type == SL_WS_EV_NONE)
             break;
+        if (held > 0 && may_pass(&ev)) {
+            /* It opens the block: nothing comes before it. */
+            held = 0;
+            fwd = pos;
+            bnd = -1;   /* a data frame's header went on: the backend is inside it */
+            if (forward_held(s, false, &s->c2b, &ev) != 0) {
+                ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend lost", 0, NULL);
+                return;
+            }
+        }
         if (ev.type == SL_WS_EV_FRAME_END) {
             bnd = (long)pos;
             sl_count(&w->counters, SL_CTR_WS_FRAMES_C2B, 1);
@@ -479,8 +537,10 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
             }
         }
     }
-    if (pos > fwd) {
-        if (forward(s, false, b, fwd, pos - fwd) != 0) {
+    /* An open frame that may not pass yet stays back: the parser keeps it. */
+    size_t upto = pos - (size_t)(sl_ws_unpassable(&s->c2b) - held);
+    if (upto > fwd) {
+        if (forward(s, false, b, fwd, upto - fwd) != 0) {
             ws_abort(s, SL_WS_CLOSE_BAD_GATEWAY, "backend lost", 0, NULL);
             return;
         }
@@ -507,7 +567,8 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
     size_t end = b->len, pos = off, fwd = off;
     /* After the client was sent a close, backend frames cannot be delivered. */
     bool dropping = s->close_to_client;
-    long bnd = sl_ws_at_frame_boundary(&s->b2c) ? (long)off : -1;
+    uint64_t held = sl_ws_unpassable(&s->b2c);   /* as on the client's side */
+    long bnd = peer_between_frames(&s->b2c) ? (long)off : -1;
     for (;;) {
         sl_ws_event_t ev;
         ssize_t n = sl_ws_parse(&s->b2c, data + pos, end - pos, &ev);
@@ -522,7 +583,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
                 forward(s, true, b, fwd, (size_t)bnd - fwd);
             ws_abort_at(s, SL_WS_CLOSE_BAD_GATEWAY, "backend protocol error",
                         !dropping && bnd >= 0, (uint16_t)code, reason,
-                        sl_ws_at_frame_boundary(&s->c2b));
+                        peer_between_frames(&s->c2b));
             return;
         }
         pos += (size_t)n;
@@ -530,9 +591,22 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             break;
         if (ev.type == SL_WS_EV_HEADER && dropping)
             sl_count(&w->counters, SL_CTR_DRAIN_UNDELIVERABLE, 1);
+        if (held > 0 && may_pass(&ev)) {
+            held = 0;
+            fwd = pos;
+            bnd = -1;
+            if (!dropping)
+                forward_held(s, true, &s->b2c, &ev);
+        }
         if (ev.type != SL_WS_EV_FRAME_END)
             continue;
         bnd = (long)pos;
+        if (!dropping) {
+            /* Every frame the client is given, its close too, as the other way. */
+            sl_count(&w->counters, SL_CTR_WS_FRAMES_B2C, 1);
+            if (ev.message_end)
+                sl_count(&w->counters, SL_CTR_WS_MESSAGES_B2C, 1);
+        }
         if (s->fail_pending) {
             fail_now(s, b, fwd, pos, ev.header.opcode == SL_WS_OP_CLOSE);
             return;
@@ -555,9 +629,6 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
         }
         if (dropping)
             continue;
-        sl_count(&w->counters, SL_CTR_WS_FRAMES_B2C, 1);
-        if (ev.message_end)
-            sl_count(&w->counters, SL_CTR_WS_MESSAGES_B2C, 1);
         /* A boundary: the place to inject what waits for one. */
         bool at_message = sl_ws_at_message_boundary(&s->b2c);
         if ((s->drain_pending && at_message) || s->ping_pending) {
@@ -572,15 +643,15 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             }
         }
     }
-    if (!dropping && pos > fwd) {
-        forward(s, true, b, fwd, pos - fwd);
-    }
+    size_t upto = pos - (size_t)(sl_ws_unpassable(&s->b2c) - held);
+    if (!dropping && upto > fwd)
+        forward(s, true, b, fwd, upto - fwd);
     /* A block that ends at a boundary serves a waiting drain or ping at once. */
-    if (s->drain_pending && sl_ws_at_message_boundary(&s->b2c) && !s->close_to_client) {
+    if (s->drain_pending && peer_between_messages(&s->b2c) && !s->close_to_client) {
         s->drain_pending = false;
         send_close_to_client(s, s->drain_code, s->drain_reason);
     }
-    if (s->ping_pending && sl_ws_at_frame_boundary(&s->b2c) && !s->close_to_client)
+    if (s->ping_pending && peer_between_frames(&s->b2c) && !s->close_to_client)
         send_ping(s);
     ws_maybe_done(s);
 }
@@ -658,7 +729,7 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     close_wait(s, s->rt->cfg->services[s->service].drain.grace);
     if (s->close_to_client)
         return;
-    if (sl_ws_at_message_boundary(&s->b2c))
+    if (peer_between_messages(&s->b2c))
         send_close_to_client(s, code, s->drain_reason);
     else
         s->drain_pending = true;
@@ -744,7 +815,7 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
             return;
         }
         if (!s->ping_sent_at && now >= ping_due(s, t)) {
-            if (sl_ws_at_frame_boundary(&s->b2c))
+            if (peer_between_frames(&s->b2c))
                 send_ping(s);
             else
                 s->ping_pending = true;

@@ -164,6 +164,31 @@ static inline bool sl_ws_at_frame_boundary(const sl_ws_parser_t *p)
     return !p->in_frame;
 }
 
+/*
+ * Bytes of the open frame consumed so far that a relay must not pass on
+ * yet: all of them while its header is incomplete (the rest of the header
+ * may still break a rule: a length over the limit, a reserved opcode) or
+ * while it is a control frame (a close frame's code and reason are checked
+ * at its end); 0 between frames and once a data frame's header is whole.
+ * The parser keeps those bytes (the header below, a control frame's
+ * payload in the FRAME_END event), so the relay can hold them back and
+ * write the frame itself when it may pass: then a frame refused later
+ * never reaches the peer in part, however the input was split.
+ */
+static inline uint64_t sl_ws_unpassable(const sl_ws_parser_t *p)
+{
+    if (!p->in_frame || (p->cur.header_len != 0 && !(p->cur.opcode & 0x8)))
+        return 0;
+    return p->pos - p->frame_start;
+}
+
+/* The raw header of the current frame (ev.header.header_len bytes, mask key
+   included), from its HEADER event until the next frame begins. */
+static inline const uint8_t *sl_ws_header_bytes(const sl_ws_parser_t *p)
+{
+    return p->hbuf;
+}
+
 /* Close codes a peer may send on the wire (RFC 6455 7.4 and the IANA registry). */
 bool sl_ws_close_code_valid(uint16_t code);
 

@@ -251,7 +251,12 @@ def test_metrics_and_status_after_a_websocket_session():
         m = parse_prometheus(r.body.decode())
         assert m[("sluice_ws_upgrades_total", "")] == 1
         assert m[("sluice_connections_accepted_total", "")] >= 1
-        assert m[("sluice_ws_messages_client_to_backend_total", "")] >= 1
+        # Frames relayed count close frames both ways: text and close to the
+        # backend; hello, echo and the backend's close reply to the client.
+        assert m[("sluice_ws_frames_client_to_backend_total", "")] == 2
+        assert m[("sluice_ws_messages_client_to_backend_total", "")] == 1
+        assert m[("sluice_ws_frames_backend_to_client_total", "")] == 3
+        assert m[("sluice_ws_messages_backend_to_client_total", "")] == 2
         assert m[("sluice_workers", "")] == 1
         assert m[("sluice_uptime_seconds", "")] > 0
         labels = '{pool="blue",backend="%s"}' % backend.addr

@@ -306,8 +306,11 @@ def test_client_error_mid_backend_frame_gets_its_close_after_that_frame(bad, cod
     """The client breaks the protocol while half of a backend frame has been
     relayed to it: a close now would land inside that frame, so the gateway
     finishes relaying it (the backend sends the rest once told to close),
-    then sends the client its close code, then ends the connection."""
-    g = Gateway(H.PyServer("ws_raw.py", "--mode", "split-frame"))
+    then sends the client its close code, then ends the connection. That
+    frame counts as relayed, like every other (it went uncounted)."""
+    admin = H.free_port()
+    g = Gateway(H.PyServer("ws_raw.py", "--mode", "split-frame"),
+                extra="admin: { address: 127.0.0.1:%d }" % admin)
     try:
         ws = H.WsConn(g.port)
         try:
@@ -327,6 +330,10 @@ def test_client_error_mid_backend_frame_gets_its_close_after_that_frame(bad, cod
             assert ws.wait_eof(5)
         finally:
             ws.close()
+        m = H.scrape(admin)
+        # The hello and the split frame.
+        assert H.metric(m, "sluice_ws_frames_backend_to_client_total") == 2
+        assert H.metric(m, "sluice_ws_messages_backend_to_client_total") == 2
     finally:
         g.stop()
 

@@ -51,6 +51,7 @@ class ScriptedBackend(H.ThreadBackend):
       X-Resp-Extra: HEX  header lines added to the good 101
       X-Resp-Pad: N      and an "X-Pad:" line of N bytes of value
       X-Send: HEX        bytes written right after the head
+      X-Dribble: S       X-Send written one byte at a time, S seconds apart
       X-Hang-Up: S       shut the socket down S seconds after X-Send
 
     Then it reads (never answering) until the peer closes or 15 s pass; what
@@ -79,7 +80,15 @@ class ScriptedBackend(H.ThreadBackend):
                 if "x-resp-pad" in h:
                     resp += b"X-Pad: %s\r\n" % (b"p" * int(h["x-resp-pad"]))
                 resp += b"\r\n"
-            conn.sendall(resp + binascii.unhexlify(h.get("x-send", "")))
+            send = binascii.unhexlify(h.get("x-send", ""))
+            if "x-dribble" in h:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.sendall(resp)
+                for i in range(len(send)):
+                    time.sleep(float(h["x-dribble"]))
+                    conn.sendall(send[i:i + 1])
+            else:
+                conn.sendall(resp + send)
             if "x-hang-up" in h:
                 time.sleep(float(h["x-hang-up"]))
                 conn.shutdown(socket.SHUT_RDWR)
@@ -104,7 +113,7 @@ def gw():
 _tags = iter(range(1, 1 << 30))
 
 
-def request(resp=None, resp_extra="", send=b"", hang_up=None, offer=""):
+def request(resp=None, resp_extra="", send=b"", hang_up=None, offer="", dribble=None):
     """An upgrade request steering the scripted backend; (bytes, tag)."""
     tag = "c%d" % next(_tags)
     extra = "X-Tag: %s\r\n" % tag + offer
@@ -116,6 +125,8 @@ def request(resp=None, resp_extra="", send=b"", hang_up=None, offer=""):
         extra += "X-Send: %s\r\n" % send.hex()
     if hang_up is not None:
         extra += "X-Hang-Up: %s\r\n" % hang_up
+    if dribble is not None:
+        extra += "X-Dribble: %s\r\n" % dribble
     return H.upgrade_request(extra=extra), tag
 
 
@@ -332,3 +343,95 @@ def test_a_version_other_than_13_gets_426_naming_websocket(gw, version):
     connection = ",".join(v for n, v in fields if n == "connection")
     assert "upgrade" in [t.strip().lower() for t in connection.split(",")], fields
     assert tag not in gw.backend.got   # refused before any backend was asked
+
+
+# ---- frames that arrive a byte at a time ----
+
+def dribble(ws, data, gap=0.01):
+    """Send data one byte per segment, gap seconds apart: one read each."""
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(data)):
+        ws.send(data[i:i + 1])
+        time.sleep(gap)
+
+
+BEFORE = F(1, b"before")
+CLIENT_SPLIT = [
+    ("a length over the frame limit", F(2, length=1 << 40), 1009),
+    ("a 64-bit length with the top bit set",
+     b"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x01\x11\x22\x33\x44", 1002),
+    ("a close code no one may send", F(8, H.close_payload(1005, b"")), 1002),
+    ("a close reason that is not UTF-8", F(8, H.close_payload(1000, b"\xff")), 1007),
+]
+
+
+@pytest.mark.parametrize("name,bad,code", CLIENT_SPLIT, ids=[c[0] for c in CLIENT_SPLIT])
+def test_a_bad_client_frame_that_comes_a_byte_at_a_time_never_reaches_the_backend(
+        gw, name, bad, code):
+    """The frames before a bad one reach the backend, then a close 1001;
+    nothing of the bad frame does, however it is split. Sent whole it was
+    so; sent a byte at a time, each read's header bytes (or a close frame's
+    first bytes, checked only at its end) went on before the rest showed the
+    frame bad, and the backend, left inside a frame, got no close at all."""
+    req, tag = request()
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response
+        ws.send(BEFORE)
+        time.sleep(0.05)
+        dribble(ws, bad)
+        seen, close = ws.read_until_close(timeout=5)
+        assert (seen, close.close_code) == ([], code), (seen, close)
+    finally:
+        ws.close()
+    assert gw.backend.ended[tag].wait(5)
+    got = gw.backend.got[tag]
+    assert got.startswith(BEFORE), got
+    rest = parse_frames(got[len(BEFORE):])
+    assert [(f.opcode, f.close_code) for f in rest] == [(8, 1001)], rest
+    assert len(got) == len(BEFORE) + 6 + len(rest[0].payload), got   # and no stray byte
+
+
+BACKEND_SPLIT = [
+    ("a reserved opcode", F(3, b"x", mask=False)),
+    ("a 64-bit length with the top bit set", b"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x01"),
+    ("a close code no one may send", F(8, H.close_payload(1006, b""), mask=False)),
+]
+
+
+@pytest.mark.parametrize("name,bad", BACKEND_SPLIT, ids=[c[0] for c in BACKEND_SPLIT])
+def test_a_bad_backend_frame_that_comes_a_byte_at_a_time_gets_the_client_1014(gw, name, bad):
+    """The other way: the client gets the frames before the bad one, then
+    1014, and no byte of the bad frame (it got a stray header byte and then
+    the connection's end, no close frame)."""
+    req, tag = request(send=F(1, b"before", mask=False) + bad, dribble=0.01)
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response
+        seen, close = ws.read_until_close(timeout=5)
+        assert [(f.opcode, f.payload) for f in seen] == [(1, b"before")], seen
+        assert close.close_code == 1014, close
+        assert ws.wait_eof(5)
+    finally:
+        ws.close()
+
+
+def test_good_frames_that_come_a_byte_at_a_time_pass_unchanged_both_ways(gw):
+    """What the gateway holds back until it may pass (a header not yet
+    whole, a control frame not yet ended) goes on as it came: every byte,
+    the client's mask included, in order."""
+    from_backend = (F(2, b"y" * 200, fin=False, mask=False) + F(9, b"ping", mask=False) +
+                    F(0, b"z" * 50, mask=False))
+    req, tag = request(send=from_backend, dribble=0.002)
+    ws = H.WsConn(gw.port, request=req)
+    try:
+        assert ws.status == 101, ws.response
+        got = [ws.read_frame(timeout=5) for _ in range(3)]
+        assert [(f.opcode, f.fin, f.payload) for f in got] == \
+            [(2, False, b"y" * 200), (9, True, b"ping"), (0, True, b"z" * 50)], got
+        from_client = (F(1, b"x" * 300, mask_key=b"\x01\x02\x03\x04") + F(9, b"ping!") +
+                       F(10, b"") + F(8, H.close_payload(1000, b"bye"), mask_key=b"\xa0\xb0\xc0\xd0"))
+        dribble(ws, from_client, gap=0.002)
+        assert H.wait_until(lambda: gw.backend.got[tag] == from_client, 5), gw.backend.got[tag]
+    finally:
+        ws.close()

@@ -757,6 +757,56 @@ static void test_boundaries_at_every_byte(void **state)
     free(in.b);
 }
 
+/*
+ * What a relay must hold back, byte by byte: every byte of a frame while its
+ * header is incomplete, every byte of a control frame until it ends, nothing
+ * of a data frame once its header is whole. And the header bytes the parser
+ * keeps are the frame's own, mask key included, until the next frame begins.
+ */
+static void test_unpassable_bytes_at_every_byte(void **state)
+{
+    (void)state;
+    buf_t in = {0};
+    sl_ws_parser_t p = client();
+    uint8_t big[300];
+    memset(big, 'x', sizeof big);
+    put_frame(&in, 0x82, MASK, big, sizeof big);          /* 0..307: header 8 bytes */
+    put_frame(&in, 0x88, MASK, "\x03\xe8" "bye", 5);         /* 308..318: header 6 */
+    put_frame(&in, 0x89, MASK, NULL, 0);                  /* 319..324: header only */
+    assert_int_equal(in.n, 325);
+
+    for (size_t i = 0; i < in.n; i++) {
+        sl_ws_event_t ev;
+        assert_int_equal(sl_ws_parse(&p, in.b + i, 1, &ev), 1);
+        size_t held;
+        if (i < 8)
+            held = i + 1 < 8 ? i + 1 : 0;        /* the data frame's header, then none */
+        else if (i < 308)
+            held = 0;                            /* its payload passes as it comes */
+        else if (i < 319)
+            held = i == 318 ? 0 : i - 308 + 1;   /* the close frame, until it ends */
+        else
+            held = i - 319 + 1;                  /* the ping: its header is all of it */
+        if (ev.type == SL_WS_EV_HEADER && i == 7)
+            assert_memory_equal(sl_ws_header_bytes(&p), in.b, 8);
+        if (ev.type == SL_WS_EV_FRAME_END && i == 318) {
+            assert_memory_equal(sl_ws_header_bytes(&p), in.b + 308, 6);
+            assert_memory_equal(ev.control, "\x03\xe8" "bye", 5);
+        }
+        if (i == 324) {
+            /* A zero-length control frame ends in a call of its own. */
+            assert_int_equal(ev.type, SL_WS_EV_HEADER);
+            assert_int_equal(sl_ws_unpassable(&p), 6);
+            assert_int_equal(sl_ws_parse(&p, in.b + in.n, 0, &ev), 0);
+            assert_int_equal(ev.type, SL_WS_EV_FRAME_END);
+            held = 0;
+        }
+        assert_int_equal(sl_ws_unpassable(&p), held);
+    }
+    assert_true(sl_ws_at_frame_boundary(&p));
+    free(in.b);
+}
+
 /* Payload that is not validated must not be read at all: put it on an unreadable page. */
 static void test_payload_is_never_read_when_not_validated(void **state)
 {
@@ -997,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_close_frames),
         cmocka_unit_test(test_close_code_valid_ranges),
         cmocka_unit_test(test_boundaries_at_every_byte),
+        cmocka_unit_test(test_unpassable_bytes_at_every_byte),
         cmocka_unit_test(test_payload_is_never_read_when_not_validated),
         cmocka_unit_test(test_zeroed_parser_and_empty_calls),
         cmocka_unit_test(test_write_header_golden),
