@@ -32,6 +32,7 @@ typedef struct {
     uint64_t events;
     int error;
     uint64_t pos;
+    const uint8_t *stream;   /* the whole input, from stream offset 0 */
 } outcome_t;
 
 static void mix(outcome_t *o, uint64_t v)
@@ -39,9 +40,15 @@ static void mix(outcome_t *o, uint64_t v)
     o->hash = (o->hash ^ v) * 0x100000001b3ULL;
 }
 
-static void check_event(const sl_ws_parser_t *p, const sl_ws_event_t *ev)
+static void check_event(const sl_ws_parser_t *p, const sl_ws_event_t *ev, const uint8_t *stream)
 {
     const sl_ws_frame_header_t *h = &ev->header;
+    /* What a relay writes for a frame it held back: the header as it came... */
+    CHECK(memcmp(sl_ws_header_bytes(p), stream + ev->frame_start, h->header_len) == 0);
+    /* ...and a control frame's payload, which masks back to the bytes that came. */
+    for (size_t i = 0; i < ev->control_len; i++)
+        CHECK((uint8_t)(ev->control[i] ^ (h->masked ? h->mask[i % 4] : 0)) ==
+              stream[ev->frame_start + h->header_len + i]);
     CHECK(h->header_len >= 2 && h->header_len <= SL_WS_MAX_HEADER);
     CHECK(h->masked == (p->role == SL_WS_FROM_CLIENT));
     if (p->extensions == SL_WS_EXT_NONE)
@@ -92,6 +99,9 @@ static bool feed(sl_ws_parser_t *p, const uint8_t *buf, size_t len, outcome_t *o
         off += (size_t)got;
         o->pos += (uint64_t)got;
         CHECK(p->pos == o->pos);
+        /* What a relay holds back fits the frame it writes from the parser. */
+        CHECK(sl_ws_unpassable(p) <= SL_WS_MAX_CONTROL_FRAME);
+        CHECK(sl_ws_unpassable(p) == 0 || p->in_frame);
         if (ev.type == SL_WS_EV_NONE) {
             CHECK(off == len);
             return true;
@@ -99,7 +109,7 @@ static bool feed(sl_ws_parser_t *p, const uint8_t *buf, size_t len, outcome_t *o
         /* A call that consumes nothing may report FRAME_END after HEADER, no more. */
         idle = got ? 0 : idle + 1;
         CHECK(idle <= 1);
-        check_event(p, &ev);
+        check_event(p, &ev, o->stream);
         o->events++;
         mix(o, (uint64_t)ev.type << 56 ^ (uint64_t)ev.header.opcode << 48 ^ ev.frame_start);
         mix(o, ev.header.payload_len ^ (uint64_t)ev.message_end << 63);
@@ -110,7 +120,7 @@ static bool feed(sl_ws_parser_t *p, const uint8_t *buf, size_t len, outcome_t *o
 
 static void run(sl_ws_parser_t settings, const uint8_t *buf, size_t len, size_t cut)
 {
-    outcome_t whole = {0}, split = {0};
+    outcome_t whole = {.stream = buf}, split = {.stream = buf};
     sl_ws_parser_t p = settings;
 
     feed(&p, buf, len, &whole);
