@@ -572,8 +572,8 @@ static void exchange_maybe_done(sl_session_t *s)
     /* Bytes already here are the next head, or its start: the head timeout
        runs for it, not the keepalive one. */
     s->awaiting_next = s->head_len == 0;
-    s->head_deadline = sl_now(s) + (s->awaiting_next ? s->rt->cfg->timeouts.keepalive
-                                                     : s->rt->cfg->timeouts.head);
+    s->head_deadline = s->awaiting_next ? sl_session_keepalive_deadline(s)
+                                        : sl_now(s) + s->rt->cfg->timeouts.head;
     sl_session_arm_timer(s);
     if (s->head_len > 0) {
         sl_session_parse_head(s);

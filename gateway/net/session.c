@@ -643,12 +643,30 @@ void sl_session_backend_failed(sl_session_t *s, int status)
     sl_session_http_error(s, 503, hdr);
 }
 
+/*
+ * A kept-alive connection's deadline between requests. Its keepalive clock
+ * starts once the last answer has all gone to the client: until then the
+ * connection is not idle (the clock started when the backend's response
+ * ended, and a slow reader's tail, still queued then, was cut at the
+ * keepalive timeout). Meanwhile the bound is the idle timeout's, as for an
+ * exchange that stalls, counted from the last write that completed.
+ */
+sl_msec_t sl_session_keepalive_deadline(sl_session_t *s)
+{
+    const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
+    return sl_now(s) + (sl_queued(s, true) > 0 ? t->idle : t->keepalive);
+}
+
 void sl_session_write_done(sl_session_t *s, bool to_client)
 {
-    if (s->state == SL_SS_WS_RELAY)
+    if (s->state == SL_SS_WS_RELAY) {
         sl_ws_write_done(s, to_client);
-    else if (s->state == SL_SS_LINGER && to_client && s->shutdown_pending)
+    } else if (s->state == SL_SS_LINGER && to_client && s->shutdown_pending) {
         s->linger_deadline = sl_now(s) + LINGER_MS;   /* a slow reader, still reading */
+    } else if (to_client && s->state == SL_SS_HEAD && s->awaiting_next && s->head_deadline) {
+        s->head_deadline = sl_session_keepalive_deadline(s);   /* it moved */
+        sl_session_arm_timer(s);
+    }
 }
 
 /* ---- gateway-made answers ---- */

@@ -287,6 +287,8 @@ void sl_session_client_eof(sl_session_t *s, int status);
 void sl_session_backend_read(sl_session_t *s, sl_block_t *b);
 void sl_session_backend_eof(sl_session_t *s, int status);
 void sl_session_write_done(sl_session_t *s, bool to_client);
+/* Between requests: the keepalive timeout once the last answer has all gone, else idle. */
+sl_msec_t sl_session_keepalive_deadline(sl_session_t *s);
 void sl_ws_backend_ready(sl_session_t *s);
 /* Undo sl_ws_backend_ready: the connect it went out on failed; back to CONNECTING. */
 void sl_ws_backend_unready(sl_session_t *s);

@@ -388,6 +388,62 @@ def test_a_reset_mid_body_is_not_passed_off_as_the_end():
         H.stop_all(gw, backend)
 
 
+class BigAnswerBackend(H.ThreadBackend):
+    """Answers every GET on a kept-alive connection with BODY bytes."""
+
+    BODY = 4 << 20
+
+    def handle(self, c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.BODY +
+                      b"b" * self.BODY)
+
+
+def test_a_slow_reader_gets_the_whole_answer_before_the_keepalive_clock_starts():
+    """The gateway has the whole 4 MiB answer from the backend (its write
+    queue may hold that much here), most of it still queued for a client that
+    reads nothing for 2.5 s: longer than the 1 s keepalive timeout. The
+    keepalive clock started when the backend's answer ended, and its timeout
+    closed the connection with the tail still queued: the client got part of
+    the body, then the end. Now the clock starts when the answer has all gone:
+    the client gets every byte, the connection takes another request, and it
+    is closed only after 1 s of real idleness."""
+    backend = BigAnswerBackend()
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                           extra="timeouts: { keepalive: 1s }\n"
+                                 "limits: { write_high_water: 16MiB, write_low_water: 1MiB }"),
+                  port)
+    try:
+        c = H.raw_connect(port, timeout=10)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(2.5)
+        reader = H.HttpReader(c, timeout=10)
+        r = reader.read()
+        assert (r.status, len(r.body)) == (200, BigAnswerBackend.BODY)
+        c.sendall(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = reader.read()
+        assert (r.status, len(r.body)) == (200, BigAnswerBackend.BODY)
+        t0 = time.monotonic()
+        c.settimeout(5)
+        assert c.recv(1) == b"", "the idle kept-alive connection was not closed"
+        assert 0.7 < time.monotonic() - t0 < 3
+        c.close()
+    finally:
+        H.stop_all(gw, backend)
+
+
 # ---- local ports: a network namespace of the test's own ----
 
 CLONE_NEWNET = 0x40000000
