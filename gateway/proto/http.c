@@ -479,6 +479,28 @@ static bool connection_has(const sl_http_parser_t *p, const char *token)
     return false;
 }
 
+/*
+ * A response's status code is three digits, 100 to 599 (RFC 9112 4, RFC
+ * 9110 15). llhttp takes "2", "099" and "0200": passed on, a 99 was written
+ * as an interim answer without its body's framing, and the client read that
+ * body as the next response. The head is whole in base (it starts with the
+ * status line) when this runs.
+ */
+static bool status_code_valid(const sl_http_parser_t *p)
+{
+    const char *l = p->base;
+    size_t i = 0;
+    while (i < 16 && l[i] != ' ')   /* llhttp read "HTTP/x.y" before it */
+        i++;
+    i++;
+    size_t digits = 0;
+    while (digits < 4 && l[i + digits] >= '0' && l[i + digits] <= '9')
+        digits++;
+    char after = l[i + digits];
+    return digits == 3 && (after == ' ' || after == '\r' || after == '\n') &&
+           p->head.status >= 100 && p->head.status <= 599;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     sl_http_parser_t *p = owner(ll);
@@ -487,6 +509,8 @@ static int on_headers_complete(llhttp_t *ll)
     hd->http_major = ll->http_major;
     hd->http_minor = ll->http_minor;
     hd->status = ll->status_code;
+    if (p->type == SL_HTTP_RESPONSE && !status_code_valid(p))
+        return fail(p, 400, "status code not three digits from 100 to 599");
     if (check_framing(p) < 0)
         return -1;
     /* Our reading of Transfer-Encoding must be llhttp's, which frames the
@@ -1286,7 +1310,7 @@ ssize_t sl_http_write_response(const sl_http_head_t *h, const char *base,
     /* A 1xx has no body, and RFC 9110 8.6 / RFC 9112 6.1 forbid it body
        framing: passed on, a client could read bytes after a 101 (frames) or
        after a 100 (the final answer) as that body. */
-    bool interim = h->status < 200;
+    bool interim = h->status >= 100 && h->status < 200;
     for (uint32_t i = 0; i < h->n_headers; i++) {
         const sl_http_header_t *x = &h->headers[i];
         bool keep_upgrade = switching && span_is(base, x->name, "upgrade");

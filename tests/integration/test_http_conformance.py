@@ -109,6 +109,10 @@ class ScriptedBackend(H.ThreadBackend):
         b"/ext-resp-at-once": CHUNKED + b"\r\n2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n",
         b"/ext-resp-later": [CHUNKED + b"\r\n2\r\nok\r\n",
                              b"2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n"],
+        b"/status-099": b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok",
+        b"/status-2": b"HTTP/1.1 2 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/status-0200": b"HTTP/1.1 0200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/status-600": b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok",
     }
     EARLY = {b"/early-big", b"/early", b"/early-eof"}
     CLOSE = {b"/early-eof"}             # the connection closes after the answer
@@ -610,6 +614,21 @@ def test_a_chunk_size_line_outside_rfc_9112_is_refused(gw, body):
     finally:
         c.close()
     assert len(bodies_of(gw, path)) == before, bodies_of(gw, path)[before:]
+
+
+@pytest.mark.parametrize("path", [b"/status-099", b"/status-2", b"/status-0200", b"/status-600"])
+def test_a_backend_status_code_not_three_digits_from_100_to_599_is_a_502(gw, path):
+    """RFC 9112 4: status-code = 3DIGIT; RFC 9110 15: 100 to 599. llhttp
+    takes "099", "2" and "0200": a 99 went to the client as an interim
+    answer, without its Content-Length, and the client read its body as the
+    start of the next response on the connection."""
+    c, reader = connect(gw)
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+        r = reader.read()
+        assert (r.status, r.header("connection")) == (502, "close"), r
+    finally:
+        c.close()
 
 
 def test_a_backend_chunk_size_line_beyond_4_KiB_is_a_502(gw):

@@ -692,6 +692,13 @@ static const refusal_t refusals[] = {
     BADR("authority port 70000", 400, BAD_AUTH, "GET https://a:70000 HTTP/1.1\r\nHost: a\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
     BAD("response not HTTP", 502, "SSH-2.0-OpenSSH\r\n\r\n"),
+#define BAD_STATUS "status code not three digits from 100 to 599"
+    BADR("response status 099", 502, BAD_STATUS, "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok"),
+    BADR("response status 99", 502, BAD_STATUS, "HTTP/1.1 99 Odd\r\n\r\n"),
+    BADR("response status 2", 502, BAD_STATUS, "HTTP/1.1 2 OK\r\n\r\n"),
+    BADR("response status 0200", 502, BAD_STATUS, "HTTP/1.1 0200 OK\r\n\r\n"),
+    BADR("response status 600", 502, BAD_STATUS, "HTTP/1.1 600 Odd\r\n\r\n"),
+    BADR("response status 000", 502, BAD_STATUS, "HTTP/1.1 000\r\n\r\n"),
     BAD("response duplicate CL", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
     BAD("response CL and TE", 502, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
     BADR("response obs-fold", 502, "obs-fold (header line starting with whitespace)", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
@@ -956,6 +963,17 @@ static void test_responses(void **state)
     r = RESP(HTTP_POST, "HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n");
     assert_int_equal(r.body, 12);
     assert_true(r.done);
+
+    /* Status codes at the edges of 100..599, with a reason or none. */
+    r = RESP(HTTP_GET, "HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(r.head.status, 599);
+    assert_true(r.done);
+    r = RESP(HTTP_GET, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(r.head.status, 200);
+    r = RESP(HTTP_GET, "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(r.head.status, 200);
+    r = RESP(HTTP_GET, "HTTP/1.1 100 Continue\r\n\r\n");
+    assert_int_equal(r.head.status, 100);
 }
 
 /* ---- rewriting ------------------------------------------------------------ */
