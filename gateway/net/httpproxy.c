@@ -161,6 +161,10 @@ static bool stale_retry(sl_session_t *s)
     sl_upstream_release(s, false);
     sl_session_resp_free(s);
     s->fresh_only = true;
+    /* Not read until the request is on its way again, as before the first
+       try (sl_http_begin): a half-close read meanwhile, with no response
+       begun, was taken for a client gone, and its answer was lost. */
+    sl_client_pause(s, SL_PAUSE_WAITING);
     sl_upstream_connect(s);
     return true;
 }

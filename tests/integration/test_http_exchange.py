@@ -10,6 +10,7 @@ would; the client is a raw socket.
 import socket
 import struct
 import time
+import types
 
 import pytest
 
@@ -381,3 +382,50 @@ def test_a_stale_kept_alive_connection_costs_a_safe_request_nothing(method, sent
     finally:
         H.stop_all(gw)
         backend.close()
+
+
+def test_a_client_that_half_closes_while_a_stale_request_goes_again_gets_the_answer():
+    """The client sends its request and half-closes while the gateway sends
+    that request again on a new connection (the kept-alive one was closed
+    under it). A FIN after a whole request is a half-close and the answer
+    still goes out; read during the retry, with no response begun, it was
+    taken for a client gone and the connection closed with no answer. The
+    backend is served by hand, its listen queue full, so the retry's connect
+    waits for a SYN sent again (about 1 s) and the FIN surely comes first."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    gw = gateway(types.SimpleNamespace(addr="127.0.0.1:%d" % ls.getsockname()[1]))
+    filler = None
+    try:
+        c = H.raw_connect(gw.port)
+        c.sendall(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        kept, _ = ls.accept()
+        assert read_request(kept, b"")[0].startswith(b"GET /one ")
+        kept.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+        reader = H.HttpReader(c)
+        assert reader.read().body == b"one"
+        filler = socket.create_connection(ls.getsockname())   # the listen queue is full now
+        time.sleep(0.1)
+        c.sendall(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_request(kept, b"")[0].startswith(b"GET /two ")
+        kept.close()                          # closed under the request: it goes again
+        time.sleep(0.3)
+        c.shutdown(socket.SHUT_WR)            # the client is done sending
+        time.sleep(0.6)
+        ls.accept()[0].close()                # the filler; the retry's SYN comes again
+        ls.settimeout(5)
+        again, _ = ls.accept()
+        assert read_request(again, b"")[0].startswith(b"GET /two ")
+        again.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        r = reader.read()
+        assert (r.status, r.body, r.header("connection")) == (200, b"two", "close"), r
+        c.settimeout(5)
+        assert c.recv(1) == b""
+        again.close()
+        c.close()
+    finally:
+        if filler:
+            filler.close()
+        H.stop_all(gw)
+        ls.close()
