@@ -322,6 +322,13 @@ void sl_http_forward_response(sl_session_t *s, uint32_t head_len)
         sl_session_http_error(s, 502, NULL);
         return;
     }
+    if (!interim && h->chunked && client_is_http10(s)) {
+        /* The request went on as HTTP/1.0, which chunked may not answer (RFC
+           9112 6.1): such a client cannot read it, and it was passed on
+           (with Connection: keep-alive, for a client that asked). */
+        sl_session_http_error(s, 502, NULL);
+        return;
+    }
     if (!interim) {
         if (!h->keep_alive || sl_http_body_until_eof(s->resp) || s->state != SL_SS_HTTP)
             s->keep_alive = false;

@@ -109,6 +109,7 @@ class ScriptedBackend(H.ThreadBackend):
         b"/ext-resp-at-once": CHUNKED + b"\r\n2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n",
         b"/ext-resp-later": [CHUNKED + b"\r\n2\r\nok\r\n",
                              b"2;" + b"e" * 8192 + b"\r\nok\r\n0\r\n\r\n"],
+        b"/chunked": CHUNKED + b"\r\n3\r\nabc\r\n0\r\n\r\n",
         b"/status-099": b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok",
         b"/status-2": b"HTTP/1.1 2 OK\r\nContent-Length: 2\r\n\r\nok",
         b"/status-0200": b"HTTP/1.1 0200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -243,6 +244,25 @@ def test_an_http10_client_kept_alive_is_told_so(gw):
         assert H.recv_all(c, timeout=3) == b""
     finally:
         c.close()
+
+
+def test_a_chunked_answer_to_an_http10_request_is_a_502(gw):
+    """The request goes on as HTTP/1.0, and chunked may not answer it (RFC
+    9112 6.1): an HTTP/1.0 client cannot read that framing. It was passed
+    on, with "Connection: keep-alive" for a client that asked, and the
+    client waited for a close that did not come. The same answer to an
+    HTTP/1.1 request passes."""
+    for version, want in ((b"1.0", (502, "close")), (b"1.1", (200, None))):
+        c, reader = connect(gw)
+        try:
+            c.sendall(b"GET /chunked HTTP/%s\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+                      % version)
+            r = reader.read()
+            assert (r.status, r.header("connection")) == want, r.raw
+            if r.status == 200:
+                assert r.body == b"abc"
+        finally:
+            c.close()
 
 
 # ---- backend connections ----
