@@ -280,12 +280,34 @@ int sl_ctl_deploy_resume(sl_ctl_t *ctl, size_t svc)
 
 int sl_ctl_deploy_abort(sl_ctl_t *ctl, size_t svc)
 {
+    sl_ctl_service_t *cs = &ctl->services[svc];
+    if (!cs->deploying)
+        return SL_ENOENT;
+    /* New connections go back to the pool the deploy left, even when a
+       reload during the deploy made another active (its YAML edited for the
+       deploy's end): an abort is the API's word, which stands over the YAML
+       and is kept like a finished deploy's. Set before the step publishes. */
+    size_t was = cs->active;
+    bool was_overridden = cs->active_overridden;
+    if (was != cs->cut.from) {
+        cs->active = cs->cut.from;
+        cs->active_overridden = true;
+    }
     int rc = control(ctl, svc, sl_cutover_abort);
-    if (rc == 0)
-        sl_log_warn("deploy %s: aborted; new connections go back to %s",
-                    ctl->rt->cfg->services[svc].name,
-                    ctl->rt->cfg->pools[ctl->services[svc].cut.from].name);
-    return rc;
+    if (rc != 0) {
+        cs->active = was;
+        cs->active_overridden = was_overridden;
+        return rc;
+    }
+    const char *name = ctl->rt->cfg->services[svc].name;
+    const char *back = ctl->rt->cfg->pools[cs->active].name;
+    sl_log_warn("deploy %s: aborted; new connections go back to %s", name, back);
+    int saved = was != cs->active ? sl_state_save(ctl) : 0;
+    if (saved != 0)
+        sl_log_error("deploy %s: the state file %s cannot keep the abort (%s): %s is active "
+                     "until the next restart, then the config's pool again", name,
+                     ctl->rt->cfg->admin.state_file, strerror(-saved), back);
+    return 0;
 }
 
 int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out)

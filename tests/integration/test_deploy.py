@@ -195,6 +195,42 @@ def test_abort_stops_the_drain_and_sends_new_clients_back_to_blue(tmp_path):
         stop_all(sluice, blue, green)
 
 
+def test_an_abort_after_a_reload_made_green_active_sends_new_clients_back_to_blue(tmp_path):
+    """docs/deploys.md tells an operator without a state file to change the
+    YAML too. One who does, and reloads while the deploy still ramps, then
+    aborts: the abort answered blue 1, green 0, and every new client went to
+    green (the reload had made it the service's active pool, which routes
+    once no deploy runs). The abort is the API's word: blue is active, and
+    stays so through the next reload, as a finished deploy's pool does."""
+    blue, green, sluice, admin = start_gateway(tmp_path)
+
+    async def hello():
+        async with websockets.connect(sluice.url, compression=None) as ws:
+            return await asyncio.wait_for(ws.recv(), 5)
+
+    try:
+        status, body = admin.call("POST", "/api/v1/services/app/deploys",
+                                  {"to": "green", "ramp": "10m"})
+        assert status == 201, body
+        with open(sluice.cfg.name) as f:
+            text = f.read()
+        with open(sluice.cfg.name, "w") as f:
+            f.write(text.replace("active: blue", "active: green"))
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        status, body = admin.call("POST", "/api/v1/services/app/deploys/current/abort")
+        assert (status, body["phase"], body["weights"], body["active"]) == \
+            (200, "aborted", {"blue": 1, "green": 0}, "blue"), body
+        async def six():
+            return [await hello() for _ in range(6)]
+        assert asyncio.run(asyncio.wait_for(six(), 30)) == ["hello blue"] * 6
+        assert admin.call("POST", "/api/v1/reload")[0] == 200
+        service = admin.call("GET", "/api/v1/status")[1]["services"][0]
+        assert (service["active"], service["overridden"]) == ("blue", ["active"]), service
+        assert asyncio.run(asyncio.wait_for(hello(), 10)) == "hello blue"
+    finally:
+        stop_all(sluice, blue, green)
+
+
 def test_abort_voids_drain_credit_still_on_its_way_to_the_workers(tmp_path):
     """The control thread hands drain credit to the workers in messages; an
     abort once stopped only the next handout, so credit already posted could
