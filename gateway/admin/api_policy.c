@@ -135,6 +135,20 @@ static void refuse_msg(char *bad, const char *msg)
 
 #define WANT_WHOLE "a whole number"
 
+/* A name, borrowed from the request (its strings hold no NUL: the server
+   parses with no_nul): 0 absent, -1 not a string, 1 found. Names have no
+   length of their own to fit: a config's pool may have a long one. */
+static int get_name(const sl_json_t *obj, const char *key, const char **out)
+{
+    const sl_json_t *v = sl_json_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (v->type != SL_JSON_STRING)
+        return -1;
+    *out = v->str;
+    return 1;
+}
+
 static int get_str(const sl_json_t *obj, const char *key, char *out, size_t cap)
 {
     const sl_json_t *v = sl_json_get(obj, key);
@@ -268,10 +282,12 @@ void sl__admin_put_admission(sl_admin_req_t *req, sl_admin_resp_t *resp)
     }
     sl_ctl_t *ctl = req->gw->ctl;
     long pool = -1;
-    char pool_name[64];
-    int r = get_str(j, "pool", pool_name, sizeof pool_name);
+    const char *pool_name = NULL;
+    int r = get_name(j, "pool", &pool_name);
     if (r < 0) {
-        sl_admin_error(resp, 400, "pool: expected a pool name");
+        char why[BAD_LEN] = "";
+        refuse(why, j, "pool", "a pool name");
+        sl_admin_error(resp, 400, "%s", why);
         return;
     }
     if (r > 0 && (pool = sl_config_pool_index(ctl->rt->cfg, pool_name)) < 0) {
@@ -413,10 +429,13 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
     snprintf(p.reason, sizeof p.reason, "%s", s->drain.reason ? s->drain.reason : "");
     uint64_t u;
     char bad[BAD_LEN] = "";
-    if (get_str(j, "to", p.to, sizeof p.to) <= 0)
+    int r = get_name(j, "to", &p.to);
+    if (r == 0)
         refuse_msg(bad, "to: the pool to move to is required");
-    if (get_str(j, "from", p.from, sizeof p.from) < 0)
-        refuse_msg(bad, "from: expected a pool name");
+    else if (r < 0)
+        refuse(bad, j, "to", "a pool name");
+    if (get_name(j, "from", &p.from) < 0)
+        refuse(bad, j, "from", "a pool name");
     if (get_duration(j, "ramp", &p.ramp) < 0)
         refuse_duration(bad, j, "ramp");
     /* The YAML's drain.rate bounds: 0 once meant "no cap of its own", and
@@ -440,7 +459,7 @@ void sl__admin_post_deploy(sl_admin_req_t *req, sl_admin_resp_t *resp)
                         "the rate)");
     if (get_uint(j, "pause_after_failures", 1000000000, &p.pause_after_failures) < 0)
         refuse(bad, j, "pause_after_failures", WANT_WHOLE);
-    int r = get_uint(j, "close_code", 4999, &u);
+    r = get_uint(j, "close_code", 4999, &u);
     if (r < 0)
         refuse(bad, j, "close_code", "a close code like 1012");
     else if (r > 0)

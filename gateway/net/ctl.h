@@ -52,8 +52,8 @@ typedef struct sl_ctl_service {
 
 /* What POST /api/v1/services/{service}/deploys asks for. */
 typedef struct sl_deploy_params {
-    char from[64];                   /* "": the active pool */
-    char to[64];
+    const char *from;                /* NULL: the active pool (names: the caller's, any length) */
+    const char *to;
     sl_msec_t ramp;
     double drain_rate;               /* per second; 0: only the new pool's admission rate */
     sl_msec_t drain_window;          /* instead of a rate: spread the drain over this */

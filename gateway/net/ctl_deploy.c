@@ -200,7 +200,7 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
         return SL_EEXIST;
     }
     long to = pool_of(ctl, svc, p->to);
-    long from = p->from[0] ? pool_of(ctl, svc, p->from) : (long)cs->active;
+    long from = p->from ? pool_of(ctl, svc, p->from) : (long)cs->active;
     if (to < 0 || from < 0) {
         snprintf(err, errlen, "pool \"%s\" is not one of the service's pools",
                  to < 0 ? p->to : p->from);

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from harness import SLUICE, T, HttpReader, free_port, stop_all, wait_until
+from harness import SLUICE, T, HttpReader, Sluice, config, free_port, stop_all, wait_until
 from test_admin import Admin, admin_config, ctl, start
 
 ADMISSION = "admission: { rate: 100/s, burst: 10 }"
@@ -180,6 +180,38 @@ def test_a_deploy_with_both_drain_rate_and_drain_window_is_refused():
         assert a.json("POST", path + "/current/abort")[0] == 200
         status, d = a.json("POST", path, b'{"to": "green", "ramp": "1h", "drain_rate": "5/s"}')
         assert status == 201 and d["phase"] == "ramp", d
+        a.close()
+    finally:
+        stop_all(s)
+
+
+def test_a_pool_with_a_long_name_can_be_named_in_a_deploy_and_an_admission_change():
+    """The config takes pool names of any length, and GET shows them; the
+    API copied a deploy's "to" and an admission change's "pool" into 64-byte
+    buffers and answered a 70-byte name "to: ... is required" (400). And a
+    name of the wrong type is refused naming what was sent."""
+    long = "green-" + "x" * 64
+    port, admin_port = free_port(), free_port()
+    cfg = config(port, {"blue": ["127.0.0.1:9"], long: ["127.0.0.1:9"]}, workers=1,
+                 service_extra=ADMISSION,
+                 extra="admin: { address: 127.0.0.1:%d }" % admin_port)
+    cfg = cfg.replace("  %s:\n    backends:" % long, "  %s:\n    rate: 50/s\n    backends:" % long)
+    s = Sluice(cfg, port)
+    try:
+        a = Admin(admin_port)
+        status, body = a.json("PUT", "/api/v1/services/app/admission",
+                              json.dumps({"pool": long, "rate": 10}).encode())
+        assert (status, body["pools"][long]["rate"]) == (200, 10), body
+        path = "/api/v1/services/app/deploys"
+        status, body = a.json("POST", path, json.dumps({"to": long, "ramp": "1h"}).encode())
+        assert (status, body["to"]) == (201, long), body
+        assert a.json("POST", path + "/current/abort")[0] == 200
+        assert a.json("POST", path, b'{"to": 5}') == \
+            (400, {"error": "to: expected a pool name (got 5)"})
+        assert a.json("POST", path, b'{"to": "blue", "from": []}') == \
+            (400, {"error": "from: expected a pool name (got [])"})
+        assert a.json("PUT", "/api/v1/services/app/admission", b'{"pool": 1, "rate": 5}') == \
+            (400, {"error": "pool: expected a pool name (got 1)"})
         a.close()
     finally:
         stop_all(s)
