@@ -610,8 +610,17 @@ int sl_admission_set_params(sl_admission_t *q, const sl_admission_params_t *p, s
     for (uint32_t i = 0; i < q->ct_cap; i++)
         if (q->ct[i].used)
             client_refill(q, &q->ct[i], now);
+    double was = sl_bucket_current_rate(&q->bucket, now);
     sl_bucket_set(&q->bucket, &p->bucket, now);
     apply_params(q, p);
+    /* The slots promised so far were spread at the old rate: the clients
+       holding them come back over (promise - now) and take that much of the
+       new rate's time. The chain goes on from there, so a rate raised in a
+       storm tells the next rejected clients sooner times (they were told the
+       old rate's, up to retry_after_max), and a rate lowered, later ones. */
+    double rate = sl_bucket_current_rate(&q->bucket, now);
+    if (q->promise > (double)now && was > 0.0 && rate > 0.0)
+        q->promise = (double)now + (q->promise - (double)now) * was / rate;
     return SL_OK;
 }
 

@@ -598,6 +598,37 @@ static void test_retry_after_spread(void **state)
     sl_admission_free(q);
 }
 
+/* A rate changed live re-spreads the promised slots: the next rejected
+   clients are told times at the new rate, after the clients already told. */
+static void test_retry_after_follows_a_live_rate_change(void **state)
+{
+    (void)state;
+    sl_admission_params_t p = params(10, 1, 0, 60000);
+    sl_admission_t *q = mkq(&p, 0);
+    sl_admission_event_t ev;
+    assert_int_equal(arrive(q, 0, 1, 1, NULL), SL_ADM_ADMITTED);   /* the one token */
+    for (int i = 0; i < 100; i++)   /* 100 slots at 10/s: 10 s of promises */
+        assert_int_equal(arrive(q, 0, (uint32_t)(10 + i), 0, &ev), SL_ADM_REJECTED);
+    assert_true(ev.retry_after_ms >= 10000 && ev.retry_after_ms <= 10100 + 10100 / 5);
+    /* Raised a hundredfold: the 100 told clients take 0.1 s of the new rate. */
+    p.bucket.rate = 1000;
+    assert_int_equal(sl_admission_set_params(q, &p, 0), SL_OK);
+    assert_int_equal(arrive(q, 0, 500, 0, &ev), SL_ADM_REJECTED);
+    assert_int_equal(ev.retry_after_ms >= 1000 && ev.retry_after_ms <= 1200, true);   /* min */
+    p.retry_after_min = 100;
+    assert_int_equal(sl_admission_set_params(q, &p, 0), SL_OK);
+    assert_int_equal(arrive(q, 0, 501, 0, &ev), SL_ADM_REJECTED);
+    assert_true(ev.retry_after_ms >= 100 && ev.retry_after_ms <= 103 + 103 / 5);
+    /* Lowered to 1/s: the promises so far (about 0.1 s at 1000/s) stretch to 100 s,
+       beyond retry_after_max (30 s): the next is told the most. Before, the chain
+       went on from 0.1 s, 1 s apart, under the clients already told to come then. */
+    p.bucket.rate = 1;
+    assert_int_equal(sl_admission_set_params(q, &p, 0), SL_OK);
+    assert_int_equal(arrive(q, 0, 502, 0, &ev), SL_ADM_REJECTED);
+    assert_true(ev.retry_after_ms >= 30000 - 30000 / 5 && ev.retry_after_ms <= 30000);
+    sl_admission_free(q);
+}
+
 /* Slow start through the queue: admissions per second follow the ramp. */
 static void test_slow_start(void **state)
 {
@@ -860,6 +891,7 @@ int main(void)
         cmocka_unit_test(test_stall_forfeit),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_retry_after_spread),
+        cmocka_unit_test(test_retry_after_follows_a_live_rate_change),
         cmocka_unit_test(test_slow_start),
         cmocka_unit_test(test_live_tuning),
         cmocka_unit_test(test_clock_edges),
