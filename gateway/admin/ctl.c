@@ -126,7 +126,10 @@ static int admission_cmd(int argc, char **argv, request_t *r)
         }
         *eq = '\0';
         sl_jw_key(&w, argv[i]);
-        typed_value(&w, eq + 1);
+        if (strcmp(argv[i], "pool") == 0)
+            sl_jw_str(&w, eq + 1);   /* a name, whatever it looks like: pool=2024 */
+        else
+            typed_value(&w, eq + 1);
     }
     sl_jw_end(&w);
     return 0;

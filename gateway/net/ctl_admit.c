@@ -495,7 +495,8 @@ static int check_limits(const sl_admission_params_t *p, bool pool, char *err, si
         }
     }
     if (p->retry_after_min > p->retry_after_max) {
-        snprintf(err, errlen, "retry_after_min is above retry_after_max");
+        snprintf(err, errlen, "retry_after_min (%llu ms) is above retry_after_max (%llu ms)",
+                 (unsigned long long)p->retry_after_min, (unsigned long long)p->retry_after_max);
         return SL_EINVAL;
     }
     return 0;

@@ -212,7 +212,29 @@ def test_a_pool_with_a_long_name_can_be_named_in_a_deploy_and_an_admission_chang
             (400, {"error": "from: expected a pool name (got [])"})
         assert a.json("PUT", "/api/v1/services/app/admission", b'{"pool": 1, "rate": 5}') == \
             (400, {"error": "pool: expected a pool name (got 1)"})
+        # Bounds that do not fit together say what they were.
+        assert a.json("PUT", "/api/v1/services/app/admission",
+                      b'{"retry_after_min": "20s", "retry_after_max": "10s"}') == \
+            (400, {"error": "retry_after_min (20000 ms) is above retry_after_max (10000 ms)"})
         a.close()
+    finally:
+        stop_all(s)
+
+
+def test_ctl_sends_a_pool_name_that_looks_like_a_number_as_a_name():
+    """`sluice ctl admission set app pool=2024 ...` sent the pool as the
+    number 2024, which the server refuses (a pool name is a string)."""
+    port, admin_port = free_port(), free_port()
+    cfg = config(port, {"blue": ["127.0.0.1:9"], "2024": ["127.0.0.1:9"]}, workers=1,
+                 service_extra=ADMISSION,
+                 extra="admin: { address: 127.0.0.1:%d }" % admin_port)
+    cfg = cfg.replace('  2024:\n    backends:', '  "2024":\n    rate: 50/s\n    backends:')
+    s = Sluice(cfg, port)
+    try:
+        rc, out, err = ctl("admission", "set", "app", "pool=2024", "rate=7",
+                           admin_port=admin_port)
+        assert rc == 0, err
+        assert json.loads(out)["pools"]["2024"]["rate"] == 7
     finally:
         stop_all(s)
 
