@@ -148,6 +148,7 @@ struct sl_session {
     bool close_from_backend;
     bool close_to_backend;
     bool draining;
+    bool drain_close_sent;           /* the drain's own close went to the client */
     bool counted_ws;
     uint64_t bytes_c2b;
     uint64_t bytes_b2c;

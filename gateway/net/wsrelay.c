@@ -266,6 +266,14 @@ static void send_close_to_client(sl_session_t *s, uint16_t code, const char *rea
     s->close_to_client = true;
 }
 
+/* The drain's close, at a message boundary; the client's close after it is its answer. */
+static void send_drain_close(sl_session_t *s)
+{
+    s->drain_pending = false;
+    s->drain_close_sent = true;
+    send_close_to_client(s, s->drain_code, s->drain_reason);
+}
+
 /*
  * Where the peer of p's stream stands (the side p's frames go to). A frame
  * that may not pass yet (sl_ws_unpassable: a header not whole, a control
@@ -531,7 +539,9 @@ void sl_ws_on_client_data(sl_session_t *s, sl_block_t *b, size_t off)
                     s->log_close = close_code_of(&ev);
                 s->close_from_client = true;
                 s->close_to_backend = true;   /* forwarded below, as the client sent it */
-                if (s->draining)
+                /* An answer to the drain's close; not a close of the
+                   client's own while the drain waited for a boundary. */
+                if (s->drain_close_sent)
                     sl_count(&w->counters, SL_CTR_DRAINS_COMPLETED, 1);
                 break;
             }
@@ -635,8 +645,7 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
             forward(s, true, b, fwd, pos - fwd);
             fwd = pos;
             if (s->drain_pending && at_message) {
-                s->drain_pending = false;
-                send_close_to_client(s, s->drain_code, s->drain_reason);
+                send_drain_close(s);
                 dropping = true;
             } else {
                 send_ping(s);
@@ -647,10 +656,8 @@ void sl_ws_on_backend_data(sl_session_t *s, sl_block_t *b, size_t off)
     if (!dropping && upto > fwd)
         forward(s, true, b, fwd, upto - fwd);
     /* A block that ends at a boundary serves a waiting drain or ping at once. */
-    if (s->drain_pending && peer_between_messages(&s->b2c) && !s->close_to_client) {
-        s->drain_pending = false;
-        send_close_to_client(s, s->drain_code, s->drain_reason);
-    }
+    if (s->drain_pending && peer_between_messages(&s->b2c) && !s->close_to_client)
+        send_drain_close(s);
     if (s->ping_pending && peer_between_frames(&s->b2c) && !s->close_to_client)
         send_ping(s);
     ws_maybe_done(s);
@@ -730,7 +737,7 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     if (s->close_to_client)
         return;
     if (peer_between_messages(&s->b2c))
-        send_close_to_client(s, code, s->drain_reason);
+        send_drain_close(s);
     else
         s->drain_pending = true;
     sl_session_arm_timer(s);

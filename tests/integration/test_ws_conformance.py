@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 import websockets
@@ -435,3 +436,41 @@ def test_good_frames_that_come_a_byte_at_a_time_pass_unchanged_both_ways(gw):
         assert H.wait_until(lambda: gw.backend.got[tag] == from_client, 5), gw.backend.got[tag]
     finally:
         ws.close()
+
+
+def test_drains_completed_counts_answers_to_the_drains_close_only():
+    """sluice_drains_completed_total counts drained clients that answered
+    the drain's close. A client mid-message from the backend waits for the
+    message's end before its close; one that closed on its own meanwhile
+    was counted too, though the drain's close never went."""
+    b = ScriptedBackend()
+    port, admin = H.free_port(), H.free_port()
+    s = H.Sluice(H.config(port, {"blue": [b.addr]},
+                          extra=TIMEOUTS + "\nadmin: { address: 127.0.0.1:%d }" % admin), port=port)
+    try:
+        answers, _ = request()
+        mid, _ = request(send=F(1, b"half", fin=False, mask=False))
+        a = H.WsConn(port, request=answers)
+        m = H.WsConn(port, request=mid)
+        assert a.status == m.status == 101
+        assert m.read_frame(timeout=5).payload == b"half"   # its stream is mid-message now
+        url = "http://127.0.0.1:%d/api/v1/pools/blue/backends/%s/drain" % (admin, b.addr)
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                    timeout=5) as r:
+            assert r.status == 202
+        seen, close = a.read_until_close(timeout=5)
+        assert (seen, close.close_code) == ([], 1012), (seen, close)
+        a.send(F(8, H.close_payload(1012)))                 # the answer
+        m.send(F(8, H.close_payload(1000, b"mine")))        # its own, before the drain's
+        assert H.wait_until(lambda: H.metric(H.scrape(admin), "sluice_drains_started_total") == 2)
+        assert H.wait_until(
+            lambda: H.metric(H.scrape(admin), "sluice_drains_completed_total") == 1, 5)
+        time.sleep(0.3)
+        assert H.metric(H.scrape(admin), "sluice_drains_completed_total") == 1
+        a.close()
+        m.close()
+    finally:
+        try:
+            s.stop()
+        finally:
+            b.close()
