@@ -1200,6 +1200,30 @@ static bool has_nonempty(const sl_http_head_t *h, const char *base, const char *
     return false;
 }
 
+/*
+ * The scheme a trusted proxy says the client used with it: the first
+ * element of its X-Forwarded-Proto, when that is http or https. NULL
+ * otherwise (absent, empty, anything else: then ours is sent).
+ */
+static const char *trusted_proto(const sl_http_head_t *h, const char *base)
+{
+    for (uint32_t i = 0; i < h->n_headers; i++) {
+        const sl_http_header_t *x = &h->headers[i];
+        if (!span_is(base, x->name, "x-forwarded-proto"))
+            continue;
+        size_t pos = 0, tlen;
+        const char *tok;
+        if (!sl_http_next_element(base + x->value.off, x->value.len, &pos, &tok, &tlen))
+            return NULL;
+        if (tlen == 5 && strncasecmp(tok, "https", 5) == 0)
+            return "https";
+        if (tlen == 4 && strncasecmp(tok, "http", 4) == 0)
+            return "http";
+        return NULL;
+    }
+    return NULL;
+}
+
 /* RFC 7239 node: IPv6 quoted and bracketed, "unknown" when there is none. */
 static void put_forwarded_node(out_t *o, const char *ip)
 {
@@ -1230,8 +1254,14 @@ static void put_forwarding(out_t *o, const sl_http_head_t *h, const char *base,
             puts_(o, ip);
         puts_(o, "\r\n");
     }
+    /* From a trusted proxy (a load balancer that terminated TLS, say), the
+       scheme the client used with it, which backends build links and
+       redirects from: ours names only the hop from that proxy, and made a
+       backend behind an https balancer redirect to https for ever. The
+       Forwarded header keeps every hop's proto, ours appended. */
+    const char *xfp = fw->client_trusted ? trusted_proto(h, base) : NULL;
     puts_(o, "X-Forwarded-Proto: ");
-    puts_(o, proto);
+    puts_(o, xfp ? xfp : proto);
     puts_(o, "\r\nForwarded: ");
     if (fw->client_trusted && put_joined(o, h, base, "forwarded") > 0)
         puts_(o, ", ");

@@ -229,10 +229,24 @@ def test_trusted_proxy_xff_is_appended_to(tgw):
 
 
 def test_untrusted_client_xff_is_replaced(tgw):
-    info = echoed(tgw.one(req(headers=["X-Forwarded-For: 203.0.113.7"]), source="127.0.0.3"))
+    info = echoed(tgw.one(req(headers=["X-Forwarded-For: 203.0.113.7",
+                                       "X-Forwarded-Proto: https"]), source="127.0.0.3"))
     assert hdrs(info, "X-Forwarded-For") == ["127.0.0.3"]
+    assert hdrs(info, "X-Forwarded-Proto") == ["http"]
     fwd = hdrs(info, "Forwarded")
     assert len(fwd) == 1 and "203.0.113.7" not in fwd[0], fwd
+
+
+def test_a_trusted_proxys_x_forwarded_proto_reaches_the_backend(tgw):
+    """A load balancer that terminated TLS says https; the backend builds
+    its links from that. It was replaced with the scheme of the balancer's
+    hop to sluice (http), and a backend that redirects plain requests to
+    https sent such clients round for ever."""
+    info = echoed(tgw.one(req(headers=["X-Forwarded-For: 203.0.113.7",
+                                       "X-Forwarded-Proto: https"]), source="127.0.0.2"))
+    assert hdrs(info, "X-Forwarded-Proto") == ["https"]
+    fwd = hdrs(info, "Forwarded")
+    assert len(fwd) == 1 and fwd[0].endswith("for=127.0.0.2;proto=http"), fwd
 
 
 # ---- PROXY protocol listeners ----

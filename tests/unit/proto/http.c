@@ -1030,6 +1030,19 @@ static void test_write_request_trusted(void **state)
                    "X-Forwarded-For: 198.51.100.1, 10.0.0.9, 10.0.0.8, 10.0.0.2\r\n"
                    "X-Forwarded-Proto: https\r\n"
                    "Forwarded: for=198.51.100.1, for=10.0.0.2;proto=https\r\n\r\n");
+    /* A trusted proxy's X-Forwarded-Proto is the client's scheme (its first
+       element, when http or https); from anyone else, or anything else, ours. */
+    fw.tls = false;
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: HTTPS, http\r\n\r\n", &fw,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.2\r\n"
+                   "X-Forwarded-Proto: https\r\nForwarded: for=10.0.0.2;proto=http\r\n\r\n");
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: gopher\r\n\r\n", &fw,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.2\r\n"
+                   "X-Forwarded-Proto: http\r\nForwarded: for=10.0.0.2;proto=http\r\n\r\n");
+    fw.client_trusted = false;
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n", &fw,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.2\r\n"
+                   "X-Forwarded-Proto: http\r\nForwarded: for=10.0.0.2;proto=http\r\n\r\n");
 }
 
 static void test_write_request_websocket_ipv6(void **state)
