@@ -168,12 +168,18 @@ static long pick_backend(sl_session_t *s)
     return i < 0 ? -1 : i;
 }
 
+/* Some backend of the pool could take a connection: up, not drained
+   through the API, with a weight (what the balancer picks from). None: the
+   pool is down, a 503 with Retry-After, not a 502 (no backend answered). */
 static bool pool_has_up_backend(sl_session_t *s)
 {
     sl_pool_rt_t *pool = &s->rt->pools[s->pool];
-    for (size_t i = 0; i < pool->n_backends; i++)
-        if (atomic_load(&pool->backends[i].state->up))
+    for (size_t i = 0; i < pool->n_backends; i++) {
+        const sl_backend_rt_t *b = &pool->backends[i];
+        if (atomic_load(&b->state->up) && !atomic_load(&b->state->admin_drain) &&
+            b->cfg->weight > 0)
             return true;
+    }
     return false;
 }
 

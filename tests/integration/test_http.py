@@ -13,6 +13,7 @@ import socket
 import struct
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -20,12 +21,14 @@ import harness as H
 
 
 class Gw:
-    def __init__(self, backend, extra="", listener_extra="", addr=None):
+    def __init__(self, backend, extra="", listener_extra="", addr=None, service_extra="",
+                 edit=lambda text: text):
         self.backend = backend
         self.port = H.free_port()
         addr = addr or backend.addr
-        self.sluice = H.Sluice(H.config(self.port, {"blue": [addr]}, extra=extra,
-                                        listener_extra=listener_extra), port=self.port)
+        self.sluice = H.Sluice(edit(H.config(self.port, {"blue": [addr]}, extra=extra,
+                                             listener_extra=listener_extra,
+                                             service_extra=service_extra)), port=self.port)
 
     def conn(self, source=None):
         s = socket.socket()
@@ -285,6 +288,40 @@ def test_proxy_protocol_source_reaches_backend(version):
 
 
 # ---- errors ----
+
+@pytest.mark.parametrize("how", ["drained", "weight 0"])
+def test_a_pool_whose_backends_take_no_connections_is_down_503(how):
+    """A pool whose only backend is drained through the API, or has weight
+    0, has no backend to pick: it is down (503 with Retry-After, as for a
+    backend down by its checks), not a backend that answered badly (502,
+    which it was: the test read only the health verdict). Admission is off
+    here: with it on, upgrades wait in the queue while the pool is down."""
+    admin = H.free_port()
+    backend = H.Backend("blue")
+
+    def weight0(text):
+        line = '      - address: "%s"\n' % backend.addr
+        assert line in text
+        return text.replace(line, line + "        weight: 0\n")
+
+    g = Gw(backend, extra="admin: { address: 127.0.0.1:%d }" % admin,
+           service_extra="admission: off", edit=weight0 if how == "weight 0" else lambda t: t)
+    try:
+        if how == "drained":
+            url = "http://127.0.0.1:%d/api/v1/pools/blue/backends/%s/drain" % (admin, backend.addr)
+            with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                        timeout=5) as r:
+                assert r.status == 202
+        r = g.one(req())
+        assert r.status == 503 and r.header("retry-after"), r.raw
+        s = H.raw_connect(g.port)
+        s.sendall(H.upgrade_request())
+        head = H.recv_all(s, timeout=5)
+        assert H.status_of(head) == 503 and b"Retry-After: " in head, head
+        s.close()
+    finally:
+        g.stop()
+
 
 def test_backend_down_gives_502():
     g = Gw(None, addr="127.0.0.1:%d" % H.free_port())    # nothing listens there
