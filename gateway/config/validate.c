@@ -280,7 +280,9 @@ static void check_routes(sl__cfg_ctx_t *c, const sl_config_t *cfg, size_t si)
             size_t end = sj == si ? i : o->n_routes;
             for (size_t j = 0; j < end; j++) {
                 const sl_cfg_route_t *x = &o->routes[j];
-                if (x->host == NULL || x->path_prefix == NULL || strcmp(x->host, r->host) != 0 ||
+                /* Hosts as the router matches them: without case (RFC 9110 4.2.3). */
+                if (x->host == NULL || x->path_prefix == NULL ||
+                    strcasecmp(x->host, r->host) != 0 ||
                     strcmp(x->path_prefix, r->path_prefix) != 0)
                     continue;
                 snprintf(path, sizeof path, "services.%s.routes[%zu]", sn, i);
