@@ -4,10 +4,12 @@
  *
  * Why these three. Least connections is the default because WebSocket
  * connections are long and uneven: counting open connections tracks the
- * real load better than counting picks. Its tie-break rotates (a cursor
- * that moves past each pick) because after a restart every backend has 0
- * connections, and a fixed "first minimum wins" would pile a whole burst on
- * backend 0 before the counts had time to move.
+ * real load better than counting picks. Its ties go by smooth weighted
+ * round robin among the tied backends, because after a restart every
+ * backend has 0 connections (a fixed "first minimum wins" would pile a
+ * whole burst on backend 0 before the counts had time to move), and short
+ * connections that never overlap tie at 0 on every pick (a plain rotation
+ * there ignored the weights).
  *
  * Round robin is the smooth variant (each pick adds every eligible
  * backend's weight to its counter, takes the largest, subtracts the total
@@ -32,10 +34,9 @@
 struct sl_balancer {
     sl_balance_t algo;
     size_t n;
-    size_t cursor;           /* least connections: where the tie rotation starts */
     uint32_t *weight;
     uint64_t *id_hash;       /* hash: per-backend seed from its id */
-    int64_t *current;        /* round robin: smooth WRR counters */
+    int64_t *current;        /* smooth WRR counters: round robin, least connections' ties */
 };
 
 /* Murmur3's 64-bit finalizer: a bijection that spreads every input bit. */
@@ -118,13 +119,17 @@ static bool eligible(const sl_balancer_t *b, const sl_backend_state_t *st,
     return excluded == NULL || !sl_bitmap_test(excluded, i);
 }
 
-/* Minimum active/weight, compared by cross-multiplication (no division). */
+/*
+ * Minimum active/weight, compared by cross-multiplication (no division).
+ * Ties go by smooth weighted round robin among the tied backends: with
+ * connections that do not overlap every backend ties at 0 active, and a
+ * plain rotation there gave weights 1 and 3 the same share.
+ */
 static int pick_least_conn(sl_balancer_t *b, const sl_backend_state_t *st,
                            const uint64_t *excluded)
 {
     long best = -1;
-    for (size_t k = 0; k < b->n; k++) {
-        size_t i = (b->cursor + k) % b->n;
+    for (size_t i = 0; i < b->n; i++) {
         if (!eligible(b, st, excluded, i))
             continue;
         if (best < 0 ||
@@ -134,8 +139,19 @@ static int pick_least_conn(sl_balancer_t *b, const sl_backend_state_t *st,
     }
     if (best < 0)
         return SL_ENOENT;
-    b->cursor = ((size_t)best + 1) % b->n;
-    return (int)best;
+    long pick = -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!eligible(b, st, excluded, i) ||
+            (uint64_t)st[i].active * b->weight[best] != (uint64_t)st[best].active * b->weight[i])
+            continue;
+        b->current[i] += b->weight[i];
+        total += b->weight[i];
+        if (pick < 0 || b->current[i] > b->current[pick])
+            pick = (long)i;
+    }
+    b->current[pick] -= total;
+    return (int)pick;
 }
 
 static int pick_round_robin(sl_balancer_t *b, const sl_backend_state_t *st,
