@@ -136,6 +136,32 @@ static void check_pool_tls(sl__cfg_ctx_t *c, const sl_cfg_pool_t *p)
     }
 }
 
+/* The check's request target goes into its request line as written: an
+   origin-form path of visible ASCII, of a length the probe's buffer takes
+   (a path without "/" or with a space got the backend's 400, a long one was
+   cut before the head's end and timed out: the pool went down either way). */
+#define HEALTH_PATH_MAX 256
+
+static void check_health_path(sl__cfg_ctx_t *c, const sl_cfg_pool_t *p)
+{
+    const char *hp = p->health.path;
+    if (hp == NULL)
+        return;
+    size_t len = strlen(hp);
+    bool ok = hp[0] == '/' && len <= HEALTH_PATH_MAX;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = hp[i] > 0x20 && hp[i] < 0x7f;
+    if (ok)
+        return;
+    char path[600], nb[96], q[96];
+    sl_cfg_pos_t pos = at(c, &p->health.path, p->pos);
+    snprintf(path, sizeof path, "pools.%s.health.path", safe(nb, sizeof nb, p->name));
+    sl__quote(q, sizeof q, hp, len, 60);
+    sl__cfg_error(c, pos.line, pos.col, path,
+                  "expected a path starting with \"/\", of visible ASCII (no spaces: "
+                  "percent-encode them), at most %d bytes (got %s)", HEALTH_PATH_MAX, q);
+}
+
 static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
     char path[600], nb[96];
@@ -168,6 +194,21 @@ static void check_pools(sl__cfg_ctx_t *c, sl_config_t *cfg)
             sl__cfg_error(c, pos.line, pos.col, path,
                           "hash_by header or cookie needs the header or cookie name in hash_key");
         }
+        /* hash_by and hash_key with any other balance, or a key that
+           client_address does not read, would be silently ignored. */
+        if (p->balance != SL_BALANCE_HASH && p->hash_by != SL_HASH_BY_CLIENT_ADDRESS) {
+            sl_cfg_pos_t pos = at(c, &p->hash_by, p->pos);
+            snprintf(path, sizeof path, "pools.%s.hash_by", safe(nb, sizeof nb, p->name));
+            sl__cfg_error(c, pos.line, pos.col, path, "only used with balance: hash");
+        }
+        if (p->hash_key != NULL &&
+            (p->balance != SL_BALANCE_HASH || p->hash_by == SL_HASH_BY_CLIENT_ADDRESS)) {
+            sl_cfg_pos_t pos = at(c, &p->hash_key, p->pos);
+            snprintf(path, sizeof path, "pools.%s.hash_key", safe(nb, sizeof nb, p->name));
+            sl__cfg_error(c, pos.line, pos.col, path,
+                          "only used with balance: hash and hash_by header or cookie");
+        }
+        check_health_path(c, p);
         check_pool_tls(c, p);
         for (size_t j = 0; j < p->n_backends; j++) {
             sl_cfg_backend_t *b = &p->backends[j];
