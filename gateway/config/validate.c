@@ -96,6 +96,45 @@ static void check_listener_tls(sl__cfg_ctx_t *c, const sl_cfg_listener_t *l, siz
     }
 }
 
+/* An IP literal's family and whether it is that family's wildcard; 0 for a name. */
+static int ip_family(const char *host, bool *any)
+{
+    unsigned char b[16];
+    static const unsigned char zero[16];
+    if (inet_pton(AF_INET, host, b) == 1) {
+        *any = memcmp(b, zero, 4) == 0;
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, host, b) == 1) {
+        *any = memcmp(b, zero, 16) == 0;
+        return AF_INET6;
+    }
+    return 0;
+}
+
+/* A wildcard and an address of its family on one port: the start refused it
+   (the wildcard holds the port for all of them) after --check said ok. IPv6
+   listeners are IPv6-only, so [::] beside an IPv4 address is fine. */
+static void check_wildcard_overlap(sl__cfg_ctx_t *c, const sl_config_t *cfg, size_t i,
+                                   const char *path)
+{
+    const sl_cfg_addr_t *a = &cfg->listeners[i].address;
+    bool a_any, b_any;
+    int fa = a->host ? ip_family(a->host, &a_any) : 0;
+    for (size_t j = 0; fa && j < i; j++) {
+        const sl_cfg_addr_t *b = &cfg->listeners[j].address;
+        if (b->host == NULL || b->port != a->port || ip_family(b->host, &b_any) != fa ||
+            !(a_any || b_any) || sl__cfg_same_addr(a, b))
+            continue;
+        sl_cfg_pos_t p = at(c, a, a->pos), f = at(c, b, b->pos);
+        sl__cfg_error(c, p.line, p.col, path,
+                      "%s overlaps listeners[%zu] %s (at %u:%u): a wildcard address takes its "
+                      "port for every address of its family; expected one listener, or "
+                      "another port", a->text, j, b->text, f.line, f.col);
+        return;
+    }
+}
+
 static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
 {
     char path[160];
@@ -104,6 +143,7 @@ static void check_listeners(sl__cfg_ctx_t *c, sl_config_t *cfg)
         snprintf(path, sizeof path, "listeners[%zu].address", i);
         l->address.pos = at(c, &l->address, l->pos);
         check_addr(c, &l->address, &cfg->listeners[0].address, sizeof *l, i, path, "listener");
+        check_wildcard_overlap(c, cfg, i, path);
         check_listener_tls(c, l, i);
     }
 }
