@@ -167,7 +167,16 @@ void sl_config_free(sl_config_t *cfg)
         free(cfg->services[i].pools);
     free_obj(&sl__root_table, cfg);
     free(cfg->file);
+    free(cfg->where);
     free(cfg);
+}
+
+sl_cfg_pos_t sl_config_where(const sl_config_t *cfg, const void *field, sl_cfg_pos_t fallback)
+{
+    for (size_t i = cfg->n_where; i-- > 0;)
+        if (cfg->where[i].field == field)
+            return (sl_cfg_pos_t){.line = cfg->where[i].line, .col = cfg->where[i].col};
+    return fallback;
 }
 
 /* ---- the walk ------------------------------------------------------------------ */
@@ -367,8 +376,10 @@ static void set_value(sl__cfg_ctx_t *c, const sl__ckey_t *k, void *obj, const sl
             wrong_kind(c, k, v, path);
             return;
         }
-        if (k->flags & SL__F_PRESENT)
+        if (k->flags & SL__F_PRESENT) {
             *(bool *)((char *)obj + k->present_off) = true;
+            remember(c, (char *)obj + k->present_off, key);   /* where the mapping's key is */
+        }
         walk_map(c, k->sub, field, v, path);
         return;
     case SL__T_SEQ_MAP:
@@ -561,6 +572,9 @@ int sl_config_parse(const char *text, size_t len, const char *file, sl_config_t 
     sl__ynode_free(root);
     sl__cfg_validate(&l.ctx, cfg);
     size_t errors = l.ctx.errors;
+    cfg->where = l.ctx.where;   /* the config keeps the record (sl_config_where) */
+    cfg->n_where = l.ctx.n_where;
+    l.ctx.where = NULL;
     flush_errors(&l, diag);
     if (errors > 0) {
         sl_config_free(cfg);

@@ -142,22 +142,27 @@ static bool same_listener(const sl_cfg_listener_t *x, const sl_cfg_listener_t *y
         snprintf(now, sizeof now, "\"%s\"", y->address.text);
     } else if (x->proxy_protocol != y->proxy_protocol) {
         what = "proxy_protocol";
+        pos = sl_config_where(b, &y->proxy_protocol, pos);
         snprintf(was, sizeof was, "%s", proxy_name(x->proxy_protocol));
         snprintf(now, sizeof now, "%s", proxy_name(y->proxy_protocol));
     } else if (x->backlog != y->backlog) {
         what = "backlog";
+        pos = sl_config_where(b, &y->backlog, pos);
         snprintf(was, sizeof was, "%u", x->backlog);
         snprintf(now, sizeof now, "%u", y->backlog);
     } else if (x->defer_accept != y->defer_accept) {
         what = "defer_accept";
+        pos = sl_config_where(b, &y->defer_accept, pos);
         snprintf(was, sizeof was, "%llu ms", (unsigned long long)x->defer_accept);
         snprintf(now, sizeof now, "%llu ms", (unsigned long long)y->defer_accept);
     } else if (x->delayed_ack != y->delayed_ack) {
         what = "delayed_ack";
+        pos = sl_config_where(b, &y->delayed_ack, pos);
         snprintf(was, sizeof was, "%s", on_off(x->delayed_ack));
         snprintf(now, sizeof now, "%s", on_off(y->delayed_ack));
     } else if (x->tls.enabled != y->tls.enabled) {
         what = "tls";
+        pos = sl_config_where(b, &y->tls.enabled, pos);   /* a mapping: where its presence was noted */
         snprintf(was, sizeof was, "tls %s", on_off(x->tls.enabled));
         snprintf(now, sizeof now, "tls %s", on_off(y->tls.enabled));
     }

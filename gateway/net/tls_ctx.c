@@ -379,10 +379,22 @@ static void cert_ctx_clear(cert_ctx_t *cc)
     memset(cc, 0, sizeof *cc);
 }
 
-/* A context with the listener's protocol settings, no certificate yet. */
-static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr,
-                        const char *where, sl_diag_t *d)
+/* "FILE:LINE:COL: listeners[li].tls.KEY" at field's own place (the listener's when defaulted). */
+static const char *key_where(char *buf, size_t len, const sl_config_t *cfg, size_t li,
+                             const void *field, const char *key)
 {
+    sl_cfg_pos_t p = sl_config_where(cfg, field, cfg->listeners[li].pos);
+    snprintf(buf, len, "%s:%u:%u: listeners[%zu].tls.%s", cfg->file ? cfg->file : "config",
+             p.line, p.col, li, key);
+    return buf;
+}
+
+/* A context with the listener's protocol settings, no certificate yet. */
+static SSL_CTX *new_ctx(const sl_config_t *cfg, size_t li, keyring_t *kr, const char *where,
+                        sl_diag_t *d)
+{
+    const sl_cfg_listener_tls_t *t = &cfg->listeners[li].tls;
+    char kw[400];
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -396,13 +408,22 @@ static SSL_CTX *new_ctx(const sl_cfg_listener_tls_t *t, size_t li, keyring_t *kr
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_dh_auto(ctx, 1);
     if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : SL_TLS_INTERMEDIATE_CIPHERS) != 1) {
-        sl__tls_diag_add(d, "%s.ciphers: no usable cipher in \"%s\" (%s)", where,
-                 t->ciphers ? t->ciphers : "", sl_tls_error_text(why, sizeof why));
+        sl__tls_diag_add(d, "%s: no usable cipher in \"%s\" (%s)",
+                         key_where(kw, sizeof kw, cfg, li, &t->ciphers, "ciphers"),
+                         t->ciphers ? t->ciphers : "", sl_tls_error_text(why, sizeof why));
+        goto fail;
+    }
+    /* OpenSSL takes an empty list: with TLS 1.2 refused, no client could connect. */
+    if (t->ciphersuites && t->ciphersuites[0] == '\0' && minv == TLS1_3_VERSION) {
+        sl__tls_diag_add(d, "%s: no suite, and min_version TLSv1.3 leaves nothing else "
+                         "(expected a TLS 1.3 suite list, or null for OpenSSL's)",
+                         key_where(kw, sizeof kw, cfg, li, &t->ciphersuites, "ciphersuites"));
         goto fail;
     }
     if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
-        sl__tls_diag_add(d, "%s.ciphersuites: no usable suite in \"%s\" (%s)", where, t->ciphersuites,
-                 sl_tls_error_text(why, sizeof why));
+        sl__tls_diag_add(d, "%s: no usable suite in \"%s\" (%s)",
+                         key_where(kw, sizeof kw, cfg, li, &t->ciphersuites, "ciphersuites"),
+                         t->ciphersuites, sl_tls_error_text(why, sizeof why));
         goto fail;
     }
     SSL_CTX_set1_groups_list(ctx, SL_TLS_INTERMEDIATE_GROUPS);
@@ -456,21 +477,28 @@ bool sl__tls_readable(const char *path)
 
 /* Load certificate `ci` into the set: into a context with the same names and
    another key type (ECDSA beside RSA), else into a new context. */
-static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t li, size_t ci,
+static int load_cert(sl_tls_set_t *set, const sl_config_t *cfg, size_t li, size_t ci,
                      const char *lwhere, sl_diag_t *d)
 {
-    const sl_cfg_cert_t *c = &t->certificates[ci];
-    char where[512], why[256];
-    snprintf(where, sizeof where, "%s.certificates[%zu]", lwhere, ci);
+    const sl_cfg_cert_t *c = &cfg->listeners[li].tls.certificates[ci];
+    char cw[512], kw[512], why[256];
+    /* At the cert and key keys themselves. */
+    sl_cfg_pos_t entry = c->pos.line ? c->pos : cfg->listeners[li].pos;
+    sl_cfg_pos_t cp = sl_config_where(cfg, &c->cert, entry), kp = sl_config_where(cfg, &c->key, entry);
+    const char *file = cfg->file ? cfg->file : "config";
+    snprintf(cw, sizeof cw, "%s:%u:%u: listeners[%zu].tls.certificates[%zu].cert", file, cp.line,
+             cp.col, li, ci);
+    snprintf(kw, sizeof kw, "%s:%u:%u: listeners[%zu].tls.certificates[%zu].key", file, kp.line,
+             kp.col, li, ci);
     cert_ctx_t peek = {0};
     int kt = 0;
     int rc = peek_cert(c->cert, &peek, &kt);
     if (rc != 0) {
         if (rc == SL_ENOENT)
-            sl__tls_diag_add(d, "%s.cert: cannot read certificate file %s: %s", where, c->cert,
+            sl__tls_diag_add(d, "%s: cannot read certificate file %s: %s", cw, c->cert,
                      strerror(errno));
         else
-            sl__tls_diag_add(d, "%s.cert: no PEM certificate in %s", where, c->cert);
+            sl__tls_diag_add(d, "%s: no PEM certificate in %s", cw, c->cert);
         cert_ctx_clear(&peek);
         ERR_clear_error();
         return SL_EINVAL;
@@ -488,23 +516,23 @@ static int load_cert(sl_tls_set_t *set, const sl_cfg_listener_tls_t *t, size_t l
         cc = &set->certs[set->n_certs];
         *cc = peek;
         cc->key_types[0] = kt;
-        cc->ctx = new_ctx(t, li, set->keys, lwhere, d);
+        cc->ctx = new_ctx(cfg, li, set->keys, lwhere, d);
         set->n_certs++;
         if (cc->ctx == NULL)
             return SL_EINVAL;
     }
     if (SSL_CTX_use_certificate_chain_file(cc->ctx, c->cert) != 1) {
-        sl__tls_diag_add(d, "%s.cert: cannot use certificate %s: %s", where, c->cert,
+        sl__tls_diag_add(d, "%s: cannot use certificate %s: %s", cw, c->cert,
                  sl_tls_error_text(why, sizeof why));
         return SL_EINVAL;
     }
     if (!sl__tls_readable(c->key)) {
-        sl__tls_diag_add(d, "%s.key: cannot read key file %s: %s", where, c->key, strerror(errno));
+        sl__tls_diag_add(d, "%s: cannot read key file %s: %s", kw, c->key, strerror(errno));
         return SL_EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(cc->ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(cc->ctx) != 1) {
-        sl__tls_diag_add(d, "%s.key: key %s does not match certificate %s (%s)", where, c->key, c->cert,
+        sl__tls_diag_add(d, "%s: key %s does not match certificate %s (%s)", kw, c->key, c->cert,
                  sl_tls_error_text(why, sizeof why));
         return SL_EINVAL;
     }
@@ -538,7 +566,7 @@ static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr,
     set->handshake_timeout = t->handshake_timeout;
     int bad = 0;
     for (size_t ci = 0; ci < t->n_certificates; ci++)
-        if (load_cert(set, t, li, ci, where, d) != 0)
+        if (load_cert(set, cfg, li, ci, where, d) != 0)
             bad++;
     if (bad || set->n_certs == 0) {
         set_free(set);
@@ -565,10 +593,8 @@ static int build_all(const sl_config_t *cfg, keyring_t **live, sl_tls_set_t **se
             rc = SL_ENOMEM;
             continue;
         }
-        char where[320];
-        snprintf(where, sizeof where, "%s:%u:%u: listeners[%zu].tls.ticket_key_file",
-                 cfg->file ? cfg->file : "config", cfg->listeners[i].pos.line,
-                 cfg->listeners[i].pos.col, i);
+        char where[400];
+        key_where(where, sizeof where, cfg, i, &t->ticket_key_file, "ticket_key_file");
         if (t->ticket_key_file && keyring_load(staged[i], t->ticket_key_file, where, d) != 0)
             rc = SL_EINVAL;
         sets[i] = build_set(cfg, i, live && live[i] ? live[i] : staged[i], d);

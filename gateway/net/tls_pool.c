@@ -115,18 +115,24 @@ static sl_tls_pool_t *build_pool(const sl_config_t *cfg, size_t i, sl_diag_t *d)
     SSL_CTX_set_alpn_protos(ctx, sl__tls_alpn_http11, sizeof sl__tls_alpn_http11 - 1);
     SSL_CTX_set_verify(ctx, pc->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     int bad = 0;
+    char kw[400];
+    /* A file's error at its own key (the pool's line when defaulted). */
+    sl_cfg_pos_t kp = sl_config_where(cfg, pc->tls_ca_file ? (const void *)&pc->tls_ca_file
+                                                         : (const void *)&pc->tls_verify, pc->pos);
+    snprintf(kw, sizeof kw, "%s:%u:%u: pools.%s.%s", cfg->file ? cfg->file : "config", kp.line,
+             kp.col, pc->name, pc->tls_ca_file ? "tls_ca_file" : "tls_verify");
     if (pc->tls_ca_file) {
         if (!sl__tls_readable(pc->tls_ca_file)) {
-            sl__tls_diag_add(d, "%s.tls_ca_file: cannot read CA file %s: %s", where, pc->tls_ca_file,
+            sl__tls_diag_add(d, "%s: cannot read CA file %s: %s", kw, pc->tls_ca_file,
                      strerror(errno));
             bad = 1;
         } else if (SSL_CTX_load_verify_locations(ctx, pc->tls_ca_file, NULL) != 1) {
-            sl__tls_diag_add(d, "%s.tls_ca_file: no PEM certificate in CA file %s (%s)", where,
+            sl__tls_diag_add(d, "%s: no PEM certificate in CA file %s (%s)", kw,
                      pc->tls_ca_file, sl_tls_error_text(why, sizeof why));
             bad = 1;
         }
     } else if (pc->tls_verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        sl__tls_diag_add(d, "%s.tls_verify: cannot load the system CA bundle (%s)", where,
+        sl__tls_diag_add(d, "%s: cannot load the system CA bundle (%s)", kw,
                  sl_tls_error_text(why, sizeof why));
         bad = 1;
     }

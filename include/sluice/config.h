@@ -265,7 +265,19 @@ typedef struct sl_config {
     sl_cfg_shutdown_t shutdown;
     sl_cfg_log_t log;
     sl_cfg_access_log_t access_log;
+    /* Where each key was written, as the loader recorded it: see sl_config_where. */
+    struct sl__cfg_where *where;
+    size_t n_where;
 } sl_config_t;
+
+/*
+ * Where `field` (a pointer into cfg) was written in the file, or `fallback`
+ * when it holds its default. For the shell's checks of what the loader
+ * cannot judge without I/O (certificate files, cipher lists, a reload's
+ * refusals), so their errors name the key's own line and column. Not for
+ * the fields of a pool's backends, which the admin API can replace.
+ */
+sl_cfg_pos_t sl_config_where(const sl_config_t *cfg, const void *field, sl_cfg_pos_t fallback);
 
 /*
  * Diagnostics: every error found, in file order. Each line is complete

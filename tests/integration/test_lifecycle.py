@@ -505,10 +505,10 @@ def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_p
                                          "start, got 3); restart sluice", "workers: 3", "3"),
             (listener, listener + "\n    backlog: 77",
              "listeners[0].backlog: cannot change on reload (expected 4096 as at start, got "
-             "77); restart sluice", "  - address", "address"),
+             "77); restart sluice", "    backlog", "77"),
             (listener, listener + "\n    proxy_protocol: v2",
              "listeners[0].proxy_protocol: cannot change on reload (expected off as at start, "
-             "got v2); restart sluice", "  - address", "address"),
+             "got v2); restart sluice", "    proxy_protocol", "v2"),
             ("workers: 1", "workers: 1\naccess_log: { path: %s/a.log }" % tmp_path,
              "access_log: cannot change on reload (expected off as at start, got path "
              "%s/a.log); restart sluice" % tmp_path, "access_log", str(tmp_path)),
@@ -519,8 +519,9 @@ def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_p
                 f.write(text)
             status, body = call(s.admin_port, "POST", "/api/v1/reload")
             assert status == 400, body
-            # FILE:LINE:COL in the new file and both values (it was "FILE: listeners and
-            # workers cannot change on reload (...)", with no place and no values).
+            # FILE:LINE:COL in the new file, at the key's value, and both values (it was
+            # "FILE: listeners and workers cannot change on reload (...)", with no place
+            # and no values; then a listener's keys were placed at its first line).
             lines = text.split("\n")
             line = next(i for i, x in enumerate(lines) if x.startswith(where)) + 1
             col = lines[line - 1].index(at) + 1

@@ -459,10 +459,16 @@ def test_check_names_a_bad_key(certs, tmp_path):
                        timeout=H.T)
     assert r.returncode == 2, r
     err = r.stdout + r.stderr
-    assert "listeners[0].tls.certificates[0].key: key %s does not match certificate %s" % (
-        certs["b"][1], certs["a"][0]) in err, err
-    assert "listeners[0].tls.certificates[1].cert: cannot read certificate file %s" % (
-        tmp_path / "missing.pem") in err, err
+    # Each at its own key's value (they were all placed at the listener's first line).
+    lines = cfg.read_text().split("\n")
+
+    def at(text):
+        n = next(i for i, x in enumerate(lines) if text in x)
+        return "%s:%d:%d: " % (cfg, n + 1, lines[n].index(text) + 1)
+    assert at(certs["b"][1]) + "listeners[0].tls.certificates[0].key: key %s does not match " \
+        "certificate %s" % (certs["b"][1], certs["a"][0]) in err, err
+    assert at(str(tmp_path / "missing.pem")) + "listeners[0].tls.certificates[1].cert: cannot " \
+        "read certificate file %s" % (tmp_path / "missing.pem") in err, err
 
 
 def test_reload_swaps_the_certificate_keeping_connections(certs, tmp_path):
@@ -858,7 +864,10 @@ def test_check_names_a_missing_ca_file(tmp_path):
                        timeout=H.T)
     assert r.returncode == 2, r
     err = r.stdout + r.stderr
-    assert "pools.blue.tls_ca_file: cannot read CA file %s" % missing in err, err
+    lines = cfg.read_text().split("\n")
+    n = next(i for i, x in enumerate(lines) if "tls_ca_file" in x)
+    assert "%s:%d:%d: pools.blue.tls_ca_file: cannot read CA file %s" % (
+        cfg, n + 1, lines[n].index(missing) + 1, missing) in err, err
 
 
 class BigAnswer(H.ThreadBackend):
