@@ -471,6 +471,22 @@ def test_check_names_a_bad_key(certs, tmp_path):
         "read certificate file %s" % (tmp_path / "missing.pem") in err, err
 
 
+def test_check_refuses_a_tls13_only_listener_without_suites(certs, tmp_path):
+    """OpenSSL takes an empty TLS 1.3 suite list; with TLS 1.2 refused by
+    min_version, --check said ok and every handshake failed."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(H.config(H.free_port(), {"blue": ["127.0.0.1:9"]}, listener_extra=(
+        "tls:\n  certificates:\n    - { cert: %s, key: %s }\n  min_version: TLSv1.3\n"
+        "  ciphersuites: \"\"\n") % certs["a"]))
+    r = subprocess.run([H.SLUICE, "--check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=H.T)
+    assert r.returncode == 2, r
+    lines = cfg.read_text().split("\n")
+    n = next(i for i, x in enumerate(lines) if "ciphersuites" in x)
+    assert "%s:%d:%d: listeners[0].tls.ciphersuites: no suite, and min_version TLSv1.3 leaves " \
+        "nothing else" % (cfg, n + 1, lines[n].index('""') + 1) in r.stdout + r.stderr, r
+
+
 def test_reload_swaps_the_certificate_keeping_connections(certs, tmp_path):
     d = str(tmp_path)
     cert, key = make_cert(d, "a.test", "ec")
