@@ -219,29 +219,25 @@ static void handshake_done(sl_session_t *s)
 }
 
 /* OpenSSL's message callback on a client connection, after the handshake:
-   counts the handshake and alert messages we write, back to 0 at each
-   application data record the client sends (TLS 1.3 hides a record's type
-   inside it: its outer header always says application data; and the
-   callback's version argument is not the protocol's for a header). */
+   counts the handshake and alert messages we write. read_plain sets the
+   count back to 0 when the client's data comes. */
 static void client_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
                           SSL *ssl, void *arg)
 {
     sl_tls_conn_t *c = arg;
-    const uint8_t *p = buf;
-    if (len == 0 || c->handshaking)
-        return;
-    if (write_p) {
-        if (content_type == SSL3_RT_HANDSHAKE || content_type == SSL3_RT_ALERT)
-            c->answers++;
-    } else if (p[0] == SSL3_RT_APPLICATION_DATA &&
-               (content_type == SSL3_RT_INNER_CONTENT_TYPE ||
-                (content_type == SSL3_RT_HEADER && SSL_version(ssl) != TLS1_3_VERSION))) {
-        c->answers = 0;
-    }
+    if (len > 0 && write_p && !c->handshaking &&
+        (content_type == SSL3_RT_HANDSHAKE || content_type == SSL3_RT_ALERT))
+        c->answers++;
 }
 
-/* Decrypt into b until it is full (SSL_ERROR_NONE) or OpenSSL says why not. */
-static int read_plain(SSL *ssl, sl_block_t *b)
+/*
+ * Decrypt into b until it is full (SSL_ERROR_NONE) or OpenSSL says why not.
+ * Data from the client ends a run of answers (MAX_ANSWERS): each SSL_read
+ * that returns bytes, not each application data record, for an empty one
+ * carries none (a KeyUpdate flood with an empty record after each went on
+ * for ever when records reset the count).
+ */
+static int read_plain(SSL *ssl, sl_block_t *b, unsigned *answers)
 {
     while (b->len < SL_BLOCK_SIZE) {
         ERR_clear_error();
@@ -249,6 +245,8 @@ static int read_plain(SSL *ssl, sl_block_t *b)
         if (n <= 0)
             return SSL_get_error(ssl, n);
         b->len += (uint32_t)n;
+        if (answers)
+            *answers = 0;
     }
     return SSL_ERROR_NONE;
 }
@@ -263,7 +261,7 @@ static void pump(sl_session_t *s)
             sl_session_close(s);
             return;
         }
-        int err = read_plain(c->ssl, b);
+        int err = read_plain(c->ssl, b, &c->answers);
         if (c->answers > MAX_ANSWERS) {
             /* Answers not yet flushed from c->io.out go with the connection. */
             sl_log_debug("client %s: TLS: %u answers to the client without data from it, "
@@ -602,7 +600,7 @@ static void up_pump(sl_upstream_t *up, sl_tls_up_t *t)
             sl_session_close(s);
             return;
         }
-        int err = read_plain(t->ssl, b);
+        int err = read_plain(t->ssl, b, NULL);
         flush_io(&t->io);
         if (b->len > 0) {
             s->last_rx = sl_now(s);

@@ -287,6 +287,15 @@ class Tls13Client:
     def send(self, data):
         self.sock.sendall(self.send_keys.seal(data, 23))
 
+    def key_update_with_empty_data(self, n):
+        """n KeyUpdates, each followed by an application data record of no bytes."""
+        out = []
+        for _ in range(n):
+            out.append(self.send_keys.seal(b"\x18\x00\x00\x01\x01", 22))
+            self.send_keys.update()
+            out.append(self.send_keys.seal(b"", 23))
+        self.sock.sendall(b"".join(out))
+
     def read_until(self, marker, timeout=H.T):
         """Application data up to marker; counts the server's KeyUpdates.
         Returns (data, key updates seen), or (data, None) at the end."""
@@ -340,11 +349,14 @@ def test_key_updates_between_data_are_answered(cert):
         H.stop_all(sl, backend)
 
 
-def test_a_flood_of_key_updates_is_cut_off(cert):
+@pytest.mark.parametrize("empty_records", [False, True], ids=["bare", "with empty records"])
+def test_a_flood_of_key_updates_is_cut_off(cert, empty_records):
     """A client that sends KeyUpdates without end and never reads made
     sluice queue an answer to each: its memory grew by what the client sent
     (measured: 2.8 MiB per 100,000, without bound). More than 32 answers in a
-    row with no application data from the client now end the connection."""
+    row with no application data from the client now end the connection. An
+    application data record of no bytes after each KeyUpdate is no data:
+    it reset the count, and the flood went on for ever."""
     backend = H.Backend("blue")
     port = H.free_port()
     sl = H.Sluice(tls_config(port, backend, [cert]), port=port)
@@ -354,7 +366,10 @@ def test_a_flood_of_key_updates_is_cut_off(cert):
         assert c.read_until(b"hello blue")[1] == 0
         try:
             for _ in range(50):
-                c.key_update(100)
+                if empty_records:
+                    c.key_update_with_empty_data(100)
+                else:
+                    c.key_update(100)
                 time.sleep(0.01)
         except (BrokenPipeError, ConnectionResetError):
             pass   # cut off while still sending
