@@ -14,6 +14,7 @@
 #include "sluice/balance.h"
 #include "sluice/log.h"
 #include "session.h"
+#include "tls.h"
 
 int sl_worker_add_session(sl_worker_t *w, sl_session_t *s)
 {
@@ -257,6 +258,10 @@ static void on_wake(uv_async_t *a)
             if (balancers_build(w) != 0)
                 sl_log_error("worker %d: out of memory building balancers", w->id);
             migrate_sessions(w);
+            /* A listener paused at max_handshakes takes the new cap at
+               once, not at the next handshake's end (a stalled one's:
+               handshake_timeout later). */
+            sl_listeners_tls_resume(w);
             break;
         }
         case SL_WMSG_DRAIN:

@@ -1078,3 +1078,33 @@ def test_a_reload_changes_the_handshake_cap(certs):
         for s in stalled:
             s.close()
         H.stop_all(sl, backend)
+
+
+def test_a_reload_that_raises_the_cap_wakes_a_listener_paused_at_it(certs):
+    """Two stalled handshakes hold the listener paused at max_handshakes 2;
+    a reload raises the cap. The listener woke only when a handshake ended
+    (a stalled one's after handshake_timeout, 8 s here): a new client waited
+    that long although the cap in force let it in."""
+    backend = H.Backend("blue")
+    port = H.free_port()
+    text = tls_config(port, backend, [certs["a"]]).replace("handshake_timeout: 1s",
+                                                            "handshake_timeout: 8s")
+    assert "max_handshakes: 2" in text and "handshake_timeout: 8s" in text
+    sl = H.Sluice(text, port=port)
+    stalled = []
+    try:
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=H.T) for _ in range(3)]
+        for s in stalled:
+            s.sendall(HALF_CLIENT_HELLO)
+        time.sleep(0.3)   # two in progress; the third made the worker pause the listener
+        with open(sl.cfg.name, "w") as f:
+            f.write(text.replace("max_handshakes: 2", "max_handshakes: 100"))
+        sl.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "generation 2" in sl.output(), 5)
+        t0 = time.monotonic()
+        peer_cn(port, "a.test", certs["a"][0])
+        assert time.monotonic() - t0 < 2
+    finally:
+        for s in stalled:
+            s.close()
+        H.stop_all(sl, backend)
