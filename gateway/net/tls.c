@@ -773,6 +773,17 @@ int sl_tls_up_start(sl_upstream_t *up, const sl_cfg_pool_t *pc,
     return 0;
 }
 
+bool sl_tls_up_current(const sl_upstream_t *up, const char *pool)
+{
+    const sl_tls_up_t *t = SL_UP_TLS(up);
+    if (t == NULL)
+        return true;
+    sl_tls_pool_t *now = sl_tls_pool_get(pool);   /* rebuilt by every reload */
+    bool same = now != NULL && now == t->pool;
+    sl_tls_pool_unref(now);
+    return same;
+}
+
 void sl_tls_up_renamed(sl_upstream_t *up)
 {
     sl_tls_up_t *t = SL_UP_TLS(up);

@@ -163,6 +163,9 @@ void sl_tls_up_free(sl_upstream_t *up);
 /* up->backend moved to another runtime (migrate.c): the session cache's key,
    which points at the backend's name in its runtime's config, follows. */
 void sl_tls_up_renamed(sl_upstream_t *up);
+/* Made under the pool's TLS context in force (every reload builds new ones):
+   only then may an idle connection carry a new exchange. True when plain. */
+bool sl_tls_up_current(const sl_upstream_t *up, const char *pool);
 
 /* ---- hooks into io.c and listener.c ---- */
 

@@ -439,13 +439,24 @@ static void ports_short(sl_session_t *s, int status)
         sl_session_http_error(s, 503, SHORT_RETRY_AFTER);
 }
 
-static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls)
+/*
+ * A kept-alive connection to b for a new exchange. A TLS one is reused only
+ * under the pool's TLS settings in force: made before a reload that turned
+ * verification on, or changed the CA or SNI, it is closed instead (it was
+ * reused, unverified, for as long as it stayed busy).
+ */
+static sl_upstream_t *take_idle(sl_worker_t *w, sl_backend_rt_t *b, bool tls, const char *pool)
 {
-    for (sl_upstream_t *up = w->idle_upstreams; up; up = up->next_idle) {
-        if (up->backend->state == b->state && (SL_UP_TLS(up) != NULL) == tls) {
-            unlink_idle(w, up);
-            return up;
+    for (sl_upstream_t *up = w->idle_upstreams, *next; up; up = next) {
+        next = up->next_idle;
+        if (up->backend->state != b->state || (SL_UP_TLS(up) != NULL) != tls)
+            continue;
+        if (tls && !sl_tls_up_current(up, pool)) {
+            sl_upstream_drop_idle(up);
+            continue;
         }
+        unlink_idle(w, up);
+        return up;
     }
     return NULL;
 }
@@ -478,7 +489,8 @@ static void try_connect(sl_session_t *s)
     if (s->state == SL_SS_HTTP || s->state == SL_SS_CONNECTING) {
         bool tls = s->rt->cfg->pools[s->pool].tls;
         sl_upstream_t *idle =
-            s->state == SL_SS_HTTP && !s->fresh_only ? take_idle(s->w, b, tls) : NULL;
+            s->state == SL_SS_HTTP && !s->fresh_only
+                ? take_idle(s->w, b, tls, s->rt->cfg->pools[s->pool].name) : NULL;
         s->up_reused = idle != NULL;
         if (idle) {
             /* Opened under another config, it follows its new exchange's (b

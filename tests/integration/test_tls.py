@@ -555,6 +555,32 @@ def http_get(port, path="/", extra=""):
     return r.status, r.body
 
 
+def test_a_reload_that_turns_verification_on_is_not_bypassed_by_a_kept_alive_connection(
+        tmp_path):
+    """A TLS backend connection kept alive under tls_verify: false carried
+    new exchanges after a reload turned verification on (with a CA the
+    backend's certificate does not chain to), for as long as it stayed busy.
+    Made under another TLS context than the pool's now, it is closed, and
+    the exchange gets a new connection, verified: refused here (502)."""
+    impostor = make_cert(str(tmp_path), "impostor", "ec")
+    trusted = make_cert(str(tmp_path), "backend.test", "ec")
+    backend = tls_backend(impostor)
+    port = H.free_port()
+    text_off = backend_tls_config(port, backend, "tls: true\ntls_verify: false\n"
+                                                 "tls_sni: backend.test")
+    sl = H.Sluice(text_off, port=port)
+    try:
+        assert http_get(port, "/before")[0] == 200
+        with open(sl.cfg.name, "w") as f:
+            f.write(backend_tls_config(port, backend, "tls: true\ntls_verify: true\n"
+                                       "tls_ca_file: %s\ntls_sni: backend.test" % trusted[0]))
+        sl.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "generation 2" in sl.output(), 5), sl.output()
+        assert [http_get(port, "/after%d" % i)[0] for i in range(3)] == [502] * 3
+    finally:
+        H.stop_all(sl, backend)
+
+
 def test_backend_tls_health_checks(tmp_path):
     """A TLS pool's health checks speak TLS through the pool's own context: the
     backend whose certificate verifies is up, the one whose certificate does
