@@ -107,6 +107,8 @@ static int run(const char *path, sl_runtime_t *rt)
     gw.n_workers = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
     if (gw.n_workers == 0)
         gw.n_workers = 1;
+    if (gw.n_workers > SL_MAX_WORKERS)
+        gw.n_workers = SL_MAX_WORKERS;
     gw.workers = calloc(gw.n_workers, sizeof *gw.workers);
     if (gw.workers == NULL)
         return fail_early(&gw, EXIT_RUNTIME);

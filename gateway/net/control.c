@@ -245,12 +245,53 @@ static void on_shutdown_tick(uv_timer_t *t)
     sl_control_post_drain(gw, &what, whole, &gw->shutdown_rotor);
 }
 
+/*
+ * A drain of any WebSocket (the shutdown's) is shared by what each worker
+ * has left to drain: split evenly, a worker with none threw its share away,
+ * and once the connections left were on some workers only the drain ran
+ * at a fraction of its rate (2 workers: half). A cutover's or a backend's
+ * drain is split evenly (the workers keep no count of what they hold of a
+ * pool or a backend): it can only be slower than its pace, never faster.
+ */
+static void drain_shares(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count, size_t rotor,
+                         uint64_t *share)
+{
+    size_t nw = gw->n_workers;
+    uint64_t held[SL_MAX_WORKERS], total = 0;
+    for (size_t k = 0; k < nw; k++) {
+        held[k] = what->ws == NULL && what->backend == NULL
+                      ? atomic_load(&gw->workers[k].drainable) : 1;
+        total += held[k];
+    }
+    if (total == 0) {
+        for (size_t k = 0; k < nw; k++)
+            held[k] = 1;
+        total = nw;
+    }
+    uint64_t given = 0;
+    for (size_t k = 0; k < nw; k++) {
+        share[k] = count * held[k] / total;
+        given += share[k];
+    }
+    /* The odd credit goes to each worker in turn (that has any to drain),
+       so none is starved at low rates. */
+    for (size_t k = 0; given < count; k = (k + 1) % nw) {
+        size_t i = (rotor + k) % nw;
+        if (held[i] > 0) {
+            share[i]++;
+            given++;
+        }
+    }
+}
+
 void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t count,
                            size_t *rotor)
 {
     size_t nw = gw->n_workers;
+    uint64_t shares[SL_MAX_WORKERS];
+    drain_shares(gw, what, count, *rotor, shares);
     for (size_t k = 0; k < nw; k++) {
-        uint64_t share = count / nw + (k < count % nw ? 1 : 0);
+        uint64_t share = shares[k];
         if (share == 0)
             continue;
         sl_wmsg_t *m = malloc(sizeof *m);
@@ -258,9 +299,8 @@ void sl_control_post_drain(sl_gateway_t *gw, const sl_wmsg_t *what, uint64_t cou
             continue;
         *m = *what;
         m->count = (uint32_t)share;
-        sl_worker_post(&gw->workers[(*rotor + k) % nw], m);
+        sl_worker_post(&gw->workers[k], m);
     }
-    /* The odd credit goes to each worker in turn, so none is starved at low rates. */
     *rotor = (*rotor + 1) % nw;
 }
 

@@ -40,6 +40,9 @@ typedef struct sl_worker sl_worker_t;
 typedef struct sl_session sl_session_t;
 typedef struct sl_upstream sl_upstream_t;
 
+/* The most worker threads (the config's bound; "auto" on a bigger machine is cut to it). */
+#define SL_MAX_WORKERS 256
+
 /* Messages from the control thread to a worker. */
 typedef enum sl_wmsg_type {
     SL_WMSG_RUNTIME,        /* a new runtime was published: pick it up for new sessions */
@@ -148,6 +151,8 @@ struct sl_worker {
     size_t n_sessions;
     size_t cap_sessions;
     _Atomic size_t open_sessions;       /* read by the control thread */
+    _Atomic uint32_t drainable;         /* WebSockets not told to close: how the shutdown's
+                                           drain credit is shared (sl_control_post_drain) */
 
     sl_upstream_t *idle_upstreams;      /* kept-alive HTTP backend connections */
     size_t n_idle_upstreams;

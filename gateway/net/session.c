@@ -937,6 +937,8 @@ static void session_free(sl_session_t *s)
         atomic_fetch_sub(&c->open, 1);
         if (s->draining)
             atomic_fetch_sub(&c->draining, 1);
+        else
+            atomic_fetch_sub(&w->drainable, 1);
     }
     sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
     atomic_fetch_sub(&w->gw->clients, 1);

@@ -159,6 +159,7 @@ static void enter_relay(sl_session_t *s, const sl_ws_response_info_t *info, uint
     s->log_status = 101;
     s->counted_ws = true;
     atomic_fetch_add(&sl_runtime_ws(s->rt, s->service, s->pool)->open, 1);
+    atomic_fetch_add(&s->w->drainable, 1);
     sl_count(&s->w->counters, SL_CTR_WS_UPGRADES, 1);
     sl_count(&s->w->counters, SL_CTR_WS_OPEN, 1);
     atomic_fetch_add(&s->up->backend->state->handshakes, 1);
@@ -721,6 +722,7 @@ void sl_session_drain(sl_session_t *s, uint16_t code, const char *reason)
     if (s->counted_ws) {
         sl_ws_count_t *c = sl_runtime_ws(s->rt, s->service, s->pool);
         atomic_fetch_add(&c->draining, 1);
+        atomic_fetch_sub(&s->w->drainable, 1);
     }
     if (s->state != SL_SS_WS_RELAY) {
         /* Plain HTTP: finish the exchange in flight, then close. */
