@@ -11,6 +11,11 @@
  *
  * Path prefixes match whole segments: "/api" takes "/api", "/api/x" and
  * "/api?q" but not "/apix"; a prefix ending in "/" takes everything under it.
+ * They match the path normalized (percent-encoded unreserved characters
+ * decoded, "//" as "/", dot segments resolved): "/%61dmin", "/x/../admin"
+ * and "//admin" are "/admin" to the backend, so they must be to the routes,
+ * or a route that sets another service, or admission, could be walked
+ * around. The target itself goes to the backend as it came.
  * Hosts are compared without case, port, brackets or a trailing dot, so
  * "[::1]:8080" matches a route for "::1" or "[::1]".
  *
@@ -133,6 +138,84 @@ void sl_router_free(sl_router_t *r)
     free(r);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static bool unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* RFC 3986 5.2.4 over out[0..n), which starts with "/" and has no "//": in
+   place (what is written never passes what was read). */
+static size_t remove_dot_segments(char *out, size_t n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;   /* out[i] is '/': the segment is out[i + 1 .. j) */
+        while (j < n && out[j] != '/')
+            j++;
+        size_t len = j - i - 1;
+        bool dot = len == 1 && out[i + 1] == '.';
+        bool dotdot = len == 2 && out[i + 1] == '.' && out[i + 2] == '.';
+        if (dotdot)
+            while (w > 0 && out[--w] != '/')
+                ;   /* back to the start of the last segment written */
+        if (dot || dotdot) {
+            if (j == n)
+                out[w++] = '/';   /* "/a/." and "/a/b/.." end in a directory */
+        } else {
+            memmove(out + w, out + i, j - i);
+            w += j - i;
+        }
+        i = j;
+    }
+    if (w == 0)
+        out[w++] = '/';
+    return w;
+}
+
+size_t sl_route_path_normalize(const char *path, size_t n, char *out)
+{
+    size_t end = 0;
+    while (end < n && path[end] != '?' && path[end] != '#')
+        end++;
+    if (end == 0 || path[0] != '/') {
+        memcpy(out, path, end);
+        return end;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < end; i++) {
+        char c = path[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < end && (hi = hex_value(path[i + 1])) >= 0 &&
+            (lo = hex_value(path[i + 2])) >= 0 &&
+            unreserved(hi * 16 + lo)) {
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (c == '/' && o > 0 && out[o - 1] == '/')
+            continue;
+        out[o++] = c;
+    }
+    return remove_dot_segments(out, o);
+}
+
+/* Only such paths need the copy: "%", "//" or a segment starting with ".". */
+static bool needs_normalizing(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && p[i] != '?' && p[i] != '#'; i++)
+        if (p[i] == '%' || (p[i] == '/' && i + 1 < n && (p[i + 1] == '/' || p[i + 1] == '.')))
+            return true;
+    return false;
+}
+
 static bool host_matches(const entry_t *e, const char *h, size_t n)
 {
     switch (e->kind) {
@@ -171,6 +254,14 @@ int sl_router_match(const sl_router_t *r, const char *host, size_t host_len,
     const char *h;
     size_t hn;
     host_core(host != NULL ? host : "", host != NULL ? host_len : 0, &h, &hn);
+    char local[512], *norm = NULL;
+    if (path != NULL && needs_normalizing(path, path_len)) {
+        norm = path_len <= sizeof local ? local : malloc(path_len);
+        if (norm == NULL)
+            return SL_ENOMEM;
+        path_len = sl_route_path_normalize(path, path_len, norm);
+        path = norm;
+    }
     const entry_t *best = NULL;
     for (size_t i = 0; i < r->n; i++) {
         const entry_t *e = &r->entries[i];
@@ -179,6 +270,8 @@ int sl_router_match(const sl_router_t *r, const char *host, size_t host_len,
         if (best == NULL || better(e, best))
             best = e;
     }
+    if (norm != local)
+        free(norm);
     if (best == NULL)
         return SL_ENOENT;
     m->service = best->service;

@@ -424,7 +424,8 @@ class RoutedGw:
         lines += ["services:",
                   "  app:", '    routes: [ { host: "*", path_prefix: / } ]',
                   "    pools: [blue]", "    active: blue",
-                  "  greensvc:", '    routes: [ { host: "green.test", path_prefix: / } ]',
+                  "  greensvc:", '    routes: [ { host: "green.test", path_prefix: / },',
+                  '              { host: "*", path_prefix: /admin } ]',
                   "    pools: [green]", "    active: green"]
         self.sluice = H.Sluice("\n".join(lines) + "\n", port=self.port)
         self.mark()
@@ -538,6 +539,25 @@ def test_valid_hosts_are_routed(rgw):
         assert (hit, hdrs(info, "Host")) == (want, [host]), host
     hit, info = routed(rgw, b"GET /old HTTP/1.0\r\n\r\n")       # HTTP/1.0 needs no Host
     assert (hit, info["target"], hdrs(info, "Host")) == ("blue", "/old", [])
+
+
+@pytest.mark.parametrize("target", ["/admin/x", "/%61dmin/x", "/x/../admin/x", "//admin/x",
+                                    "/./admin/x?q=/..", "/%2e%2E/admin"])
+def test_other_spellings_of_a_path_reach_its_route(rgw, target):
+    """A route for "* /admin" beside the catch-all "* /": "/%61dmin",
+    "/x/../admin" and "//admin" are "/admin" to a backend (RFC 3986 2.3 and
+    5.2.4), and went to the catch-all, walking around the route (and any
+    admission or backends it sets). Routes match the path normalized; the
+    backend gets the target as it came."""
+    hit, info = routed(rgw, req(target=target))
+    assert (hit, info["target"]) == ("green", target)
+
+
+def test_an_encoded_slash_is_data_not_a_segment(rgw):
+    """"%2F" is not "/" (a reserved character, RFC 3986 2.2): "/admin%2Fx"
+    is the segment "admin%2Fx", under no "/admin" route."""
+    hit, _ = routed(rgw, req(target="/x/..%2Fadmin"))
+    assert hit == "blue"
 
 
 VERSIONS = [

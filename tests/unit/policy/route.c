@@ -78,6 +78,16 @@ static const golden_t table[] = {
     {"[::2]:8080", "/", 0, 2, 0},
     {"10.0.0.1:9000", "/ws", 0, 1, 2},
     {"10.0.0.1", "/wss", 0, 2, 0},                  /* path falls through to "*" */
+    /* Other spellings of a path reach its route (they fell through to "/"). */
+    {"api.example.com", "/%76%32/admin/x", 0, 0, 2},  /* %76%32 is "v2" */
+    {"api.example.com", "/x/../v2/admin/y", 0, 0, 2},
+    {"api.example.com", "//v2//admin//y", 0, 0, 2},
+    {"api.example.com", "/v2/./admin/y?q", 0, 0, 2},
+    {"api.example.com", "/v2/%2E%2E/v2/admin/", 0, 0, 2},
+    {"api.example.com", "/v2/admin/..", 0, 0, 1},   /* "/v2/" */
+    {"api.example.com", "/v2%2Fadmin/x", 0, 0, 0},  /* "/" encoded stays data: "/v2%2Fadmin" */
+    {"api.example.com", "/v2/admin%2Fx", 0, 0, 1},
+    {"10.0.0.1", "/%77s", 0, 1, 2},
 };
 
 static void test_golden(void **state)
@@ -96,6 +106,28 @@ static void test_golden(void **state)
         assert_int_equal(m.route, g->route);
     }
     sl_router_free(r);
+}
+
+static void test_path_normalize(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"/", "/"}, {"/a/b", "/a/b"}, {"/a/b?x=/../y", "/a/b"}, {"/a#f", "/a"},
+        {"/%61dmin", "/admin"}, {"/%41%7a%2D%2e%5F%7E", "/Az-._~"},
+        {"/a%2Fb", "/a%2Fb"}, {"/a%20b", "/a%20b"}, {"/%zz", "/%zz"}, {"/%4", "/%4"},
+        {"/%", "/%"}, {"//a///b//", "/a/b/"}, {"/.", "/"}, {"/..", "/"}, {"/../a", "/a"},
+        {"/a/.", "/a/"}, {"/a/..", "/"}, {"/a/b/../c", "/a/c"}, {"/a/./b/./", "/a/b/"},
+        {"/a/b/../../../c", "/c"}, {"/a/..b", "/a/..b"}, {"/a/.b/", "/a/.b/"},
+        {"/a/%2e%2E/b", "/b"}, {"/a/.%2e", "/"}, {"*", "*"}, {"", ""},
+        {"example.com:443", "example.com:443"},
+    };
+    char out[64];
+    for (size_t i = 0; i < SL_ARRAY_SIZE(cases); i++) {
+        size_t n = sl_route_path_normalize(cases[i].in, strlen(cases[i].in), out);
+        if (n != strlen(cases[i].out) || memcmp(out, cases[i].out, n) != 0)
+            print_error("%s -> %.*s, want %s\n", cases[i].in, (int)n, out, cases[i].out);
+        assert_int_equal(n, strlen(cases[i].out));
+        assert_memory_equal(out, cases[i].out, n);
+    }
 }
 
 static void test_no_match(void **state)
@@ -159,6 +191,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_path_normalize),
         cmocka_unit_test(test_no_match),
         cmocka_unit_test(test_empty_config),
         cmocka_unit_test(test_router_outlives_config),
