@@ -190,13 +190,19 @@ size_t sl_route_path_normalize(const char *path, size_t n, char *out)
         memcpy(out, path, end);
         return end;
     }
+    /* A "%" that starts no escape ("%5%61") could make one of a decoded
+       character ("%5a"): then nothing is decoded, so a second pass changes
+       nothing. (The parser refuses such paths in requests: 400.) */
+    bool decode = true;
+    for (size_t i = 0; i < end && decode; i++)
+        decode = path[i] != '%' ||
+                 (i + 2 < end && hex_value(path[i + 1]) >= 0 && hex_value(path[i + 2]) >= 0);
     size_t o = 0;
     for (size_t i = 0; i < end; i++) {
         char c = path[i];
         int hi, lo;
-        if (c == '%' && i + 2 < end && (hi = hex_value(path[i + 1])) >= 0 &&
-            (lo = hex_value(path[i + 2])) >= 0 &&
-            unreserved(hi * 16 + lo)) {
+        if (decode && c == '%' && (hi = hex_value(path[i + 1])) >= 0 &&
+            (lo = hex_value(path[i + 2])) >= 0 && unreserved(hi * 16 + lo)) {
             c = (char)(hi * 16 + lo);
             i += 2;
         }

@@ -440,6 +440,26 @@ static int asterisk_target(sl_http_parser_t *p)
  * What a request must have besides framing (the scanner has let through only
  * HTTP/1.0 and HTTP/1.1), and what to route it by.
  */
+/*
+ * A "%" in the path must start an escape, "%" HEXDIG HEXDIG (RFC 3986 2.1).
+ * Routes match the path decoded; read one way by the gateway and another by
+ * a lenient backend ("%5%61" is "%5a" to one, "%Z"? to another), a stray
+ * "%" could steer a request past a route. The query is left to the
+ * application ("?q=100%" is common and decoded by nobody on the way).
+ */
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+static bool path_escapes_valid(const char *u, size_t n)
+{
+    for (size_t i = 0; i < n && u[i] != '?' && u[i] != '#'; i++)
+        if (u[i] == '%' && (i + 2 >= n || !is_hex(u[i + 1]) || !is_hex(u[i + 2])))
+            return false;
+    return true;
+}
+
 static int check_request(sl_http_parser_t *p)
 {
     sl_http_head_t *hd = &p->head;
@@ -463,8 +483,11 @@ static int check_request(sl_http_parser_t *p)
     if (hd->url.len > 0 && u[0] == '*')
         return asterisk_target(p);
     bool origin = hd->url.len > 0 && u[0] == '/';
-    if (hd->method != HTTP_CONNECT && !origin)   /* CONNECT's is authority-form */
-        return absolute_target(p);
+    if (hd->method != HTTP_CONNECT && !origin && absolute_target(p) < 0)   /* CONNECT's is
+                                                                              authority-form */
+        return -1;
+    if (!path_escapes_valid(p->base + hd->path.off, hd->path.len))
+        return fail(p, 400, "bad percent-encoding in the path (expected %XX, two hex digits)");
     return 0;
 }
 

@@ -28,7 +28,7 @@ typedef struct sl_route_match {
  * The path of a request target as routes see it: "%XX" of an unreserved
  * character decoded (RFC 3986 2.3: "/%61dmin" is "/admin"), runs of "/" as
  * one, "." and ".." segments resolved (RFC 3986 5.2.4), the query and
- * fragment left out. A path not starting with "/" is copied as it is, up
+ * fragment left out. A path with a "%" that starts no escape is not decoded. A path not starting with "/" is copied as it is, up
  * to its query. Writes at most n bytes into out; returns the length.
  */
 size_t sl_route_path_normalize(const char *path, size_t n, char *out);

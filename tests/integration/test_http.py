@@ -553,6 +553,18 @@ def test_other_spellings_of_a_path_reach_its_route(rgw, target):
     assert (hit, info["target"]) == ("green", target)
 
 
+@pytest.mark.parametrize("target", [b"/a%zz", b"/admin%", b"/%5%61dmin", b"/x%4?q"])
+def test_a_stray_percent_in_the_path_is_a_400(rgw, target):
+    """RFC 3986 2.1: "%" starts "%" HEXDIG HEXDIG. Routes match the path
+    decoded, and a stray "%" is read one way by the gateway and another by
+    a lenient backend ("%5%61dmin" decodes to "%5admin", then "Zdmin"):
+    such a path is refused, as nginx refuses it. A query's "%" is the
+    application's ("?q=100%" passes)."""
+    refused(rgw, b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target, 400)
+    hit, info = routed(rgw, req(target="/q?q=100%"))
+    assert (hit, info["target"]) == ("blue", "/q?q=100%")
+
+
 def test_an_encoded_slash_is_data_not_a_segment(rgw):
     """"%2F" is not "/" (a reserved character, RFC 3986 2.2): "/admin%2Fx"
     is the segment "admin%2Fx", under no "/admin" route."""

@@ -688,6 +688,14 @@ static const refusal_t refusals[] = {
     BADR("userinfo in the target", 400, BAD_AUTH, "GET http://evil@a/x HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("empty authority", 400, BAD_AUTH, "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("authority of a port alone", 400, BAD_AUTH, "GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n"),
+#define BAD_PCT "bad percent-encoding in the path (expected %XX, two hex digits)"
+    BADR("stray % in the path", 400, BAD_PCT, "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("% at the path's end", 400, BAD_PCT, "GET /a% HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("% and one digit before the query", 400, BAD_PCT, "GET /%4?x HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("a stray % making an escape of a decoded one", 400, BAD_PCT,
+         "GET /%5%61 HTTP/1.1\r\nHost: a\r\n\r\n"),
+    BADR("stray % in an absolute-form path", 400, BAD_PCT,
+         "GET http://h/%x HTTP/1.1\r\nHost: h\r\n\r\n"),
     BADR("authority port not digits", 400, BAD_AUTH, "GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
     BADR("authority port 70000", 400, BAD_AUTH, "GET https://a:70000 HTTP/1.1\r\nHost: a\r\n\r\n"),
     BAD("response garbage", 502, "HTTP/1.1 2x0 OK\r\n\r\n"),
@@ -720,6 +728,14 @@ static void test_refusals(void **state)
         if (c->reason != NULL)
             assert_string_equal(r.reason, c->reason);
     }
+}
+
+static void test_percent_in_the_query_and_escapes_in_the_path_pass(void **state)
+{
+    (void)state;
+    result_t r = REQ("GET /%41%2f/x?q=100%&r=%zz HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_true(r.rc > 0);
+    assert_int_equal(r.status, 0);
 }
 
 static void test_versions_accepted(void **state)
@@ -1391,6 +1407,7 @@ int main(void)
         cmocka_unit_test(test_chunk_line_limit),
         cmocka_unit_test(test_chunk_extensions_bounded_per_body),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_percent_in_the_query_and_escapes_in_the_path_pass),
         cmocka_unit_test(test_versions_accepted),
         cmocka_unit_test(test_host_values),
         cmocka_unit_test(test_route_by),
