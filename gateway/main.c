@@ -244,7 +244,8 @@ int main(int argc, char **argv)
        so are the admin API's address, token file and state file directory. Both
        --check and a start run these, so a config --check passes is one that starts. */
     int tls_rc = sl_tls_check(rt->cfg, &diag);
-    if (sl_admin_check(rt->cfg, &diag) != 0 || tls_rc != 0) {
+    int log_rc = sl_access_log_check(rt->cfg, &diag);
+    if (sl_admin_check(rt->cfg, &diag) != 0 || tls_rc != 0 || log_rc != 0) {
         print_diags(path, &diag);
         sl_runtime_unref(rt);
         sl_state_free_overrides();

@@ -486,6 +486,10 @@ void sl__cfg_validate(sl__cfg_ctx_t *c, sl_config_t *cfg)
     cfg->workers_pos = at(c, &cfg->workers, (sl_cfg_pos_t){0});
     sl_cfg_access_log_t *al = &cfg->access_log;   /* a mapping: where one of its keys is */
     al->pos = at(c, &al->path, at(c, &al->format, at(c, &al->enabled, (sl_cfg_pos_t){0})));
+    if (al->enabled && al->path != NULL && al->path[0] == '\0')
+        sl__cfg_error(c, al->pos.line, al->pos.col, "access_log.path",
+                      "expected a file name (got \"\"; leave path out, or null, for standard "
+                      "output)");
     check_admin(c, cfg);
     check_listeners(c, cfg);
     check_admin_clash(c, cfg);

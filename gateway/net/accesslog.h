@@ -29,6 +29,11 @@ typedef struct sl_access_entry {
     uint64_t duration_ms;
 } sl_access_entry_t;
 
+/* Can the configured access log be opened for appending, as the start will?
+   An existing writable file, or a writable directory to create it in: else
+   one line "FILE:LINE:COL: access_log.path: why" in diag and SL_EINVAL (run
+   by --check and by the start, before anything else is set up). */
+int sl_access_log_check(const sl_config_t *cfg, sl_diag_t *diag);
 /* Open the configured access log (stdout when no path). 0 or -errno. */
 int sl_access_log_open(const sl_config_t *cfg, char *err, size_t errlen);
 void sl_access_log_close(void);

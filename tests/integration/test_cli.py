@@ -180,6 +180,27 @@ def test_check_refuses_admin_settings_that_would_stop_the_start(tmp_path):
             r = run(*argv, timeout=10)
             assert r.returncode == 2, (argv, r.stdout, r.stderr)
             assert r.stderr == where + msg + "\nsluice: %s: 1 error\n" % path, (argv, r.stderr)
+    # The access log's file: a start failed to open it with exit 1 and no place after
+    # --check had said ok (and "" went as a file name).
+    for key, value, msg in [
+        ("path: %s/access.log" % missing, str(missing),
+         "access_log.path: directory %s: No such file or directory (expected an existing, "
+         "writable directory to create the file in)" % missing),
+        ("path: %s" % tmp_path, str(tmp_path),
+         "access_log.path: %s is a directory (expected a file name)" % tmp_path),
+        ('path: ""', '""', 'access_log.path: expected a file name (got ""; leave path out, or '
+                           'null, for standard output)'),
+    ]:
+        path = tmp_path / "sluice.yaml"
+        text = config(free_port(), {"blue": ["127.0.0.1:9"]}, extra="access_log:\n  %s" % key)
+        path.write_text(text)
+        lines = text.split("\n")
+        line = next(i for i, l in enumerate(lines) if l.startswith("  " + key)) + 1
+        where = "%s:%d:%d: " % (path, line, lines[line - 1].index(value) + 1)
+        for argv in (["--check", "-c", str(path)], ["-c", str(path)]):
+            r = run(*argv, timeout=10)
+            assert r.returncode == 2, (argv, r.stdout, r.stderr)
+            assert r.stderr == where + msg + "\nsluice: %s: 1 error\n" % path, (argv, r.stderr)
     # The same keys, right, pass: a writable directory, a token off loopback.
     path = tmp_path / "sluice.yaml"
     path.write_text(config(free_port(), {"blue": ["127.0.0.1:9"]},
