@@ -91,6 +91,35 @@ static bool state_file_writable(const char *path, char *err, size_t errlen)
     return true;
 }
 
+/*
+ * The admin address, resolved, on a listener's port: a name ("localhost")
+ * that the loader could not compare with a listener's IP literal. The admin
+ * socket is bound first, and the listener's bind then failed, blaming
+ * "another process". Same address, or the listener's wildcard of its
+ * family; returns the listener's index, or -1.
+ */
+static long listener_clash(const sl_config_t *cfg, const struct sockaddr_storage *ss)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const sl_cfg_addr_t *l = &cfg->listeners[i].address;
+        unsigned char b[16];
+        if (l->host == NULL || l->port != cfg->admin.address.port)
+            continue;
+        if (ss->ss_family == AF_INET && inet_pton(AF_INET, l->host, b) == 1) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+            static const unsigned char any[4];
+            if (memcmp(b, &in->sin_addr, 4) == 0 || memcmp(b, any, 4) == 0)
+                return (long)i;
+        } else if (ss->ss_family == AF_INET6 && inet_pton(AF_INET6, l->host, b) == 1) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+            static const unsigned char any[16];
+            if (memcmp(b, &in6->sin6_addr, 16) == 0 || memcmp(b, any, 16) == 0)
+                return (long)i;
+        }
+    }
+    return -1;
+}
+
 /* One problem at a key: "FILE:LINE:COL: admin.KEY: message". */
 static void problem(sl_diag_t *diag, const sl_config_t *cfg, sl_cfg_pos_t pos, const char *key,
                     const char *msg)
@@ -110,7 +139,14 @@ int sl_admin_check(const sl_config_t *cfg, sl_diag_t *diag)
     char err[768];
     struct sockaddr_storage ss;
     socklen_t sslen;
+    long clash;
     if (sl__admin_address(a, &ss, &sslen, err, sizeof err) != 0) {
+        problem(diag, cfg, a->address.pos, "address", err);
+        ok = false;
+    } else if ((clash = listener_clash(cfg, &ss)) >= 0) {
+        sl_cfg_pos_t lp = cfg->listeners[clash].address.pos;
+        snprintf(err, sizeof err, "%s is also listeners[%ld] (at %u:%u); expected a port of its "
+                 "own", a->address.text, clash, lp.line, lp.col);
         problem(diag, cfg, a->address.pos, "address", err);
         ok = false;
     }

@@ -180,6 +180,23 @@ def test_check_refuses_admin_settings_that_would_stop_the_start(tmp_path):
             r = run(*argv, timeout=10)
             assert r.returncode == 2, (argv, r.stdout, r.stderr)
             assert r.stderr == where + msg + "\nsluice: %s: 1 error\n" % path, (argv, r.stderr)
+    # The admin API named by a host name, on a listener's port: the loader compares IP
+    # literals only, and the start failed on the listener's bind, blaming another process.
+    lport = free_port()
+    path = tmp_path / "sluice.yaml"
+    text = config(lport, {"blue": ["127.0.0.1:9"]}, extra='admin:\n  address: "localhost:%d"'
+                                                           % lport)
+    path.write_text(text)
+    lines = text.split("\n")
+    line = next(i for i, l in enumerate(lines) if "localhost" in l) + 1
+    lline = next(i for i, l in enumerate(lines) if "- address" in l) + 1
+    for argv in (["--check", "-c", str(path)], ["-c", str(path)]):
+        r = run(*argv, timeout=10)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+        assert r.stderr == "%s:%d:%d: admin.address: localhost:%d is also listeners[0] (at " \
+            "%d:%d); expected a port of its own\nsluice: %s: 1 error\n" % (
+                path, line, lines[line - 1].index('"localhost') + 1, lport, lline,
+                lines[lline - 1].index('"127') + 1, path), (argv, r.stderr)
     # The access log's file: a start failed to open it with exit 1 and no place after
     # --check had said ok (and "" went as a file name).
     for key, value, msg in [
