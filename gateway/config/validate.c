@@ -163,11 +163,15 @@ static void check_pool_tls(sl__cfg_ctx_t *c, const sl_cfg_pool_t *p)
         snprintf(path, sizeof path, "pools.%s.%s", safe(nb, sizeof nb, p->name), names[k]);
         sl__cfg_error(c, pos.line, pos.col, path, "only used with tls: true (this pool is plain)");
     }
-    if (p->tls_sni && (p->tls_sni[0] == '\0' || strlen(p->tls_sni) > 253 ||
+    /* SNI carries a name without its trailing dot (RFC 6066 3): sent with
+       it, the name was also verified with it, and every handshake failed. */
+    size_t sni = p->tls_sni ? strlen(p->tls_sni) : 0;
+    if (p->tls_sni && (sni == 0 || sni > 253 || p->tls_sni[sni - 1] == '.' ||
                        strpbrk(p->tls_sni, " \t/:@") != NULL)) {
         sl_cfg_pos_t pos = at(c, &p->tls_sni, p->pos);
         snprintf(path, sizeof path, "pools.%s.tls_sni", safe(nb, sizeof nb, p->name));
-        sl__cfg_error(c, pos.line, pos.col, path, "expected a host name (at most 253 bytes)");
+        sl__cfg_error(c, pos.line, pos.col, path,
+                      "expected a host name (at most 253 bytes, no trailing dot)");
     }
     if (p->tls_ca_file && p->tls_ca_file[0] == '\0') {
         sl_cfg_pos_t pos = at(c, &p->tls_ca_file, p->pos);
