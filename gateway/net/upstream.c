@@ -499,6 +499,8 @@ static void try_connect(sl_session_t *s)
                could not name its backend (sl_session_backend_ready). */
             if (idle->rt != s->rt)
                 sl_upstream_follow(idle, s->rt, b);
+            atomic_fetch_add(&idle->backend->state->active, 1);
+            idle->counted_active = true;
             idle->session = s;
             s->up = idle;
             uv_timer_stop(&idle->timer);
@@ -686,6 +688,12 @@ void sl_upstream_release(sl_session_t *s, bool reusable)
         return;
     }
     up->session = NULL;
+    /* An idle connection is no load: least_conn counted kept-alive ones as
+       active, and sent fewer exchanges to the backend that kept more. */
+    if (up->counted_active) {
+        atomic_fetch_sub(&up->backend->state->active, 1);
+        up->counted_active = false;
+    }
     up->next_idle = w->idle_upstreams;
     w->idle_upstreams = up;
     w->n_idle_upstreams++;

@@ -332,6 +332,34 @@ def test_metrics_label_values_are_escaped():
         stop_all(s)
 
 
+def test_a_kept_alive_backend_connection_is_not_counted_active_while_idle():
+    """A backend connection kept for reuse between HTTP exchanges carries no
+    load: counted active, least_conn sent fewer exchanges to the backend
+    that kept more idle ones, and status said a connection was active on a
+    backend nobody was using."""
+    backend = Backend("blue")
+    s = start(backends=[backend.addr])
+    try:
+        a = Admin(s.admin_port)
+
+        def backend_status():
+            return a.json("GET", "/api/v1/status")[1]["pools"][0]["backends"][0]
+
+        for path in ("/one", "/two"):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path.encode())
+            assert HttpReader(c).read().status == 200
+            c.close()
+            assert wait_until(lambda: backend_status()["active"] == 0), backend_status()
+        b = backend_status()
+        assert (b["connects"], b["active"]) == (1, 0), b   # one connection, idle, kept
+        m = parse_prometheus(a.request("GET", "/metrics").body.decode())
+        assert m[("sluice_backend_connections_reused_total", "")] == 1
+        a.close()
+    finally:
+        stop_all(s, backend)
+
+
 def test_a_drained_backend_shows_as_draining_in_status_pools_and_metrics():
     """POST .../drain left no trace an operator could see: `up` stays true
     (it is the health verdict), status and pools had no `draining`, and
