@@ -182,9 +182,11 @@ sl_admission_t *sl_ctl_queue_for(sl_ctl_t *ctl, size_t svc, size_t pool);
    admission rate its clients get (slow start): its own queue's, or that of
    each service sending its new connections there. */
 void sl_ctl_ramp_pool(sl_ctl_t *ctl, size_t pool, sl_msec_t now);
-/* How many of the pool's backends take connections (by their health). */
-size_t sl_ctl_backends_up(const sl_ctl_t *ctl, size_t pool);
-/* Some backend of the pool is up and not drained through the API. */
+/* Backend i of the pool is up, not drained through the API, and weighted. */
+bool sl_ctl_backend_takes_connections(const sl_ctl_t *ctl, size_t pool, size_t i);
+/* How many of the pool's backends take connections. */
+size_t sl_ctl_backends_taking(const sl_ctl_t *ctl, size_t pool);
+/* Some backend of the pool takes connections. */
 bool sl_ctl_pool_takes_connections(const sl_ctl_t *ctl, size_t pool);
 /* A pool's own queue belongs to the first service with admission that uses the
    pool (sl_ctl_admit_setup makes it so): that service's index, or -1. */

@@ -611,25 +611,28 @@ void sl_ctl_admit_take_queue(sl_ctl_t *to, sl_admission_t **to_slot, sl_ctl_t *f
 
 /* ---- holding queues while the pool behind them is down ---- */
 
-size_t sl_ctl_backends_up(const sl_ctl_t *ctl, size_t pool)
+/* Up, not drained through the API, with a weight: what the workers pick
+   from, so a pool of drained (or weightless) backends is as good as down to
+   a client waiting for it, or to a cutover moving onto it. */
+bool sl_ctl_backend_takes_connections(const sl_ctl_t *ctl, size_t pool, size_t i)
+{
+    const sl_ctl_backend_t *b = &ctl->pools[pool].backends[i];
+    return sl_health_usable(&b->health) &&
+           !atomic_load_explicit(&b->rt->state->admin_drain, memory_order_relaxed) &&
+           b->rt->cfg->weight > 0;
+}
+
+size_t sl_ctl_backends_taking(const sl_ctl_t *ctl, size_t pool)
 {
     size_t n = 0;
     for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
-        n += sl_health_usable(&ctl->pools[pool].backends[i].health);
+        n += sl_ctl_backend_takes_connections(ctl, pool, i);
     return n;
 }
 
-/* A backend up and not drained through the API: the workers pick no
-   drained one, so a pool of drained backends is as good as down to a client
-   waiting for it, or to a cutover moving onto it. */
 bool sl_ctl_pool_takes_connections(const sl_ctl_t *ctl, size_t pool)
 {
-    for (size_t i = 0; i < ctl->pools[pool].n_backends; i++)
-        if (sl_health_usable(&ctl->pools[pool].backends[i].health) &&
-            !atomic_load_explicit(&ctl->pools[pool].backends[i].rt->state->admin_drain,
-                                  memory_order_relaxed))
-            return true;
-    return false;
+    return sl_ctl_backends_taking(ctl, pool) > 0;
 }
 
 static void set_hold(sl_ctl_t *ctl, sl_admission_t *q, bool hold, const char *what)

@@ -60,9 +60,11 @@ static void apply_event(sl_ctl_backend_t *b, const sl_health_event_t *ev)
                 sl_health_state_name(ev->to), sl_health_why_name(ev->why));
     /* Slow start is for a pool coming back, not for one backend of a pool
        that was serving all along (that would cut the pool to the floor):
-       b has just turned usable, so it is the pool's only one when the pool
-       has just come back. */
-    if (usable && sl_ctl_backends_up(b->ctl, b->pool) == 1)
+       b has just turned usable, so the pool has just come back when b is
+       the only backend taking connections (others up but drained through
+       the API, or weighted 0, took none: counted, they kept the ramp off). */
+    if (usable && sl_ctl_backend_takes_connections(b->ctl, b->pool, b->index) &&
+        sl_ctl_backends_taking(b->ctl, b->pool) == 1)
         sl_ctl_ramp_pool(b->ctl, b->pool, uv_now(b->ctl->gw->loop));
     sl_ctl_update_holds(b->ctl);
 }

@@ -382,6 +382,27 @@ def test_slow_start_ramps_a_pool_coming_back_not_one_that_kept_serving(tmp_path)
             x.stop()
 
 
+def test_slow_start_ramps_a_pool_whose_other_backends_are_drained(tmp_path):
+    """alpha is drained through the API, beta comes back: the pool took no
+    connections before (alpha is up but takes none), so it is a pool coming
+    back and ramps. Counting alpha as up, the pool took beta at full rate."""
+    a, b = Backend("alpha"), Backend("beta")
+    s, admin = ramp_gateway([a, b], "100/s")
+    restarted = []
+    try:
+        url = "http://127.0.0.1:%d/api/v1/pools/app/backends/%s/drain" % (admin, a.addr)
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"),
+                                    timeout=10) as r:
+            assert r.status == 202
+        restart(b, restarted, admin)
+        service, pools = current_rates(admin)
+        assert service == 100 and 10 <= pools["app"] < 40, (service, pools)
+    finally:
+        stop_all(s)
+        for x in restarted + [a, b]:
+            x.stop()
+
+
 def test_slow_start_of_the_service_queue_ramps_when_its_pool_comes_back(tmp_path):
     """services.*.admission.slow_start was accepted and never applied: a pool
     without a queue of its own coming back left the service at full rate."""
