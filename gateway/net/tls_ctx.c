@@ -9,8 +9,8 @@
  * handshake storm; resumption is what makes it cheap.
  *
  * A set holds one SSL_CTX per distinct certificate name set: SNI picks the
- * context (servername callback, SSL_set_SSL_CTX). An ECDSA and an RSA
- * certificate with the same names share one context, and OpenSSL picks
+ * context (client_hello_cb, SSL_set_SSL_CTX, before the session lookup).
+ * An ECDSA and an RSA certificate with the same names share one context, and OpenSSL picks
  * between them by what the client supports.
  *
  * Reload builds complete new sets first and swaps them in under the
@@ -278,20 +278,16 @@ static bool name_matches(const char *pattern, const char *host)
     return dot != NULL && dot != host && strcmp(dot, pattern + 1) == 0;
 }
 
-static int servername_cb(SSL *ssl, int *alert, void *arg)
+/* The context whose certificate names `sni` (n bytes), or NULL: the default. */
+static SSL_CTX *ctx_for_name(const sl_tls_set_t *set, const char *sni, size_t n)
 {
-    sl_tls_set_t *set = arg;
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (sni == NULL || set->n_certs < 2)
-        return SSL_TLSEXT_ERR_OK;
     char host[256];
-    size_t n = strlen(sni);
     /* "b.test." is b.test written absolute: RFC 6066 wants it sent without
        the dot, but some clients keep the one their user typed. */
     if (n > 1 && sni[n - 1] == '.')
         n--;
-    if (n >= sizeof host)
-        return SSL_TLSEXT_ERR_OK;
+    if (n == 0 || n >= sizeof host || memchr(sni, '\0', n) != NULL)
+        return NULL;
     for (size_t i = 0; i < n; i++)
         host[i] = (char)tolower((unsigned char)sni[i]);
     host[n] = '\0';
@@ -300,13 +296,46 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
             for (size_t k = 0; k < set->certs[c].n_names; k++) {
                 const char *p = set->certs[c].names[k];
                 if ((pass == 0 && strcmp(p, host) == 0) ||
-                    (pass == 1 && p[0] == '*' && name_matches(p, host))) {
-                    if (SSL_get_SSL_CTX(ssl) != set->certs[c].ctx)
-                        SSL_set_SSL_CTX(ssl, set->certs[c].ctx);
-                    return SSL_TLSEXT_ERR_OK;
-                }
+                    (pass == 1 && p[0] == '*' && name_matches(p, host)))
+                    return set->certs[c].ctx;
             }
-    return SSL_TLSEXT_ERR_OK;   /* unknown name: the default certificate */
+    return NULL;
+}
+
+/* The name is acknowledged (ServerHello's server_name, and kept in a TLS 1.2
+   session): without a callback OpenSSL answers as if it ignored it. */
+static int servername_ack(SSL *ssl, int *alert, void *arg)
+{
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * The certificate is chosen from the ClientHello's server_name before
+ * OpenSSL looks the offered session up, not in the servername callback,
+ * which runs after: a TLS 1.2 session made for a.test was resumed under
+ * b.test's name, with a.test's certificate (RFC 6066 3 forbids it). Each
+ * context has an id context of its own, so a session resumes only under
+ * the certificate it was made with; a name without a certificate of its
+ * own takes the default's.
+ */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    const sl_tls_set_t *set = arg;
+    const unsigned char *p;
+    size_t len;
+    if (set->n_certs < 2 || !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    /* ServerNameList: a 2-byte length, then entries: a type (0: host_name),
+       a 2-byte length, the name. A malformed one is OpenSSL's to refuse. */
+    if (len < 5 || (size_t)(p[0] << 8 | p[1]) + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    size_t n = (size_t)(p[3] << 8 | p[4]);
+    if (n + 5 > len)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    SSL_CTX *ctx = ctx_for_name(set, (const char *)p + 5, n);
+    if (ctx != NULL && SSL_get_SSL_CTX(ssl) != ctx)
+        SSL_set_SSL_CTX(ssl, ctx);
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 static int add_name(cert_ctx_t *cc, const char *s, size_t len)
@@ -390,8 +419,8 @@ static const char *key_where(char *buf, size_t len, const sl_config_t *cfg, size
 }
 
 /* A context with the listener's protocol settings, no certificate yet. */
-static SSL_CTX *new_ctx(const sl_config_t *cfg, size_t li, keyring_t *kr, const char *where,
-                        sl_diag_t *d)
+static SSL_CTX *new_ctx(const sl_config_t *cfg, size_t li, size_t ci, keyring_t *kr,
+                        const char *where, sl_diag_t *d)
 {
     const sl_cfg_listener_tls_t *t = &cfg->listeners[li].tls;
     char kw[400];
@@ -428,10 +457,11 @@ static SSL_CTX *new_ctx(const sl_config_t *cfg, size_t li, keyring_t *kr, const 
     }
     SSL_CTX_set1_groups_list(ctx, SL_TLS_INTERMEDIATE_GROUPS);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-    /* Resumption: one id context for every context of the listener, so SNI's
-       switch keeps sessions valid; a server cache, and tickets from our keys. */
+    /* Resumption: an id context per certificate context (client_hello_cb),
+       the same across reloads of the same certificates; a server cache, and
+       tickets from our keys. */
     char sid[32];
-    int sl = snprintf(sid, sizeof sid, "sluice-%zu", li);
+    int sl = snprintf(sid, sizeof sid, "sluice-%zu-%zu", li, ci);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid, (unsigned)sl);
     if (t->session_cache > 0) {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -516,7 +546,7 @@ static int load_cert(sl_tls_set_t *set, const sl_config_t *cfg, size_t li, size_
         cc = &set->certs[set->n_certs];
         *cc = peek;
         cc->key_types[0] = kt;
-        cc->ctx = new_ctx(cfg, li, set->keys, lwhere, d);
+        cc->ctx = new_ctx(cfg, li, set->n_certs, set->keys, lwhere, d);
         set->n_certs++;
         if (cc->ctx == NULL)
             return SL_EINVAL;
@@ -572,8 +602,8 @@ static sl_tls_set_t *build_set(const sl_config_t *cfg, size_t li, keyring_t *kr,
         set_free(set);
         return NULL;
     }
-    SSL_CTX_set_tlsext_servername_callback(set->certs[0].ctx, servername_cb);
-    SSL_CTX_set_tlsext_servername_arg(set->certs[0].ctx, set);
+    SSL_CTX_set_client_hello_cb(set->certs[0].ctx, client_hello_cb, set);
+    SSL_CTX_set_tlsext_servername_callback(set->certs[0].ctx, servername_ack);
     return set;
 }
 

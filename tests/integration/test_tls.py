@@ -256,6 +256,26 @@ def test_session_resumes_with_a_ticket(gw, certs, tmp_path, flag):
     assert "Reused, TLSv1." in second, second
 
 
+@pytest.mark.parametrize("flag", ["-tls1_2", "-tls1_3"])
+@pytest.mark.parametrize("ticket", [True, False], ids=["ticket", "session cache"])
+def test_a_session_resumes_only_under_the_name_it_was_made_for(gw, certs, tmp_path, flag,
+                                                               ticket):
+    """RFC 6066 3: a server MUST NOT resume a session whose server_name
+    differs. A TLS 1.2 session made for a.test was resumed when offered for
+    b.test, with a.test's certificate: the certificate was picked after the
+    session lookup, and every certificate shared one session id context."""
+    if flag == "-tls1_3" and not ticket:
+        pytest.skip("TLS 1.3 resumes by tickets only")
+    sess = str(tmp_path / "sess.pem")
+    extra = [] if ticket else ["-no_ticket"]
+    first = s_client(gw.port, flag, "-servername", "a.test", "-sess_out", sess, *extra)
+    assert "New, TLSv1." in first and "CN = a.test" in first, first
+    other = s_client(gw.port, flag, "-servername", "b.test", "-sess_in", sess, *extra)
+    assert "New, TLSv1." in other and "CN = b.test" in other, other
+    again = s_client(gw.port, flag, "-servername", "a.test", "-sess_in", sess, *extra)
+    assert "Reused, TLSv1." in again, again
+
+
 def resume(port, ctx, session, n=0):
     """One HTTPS request, offering `session`: (resumed?, the session to offer next)."""
     with socket.create_connection(("127.0.0.1", port), timeout=H.T) as raw:
