@@ -728,9 +728,13 @@ static void swap_sets(const sl_config_t *cfg, sl_tls_set_t **sets, keyring_t **s
             kr->n = staged[i]->n;
             kr->from_file = true;
         } else if (kr->from_file) {                     /* back to keys made in memory */
+            /* The file's encrypting key still decrypts, as a rotated-out
+               one does, for one rotation: tickets issued under it resume
+               across this reload (they stopped at once). */
             kr->from_file = false;
+            kr->keys[1] = kr->keys[0];
             kr->keys[0] = staged[i]->keys[0];
-            kr->n = 1;
+            kr->n = 2;
             kr->rotated_at = mono_ms();
         }
         kr->rotate = cfg->listeners[i].tls.ticket_rotate;

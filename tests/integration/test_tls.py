@@ -368,6 +368,13 @@ def test_ticket_keys_from_a_file_rotate_and_survive_a_restart(certs, tmp_path, v
         H.stop_all(sl)
         sl = H.Sluice(text, port=port)
         assert resume(port, ctx, last, 5)[0]
+        # Back to keys made in memory: tickets under the file's key still resume
+        # (as a rotated-out key's do); the reload dropped the file's keys at once.
+        reused, last = resume(port, ctx, last, 6)
+        with open(sl.cfg.name, "w") as f:
+            f.write(tls_config(port, backend, [certs["a"]]))
+        reload_and_wait(sl, 2)
+        assert resume(port, ctx, last, 7)[0]
     finally:
         H.stop_all(sl, backend)
 
