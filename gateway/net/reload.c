@@ -173,6 +173,12 @@ static bool same_listener(const sl_cfg_listener_t *x, const sl_cfg_listener_t *y
     return false;
 }
 
+static size_t workers_of(const sl_config_t *c)
+{
+    size_t n = c->workers ? c->workers : (size_t)uv_available_parallelism();
+    return SL_MIN(SL_MAX(n, (size_t)1), (size_t)SL_MAX_WORKERS);   /* as main.c starts them */
+}
+
 /*
  * What cannot change without a restart: each refusal names the key in the
  * new file and what it was at start (a bare "listeners and workers cannot
@@ -191,7 +197,8 @@ static bool same_fixed_parts(const sl_config_t *a, const sl_config_t *b, sl_diag
     }
     for (size_t i = 0; i < a->n_listeners && i < b->n_listeners; i++)
         same = same_listener(&a->listeners[i], &b->listeners[i], i, b, d) && same;
-    if (a->workers != b->workers) {
+    /* By the threads they make: "auto" and its count are the same workers. */
+    if (workers_of(a) != workers_of(b)) {
         snprintf(was, sizeof was, a->workers ? "%u" : "auto", a->workers);
         snprintf(now, sizeof now, b->workers ? "%u" : "auto", b->workers);
         fixed_refusal(d, b, b->workers_pos, "workers", was, now);

@@ -8,6 +8,7 @@ wait is bounded.
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -494,6 +495,26 @@ def test_reloads_in_a_loop_under_traffic_a_deploy_and_a_full_queue_leave_nothing
 
 
 # ---- config errors -------------------------------------------------------------------------
+
+def test_a_reload_from_a_worker_count_to_auto_making_as_many_is_applied():
+    """workers: auto makes one per core: the same threads as the number of
+    cores written out, so a reload between the two changes nothing and is
+    applied (it was refused as a change of workers)."""
+    cores = min(len(os.sched_getaffinity(0)), 256)
+    s = start(extra="")
+    try:
+        text = s.text.replace("workers: 1", "workers: %d" % cores)
+        s.stop()
+        s = Sluice(text, s.port)
+        s.admin_port = int(re.search(r"admin: \{ address: 127.0.0.1:(\d+)", text).group(1))
+        wait_port("127.0.0.1", s.admin_port, s.proc)
+        with open(s.cfg.name, "w") as f:
+            f.write(text.replace("workers: %d" % cores, "workers: auto"))
+        status, body = call(s.admin_port, "POST", "/api/v1/reload")
+        assert status == 200, body
+    finally:
+        stop_all(s)
+
 
 def test_a_reload_refused_for_a_fixed_part_names_its_place_and_both_values(tmp_path):
     s = start()
