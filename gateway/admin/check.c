@@ -12,16 +12,14 @@
  * written once and the two cannot disagree.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "admin.h"
+#include "../net/files.h"
 
 static bool is_loopback(const struct sockaddr_storage *ss)
 {
@@ -53,42 +51,6 @@ int sl__admin_address(const sl_cfg_admin_t *a, struct sockaddr_storage *ss, sock
         return SL_EINVAL;
     }
     return 0;
-}
-
-/*
- * The state file is written as "<path>.tmp" and renamed over <path>, so its
- * directory must exist and take new files; <path> itself must not be a
- * directory. Otherwise every change the API makes would be answered as kept
- * and be gone at the next restart.
- */
-static bool state_file_writable(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s is a directory (expected a file name)", path);
-        return false;
-    }
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if (stat(dir, &st) != 0) {
-        snprintf(err, errlen, "directory %.600s: %s (expected an existing, writable directory)", dir,
-                 strerror(errno));
-        return false;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%.600s is not a directory (expected an existing, writable directory)",
-                 dir);
-        return false;
-    }
-    if (access(dir, W_OK | X_OK) != 0) {
-        snprintf(err, errlen, "directory %.600s is not writable: %s", dir, strerror(errno));
-        return false;
-    }
-    return true;
 }
 
 /*
@@ -158,7 +120,10 @@ int sl_admin_check(const sl_config_t *cfg, sl_diag_t *diag)
         }
         OPENSSL_cleanse(tok, sizeof tok);
     }
-    if (a->state_file != NULL && !state_file_writable(a->state_file, err, sizeof err)) {
+    /* Written as "<path>.tmp" and renamed over <path>: its directory must take
+       new files, or every change the API makes would be answered as kept and
+       be gone at the next restart. */
+    if (a->state_file != NULL && !sl_file_writable(a->state_file, false, err, sizeof err)) {
         problem(diag, cfg, a->state_file_pos, "state_file", err);
         ok = false;
     }

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,38 +12,15 @@
 
 #include "sluice/log.h"
 #include "accesslog.h"
+#include "files.h"
 
 int sl_access_log_check(const sl_config_t *cfg, sl_diag_t *diag)
 {
     const char *path = cfg->access_log.path;
     if (!cfg->access_log.enabled || path == NULL || path[0] == '\0')
         return 0;
-    char why[700] = "";
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            snprintf(why, sizeof why, "%.500s is a directory (expected a file name)", path);
-        else if (access(path, W_OK) != 0)
-            snprintf(why, sizeof why, "%.500s is not writable: %s", path, strerror(errno));
-    } else if (errno != ENOENT) {
-        snprintf(why, sizeof why, "%.500s: %s", path, strerror(errno));
-    } else {
-        const char *slash = strrchr(path, '/');
-        char dir[600];
-        if (slash == NULL)
-            snprintf(dir, sizeof dir, ".");
-        else
-            snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-        if (stat(dir, &st) != 0)
-            snprintf(why, sizeof why, "directory %.500s: %s (expected an existing, writable "
-                     "directory to create the file in)", dir, strerror(errno));
-        else if (!S_ISDIR(st.st_mode))
-            snprintf(why, sizeof why, "%.500s is not a directory (expected an existing, writable "
-                     "directory to create the file in)", dir);
-        else if (access(dir, W_OK | X_OK) != 0)
-            snprintf(why, sizeof why, "directory %.500s is not writable: %s", dir, strerror(errno));
-    }
-    if (why[0] == '\0')
+    char why[700];
+    if (sl_file_writable(path, true, why, sizeof why))
         return 0;
     sl_cfg_pos_t p = sl_config_where(cfg, &cfg->access_log.path, cfg->access_log.pos);
     char line[1024];

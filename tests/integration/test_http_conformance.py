@@ -198,6 +198,17 @@ def connect(g):
     return c, H.HttpReader(c, timeout=5)
 
 
+def get(g, target):
+    """A GET of target on a new connection: the answer's status and Connection."""
+    c, reader = connect(g)
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target)
+        r = reader.read()
+        return r.status, r.header("connection")
+    finally:
+        c.close()
+
+
 # ---- HTTP/1.0 clients ----
 
 def test_a_backend_connection_is_not_reused_after_an_http10_request(gw):
@@ -502,13 +513,7 @@ def test_a_fragment_in_the_request_target_is_refused(gw, target):
     never sends one. llhttp took it into the URL: the gateway routed by one
     reading of the target and the backend, dropping the fragment, served
     another (HAProxy's CVE-2023-45539)."""
-    c, reader = connect(gw)
-    try:
-        c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target)
-        r = reader.read()
-        assert (r.status, r.header("connection")) == (400, "close"), r
-    finally:
-        c.close()
+    assert get(gw, target) == (400, "close")
     assert not [h for _, h in gw.backend.requests if b"#" in h.split(b"\r\n")[0]]
 
 
@@ -642,26 +647,14 @@ def test_a_backend_status_code_not_three_digits_from_100_to_599_is_a_502(gw, pat
     takes "099", "2" and "0200": a 99 went to the client as an interim
     answer, without its Content-Length, and the client read its body as the
     start of the next response on the connection."""
-    c, reader = connect(gw)
-    try:
-        c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
-        r = reader.read()
-        assert (r.status, r.header("connection")) == (502, "close"), r
-    finally:
-        c.close()
+    assert get(gw, path) == (502, "close")
 
 
 def test_a_backend_chunk_size_line_beyond_4_KiB_is_a_502(gw):
     """The same bound on a backend's response: read with the head, nothing
     has gone to the client yet, and the client gets a 502 instead of the
     line (the gateway sent the head, then streamed the 8 KiB line on)."""
-    c, reader = connect(gw)
-    try:
-        c.sendall(b"GET /ext-resp-at-once HTTP/1.1\r\nHost: a\r\n\r\n")
-        r = reader.read()
-        assert (r.status, r.header("connection")) == (502, "close"), r
-    finally:
-        c.close()
+    assert get(gw, b"/ext-resp-at-once") == (502, "close")
 
 
 def test_a_backend_chunk_size_line_beyond_4_KiB_cuts_the_response(gw):
