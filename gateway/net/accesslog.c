@@ -4,13 +4,17 @@
  * carry the same fields by name.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sluice/common.h"
 #include "sluice/log.h"
+#include "sluice/utf8.h"
 #include "accesslog.h"
 #include "files.h"
 
@@ -65,81 +69,143 @@ int sl_access_log_on(void)
     return log_fd >= 0;
 }
 
-/* Append s (n bytes) as a JSON string body or a text field. */
-static size_t put(char *out, size_t at, size_t cap, const char *s, size_t n, int json)
+/*
+ * A line is built in a fixed buffer, each string field cut to a budget of
+ * its own (a cut one ends in "..."), so every field has its place however
+ * long a request target or a name is. snprintf's return value is what it
+ * would have written: added as it was, a long target carried the position
+ * past the end, and the next field was written beyond the buffer.
+ */
+#define LINE_MAX_BYTES 4096
+#define FIELD_BUDGET 256          /* a client, service, pool, backend or method */
+#define TARGET_BUDGET 1536
+
+typedef struct {
+    char buf[LINE_MAX_BYTES];
+    size_t at;
+} line_t;
+
+static const size_t line_cap = LINE_MAX_BYTES - 2;   /* room for "}" and "\n" */
+
+static void addf(line_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void addf(line_t *l, const char *fmt, ...)
+{
+    if (l->at >= line_cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(l->buf + l->at, line_cap - l->at, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        l->at += SL_MIN((size_t)k, line_cap - l->at - 1);
+}
+
+/* A valid UTF-8 character's length at s (n bytes left), or 0. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    for (size_t k = 1; k <= 4 && k <= n; k++) {
+        uint32_t st = sl_utf8_feed(SL_UTF8_ACCEPT, s, k);
+        if (st == SL_UTF8_ACCEPT)
+            return k;
+        if (st == SL_UTF8_REJECT)
+            return 0;
+    }
+    return 0;
+}
+
+/*
+ * s (n bytes) as a JSON string's body or a text field, at most `budget`
+ * bytes. Control bytes, and in text the space, are escaped; bytes that are
+ * not UTF-8 are written %XX (JSON text is UTF-8, RFC 8259 8.1: a log
+ * shipper refused the line), as a target's own escapes are.
+ */
+static void put(line_t *l, const char *s, size_t n, int json, size_t budget)
 {
     if (s == NULL || n == 0) {
-        if (!json && at + 1 < cap)
-            out[at++] = '-';
-        return at;
+        if (!json)
+            addf(l, "-");
+        return;
     }
-    for (size_t i = 0; i < n && at + 7 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
+    size_t end = SL_MIN(l->at + budget, line_cap) - 3;   /* room for "..." */
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n && l->at + 6 <= end) {
+        unsigned char c = u[i];
+        size_t k = c < 0x80 ? 1 : utf8_char(u + i, n - i);
         if (json && (c == '"' || c == '\\')) {
-            out[at++] = '\\';
-            out[at++] = (char)c;
+            l->buf[l->at++] = '\\';
+            l->buf[l->at++] = (char)c;
         } else if (c < 0x20 || c == 0x7f || (!json && c == ' ')) {
-            at += (size_t)snprintf(out + at, cap - at, json ? "\\u%04x" : "%%%02X", c);
+            addf(l, json ? "\\u%04x" : "%%%02X", c);
+        } else if (k == 0) {
+            addf(l, "%%%02X", c);
         } else {
-            out[at++] = (char)c;
+            if (l->at + k > end)
+                break;
+            memcpy(l->buf + l->at, u + i, k);
+            l->at += k;
+            i += k;
+            continue;
         }
+        i++;
     }
-    return at;
+    if (i < n)
+        addf(l, "...");
 }
 
-static size_t field(char *out, size_t at, size_t cap, const char *name, const char *v,
-                    size_t n)
+static void field(line_t *l, const char *name, const char *v, size_t n, size_t budget)
 {
     if (log_json) {
-        at += (size_t)snprintf(out + at, cap - at, "%s\"%s\":\"", at > 1 ? "," : "", name);
-        at = put(out, at, cap, v, n, 1);
-        if (at < cap)
-            out[at++] = '"';
+        addf(l, "%s\"%s\":\"", l->at > 1 ? "," : "", name);
+        put(l, v, n, 1, budget);
+        addf(l, "\"");
     } else {
-        if (at > 0 && at < cap)
-            out[at++] = ' ';
-        at = put(out, at, cap, v, n, 0);
+        if (l->at > 0)
+            addf(l, " ");
+        put(l, v, n, 0, budget);
     }
-    return at;
 }
 
-static size_t number(char *out, size_t at, size_t cap, const char *name, uint64_t v)
+static void number(line_t *l, const char *name, uint64_t v)
 {
     if (log_json)
-        return at + (size_t)snprintf(out + at, cap - at, ",\"%s\":%llu", name,
-                                     (unsigned long long)v);
-    return at + (size_t)snprintf(out + at, cap - at, " %llu", (unsigned long long)v);
+        addf(l, ",\"%s\":%llu", name, (unsigned long long)v);
+    else
+        addf(l, " %llu", (unsigned long long)v);
+}
+
+static size_t len_of(const char *s)
+{
+    return s ? strlen(s) : 0;
 }
 
 void sl_access_log(const sl_access_entry_t *e)
 {
     if (log_fd < 0)
         return;
-    char line[2048];
-    size_t cap = sizeof line - 2, at = 0;
+    line_t l = {.at = 0};
     char when[40];
     sl_log_timestamp(when);
     if (log_json)
-        line[at++] = '{';
-    at = field(line, at, cap, "time", when, strlen(when));
-    at = field(line, at, cap, "kind", e->kind, strlen(e->kind));
-    at = field(line, at, cap, "client", e->client, e->client ? strlen(e->client) : 0);
-    at = field(line, at, cap, "service", e->service, e->service ? strlen(e->service) : 0);
-    at = field(line, at, cap, "pool", e->pool, e->pool ? strlen(e->pool) : 0);
-    at = field(line, at, cap, "backend", e->backend, e->backend ? strlen(e->backend) : 0);
-    at = field(line, at, cap, "method", e->method, e->method ? strlen(e->method) : 0);
-    at = field(line, at, cap, "target", e->target, e->target_len);
-    at = number(line, at, cap, "status", (uint64_t)e->status);
-    at = number(line, at, cap, "close_code", (uint64_t)e->close_code);
-    at = number(line, at, cap, "queue_ms", e->queue_ms);
-    at = number(line, at, cap, "bytes_in", e->bytes_in);
-    at = number(line, at, cap, "bytes_out", e->bytes_out);
-    at = number(line, at, cap, "duration_ms", e->duration_ms);
-    if (at > cap)
-        at = cap;
+        l.buf[l.at++] = '{';
+    field(&l, "time", when, strlen(when), FIELD_BUDGET);
+    field(&l, "kind", e->kind, len_of(e->kind), FIELD_BUDGET);
+    field(&l, "client", e->client, len_of(e->client), FIELD_BUDGET);
+    field(&l, "service", e->service, len_of(e->service), FIELD_BUDGET);
+    field(&l, "pool", e->pool, len_of(e->pool), FIELD_BUDGET);
+    field(&l, "backend", e->backend, len_of(e->backend), FIELD_BUDGET);
+    field(&l, "method", e->method, len_of(e->method), FIELD_BUDGET);
+    field(&l, "target", e->target, e->target_len, TARGET_BUDGET);
+    number(&l, "status", (uint64_t)e->status);
+    number(&l, "close_code", (uint64_t)e->close_code);
+    number(&l, "queue_ms", e->queue_ms);
+    number(&l, "bytes_in", e->bytes_in);
+    number(&l, "bytes_out", e->bytes_out);
+    number(&l, "duration_ms", e->duration_ms);
     if (log_json)
-        line[at++] = '}';
-    line[at++] = '\n';
-    ssize_t w = write(log_fd, line, at);
+        l.buf[l.at++] = '}';
+    l.buf[l.at++] = '\n';
+    ssize_t w = write(log_fd, l.buf, l.at);
     (void)w;
 }

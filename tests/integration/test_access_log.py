@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.request
 
+import pytest
 import websockets
 
 from harness import Backend, HttpReader, Sluice, config, free_port, stop_all
@@ -128,5 +129,66 @@ def test_the_next_request_on_a_kept_alive_connection_is_not_logged_as_the_last(t
             ("GET", "/first", 200), ("CONNECT", "a.example:443", 405)], lines
         for l in (lines[1], lines[3]):
             assert l["duration_ms"] < 500, l   # the refused request's own, not the pause before it
+    finally:
+        stop_all(s, backend)
+
+
+def logged_lines(log, n, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = log.read_bytes().splitlines() if log.exists() else []
+        if len(lines) >= n:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError("%d lines logged, %d expected" % (len(lines), n))
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_long_target_is_cut_in_its_line_and_the_gateway_goes_on(tmp_path, fmt):
+    """A target of 4 KiB (the request line may hold 8): the line builder
+    added snprintf's would-be lengths, ran past its 2 KiB buffer, and wrote
+    beyond it (a crash, on the gateway's own 404 as on a proxied 200). The
+    target is cut ("..."), the fields after it are there."""
+    backend = Backend("blue")
+    port = free_port()
+    log = tmp_path / "access.log"
+    s = Sluice(config(port, {"blue": [backend.addr]},
+                      extra="access_log: { path: %s, format: %s }" % (log, fmt)), port)
+    try:
+        target = "/" + "t" * 4096
+        for path in (target, "/after"):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(("GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path).encode())
+            assert HttpReader(c).read().status == 200
+            c.close()
+        long_line, after = logged_lines(log, 2)
+        assert len(long_line) < 4096
+        if fmt == "json":
+            entry = json.loads(long_line)
+            assert entry["target"].startswith("/ttt") and entry["target"].endswith("...")
+            assert entry["status"] == 200 and entry["duration_ms"] >= 0
+            assert json.loads(after)["target"] == "/after"
+        else:
+            fields = long_line.decode().split(" ")
+            assert fields[7].startswith("/ttt") and fields[7].endswith("...") and fields[8] == "200"
+            assert after.decode().split(" ")[7] == "/after"
+        assert s.alive()
+    finally:
+        stop_all(s, backend)
+
+
+def test_a_json_line_is_utf_8_whatever_bytes_the_target_held(tmp_path):
+    """RFC 8259 8.1: JSON text is UTF-8. A target with bytes that are not
+    (Latin-1 "é", 0xff) went into the line raw, and a log shipper refused
+    it; they are written %XX now, and UTF-8 passes as it is."""
+    log, backend, s = json_logging_gateway(tmp_path)
+    try:
+        for path in (b"/caf\xe9\xff", "/café".encode()):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path)
+            HttpReader(c).read()
+            c.close()
+        first, second = [json.loads(l.decode("utf-8")) for l in logged_lines(log, 2)]
+        assert first["target"] == "/caf%E9%FF" and second["target"] == "/café"
     finally:
         stop_all(s, backend)
