@@ -942,7 +942,13 @@ static void session_free(sl_session_t *s)
     }
     sl_gauge_dec(&w->counters, SL_CTR_CONN_OPEN);
     atomic_fetch_sub(&w->gw->clients, 1);
-    if (s->ws_key_len)
+    /* A request that got no answer (its client gave up waiting in the
+       admission queue, or left before a backend answered) is logged 499,
+       nginx's "client closed request": such a line was missing, in a storm
+       the lines an operator most wants. */
+    if (s->log_status == 0 && s->log_target != NULL && !s->logged)
+        s->log_status = 499;
+    if (s->ws_key_len || s->log_status == 499)
         sl_session_log(s);
     free(s->log_target);
     if (s->tlsc)
@@ -1001,6 +1007,7 @@ void sl_session_admit_or_go(sl_session_t *s)
     inet_pton(m->family, s->client_ip, m->addr);
     s->admit_id = m->id;
     s->admit_pending = true;
+    s->admit_waited = sl_now(s);   /* when it asked, until the answer (sl_session_admit_result) */
     s->pending_closes++;   /* the answer will come, and finds this memory */
     s->state = SL_SS_ADMISSION;
     /* Keep reading: a client that gives up while queued leaves the queue at
@@ -1032,13 +1039,15 @@ static void reject_ws_1013(sl_session_t *s, sl_msec_t retry_after_ms)
 void sl_session_admit_result(sl_session_t *s, const sl_wmsg_t *m)
 {
     s->admit_pending = false;
+    /* While pending, admit_waited held when the session asked; a cancelled
+       wait (its client gave up) is answered without the queue's count. */
+    s->admit_waited = m->waited_ms > 0 ? m->waited_ms : sl_now(s) - s->admit_waited;
     if (--s->pending_closes == 0) {
         session_free(s);
         return;
     }
     if (s->state != SL_SS_ADMISSION)
         return;   /* closing: the close callbacks free it */
-    s->admit_waited = m->waited_ms;
     if (m->admit_status == SL_ADM_ADMITTED) {
         sl_count(&s->w->counters, SL_CTR_ADMISSION_ADMITTED, 1);
         if (m->pool >= 0)

@@ -113,7 +113,7 @@ struct sl_session {
     long hash_pool;                  /* the pool whose hash_by made hash_key; -1: none */
     uint64_t admit_id;
     bool admit_pending;              /* an answer is on its way: keep the memory */
-    sl_msec_t admit_waited;
+    sl_msec_t admit_waited;          /* ms waited for admission (while pending: when it asked) */
 
     /* HTTP exchange. */
     char *fwd;                       /* the rewritten request head, until sent */

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import websockets
 
+import harness as H
 from harness import Backend, HttpReader, Sluice, config, free_port, stop_all
 
 
@@ -191,4 +192,32 @@ def test_a_json_line_is_utf_8_whatever_bytes_the_target_held(tmp_path):
         first, second = [json.loads(l.decode("utf-8")) for l in logged_lines(log, 2)]
         assert first["target"] == "/caf%E9%FF" and second["target"] == "/café"
     finally:
+        stop_all(s, backend)
+
+
+def test_a_client_that_gives_up_in_the_admission_queue_is_logged_499(tmp_path):
+    """An upgrade waiting in the queue whose client hangs up got no line at
+    all (the session ended with no status). It is logged 499, with its wait."""
+    backend = Backend("blue")
+    port = free_port()
+    log = tmp_path / "access.log"
+    s = Sluice(config(port, {"blue": [backend.addr]}, service_extra="""admission:
+  rate: 1/m
+  burst: 1
+  slow_start: 0
+  queue: { length: 10, max_wait: 30s, per_client: 0 }""",
+                      extra="access_log: { path: %s, format: json }" % log), port)
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        first.sendall(H.upgrade_request(path="/first"))
+        assert H.recv_until(first, b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
+        waiting.sendall(H.upgrade_request(path="/gave-up"))
+        time.sleep(0.5)
+        waiting.close()
+        entry = json.loads(logged_lines(log, 1)[0])
+        assert (entry["kind"], entry["target"], entry["status"]) == ("ws", "/gave-up", 499), entry
+        assert 300 <= entry["queue_ms"] < 5000, entry
+    finally:
+        first.close()
         stop_all(s, backend)
