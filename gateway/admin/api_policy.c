@@ -663,7 +663,7 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
     } df[] = {
         {"deploy_in_progress", "gauge", "1 while a cutover of the service runs"},
         {"deploy_drained_total", "counter",
-         "Connections asked to drain by the current or last cutover"},
+         "Connections asked to drain by the service's cutovers since start"},
         {"deploy_remaining", "gauge", "Connections left on the old pool"},
         {"deploy_weight_to", "gauge", "Share of new connections going to the new pool"},
     };
@@ -678,7 +678,7 @@ void sl__admin_policy_metrics(sl_gateway_t *gw, sl_buf_t *b)
             if (k == 0)
                 sl_buf_printf(b, "} %d\n", d.in_progress);
             else if (k == 1)
-                sl_buf_printf(b, "} %llu\n", (unsigned long long)d.progress.drained);
+                sl_buf_printf(b, "} %llu\n", (unsigned long long)d.drained_total);
             else if (k == 2)
                 sl_buf_printf(b, "} %llu\n", (unsigned long long)d.progress.remaining);
             else

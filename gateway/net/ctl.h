@@ -45,6 +45,8 @@ typedef struct sl_ctl_service {
     char reason[SL_WS_MAX_CLOSE_REASON + 1];   /* whole: a cut one may end mid-character */
     uint64_t drained_base;           /* the old pool's cutover drains when the cutover began */
     uint64_t drained;                /* its connections told to close since (each step) */
+    uint64_t drained_earlier;        /* by the service's cutovers before this one (the
+                                        counter /metrics shows goes on across them) */
     bool drain_open;                 /* drain credit is being posted (DRAIN, not paused) */
     bool deploy_dropped;             /* the last deploy's pools left with a reload (status: 404) */
     size_t drain_rotor;              /* which worker gets the odd drain first */
@@ -68,6 +70,7 @@ typedef struct sl_deploy_status {
     uint16_t close_code;
     const char *reason;
     sl_cutover_progress_t progress;
+    uint64_t drained_total;          /* by every cutover of the service since start */
 } sl_deploy_status_t;
 
 /* One queued admission request. */

@@ -239,6 +239,7 @@ int sl_ctl_deploy_start(sl_ctl_t *ctl, size_t svc, const sl_deploy_params_t *p, 
     cs->deploying = true;
     cs->drained_base =
         sl_ws_drain_count(atomic_load(&sl_runtime_ws(ctl->rt, (long)svc, from)->cutover_drains));
+    cs->drained_earlier += cs->drained;
     cs->drained = 0;
     cs->drain_open = false;
     cs->deploy_dropped = false;
@@ -318,6 +319,7 @@ int sl_ctl_deploy_status(sl_ctl_t *ctl, size_t svc, sl_deploy_status_t *out)
         return SL_ENOENT;
     sl_cutover_progress(&cs->cut, uv_now(ctl->gw->loop), &out->progress);
     out->progress.drained = cs->drained;
+    out->drained_total = cs->drained_earlier + cs->drained;
     out->from = ctl->rt->cfg->pools[cs->cut.from].name;
     out->to = ctl->rt->cfg->pools[cs->cut.to].name;
     out->active = ctl->rt->cfg->pools[cs->active].name;

@@ -313,6 +313,7 @@ void sl_ctl_carry_over(sl_ctl_t *ctl, sl_ctl_t *old)
         }
         /* A deploy in progress goes on; a finished or aborted one stays readable. */
         ctl->services[i].deploy_dropped = ocs->deploy_dropped;
+        ctl->services[i].drained_earlier = ocs->drained_earlier;
         if (ocs->cut.phase != SL_CUTOVER_IDLE) {
             long from = service_pool(ctl, i, ocfg->pools[ocs->cut.from].name);
             long to = service_pool(ctl, i, ocfg->pools[ocs->cut.to].name);

@@ -8,6 +8,7 @@ handshake may fail; every message a client sent before its close frame must
 reach a backend; every client must end on green.
 """
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -313,3 +314,29 @@ def test_a_cutover_after_a_reload_drains_the_connections_opened_before_it(tmp_pa
         asyncio.run(asyncio.wait_for(scenario(), 30))
     finally:
         stop_all(s, blue, green)
+
+
+def test_the_drained_counter_goes_on_across_deploys(tmp_path):
+    """sluice_deploy_drained_total is a counter: it went back to 0 when the
+    next deploy started. It counts every cutover's drains since start; the
+    deploy's status keeps its own count."""
+    blue, green, sluice, admin = start_gateway(tmp_path)
+    try:
+        async def scenario():
+            conns = [await websockets.connect(sluice.url, compression=None) for _ in range(3)]
+            assert {await asyncio.wait_for(c.recv(), 5) for c in conns} == {"hello blue"}
+            assert admin.call("POST", "/api/v1/services/app/deploys",
+                              {"to": "green", "ramp": "0s"})[0] == 201
+            for c in conns:   # each is told to close: answer it
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await asyncio.wait_for(c.recv(), 10)
+            assert wait_until(lambda: admin.call("GET", "/api/v1/services/app/deploys/current")
+                              [1]["phase"] == "done", 10)
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+        assert admin.metric("sluice_deploy_drained_total", service="app") == 3
+        status, body = admin.call("POST", "/api/v1/services/app/deploys", {"to": "blue",
+                                                                           "ramp": "1h"})
+        assert status == 201 and body["drained"] == 0, body
+        assert admin.metric("sluice_deploy_drained_total", service="app") == 3
+    finally:
+        stop_all(sluice, blue, green)
