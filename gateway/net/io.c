@@ -358,6 +358,14 @@ static void write_cb(uv_write_t *req, int status)
         sl_session_close(s);   /* a client that cannot take writes is gone */
         return;
     }
+    /* Queued bytes went out: the peer is reading. Idle means no bytes either
+       way, and a slow reader of a long answer (the other side paused for
+       backpressure, so nothing is read) was cut as idle while it read. */
+    if (status >= 0) {
+        s->last_rx = sl_now(s);
+        if (to_client)
+            s->last_client_tx = s->last_rx;
+    }
     /* A backend that cannot take writes (it reset, or closed and its FIN
        came back as EPIPE) is not let go here: what it sent before, an early
        answer say, is still in the socket ahead of its end, and the read side

@@ -20,6 +20,7 @@
 #include "sluice/wshandshake.h"
 #include "accesslog.h"
 #include "session.h"
+#include "tcpinfo.h"
 #include "tls.h"
 
 /* How long a finished connection keeps reading what the client still sends,
@@ -644,6 +645,30 @@ void sl_session_backend_failed(sl_session_t *s, int status)
 }
 
 /*
+ * Is the client reading a backlog? Asked when a deadline for its silence
+ * comes (idle, the pong's wait): bytes wait for it, in its write queue or
+ * its socket, and it acknowledged some since the last time asked. A slow
+ * reader of a long answer completes no write for long (the kernel wakes a
+ * writer only when a third of the socket's buffer is free), and a ping sits
+ * behind the backlog: such a client was closed as gone while it read. With
+ * nothing waiting it is simply quiet. The first time asked there is nothing
+ * to compare with, so a client that stopped reading its backlog is closed at
+ * the second deadline, not the first.
+ */
+bool sl_session_client_reading(sl_session_t *s)
+{
+    uv_os_fd_t fd;
+    uint64_t acked, waiting;
+    if (uv_fileno((const uv_handle_t *)&s->client, &fd) != 0 ||
+        !sl_tcp_send_progress(fd, &acked, &waiting))
+        return false;
+    bool moved = (waiting > 0 || sl_queued(s, true) > 0) &&
+                 (uint32_t)acked != s->client_acked_seen;
+    s->client_acked_seen = (uint32_t)acked;
+    return moved;
+}
+
+/*
  * A kept-alive connection's deadline between requests. Its keepalive clock
  * starts once the last answer has all gone to the client: until then the
  * connection is not idle (the clock started when the backend's response
@@ -830,6 +855,12 @@ static void on_timer(uv_timer_t *t)
     }
     if (s->state == SL_SS_WS_RELAY) {
         sl_ws_on_timer(s, now);
+        return;
+    }
+    if (s->state == SL_SS_HTTP && s->rt->cfg->timeouts.idle &&
+        now >= s->last_rx + s->rt->cfg->timeouts.idle && sl_session_client_reading(s)) {
+        s->last_rx = now;   /* a slow reader of the answer: it moves */
+        sl_session_arm_timer(s);
         return;
     }
     if (s->state == SL_SS_HTTP && s->rt->cfg->timeouts.idle &&

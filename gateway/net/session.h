@@ -133,6 +133,9 @@ struct sl_session {
     sl_msec_t last_rx;               /* either side */
     sl_msec_t ping_sent_at;          /* 0: no ping outstanding */
     sl_msec_t client_unpaused_at;    /* when backpressure on the client's reads last ended */
+    sl_msec_t last_client_tx;        /* when a write queued for the client last went out */
+    uint32_t client_acked_seen;      /* the client's acknowledged bytes (low 32 bits) when
+                                        last asked (sl_session_client_reading) */
     sl_msec_t drain_deadline;        /* 0: not draining */
     sl_msec_t head_deadline;
     sl_msec_t linger_deadline;
@@ -290,6 +293,8 @@ void sl_session_backend_eof(sl_session_t *s, int status);
 void sl_session_write_done(sl_session_t *s, bool to_client);
 /* Between requests: the keepalive timeout once the last answer has all gone, else idle. */
 sl_msec_t sl_session_keepalive_deadline(sl_session_t *s);
+/* At a silence deadline: the client took some of what waits for it since last asked. */
+bool sl_session_client_reading(sl_session_t *s);
 void sl_ws_backend_ready(sl_session_t *s);
 /* Undo sl_ws_backend_ready: the connect it went out on failed; back to CONNECTING. */
 void sl_ws_backend_unready(sl_session_t *s);

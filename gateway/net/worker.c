@@ -112,10 +112,15 @@ static void stop_accepting(sl_worker_t *w)
             continue;
         }
         size_t before = w->n_sessions;
-        if (s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER)
+        s->keep_alive = false;
+        /* Between requests with nothing queued: closed. An answer still
+           queued for a slow reader goes out first, then the FIN (the
+           shutdown's timeout bounds it): it was cut short. */
+        if ((s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER) &&
+            sl_queued(s, true) > 0)
+            sl_session_finish(s);
+        else if (s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER)
             sl_session_close(s);
-        else
-            s->keep_alive = false;
         if (w->n_sessions == before)
             i++;
     }

@@ -766,9 +766,14 @@ static sl_msec_t ping_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
     return SL_MAX(s->last_client_rx, s->client_unpaused_at) + t->ping_interval;
 }
 
+/* A ping queued behind a backlog reaches the client only after it: while
+   the client takes what was queued (a write to it completes) it is alive,
+   and the pong's wait counts from the last such write (it closed a client
+   that answered the ping as soon as it reached it). */
 static sl_msec_t pong_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
 {
-    return SL_MAX(s->ping_sent_at, s->client_unpaused_at) + t->ping_timeout;
+    return SL_MAX(SL_MAX(s->ping_sent_at, s->client_unpaused_at), s->last_client_tx) +
+           t->ping_timeout;
 }
 
 /*
@@ -793,6 +798,13 @@ sl_msec_t sl_ws_next_deadline(const sl_session_t *s)
     return next;
 }
 
+static bool client_reading_once(sl_session_t *s, int *cache)
+{
+    if (*cache < 0)
+        *cache = sl_session_client_reading(s);
+    return *cache > 0;
+}
+
 void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
 {
     const sl_cfg_timeouts_t *t = &s->rt->cfg->timeouts;
@@ -810,14 +822,19 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
         }
         return;
     }
-    if (t->idle && now >= s->last_rx + t->idle) {
+    int reading = -1;   /* asked once a turn: each asking compares with the last */
+    if (t->idle && now >= s->last_rx + t->idle && client_reading_once(s, &reading)) {
+        s->last_rx = now;   /* a slow reader of a backlog: it moves */
+    } else if (t->idle && now >= s->last_rx + t->idle) {
         sl_count(&s->w->counters, SL_CTR_IDLE_TIMEOUTS, 1);
         ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "idle timeout", SL_WS_CLOSE_GOING_AWAY,
                  "idle timeout");
         return;
     }
     if (ping_clock_runs(s, t)) {
-        if (s->ping_sent_at && now >= pong_due(s, t)) {
+        if (s->ping_sent_at && now >= pong_due(s, t) && client_reading_once(s, &reading)) {
+            s->last_client_tx = now;   /* the ping is still behind what it reads */
+        } else if (s->ping_sent_at && now >= pong_due(s, t)) {
             sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
             ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,
                      "client gone");

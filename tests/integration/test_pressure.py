@@ -9,6 +9,7 @@ the next descriptor the gateway needs is the one a test frees.
 """
 import os
 import resource
+import signal
 import socket
 import struct
 import subprocess
@@ -439,6 +440,87 @@ def test_a_slow_reader_gets_the_whole_answer_before_the_keepalive_clock_starts()
         c.settimeout(5)
         assert c.recv(1) == b"", "the idle kept-alive connection was not closed"
         assert 0.7 < time.monotonic() - t0 < 3
+        c.close()
+    finally:
+        H.stop_all(gw, backend)
+
+
+class EndlessBody(H.ThreadBackend):
+    """Answers with a 256 MiB body, written as fast as it is taken."""
+
+    def handle(self, conn):
+        H.recv_until(conn, b"\r\n\r\n")
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (256 << 20))
+            chunk = b"b" * 65536
+            for _ in range(4096):
+                conn.sendall(chunk)
+        except OSError:
+            pass
+
+
+def read_steadily(sock, rate, seconds):
+    """Read about `rate` bytes a second for `seconds`: the bytes read, and
+    whether the connection ended."""
+    got, t0 = 0, time.monotonic()
+    sock.settimeout(0.1)
+    while time.monotonic() - t0 < seconds:
+        try:
+            d = sock.recv(rate // 10)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not d:
+            return got, True
+        got += len(d)
+        time.sleep(0.1)
+    return got, False
+
+
+def test_a_client_reading_a_long_answer_slowly_is_not_idle():
+    """idle is "no bytes either way". A client reading a long body at
+    48 KiB/s: the backend is not read while its queue drains (backpressure),
+    and the kernel wakes a writer only when a third of the socket buffer is
+    free, so nothing moved as sluice counted it, and the exchange was cut
+    at the idle timeout (1 s here) while the client read."""
+    backend = EndlessBody()
+    port, admin = H.free_port(), H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                           extra="timeouts: { idle: 1s }\nadmin: { address: 127.0.0.1:%d }"
+                                 % admin), port)
+    try:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        c.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        got, ended = read_steadily(c, 48 * 1024, 4)
+        assert not ended and got > 100000, got
+        assert H.metric(H.scrape(admin), "sluice_idle_timeouts_total") == 0
+        c.close()
+    finally:
+        H.stop_all(gw, backend)
+
+
+def test_sigterm_lets_a_slow_reader_take_the_rest_of_its_answer():
+    """An exchange has ended but its answer is still queued for a slow
+    reader when SIGTERM comes: the connection was closed with the rest of
+    the answer queued (the client got a third of an 8 MiB body, then the
+    end). It goes out first, then the FIN."""
+    backend = BigAnswerBackend()
+    port = H.free_port()
+    gw = H.Sluice(H.config(port, {"blue": [backend.addr]},
+                           extra="limits: { write_high_water: 16MiB, write_low_water: 1MiB }"),
+                  port)
+    try:
+        c = H.raw_connect(port, timeout=10)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(1.0)   # the answer is all read from the backend, most of it queued
+        gw.proc.send_signal(signal.SIGTERM)
+        r = H.HttpReader(c, timeout=20).read()
+        assert (r.status, len(r.body)) == (200, BigAnswerBackend.BODY)
+        assert gw.proc.wait(timeout=20) == 0
         c.close()
     finally:
         H.stop_all(gw, backend)

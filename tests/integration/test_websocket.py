@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 
@@ -755,4 +756,56 @@ def test_idle_timeout_closes_idle_connection():
         assert ws.wait_eof(5)
         ws.close()
     finally:
+        g.stop()
+
+
+def test_a_client_reading_a_backlog_slowly_keeps_its_ping_time():
+    """The backend floods; the client reads 400 KB/s, answering each ping as
+    soon as it reaches it. A ping queued behind the backlog reaches the
+    client seconds later (about 8 s here), and the pong's wait counted from the queueing: the
+    client was closed as gone (ping timeout) while it read. The wait now
+    counts from the last bytes the client took."""
+    backend = H.Backend("blue", "--send", "64M")
+    admin = H.free_port()
+    g = Gateway(backend, extra="timeouts: { ping_interval: 1s, ping_timeout: 2s, idle: 60s }\n"
+                               "admin: { address: 127.0.0.1:%d }" % admin)
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", g.port))
+        sock.sendall(H.upgrade_request())
+        head, buf = H.recv_until(sock, b"\r\n\r\n").split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        pongs, ended, t0 = 0, False, time.monotonic()
+        sock.settimeout(0.1)
+        while time.monotonic() - t0 < 12 and not ended:
+            n = 0
+            try:
+                while n < 40000 and not ended:   # 400 KB/s, a tenth at a time
+                    d = sock.recv(40000 - n)
+                    ended = d == b""
+                    buf += d
+                    n += len(d)
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                ended = True
+            while len(buf) >= 10:   # whole frames, server frames unmasked
+                n, at = buf[1] & 0x7F, 2
+                if n == 126:
+                    n, at = struct.unpack("!H", buf[2:4])[0], 4
+                elif n == 127:
+                    n, at = struct.unpack("!Q", buf[2:10])[0], 10
+                if len(buf) < at + n:
+                    break
+                if buf[0] & 0x0F == 9:
+                    sock.sendall(H.ws_frame(10, buf[at:at + n]))
+                    pongs += 1
+                assert buf[0] & 0x0F != 8, "closed: %r" % buf[at:at + n]
+                buf = buf[at + n:]
+            time.sleep(0.1)
+        assert not ended and pongs >= 1, (ended, pongs)
+        assert H.metric(H.scrape(admin), "sluice_ws_ping_timeouts_total") == 0
+    finally:
+        sock.close()
         g.stop()
