@@ -43,8 +43,10 @@ class Gateway:
 
     def stop(self):
         alive = self.sluice.alive()
-        rc = self.sluice.stop()
-        self.backend.stop()
+        try:
+            rc = self.sluice.stop()
+        finally:
+            self.backend.stop()   # even when sluice did not stop in time
         assert alive, "sluice died during the test:\n" + self.sluice.output()[-3000:]
         assert rc == 0, "sluice exited %s:\n%s" % (rc, self.sluice.output()[-3000:])
 
