@@ -289,7 +289,7 @@ void sl_client_resume(sl_session_t *s, uint8_t why)
     update_client_reading(s);
     if (backpressure_ends && s->state == SL_SS_WS_RELAY) {
         /* The ping clock, stopped while the client could not be heard, runs again. */
-        s->client_unpaused_at = sl_now(s);
+        s->client_alive_at = sl_now(s);
         sl_session_arm_timer(s);
     }
 }
@@ -364,7 +364,7 @@ static void write_cb(uv_write_t *req, int status)
     if (status >= 0) {
         s->last_rx = sl_now(s);
         if (to_client)
-            s->last_client_tx = s->last_rx;
+            s->client_alive_at = s->last_rx;
     }
     /* A backend that cannot take writes (it reset, or closed and its FIN
        came back as EPIPE) is not let go here: what it sent before, an early

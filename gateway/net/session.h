@@ -132,10 +132,9 @@ struct sl_session {
     sl_msec_t last_client_rx;
     sl_msec_t last_rx;               /* either side */
     sl_msec_t ping_sent_at;          /* 0: no ping outstanding */
-    sl_msec_t client_unpaused_at;    /* when backpressure on the client's reads last ended */
-    sl_msec_t last_client_tx;        /* when a write queued for the client last went out */
-    uint32_t client_acked_seen;      /* the client's acknowledged bytes (low 32 bits) when
-                                        last asked (sl_session_client_reading) */
+    sl_msec_t client_alive_at;       /* when the client last showed it is there without
+                                        sending: backpressure on its reads ended, or a write
+                                        queued for it went out (the ping clock counts from it) */
     sl_msec_t drain_deadline;        /* 0: not draining */
     sl_msec_t head_deadline;
     sl_msec_t linger_deadline;
@@ -162,6 +161,9 @@ struct sl_session {
     uint8_t log_method;              /* llhttp method of the request */
     char *log_target;                /* the request target, kept only when logging */
     int16_t log_backend;             /* index in the pool of s->rt; -1: none */
+    uint32_t client_acked_seen;      /* the client's acknowledged bytes (low 32 bits) when
+                                        last asked (sl_session_client_reading); here, in the
+                                        hole before the next 8-byte field */
     sl_msec_t exchange_started;
     sl_msec_t started;
 };

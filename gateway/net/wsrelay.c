@@ -763,7 +763,7 @@ static bool ping_clock_runs(const sl_session_t *s, const sl_cfg_timeouts_t *t)
 
 static sl_msec_t ping_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
 {
-    return SL_MAX(s->last_client_rx, s->client_unpaused_at) + t->ping_interval;
+    return SL_MAX(s->last_client_rx, s->client_alive_at) + t->ping_interval;
 }
 
 /* A ping queued behind a backlog reaches the client only after it: while
@@ -772,8 +772,7 @@ static sl_msec_t ping_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
    that answered the ping as soon as it reached it). */
 static sl_msec_t pong_due(const sl_session_t *s, const sl_cfg_timeouts_t *t)
 {
-    return SL_MAX(SL_MAX(s->ping_sent_at, s->client_unpaused_at), s->last_client_tx) +
-           t->ping_timeout;
+    return SL_MAX(s->ping_sent_at, s->client_alive_at) + t->ping_timeout;
 }
 
 /*
@@ -833,7 +832,7 @@ void sl_ws_on_timer(sl_session_t *s, sl_msec_t now)
     }
     if (ping_clock_runs(s, t)) {
         if (s->ping_sent_at && now >= pong_due(s, t) && client_reading_once(s, &reading)) {
-            s->last_client_tx = now;   /* the ping is still behind what it reads */
+            s->client_alive_at = now;   /* the ping is still behind what it reads */
         } else if (s->ping_sent_at && now >= pong_due(s, t)) {
             sl_count(&s->w->counters, SL_CTR_WS_PING_TIMEOUTS, 1);
             ws_abort(s, SL_WS_CLOSE_GOING_AWAY, "ping timeout", SL_WS_CLOSE_GOING_AWAY,
