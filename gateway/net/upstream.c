@@ -134,6 +134,15 @@ static size_t hash_key(sl_session_t *s, const uint8_t **key)
  * yet tried by this session. Sessions of an older runtime (before a reload)
  * pick in their own runtime with no balancer state: least connections.
  */
+/* Up, not drained through the API, with a weight: what a worker may pick
+   (the control thread's twin, on its health machines: sl_ctl_backend_takes_connections). */
+static bool takes_connections(const sl_backend_rt_t *b)
+{
+    return atomic_load_explicit(&b->state->up, memory_order_relaxed) &&
+           !atomic_load_explicit(&b->state->admin_drain, memory_order_relaxed) &&
+           b->cfg->weight > 0;
+}
+
 static long pick_backend(sl_session_t *s)
 {
     sl_pool_rt_t *pool = &s->rt->pools[s->pool];
@@ -145,9 +154,7 @@ static long pick_backend(sl_session_t *s)
     for (size_t i = 0; i < n; i++) {
         states[i].active = atomic_load_explicit(&pool->backends[i].state->active,
                                                 memory_order_relaxed);
-        states[i].up = atomic_load_explicit(&pool->backends[i].state->up, memory_order_relaxed) &&
-                       !atomic_load_explicit(&pool->backends[i].state->admin_drain,
-                                             memory_order_relaxed);
+        states[i].up = takes_connections(&pool->backends[i]);
     }
     for (size_t k = 0; k < s->tries && k < SL_ARRAY_SIZE(s->tried); k++)
         sl_bitmap_set(excluded, s->tried[k]);
@@ -168,18 +175,14 @@ static long pick_backend(sl_session_t *s)
     return i < 0 ? -1 : i;
 }
 
-/* Some backend of the pool could take a connection: up, not drained
-   through the API, with a weight (what the balancer picks from). None: the
-   pool is down, a 503 with Retry-After, not a 502 (no backend answered). */
+/* Some backend of the pool could take a connection. None: the pool is
+   down, a 503 with Retry-After, not a 502 (no backend answered). */
 static bool pool_has_up_backend(sl_session_t *s)
 {
     sl_pool_rt_t *pool = &s->rt->pools[s->pool];
-    for (size_t i = 0; i < pool->n_backends; i++) {
-        const sl_backend_rt_t *b = &pool->backends[i];
-        if (atomic_load(&b->state->up) && !atomic_load(&b->state->admin_drain) &&
-            b->cfg->weight > 0)
+    for (size_t i = 0; i < pool->n_backends; i++)
+        if (takes_connections(&pool->backends[i]))
             return true;
-    }
     return false;
 }
 

@@ -113,14 +113,15 @@ static void stop_accepting(sl_worker_t *w)
         }
         size_t before = w->n_sessions;
         s->keep_alive = false;
-        /* Between requests with nothing queued: closed. An answer still
-           queued for a slow reader goes out first, then the FIN (the
-           shutdown's timeout bounds it): it was cut short. */
-        if ((s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER) &&
-            sl_queued(s, true) > 0)
-            sl_session_finish(s);
-        else if (s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER)
-            sl_session_close(s);
+        /* Between requests: closed, but an answer still queued for a slow
+           reader goes out first, then the FIN (the shutdown's timeout bounds
+           it): it was cut short. */
+        if (s->state == SL_SS_HEAD || s->state == SL_SS_PROXY_HEADER) {
+            if (sl_queued(s, true) > 0)
+                sl_session_finish(s);
+            else
+                sl_session_close(s);
+        }
         if (w->n_sessions == before)
             i++;
     }
